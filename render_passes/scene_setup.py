@@ -1,0 +1,113 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Apply :class:`settings.Settings` to an opened scene (in memory only: the .blend is never saved)."""
+
+from __future__ import annotations
+
+import math
+
+import bpy
+
+from ..dataset.camera import CameraParams
+from ..settings import Settings
+from . import compat
+
+
+class SceneError(RuntimeError):
+    """The scene cannot be rendered as asked; the message names the fix."""
+
+
+def camera_params(scene, cam_obj) -> CameraParams:
+    """The pinhole-relevant parameters of ``cam_obj`` under ``scene``'s render settings."""
+    c, r = cam_obj.data, scene.render
+    return CameraParams(
+        lens=c.lens, sensor_width=c.sensor_width, sensor_height=c.sensor_height,
+        sensor_fit=c.sensor_fit, shift_x=c.shift_x, shift_y=c.shift_y,
+        resolution_x=r.resolution_x, resolution_y=r.resolution_y,
+        resolution_percentage=r.resolution_percentage, pixel_aspect_x=r.pixel_aspect_x,
+        pixel_aspect_y=r.pixel_aspect_y, type=c.type)
+
+
+def check_scene(scene, settings: Settings, blend_name: str) -> None:
+    """Fail early, with the fix, on what would give wrong or no output."""
+    if scene.camera is None:
+        raise SceneError(f"{blend_name}: scene '{scene.name}' has no active camera; set one in "
+                         "Scene Properties > Camera and save the file")
+    if scene.camera.type != "CAMERA":
+        raise SceneError(f"{blend_name}: the active camera '{scene.camera.name}' is not a camera "
+                         "object")
+    if scene.camera.data.type != "PERSP":
+        raise SceneError(f"{blend_name}: camera '{scene.camera.name}' is {scene.camera.data.type}; "
+                         "only perspective cameras have pinhole intrinsics: set its Type to "
+                         "Perspective")
+    if settings.flows and scene.render.use_motion_blur and not settings.disable_motion_blur:
+        raise SceneError(f"{blend_name}: motion blur is on and flows were requested, but Cycles "
+                         "writes an all-zero flow with motion blur; turn motion blur off in the "
+                         "file or pass --disable-motion-blur")
+
+
+def apply_render_settings(scene, settings: Settings) -> None:
+    """Resolution, Cycles sampling, frame format, persistent data. Device is separate."""
+    r = scene.render
+    r.engine = "CYCLES"
+    if settings.width and settings.height:
+        r.resolution_x, r.resolution_y = settings.width, settings.height
+        r.resolution_percentage = 100
+    if settings.flows and settings.disable_motion_blur:
+        r.use_motion_blur = False
+    cy = scene.cycles
+    cy.samples = settings.max_samples
+    cy.use_adaptive_sampling = settings.adaptive_threshold > 0
+    if settings.adaptive_threshold > 0:
+        cy.adaptive_threshold = settings.adaptive_threshold
+    cy.use_denoising = settings.use_denoising
+    if settings.threads:
+        r.threads_mode, r.threads = "FIXED", settings.threads
+    r.use_persistent_data = settings.use_persistent_data
+    r.use_file_extension = True
+    r.use_overwrite = True
+    r.use_placeholder = False
+    img = r.image_settings
+    if hasattr(img, "media_type"):  # 5.0
+        img.media_type = "IMAGE"
+    img.file_format = settings.file_format
+    img.color_mode = settings.color_mode
+    img.color_depth = str(settings.bit_depth)
+    if settings.file_format == "OPEN_EXR":
+        img.exr_codec = settings.exr_codec
+    if settings.file_format == "PNG":
+        img.compression = 15  # fast zlib level; PNG is lossless at every level
+
+
+def stretch_time(scene, multiplier: float) -> None:
+    """Scale every keyframe (all actions: objects, cameras, shape keys, materials, worlds, node
+    trees), the frame range and the frame rate by ``multiplier`` (keyframe f -> f*m).
+
+    Not stretched: NLA strip placement, drivers that read the frame number, simulation caches.
+    """
+    if multiplier == 1.0:
+        return
+    m = float(multiplier)
+    for action in bpy.data.actions:
+        for fc in compat.iter_fcurves(action):
+            for kp in fc.keyframe_points:
+                kp.co.x *= m
+                kp.handle_left.x *= m
+                kp.handle_right.x *= m
+            fc.update()
+    for s in bpy.data.scenes:
+        a, b = s.frame_start, s.frame_end
+        # Set the end first when growing so frame_start never exceeds frame_end in between.
+        s.frame_end = int(math.floor(b * m + 0.5))
+        s.frame_start = int(math.floor(a * m + 0.5))
+        fps = s.render.fps / s.render.fps_base * m
+        s.render.fps = max(1, int(math.ceil(fps - 1e-9)))
+        s.render.fps_base = s.render.fps / fps
+
+
+def frame_rate(scene) -> float:
+    """Frames per second of the scene (after stretching)."""
+    return scene.render.fps / scene.render.fps_base
+
+
+def scene_range(scene) -> tuple[int, int]:
+    return scene.frame_start, scene.frame_end

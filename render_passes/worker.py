@@ -1,0 +1,235 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The worker: runs inside a background Blender (or the ``bpy`` module), opens one ``.blend`` once
+and renders all of its sequences, frame by frame, reporting events (see :mod:`engine.events`).
+
+Started by the runner as::
+
+    blender -b --factory-startup -noaudio --python-expr "<bootstrap>" -- JOB.json
+    python -c "<bootstrap>" JOB.json            # bpy wheel
+
+A job file holds ``blend``, ``scene_name``, ``settings`` (a :class:`settings.Settings` dict),
+``sequences`` (``id``, ``out_dir``, ``frame_start``, ``frame_end`` inclusive), ``gpu_index``
+and ``frame_budget`` (stop after that many rendered frames so the runner can recycle the
+process; 0 = no limit).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import bpy
+
+from .. import __version__
+from ..dataset import camera as cam_model
+from ..dataset.transforms import build_transforms, write_json_atomic
+from ..engine.events import Emit, stdout_emitter
+from ..engine.journal import Journal
+from ..sampling import sequence_id
+from ..settings import Settings, SettingsError
+from . import compat, devices, scene_setup
+from .passes import PassRig
+
+EXTENSIONS = {"PNG": "png", "OPEN_EXR": "exr", "JPEG": "jpg"}
+
+
+class BudgetExhausted(Exception):
+    """The worker rendered its frame budget; the runner starts a fresh process for the rest."""
+
+
+def _matrix(m) -> list[list[float]]:
+    return [[float(m[r][c]) for c in range(4)] for r in range(4)]
+
+
+def _blender_version() -> str:
+    return bpy.app.version_string
+
+
+def open_scene(job: dict[str, Any], settings: Settings, emit: Emit):
+    """Open the job's .blend and prepare it; raises SceneError with the fix on bad input."""
+    blend = job["blend"]
+    name = os.path.basename(blend)
+    if not os.path.isfile(blend):
+        raise scene_setup.SceneError(f"{name}: file not found at {blend}")
+    t0 = time.perf_counter()
+    try:
+        compat.open_blend(blend, use_scripts=settings.autoexec)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
+        raise scene_setup.SceneError(
+            f"{name}: cannot be opened by Blender {_blender_version()} ({first}); re-save it from "
+            "Blender or restore it from a backup") from None
+    scene = bpy.context.scene
+    scene_setup.check_scene(scene, settings, name)
+    scene_setup.apply_render_settings(scene, settings)
+    scene_setup.stretch_time(scene, settings.keyframe_multiplier)
+    emit({"event": "scene_opened", "scene": job.get("scene_name", name), "blend": blend,
+          "seconds": round(time.perf_counter() - t0, 4)})
+    return scene
+
+
+def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: Settings,
+                    emit: Emit, budget: list[int], device: str) -> None:
+    """Render frames ``frame_start..frame_end`` of ``seq`` into ``seq['out_dir']``.
+
+    Frames already complete in the journal are skipped when ``allow_skips``. ``budget`` is a
+    one-element countdown of frames this process may still render (None inside: unlimited).
+    """
+    out = Path(seq["out_dir"])
+    scene_name = job.get("scene_name", Path(job["blend"]).stem)
+    a = scene.frame_start if seq.get("frame_start") is None else int(seq["frame_start"])
+    b = scene.frame_end if seq.get("frame_end") is None else int(seq["frame_end"])
+    if not seq.get("id"):
+        seq["id"] = sequence_id(settings.keyframe_multiplier, a, b - a + 1)
+    if b < a:
+        raise scene_setup.SceneError(f"{scene_name}: empty frame range {a}..{b}")
+    (out / "frames").mkdir(parents=True, exist_ok=True)
+    journal = Journal(out)
+    ext = EXTENSIONS[settings.file_format]
+    rig = PassRig(scene, settings, out)
+    frames_meta: list[dict[str, Any]] = []
+    todo = [f for f in range(a, b + 1)]
+    if settings.allow_skips:
+        todo_set = set()
+        for f in todo:
+            files = [f"frames/frame_{f:06d}.{ext}", *rig.frame_files(f).values()]
+            if not journal.is_done(f, files):
+                todo_set.add(f)
+    else:
+        todo_set = set(todo)
+    emit({"event": "job_started", "job": seq["id"], "scene": scene_name, "frames": b - a + 1,
+          "todo": len(todo_set)})
+    t_job = time.perf_counter()
+    k0 = None
+    positions = []
+    try:
+        for f in range(a, b + 1):
+            scene.frame_set(f)
+            cam = scene.camera
+            k = cam_model.intrinsics(scene_setup.camera_params(scene, cam))
+            k0 = k0 or k
+            pose = cam_model.orthonormal_pose(_matrix(cam.matrix_world))
+            positions.append([pose[0][3], pose[1][3], pose[2][3]])
+            gt_files = rig.frame_files(f)
+            rgb = f"frames/frame_{f:06d}.{ext}"
+            entry: dict[str, Any] = {"file_path": rgb, "transform_matrix": pose, "frame": f,
+                                     "time": (f - a) / scene_setup.frame_rate(scene), **gt_files}
+            if k != k0:  # animated lens or shift: per-frame intrinsics
+                entry.update({"fl_x": k.fl_x, "fl_y": k.fl_y, "cx": k.cx, "cy": k.cy,
+                              "intrinsics": k.K})
+            frames_meta.append(entry)
+            if f not in todo_set:
+                emit({"event": "frame_skipped", "job": seq["id"], "scene": scene_name, "frame": f})
+                continue
+            if budget[0] is not None and budget[0] <= 0:
+                raise BudgetExhausted()
+            rig.prepare_frame(f)
+            # write_still does not expand '#': name the file of this frame explicitly.
+            scene.render.filepath = str(out / "frames" / f"frame_{f:06d}")
+            t0 = time.perf_counter()
+            bpy.ops.render.render(write_still=True)
+            dt = time.perf_counter() - t0
+            journal.mark_done(f, [rgb, *gt_files.values()])
+            if budget[0] is not None:
+                budget[0] -= 1
+            emit({"event": "frame_done", "job": seq["id"], "scene": scene_name, "frame": f,
+                  "seconds": round(dt, 4)})
+    finally:
+        rig.teardown()
+    fps = scene_setup.frame_rate(scene)
+    transforms = build_transforms(
+        intrinsics=k0, channels=len(settings.color_mode) if settings.color_mode != "BW" else 1,
+        frames=frames_meta, frame_rate=fps, keyframe_multiplier=settings.keyframe_multiplier,
+        frame_start=a, frame_end=b, scene=scene_name, blend_file=job["blend"],
+        sequence_id=seq["id"], blender_version=_blender_version(),
+        dataset_forge_version=__version__, camera=scene.camera.name,
+        unit_scale=scene.unit_settings.scale_length, conventions=rig.conventions())
+    write_json_atomic(out / "transforms.json", transforms)
+    dist = sum(math.dist(p, q) for p, q in zip(positions, positions[1:]))
+    elapsed = (b - a + 1) / fps
+    write_json_atomic(out / "info.json", {
+        "frame_rate": fps, "num_frames": b - a + 1, "distance_traveled": dist,
+        "average_velocity": dist / elapsed, "elapsed_time": elapsed,
+        "render_seconds": round(time.perf_counter() - t_job, 3), "device": device,
+        "blender_version": _blender_version(), "keyframe_multiplier": settings.keyframe_multiplier,
+    })
+    emit({"event": "job_done", "job": seq["id"], "scene": scene_name,
+          "seconds": round(time.perf_counter() - t_job, 4)})
+
+
+def run_job(job: dict[str, Any], emit: Emit) -> int:
+    """Render every sequence of ``job``; returns 0 when all succeeded, 1 otherwise, 3 when the
+    frame budget ran out (the runner restarts the rest in a fresh process)."""
+    scene_name = job.get("scene_name", Path(job["blend"]).stem)
+    try:
+        settings = Settings.from_dict(job["settings"])
+        scene = open_scene(job, settings, emit)
+        choice = devices.configure_device(scene, settings.device_type, job.get("gpu_index"))
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one clear event
+        emit({"event": "error", "scene": scene_name, "job": None, "message": _message(exc),
+              "permanent": _permanent(exc)})
+        return 1
+    emit({"event": "device", "scene": scene_name, "device": choice.reason,
+          "gpu": choice.is_gpu})
+    budget = [int(job.get("frame_budget") or 0) or None]
+    rc = 0
+    for seq in job["sequences"]:
+        try:
+            render_sequence(scene, seq, job, settings, emit, budget, choice.reason)
+        except BudgetExhausted:
+            emit({"event": "recycle", "scene": scene_name, "job": seq["id"]})
+            return 3
+        except Exception as exc:  # noqa: BLE001
+            emit({"event": "error", "scene": scene_name, "job": seq["id"],
+                  "message": _message(exc), "permanent": _permanent(exc)})
+            rc = 1
+    return rc
+
+
+def _permanent(exc: BaseException) -> bool:
+    """Errors of the input that a retry cannot fix."""
+    return isinstance(exc, (scene_setup.SceneError, cam_model.CameraModelError, SettingsError))
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, (scene_setup.SceneError, cam_model.CameraModelError)):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.filename:
+        return (f"cannot write {exc.filename}: {exc.strerror}; choose a writable output folder "
+                "or free disk space")
+    tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    return f"{type(exc).__name__}: {exc}\n{''.join(tb[-3:])}"
+
+
+def _clean_exit(rc: int) -> None:
+    """Exit without running Blender's own teardown: with a handler or timer still registered the
+    4.5 module hangs at exit and 4.2 segfaults (BLENDER_FACTS §7)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point in a worker process: ``argv`` holds the job file path (after ``--``)."""
+    argv = list(sys.argv if argv is None else argv)
+    if "--" in argv:
+        argv = argv[argv.index("--") + 1:]
+    else:
+        argv = argv[1:]
+    emit = stdout_emitter()
+    rc = 1
+    try:
+        job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+        emit({"event": "worker_started", "pid": os.getpid(), "blender": _blender_version()})
+        rc = run_job(job, emit)
+        emit({"event": "worker_done", "rc": rc})
+    except BaseException as exc:  # noqa: BLE001
+        emit({"event": "error", "scene": None, "job": None, "message": _message(exc)})
+    finally:
+        _clean_exit(rc)

@@ -1,0 +1,224 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The one settings object. Pure Python: no ``bpy``.
+
+Every option of Dataset Forge is a field of :class:`Settings`. The panel's PropertyGroup, the CLI
+flags and the API keyword arguments are all generated from these fields and their metadata:
+
+* ``help``: one-line description (tooltip, ``--help``);
+* ``group``: panel section and CLI help group;
+* ``choices``: allowed values for string fields (enum in the UI);
+* ``min`` / ``max``: bounds for numbers;
+* ``scope``: ``"scene"`` (saved with the panel settings) or ``"machine"`` (add-on preferences).
+
+Names follow the tutorial's ``RenderConfig`` (``width``, ``depths``, ``keyframe_multiplier`` ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+GROUPS = ("Sequences", "Ground truth", "Render", "Output", "Run")
+
+DEVICE_TYPES = ("AUTO", "OPTIX", "CUDA", "HIP", "METAL", "ONEAPI", "CPU")
+FILE_FORMATS = ("PNG", "OPEN_EXR", "JPEG")
+# Lossless codecs only: ground truth must round-trip exactly.
+EXR_CODECS = ("ZIP", "ZIPS", "PIZ", "RLE", "NONE")
+COLOR_MODES = ("RGB", "RGBA", "BW")
+STRATEGIES = ("uniform", "random")
+DEPTH_TYPES = ("planar", "distance")
+NORMAL_FRAMES = ("camera", "world")
+
+
+def _f(default: Any, help: str, group: str, *, choices: tuple | None = None,
+       min: float | None = None, max: float | None = None, scope: str = "scene") -> Any:
+    meta = {"help": help, "group": group, "choices": choices, "min": min, "max": max,
+            "scope": scope}
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class Settings:
+    """All options of a render. Units: pixels, samples, seconds, frames (after the multiplier)."""
+
+    # -- Sequences ---------------------------------------------------------------------------
+    sequences_per_scene: int = _f(1, "Number of disjoint sequences rendered per scene",
+                                  "Sequences", min=1)
+    num_frames: int = _f(0, "Frames per sequence (0: the whole range divided by the sequence count)",
+                         "Sequences", min=0)
+    strategy: str = _f("uniform", "How sequence starts are chosen: evenly spaced, or random "
+                       "non-overlapping windows", "Sequences", choices=STRATEGIES)
+    seed: int = _f(0, "Seed of the random strategy (same seed, same sequences)", "Sequences", min=0)
+    min_gap: int = _f(0, "Random strategy: minimum number of frames between two sequences",
+                      "Sequences", min=0)
+    keyframe_multiplier: float = _f(1.0, "Stretch the animation in time before sampling: every "
+                                    "keyframe, the frame range and the frame rate scale by it",
+                                    "Sequences", min=0.01, max=100.0)
+
+    # -- Ground truth ------------------------------------------------------------------------
+    depths: bool = _f(False, "Write depth maps (depths/depth_NNNNNN.exr)", "Ground truth")
+    normals: bool = _f(False, "Write surface normals (normals/normal_NNNNNN.exr)", "Ground truth")
+    flows: bool = _f(False, "Write forward and backward optical flow (flows/flow_NNNNNN.exr)",
+                     "Ground truth")
+    segmentations: bool = _f(False, "Write object id maps (segmentations/segmentation_NNNNNN.exr)",
+                             "Ground truth")
+    debug: bool = _f(True, "Also write colourised previews of the ground truth (previews/...)",
+                     "Ground truth")
+    depth_type: str = _f("planar", "planar: distance along the camera's viewing axis; distance: "
+                         "euclidean length of the camera ray", "Ground truth", choices=DEPTH_TYPES)
+    normal_frame: str = _f("camera", "Frame of the written normals: camera (x right, y up, z towards "
+                           "the viewer) or world", "Ground truth", choices=NORMAL_FRAMES)
+    class_property: str = _f("dataset_class", "Object custom property holding its semantic class "
+                             "(else the top-level collection)", "Ground truth")
+    disable_motion_blur: bool = _f(False, "Turn the scene's motion blur off instead of failing when "
+                                   "flows are requested (Cycles writes zero flow with blur on)",
+                                   "Ground truth")
+
+    # -- Render ------------------------------------------------------------------------------
+    width: int = _f(512, "Image width in pixels (0: keep the scene's resolution)", "Render",
+                    min=0, max=65536)
+    height: int = _f(512, "Image height in pixels (0: keep the scene's resolution)", "Render",
+                     min=0, max=65536)
+    max_samples: int = _f(256, "Maximum samples per pixel (Cycles)", "Render", min=1)
+    adaptive_threshold: float = _f(0.05, "Noise threshold of adaptive sampling (0: off)", "Render",
+                                   min=0.0, max=1.0)
+    use_denoising: bool = _f(True, "Denoise the RGB frames (ground truth is never denoised)",
+                             "Render")
+    device_type: str = _f("AUTO", "Cycles device: AUTO picks OPTIX > CUDA > HIP > METAL > ONEAPI, "
+                          "else CPU", "Render", choices=DEVICE_TYPES, scope="machine")
+    threads: int = _f(0, "CPU render threads per worker (0: all cores)", "Render", min=0)
+    use_persistent_data: bool = _f(True, "Keep scene data between frames (faster for heavy scenes)",
+                                   "Render")
+
+    # -- Output ------------------------------------------------------------------------------
+    file_format: str = _f("PNG", "File format of the RGB frames", "Output", choices=FILE_FORMATS)
+    bit_depth: int = _f(8, "Bit depth of the RGB frames (8 or 16 for PNG, 16 or 32 for EXR)",
+                        "Output", min=8, max=32)
+    color_mode: str = _f("RGB", "Channels of the RGB frames", "Output", choices=COLOR_MODES)
+    exr_codec: str = _f("ZIP", "Lossless EXR compression for ground truth (and EXR frames)",
+                        "Output", choices=EXR_CODECS)
+
+    # -- Run ---------------------------------------------------------------------------------
+    jobs: int = _f(1, "Number of worker processes rendering in parallel", "Run", min=1,
+                   scope="machine")
+    allow_skips: bool = _f(True, "Resume: skip frames and sequences that are already complete",
+                           "Run")
+    autoexec: bool = _f(False, "Allow Python scripts embedded in the .blend files to run "
+                        "(only for files you trust)", "Run", scope="machine")
+    executable: str = _f("", "Blender executable for the workers (empty: the running Blender, "
+                         "or the bpy module's Python)", "Run", scope="machine")
+    timeout: float = _f(300.0, "Seconds a worker may stay silent before it is killed and its job "
+                        "retried", "Run", min=1.0)
+    retries: int = _f(1, "How often a failed scene is retried before it is recorded as failed",
+                      "Run", min=0)
+    recycle_frames: int = _f(2000, "Restart a worker after this many frames to bound memory "
+                             "(0: never)", "Run", min=0)
+    gpus: str = _f("", "GPU indices to spread workers over, e.g. '0,1' (empty: let Cycles choose)",
+                   "Run", scope="machine")
+
+    # ----------------------------------------------------------------------------------------
+    @classmethod
+    def fields(cls) -> tuple[dataclasses.Field, ...]:
+        return dataclasses.fields(cls)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None = None, **overrides: Any) -> "Settings":
+        """Build from a mapping; unknown keys raise ``SettingsError`` naming them."""
+        data = dict(values or {})
+        data.update(overrides)
+        unknown = sorted(set(data) - set(cls.field_names()))
+        if unknown:
+            raise SettingsError(f"unknown option(s): {', '.join(unknown)}; valid options are: "
+                                f"{', '.join(cls.field_names())}")
+        s = cls(**{k: _coerce(cls, k, v) for k, v in data.items()})
+        s.check()
+        return s
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "Settings":
+        return Settings.from_dict(self.to_dict(), **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def check(self) -> None:
+        """Raise ``SettingsError`` for values outside their choices or bounds."""
+        problems = []
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            m = f.metadata
+            if m.get("choices") and v not in m["choices"]:
+                problems.append(f"{f.name}={v!r} is not one of {', '.join(map(str, m['choices']))}")
+            if m.get("min") is not None and v < m["min"]:
+                problems.append(f"{f.name}={v!r} is below its minimum {m['min']}")
+            if m.get("max") is not None and v > m["max"]:
+                problems.append(f"{f.name}={v!r} is above its maximum {m['max']}")
+        if self.file_format == "PNG" and self.bit_depth not in (8, 16):
+            problems.append(f"bit_depth={self.bit_depth} is not valid for PNG frames (use 8 or 16)")
+        if self.file_format == "OPEN_EXR" and self.bit_depth not in (16, 32):
+            problems.append(f"bit_depth={self.bit_depth} is not valid for EXR frames (use 16 or 32)")
+        if self.file_format == "JPEG" and self.bit_depth != 8:
+            problems.append("JPEG frames are 8-bit: set bit_depth=8")
+        if self.gpus and not all(p.strip().isdigit() for p in self.gpus.split(",")):
+            problems.append(f"gpus={self.gpus!r} must be a comma-separated list of indices, e.g. 0,1")
+        if problems:
+            raise SettingsError("; ".join(problems))
+
+    @property
+    def ground_truths(self) -> tuple[str, ...]:
+        """Enabled ground-truth kinds, in a fixed order."""
+        return tuple(k for k in ("depths", "normals", "flows", "segmentations") if getattr(self, k))
+
+    @property
+    def gpu_list(self) -> list[int]:
+        return [int(p) for p in self.gpus.split(",") if p.strip()]
+
+
+class SettingsError(ValueError):
+    """An option has an invalid value; the message names it and what is allowed."""
+
+
+_BOOL_TRUE = {"1", "true", "yes", "on"}
+_BOOL_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    """Convert strings (CLI, JSON) and ints to the field's type."""
+    default = next(f.default for f in dataclasses.fields(cls) if f.name == name)
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low in _BOOL_TRUE:
+                    return True
+                if low in _BOOL_FALSE:
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, str):
+            value = str(value)
+            f = next(f for f in dataclasses.fields(cls) if f.name == name)
+            choices = f.metadata.get("choices")
+            if choices:
+                # Accept any case for enums: "cpu" == "CPU", "Uniform" == "uniform".
+                for c in choices:
+                    if c.lower() == value.lower():
+                        return c
+            return value
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name}={value!r} is not a valid {type(default).__name__}") from None
+    return value
