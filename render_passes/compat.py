@@ -14,7 +14,9 @@ import bpy
 VERSION: tuple[int, int, int] = tuple(bpy.app.version)  # type: ignore[assignment]
 IS5 = "compositing_node_group" in bpy.types.Scene.bl_rna.properties
 FILE_OUTPUT_ITEMS = "file_output_items" in bpy.types.CompositorNodeOutputFile.bl_rna.properties
-LEGACY_ACTION_FCURVES = "fcurves" in bpy.types.Action.bl_rna.properties
+# 4.4+ store F-Curves in layers/strips/channelbags (one per slot); the legacy ``action.fcurves``
+# of 4.4/4.5 only shows the first slot, so prefer the layered API wherever it exists.
+LAYERED_ACTIONS = "layers" in bpy.types.Action.bl_rna.properties
 MATH_NODE = "CompositorNodeMath" if hasattr(bpy.types, "CompositorNodeMath") else "ShaderNodeMath"
 RENDER_LAYER_SOCKETS = {
     "index_ob": ("Object Index", "IndexOB"),
@@ -48,7 +50,7 @@ def render_layer_output(node, key: str):
 def iter_fcurves(action) -> Iterator:
     """All F-Curves of an action: legacy ``action.fcurves`` (4.2) or layered actions
     (4.4+: layers -> strips -> channelbags)."""
-    if LEGACY_ACTION_FCURVES:
+    if not LAYERED_ACTIONS:
         yield from action.fcurves
         return
     for layer in action.layers:
