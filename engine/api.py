@@ -19,7 +19,8 @@ from .runner import Job, Runner
 def make_runner(jobs: list[Job], settings: Settings, work_dir: Path, **kw: Any) -> Runner:
     return Runner(jobs, work_dir=work_dir, parallel=settings.jobs, executable=settings.executable,
                   timeout=settings.timeout, retries=settings.retries,
-                  frame_budget=settings.recycle_frames, gpus=settings.gpu_list, **kw)
+                  frame_budget=settings.recycle_frames,
+                  gpus=settings.gpu_list if settings.device_type != "CPU" else [], **kw)
 
 
 def render_animation(blend_file: str | os.PathLike, root_path: str | os.PathLike, *,
@@ -27,9 +28,11 @@ def render_animation(blend_file: str | os.PathLike, root_path: str | os.PathLike
                      on_event=None, **options: Any) -> dict[str, Any]:
     """Render ``frame_start..frame_end`` (inclusive, stretched timeline; default: the scene's
     whole range) of one .blend into ``root_path``. Returns the runner's summary."""
+    from .plan import ensure_writable
+
     settings = Settings.from_dict(options)
     blend = str(Path(blend_file).resolve())
-    root = Path(root_path).resolve()
+    root = ensure_writable(root_path)
     seq = {"id": None, "out_dir": str(root), "frame_start": frame_start, "frame_end": frame_end}
     if frame_start is not None and frame_end is not None:
         from ..sampling import sequence_id
@@ -40,18 +43,22 @@ def render_animation(blend_file: str | os.PathLike, root_path: str | os.PathLike
               settings=settings.to_dict())
     runner = make_runner([job], settings, root / ".dataset_forge" / "logs")
     runner.run(on_event=on_event)
-    return runner.summary()
+    summary = runner.summary()
+    summary["exit_code"] = 0 if summary["ok"] else 1
+    return summary
 
 
 def create_datasets(scenes_dir: str | os.PathLike, datasets_dir: str | os.PathLike, *,
                     sequences_per_scene: int = 1, num_frames: int | None = None,
-                    on_event=None, dry_run: bool = False, **options: Any) -> dict[str, Any]:
-    """See :func:`dataset_forge.create_datasets`."""
+                    on_event=None, dry_run: bool = False, scenes=None,
+                    **options: Any) -> dict[str, Any]:
+    """See :func:`dataset_forge.create_datasets`. ``dry_run``: return the plan, render nothing.
+    ``scenes``: a :func:`discovery.discover` result to reuse (else the folder is read now)."""
     from .plan import build_plan, run_plan
 
     settings = Settings.from_dict(options, sequences_per_scene=sequences_per_scene,
                                   num_frames=num_frames or 0)
-    plan = build_plan(scenes_dir, datasets_dir, settings)
+    plan = build_plan(scenes_dir, datasets_dir, settings, scenes=scenes)
     if dry_run:
         return plan
     return run_plan(plan, settings, on_event=on_event)

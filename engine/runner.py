@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import subprocess
 import threading
 import time
@@ -50,16 +51,57 @@ class _Worker:
     recycle: bool = False
     errors: list[dict[str, Any]] = field(default_factory=list)
     reader: threading.Thread | None = None
+    gpu: int | None = None
+
+
+@dataclass
+class SequenceResult:
+    """What happened to one sequence in this run: frames rendered now, frames found complete."""
+
+    id: str
+    out_dir: str
+    frames: int = 0
+    rendered: int = 0
+    skipped: int = 0
+    status: str = "pending"  # pending | done | skipped (all frames were complete) | failed
+    reason: str | None = None
+    seen: set[int] = field(default_factory=set, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "out_dir": self.out_dir, "frames": self.frames,
+                "rendered": self.rendered, "skipped": self.skipped, "status": self.status,
+                "reason": self.reason}
 
 
 @dataclass
 class SceneResult:
     scene: str
     blend: str
-    status: str = "pending"  # pending | running | done | failed
+    status: str = "pending"  # pending | running | done | skipped | failed
     errors: list[str] = field(default_factory=list)
     sequences_done: list[str] = field(default_factory=list)
     sequences_failed: dict[str, str] = field(default_factory=dict)
+    sequences: dict[str, SequenceResult] = field(default_factory=dict)
+    attempts: int = 0
+
+
+def gpu_for_slot(slot: int, gpus: list[int]) -> int | None:
+    """The GPU of worker slot ``slot``: slots go round-robin over ``gpus`` (so ``--jobs 4`` with
+    ``gpus='0,1'`` puts two workers on each GPU); None when no GPU list is given."""
+    return gpus[slot % len(gpus)] if gpus else None
+
+
+def gpu_pinning(gpu: int | None) -> tuple[dict[str, str], int | None]:
+    """Environment variables and Cycles device index that pin a worker to GPU ``gpu``.
+
+    The variables hide every other GPU from CUDA/OptiX, HIP and oneAPI, so the one left is
+    device 0 of whichever backend Cycles picks (its position among the visible devices).
+    Metal has no such variable; Macs have one GPU."""
+    if gpu is None:
+        return {}, None
+    g = str(int(gpu))
+    return {"CUDA_VISIBLE_DEVICES": g, "HIP_VISIBLE_DEVICES": g,
+            "ONEAPI_DEVICE_SELECTOR": f"level_zero:{g}"}, 0
 
 
 class Runner:
@@ -87,6 +129,14 @@ class Runner:
         self.queue: queue.Queue = queue.Queue()
         self.results: dict[str, SceneResult] = {
             j.scene_name: SceneResult(j.scene_name, j.blend) for j in jobs}
+        for j in jobs:
+            for s in j.sequences:
+                if s.get("id"):
+                    n = (s["frame_end"] - s["frame_start"] + 1
+                         if s.get("frame_start") is not None and s.get("frame_end") is not None else 0)
+                    self.results[j.scene_name].sequences[s["id"]] = SequenceResult(
+                        s["id"], s["out_dir"], frames=n)
+        self._last_progress: tuple | None = None
         self.frames_total = sum(j.frames_total for j in jobs)
         self.frames_done = 0
         self.frames_skipped = 0
@@ -117,7 +167,7 @@ class Runner:
         for w in list(self.workers):
             rc = w.proc.poll()
             if rc is None and now - w.last_seen > self.timeout:
-                w.proc.kill()
+                _kill(w.proc)
                 w.proc.wait()
                 out.append(self._runner_event("worker_timeout", w, seconds=round(now - w.last_seen)))
                 rc = w.proc.returncode
@@ -135,7 +185,25 @@ class Runner:
                 out.extend(self._reap(w, rc))
         if not self.cancelled:
             self._fill()
+        key = (self.frames_done, self.frames_skipped, self.frames_total, len(self.workers),
+               self.done)
+        if key != self._last_progress:
+            self._last_progress = key
+            out.append(self.progress_event())
         return out
+
+    def progress_event(self) -> dict[str, Any]:
+        """The aggregate state as one ``progress`` event (what the CLI bar and the panel show)."""
+        eta = self.eta_seconds
+        return {"event": "progress", "frames_done": self.frames_done,
+                "frames_skipped": self.frames_skipped, "frames_total": self.frames_total,
+                "fraction": round(self.progress, 4), "eta": None if eta is None else round(eta, 1),
+                "fps": round(self.frames_per_second, 3), "workers": len(self.workers),
+                "scenes_total": len(self.results),
+                "scenes_finished": sum(r.status in ("done", "skipped", "failed")
+                                       for r in self.results.values()),
+                "elapsed": round(time.monotonic() - self.started_at, 1) if self.started_at else 0.0,
+                "done": self.done}
 
     def run(self, on_event=None, interval: float = 0.05) -> dict[str, SceneResult]:
         """Blocking driver: start, poll until done, return the per-scene results."""
@@ -164,7 +232,7 @@ class Runner:
         self.cancelled = True
         for w in self.workers:
             if w.proc.poll() is None:
-                w.proc.kill()
+                _kill(w.proc)
         for w in list(self.workers):
             w.proc.wait()
             if w.reader is not None:
@@ -205,18 +273,21 @@ class Runner:
         self._slots_busy.add(slot)
         self.spawned += 1
         job.attempts += 1
-        gpu = self.gpus[slot % len(self.gpus)] if self.gpus else None
+        self.results[job.scene_name].attempts += 1
+        gpu = gpu_for_slot(slot, self.gpus)
+        pin_env, gpu_index = gpu_pinning(gpu)
         payload = {"blend": job.blend, "scene_name": job.scene_name, "settings": job.settings,
                    "sequences": job.sequences, "frame_budget": self.frame_budget,
-                   "gpu_index": 0 if gpu is not None else None}
+                   "gpu_index": gpu_index, "gpu": gpu}
         job_path = self.work_dir / f"job-{self.spawned:05d}.json"
         job_path.write_text(json.dumps(payload, indent=1), encoding="utf-8")
         log = open(self.work_dir / f"worker-{self.spawned:05d}.log", "w", encoding="utf-8")
         proc = subprocess.Popen(worker_command(job_path, self.executable), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=worker_env(self.base_env, gpu=gpu), text=True,
-                                encoding="utf-8", errors="replace", bufsize=1)
-        w = _Worker(job=job, proc=proc, job_path=job_path, log=log, slot=slot)
+                                env={**worker_env(self.base_env), **pin_env}, text=True,
+                                encoding="utf-8", errors="replace", bufsize=1,
+                                start_new_session=os.name == "posix")
+        w = _Worker(job=job, proc=proc, job_path=job_path, log=log, slot=slot, gpu=gpu)
         w.reader = threading.Thread(target=self._read, args=(w,), daemon=True)
         w.reader.start()
         self.workers.append(w)
@@ -242,22 +313,47 @@ class Runner:
         e = {**e, "slot": w.slot}
         kind = e["event"]
         res = self.results[w.job.scene_name]
-        if kind == "job_started" and e["job"] not in self._planned:
-            # A range resolved by the worker (render_animation without frame_start/end).
-            self._planned.add(e["job"])
-            self.frames_total += int(e.get("frames", 0))
+        seq = res.sequences.get(e.get("job") or "")
+        if kind == "job_started":
+            if e["job"] not in self._planned:
+                # A range resolved by the worker (render_animation without frame_start/end).
+                self._planned.add(e["job"])
+                self.frames_total += int(e.get("frames", 0))
+            if seq is None:
+                out_dir = ""
+                for s in w.job.sequences:
+                    if s.get("id") is None:  # the worker named it: so does the job from now on
+                        s["id"], out_dir = e["job"], s["out_dir"]
+                        break
+                seq = res.sequences[e["job"]] = SequenceResult(e["job"], out_dir,
+                                                               frames=int(e.get("frames", 0)))
         if kind == "frame_done":
             self.frames_done += 1
             self.frame_seconds.append(float(e.get("seconds", 0.0)))
+            if seq is not None:
+                seq.rendered += 1
+                seq.seen.add(int(e["frame"]))
         elif kind == "frame_skipped":
-            self.frames_skipped += 1
+            # A retried or recycled process re-reports the frames that an earlier process of
+            # this run rendered: count each frame once.
+            if seq is None or int(e["frame"]) not in seq.seen:
+                self.frames_skipped += 1
+                if seq is not None:
+                    seq.skipped += 1
+                    seq.seen.add(int(e["frame"]))
         elif kind == "job_done":
-            res.sequences_done.append(e["job"])
+            if e["job"] not in res.sequences_done:
+                res.sequences_done.append(e["job"])
             res.sequences_failed.pop(e["job"], None)
+            if seq is not None:
+                seq.status = "done" if seq.rendered else "skipped"
+                seq.reason = None
         elif kind == "error":
             w.errors.append(e)
             if e.get("job"):
                 res.sequences_failed[e["job"]] = e["message"]
+                if seq is not None:
+                    seq.status, seq.reason = "failed", e["message"]
         elif kind == "recycle":
             w.recycle = True
         return [e]
@@ -277,11 +373,11 @@ class Runner:
             out.append(self._runner_event("worker_recycled", w, rc=rc))
             return out
         if not remaining and rc == 0:
-            res.status = "done"
-            out.append(self._runner_event("scene_done", w))
+            seqs = list(res.sequences.values())
+            res.status = "skipped" if seqs and all(q.status == "skipped" for q in seqs) else "done"
+            out.append(self._runner_event("scene_done", w, status=res.status))
             return out
-        reasons = [e["message"] for e in w.errors] or [
-            f"worker exited with code {rc} without a message (crash?); see its log {w.log.name}"]
+        reasons = [e["message"] for e in w.errors] or [_exit_reason(rc, w.log.name)]
         if w.job.attempts <= self.retries and not _is_permanent(w.errors):
             self.pending.append(Job(w.job.blend, w.job.scene_name, remaining, w.job.settings,
                                     attempts=w.job.attempts))
@@ -289,7 +385,11 @@ class Runner:
                                           reason=reasons[-1]))
             return out
         res.status = "failed" if remaining else "done"
-        res.errors.extend(reasons)
+        res.errors.extend(r for r in reasons if r not in res.errors)
+        for s in remaining:
+            q = res.sequences.get(s.get("id") or "")
+            if q is not None and q.status != "failed":
+                q.status, q.reason = "failed", reasons[-1]
         out.append(self._runner_event("scene_failed", w, reasons=reasons))
         return out
 
@@ -302,14 +402,47 @@ class Runner:
 
     # -- summary -------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
+        """``scenes_done`` (rendered now), ``scenes_skipped`` (were already complete),
+        ``scenes_failed`` ({scene: [reasons]}), per-scene ``scenes`` detail, frame counts, ``ok``."""
         done = [r.scene for r in self.results.values() if r.status == "done"]
+        skipped = [r.scene for r in self.results.values() if r.status == "skipped"]
         failed = {r.scene: r.errors or list(r.sequences_failed.values())
                   for r in self.results.values() if r.status == "failed"}
-        return {"scenes_done": done, "scenes_failed": failed,
+        scenes = {r.scene: {"blend": r.blend, "status": r.status, "errors": list(r.errors),
+                            "attempts": r.attempts,
+                            "sequences": [q.to_dict() for q in r.sequences.values()]}
+                  for r in self.results.values()}
+        return {"scenes_done": done, "scenes_skipped": skipped, "scenes_failed": failed,
+                "scenes": scenes,
                 "frames_rendered": self.frames_done, "frames_skipped": self.frames_skipped,
                 "frames_total": self.frames_total, "cancelled": self.cancelled,
                 "ok": not failed and not self.cancelled and
-                all(r.status == "done" for r in self.results.values())}
+                all(r.status in ("done", "skipped") for r in self.results.values())}
+
+
+def _exit_reason(rc: int, log: str) -> str:
+    if rc < 0:
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = f"signal {-rc}"
+        return (f"worker was killed by {name} (out of memory, or killed by hand?); see its log "
+                f"{log}")
+    return f"worker exited with code {rc} without a message (a crash?); see its log {log}"
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """Kill a worker and whatever it started (a wrapper script's Blender): its process group."""
+    try:
+        if os.name == "posix":
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+    except (ProcessLookupError, PermissionError):
+        try:
+            proc.kill()
+        except OSError:
+            pass
 
 
 def _is_permanent(errors: list[dict[str, Any]]) -> bool:

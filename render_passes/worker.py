@@ -61,10 +61,7 @@ def open_scene(job: dict[str, Any], settings: Settings, emit: Emit):
     try:
         compat.open_blend(blend, use_scripts=settings.autoexec)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
-        raise scene_setup.SceneError(
-            f"{name}: cannot be opened by Blender {_blender_version()} ({first}); re-save it from "
-            "Blender or restore it from a backup") from None
+        raise scene_setup.SceneError(_unreadable(name, exc)) from None
     scene = bpy.context.scene
     scene_setup.check_scene(scene, settings, name)
     scene_setup.apply_render_settings(scene, settings)
@@ -215,6 +212,77 @@ def _clean_exit(rc: int) -> None:
     os._exit(rc)
 
 
+def probe(job: dict[str, Any], emit: Emit) -> int:
+    """Discovery: open each of ``job['blends']`` (embedded scripts only with ``autoexec``) and
+    report its real frame range, frame rate, camera and problems as one ``probe`` event each.
+
+    A ``probe_started`` event precedes every file, so that a crash while loading one file is
+    pinned on that file by the caller."""
+    try:
+        settings = Settings.from_dict(job.get("settings") or {})
+    except SettingsError as exc:
+        emit({"event": "error", "scene": None, "job": None, "message": str(exc), "permanent": True})
+        return 1
+    for blend in job.get("blends", []):
+        emit({"event": "probe_started", "blend": blend})
+        name = os.path.basename(blend)
+        info: dict[str, Any] = {"event": "probe", "blend": blend, "frame_start": None,
+                                "frame_end": None, "fps": None, "camera": None, "scene": None,
+                                "error": None}
+        try:
+            if not os.path.isfile(blend):
+                raise scene_setup.SceneError(f"{name}: file not found at {blend}")
+            try:
+                compat.open_blend(blend, use_scripts=settings.autoexec)
+            except RuntimeError as exc:
+                raise scene_setup.SceneError(_unreadable(name, exc)) from None
+            scene = bpy.context.scene
+            info.update(scene=scene.name, frame_start=scene.frame_start, frame_end=scene.frame_end,
+                        fps=scene_setup.frame_rate(scene),
+                        camera=scene.camera.name if scene.camera is not None else None)
+            scene_setup.check_scene(scene, settings, name)
+            if scene.frame_end < scene.frame_start:
+                raise scene_setup.SceneError(
+                    f"{name}: its frame range {scene.frame_start}..{scene.frame_end} is empty; set "
+                    "the scene's Frame Start/End in Output Properties and save the file")
+        except Exception as exc:  # noqa: BLE001 - every problem becomes the file's error
+            info["error"] = _message(exc)
+        emit(info)
+    return 0
+
+
+def _unreadable(name: str, exc: BaseException) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[-1] if text else "unreadable"
+    first = first.removeprefix("Error: ")
+    return (f"{name}: cannot be opened by Blender {_blender_version()} ({first}); the file is "
+            "damaged or not a .blend: re-save it from Blender or restore it from a backup")
+
+
+def _die_with_parent() -> None:
+    """Exit when the process that started us dies (a killed runner must not leave workers
+    rendering into folders that the next run renders into too)."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(4)
+
+    import threading
+
+    threading.Thread(target=watch, daemon=True, name="dataset_forge_parent_watch").start()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point in a worker process: ``argv`` holds the job file path (after ``--``)."""
     argv = list(sys.argv if argv is None else argv)
@@ -224,10 +292,11 @@ def main(argv: list[str] | None = None) -> None:
         argv = argv[1:]
     emit = stdout_emitter()
     rc = 1
+    _die_with_parent()
     try:
         job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
         emit({"event": "worker_started", "pid": os.getpid(), "blender": _blender_version()})
-        rc = run_job(job, emit)
+        rc = probe(job, emit) if job.get("mode") == "probe" else run_job(job, emit)
         emit({"event": "worker_done", "rc": rc})
     except BaseException as exc:  # noqa: BLE001
         emit({"event": "error", "scene": None, "job": None, "message": _message(exc)})

@@ -1,0 +1,221 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Find the scenes of a folder and read what each one really holds. Pure Python.
+
+:func:`find_blends` lists ``.blend`` files in the folder and one level below (a scene may sit in its
+own folder), in natural order, skipping Blender's ``.blend1`` backups and hidden entries.
+:func:`scene_names` gives each a folder-safe, unique and stable name. :func:`probe` asks a worker
+process (``bpy`` lives there, never here) for each file's frame range, frame rate and camera, so
+this module is usable from the CLI, from plain Python and from inside Blender (the "Scan" button).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..settings import Settings
+from . import events as ev
+from .launch import worker_command, worker_env
+
+
+@dataclass
+class SceneInfo:
+    """One scene file. Frames are the file's own (before any keyframe multiplier), inclusive.
+    ``error`` is None, or one sentence naming the file and the fix."""
+
+    name: str
+    blend: str
+    frame_start: int | None = None
+    frame_end: int | None = None
+    fps: float | None = None
+    camera: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class DiscoveryError(RuntimeError):
+    """The scenes folder cannot be used at all (missing, empty); the message says why."""
+
+
+def natural_key(text: str) -> list[Any]:
+    """Sort key that orders ``scene2`` before ``scene10`` (case-insensitive)."""
+    return [(0, int(t), t) if t.isdigit() else (1, t.lower(), t) for t in re.split(r"(\d+)", text)
+            if t != ""]
+
+
+def _is_scene_file(p: Path) -> bool:
+    # ".blend1", ".blend2" ... are Blender's backups; the suffix test alone excludes them.
+    return p.is_file() and p.suffix.lower() == ".blend" and not p.name.startswith(".")
+
+
+def find_blends(scenes_dir: str | os.PathLike) -> list[Path]:
+    """``.blend`` files in ``scenes_dir`` and its direct subfolders, natural order by relative path
+    (absolute paths)."""
+    root = Path(scenes_dir).expanduser().resolve()
+    if not root.is_dir():
+        raise DiscoveryError(f"scenes folder {root} does not exist or is not a folder; pass the "
+                             "folder that holds your .blend files")
+    found: list[Path] = []
+    for entry in root.iterdir():
+        if entry.name.startswith("."):
+            continue
+        if _is_scene_file(entry):
+            found.append(entry)
+        elif entry.is_dir():
+            try:
+                found.extend(p for p in entry.iterdir() if _is_scene_file(p))
+            except PermissionError:
+                continue
+    return sorted(found, key=lambda p: [natural_key(part) for part in p.relative_to(root).parts])
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
+             *(f"lpt{i}" for i in range(1, 10))}
+
+
+def safe_name(text: str, max_len: int = 80) -> str:
+    """A folder name that is valid on Linux, macOS and Windows: letters, digits, ``. _ -`` only,
+    no leading dot, no Windows device name, at most ``max_len`` characters."""
+    name = _UNSAFE.sub("_", text).strip("._ ") or "scene"
+    name = name[:max_len].rstrip("._ ") or "scene"
+    if name.split(".")[0].lower() in _RESERVED:
+        name = "_" + name
+    return name
+
+
+def scene_names(blends: list[Path], scenes_dir: str | os.PathLike) -> list[str]:
+    """Unique folder names for ``blends`` (in the same order).
+
+    A file's name is its sanitised stem. When several files share a stem (case-insensitively:
+    macOS and Windows folders ignore case), each of them is named after its path instead
+    (``sub_scene``), so adding a duplicate never renames an unrelated scene; a remaining clash gets
+    ``-2``, ``-3`` ... in natural order.
+    """
+    root = Path(scenes_dir).expanduser().resolve()
+    stems = [safe_name(p.stem) for p in blends]
+    counts: dict[str, int] = {}
+    for s in stems:
+        counts[s.lower()] = counts.get(s.lower(), 0) + 1
+    names = []
+    for p, s in zip(blends, stems):
+        if counts[s.lower()] > 1:
+            rel = p.resolve().relative_to(root).with_suffix("")
+            s = safe_name("_".join(rel.parts))
+        names.append(s)
+    taken: set[str] = set()
+    out = []
+    for s in names:
+        cand, i = s, 1
+        while cand.lower() in taken:
+            i += 1
+            cand = f"{s}-{i}"
+        taken.add(cand.lower())
+        out.append(cand)
+    return out
+
+
+def probe(blends: list[str | os.PathLike], settings: Settings | None = None, *,
+          timeout: float = 60.0, env: dict[str, str] | None = None,
+          work_dir: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
+    """Open every file in one worker process and return ``{blend: probe event}``.
+
+    Each result holds ``frame_start``, ``frame_end``, ``fps``, ``camera``, ``scene`` and ``error``.
+    If the process dies on a file (a crash inside Blender's reader), that file gets the error and
+    a fresh process probes the rest. ``timeout`` (s per file, plus 30 s to start) bounds a process.
+    """
+    settings = settings or Settings()
+    todo = [str(Path(b).resolve()) for b in blends]
+    results: dict[str, dict[str, Any]] = {}
+    tmp = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="dataset_forge_probe_"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    attempt = 0
+    while todo:
+        attempt += 1
+        job_path = tmp / f"probe-{os.getpid()}-{attempt}.json"
+        job_path.write_text(json.dumps({"mode": "probe", "blends": todo,
+                                        "settings": settings.to_dict()}), encoding="utf-8")
+        cmd = worker_command(job_path, settings.executable)
+        try:
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, env=worker_env(env), text=True,
+                                  encoding="utf-8", errors="replace",
+                                  timeout=30 + timeout * len(todo))
+            out, rc = proc.stdout, proc.returncode
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stdout if isinstance(exc.stdout, str) else (exc.stdout or b"").decode(
+                "utf-8", "replace")
+            rc = None
+        except OSError as exc:
+            raise DiscoveryError(f"cannot start Blender to read the scenes ({cmd[0]}: "
+                                 f"{exc.strerror}); set the executable option to a Blender "
+                                 "binary") from None
+        current = None
+        fatal = None
+        for line in out.splitlines():
+            e = ev.decode(line.strip())
+            if e is None:
+                continue
+            if e["event"] == "probe_started":
+                current = e["blend"]
+            elif e["event"] == "probe":
+                results[e["blend"]] = e
+                current = None
+            elif e["event"] == "error" and not e.get("job"):
+                fatal = e.get("message")
+        todo = [b for b in todo if b not in results]
+        if not todo:
+            break
+        if current is None:
+            # The process died before it reached any file: nothing to pin it on.
+            tail = "\n".join(out.strip().splitlines()[-5:])
+            why = fatal or ("timed out" if rc is None else f"exited with code {rc}")
+            raise DiscoveryError(f"the scene reader process {why} before opening any file; "
+                                 f"command: {' '.join(cmd[:2])} ...; last output:\n{tail}")
+        name = os.path.basename(current)
+        why = (f"took longer than {timeout:g} s" if rc is None
+               else f"crashed Blender (exit code {rc})")
+        results[current] = {"event": "probe", "blend": current, "frame_start": None,
+                            "frame_end": None, "fps": None, "camera": None, "scene": None,
+                            "error": f"{name}: opening it {why}; the file is damaged or needs a "
+                                     "newer Blender: re-save it from Blender or remove it from the "
+                                     "folder"}
+        todo = [b for b in todo if b != current]
+    try:
+        for p in tmp.glob(f"probe-{os.getpid()}-*.json"):
+            p.unlink()
+        if not work_dir:
+            tmp.rmdir()
+    except OSError:
+        pass
+    return results
+
+
+def discover(scenes_dir: str | os.PathLike, settings: Settings | None = None, *,
+             env: dict[str, str] | None = None) -> list[SceneInfo]:
+    """Every scene of ``scenes_dir`` with its real frame range, frame rate, camera and problems
+    (read from the files by a worker process). Raises :class:`DiscoveryError` when the folder is
+    missing or holds no ``.blend`` file."""
+    blends = find_blends(scenes_dir)
+    if not blends:
+        raise DiscoveryError(f"no .blend files in {Path(scenes_dir).resolve()} or its direct "
+                             "subfolders (.blend1 backups are ignored)")
+    names = scene_names(blends, scenes_dir)
+    found = probe(blends, settings, env=env)
+    out = []
+    for name, path in zip(names, blends):
+        r = found.get(str(path.resolve()), {})
+        out.append(SceneInfo(name=name, blend=str(path.resolve()), frame_start=r.get("frame_start"),
+                             frame_end=r.get("frame_end"), fps=r.get("fps"),
+                             camera=r.get("camera"),
+                             error=r.get("error") or (None if r else
+                                                      f"{path.name}: was not read")))
+    return out

@@ -1,0 +1,225 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""From a folder of scenes to a plan of (scene, sequence) jobs, and from a plan to a dataset.
+Pure Python.
+
+:func:`build_plan` reads every scene (:mod:`engine.discovery`), samples its sequences
+(:mod:`sampling`) and returns a JSON-able plan; nothing is written. :func:`run_plan` writes the plan
+to ``DATASETS/plan.json``, renders its jobs with the :class:`runner.Runner` (one job per scene: a
+worker opens each ``.blend`` once) and writes ``DATASETS/manifest.json``. Scenes that cannot be
+rendered (unreadable file, no camera, a range too short for the request ...) are recorded with
+their reason and never reach a worker; the other scenes render.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..dataset.transforms import write_json_atomic
+from ..sampling import SamplingError, sample_sequences, stretched_range
+from ..settings import Settings
+from .discovery import SceneInfo, discover
+from .journal import Journal
+from .runner import Job, Runner
+
+PLAN_VERSION = 1
+PLAN_NAME = "plan.json"
+MANIFEST_NAME = "manifest.json"
+
+
+class PlanError(RuntimeError):
+    """The run cannot start (folder missing, not writable ...); one sentence with the fix."""
+
+
+def ensure_writable(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and prove that files can be written in it; raises
+    :class:`PlanError` with one clear sentence otherwise."""
+    path = Path(folder).expanduser().resolve()
+    probe = path / f".dataset_forge_write_test_{os.getpid()}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise PlanError(f"cannot write to the output folder {path} ({why}); choose a folder you "
+                        "can write to, or fix its permissions") from None
+    return path
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def build_plan(scenes_dir: str | os.PathLike, datasets_dir: str | os.PathLike,
+               settings: Settings, *, scenes: list[SceneInfo] | None = None) -> dict[str, Any]:
+    """The plan of a ``create_datasets`` run (a JSON-able dict; written by :func:`run_plan`).
+
+    ``scenes`` reuses an earlier :func:`discovery.discover` result (the panel's Scan). Keys:
+    ``version``, ``dataset_forge_version``, ``created``, ``scenes_dir``, ``datasets_dir``,
+    ``seed``, ``settings``, ``scenes`` (name, blend, frame_start/frame_end as in the file, fps,
+    camera, stretched range, error) and ``jobs`` (one per renderable scene: ``scene``, ``blend``,
+    ``sequences`` with ``id``, ``out_dir``, ``frame_start``, ``frame_end``: inclusive, on the
+    timeline stretched by the keyframe multiplier).
+    """
+    datasets = Path(datasets_dir).expanduser().resolve()
+    infos = scenes if scenes is not None else discover(scenes_dir, settings)
+    m = settings.keyframe_multiplier
+    plan_scenes: list[dict[str, Any]] = []
+    jobs: list[dict[str, Any]] = []
+    for info in infos:
+        entry = info.to_dict()
+        entry["stretched_range"] = None
+        if info.error is None:
+            try:
+                a, b = stretched_range(info.frame_start, info.frame_end, m)
+                entry["stretched_range"] = [a, b]
+                seqs = sample_sequences(info.frame_start, info.frame_end,
+                                        settings.sequences_per_scene, settings.num_frames or None,
+                                        multiplier=m, strategy=settings.strategy,
+                                        seed=settings.seed, min_gap=settings.min_gap,
+                                        key=info.name)
+            except SamplingError as exc:
+                entry["error"] = (f"scene '{info.name}' ({Path(info.blend).name}, frames "
+                                  f"{info.frame_start}..{info.frame_end}, keyframe_multiplier "
+                                  f"{m:g}): {exc}")
+            else:
+                jobs.append({"scene": info.name, "blend": info.blend, "sequences": [
+                    {"id": q.id, "out_dir": str(datasets / "renders" / info.name / q.id),
+                     "frame_start": q.start, "frame_end": q.end} for q in seqs]})
+        plan_scenes.append(entry)
+    return {"version": PLAN_VERSION, "dataset_forge_version": __version__, "created": _now(),
+            "scenes_dir": str(Path(scenes_dir).expanduser().resolve()),
+            "datasets_dir": str(datasets), "seed": settings.seed,
+            "settings": settings.to_dict(), "scenes": plan_scenes, "jobs": jobs}
+
+
+def sequence_state(out_dir: str | os.PathLike, frame_start: int, frame_end: int) -> dict[str, Any]:
+    """What is on disk for one sequence: frames whose journal entry and files are intact, and
+    whether ``transforms.json`` exists."""
+    out = Path(out_dir)
+    journal = Journal(out)
+    complete = sum(1 for f in range(frame_start, frame_end + 1)
+                   if f in journal.done_frames and journal.is_done(f))
+    n = frame_end - frame_start + 1
+    has_transforms = (out / "transforms.json").is_file()
+    return {"frames": n, "frames_complete": complete, "transforms": has_transforms,
+            "complete": complete == n and has_transforms}
+
+
+def write_manifest(plan: dict[str, Any], summary: dict[str, Any] | None = None) -> Path:
+    """Rewrite ``DATASETS/manifest.json`` atomically from the plan and the files on disk: every
+    scene with its status (and reason), every sequence with its frame counts and status."""
+    datasets = Path(plan["datasets_dir"])
+    run = (summary or {}).get("scenes", {})
+    jobs = {j["scene"]: j for j in plan["jobs"]}
+    scenes = []
+    totals = {"scenes": 0, "scenes_complete": 0, "sequences": 0, "sequences_complete": 0,
+              "frames": 0, "frames_complete": 0}
+    for sc in plan["scenes"]:
+        job = jobs.get(sc["name"])
+        seqs = []
+        for q in (job or {}).get("sequences", []):
+            st = sequence_state(q["out_dir"], q["frame_start"], q["frame_end"])
+            seqs.append({"id": q["id"], "path": Path(q["out_dir"]).relative_to(datasets).as_posix(),
+                         "frame_start": q["frame_start"], "frame_end": q["frame_end"],
+                         "num_frames": st["frames"], "frames_complete": st["frames_complete"],
+                         "status": "complete" if st["complete"] else "incomplete"})
+            totals["sequences"] += 1
+            totals["sequences_complete"] += st["complete"]
+            totals["frames"] += st["frames"]
+            totals["frames_complete"] += st["frames_complete"]
+        complete = job is not None and all(q["status"] == "complete" for q in seqs)
+        reason = sc.get("error") or "; ".join(run.get(sc["name"], {}).get("errors", [])) or None
+        status = "complete" if complete else ("failed" if reason else "incomplete")
+        scenes.append({"name": sc["name"], "blend": sc["blend"], "status": status,
+                       "reason": None if complete else reason,
+                       "frame_start": sc.get("frame_start"), "frame_end": sc.get("frame_end"),
+                       "fps": sc.get("fps"), "camera": sc.get("camera"), "sequences": seqs})
+        totals["scenes"] += 1
+        totals["scenes_complete"] += complete
+    doc = {"dataset_forge_version": __version__, "updated": _now(), "plan": PLAN_NAME,
+           "settings": plan["settings"], "seed": plan["seed"], "totals": totals, "scenes": scenes}
+    path = datasets / MANIFEST_NAME
+    write_json_atomic(path, doc)
+    return path
+
+
+def run_plan(plan: dict[str, Any], settings: Settings, on_event=None, *,
+             env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Render ``plan`` and return the summary.
+
+    Summary keys: ``ok`` (everything planned is complete), ``exit_code`` (0 or 1), ``done``
+    (scenes rendered now), ``skipped`` (scenes that were already complete), ``failed``
+    ({scene: reason}), ``scenes`` (per scene and sequence detail), ``frames_rendered``,
+    ``frames_skipped``, ``frames_total``, ``seconds``, ``plan`` and ``manifest`` (paths).
+    """
+    datasets = ensure_writable(plan["datasets_dir"])
+    write_json_atomic(datasets / PLAN_NAME, plan)
+    jobs = [Job(blend=j["blend"], scene_name=j["scene"], sequences=[dict(q) for q in j["sequences"]],
+                settings=settings.to_dict()) for j in plan["jobs"]]
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    runner = Runner(jobs, work_dir=datasets / ".dataset_forge" / "logs" / f"{stamp}-{os.getpid()}",
+                    parallel=settings.jobs, executable=settings.executable,
+                    timeout=settings.timeout, retries=settings.retries,
+                    frame_budget=settings.recycle_frames,
+                    gpus=settings.gpu_list if settings.device_type != "CPU" else [], env=env)
+    t0 = time.monotonic()
+    try:
+        runner.run(on_event=on_event)
+    finally:
+        # Also after Ctrl-C: the manifest tells what is on disk.
+        rs = runner.summary()
+        summary = _summarise(plan, rs, time.monotonic() - t0)
+        summary["manifest"] = str(write_manifest(plan, rs))
+        summary["plan"] = str(datasets / PLAN_NAME)
+    return summary
+
+
+def _summarise(plan: dict[str, Any], rs: dict[str, Any], seconds: float) -> dict[str, Any]:
+    failed: dict[str, str] = {}
+    scenes: dict[str, Any] = {}
+    for sc in plan["scenes"]:
+        if sc.get("error"):
+            failed[sc["name"]] = sc["error"]
+            scenes[sc["name"]] = {"blend": sc["blend"], "status": "failed", "errors": [sc["error"]],
+                                  "attempts": 0, "sequences": []}
+    for name, reasons in rs["scenes_failed"].items():
+        failed[name] = "; ".join(dict.fromkeys(reasons)) or "failed without a message"
+    scenes.update(rs["scenes"])
+    order = [sc["name"] for sc in plan["scenes"]]
+    scenes = {k: scenes[k] for k in order if k in scenes}
+    ok = not failed and not rs["cancelled"] and rs["ok"]
+    return {"ok": ok, "exit_code": 0 if ok else 1, "cancelled": rs["cancelled"],
+            "done": rs["scenes_done"], "skipped": rs["scenes_skipped"], "failed": failed,
+            "scenes": scenes, "frames_rendered": rs["frames_rendered"],
+            "frames_skipped": rs["frames_skipped"], "frames_total": rs["frames_total"],
+            "seconds": round(seconds, 2)}
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The end-of-run text: one line per scene (done / skipped / failed with its reason)."""
+    lines = []
+    for name, sc in summary.get("scenes", {}).items():
+        st = sc["status"]
+        seqs = sc.get("sequences", [])
+        if st == "failed":
+            reason = summary.get("failed", {}).get(name) or "; ".join(sc.get("errors", []))
+            lines.append(f"  FAILED  {name}: {reason}")
+        else:
+            r = sum(q["rendered"] for q in seqs)
+            k = sum(q["skipped"] for q in seqs)
+            lines.append(f"  {st.upper():7s} {name}: {len(seqs)} sequence(s), {r} frame(s) rendered, "
+                         f"{k} already complete")
+    head = (f"{len(summary.get('done', []))} scene(s) done, {len(summary.get('skipped', []))} "
+            f"skipped (already complete), {len(summary.get('failed', {}))} failed; "
+            f"{summary.get('frames_rendered', 0)} frame(s) rendered, "
+            f"{summary.get('frames_skipped', 0)} already complete, in {summary.get('seconds', 0):.1f} s")
+    if summary.get("cancelled"):
+        head += " (cancelled: rerun the same command to resume)"
+    tail = [f"manifest: {summary['manifest']}"] if summary.get("manifest") else []
+    return "\n".join([head, *lines, *tail])
