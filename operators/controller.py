@@ -1,0 +1,241 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The state machine behind the *Render* operators. No ``bpy`` here.
+
+A :class:`RunController` owns one :class:`engine.runner.Runner`, turns its events into what the
+panel shows (overall progress, ETA, frames/s, one row per busy worker, messages, per-scene
+errors) and into the final report. The modal operator calls :meth:`step` on every timer tick and
+:meth:`cancel` on Esc / *Abort*; ``execute()`` calls :meth:`run_blocking`. Both drive the same
+engine, so a script and the panel render identically.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..engine.runner import Runner
+from . import planning
+
+MAX_MESSAGES = 50
+
+
+@dataclass
+class SlotState:
+    """What one worker slot is rendering."""
+
+    slot: int
+    scene: str
+    sequence: str = ""
+    frames_done: int = 0
+    frames_total: int = 0
+
+    @property
+    def progress(self) -> float:
+        return min(1.0, self.frames_done / self.frames_total) if self.frames_total > 0 else 0.0
+
+
+@dataclass
+class Message:
+    level: str  # INFO | WARNING | ERROR (the levels of Operator.report)
+    text: str
+
+
+@dataclass
+class RunController:
+    """Drive ``runner`` step by step. ``output_dir`` is shown and reported; ``cleanup`` lists
+    temporary folders removed when the run ends (e.g. the copy of an unsaved file)."""
+
+    runner: Runner
+    output_dir: str
+    title: str = "Render Dataset"
+    cleanup: list[str] = field(default_factory=list)
+    plan: dict[str, Any] | None = None
+    plan_summary: dict[str, Any] | None = None
+    slots: dict[int, SlotState] = field(default_factory=dict)
+    messages: list[Message] = field(default_factory=list)
+    scene_errors: dict[str, str] = field(default_factory=dict)
+    current_job: str = ""
+    started: bool = False
+    finished: bool = False
+    events_seen: int = 0
+    rendered_scenes: set[str] = field(default_factory=set)
+    started_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        # Scenes the plan already rejected (unreadable, no camera, range too short) never reach
+        # a worker: they are failures of this run all the same.
+        for sc in (self.plan or {}).get("scenes", []):
+            if sc.get("error"):
+                self.scene_errors[sc["name"]] = str(sc["error"]).splitlines()[0]
+
+    # -- driving ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.started_at = time.monotonic()
+        self.runner.start()
+        self.started = True
+
+    def step(self) -> list[Message]:
+        """Poll the runner once (never blocks); returns the new messages for the Info log."""
+        before = len(self.messages)
+        for e in self.runner.poll():
+            self._on_event(e)
+        if self.runner.done:
+            self._finish()
+        return self.messages[before:]
+
+    def cancel(self) -> None:
+        """Kill every worker now; finished frames stay on disk and in the journal."""
+        if not self.finished:
+            self.runner.cancel()
+            self.slots.clear()
+            self._finish()
+
+    def run_blocking(self, interval: float = 0.05, on_step=None) -> None:
+        """Start (if needed) and step until done: the ``execute()`` path."""
+        if not self.started:
+            self.start()
+        try:
+            while not self.finished:
+                new = self.step()
+                if on_step is not None:
+                    on_step(new)
+                if not self.finished:
+                    time.sleep(interval)
+        except KeyboardInterrupt:
+            self.cancel()
+            raise
+
+    @property
+    def done(self) -> bool:
+        return self.finished
+
+    # -- what the panel shows --------------------------------------------------------------------
+    @property
+    def progress(self) -> float:
+        """Finished (rendered + skipped) frames / planned frames, 0..1."""
+        return self.runner.progress
+
+    @property
+    def status(self) -> str:
+        r = self.runner
+        if not self.finished:
+            return (f"{self.title}: {r.frames_done + r.frames_skipped} / {r.frames_total} frames"
+                    if r.frames_total else f"{self.title}: starting")
+        return self.final_report()[1]
+
+    def active_slots(self) -> list[SlotState]:
+        return [self.slots[k] for k in sorted(self.slots)]
+
+    def summary(self) -> dict[str, Any]:
+        return self.runner.summary()
+
+    def final_report(self) -> tuple[str, str]:
+        """(level, sentence) for ``Operator.report`` once the run ended: done / skipped / failed."""
+        s = self.summary()
+        where = self.output_dir
+        if s["cancelled"]:
+            kept = s["frames_rendered"] + s["frames_skipped"]
+            return ("WARNING", f"Aborted: kept {kept} of {s['frames_total']} frames "
+                               f"({s['frames_rendered']} rendered now, {s['frames_skipped']} from "
+                               f"before) in {where}; render again to resume")
+        ps = self.plan_summary
+        if ps is not None:
+            done, skipped, failed = len(ps["done"]), len(ps["skipped"]), dict(ps["failed"])
+        else:
+            complete = [r.scene for r in self.runner.results.values() if r.status == "done"]
+            skipped = sum(1 for n in complete if n not in self.rendered_scenes)
+            done = len(complete) - skipped
+            failed = {n: "; ".join(v) for n, v in s["scenes_failed"].items()}
+            failed.update({n: r for n, r in self.scene_errors.items() if n not in failed})
+        text = (f"{done} scene(s) done, {skipped} skipped (already complete), {len(failed)} failed; "
+                f"{s['frames_rendered']} frames rendered, {s['frames_skipped']} already complete, "
+                f"in {where}")
+        if failed:
+            name, reason = next(iter(failed.items()))
+            return "ERROR", f"{text}. {name}: {str(reason).splitlines()[0]}"
+        return "INFO", text
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _say(self, level: str, text: str) -> None:
+        self.messages.append(Message(level, text))
+        del self.messages[:-MAX_MESSAGES]
+
+    def _on_event(self, e: dict[str, Any]) -> None:
+        self.events_seen += 1
+        kind = e.get("event")
+        slot = e.get("slot")
+        scene = e.get("scene") or ""
+        if kind == "job_started" and slot is not None:
+            self.slots[slot] = SlotState(slot, scene, e.get("job") or "", 0, int(e.get("frames", 0)))
+            self.current_job = f"{scene} {e.get('job') or ''}".strip()
+        elif kind in ("frame_done", "frame_skipped") and slot is not None:
+            st = self.slots.get(slot)
+            if st is None:
+                st = self.slots[slot] = SlotState(slot, scene, e.get("job") or "")
+            st.frames_done += 1
+            if kind == "frame_done":
+                self.rendered_scenes.add(scene)
+        elif kind == "scene_opened" and slot is not None:
+            self.slots.setdefault(slot, SlotState(slot, scene))
+            self.current_job = scene
+        elif kind == "error":
+            where = f"{scene} {e.get('job') or ''}".strip() or "worker"
+            self._say("ERROR", f"{where}: {e.get('message', '')}".splitlines()[0])
+        elif kind == "retry":
+            self._say("WARNING", f"{scene}: retrying (attempt {e.get('attempt')}): "
+                                 f"{str(e.get('reason', '')).splitlines()[0]}")
+        elif kind == "worker_timeout":
+            self._say("WARNING", f"{scene}: worker silent for {e.get('seconds')} s, killed")
+        elif kind == "scene_failed":
+            reasons = e.get("reasons") or ["unknown reason"]
+            self.scene_errors[scene] = str(reasons[-1]).splitlines()[0]
+            self._say("ERROR", f"{scene}: failed: {self.scene_errors[scene]}")
+        elif kind == "scene_done":
+            self._say("INFO", f"{scene}: done")
+        if kind in ("scene_done", "scene_failed", "retry", "worker_recycled", "worker_timeout") \
+                and slot is not None:
+            self.slots.pop(slot, None)
+
+    def _finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.slots.clear()
+        if self.plan is not None:
+            try:
+                self.plan_summary = planning.finish_plan(self.plan, self.runner,
+                                                         time.monotonic() - self.started_at)
+            except (OSError, KeyError, ValueError) as exc:
+                self._say("WARNING", f"manifest.json not written: {exc}")
+        for path in self.cleanup:
+            shutil.rmtree(path, ignore_errors=True)
+        level, text = self.final_report()
+        self._say(level, text)
+
+
+# The one run of this Blender session (the panel's "a run is active" state). Module level because
+# a Runner (processes, threads) cannot live in a property.
+_ACTIVE: list[RunController] = []
+
+
+def active() -> RunController | None:
+    """The controller of the run in progress, or None."""
+    return _ACTIVE[0] if _ACTIVE and not _ACTIVE[0].finished else None
+
+
+def set_active(ctl: RunController | None) -> None:
+    _ACTIVE.clear()
+    if ctl is not None:
+        _ACTIVE.append(ctl)
+
+
+def release(ctl: RunController) -> None:
+    """Forget ``ctl`` if it is still the registered run (a newer run stays)."""
+    if _ACTIVE and _ACTIVE[0] is ctl:
+        _ACTIVE.clear()
+
+
+def is_running() -> bool:
+    return active() is not None

@@ -1,0 +1,336 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""*Render Dataset*, *Render This File* and *Abort*.
+
+The operators only read the panel's settings, ask the engine for a :class:`Runner` and drive it
+through a :class:`controller.RunController`:
+
+* ``invoke()`` (a button in a window): modal. A window timer calls :meth:`modal`, which polls
+  the runner (never blocks), copies the state to ``WindowManager.dataset_forge_run`` and redraws
+  the sidebar. Esc or *Abort* kills the workers; every finished frame stays and is reported.
+* ``execute()`` (scripts, ``EXEC_DEFAULT``, background): the same engine, blocking.
+* In background mode ``invoke()`` falls back to ``execute()`` (there is no event loop).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import bpy
+
+from ..engine.discovery import SceneInfo, safe_name
+from ..properties import settings_from_context
+from ..settings import Settings, SettingsError
+from . import controller, planning
+from .controller import RunController
+from .scan import _redraw
+
+TIMER_SECONDS = 0.25
+
+
+# -- state shown by the panel --------------------------------------------------------------------
+def write_state(state, ctl: RunController | None) -> None:
+    """Copy the controller's state into ``WindowManager.dataset_forge_run`` (``state``)."""
+    if ctl is None:
+        state.running = False
+        state.jobs.clear()
+        return
+    r = ctl.runner
+    state.running = not ctl.finished
+    state.status = ctl.status
+    state.progress = ctl.progress
+    eta = r.eta_seconds
+    state.eta_seconds = -1.0 if eta is None or ctl.finished else float(eta)
+    state.frames_per_second = r.frames_per_second
+    state.frames_done = r.frames_done
+    state.frames_skipped = r.frames_skipped
+    state.frames_total = r.frames_total
+    state.current_job = ctl.current_job
+    state.output_dir = ctl.output_dir
+    state.jobs.clear()
+    for s in ctl.active_slots():
+        item = state.jobs.add()
+        item.slot, item.scene, item.sequence = s.slot, s.scene, s.sequence
+        item.frames_done, item.frames_total, item.progress = s.frames_done, s.frames_total, s.progress
+
+
+def _push_messages(state, messages) -> None:
+    for m in messages:
+        item = state.messages.add()
+        item.level, item.text = m.level, m.text
+    while len(state.messages) > controller.MAX_MESSAGES:
+        state.messages.remove(0)
+
+
+def _mark_scene_errors(context, ctl: RunController) -> None:
+    """Failed scenes show their reason in the Scenes list."""
+    items = {i.name: i for i in context.scene.dataset_forge.scenes}
+    for name, reason in ctl.scene_errors.items():
+        if name in items:
+            items[name].error = reason
+
+
+def busy_reason() -> str:
+    return "A render is running: wait for it or press Abort" if controller.is_running() else ""
+
+
+# -- the shared modal / blocking driver ----------------------------------------------------------
+class _RunOperator:
+    """Mixin of the two render operators: ``build(context)`` returns a started-ready controller."""
+
+    def build(self, context) -> RunController:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _report_messages(self, messages) -> None:
+        for m in messages:
+            if m.level in ("WARNING", "ERROR"):
+                self.report({m.level}, m.text)
+
+    def begin(self, context) -> RunController | None:
+        """Build, register and start the run; reports and returns None when it cannot start."""
+        try:
+            ctl = self.build(context)
+        except (SettingsError, planning.PlanError, OSError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return None
+        state = context.window_manager.dataset_forge_run
+        state.messages.clear()
+        controller.set_active(ctl)
+        ctl.start()
+        write_state(state, ctl)
+        self._ctl = ctl
+        return ctl
+
+    def end(self, context, ctl: RunController) -> set[str]:
+        state = context.window_manager.dataset_forge_run
+        write_state(state, ctl)
+        _mark_scene_errors(context, ctl)
+        level, text = ctl.final_report()
+        self.report({level}, text)
+        controller.release(ctl)
+        return {"CANCELLED"} if ctl.runner.cancelled else {"FINISHED"}
+
+    def execute(self, context) -> set[str]:
+        ctl = self.begin(context)
+        if ctl is None:
+            return {"CANCELLED"}
+        state = context.window_manager.dataset_forge_run
+
+        def on_step(new):
+            self._report_messages(new[:-1] if ctl.finished else new)
+            _push_messages(state, new)
+
+        ctl.run_blocking(on_step=on_step)
+        return self.end(context, ctl)
+
+    def invoke(self, context, event) -> set[str]:
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        if self.begin(context) is None:
+            return {"CANCELLED"}
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(TIMER_SECONDS, window=context.window)
+        wm.modal_handler_add(self)
+        _redraw(context)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event) -> set[str]:
+        ctl: RunController = self._ctl
+        state = context.window_manager.dataset_forge_run
+        if event.type == "ESC" and event.value == "PRESS":
+            ctl.cancel()
+        elif event.type == "TIMER" or ctl.finished:
+            new = ctl.step() if not ctl.finished else []
+            self._report_messages(new[:-1] if ctl.finished else new)
+            _push_messages(state, new)
+        else:
+            return {"PASS_THROUGH"}
+        write_state(state, ctl)
+        _redraw(context)
+        if ctl.finished:
+            timer = getattr(self, "_timer", None)
+            if timer is not None:
+                context.window_manager.event_timer_remove(timer)
+                self._timer = None
+            if ctl.runner.cancelled:
+                _push_messages(state, ctl.messages[-1:])
+            return self.end(context, ctl)
+        return {"RUNNING_MODAL"}
+
+
+def _settings_and_dirs(context) -> tuple[Settings, str]:
+    pg = context.scene.dataset_forge
+    settings = settings_from_context(context)
+    if not pg.datasets_dir:
+        raise SettingsError("Choose an Output Folder first")
+    return settings, bpy.path.abspath(pg.datasets_dir)
+
+
+def render_dataset_reason(context) -> str:
+    """Why *Render Dataset* cannot run now ('' when it can)."""
+    if busy_reason():
+        return busy_reason()
+    pg = context.scene.dataset_forge
+    if not pg.scenes_dir:
+        return "Choose a Scenes Folder and press Scan"
+    if not len(pg.scenes) or pg.scanned_dir != pg.scenes_dir:
+        return "Press Scan to read the Scenes Folder first"
+    if not pg.datasets_dir:
+        return "Choose an Output Folder"
+    if not any(i.include and not i.error for i in pg.scenes):
+        return "No scene is included and renderable: tick at least one scene in the list"
+    return ""
+
+
+class DATASETFORGE_OT_render_dataset(_RunOperator, bpy.types.Operator):
+    bl_idname = "dataset_forge.render_dataset"
+    bl_label = "Render Dataset"
+    bl_description = ("Render the sequences of every included scene of the Scenes Folder into the "
+                      "Output Folder, in background worker processes (Esc or Abort stops; "
+                      "finished frames are kept and a rerun resumes)")
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context) -> bool:
+        reason = render_dataset_reason(context)
+        if reason:
+            cls.poll_message_set(reason)
+        return not reason
+
+    def build(self, context) -> RunController:
+        settings, out = _settings_and_dirs(context)
+        pg = context.scene.dataset_forge
+        excluded = {i.name for i in pg.scenes if not i.include}
+        plan = planning.make_plan(bpy.path.abspath(pg.scenes_dir), out, settings,
+                                  scenes=planning.scene_infos(pg.scenes), exclude=excluded)
+        runner = planning.make_plan_runner(plan, settings)
+        return RunController(runner, output_dir=out, title="Render Dataset", plan=plan)
+
+
+def render_file_reason(context) -> str:
+    if busy_reason():
+        return busy_reason()
+    if not context.scene.dataset_forge.datasets_dir:
+        return "Choose an Output Folder"
+    if context.scene.camera is None:
+        return f"Scene {context.scene.name} has no active camera"
+    return ""
+
+
+class DATASETFORGE_OT_render_file(_RunOperator, bpy.types.Operator):
+    bl_idname = "dataset_forge.render_file"
+    bl_label = "Render This File"
+    bl_description = ("Render the sequences of the open file's scene into the Output Folder. "
+                      "Unsaved changes are rendered from a temporary copy; your file is never saved")
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context) -> bool:
+        reason = render_file_reason(context)
+        if reason:
+            cls.poll_message_set(reason)
+        return not reason
+
+    def build(self, context) -> RunController:
+        settings, out = _settings_and_dirs(context)
+        blend, cleanup = snapshot_current_file()
+        try:
+            plan = planning.make_plan(str(Path(blend).parent), out, settings,
+                                      scenes=[current_scene_info(context, blend)])
+            runner = planning.make_plan_runner(plan, settings)
+        except Exception:
+            for p in cleanup:
+                _rmtree(p)
+            raise
+        return RunController(runner, output_dir=out, title="Render This File", cleanup=cleanup,
+                             plan=plan)
+
+
+def current_scene_info(context, blend: str) -> SceneInfo:
+    """The open scene as :func:`engine.discovery.discover` would describe ``blend``."""
+    scene = context.scene
+    stem = Path(bpy.data.filepath).stem if bpy.data.filepath else "untitled"
+    fps = scene.render.fps / (scene.render.fps_base or 1.0)
+    return SceneInfo(name=safe_name(stem), blend=blend, frame_start=scene.frame_start,
+                     frame_end=scene.frame_end, fps=fps,
+                     camera=scene.camera.name if scene.camera else None,
+                     error=None if scene.camera else f"{stem}: the scene has no active camera")
+
+
+def snapshot_current_file() -> tuple[str, list[str]]:
+    """A .blend the workers can open that holds exactly what the user sees.
+
+    Saved and unchanged: the file itself. Unsaved or changed: ``save_as_mainfile(copy=True)`` into
+    a temporary folder (relative paths are remapped; the user's file, ``bpy.data.filepath`` and
+    the dirty flag stay untouched). Returns (path, temporary folders to remove after the run).
+    """
+    if bpy.data.filepath and not bpy.data.is_dirty:
+        return bpy.data.filepath, []
+    stem = Path(bpy.data.filepath).stem if bpy.data.filepath else "untitled"
+    tmp = tempfile.mkdtemp(prefix="dataset_forge_file_")
+    target = os.path.join(tmp, f"{stem}.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=target, copy=True, compress=False)
+    return target, [tmp]
+
+
+def _rmtree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class DATASETFORGE_OT_abort(bpy.types.Operator):
+    bl_idname = "dataset_forge.abort"
+    bl_label = "Abort"
+    bl_description = ("Stop the running render now. Every finished frame is kept; Render Dataset "
+                      "again resumes where this stopped")
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context) -> bool:
+        if not controller.is_running():
+            cls.poll_message_set("No render is running")
+            return False
+        return True
+
+    def execute(self, context) -> set[str]:
+        ctl = controller.active()
+        if ctl is None:
+            self.report({"WARNING"}, "No render is running")
+            return {"CANCELLED"}
+        ctl.cancel()  # the render operator's next timer tick reports and cleans up
+        write_state(context.window_manager.dataset_forge_run, ctl)
+        self.report({"WARNING"}, ctl.final_report()[1])
+        return {"FINISHED"}
+
+
+class DATASETFORGE_OT_open_output(bpy.types.Operator):
+    bl_idname = "dataset_forge.open_output"
+    bl_label = "Open Output Folder"
+    bl_description = "Open the Output Folder in the system's file browser"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context) -> bool:
+        folder = context.scene.dataset_forge.datasets_dir
+        if not folder:
+            cls.poll_message_set("Choose an Output Folder")
+            return False
+        if not os.path.isdir(bpy.path.abspath(folder)):
+            cls.poll_message_set("The Output Folder does not exist yet: render first")
+            return False
+        return True
+
+    def execute(self, context) -> set[str]:
+        folder = bpy.path.abspath(context.scene.dataset_forge.datasets_dir)
+        result = bpy.ops.wm.path_open(filepath=folder)
+        if "FINISHED" not in result:
+            self.report({"ERROR"}, f"Could not open {folder}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Opened {folder}")
+        return {"FINISHED"}
+
+
+CLASSES = (DATASETFORGE_OT_render_dataset, DATASETFORGE_OT_render_file, DATASETFORGE_OT_abort,
+           DATASETFORGE_OT_open_output)

@@ -1,0 +1,143 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""*Scan*: list the scenes of the scenes folder with their frame ranges and problems.
+
+Reading the files happens in a worker process (:func:`engine.discovery.discover`). In a window
+the operator runs it on a thread and polls it from a timer, so Blender stays responsive while
+many files are read; ``execute()`` (scripts, background) waits for it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import bpy
+
+from ..engine.discovery import DiscoveryError, SceneInfo, discover
+from ..properties import settings_from_context
+from ..settings import SettingsError
+from . import controller
+
+
+def fill_scene_list(pg, infos: list[SceneInfo]) -> tuple[int, int]:
+    """Replace ``pg.scenes`` by ``infos``; a scene the user had unticked stays unticked.
+    Returns (scenes, scenes with a problem)."""
+    previous = {item.name: item.include for item in pg.scenes}
+    pg.scenes.clear()
+    broken = 0
+    for info in infos:
+        item = pg.scenes.add()
+        item.name = info.name
+        item.path = info.blend
+        item.frame_start = info.frame_start if info.frame_start is not None else 0
+        item.frame_end = info.frame_end if info.frame_end is not None else 0
+        item.fps = float(info.fps or 0.0)
+        item.camera = info.camera or ""
+        item.error = info.error or ""
+        item.include = previous.get(info.name, True)
+        broken += bool(info.error)
+    pg.scenes_index = min(pg.scenes_index, max(len(pg.scenes) - 1, 0))
+    return len(infos), broken
+
+
+def scan_reason(context) -> str:
+    """Why Scan cannot run now ('' when it can)."""
+    if controller.is_running():
+        return "A render is running: wait for it or press Abort"
+    if _SCAN_JOB:
+        return "A scan is already running"
+    folder = context.scene.dataset_forge.scenes_dir
+    if not folder:
+        return "Choose a Scenes Folder first"
+    if not os.path.isdir(bpy.path.abspath(folder)):
+        return f"Scenes Folder {folder} does not exist"
+    return ""
+
+
+_SCAN_JOB: list[dict[str, Any]] = []  # the background scan of this session, if any
+
+
+class DATASETFORGE_OT_scan(bpy.types.Operator):
+    bl_idname = "dataset_forge.scan"
+    bl_label = "Scan"
+    bl_description = ("Read every .blend in the Scenes Folder (and one level below): frame range, "
+                      "frame rate, camera, and why a scene cannot render")
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context) -> bool:
+        reason = scan_reason(context)
+        if reason:
+            cls.poll_message_set(reason)
+        return not reason
+
+    def _folder_and_settings(self, context):
+        pg = context.scene.dataset_forge
+        return bpy.path.abspath(pg.scenes_dir), settings_from_context(context)
+
+    def _finish(self, context, infos=None, error: str | None = None) -> set[str]:
+        if error:
+            self.report({"ERROR"}, error)
+            return {"CANCELLED"}
+        pg = context.scene.dataset_forge
+        n, broken = fill_scene_list(pg, infos)
+        pg.scanned_dir = pg.scenes_dir
+        for item in pg.scenes:
+            if item.error:
+                self.report({"WARNING"}, item.error)
+        self.report({"INFO"}, f"Found {n} scene(s), {broken} cannot render")
+        _redraw(context)
+        return {"FINISHED"}
+
+    def execute(self, context) -> set[str]:
+        try:
+            folder, settings = self._folder_and_settings(context)
+            infos = discover(folder, settings)
+        except (DiscoveryError, SettingsError) as exc:
+            return self._finish(context, error=str(exc))
+        return self._finish(context, infos)
+
+    def invoke(self, context, event) -> set[str]:
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        try:
+            folder, settings = self._folder_and_settings(context)
+        except SettingsError as exc:
+            return self._finish(context, error=str(exc))
+        job: dict[str, Any] = {}
+
+        def work():
+            try:
+                job["infos"] = discover(folder, settings)
+            except (DiscoveryError, OSError) as exc:
+                job["error"] = str(exc)
+
+        job["thread"] = threading.Thread(target=work, daemon=True)
+        job["thread"].start()
+        _SCAN_JOB.append(job)
+        self._job = job
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.2, window=context.window)
+        wm.modal_handler_add(self)
+        context.window_manager.dataset_forge_run.status = f"Scanning {folder}"
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event) -> set[str]:
+        if event.type != "TIMER" or self._job["thread"].is_alive():
+            return {"PASS_THROUGH"}
+        context.window_manager.event_timer_remove(self._timer)
+        _SCAN_JOB.clear()
+        context.window_manager.dataset_forge_run.status = ""
+        return self._finish(context, self._job.get("infos"), self._job.get("error"))
+
+
+def _redraw(context) -> None:
+    for window in context.window_manager.windows:
+        screen = window.screen
+        for area in screen.areas if screen else ():
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+
+
+CLASSES = (DATASETFORGE_OT_scan,)
