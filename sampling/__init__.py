@@ -74,15 +74,24 @@ def sample_sequences(frame_start: int, frame_end: int, sequences_per_scene: int 
     ``key`` (e.g. the scene name) decorrelates the random windows of different scenes for one seed.
     Raises :class:`SamplingError` with the largest valid value when the request cannot fit.
     """
+    if strategy not in ("uniform", "random"):
+        raise SamplingError(f"unknown strategy {strategy!r}: use 'uniform' or 'random'")
     a, b = stretched_range(frame_start, frame_end, multiplier)
     length = b - a + 1
     n = int(sequences_per_scene)
     if n < 1:
         raise SamplingError("sequences_per_scene must be at least 1")
-    if n > length:
+    if num_frames is not None and int(num_frames) < 0:
+        raise SamplingError(f"num_frames must be at least 1 (0: as long as fits), got {num_frames}")
+    gap = int(min_gap) if strategy == "random" else 0
+    if gap < 0:
+        raise SamplingError(f"min_gap must be at least 0, got {min_gap}")
+    if n + (n - 1) * gap > length:
+        # Not even one-frame windows fit: the count is the problem.
+        largest = (length + gap) // (1 + gap)
         raise SamplingError(
-            f"{n} sequences cannot fit in {length} frames ({a}..{b}); the largest valid "
-            f"sequences_per_scene is {length}")
+            f"{n} sequences" + (f" with a gap of {gap}" if gap else "") + f" cannot fit in "
+            f"{length} frames ({a}..{b}); the largest valid sequences_per_scene is {largest}")
     if strategy == "uniform":
         step = length // n
         nf = step if not num_frames else int(num_frames)
@@ -94,22 +103,18 @@ def sample_sequences(frame_start: int, frame_end: int, sequences_per_scene: int 
             raise SamplingError(f"{n} sequences of {nf} frames do not fit in {length} frames "
                                 f"({a}..{b}) with uniform spacing {step}: {hint}")
         return [Sequence(a + (i * length) // n, nf, multiplier) for i in range(n)]
-    if strategy == "random":
-        gap = int(min_gap)
-        nf = int(num_frames) if num_frames else (length - (n - 1) * gap) // n
-        slack = length - n * nf - (n - 1) * gap
-        if nf < 1 or slack < 0:
-            largest = (length - (n - 1) * gap) // n
-            if largest >= 1:
-                hint = f"the largest valid num_frames is {largest}"
-            else:
-                hint = f"the largest valid min_gap is {max((length - n) // max(n - 1, 1), 0)}"
-            raise SamplingError(f"{n} sequences of {nf} frames with a gap of {gap} do not fit in "
-                                f"{length} frames ({a}..{b}): {hint}")
-        rng = random.Random(f"{seed}:{key}")
-        # Stars and bars: sorted draws without replacement give every arrangement of the slack
-        # between the windows the same probability.
-        picks = sorted(rng.sample(range(slack + n), n))
-        return [Sequence(a + (p - i) + i * (nf + gap), nf, multiplier)
-                for i, p in enumerate(picks)]
-    raise SamplingError(f"unknown strategy {strategy!r}: use 'uniform' or 'random'")
+    nf = int(num_frames) if num_frames else (length - (n - 1) * gap) // n
+    slack = length - n * nf - (n - 1) * gap
+    if nf < 1 or slack < 0:
+        # Only reached with num_frames given (the count check above covers the rest).
+        largest = (length - (n - 1) * gap) // n
+        raise SamplingError(f"{n} sequences of {nf} frames with a gap of {gap} do not fit in "
+                            f"{length} frames ({a}..{b}): the largest valid num_frames is "
+                            f"{largest}" + (f" (or lower min_gap to at most "
+                                            f"{(length - n * nf) // (n - 1)})"
+                                            if n > 1 and length >= n * nf else ""))
+    rng = random.Random(f"{seed}:{key}")
+    # Stars and bars: sorted draws without replacement give every arrangement of the slack
+    # between the windows the same probability.
+    picks = sorted(rng.sample(range(slack + n), n))
+    return [Sequence(a + (p - i) + i * (nf + gap), nf, multiplier) for i, p in enumerate(picks)]
