@@ -11,31 +11,289 @@ Interface used by the worker (one rig per sequence):
 * ``rig.conventions() -> dict``: the ``conventions`` entries for the enabled passes.
 * ``rig.teardown()``: remove our nodes and restore what was changed.
 
-This first version writes no ground truth; the ground-truth issue fills it in.
+Everything is converted inside the compositor during the one render of the frame, so the files
+need no fix afterwards (docs/ground_truth.md):
+
+* depth: Depth pass (planar) with the 1e10 background set to 0; ``distance`` multiplies by a
+  per-pixel ray-length factor image ``sqrt(1 + ((u-cx)/fx)^2 + ((v-cy)/fy)^2)`` made with numpy.
+* normals: world Normal pass rotated by R^T (camera rotation written into Math nodes per frame),
+  then renormalised (silhouette pixels are sample averages); background stays 0.
+* flow: Vector pass split into its 4 channels (4.2 drops the 4th otherwise), forward = (-Z, W),
+  backward = (X, -Y) in pixels with v down.
+* segmentation: Object Index pass with ``pass_index`` = our id (restored in teardown).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
+import bpy
+
+from ..dataset import camera as cam_model
+from ..dataset.transforms import write_json_atomic
 from ..settings import Settings
+from . import compat, scene_setup, segmentation
+from .compositor import Graph
+
+# kind -> (settings flag, folder, file stem, transforms.json key, socket type, preview folder)
+KINDS = {
+    "depth": ("depths", "depths", "depth", "depth_file_path", "FLOAT"),
+    "normal": ("normals", "normals", "normal", "normal_file_path", "VECTOR"),
+    "flow": ("flows", "flows", "flow", "flow_file_path", "RGBA"),
+    "segmentation": ("segmentations", "segmentations", "segmentation", "segmentation_file_path",
+                     "FLOAT"),
+}
+PASS_FLAGS = {"depth": "use_pass_z", "normal": "use_pass_normal", "flow": "use_pass_vector",
+              "segmentation": "use_pass_object_index"}
+DIGITS = 6
+IDS_FILE = "segmentation_ids.json"
+BACKGROUND_DEPTH = 1e9  # Cycles writes 1e10 where no surface was hit
+# Flow preview: saturation = |flow| / (this fraction of the image width), clamped to 1; a fixed
+# scale (not per-frame max) keeps the colours of a video steady.
+FLOW_PREVIEW_SCALE = 0.05
+
+
+def _view_layer(scene):
+    vl = getattr(bpy.context, "view_layer", None)
+    if vl is not None and scene.view_layers.get(vl.name) == vl:
+        return vl
+    return next((v for v in scene.view_layers if v.use), scene.view_layers[0])
 
 
 class PassRig:
+    """Ground truth of one sequence (see the module docstring)."""
+
     def __init__(self, scene, settings: Settings, seq_dir: Path):
         self.scene = scene
         self.settings = settings
         self.seq_dir = Path(seq_dir)
+        self.kinds = [k for k, spec in KINDS.items() if getattr(settings, spec[0])]
+        self.graph: Graph | None = None
+        self._undo_tree: dict[str, Any] | None = None
+        self._undo_passes: dict[str, bool] = {}
+        self._undo_pass_index: dict[str, int] = {}
+        self._rot_inputs: list[list[Any]] = []  # [row j][col i] -> Math input fed with R[j][i]
+        self._factor_image = None
+        self._factor_k: cam_model.Intrinsics | None = None
+        self.ids: dict[str, int] = {}
+        if not self.kinds:
+            return
+        try:
+            self._build()
+        except BaseException:
+            self.teardown()
+            raise
 
+    # -- worker interface ------------------------------------------------------------------
     def frame_files(self, frame: int) -> dict[str, str]:
-        return {}
+        out = {}
+        for k in self.kinds:
+            _, folder, stem, key, _ = KINDS[k]
+            out[key] = f"{folder}/{stem}_{frame:0{DIGITS}d}.exr"
+        return out
 
     def prepare_frame(self, frame: int) -> None:
-        pass
+        if not self.kinds:
+            return
+        if self._rot_inputs:
+            cam = self.scene.camera
+            m = cam_model.orthonormal_pose([[float(cam.matrix_world[r][c]) for c in range(4)]
+                                            for r in range(4)])
+            for j in range(3):
+                for i in range(3):
+                    self._rot_inputs[j][i].default_value = m[j][i]
+        if self._factor_image is not None:
+            self._update_factor()
 
     def conventions(self) -> dict[str, Any]:
-        return {}
+        conv: dict[str, Any] = {}
+        ch = compat.EXR_CHANNELS
+        if "depth" in self.kinds:
+            conv["depth"] = {
+                "file": f"depths/depth_{'N' * DIGITS}.exr", "channel": ch["FLOAT"][0],
+                "type": self.settings.depth_type,
+                "definition": ("distance along the camera's viewing axis (-z)"
+                               if self.settings.depth_type == "planar"
+                               else "euclidean length of the ray from the camera centre"),
+                "units": "scene units", "unit_scale_m": float(self.scene.unit_settings.scale_length),
+                "invalid_value": 0.0, "valid_if": "depth > 0", "dtype": "float32"}
+        if "normal" in self.kinds:
+            cam = self.settings.normal_frame == "camera"
+            conv["normal"] = {
+                "file": f"normals/normal_{'N' * DIGITS}.exr", "channels": ch["VECTOR"],
+                "frame": self.settings.normal_frame,
+                "axes": ("x right, y up, z towards the viewer (Blender camera axes; the camera "
+                         "looks down -z)" if cam else "world x, y, z"),
+                "unit_length": True, "background": [0.0, 0.0, 0.0], "valid_if": "|n| > 0",
+                "dtype": "float32"}
+        if "flow" in self.kinds:
+            r, g, b, a = ch["RGBA"]
+            conv["flow"] = {
+                "file": f"flows/flow_{'N' * DIGITS}.exr",
+                "channels": {"forward_u": r, "forward_v": g, "backward_u": b, "backward_v": a},
+                "units": "pixels", "axes": "u right, v down",
+                "forward": "pixel displacement from frame t to t+1",
+                "backward": "pixel displacement from frame t to t-1",
+                "static_value": 0.0, "dtype": "float32"}
+        if "segmentation" in self.kinds:
+            conv["segmentation"] = {
+                "file": f"segmentations/segmentation_{'N' * DIGITS}.exr",
+                "channel": ch["FLOAT"][0], "ids_file": IDS_FILE, "background": 0,
+                "dtype": "float32 holding exact integers"}
+        if self.settings.debug and self.kinds:
+            conv["previews"] = {k: f"previews/{k}/{k}_{'N' * DIGITS}.png" for k in self.kinds}
+        return conv
 
     def teardown(self) -> None:
-        pass
+        if self.graph is not None:
+            self.graph.remove()
+            self.graph = None
+        if self._factor_image is not None:
+            try:
+                bpy.data.images.remove(self._factor_image)
+            except ReferenceError:
+                pass
+            self._factor_image = None
+        if self._undo_tree is not None:
+            compat.release_compositor(self.scene, self._undo_tree)
+            self._undo_tree = None
+        vl = _view_layer(self.scene)
+        for attr, val in self._undo_passes.items():
+            setattr(vl, attr, val)
+        self._undo_passes = {}
+        for name, idx in self._undo_pass_index.items():
+            ob = bpy.data.objects.get(name)
+            if ob is not None:
+                ob.pass_index = idx
+        self._undo_pass_index = {}
+        self._rot_inputs = []
+
+    # -- graph -----------------------------------------------------------------------------
+    def _build(self) -> None:
+        scene, s = self.scene, self.settings
+        vl = _view_layer(scene)
+        for k in self.kinds:
+            attr = PASS_FLAGS[k]
+            self._undo_passes[attr] = getattr(vl, attr)
+            setattr(vl, attr, True)
+        if "segmentation" in self.kinds:
+            self._assign_ids(vl)
+        tree, self._undo_tree = compat.acquire_compositor(scene)
+        g = self.graph = Graph(tree)
+        rl = g.node("CompositorNodeRLayers")
+        rl.scene = scene
+        rl.layer = vl.name
+        previews: dict[str, Any] = {}
+        if "depth" in self.kinds:
+            z = compat.render_layer_output(rl, "Depth")
+            if s.depth_type == "distance":
+                z = g.math("MULTIPLY", z, self._factor_socket(g))
+            mask = g.math("LESS_THAN", z, BACKGROUND_DEPTH)
+            self._write(g, "depth", g.math("MULTIPLY", z, mask))
+            # near = red ... far = blue, no surface = black
+            hue = g.math("MULTIPLY", g.normalize(z), 0.66, clamp=True)
+            previews["depth"] = g.combine_color(hue, 1.0, mask, mode="HSV")
+        if "normal" in self.kinds:
+            n = g.separate_xyz(compat.render_layer_output(rl, "Normal"))
+            if s.normal_frame == "camera":
+                n = self._rotate(g, n)
+            sq = g.math("MULTIPLY_ADD", n[2], n[2],
+                        g.math("MULTIPLY_ADD", n[1], n[1], g.math("MULTIPLY", n[0], n[0])))
+            length = g.math("SQRT", sq)
+            safe = g.math("MAXIMUM", length, 1e-30)
+            unit = [g.math("DIVIDE", c, safe) for c in n]
+            self._write(g, "normal", g.combine_xyz(*unit))
+            valid = g.math("GREATER_THAN", length, 0.0)
+            rgb = [g.math("MULTIPLY", g.math("MULTIPLY_ADD", c, 0.5, 0.5), valid) for c in unit]
+            previews["normal"] = g.combine_color(*rgb)
+        if "flow" in self.kinds:
+            x, y, zc, w = g.separate_rgba(compat.render_layer_output(rl, "Vector"))
+            fu = g.math("MULTIPLY", zc, -1.0)
+            fv, bu = w, x
+            bv = g.math("MULTIPLY", y, -1.0)
+            self._write(g, "flow", g.combine_color(fu, fv, bu, bv))
+            # Colour wheel: hue = direction (Middlebury angle), saturation = magnitude.
+            mag = g.math("SQRT", g.math("MULTIPLY_ADD", fu, fu, g.math("MULTIPLY", fv, fv)))
+            scale = 1.0 / max(1.0, FLOW_PREVIEW_SCALE * scene.render.resolution_x
+                              * scene.render.resolution_percentage / 100)
+            sat = g.math("MULTIPLY", mag, scale, clamp=True)
+            ang = g.math("ARCTAN2", g.math("MULTIPLY", fv, -1.0), g.math("MULTIPLY", fu, -1.0))
+            hue = g.math("MULTIPLY_ADD", ang, 1.0 / (2 * math.pi), 0.5)
+            previews["flow"] = g.combine_color(hue, sat, 1.0, mode="HSV")
+        if "segmentation" in self.kinds:
+            idx = compat.render_layer_output(rl, "index_ob")
+            self._write(g, "segmentation", idx)
+            hue = g.math("FRACT", g.math("MULTIPLY", idx, 0.618033988749895))
+            val = g.math("GREATER_THAN", idx, 0.5)
+            previews["segmentation"] = g.combine_color(hue, 0.75, val, mode="HSV")
+        if s.debug:
+            for k, sock in previews.items():
+                fo = compat.file_output(tree, str(self.seq_dir / "previews" / k),
+                                        file_format="PNG", color_mode="RGB", color_depth="8")
+                g.nodes.append(fo)
+                fo.label = "DF"
+                g.link(sock, compat.file_output_input(fo, f"{k}_{'#' * DIGITS}", "RGBA"))
+
+    def _write(self, g: Graph, kind: str, sock) -> None:
+        _, folder, stem, _, stype = KINDS[kind]
+        fo = compat.file_output(
+            g.tree, str(self.seq_dir / folder), file_format="OPEN_EXR",
+            color_mode={"FLOAT": "BW", "VECTOR": "RGB", "RGBA": "RGBA"}[stype],
+            color_depth="32", exr_codec=self.settings.exr_codec)
+        g.nodes.append(fo)
+        fo.label = "DF"
+        g.link(sock, compat.file_output_input(fo, f"{stem}_{'#' * DIGITS}", stype))
+
+    def _rotate(self, g: Graph, n: list) -> list:
+        """n_cam[i] = sum_j R[j][i] * n_world[j]; R (world-from-camera) is set per frame."""
+        self._rot_inputs = [[None] * 3 for _ in range(3)]
+        out = []
+        for i in range(3):
+            t = g.math("MULTIPLY", n[0], 0.0)
+            self._rot_inputs[0][i] = t.node.inputs[1]
+            for j in (1, 2):
+                t = g.math("MULTIPLY_ADD", n[j], 0.0, t)
+                self._rot_inputs[j][i] = t.node.inputs[1]
+            out.append(t)
+        return out
+
+    def _factor_socket(self, g: Graph):
+        """Per-pixel ray length per unit of planar depth, as an image (updated if K changes)."""
+        self._update_factor()
+        node = g.node("CompositorNodeImage")
+        node.image = self._factor_image
+        return g.separate_rgba(node.outputs["Image"])[0]
+
+    def _update_factor(self) -> None:
+        import numpy as np
+
+        k = cam_model.intrinsics(scene_setup.camera_params(self.scene, self.scene.camera))
+        if k == self._factor_k and self._factor_image is not None:
+            return
+        img = self._factor_image
+        if img is None or tuple(img.size) != (k.w, k.h):
+            if img is not None:
+                bpy.data.images.remove(img)
+            img = bpy.data.images.new("DF ray factor", k.w, k.h, alpha=True, float_buffer=True)
+            img.colorspace_settings.is_data = True
+            self._factor_image = img
+        u = (np.arange(k.w, dtype=np.float64) + 0.5 - k.cx) / k.fl_x
+        # Blender image rows start at the bottom: row r is image row v = h - 1 - r.
+        v = (np.arange(k.h, dtype=np.float64)[::-1] + 0.5 - k.cy) / k.fl_y
+        f = np.sqrt(1.0 + u[None, :] ** 2 + v[:, None] ** 2).astype(np.float32)
+        rgba = np.ones((k.h, k.w, 4), np.float32)
+        rgba[..., :3] = f[..., None]
+        img.pixels.foreach_set(rgba.ravel())
+        img.update()
+        self._factor_k = k
+
+    def _assign_ids(self, vl) -> None:
+        self.ids, doc = segmentation.assign_ids(self.scene, vl, self.settings.class_property)
+        for ob in self.scene.objects:
+            want = self.ids.get(ob.name, 0)
+            if ob.pass_index != want:
+                self._undo_pass_index[ob.name] = ob.pass_index
+                ob.pass_index = want
+        write_json_atomic(self.seq_dir / IDS_FILE, doc)
