@@ -8,6 +8,7 @@ class attributes, so versions are detected with ``bl_rna.properties`` rather tha
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import bpy
 
@@ -66,3 +67,97 @@ def open_blend(path: str, *, use_scripts: bool) -> None:
 
 def eevee_engine() -> str:
     return "BLENDER_EEVEE" if VERSION >= (5, 0, 0) else "BLENDER_EEVEE_NEXT"
+
+
+# -- Compositor helpers for the ground-truth rig (BLENDER_FACTS §1) -------------------------------
+SEPARATE_XYZ = ("CompositorNodeSeparateXYZ" if hasattr(bpy.types, "CompositorNodeSeparateXYZ")
+                else "ShaderNodeSeparateXYZ")
+COMBINE_XYZ = ("CompositorNodeCombineXYZ" if hasattr(bpy.types, "CompositorNodeCombineXYZ")
+               else "ShaderNodeCombineXYZ")
+# 5.0: linking the 4-channel Vector pass into Separate Color drops its 4th channel (alpha = 1),
+# while the colour input of a Switch node (left "Off") keeps it (measured). 4.x splits it directly.
+KEEP_W_NODE = "CompositorNodeSwitch" if IS5 else None
+# Channel names a File Output node writes into a single-part EXR for each input kind (measured in
+# 4.2, 4.5 and 5.0 and checked by tests/test_ground_truth.py).
+EXR_CHANNELS = {"FLOAT": ["V"], "VECTOR": ["X", "Y", "Z"], "RGBA": ["R", "G", "B", "A"]}
+
+
+def acquire_compositor(scene) -> tuple[Any, dict[str, Any]]:
+    """The scene's compositor tree, created if needed, plus what to undo in
+    :func:`release_compositor`. Compositing is switched on (File Output nodes need it).
+
+    On 5.0 a newly created tree also gets a Group Output fed by the render so that the RGB
+    frame stays the plain render."""
+    undo: dict[str, Any] = {"use_compositing": scene.render.use_compositing, "created": False}
+    scene.render.use_compositing = True
+    if IS5:
+        tree = scene.compositing_node_group
+        if tree is None:
+            tree = bpy.data.node_groups.new("Dataset Forge Compositing", "CompositorNodeTree")
+            scene.compositing_node_group = tree
+            undo["created"] = True
+            tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+            rl = tree.nodes.new("CompositorNodeRLayers")
+            out = tree.nodes.new("NodeGroupOutput")
+            tree.links.new(rl.outputs["Image"], out.inputs[0])
+        return tree, undo
+    undo["use_nodes"] = scene.use_nodes
+    if not scene.use_nodes:
+        scene.use_nodes = True  # a new 4.x tree comes with Render Layers -> Composite
+    return scene.node_tree, undo
+
+
+def release_compositor(scene, undo: dict[str, Any]) -> None:
+    """Undo :func:`acquire_compositor` (our own nodes must already be removed)."""
+    scene.render.use_compositing = undo["use_compositing"]
+    if IS5:
+        if undo["created"]:
+            tree = scene.compositing_node_group
+            scene.compositing_node_group = None
+            if tree is not None:
+                bpy.data.node_groups.remove(tree)
+        return
+    scene.use_nodes = undo["use_nodes"]
+
+
+def file_output(tree, directory: str, *, file_format: str, color_mode: str, color_depth: str,
+                exr_codec: str = "ZIP"):
+    """A File Output node writing into ``directory`` with no inputs yet."""
+    fo = tree.nodes.new("CompositorNodeOutputFile")
+    f = fo.format
+    if hasattr(f, "media_type"):  # 5.0 defaults to multilayer
+        f.media_type = "IMAGE"
+    f.file_format = file_format
+    try:
+        f.color_mode = color_mode
+    except TypeError:  # 4.2 offers no BW for EXR; a float input is still written as one 'V'
+        f.color_mode = "RGB"
+    f.color_depth = color_depth
+    if file_format == "OPEN_EXR":
+        f.exr_codec = exr_codec
+    if "save_as_render" in fo.bl_rna.properties:
+        fo.save_as_render = False
+    if FILE_OUTPUT_ITEMS:
+        fo.directory = directory
+        fo.file_name = ""
+        fo.file_output_items.clear()
+    else:
+        fo.base_path = directory
+        fo.file_slots.clear()
+    return fo
+
+
+def file_output_input(fo, name: str, socket_type: str):
+    """Add an input to File Output ``fo``; ``name`` like ``depth_######`` gives
+    ``depth_000007.<ext>`` in every version. ``socket_type``: FLOAT, VECTOR (3) or RGBA."""
+    if FILE_OUTPUT_ITEMS:
+        item = fo.file_output_items.new(socket_type, name)
+        if socket_type == "VECTOR":
+            item.vector_socket_dimensions = 3
+        if hasattr(item, "save_as_render"):
+            item.save_as_render = False
+        return fo.inputs[item.name]
+    slot = fo.file_slots.new(name)
+    slot.path = name
+    slot.save_as_render = False
+    return fo.inputs[-1]
