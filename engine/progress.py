@@ -48,7 +48,7 @@ class ProgressPrinter:
         self.tty = self.stream.isatty() if tty is None else tty
         self.interval = float(interval)
         self.verbose = verbose
-        self._last_print = 0.0
+        self._last_print: float | None = None
         self._bar_shown = False
         self.last: dict[str, Any] | None = None
 
@@ -62,12 +62,12 @@ class ProgressPrinter:
     def _bar(self, e: dict[str, Any], force: bool = False) -> None:
         now = time.monotonic()
         if self.tty:
-            if force or now - self._last_print >= 0.1:
+            if force or self._last_print is None or now - self._last_print >= 0.1:
                 self.stream.write("\r\033[K" + format_bar(e))
                 self.stream.flush()
                 self._bar_shown = True
                 self._last_print = now
-        elif force or now - self._last_print >= self.interval:
+        elif force or self._last_print is None or now - self._last_print >= self.interval:
             self._line(format_bar(e))
             self._last_print = now
 

@@ -1,0 +1,157 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The engine's pure parts, without Blender: discovery names and order, the plan, GPU pinning,
+progress text."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from dataset_forge.engine.discovery import DiscoveryError, SceneInfo, find_blends, safe_name, scene_names
+from dataset_forge.engine.plan import build_plan, format_summary
+from dataset_forge.engine.progress import ProgressPrinter, format_bar, format_seconds
+from dataset_forge.engine.runner import gpu_for_slot, gpu_pinning
+from dataset_forge.settings import Settings
+
+
+def _touch(root: Path, *rels: str) -> None:
+    for rel in rels:
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"BLENDER")
+
+
+def test_find_blends_order_depth_and_backups(tmp_path):
+    _touch(tmp_path, "scene10.blend", "scene2.blend", "Scene1.blend", "scene2.blend1",
+           "notes.txt", ".hidden.blend", "b/scene2.blend", "a10/x.blend", "a9/x.blend",
+           "b/deep/too_deep.blend", ".git/y.blend", "b/old.blend2")
+    rels = [p.relative_to(tmp_path).as_posix() for p in find_blends(tmp_path)]
+    assert rels == ["a9/x.blend", "a10/x.blend", "b/scene2.blend", "Scene1.blend", "scene2.blend",
+                    "scene10.blend"]
+    assert all(Path(p).is_absolute() for p in find_blends(tmp_path))
+
+
+def test_scene_names_unique_stable_and_safe(tmp_path):
+    _touch(tmp_path, "scene2.blend", "b/scene2.blend", "my scene (v2).blend", "CON.blend",
+           "ünï cødé.blend", "a/Scene2.blend", "x/y z.blend", "x_y_z.blend")
+    blends = find_blends(tmp_path)
+    names = dict(zip((p.relative_to(tmp_path).as_posix() for p in blends),
+                     scene_names(blends, tmp_path)))
+    assert names == {
+        "a/Scene2.blend": "a_Scene2",  # three files called scene2 (any case): named by path
+        "b/scene2.blend": "b_scene2",
+        "CON.blend": "_CON",  # a Windows device name
+        "my scene (v2).blend": "my_scene_v2",
+        "scene2.blend": "scene2",
+        "x/y z.blend": "y_z",
+        "x_y_z.blend": "x_y_z",
+        "ünï cødé.blend": "n_c_d",
+    }
+    assert len({n.lower() for n in names.values()}) == len(names)
+    # Stable: adding an unrelated scene renames nobody.
+    _touch(tmp_path, "zzz.blend")
+    again = dict(zip((p.relative_to(tmp_path).as_posix() for p in find_blends(tmp_path)),
+                     scene_names(find_blends(tmp_path), tmp_path)))
+    assert {k: again[k] for k in names} == names
+    # Same sanitised name from different stems: numbered in natural order.
+    assert scene_names([tmp_path / "a b.blend", tmp_path / "a_b.blend"], tmp_path) == ["a_b", "a_b-2"]
+    assert safe_name("x" * 200) == "x" * 80
+    assert safe_name("..") == safe_name("") == safe_name("***") == "scene"
+
+
+def test_missing_or_empty_folder_is_one_clear_error(tmp_path):
+    with pytest.raises(DiscoveryError, match="does not exist or is not a folder"):
+        find_blends(tmp_path / "nope")
+    from dataset_forge.engine.discovery import discover
+
+    with pytest.raises(DiscoveryError, match=r"no \.blend files in .* \(\.blend1 backups are ignored\)"):
+        discover(tmp_path)
+
+
+def test_gpu_assignment_round_robin_and_env():
+    assert [gpu_for_slot(s, [0, 1]) for s in range(4)] == [0, 1, 0, 1]  # --jobs 4, two per GPU
+    assert [gpu_for_slot(s, [2, 5, 7]) for s in range(3)] == [2, 5, 7]
+    assert gpu_for_slot(3, []) is None
+    env, index = gpu_pinning(5)
+    assert env == {"CUDA_VISIBLE_DEVICES": "5", "HIP_VISIBLE_DEVICES": "5",
+                   "ONEAPI_DEVICE_SELECTOR": "level_zero:5"}
+    assert index == 0  # the only visible device of the backend
+    assert gpu_pinning(None) == ({}, None)
+    assert Settings(gpus="0, 1").gpu_list == [0, 1]
+
+
+def test_worker_pinned_device_is_the_only_visible_one():
+    from dataset_forge.render_passes.devices import choose_backend
+
+    # What Cycles lists in a worker pinned with CUDA_VISIBLE_DEVICES=1 on a 2-GPU machine: one
+    # CUDA and one OptiX device (the same card); index 0 selects it for either backend.
+    visible = {"OPTIX": ["RTX B"], "CUDA": ["RTX B"]}
+    c = choose_backend(visible, "AUTO", gpu_pinning(1)[1])
+    assert (c.backend, c.devices, c.index) == ("OPTIX", ("RTX B",), 0)
+    c = choose_backend(visible, "CUDA", gpu_pinning(1)[1])
+    assert (c.backend, c.devices) == ("CUDA", ("RTX B",))
+
+
+def _infos(tmp_path):
+    return [SceneInfo("a", str(tmp_path / "a.blend"), 1, 24, 24.0, "Camera"),
+            SceneInfo("short", str(tmp_path / "short.blend"), 1, 2, 24.0, "Camera"),
+            SceneInfo("nocam", str(tmp_path / "nocam.blend"), 1, 24, 24.0, None,
+                      "nocam.blend: scene 'x' has no active camera; set one"),
+            SceneInfo("b", str(tmp_path / "b.blend"), 10, 20, 30.0, "Cam")]
+
+
+def test_build_plan_jobs_and_errors(tmp_path):
+    s = Settings(sequences_per_scene=2, num_frames=3, keyframe_multiplier=2.0)
+    plan = build_plan(tmp_path, tmp_path / "ds", s, scenes=_infos(tmp_path))
+    assert plan["settings"]["keyframe_multiplier"] == 2.0 and plan["seed"] == 0
+    assert [j["scene"] for j in plan["jobs"]] == ["a", "b"]
+    a = plan["jobs"][0]["sequences"]
+    assert [(q["id"], q["frame_start"], q["frame_end"]) for q in a] == [
+        ("002-00002-00005", 2, 4), ("002-00025-00028", 25, 27)]
+    assert a[0]["out_dir"] == str((tmp_path / "ds" / "renders" / "a" / "002-00002-00005").resolve())
+    b = plan["jobs"][1]["sequences"]  # 10..20 stretched to 20..40: 21 frames, step 10
+    assert [(q["frame_start"], q["frame_end"]) for q in b] == [(20, 22), (30, 32)]
+    errors = {sc["name"]: sc["error"] for sc in plan["scenes"]}
+    assert errors["a"] is None and errors["b"] is None
+    assert errors["nocam"].startswith("nocam.blend: scene 'x' has no active camera")
+    assert errors["short"].startswith("scene 'short' (short.blend, frames 1..2, keyframe_multiplier 2)")
+    assert "do not fit in 3 frames (2..4)" in errors["short"]  # 1..2 stretched by 2
+    assert "the largest valid num_frames is 1" in errors["short"]
+    assert {sc["name"]: sc["stretched_range"] for sc in plan["scenes"]}["b"] == [20, 40]
+    assert not (tmp_path / "ds").exists()  # building a plan writes nothing
+
+
+def test_progress_text():
+    assert [format_seconds(x) for x in (None, 4.4, 65, 3725)] == ["--", "4s", "1m05s", "1h02m"]
+    e = {"event": "progress", "frames_done": 10, "frames_skipped": 5, "frames_total": 60,
+         "fraction": 0.25, "eta": 90.0, "fps": 2.0, "workers": 2, "scenes_total": 3,
+         "scenes_finished": 1, "done": False}
+    assert format_bar(e, width=8) == ("[##------]  25.0%  15/60 frames (5 already done)  2.00 frames/s"
+                                      "  ETA 1m30s  scenes 1/3  workers 2")
+    out = io.StringIO()
+    p = ProgressPrinter(out, tty=False, interval=3600)
+    p(e)
+    p({**e, "frames_done": 11})  # within the interval: not printed
+    p({"event": "retry", "scene": "s", "attempt": 2, "reason": "worker was killed by SIGKILL"})
+    p({**e, "frames_done": 45, "frames_skipped": 15, "fraction": 1.0, "done": True, "eta": 0})
+    p.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("[######------------------]  25.0%  15/60 frames")
+    assert lines[1] == "retrying s (attempt 2): worker was killed by SIGKILL"
+    assert lines[2].startswith("[########################] 100.0%  60/60 frames")
+
+
+def test_format_summary_lists_every_scene():
+    summary = {"done": ["a"], "skipped": ["b"], "failed": {"c": "c.blend: broken"},
+               "frames_rendered": 6, "frames_skipped": 6, "seconds": 3.2,
+               "scenes": {"a": {"status": "done", "sequences": [{"rendered": 6, "skipped": 0}]},
+                          "b": {"status": "skipped", "sequences": [{"rendered": 0, "skipped": 6}]},
+                          "c": {"status": "failed", "errors": ["c.blend: broken"], "sequences": []}}}
+    assert format_summary(summary).splitlines() == [
+        "1 scene(s) done, 1 skipped (already complete), 1 failed; 6 frame(s) rendered, 6 already "
+        "complete, in 3.2 s",
+        "  DONE    a: 1 sequence(s), 6 frame(s) rendered, 0 already complete",
+        "  SKIPPED b: 1 sequence(s), 0 frame(s) rendered, 6 already complete",
+        "  FAILED  c: c.blend: broken"]
