@@ -89,6 +89,9 @@ class RunController:
         """Kill every worker now; finished frames stay on disk and in the journal."""
         if not self.finished:
             self.runner.cancel()
+            # cancel() joined the output readers: count the frames finished before the kill.
+            for e in self.runner.poll():
+                self._on_event(e)
             self.slots.clear()
             self._finish()
 

@@ -314,6 +314,9 @@ class DATASETFORGE_OT_open_output(bpy.types.Operator):
     @classmethod
     def poll(cls, context) -> bool:
         folder = context.scene.dataset_forge.datasets_dir
+        if busy_reason():
+            cls.poll_message_set(busy_reason())
+            return False
         if not folder:
             cls.poll_message_set("Choose an Output Folder")
             return False
