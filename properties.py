@@ -135,6 +135,8 @@ class DATASETFORGE_PG_scene_item(bpy.types.PropertyGroup):
     include: BoolProperty(name="Include", default=True,
                           description="Render this scene with Render Dataset")
     error: StringProperty(name="Problem", description="Why this scene cannot render (empty: it can)")
+    run_error: StringProperty(name="Last Run", description="Why this scene failed in the last run "
+                              "(it is tried again in the next run)")
 
 
 def _settings_annotations() -> dict[str, Any]:

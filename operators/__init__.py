@@ -21,6 +21,12 @@ def _stop_on_load(*_args) -> None:
     if ctl is not None:
         ctl.cancel()
         controller.release(ctl)
+        text = "Stopped because another file was opened. " + ctl.final_report()[1]
+        print(f"Dataset Forge: {text}")
+        state = getattr(bpy.context.window_manager, "dataset_forge_run", None)
+        if state is not None:
+            render.write_state(state, ctl)
+            state.status = text
 
 
 def register() -> None:

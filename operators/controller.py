@@ -157,7 +157,8 @@ class RunController:
                 f"in {where}")
         if failed:
             name, reason = next(iter(failed.items()))
-            return "ERROR", f"{text}. {name}: {str(reason).splitlines()[0]}"
+            # WARNING, not ERROR: the other scenes rendered (and bpy.ops raises on ERROR).
+            return "WARNING", f"{text}. {name}: {str(reason).splitlines()[0]}"
         return "INFO", text
 
     # -- internals ---------------------------------------------------------------------------------

@@ -64,11 +64,11 @@ def _push_messages(state, messages) -> None:
 
 
 def _mark_scene_errors(context, ctl: RunController) -> None:
-    """Failed scenes show their reason in the Scenes list."""
-    items = {i.name: i for i in context.scene.dataset_forge.scenes}
-    for name, reason in ctl.scene_errors.items():
-        if name in items:
-            items[name].error = reason
+    """Scenes that failed in this run show the reason in the Scenes list (a scene the scan already
+    flagged keeps its own reason)."""
+    for item in context.scene.dataset_forge.scenes:
+        if item.name in ctl.scene_errors and not item.error:
+            item.run_error = ctl.scene_errors[item.name]
 
 
 def busy_reason() -> str:
@@ -83,9 +83,11 @@ class _RunOperator:
         raise NotImplementedError
 
     def _report_messages(self, messages) -> None:
+        # A scene's failure is a WARNING in the Info log: an ERROR report makes bpy.ops raise in
+        # scripts although the other scenes rendered. ERROR is kept for runs that cannot start.
         for m in messages:
             if m.level in ("WARNING", "ERROR"):
-                self.report({m.level}, m.text)
+                self.report({"WARNING"}, m.text)
 
     def begin(self, context) -> RunController | None:
         """Build, register and start the run; reports and returns None when it cannot start."""
@@ -96,6 +98,8 @@ class _RunOperator:
             return None
         state = context.window_manager.dataset_forge_run
         state.messages.clear()
+        for item in context.scene.dataset_forge.scenes:
+            item.run_error = ""
         controller.set_active(ctl)
         ctl.start()
         write_state(state, ctl)

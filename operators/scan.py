@@ -35,6 +35,7 @@ def fill_scene_list(pg, infos: list[SceneInfo]) -> tuple[int, int]:
         item.fps = float(info.fps or 0.0)
         item.camera = info.camera or ""
         item.error = info.error or ""
+        item.run_error = ""
         item.include = previous.get(info.name, True)
         broken += bool(info.error)
     pg.scenes_index = min(pg.scenes_index, max(len(pg.scenes) - 1, 0))

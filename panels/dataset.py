@@ -104,6 +104,9 @@ class DATASETFORGE_UL_scenes(bpy.types.UIList):
         if item.error:
             row.label(text=item.name, icon="ERROR")
             row.label(text="cannot render")
+        elif item.run_error:
+            row.label(text=item.name, icon="ERROR")
+            row.label(text="failed")
         else:
             row.label(text=item.name, icon="SCENE_DATA")
             row.label(text=f"{item.frame_start}–{item.frame_end}")
@@ -135,6 +138,8 @@ class DATASETFORGE_PT_scenes(_DatasetPanel, bpy.types.Panel):
             if item.error:
                 wrapped_label(box, item.error, icon="ERROR")
             else:
+                if item.run_error:
+                    wrapped_label(box, f"Last run failed: {item.run_error}", icon="ERROR")
                 box.label(text=f"{item.name}: frames {item.frame_start}–{item.frame_end} at "
                                f"{item.fps:g} fps", icon="SCENE_DATA")
                 box.label(text=f"Camera: {item.camera}", icon="CAMERA_DATA")

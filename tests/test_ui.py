@@ -59,6 +59,7 @@ def ui(tmp_path_factory, scenes_dir) -> dict:
         raise AssertionError(f"driver failed (rc {proc.returncode}):\n{proc.stdout[-4000:]}\n"
                              f"{proc.stderr[-4000:]}")
     res = json.loads(out.read_text())
+    res["stdout"] = proc.stdout
     res["driver_seconds"] = time.monotonic() - t0
     res["work"] = str(work)
     return res
@@ -171,6 +172,20 @@ def test_modal_render_completes_with_monotonic_progress(ui):
     assert run["report"][1].startswith("2 scene(s) done, 0 skipped (already complete), 0 failed; "
                                        "4 frames rendered, 0 already complete")
     assert "broken" not in run["plan_scenes"]  # unticked: neither rendered nor reported
+
+
+def test_blocking_execute_reports_done_skipped_failed_in_the_info_log(ui):
+    run = ui["blocking_run"]
+    assert run["result"] == ["FINISHED"]
+    head = ("0 scene(s) done, 2 skipped (already complete), 1 failed; 0 frames rendered, "
+            "4 already complete")
+    assert run["status"].startswith(head)
+    assert "broken: broken.blend: cannot be opened" in run["status"]
+    assert run["messages"][-1][0] == "WARNING"
+    # Operator.report lands in the Info log; without a window Blender prints it instead.
+    block = ui["stdout"].split("@@ blocking run start")[1].split("@@ blocking run end")[0]
+    assert f"Warning: {head}" in block
+    assert run["errors"]["broken"].startswith("broken.blend: cannot be opened")
 
 
 def test_buttons_disabled_while_running_except_abort(ui):
@@ -548,8 +563,17 @@ def _driver(work: Path, out: Path) -> None:  # noqa: C901 - one scripted session
         "polls_after": polls(),
         "draw_after": run_summary(draw(pd.DATASETFORGE_PT_run)),
     }
-    # The reason text shown under the greyed buttons: take it from a fresh run's first tick.
     prefs.jobs = 1
+
+    # -- the same engine blocking (execute), with the broken scene ticked: done/skipped/failed ----
+    next(i for i in pg.scenes if i.name == "broken").include = True
+    print("@@ blocking run start", flush=True)
+    result = bpy.ops.dataset_forge.render_dataset()
+    print("@@ blocking run end", flush=True)
+    res["blocking_run"] = {"result": sorted(result), "status": state.status,
+                           "messages": [[m.level, m.text] for m in state.messages],
+                           "errors": {i.name: i.error for i in pg.scenes}}
+    next(i for i in pg.scenes if i.name == "broken").include = False
 
     # -- Esc mid-run, then resume ------------------------------------------------------------------
     # Long enough to be caught mid-run: 24 frames of 64x48 at 4 samples.
