@@ -1,0 +1,135 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""settings.Settings: the one source of options. Pure Python, no bpy."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from dataset_forge.settings import GROUPS, Settings, SettingsError
+
+
+def test_defaults_are_valid_and_follow_the_tutorial_names():
+    s = Settings()
+    s.check()
+    names = set(Settings.field_names())
+    for tutorial in ("width", "height", "depths", "normals", "flows", "segmentations",
+                     "keyframe_multiplier", "jobs", "max_samples", "adaptive_threshold",
+                     "use_denoising", "device_type", "exr_codec", "bit_depth", "file_format", "debug",
+                     "seed", "allow_skips"):
+        assert tutorial in names
+    assert (s.width, s.height, s.file_format, s.bit_depth) == (512, 512, "PNG", 8)
+
+
+def test_every_field_has_help_group_and_scope():
+    for f in Settings.fields():
+        m = f.metadata
+        assert m["help"] and len(m["help"]) > 10, f.name
+        assert m["group"] in GROUPS, f.name
+        assert m["scope"] in ("scene", "machine"), f.name
+        if m["choices"]:
+            assert f.default in m["choices"], f.name
+        if m["min"] is not None:
+            assert f.default >= m["min"], f.name
+        if m["max"] is not None:
+            assert f.default <= m["max"], f.name
+
+
+@pytest.mark.parametrize("key,raw,expected", [
+    ("width", "800", 800),
+    ("width", 640.0, 640),
+    ("max_samples", "16", 16),
+    ("keyframe_multiplier", "2.5", 2.5),
+    ("keyframe_multiplier", 3, 3.0),
+    ("adaptive_threshold", "0", 0.0),
+    ("depths", "yes", True),
+    ("depths", "On", True),
+    ("depths", "1", True),
+    ("use_denoising", "false", False),
+    ("use_denoising", "off", False),
+    ("use_denoising", 0, False),
+    ("device_type", "cpu", "CPU"),
+    ("device_type", "Optix", "OPTIX"),
+    ("strategy", "RANDOM", "random"),
+    ("exr_codec", "piz", "PIZ"),
+    ("gpus", "0,1", "0,1"),
+])
+def test_coercion_from_strings_and_numbers(key, raw, expected):
+    s = Settings.from_dict({key: raw})
+    value = getattr(s, key)
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+@pytest.mark.parametrize("key,raw", [
+    ("width", "wide"),
+    ("width", 12.5),
+    ("depths", "maybe"),
+    ("keyframe_multiplier", "fast"),
+])
+def test_bad_values_name_the_option(key, raw):
+    with pytest.raises(SettingsError) as info:
+        Settings.from_dict({key: raw})
+    msg = str(info.value)
+    assert msg.startswith(f"{key}=")
+    assert repr(raw) in msg
+
+
+@pytest.mark.parametrize("values,fragment", [
+    ({"width": -1}, "width=-1 is below its minimum 0"),
+    ({"jobs": 0}, "jobs=0 is below its minimum 1"),
+    ({"adaptive_threshold": 2.0}, "adaptive_threshold=2.0 is above its maximum 1.0"),
+    ({"device_type": "TPU"}, "device_type='TPU' is not one of AUTO, OPTIX, CUDA, HIP, METAL, ONEAPI, CPU"),
+    ({"exr_codec": "DWAA"}, "exr_codec='DWAA' is not one of"),
+    ({"file_format": "PNG", "bit_depth": 32}, "bit_depth=32 is not valid for PNG"),
+    ({"file_format": "OPEN_EXR", "bit_depth": 8}, "bit_depth=8 is not valid for EXR"),
+    ({"file_format": "JPEG", "bit_depth": 16}, "JPEG frames are 8-bit"),
+    ({"gpus": "0,x"}, "gpus='0,x' must be a comma-separated list"),
+])
+def test_out_of_range_values_say_what_is_allowed(values, fragment):
+    with pytest.raises(SettingsError) as info:
+        Settings.from_dict(values)
+    assert fragment in str(info.value)
+
+
+def test_all_problems_are_reported_together():
+    with pytest.raises(SettingsError) as info:
+        Settings.from_dict({"width": -5, "jobs": 0})
+    assert "width=-5" in str(info.value) and "jobs=0" in str(info.value)
+
+
+def test_unknown_keys_are_named_with_the_valid_ones():
+    with pytest.raises(SettingsError) as info:
+        Settings.from_dict({"widht": 3, "depth": True, "height": 4})
+    msg = str(info.value)
+    assert msg.startswith("unknown option(s): depth, widht;")
+    assert "width" in msg.split("valid options are:")[1]
+    with pytest.raises(SettingsError, match="unknown option"):
+        Settings.from_dict(None, resolution=3)
+
+
+def test_settings_error_is_a_value_error():
+    assert issubclass(SettingsError, ValueError)
+
+
+def test_overrides_win_over_the_mapping():
+    s = Settings.from_dict({"width": 100, "height": 50}, width=200)
+    assert (s.width, s.height) == (200, 50)
+
+
+def test_round_trips_through_dict_json_and_replace():
+    s = Settings.from_dict({"width": 96, "depths": True, "seed": 7, "device_type": "cpu"})
+    assert Settings.from_dict(s.to_dict()) == s
+    assert Settings.from_dict(json.loads(s.to_json())) == s
+    r = s.replace(height=24)
+    assert (r.width, r.height, r.seed, s.height) == (96, 24, 7, 512)
+    with pytest.raises(SettingsError):
+        s.replace(height=-3)
+
+
+def test_derived_properties():
+    s = Settings.from_dict({"segmentations": True, "depths": True, "gpus": "2, 0"})
+    assert s.ground_truths == ("depths", "segmentations")
+    assert s.gpu_list == [2, 0]
+    assert Settings().ground_truths == ()
+    assert Settings().gpu_list == []
