@@ -74,9 +74,10 @@ SEPARATE_XYZ = ("CompositorNodeSeparateXYZ" if hasattr(bpy.types, "CompositorNod
                 else "ShaderNodeSeparateXYZ")
 COMBINE_XYZ = ("CompositorNodeCombineXYZ" if hasattr(bpy.types, "CompositorNodeCombineXYZ")
                else "ShaderNodeCombineXYZ")
-# 5.0: linking the 4-channel Vector pass into Separate Color drops its 4th channel (alpha = 1),
-# while the colour input of a Switch node (left "Off") keeps it (measured). 4.x splits it directly.
-KEEP_W_NODE = "CompositorNodeSwitch" if IS5 else None
+# 4.5 and 5.0: the 4-channel Vector pass linked straight into Separate Color loses its 4th channel
+# (Alpha reads 1.0, the bug that writes a constant 1 as backward/forward v); routed through the
+# colour input of a Switch node (left "Off") it is kept in 4.2, 4.5 and 5.0 (measured, tested).
+KEEP_W_NODE = "CompositorNodeSwitch"
 # Channel names a File Output node writes into a single-part EXR for each input kind (measured in
 # 4.2, 4.5 and 5.0 and checked by tests/test_ground_truth.py).
 EXR_CHANNELS = {"FLOAT": ["V"], "VECTOR": ["X", "Y", "Z"], "RGBA": ["R", "G", "B", "A"]}
@@ -157,7 +158,8 @@ def file_output_input(fo, name: str, socket_type: str):
         if hasattr(item, "save_as_render"):
             item.save_as_render = False
         return fo.inputs[item.name]
-    slot = fo.file_slots.new(name)
+    fo.file_slots.new(name)  # returns the input socket, not the slot
+    slot = fo.file_slots[-1]
     slot.path = name
     slot.save_as_render = False
     return fo.inputs[-1]

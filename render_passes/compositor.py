@@ -54,8 +54,8 @@ class Graph:
     def separate_rgba(self, img: Socket) -> list:
         """Red, Green, Blue, Alpha outputs (splitting keeps the 4th channel on 4.2)."""
         if compat.KEEP_W_NODE and not isinstance(img, (int, float)):
-            # 5.0: a 4-channel pass linked straight into Separate Color loses its 4th channel
-            # (alpha reads 1); routed through a Switch node's colour input it is kept.
+            # A 4-channel pass linked straight into Separate Color loses its 4th channel on
+            # 4.5/5.0 (alpha reads 1); through a Switch node's colour input it is kept.
             sw = self.node(compat.KEEP_W_NODE)
             self.link(img, sw.inputs["Off"])
             img = sw.outputs[0]

@@ -79,6 +79,8 @@ def build(name: str, path: str | Path) -> Path:
     """Build scene ``name`` of :data:`SPECS` and save it to ``path``."""
     import bpy
 
+    if name in GT_SPECS:
+        return build_gt(name, path)
     spec = SPECS[name]
     _clear(bpy)
     scene = bpy.context.scene
@@ -172,6 +174,135 @@ def _compat():
 def build_all(out_dir: str | Path, names=None) -> list[Path]:
     out = Path(out_dir)
     return [build(n, out / f"{n}.blend") for n in (names or SPECS)]
+
+
+# -- Ground-truth oracle scenes (tests/test_ground_truth.py) ----------------------------------------
+# Camera at the origin looking down -Z (identity rotation) unless said otherwise; 64x48 px, lens
+# 50 mm on a 36 mm sensor, so fx = fy = 64 * 50 / 36 px, cx = 32, cy = 24.
+GT_RES = (64, 48)
+GT_LENS = 50.0
+GT_SENSOR = 36.0
+GT_FX = GT_RES[0] * GT_LENS / GT_SENSOR
+GT_SPECS = {
+    "gt_planes": dict(desc="frame 1: a 40 m plane facing the camera at distance 7.5; frame 2: the "
+                           "same plane through (0, 0, -7.5) tilted by 30 deg about the camera's x "
+                           "axis (constant keys)",
+                      distance=7.5, tilt_deg=30.0),
+    "gt_cube": dict(desc="camera at (0.4, -6, 3) looking at the origin, rotating about its view "
+                         "axis by 10 deg per frame (frames 1-4); a 2 m cube at the origin rotated "
+                         "(20, 35, 15) deg (XYZ Euler); a 1.6 m sphere at (2.2, 1.5, 0) and a 9 m "
+                         "ground square at z = -2 (sky around it); classes from "
+                         "the 'dataset_class' property or the collection",
+                    cube_rot_deg=(20.0, 35.0, 15.0), cam_loc=(0.4, -6.0, 3.0), roll_deg=10.0),
+    "gt_flow_object": dict(desc="static camera; a 2 m quad facing the camera at distance 6 moves "
+                                "so that its image moves (+1.5, -1.0) px/frame (u right, v down) "
+                                "from frame 1 to 3 and (+2.5, +0.5) px/frame from 3 to 5; a static "
+                                "backdrop at distance 12",
+                           distance=6.0, backdrop=12.0, px_before=(1.5, -1.0),
+                           px_after=(2.5, 0.5)),
+    "gt_camera_motion": dict(desc="static ground, cube and sphere; the camera translates and "
+                                  "turns a little every frame (frames 1-5, linear keys)",
+                             cam_loc0=(0.0, -4.0, 6.0), cam_loc1=(0.8, -3.2, 6.4),
+                             cam_rot0_deg=(35.0, 0.0, 0.0), cam_rot1_deg=(38.0, 4.0, 6.0)),
+}
+
+
+def _gt_base(bpy, name: str, frames: int):
+    _clear(bpy)
+    scene = bpy.context.scene
+    scene.name = name
+    scene.frame_start, scene.frame_end = 1, frames
+    scene.render.fps = 24
+    scene.render.engine = "CYCLES"
+    scene.render.resolution_x, scene.render.resolution_y = GT_RES
+    scene.render.resolution_percentage = 100
+    scene.cycles.samples = 4
+    # Depth and ids come from each pixel's first sample; a tiny pixel filter puts it at the pixel
+    # centre, where the tests evaluate the analytic values (docs/ground_truth.md).
+    scene.cycles.filter_width = 0.01
+    world = bpy.data.worlds.new("World")
+    scene.world = world
+    sun_data = bpy.data.lights.new("Sun", "SUN")
+    sun = bpy.data.objects.new("Sun", sun_data)
+    sun.rotation_euler = (0.6, 0.2, 0.3)
+    scene.collection.objects.link(sun)
+    cam_data = bpy.data.cameras.new("Camera")
+    cam_data.lens, cam_data.sensor_width, cam_data.sensor_fit = GT_LENS, GT_SENSOR, "HORIZONTAL"
+    cam = bpy.data.objects.new("Camera", cam_data)
+    scene.collection.objects.link(cam)
+    scene.camera = cam
+    props = bpy.data.collections.new("Props")
+    ground = bpy.data.collections.new("Ground")
+    scene.collection.children.link(props)
+    scene.collection.children.link(ground)
+    return scene, cam, props, ground
+
+
+def _keys(bpy, ob, path: str, values: dict, interpolation: str = "LINEAR") -> None:
+    for f, v in values.items():
+        setattr(ob, path, v)
+        ob.keyframe_insert(path, frame=f)
+    for fc in _compat()(ob.animation_data.action):
+        for kp in fc.keyframe_points:
+            kp.interpolation = interpolation
+
+
+def build_gt(name: str, path: str | Path) -> Path:
+    """Build oracle scene ``name`` of :data:`GT_SPECS` and save it to ``path``."""
+    import bpy
+
+    spec = GT_SPECS[name]
+    if name == "gt_planes":
+        scene, cam, props, ground = _gt_base(bpy, name, 2)
+        plane = _mesh_object(bpy, "Wall", "plane", (0.0, 0.0, -spec["distance"]), 40.0,
+                             (0.5, 0.5, 0.5), props)
+        _keys(bpy, plane, "rotation_euler", {1: (0.0, 0.0, 0.0),
+                                             2: (math.radians(spec["tilt_deg"]), 0.0, 0.0)},
+              "CONSTANT")
+    elif name == "gt_cube":
+        scene, cam, props, ground = _gt_base(bpy, name, 4)
+        cube = _mesh_object(bpy, "Cube", "cube", (0.0, 0.0, 0.0), 2.0, (0.8, 0.2, 0.1), props)
+        cube.rotation_euler = [math.radians(a) for a in spec["cube_rot_deg"]]
+        cube["dataset_class"] = "box"
+        _mesh_object(bpy, "Sphere", "sphere", (2.2, 1.5, 0.0), 1.6, (0.1, 0.3, 0.8), props)
+        _mesh_object(bpy, "Ground", "plane", (0.0, 0.0, -2.0), 9.0, (0.6, 0.6, 0.6), ground)
+        cam.location = spec["cam_loc"]
+        look = -cam.location.normalized()
+        cam.rotation_mode = "QUATERNION"
+        q0 = look.to_track_quat("-Z", "Y")
+        rolls = {}
+        from mathutils import Quaternion
+
+        for f in range(1, 5):
+            roll = Quaternion((0.0, 0.0, 1.0), math.radians(spec["roll_deg"]) * (f - 1))
+            rolls[f] = q0 @ roll
+        _keys(bpy, cam, "rotation_quaternion", rolls, "CONSTANT")
+    elif name == "gt_flow_object":
+        scene, cam, props, ground = _gt_base(bpy, name, 5)
+        d = spec["distance"]
+        quad = _mesh_object(bpy, "Quad", "plane", (0.0, 0.0, -d), 2.0, (0.8, 0.8, 0.2), props)
+        _mesh_object(bpy, "Backdrop", "plane", (0.0, 0.0, -spec["backdrop"]), 60.0,
+                     (0.3, 0.3, 0.3), ground)
+        (a, b), (c, e) = spec["px_before"], spec["px_after"]
+        m = d / GT_FX  # metres per pixel at the quad's depth; v down = world -y
+        loc1 = (-2.0 * a * m, 2.0 * b * m, -d)
+        loc3 = (0.0, 0.0, -d)
+        loc5 = (2.0 * c * m, -2.0 * e * m, -d)
+        _keys(bpy, quad, "location", {1: loc1, 3: loc3, 5: loc5})
+    elif name == "gt_camera_motion":
+        scene, cam, props, ground = _gt_base(bpy, name, 5)
+        _mesh_object(bpy, "Ground", "plane", (0.0, 0.0, 0.0), 60.0, (0.6, 0.6, 0.6), ground)
+        _mesh_object(bpy, "Cube", "cube", (-0.5, 1.0, 0.75), 1.5, (0.8, 0.2, 0.1), props)
+        _mesh_object(bpy, "Sphere", "sphere", (1.4, 2.0, 0.8), 1.6, (0.1, 0.3, 0.8), props)
+        _keys(bpy, cam, "location", {1: spec["cam_loc0"], 5: spec["cam_loc1"]})
+        _keys(bpy, cam, "rotation_euler", {1: [math.radians(x) for x in spec["cam_rot0_deg"]],
+                                           5: [math.radians(x) for x in spec["cam_rot1_deg"]]})
+    else:
+        raise KeyError(name)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(path), compress=False)
+    return path
 
 
 if __name__ == "__main__":
