@@ -206,9 +206,11 @@ def _render_animation(ns: argparse.Namespace) -> int:
 
 
 def _create_datasets(ns: argparse.Namespace) -> int:
-    from .engine.plan import build_plan, run_plan
+    from .engine.plan import build_plan, ensure_writable, run_plan
 
     settings = Settings.from_dict(_options(ns))
+    if not ns.dry_run:
+        ensure_writable(ns.datasets_dir)  # before reading every scene: fail in a second
     plan = build_plan(ns.scenes_dir, ns.datasets_dir, settings)
     if ns.dry_run:
         print(json.dumps(plan, indent=1))

@@ -54,10 +54,12 @@ def create_datasets(scenes_dir: str | os.PathLike, datasets_dir: str | os.PathLi
                     **options: Any) -> dict[str, Any]:
     """See :func:`dataset_forge.create_datasets`. ``dry_run``: return the plan, render nothing.
     ``scenes``: a :func:`discovery.discover` result to reuse (else the folder is read now)."""
-    from .plan import build_plan, run_plan
+    from .plan import build_plan, ensure_writable, run_plan
 
     settings = Settings.from_dict(options, sequences_per_scene=sequences_per_scene,
                                   num_frames=num_frames or 0)
+    if not dry_run:
+        ensure_writable(datasets_dir)
     plan = build_plan(scenes_dir, datasets_dir, settings, scenes=scenes)
     if dry_run:
         return plan

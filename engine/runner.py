@@ -281,7 +281,9 @@ class Runner:
                    "gpu_index": gpu_index, "gpu": gpu}
         job_path = self.work_dir / f"job-{self.spawned:05d}.json"
         job_path.write_text(json.dumps(payload, indent=1), encoding="utf-8")
-        log = open(self.work_dir / f"worker-{self.spawned:05d}.log", "w", encoding="utf-8")
+        # Line-buffered: the log is complete up to the last line even if the runner is killed.
+        log = open(self.work_dir / f"worker-{self.spawned:05d}.log", "w", encoding="utf-8",
+                   buffering=1)
         proc = subprocess.Popen(worker_command(job_path, self.executable), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env={**worker_env(self.base_env), **pin_env}, text=True,

@@ -1,0 +1,384 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A folder of scenes to a whole dataset, for real: every entry point, broken scenes, killed
+workers and killed runs, recycling, the silent-worker timeout. Renders are tiny (32x24 px, 1
+sample; 64x48 px at 32 samples where a run must last long enough to be killed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import OpenEXR
+import pytest
+from conftest import REPO, bpy_env, build_scenes
+from dataset_forge import cli, create_datasets
+from dataset_forge.engine.journal import JOURNAL_NAME
+from PIL import Image
+
+pytestmark = pytest.mark.render
+
+GOOD = ["basic", "orbit", "portrait_vertical"]
+TUTORIAL = ("create-datasets --scenes-dir={scenes} --datasets-dir={datasets} --sequences-per-scene=1 "
+            "--render-config.width=800 --render-config.height=800 --render-config.depths "
+            "--render-config.normals --render-config.flows --render-config.segmentations "
+            "--render-config.keyframe-multiplier=2.0 --render-config.jobs=5")
+# Appended to the tutorial's line: 2 sequences of 3 frames, tiny frames, two workers.
+TINY = ["--sequences-per-scene", "2", "--num-frames", "3", "--width", "32", "--height", "24",
+        "--max-samples", "1", "--no-use-denoising", "--threads", "1", "--jobs", "2"]
+# 1..24 stretched by 2 is 2..48 (47 frames): starts 23 frames apart.
+TUTORIAL_SEQS = {"002-00002-00005": (2, 4), "002-00025-00028": (25, 27)}
+GT_KEYS = ("depth_file_path", "normal_file_path", "flow_file_path", "segmentation_file_path")
+
+
+@pytest.fixture(scope="module")
+def good_dir(tmp_path_factory) -> Path:
+    return build_scenes(tmp_path_factory.mktemp("good"), GOOD)
+
+
+@pytest.fixture(scope="module")
+def mixed_dir(tmp_path_factory, good_dir) -> Path:
+    out = tmp_path_factory.mktemp("mixed")
+    subprocess.run([sys.executable, str(REPO / "tests" / "broken_scenes.py"), str(out)], check=True,
+                   env=bpy_env(), capture_output=True, timeout=300)
+    for name in ("basic", "orbit"):
+        shutil.copy(good_dir / f"{name}.blend", out / f"{name}.blend")
+    return out
+
+
+def _tutorial_argv(scenes: Path, datasets: Path) -> list[str]:
+    return shlex.split(TUTORIAL.format(scenes=scenes, datasets=datasets)) + TINY
+
+
+def _journal_counts(seq_dir: Path) -> Counter:
+    lines = (seq_dir / JOURNAL_NAME).read_text().splitlines()
+    return Counter(json.loads(line)["frame"] for line in lines)
+
+
+def _read_exr(path: Path) -> dict[str, np.ndarray]:
+    with OpenEXR.File(str(path)) as f:
+        return {k: np.array(c.pixels) for k, c in f.channels().items()}
+
+
+def check_sequence(seq: Path, frames: range, size: tuple[int, int], gt: bool = True) -> dict:
+    """Every frame listed once, every file opens at the right size, one journal line per frame."""
+    t = json.loads((seq / "transforms.json").read_text())
+    assert [f["frame"] for f in t["frames"]] == list(frames)
+    assert (t["w"], t["h"]) == size
+    for fr in t["frames"]:
+        with Image.open(seq / fr["file_path"]) as im:
+            im.load()
+            assert im.size == size
+        for key in GT_KEYS if gt else ():
+            chans = _read_exr(seq / fr[key])
+            assert all(c.shape[:2] == (size[1], size[0]) for c in chans.values()), key
+            assert all(np.isfinite(c).all() for c in chans.values()), key
+    counts = _journal_counts(seq)
+    assert sorted(counts) == list(frames) and set(counts.values()) == {1}, counts
+    return t
+
+
+def check_tutorial_dataset(ds: Path) -> None:
+    for scene in GOOD:
+        for sid, (a, b) in TUTORIAL_SEQS.items():
+            seq = ds / "renders" / scene / sid
+            t = check_sequence(seq, range(a, b + 1), (32, 24))
+            assert t["frame_rate"] == 48.0 and t["keyframe_multiplier"] == 2.0
+            info = json.loads((seq / "info.json").read_text())
+            assert (info["frame_rate"], info["num_frames"]) == (48.0, 3)
+            if scene == "orbit":
+                # The camera moves 0.05 m per original frame, 0.025 m per stretched frame.
+                assert info["distance_traveled"] == pytest.approx(0.05, abs=1e-5)
+                assert info["average_velocity"] == pytest.approx(0.05 / (3 / 48), rel=1e-4)
+            elif scene == "basic":
+                assert info["distance_traveled"] == pytest.approx(0.0, abs=1e-9)
+                # Planar depth at the pixel right of the centre (x = +0.1 m) from the static
+                # camera 10 m up: the ground (10 m) while the cube is far left, the cube's top
+                # (9 m) once it has slid under it (stretched frame 25 = original frame 12.5:
+                # cube centre at x = 0.15 m, 1 m wide).
+                depth = _read_exr(seq / t["frames"][0]["depth_file_path"])
+                expect = 10.0 if a == 2 else 9.0
+                assert next(iter(depth.values()))[12, 16] == pytest.approx(expect, abs=1e-3)
+    manifest = json.loads((ds / "manifest.json").read_text())
+    assert manifest["totals"] == {"scenes": 3, "scenes_complete": 3, "sequences": 6,
+                                  "sequences_complete": 6, "frames": 18, "frames_complete": 18}
+    assert [s["name"] for s in manifest["scenes"]] == GOOD
+    assert {q["id"] for s in manifest["scenes"] for q in s["sequences"]} == set(TUTORIAL_SEQS)
+    plan = json.loads((ds / "plan.json").read_text())
+    assert plan["settings"]["keyframe_multiplier"] == 2.0 and plan["settings"]["jobs"] == 2
+    assert [j["scene"] for j in plan["jobs"]] == GOOD
+    assert [(s["frame_start"], s["frame_end"], s["fps"]) for s in plan["scenes"]] == [(1, 24, 24.0)] * 3
+
+
+def test_tutorial_command_through_cli_main_then_resume_skips_everything(good_dir, tmp_path, capsys):
+    ds = tmp_path / "datasets"
+    t0 = time.monotonic()
+    assert cli.main(_tutorial_argv(good_dir, ds) + ["--json"]) == 0
+    first = time.monotonic() - t0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["ok"] and summary["done"] == GOOD and summary["failed"] == {}
+    assert (summary["frames_rendered"], summary["frames_skipped"]) == (18, 0)
+    assert {s["attempts"] for s in summary["scenes"].values()} == {1}
+    check_tutorial_dataset(ds)
+    sizes = {p: p.stat().st_mtime_ns for p in ds.rglob("*.png")}
+    # The same command again: every frame is complete, nothing renders, the result is the same.
+    assert cli.main(_tutorial_argv(good_dir, ds) + ["--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["skipped"] == GOOD and again["done"] == []
+    assert (again["frames_rendered"], again["frames_skipped"]) == (0, 18)
+    assert {p: p.stat().st_mtime_ns for p in ds.rglob("*.png")} == sizes
+    check_tutorial_dataset(ds)
+    print(f"3 scenes x 2 sequences x 3 frames, all ground truth, --jobs 2: {first:.1f} s")
+
+
+def test_tutorial_command_through_blender_command(good_dir, tmp_path):
+    ds = tmp_path / "datasets"
+    cmd = [str(REPO / "tools" / "blender"), "--background", "--command", "dataset",
+           *_tutorial_argv(good_dir, ds)]
+    p = subprocess.run(cmd, env=bpy_env(), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.splitlines()[0].startswith("3 scene(s) done, 0 skipped (already complete), "
+                                               "0 failed; 18 frame(s) rendered")
+    check_tutorial_dataset(ds)
+
+
+def test_python_expr_api(good_dir, tmp_path):
+    ds = tmp_path / "datasets"
+    expr = ("import sys, bl_ext.user_default.dataset_forge as df; "
+            f"s = df.create_datasets({str(good_dir)!r}, {str(ds)!r}, sequences_per_scene=2, "
+            "num_frames=3, width=32, height=24, max_samples=1, use_denoising=False, threads=1, "
+            "jobs=2, keyframe_multiplier=2.0, depths=True, normals=True, flows=True, "
+            "segmentations=True); print('OK', s['ok'], s['frames_rendered']); "
+            "sys.exit(s['exit_code'])")
+    cmd = [str(REPO / "tools" / "blender"), "--background", "--python-exit-code", "1",
+           "--python-expr", expr]
+    p = subprocess.run(cmd, env=bpy_env(), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "OK True 18" in p.stdout
+    check_tutorial_dataset(ds)
+
+
+def test_broken_scenes_each_get_their_reason_good_ones_complete(mixed_dir, tmp_path):
+    ds = tmp_path / "datasets"
+    cmd = [sys.executable, "-m", "dataset_forge", "create-datasets", "--scenes-dir", str(mixed_dir),
+           "--datasets-dir", str(ds), "--flows", "--json", *TINY]
+    p = subprocess.run(cmd, env=bpy_env(), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1, p.stderr
+    s = json.loads(p.stdout)
+    assert sorted(s["done"]) == ["basic", "orbit"]
+    failed = s["failed"]
+    assert sorted(failed) == ["motion_blur", "no_camera", "short_range", "truncated"]
+    assert failed["truncated"].startswith("truncated.blend: cannot be opened by Blender")
+    assert "damaged or not a .blend" in failed["truncated"]
+    assert failed["no_camera"] == ("no_camera.blend: scene 'basic' has no active camera; set one in "
+                                   "Scene Properties > Camera and save the file")
+    assert failed["short_range"].startswith("scene 'short_range' (short_range.blend, frames 1..2, "
+                                            "keyframe_multiplier 1): 2 sequences of 3 frames do not fit "
+                                            "in 2 frames (1..2)")
+    assert "the largest valid num_frames is 1" in failed["short_range"]
+    assert failed["motion_blur"].startswith("motion_blur.blend: motion blur is on and flows were "
+                                            "requested")
+    assert "--disable-motion-blur" in failed["motion_blur"]
+    # The .blend1 backups the builder left beside the scenes were not taken for scenes.
+    assert sorted(mixed_dir.glob("*.blend1")) and len(s["scenes"]) == 6
+    for scene in ("basic", "orbit"):
+        for sid in ("001-00001-00004", "001-00013-00016"):
+            a = int(sid.split("-")[1])
+            check_sequence(ds / "renders" / scene / sid, range(a, a + 3), (32, 24), gt=False)
+    manifest = json.loads((ds / "manifest.json").read_text())
+    status = {m["name"]: (m["status"], m["reason"]) for m in manifest["scenes"]}
+    assert status["basic"] == ("complete", None)
+    assert status["no_camera"] == ("failed", failed["no_camera"])
+    # The text summary (stdout without --json) names every failure on its own line.
+    p2 = subprocess.run([a for a in cmd if a != "--json"], env=bpy_env(), capture_output=True,
+                        text=True, timeout=300)
+    assert p2.returncode == 1
+    lines = p2.stdout.splitlines()
+    assert lines[0].startswith("0 scene(s) done, 2 skipped (already complete), 4 failed")
+    assert sum(line.startswith("  FAILED  ") for line in lines) == 4
+
+
+def _worker_pids(ds: Path) -> list[int]:
+    pids = []
+    for log in sorted(ds.glob(".dataset_forge/logs/*/worker-*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if '"worker_started"' in line:
+                pids.append(json.loads(line.split(" ", 1)[1])["pid"])
+    return pids
+
+
+def _events(ds: Path, kind: str) -> list[dict]:
+    out = []
+    for log in sorted(ds.glob(".dataset_forge/logs/*/worker-*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("@dataset_forge ") and f'"event": "{kind}"' in line:
+                out.append(json.loads(line.split(" ", 1)[1]))
+    return out
+
+
+def _journal_total(ds: Path) -> int:
+    return sum(len(p.read_text().splitlines()) for p in ds.glob(f"renders/*/*/{JOURNAL_NAME}"))
+
+
+def _wait_for(cond, timeout: float = 120.0) -> None:
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout, "timed out"
+        time.sleep(0.02)
+
+
+SLOW = ["--width", "64", "--height", "48", "--max-samples", "32", "--no-use-denoising",
+        "--threads", "1", "--depths", "--flows", "--no-debug"]
+
+
+def test_sigkill_a_worker_mid_sequence_retry_renders_only_the_rest(good_dir, tmp_path):
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    shutil.copy(good_dir / "basic.blend", scenes / "basic.blend")
+    ds = tmp_path / "datasets"
+    cmd = [sys.executable, "-m", "dataset_forge", "create-datasets", "--scenes-dir", str(scenes),
+           "--datasets-dir", str(ds), "--num-frames", "12", "--retries", "1", "--json", *SLOW]
+    proc = subprocess.Popen(cmd, env=bpy_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    _wait_for(lambda: _journal_total(ds) >= 3)
+    pid = _worker_pids(ds)[0]
+    os.kill(pid, signal.SIGKILL)
+    _wait_for(lambda: not _alive(pid), timeout=10)
+    done_at_kill = _journal_total(ds)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert 3 <= done_at_kill < 12
+    s = json.loads(out)
+    seq = ds / "renders" / "basic" / "001-00001-00013"
+    check_sequence(seq, range(1, 13), (64, 48), gt=False)  # one journal line per frame
+    assert s["scenes"]["basic"]["attempts"] == 2
+    assert "worker was killed by SIGKILL" in err
+    # The retry skipped what the killed worker had finished and rendered only the rest; over the
+    # whole run every frame was rendered once.
+    started = _events(ds, "job_started")
+    assert [e["todo"] for e in started] == [12, 12 - done_at_kill]
+    assert len(_events_frames_after(ds)) == 12 - done_at_kill
+    assert not set(_events_frames_after(ds)) & {e["frame"] for e in _events(ds, "frame_skipped")}
+    rendered = Counter(e["frame"] for e in _events(ds, "frame_done"))
+    assert set(rendered.values()) == {1} and set(rendered) <= set(range(1, 13))
+    assert (s["frames_rendered"], s["frames_skipped"]) == (12, 0)
+
+
+def _events_frames_after(ds: Path) -> list[int]:
+    """Frames rendered by the second worker process."""
+    logs = sorted(ds.glob(".dataset_forge/logs/*/worker-*.log"))
+    return [json.loads(line.split(" ", 1)[1])["frame"] for line in logs[-1].read_text().splitlines()
+            if line.startswith("@dataset_forge ") and '"event": "frame_done"' in line]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in state
+
+
+def test_kill_the_whole_run_then_rerun_resumes_frame_by_frame(good_dir, tmp_path):
+    ds = tmp_path / "datasets"
+    cmd = [sys.executable, "-m", "dataset_forge", "create-datasets", "--scenes-dir", str(good_dir),
+           "--datasets-dir", str(ds), "--num-frames", "6", "--jobs", "2", "--json", *SLOW]
+    proc = subprocess.Popen(cmd, env=bpy_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _wait_for(lambda: _journal_total(ds) >= 3)
+    proc.kill()  # SIGKILL: no cleanup at all in the runner
+    proc.wait()
+    workers = _worker_pids(ds)
+    assert workers
+    # The workers notice that their runner is gone and stop (they must not keep writing into
+    # folders the next run renders into).
+    _wait_for(lambda: not any(_alive(p) for p in workers), timeout=10)
+    done_before = _journal_total(ds)
+    assert 3 <= done_before < 18
+    assert not (ds / "manifest.json").exists()
+    p = subprocess.run(cmd, env=bpy_env(), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    # Exactly the journaled frames were skipped; the rest were rendered once.
+    assert (s["frames_skipped"], s["frames_rendered"]) == (done_before, 18 - done_before)
+    for scene in GOOD:
+        check_sequence(ds / "renders" / scene / "001-00001-00007", range(1, 7), (64, 48), gt=False)
+        t = json.loads((ds / "renders" / scene / "001-00001-00007" / "transforms.json").read_text())
+        for fr in t["frames"]:
+            for key in ("depth_file_path", "flow_file_path"):
+                assert _read_exr(ds / "renders" / scene / "001-00001-00007" / fr[key])
+    assert json.loads((ds / "manifest.json").read_text())["totals"]["frames_complete"] == 18
+
+
+def test_workers_are_recycled_after_their_frame_budget(good_dir, tmp_path):
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    shutil.copy(good_dir / "orbit.blend", scenes / "orbit.blend")
+    events: list[dict] = []
+    s = create_datasets(scenes, tmp_path / "ds", sequences_per_scene=1, num_frames=5, width=32,
+                        height=24, max_samples=1, use_denoising=False, threads=1,
+                        recycle_frames=2, on_event=events.append)
+    assert s["ok"]
+    kinds = Counter(e["event"] for e in events)
+    assert kinds["worker_recycled"] == 2 and kinds["worker_started"] == 3
+    assert kinds["frame_done"] == 5
+    assert (s["frames_rendered"], s["frames_skipped"]) == (5, 0)
+    started = [e for e in events if e["event"] == "job_started"]
+    assert [e["todo"] for e in started] == [5, 3, 1]
+    check_sequence(tmp_path / "ds" / "renders" / "orbit" / "001-00001-00006", range(1, 6), (32, 24),
+                   gt=False)
+
+
+def test_silent_worker_is_killed_retried_then_reported(good_dir, tmp_path):
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    shutil.copy(good_dir / "basic.blend", scenes / "basic.blend")
+    events: list[dict] = []
+    t0 = time.monotonic()
+    # One frame of 96x96 px at 4096 samples on one thread takes far longer than 2 s.
+    s = create_datasets(scenes, tmp_path / "ds", sequences_per_scene=1, num_frames=1, width=96,
+                        height=96, max_samples=4096, adaptive_threshold=0.0, use_denoising=False,
+                        threads=1, timeout=2.0, retries=1, on_event=events.append)
+    elapsed = time.monotonic() - t0
+    assert not s["ok"] and s["exit_code"] == 1
+    assert s["failed"]["basic"].startswith("worker silent for more than 2 s (killed)")
+    assert s["scenes"]["basic"]["attempts"] == 2
+    assert Counter(e["event"] for e in events)["worker_timeout"] == 2
+    assert elapsed < 60
+
+
+def test_unwritable_output_folder_is_one_clear_line(good_dir, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert cli.main(["create-datasets", "--scenes-dir", str(good_dir), "--datasets-dir",
+                     str(blocker / "datasets")]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"dataset: error: cannot write to the output folder {blocker / 'datasets'} (Not a "
+                   "directory); choose a folder you can write to, or fix its permissions\n")
+    assert cli.main(["render-animation", str(good_dir / "basic.blend"), str(blocker / "seq")]) == 1
+    assert capsys.readouterr().err.startswith("dataset: error: cannot write to the output folder")
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        assert cli.main(["create-datasets", "--scenes-dir", str(good_dir), "--datasets-dir",
+                         str(ro)]) == 1
+        assert "(Permission denied)" in capsys.readouterr().err
+
+
+def test_render_animation_command(good_dir, tmp_path):
+    out = tmp_path / "seq"
+    p = subprocess.run([sys.executable, "-m", "dataset_forge", "render-animation",
+                        str(good_dir / "basic.blend"), str(out), "--frame-start", "3",
+                        "--frame-end", "5", "--width", "32", "--height", "24", "--max-samples", "1",
+                        "--threads", "1"], env=bpy_env(), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == f"3 frame(s) rendered, 0 already complete, into {out}"
+    check_sequence(out, range(3, 6), (32, 24), gt=False)
