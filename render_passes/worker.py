@@ -61,7 +61,7 @@ def open_scene(job: dict[str, Any], settings: Settings, emit: Emit):
     try:
         compat.open_blend(blend, use_scripts=settings.autoexec)
     except RuntimeError as exc:
-        raise scene_setup.SceneError(_unreadable(name, exc)) from None
+        raise scene_setup.SceneError(_unreadable(name, exc, blend)) from None
     scene = bpy.context.scene
     scene_setup.check_scene(scene, settings, name)
     scene_setup.apply_render_settings(scene, settings)
@@ -235,7 +235,7 @@ def probe(job: dict[str, Any], emit: Emit) -> int:
             try:
                 compat.open_blend(blend, use_scripts=settings.autoexec)
             except RuntimeError as exc:
-                raise scene_setup.SceneError(_unreadable(name, exc)) from None
+                raise scene_setup.SceneError(_unreadable(name, exc, blend)) from None
             scene = bpy.context.scene
             info.update(scene=scene.name, frame_start=scene.frame_start, frame_end=scene.frame_end,
                         fps=scene_setup.frame_rate(scene),
@@ -251,10 +251,32 @@ def probe(job: dict[str, Any], emit: Emit) -> int:
     return 0
 
 
-def _unreadable(name: str, exc: BaseException) -> str:
+def saved_version(path: str) -> tuple[int, int] | None:
+    """(major, minor) of the Blender that saved ``path``, from its header; None when the header
+    is unreadable (compressed file, not a .blend)."""
+    import re
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(24)
+    except OSError:
+        return None
+    m = re.match(rb"BLENDER(?:[_-][vV](\d{3})|\d\d-\d\d[vV](\d{4}))", head)
+    if not m:
+        return None
+    v = int(m.group(1) or m.group(2))
+    return v // 100, v % 100
+
+
+def _unreadable(name: str, exc: BaseException, path: str = "") -> str:
     text = str(exc).strip()
     first = text.splitlines()[-1] if text else "unreadable"
     first = first.removeprefix("Error: ")
+    saved = saved_version(path) if path else None
+    if saved and saved > tuple(bpy.app.version[:2]):
+        return (f"{name}: saved by Blender {saved[0]}.{saved[1]}, which this Blender "
+                f"{_blender_version()} cannot read ({first}); run with Blender {saved[0]}.{saved[1]} "
+                "or newer (the executable option), or save the file from an older version")
     return (f"{name}: cannot be opened by Blender {_blender_version()} ({first}); the file is "
             "damaged or not a .blend: re-save it from Blender or restore it from a backup")
 
