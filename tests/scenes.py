@@ -217,9 +217,6 @@ def _gt_base(bpy, name: str, frames: int):
     scene.render.resolution_x, scene.render.resolution_y = GT_RES
     scene.render.resolution_percentage = 100
     scene.cycles.samples = 4
-    # Depth and ids come from each pixel's first sample; a tiny pixel filter puts it at the pixel
-    # centre, where the tests evaluate the analytic values (docs/ground_truth.md).
-    scene.cycles.filter_width = 0.01
     world = bpy.data.worlds.new("World")
     scene.world = world
     sun_data = bpy.data.lights.new("Sun", "SUN")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -132,6 +133,8 @@ def gt(request, tmp_path_factory) -> dict[str, Seq]:
     for name, (a, b) in {"gt_planes": (1, 2), "gt_cube": (1, 2), "gt_flow_object": (2, 4),
                          "gt_camera_motion": (2, 4)}.items():
         out[name] = Seq(render(scenes / f"{name}.blend", root / "out" / name, a, b, python))
+        want = re.search(r"\d+\.\d+", label)
+        assert want and out[name].tf["blender_version"].startswith(want.group()), label
     out["_scenes"] = scenes  # type: ignore[assignment]
     return out
 
