@@ -47,6 +47,16 @@ def _matrix(m) -> list[list[float]]:
     return [[float(m[r][c]) for c in range(4)] for r in range(4)]
 
 
+def _rss_mib() -> float | None:
+    """This process's resident memory in MiB (Linux), for the memory benchmark and the log."""
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            pages = int(fh.read().split()[1])
+        return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
 def _blender_version() -> str:
     return bpy.app.version_string
 
@@ -136,7 +146,7 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
             if budget[0] is not None:
                 budget[0] -= 1
             emit({"event": "frame_done", "job": seq["id"], "scene": scene_name, "frame": f,
-                  "seconds": round(dt, 4)})
+                  "seconds": round(dt, 4), "rss_mib": _rss_mib()})
     finally:
         rig.teardown()
     fps = scene_setup.frame_rate(scene)
