@@ -136,6 +136,7 @@ def gt(request, tmp_path_factory) -> dict[str, Seq]:
         want = re.search(r"\d+\.\d+", label)
         assert want and out[name].tf["blender_version"].startswith(want.group()), label
     out["_scenes"] = scenes  # type: ignore[assignment]
+    out["_python"] = python  # type: ignore[assignment]
     return out
 
 
@@ -143,8 +144,9 @@ def gt(request, tmp_path_factory) -> dict[str, Seq]:
 def gt5(tmp_path_factory) -> dict[str, Seq]:
     """5.0-only extras: distance depth, a second sequence of the cube scene."""
     root = tmp_path_factory.mktemp("gt5")
-    scenes = build_scenes(root / "scenes", ["gt_planes", "gt_cube"])
-    return {"distance": Seq(render(scenes / "gt_planes.blend", root / "dist", 1, 2, "",
+    scenes = build_scenes(root / "scenes", ["gt_planes", "gt_cube", "gt_flow_object"])
+    return {"_scenes": scenes,  # type: ignore[dict-item]
+            "distance": Seq(render(scenes / "gt_planes.blend", root / "dist", 1, 2, "",
                                    depth_type="distance")),
             "cube_b": Seq(render(scenes / "gt_cube.blend", root / "cube_b", 3, 4, ""))}
 
@@ -400,3 +402,43 @@ def test_rig_keeps_user_compositor_and_restores_pass_index(tmp_path):
     assert "user/a_01.exr" in files  # the user's own File Output still wrote
     assert {"seq/depths/depth_000001.exr", "seq/segmentation_ids.json",
             "seq/previews/flow/flow_000001.png"} <= files
+
+
+def test_rgb_frame_is_the_plain_render(gt, tmp_path):
+    """Adding our compositor nodes (and, if needed, the compositor itself) leaves the RGB frame
+    bit-identical to a render without ground truth."""
+    seq = gt["gt_cube"]
+    python = gt["_python"]
+    plain = dataset_forge.render_animation(gt["_scenes"] / "gt_cube.blend", tmp_path / "plain",
+                                           frame_start=1, frame_end=1, executable=python, **FAST)
+    assert plain["ok"]
+    with Image.open(tmp_path / "plain" / "frames" / "frame_000001.png") as a, \
+            Image.open(seq.root / "frames" / "frame_000001.png") as b:
+        pa, pb = np.asarray(a), np.asarray(b)
+    assert pa.shape == pb.shape and pa.std() > 5  # a real image, not a blank one
+    assert np.array_equal(pa, pb)
+
+
+MOTION_BLUR_ON = (
+    "import bpy, os, sys\n"
+    "bpy.ops.wm.open_mainfile(filepath=sys.argv[1])\n"
+    "bpy.context.scene.render.use_motion_blur = True\n"
+    "bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2])\n"
+    "sys.stdout.flush(); os._exit(0)\n")
+
+
+def test_motion_blur_with_flows_fails_clearly_unless_disabled(gt5, tmp_path):
+    blurred = tmp_path / "blur.blend"
+    subprocess.run([sys.executable, "-c", MOTION_BLUR_ON, str(gt5["_scenes"] / "gt_flow_object.blend"),
+                    str(blurred)], env=bpy_env(), check=True, capture_output=True, timeout=120)
+    bad = dataset_forge.render_animation(blurred, tmp_path / "bad", frame_start=2, frame_end=2,
+                                         **FAST, **KINDS)
+    assert not bad["ok"]
+    message = " ".join(bad["scenes"]["blur"]["errors"])
+    assert "motion blur" in message and "--disable-motion-blur" in message
+    assert not (tmp_path / "bad" / "flows").exists()
+    good = Seq(render(blurred, tmp_path / "good", 2, 2, "", disable_motion_blur=True))
+    fw, bw = good.flow(2)
+    quad = interior(good.seg(2) == good.id_of["Quad"], 2)
+    want = np.array(GT_SPECS["gt_flow_object"]["px_before"])
+    assert np.median(np.linalg.norm(fw[quad] - want, axis=-1)) < 0.05
