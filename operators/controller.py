@@ -62,6 +62,7 @@ class RunController:
     events_seen: int = 0
     rendered_scenes: set[str] = field(default_factory=set)
     started_at: float = 0.0
+    kept: tuple[int, int] | None = None  # (frames complete on disk, planned) after a cancel
 
     def __post_init__(self) -> None:
         # Scenes the plan already rejected (unreadable, no camera, range too short) never reach
@@ -139,8 +140,11 @@ class RunController:
         s = self.summary()
         where = self.output_dir
         if s["cancelled"]:
-            kept = s["frames_rendered"] + s["frames_skipped"]
-            return ("WARNING", f"Aborted: kept {kept} of {s['frames_total']} frames "
+            # A worker killed between journaling a frame and announcing it: the journal is what a
+            # rerun trusts, so it is what we report as kept.
+            kept, total = self.kept if self.kept is not None else (
+                s["frames_rendered"] + s["frames_skipped"], s["frames_total"])
+            return ("WARNING", f"Aborted: kept {kept} of {total} frames "
                                f"({s['frames_rendered']} rendered now, {s['frames_skipped']} from "
                                f"before) in {where}; render again to resume")
         ps = self.plan_summary
@@ -207,6 +211,11 @@ class RunController:
             return
         self.finished = True
         self.slots.clear()
+        if self.plan is not None and self.runner.cancelled:
+            try:
+                self.kept = planning.frames_on_disk(self.plan)
+            except (OSError, KeyError, ValueError):
+                self.kept = None
         if self.plan is not None:
             try:
                 self.plan_summary = planning.finish_plan(self.plan, self.runner,

@@ -21,7 +21,8 @@ from ..engine.plan import PlanError, build_plan, ensure_writable
 from ..engine.runner import Job, Runner
 from ..settings import Settings
 
-__all__ = ["PlanError", "finish_plan", "make_plan", "make_plan_runner", "scene_infos"]
+__all__ = ["PlanError", "finish_plan", "frames_on_disk", "make_plan", "make_plan_runner",
+           "scene_infos"]
 
 
 def scene_infos(items: Iterable[Any]) -> list[SceneInfo]:
@@ -67,3 +68,15 @@ def finish_plan(plan: dict[str, Any], runner: Runner, seconds: float) -> dict[st
     summary["manifest"] = str(engine_plan.write_manifest(plan, rs))
     summary["plan"] = str(Path(plan["datasets_dir"]) / engine_plan.PLAN_NAME)
     return summary
+
+
+def frames_on_disk(plan: dict[str, Any]) -> tuple[int, int]:
+    """(complete frames, planned frames) of the plan, read from the sequences' journals: what a
+    rerun will skip."""
+    done = total = 0
+    for job in plan["jobs"]:
+        for q in job["sequences"]:
+            st = engine_plan.sequence_state(q["out_dir"], q["frame_start"], q["frame_end"])
+            done += st["frames_complete"]
+            total += st["frames"]
+    return done, total

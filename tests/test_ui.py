@@ -38,22 +38,40 @@ TINY = dict(width=32, height=24, max_samples=1, adaptive_threshold=0.0, use_deno
 # ------------------------------------------------------------------------------------------------
 # pytest side
 # ------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def ui(tmp_path_factory, scenes_dir) -> dict:
-    """Run the driver once; returns what it observed."""
-    from conftest import bpy_env
+VERSIONS = [pytest.param("5.0", id="bpy5.0"),
+            pytest.param("4.5.15", id="bpy4.5", marks=pytest.mark.smoke),
+            pytest.param("4.2.23", id="bpy4.2", marks=pytest.mark.smoke)]
 
-    work = tmp_path_factory.mktemp("ui")
+
+@pytest.fixture(scope="session", params=VERSIONS)
+def ui(request, tmp_path_factory, scenes_dir) -> dict:
+    """Run the driver once per Blender version; returns what it observed."""
+    from conftest import bpy_env, build_scenes
+
+    version = request.param
+    work = tmp_path_factory.mktemp(f"ui{version}")
+    if version == "5.0":
+        python, src = sys.executable, scenes_dir
+    else:
+        python = str(REPO / f".venv-{version}" / "bin" / "python")
+        if not os.path.exists(python):
+            pytest.skip(f"no bpy {version} environment at {python}")
+        # Files saved by 5.0 need not open in 4.x: build the scenes with that version.
+        src = build_scenes(work / "src", ["basic", "orbit"], python=python)
     folder = work / "scenes"
     folder.mkdir()
     for name in ("basic", "orbit"):
-        shutil.copy(scenes_dir / f"{name}.blend", folder / f"{name}.blend")
+        shutil.copy(src / f"{name}.blend", folder / f"{name}.blend")
     # A truncated file: the header of a real .blend, cut after 1000 bytes.
-    (folder / "broken.blend").write_bytes((scenes_dir / "basic.blend").read_bytes()[:1000])
-    shutil.copy(scenes_dir / "basic.blend", work / "basic_user.blend")
+    (folder / "broken.blend").write_bytes((src / "basic.blend").read_bytes()[:1000])
+    shutil.copy(src / "basic.blend", work / "basic_user.blend")
+    # The package under its own name for every interpreter (the 4.x venvs have no link to it).
+    (work / "path").mkdir()
+    (work / "path" / "dataset_forge").symlink_to(REPO, target_is_directory=True)
+    env = bpy_env(PYTHONPATH=str(work / "path"))
     out = work / "result.json"
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, __file__, str(work), str(out)], env=bpy_env(),
+    proc = subprocess.run([python, __file__, str(work), str(out)], env=env,
                           capture_output=True, text=True, timeout=480)
     if proc.returncode != 0 or not out.exists():
         raise AssertionError(f"driver failed (rc {proc.returncode}):\n{proc.stdout[-4000:]}\n"
@@ -62,6 +80,7 @@ def ui(tmp_path_factory, scenes_dir) -> dict:
     res["stdout"] = proc.stdout
     res["driver_seconds"] = time.monotonic() - t0
     res["work"] = str(work)
+    res["version"] = version
     return res
 
 
@@ -255,6 +274,7 @@ def test_render_this_file_uses_a_copy_and_never_saves(ui):
 
 def test_driver_is_fast_enough(ui):
     assert ui["driver_seconds"] < 240
+    assert ui["blender_version"].startswith(ui["version"][:3])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -351,7 +371,7 @@ def _driver(work: Path, out: Path) -> None:  # noqa: C901 - one scripted session
     from dataset_forge.panels import dataset as pd
     from dataset_forge.settings import Settings, SettingsError
 
-    res: dict = {}
+    res: dict = {"blender_version": bpy.app.version_string}
     ctx = bpy.context
     modules = (properties, operators, panels)
     classes = [*properties.CLASSES, *operators.CLASSES, *panels.CLASSES]
