@@ -88,8 +88,11 @@ def acquire_compositor(scene) -> tuple[Any, dict[str, Any]]:
     :func:`release_compositor`. Compositing is switched on (File Output nodes need it).
 
     On 5.0 a newly created tree also gets a Group Output fed by the render so that the RGB
-    frame stays the plain render."""
-    undo: dict[str, Any] = {"use_compositing": scene.render.use_compositing, "created": False}
+    frame stays the plain render. A user's tree that was switched off (``use_compositing`` or,
+    on 4.x, ``use_nodes``) did not shape the RGB frame: its nodes are muted while we render."""
+    undo: dict[str, Any] = {"use_compositing": scene.render.use_compositing, "created": False,
+                            "muted": []}
+    was_active = scene.render.use_compositing
     scene.render.use_compositing = True
     if IS5:
         tree = scene.compositing_node_group
@@ -101,19 +104,39 @@ def acquire_compositor(scene) -> tuple[Any, dict[str, Any]]:
             rl = tree.nodes.new("CompositorNodeRLayers")
             out = tree.nodes.new("NodeGroupOutput")
             tree.links.new(rl.outputs["Image"], out.inputs[0])
-        return tree, undo
-    undo["use_nodes"] = scene.use_nodes
-    if not scene.use_nodes:
-        scene.use_nodes = True  # a new 4.x tree comes with Render Layers -> Composite
-    return scene.node_tree, undo
+            return tree, undo
+    else:
+        undo["use_nodes"] = scene.use_nodes
+        had_tree = scene.node_tree is not None
+        was_active = was_active and scene.use_nodes
+        if not scene.use_nodes:
+            scene.use_nodes = True  # a new 4.x tree comes with Render Layers -> Composite
+        tree = scene.node_tree
+        if not had_tree:
+            return tree, undo
+    if not was_active:
+        for node in tree.nodes:
+            if not node.mute and node.bl_idname not in _NEVER_MUTE:
+                node.mute = True
+                undo["muted"].append(node.name)
+    return tree, undo
+
+
+_NEVER_MUTE = {"CompositorNodeRLayers", "CompositorNodeComposite", "NodeGroupOutput",
+               "NodeGroupInput", "NodeReroute", "NodeFrame", "CompositorNodeViewer"}
 
 
 def release_compositor(scene, undo: dict[str, Any]) -> None:
     """Undo :func:`acquire_compositor` (our own nodes must already be removed)."""
+    tree = scene.compositing_node_group if IS5 else scene.node_tree
+    if tree is not None:
+        for name in undo["muted"]:
+            node = tree.nodes.get(name)
+            if node is not None:
+                node.mute = False
     scene.render.use_compositing = undo["use_compositing"]
     if IS5:
         if undo["created"]:
-            tree = scene.compositing_node_group
             scene.compositing_node_group = None
             if tree is not None:
                 bpy.data.node_groups.remove(tree)

@@ -51,9 +51,9 @@ class Graph:
             self.link(val, sock)
         return n.outputs[0]
 
-    def separate_rgba(self, img: Socket) -> list:
+    def separate_rgba(self, img: Socket, keep_w: bool = False) -> list:
         """Red, Green, Blue, Alpha outputs (splitting keeps the 4th channel on 4.2)."""
-        if compat.KEEP_W_NODE and not isinstance(img, (int, float)):
+        if keep_w and compat.KEEP_W_NODE and not isinstance(img, (int, float)):
             # A 4-channel pass linked straight into Separate Color loses its 4th channel on
             # 4.5/5.0 (alpha reads 1); through a Switch node's colour input it is kept.
             sw = self.node(compat.KEEP_W_NODE)
@@ -79,6 +79,12 @@ class Graph:
         n = self.node("CompositorNodeNormalize")
         self.link(value, n.inputs[0])
         return n.outputs[0]
+
+    def for_png(self, color: Socket):
+        """Pre-compensate the linear -> sRGB encoding of 8-bit PNG File Output (gamma 2.2), so
+        that preview colours land in the file as computed."""
+        r, g, b, _ = self.separate_rgba(color)
+        return self.combine_color(*(self.math("POWER", c, 2.2) for c in (r, g, b)))
 
     def remove(self) -> None:
         for n in reversed(self.nodes):

@@ -209,7 +209,7 @@ class PassRig:
             rgb = [g.math("MULTIPLY", g.math("MULTIPLY_ADD", c, 0.5, 0.5), valid) for c in unit]
             previews["normal"] = g.combine_color(*rgb)
         if "flow" in self.kinds:
-            x, y, zc, w = g.separate_rgba(compat.render_layer_output(rl, "Vector"))
+            x, y, zc, w = g.separate_rgba(compat.render_layer_output(rl, "Vector"), keep_w=True)
             fu = g.math("MULTIPLY", zc, -1.0)
             fv, bu = w, x
             bv = g.math("MULTIPLY", y, -1.0)
@@ -234,7 +234,7 @@ class PassRig:
                                         file_format="PNG", color_mode="RGB", color_depth="8")
                 g.nodes.append(fo)
                 fo.label = "DF"
-                g.link(sock, compat.file_output_input(fo, f"{k}_{'#' * DIGITS}", "RGBA"))
+                g.link(g.for_png(sock), compat.file_output_input(fo, f"{k}_{'#' * DIGITS}", "RGBA"))
 
     def _write(self, g: Graph, kind: str, sock) -> None:
         _, folder, stem, _, stype = KINDS[kind]

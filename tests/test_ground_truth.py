@@ -352,7 +352,7 @@ def test_flow_preview_colours_follow_direction(gt):
     assert np.median(rgb[quad].max(-1) - rgb[quad].min(-1)) > 60
 
 
-# -- rig hygiene (in-process, 5.0) ---------------------------------------------------------------
+# -- rig hygiene (in-process, every version) -----------------------------------------------------
 HYGIENE = r"""
 import json, os, sys
 from pathlib import Path
@@ -363,45 +363,75 @@ from dataset_forge.settings import Settings
 blend, out = sys.argv[1], Path(sys.argv[2])
 bpy.ops.wm.open_mainfile(filepath=blend)
 sc = bpy.context.scene
-tree, _ = compat.acquire_compositor(sc)   # the user's own compositor graph
+sc.render.resolution_x, sc.render.resolution_y, sc.cycles.samples = 32, 24, 1
+s = Settings.from_dict(dict(depths=True, normals=True, flows=True, segmentations=True))
+res = {}
+def state():
+    tree = sc.compositing_node_group if compat.IS5 else sc.node_tree
+    return {"use_compositing": sc.render.use_compositing,
+            "use_nodes": None if compat.IS5 else sc.use_nodes,
+            "nodes": sorted((n.name, n.mute, n.label) for n in tree.nodes) if tree is not None else None}
+def run(tag, frame):
+    rig = P.PassRig(sc, s, out / tag)
+    tree = sc.compositing_node_group if compat.IS5 else sc.node_tree
+    res[tag + "_during"] = sorted((n.name, n.mute) for n in tree.nodes if n.label != "DF")
+    sc.frame_set(frame); rig.prepare_frame(frame)
+    sc.render.filepath = str(out / tag / "rgb")
+    bpy.ops.render.render(write_still=True)
+    rig.teardown()
+# 1. a file without any compositor: everything we create is gone again
+res["fresh_before"] = state(); run("fresh", 1); res["fresh_after"] = state()
+# 2. the user's own active compositor graph keeps working beside ours
+tree, _ = compat.acquire_compositor(sc)
 user_fo = compat.file_output(tree, str(out / "user"), file_format="OPEN_EXR", color_mode="BW",
                              color_depth="32")
 user_fo.label = "user"
 rl = tree.nodes.new("CompositorNodeRLayers")
 tree.links.new(compat.render_layer_output(rl, "Alpha"), compat.file_output_input(user_fo, "a_##", "FLOAT"))
-before = sorted(n.name for n in tree.nodes)
 bpy.data.objects["Cube"].pass_index = 7
-sc.render.resolution_x, sc.render.resolution_y, sc.cycles.samples = 32, 24, 1
-s = Settings.from_dict(dict(depths=True, normals=True, flows=True, segmentations=True))
-rig = P.PassRig(sc, s, out / "seq")
-during = len(tree.nodes)
-sc.frame_set(1); rig.prepare_frame(1)
-sc.render.filepath = str(out / "rgb")
-bpy.ops.render.render(write_still=True)
-rig.teardown()
-res = {"before": before, "after": sorted(n.name for n in tree.nodes), "during": during,
-       "pass_index": bpy.data.objects["Cube"].pass_index, "ground": bpy.data.objects["Ground"].pass_index,
-       "files": sorted(str(p.relative_to(out)) for p in out.rglob("*.*"))}
+res["user_before"] = state(); run("user", 1); res["user_after"] = state()
+res["pass_index"] = bpy.data.objects["Cube"].pass_index
+res["ground"] = bpy.data.objects["Ground"].pass_index
+# 3. a user graph that is switched off stays off (muted) while we render
+sc.render.use_compositing = False
+res["off_before"] = state(); run("off", 2); res["off_after"] = state()
+res["files"] = sorted(str(p.relative_to(out)) for p in out.rglob("*.*"))
 print("RESULT " + json.dumps(res)); sys.stdout.flush(); os._exit(0)
 """
 
 
-def test_rig_keeps_user_compositor_and_restores_pass_index(tmp_path):
-    scenes = build_scenes(tmp_path / "sc", ["gt_cube"])
+@pytest.mark.parametrize("python", [p for _, p in PYTHONS], ids=[v for v, _ in PYTHONS])
+def test_rig_restores_compositor_and_pass_index(python, tmp_path):
+    scenes = build_scenes(tmp_path / "sc", ["gt_cube"], python=python or None)
     script = tmp_path / "hygiene.py"
     script.write_text(HYGIENE)
-    r = subprocess.run([sys.executable, str(script), str(scenes / "gt_cube.blend"),
-                        str(tmp_path / "o")], env=bpy_env(), capture_output=True, text=True,
-                       timeout=180, cwd=str(REPO.parent))
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "dataset_forge").symlink_to(REPO, target_is_directory=True)
+    r = subprocess.run([python or sys.executable, str(script), str(scenes / "gt_cube.blend"),
+                        str(tmp_path / "o")], env=bpy_env(PYTHONPATH=str(pkg)),
+                       capture_output=True, text=True, timeout=180)
     line = next((x for x in r.stdout.splitlines() if x.startswith("RESULT ")), None)
     assert line, r.stdout[-2000:] + r.stderr[-2000:]
     res = json.loads(line[7:])
-    assert res["after"] == res["before"] and res["during"] > len(res["before"]) + 10
+    fresh = res["fresh_after"]
+    if res["fresh_before"]["nodes"] is None and fresh["nodes"] is not None:
+        # 4.x keeps the default tree that use_nodes created; it is switched off again
+        assert fresh["use_nodes"] is False and not any(n[2] == "DF" for n in fresh["nodes"])
+        res["fresh_after"]["nodes"] = None
+    for tag in ("fresh", "user", "off"):
+        assert res[f"{tag}_after"] == res[f"{tag}_before"], tag
+    assert res["fresh_before"]["use_compositing"] is True
+    assert res["off_before"]["use_compositing"] is False
+    user_nodes = [n for n in res["off_during"] if n[0].startswith("File Output")]
+    assert user_nodes and all(mute for _, mute in user_nodes)  # muted while we rendered
+    assert not any(n[1] for n in res["off_after"]["nodes"])
     assert res["pass_index"] == 7 and res["ground"] == 0
     files = set(res["files"])
-    assert "user/a_01.exr" in files  # the user's own File Output still wrote
-    assert {"seq/depths/depth_000001.exr", "seq/segmentation_ids.json",
-            "seq/previews/flow/flow_000001.png"} <= files
+    assert "user/a_01.exr" in files and "user/a_02.exr" not in files
+    for tag, f in (("fresh", 1), ("user", 1), ("off", 2)):
+        assert {f"{tag}/depths/depth_{f:06d}.exr", f"{tag}/segmentation_ids.json",
+                f"{tag}/previews/flow/flow_{f:06d}.png", f"{tag}/rgb.png"} <= files
 
 
 def test_rgb_frame_is_the_plain_render(gt, tmp_path):
