@@ -272,6 +272,19 @@ def test_render_this_file_uses_a_copy_and_never_saves(ui):
     assert rf["temp_left"] == []
 
 
+def test_docs_use_the_labels_of_the_code(ui):
+    """docs/panel.md writes every on-screen label in bold: each one must exist in the UI."""
+    import re
+
+    text = (REPO / "docs" / "panel.md").read_text(encoding="utf-8")
+    bold = set(re.findall(r"\*\*([^*]+)\*\*", text)) - {"bold"}
+    assert len(bold) >= 40
+    missing = sorted(b for b in bold if b not in set(ui["labels"]) | {"Preview"})
+    assert missing == []
+    # The Preview box title is drawn as a label.
+    assert "Preview" in ui["preview"]["ok_labels"]
+
+
 def test_driver_is_fast_enough(ui):
     assert ui["driver_seconds"] < 240
     assert ui["blender_version"].startswith(ui["version"][:3])
@@ -432,6 +445,11 @@ def _driver(work: Path, out: Path) -> None:  # noqa: C901 - one scripted session
 
     res["properties"] = {"scene": describe(pg.bl_rna), "prefs": describe(prefs.bl_rna),
                          "wm": describe(state.bl_rna)}
+    # Every text the user can read as a label: class labels, property names, the tab's name.
+    ui_labels = {getattr(c, "bl_label", "") for c in classes} | {pd.CATEGORY}
+    for rna in (pg.bl_rna, prefs.bl_rna, properties.DATASETFORGE_PG_scene_item.bl_rna):
+        ui_labels |= {p.name for p in rna.properties}
+    res["labels"] = sorted(x for x in ui_labels if x)
 
     # -- settings round trip -------------------------------------------------------------------
     written = Settings(strategy="random", seed=7, keyframe_multiplier=2.5, depths=True,
