@@ -171,8 +171,9 @@ class Runner:
                 w.proc.wait()
                 out.append(self._runner_event("worker_timeout", w, seconds=round(now - w.last_seen)))
                 rc = w.proc.returncode
-                w.errors.append({"message": f"worker silent for more than {self.timeout:g} s "
-                                            "(killed); raise --timeout for very slow frames"})
+                w.errors.append({"message": f"worker silent and idle for more than "
+                                            f"{self.timeout:g} s (no event, no CPU use: frozen or "
+                                            "deadlocked), killed"})
             if rc is not None:
                 if w.reader is not None:
                     w.reader.join(timeout=5)
@@ -314,6 +315,8 @@ class Runner:
         w.last_seen = time.monotonic()
         e = {**e, "slot": w.slot}
         kind = e["event"]
+        if kind == "heartbeat":  # only proves the render is progressing
+            return []
         res = self.results[w.job.scene_name]
         seq = res.sequences.get(e.get("job") or "")
         if kind == "job_started":

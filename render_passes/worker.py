@@ -186,6 +186,7 @@ def run_job(job: dict[str, Any], emit: Emit) -> int:
           "gpu": choice.is_gpu})
     budget = [int(job.get("frame_budget") or 0) or None]
     rc = 0
+    _heartbeat(emit, scene_name, settings.timeout)
     for seq in job["sequences"]:
         try:
             render_sequence(scene, seq, job, settings, emit, budget, choice.reason)
@@ -197,6 +198,27 @@ def run_job(job: dict[str, Any], emit: Emit) -> int:
                   "message": _message(exc), "permanent": _permanent(exc)})
             rc = 1
     return rc
+
+
+def _heartbeat(emit: Emit, scene_name: str, timeout: float) -> None:
+    """Report every ``timeout / 5`` s (at most 10 s) that this process is working, judged by its
+    CPU time growing: a frame that renders for longer than the timeout is not silence, while a
+    process that is frozen, stopped, or blocked on a lock uses no CPU and goes silent. (Cycles
+    calls no Python handler while it samples, and the ``bpy`` module prints no progress.)"""
+    import threading
+
+    every = max(0.5, min(10.0, timeout / 5))
+
+    def run() -> None:
+        last = sum(os.times()[:2])
+        while True:
+            time.sleep(every)
+            cpu = sum(os.times()[:2])
+            if cpu - last > 0.01:
+                emit({"event": "heartbeat", "scene": scene_name, "cpu_seconds": round(cpu, 2)})
+            last = cpu
+
+    threading.Thread(target=run, daemon=True, name="dataset_forge_heartbeat").start()
 
 
 def _permanent(exc: BaseException) -> bool:
