@@ -142,13 +142,22 @@ def gt(request, tmp_path_factory) -> dict[str, Seq]:
 
 @pytest.fixture(scope="session")
 def gt5(tmp_path_factory) -> dict[str, Seq]:
-    """5.0-only extras: distance depth, a second sequence of the cube scene."""
+    """5.0-only extras: distance depth; two sequences of the cube scene rendered by ONE worker
+    (create_datasets), so the rig is torn down and rebuilt in the same process."""
     root = tmp_path_factory.mktemp("gt5")
     scenes = build_scenes(root / "scenes", ["gt_planes", "gt_cube", "gt_flow_object"])
+    cube_dir = root / "cube_scenes"
+    cube_dir.mkdir()
+    (cube_dir / "gt_cube.blend").symlink_to(scenes / "gt_cube.blend")
+    summary = dataset_forge.create_datasets(cube_dir, root / "datasets", sequences_per_scene=2,
+                                            num_frames=2, **FAST, **KINDS)
+    assert summary["ok"], json.dumps(summary)[:3000]
+    seqs = sorted((root / "datasets" / "renders" / "gt_cube").iterdir())
+    assert len(seqs) == 2
     return {"_scenes": scenes,  # type: ignore[dict-item]
             "distance": Seq(render(scenes / "gt_planes.blend", root / "dist", 1, 2, "",
                                    depth_type="distance")),
-            "cube_b": Seq(render(scenes / "gt_cube.blend", root / "cube_b", 3, 4, ""))}
+            "cube_a": Seq(seqs[0]), "cube_b": Seq(seqs[1])}
 
 
 # -- depth ------------------------------------------------------------------------------------
@@ -301,15 +310,23 @@ def test_segmentation_ids_map_and_geometry(gt):
 
 
 def test_same_object_same_id_in_two_sequences(gt, gt5):
-    a, b = gt["gt_cube"], gt5["cube_b"]
-    assert a.ids == b.ids
-    cube = a.id_of["Cube"]
-    assert b.id_of["Cube"] == cube
     spec = GT_SPECS["gt_cube"]
     r_obj = euler_xyz(spec["cube_rot_deg"])
-    for f in b.frames:
-        on_cube = np.abs(b.points(f) @ r_obj).max(-1) < 1.0 + 1e-3
-        assert np.all(on_cube[b.seg(f) == cube]) and (b.seg(f) == cube).sum() > 20
+    faces_w = np.concatenate([r_obj.T, -r_obj.T])
+    a, b = gt5["cube_a"], gt5["cube_b"]
+    assert a.ids == b.ids == gt["gt_cube"].ids
+    assert set(a.frames).isdisjoint(b.frames)
+    cube = a.id_of["Cube"]
+    for seq in (a, b):  # the second sequence comes from the same worker, after a teardown
+        assert seq.id_of["Cube"] == cube
+        for f in seq.frames:
+            mine = seq.seg(f) == cube
+            on_cube = np.abs(seq.points(f) @ r_obj).max(-1) < 1.0 + 1e-3
+            assert mine.sum() > 20 and np.all(on_cube[mine])
+            inside = interior(mine, 1)
+            faces_c = faces_w @ seq.pose(f)[:3, :3]
+            n = seq.normal(f)[inside]
+            assert angle_deg(n, faces_c[np.argmax(n @ faces_c.T, -1)]).max() < 1.0
 
 
 # -- files ------------------------------------------------------------------------------------
