@@ -133,3 +133,19 @@ def test_derived_properties():
     assert s.gpu_list == [2, 0]
     assert Settings().ground_truths == ()
     assert Settings().gpu_list == []
+
+
+def test_readme_options_table_is_generated_from_settings():
+    """README.md's options table is exactly what tools/options_table.py makes of Settings."""
+    import importlib.util
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("_options_table", repo / "tools" / "options_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    assert mod.replace_in(readme) == readme, "run: .venv/bin/python tools/options_table.py --write"
+    table = mod.table()
+    for name in Settings.field_names():
+        assert f"`{name}`" in table and f"`--{name.replace('_', '-')}`" in table

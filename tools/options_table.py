@@ -1,0 +1,68 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Print the README's options table from settings.Settings (the one source of options).
+
+    .venv/bin/python tools/options_table.py            # print the table
+    .venv/bin/python tools/options_table.py --write    # replace it in README.md
+
+tests/test_settings.py checks that README.md holds exactly this table.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BEGIN, END = "<!-- options:begin -->", "<!-- options:end -->"
+
+
+def _settings():
+    try:
+        from dataset_forge.settings import GROUPS, Settings
+    except ImportError:  # not installed by tools/setup.sh: the file is pure Python, load it alone
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("_df_settings", REPO / "settings.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["_df_settings"] = mod
+        spec.loader.exec_module(mod)
+        GROUPS, Settings = mod.GROUPS, mod.Settings
+    return GROUPS, Settings
+
+
+def table() -> str:
+    """Markdown table: option (API name), CLI flag, default, allowed values, scope, help."""
+    groups, settings = _settings()
+    rows = ["| Option | CLI flag | Default | Allowed | Description |", "|---|---|---|---|---|"]
+    for group in groups:
+        for f in settings.fields():
+            m = f.metadata
+            if m["group"] != group:
+                continue
+            flag = f"`--{f.name.replace('_', '-')}`"
+            if isinstance(f.default, bool):
+                flag += f" / `--no-{f.name.replace('_', '-')}`"
+            if m["choices"]:
+                allowed = ", ".join(f"`{c}`" for c in m["choices"])
+            else:
+                bounds = [f"{op} {v:g}" for op, v in (("≥", m["min"]), ("≤", m["max"])) if v is not None]
+                allowed = ", ".join(bounds)
+            default = f"`{f.default!r}`" if f.default != "" else "`''`"
+            scope = " (machine setting)" if m["scope"] == "machine" else ""
+            rows.append(f"| **{group}**: `{f.name}` | {flag} | {default} | {allowed} | "
+                        f"{m['help'].replace('|', '/')}{scope} |")
+    return "\n".join(rows) + "\n"
+
+
+def replace_in(text: str) -> str:
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{BEGIN}\n{table()}{END}{tail}"
+
+
+if __name__ == "__main__":
+    if "--write" in sys.argv[1:]:
+        readme = REPO / "README.md"
+        readme.write_text(replace_in(readme.read_text(encoding="utf-8")), encoding="utf-8")
+    else:
+        sys.stdout.write(table())
