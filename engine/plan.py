@@ -149,6 +149,32 @@ def write_manifest(plan: dict[str, Any], summary: dict[str, Any] | None = None) 
     return path
 
 
+def make_plan_runner(plan: dict[str, Any], settings: Settings,
+                     env: dict[str, str] | None = None) -> Runner:
+    """Write ``DATASETS/plan.json`` and return the (not started) :class:`Runner` of ``plan``:
+    for a caller that drives :meth:`Runner.poll` itself (the panel's modal operator)."""
+    datasets = ensure_writable(plan["datasets_dir"])
+    write_json_atomic(datasets / PLAN_NAME, plan)
+    jobs = [Job(blend=j["blend"], scene_name=j["scene"], sequences=[dict(q) for q in j["sequences"]],
+                settings=settings.to_dict()) for j in plan["jobs"]]
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Runner(jobs, work_dir=datasets / ".dataset_forge" / "logs" / f"{stamp}-{os.getpid()}",
+                  parallel=settings.jobs, executable=settings.executable,
+                  timeout=settings.timeout, retries=settings.retries,
+                  frame_budget=settings.recycle_frames,
+                  gpus=settings.gpu_list if settings.device_type != "CPU" else [], env=env)
+
+
+def finish_plan(plan: dict[str, Any], runner: Runner, seconds: float) -> dict[str, Any]:
+    """Rewrite ``DATASETS/manifest.json`` and return the summary of a finished (or cancelled)
+    runner (see :func:`run_plan`)."""
+    rs = runner.summary()
+    summary = _summarise(plan, rs, seconds)
+    summary["manifest"] = str(write_manifest(plan, rs))
+    summary["plan"] = str(Path(plan["datasets_dir"]) / PLAN_NAME)
+    return summary
+
+
 def run_plan(plan: dict[str, Any], settings: Settings, on_event=None, *,
              env: dict[str, str] | None = None) -> dict[str, Any]:
     """Render ``plan`` and return the summary.
@@ -158,25 +184,14 @@ def run_plan(plan: dict[str, Any], settings: Settings, on_event=None, *,
     ({scene: reason}), ``scenes`` (per scene and sequence detail), ``frames_rendered``,
     ``frames_skipped``, ``frames_total``, ``seconds``, ``plan`` and ``manifest`` (paths).
     """
-    datasets = ensure_writable(plan["datasets_dir"])
-    write_json_atomic(datasets / PLAN_NAME, plan)
-    jobs = [Job(blend=j["blend"], scene_name=j["scene"], sequences=[dict(q) for q in j["sequences"]],
-                settings=settings.to_dict()) for j in plan["jobs"]]
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    runner = Runner(jobs, work_dir=datasets / ".dataset_forge" / "logs" / f"{stamp}-{os.getpid()}",
-                    parallel=settings.jobs, executable=settings.executable,
-                    timeout=settings.timeout, retries=settings.retries,
-                    frame_budget=settings.recycle_frames,
-                    gpus=settings.gpu_list if settings.device_type != "CPU" else [], env=env)
+    runner = make_plan_runner(plan, settings, env)
     t0 = time.monotonic()
+    summary: dict[str, Any] = {}
     try:
         runner.run(on_event=on_event)
     finally:
         # Also after Ctrl-C: the manifest tells what is on disk.
-        rs = runner.summary()
-        summary = _summarise(plan, rs, time.monotonic() - t0)
-        summary["manifest"] = str(write_manifest(plan, rs))
-        summary["plan"] = str(datasets / PLAN_NAME)
+        summary = finish_plan(plan, runner, time.monotonic() - t0)
     return summary
 
 
