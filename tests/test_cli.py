@@ -100,3 +100,28 @@ def test_missing_scenes_folder_and_help(capsys, tmp_path):
     assert cli.main(["create-datasets", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--keyframe-multiplier" in out and "--no-depths" in out and "--render-config.width" in out
+
+
+def test_register_unregister_symmetric_in_blender(tmp_path):
+    """Inside Blender (the bpy wheel, in a subprocess): register twice is one command, unregister
+    removes it (registering again gives no 'duplicate' warning), the command returns its code."""
+    import subprocess
+    import sys
+
+    from conftest import bpy_env
+
+    code = (
+        "import os, sys, bpy\n"
+        "from dataset_forge import cli\n"
+        "cli.register(); h = cli._handle; cli.register(); assert cli._handle is h\n"
+        "rc = cli.execute(['create-datasets', '--scenes-dir', 's', '--datasets-dir', 'd', "
+        "'--width', 'x'])\n"
+        "cli.unregister(); assert cli._handle is None; cli.unregister()\n"
+        "cli.register(); cli.unregister()\n"
+        "print('RC', rc); sys.stdout.flush(); os._exit(0)\n")
+    p = subprocess.run([sys.executable, "-c", code], env=bpy_env(), capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "RC 1" in p.stdout
+    assert "duplicate" not in p.stdout + p.stderr
+    assert "invalid int value: 'x'" in p.stderr
