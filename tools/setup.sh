@@ -61,7 +61,8 @@ make_venv .venv -r requirements-dev.txt
 
 if [ "$lts" = 1 ]; then
     # The same pins as .venv except bpy (and no ruff); bpy 4.2 does not pin numpy itself.
-    mapfile -t common < <(grep -v -E '^\s*(#|$)|^(bpy|ruff)==' requirements-dev.txt)
+    # shellcheck disable=SC2207 # one pin per line, no spaces (bash 3.2 on macOS has no mapfile)
+    common=($(grep -v -E '^[[:space:]]*(#|$)|^(bpy|ruff)==' requirements-dev.txt))
     make_venv .venv-4.5.15 bpy==4.5.15 "${common[@]}"
     make_venv .venv-4.2.23 bpy==4.2.23 "${common[@]}"
 fi
