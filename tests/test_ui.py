@@ -99,6 +99,11 @@ def test_register_unregister_twice_leaves_nothing(ui):
     for key in ("leftover_classes", "leftover_types", "leftover_handlers"):
         assert reg[key] == [], key
     assert reg["scene_prop_after"] is False and reg["wm_prop_after"] is False
+    # Enabled the way Blender does it: the preferences class is found under the package name.
+    assert reg["addon_enabled"] == {"errors": [], "prefs_class": "DATASETFORGE_AP_preferences",
+                                    "scene_prop": True}
+    assert reg["addon_disabled"] == {"errors": [], "addon": False, "leftover_types": [],
+                                     "scene_prop": False}
 
 
 def test_every_settings_field_is_a_property_with_its_bounds(ui):
@@ -420,6 +425,24 @@ def _driver(work: Path, out: Path) -> None:  # noqa: C901 - one scripted session
         "scene_prop_after": "dataset_forge" in bpy.types.Scene.bl_rna.properties,
         "wm_prop_after": "dataset_forge_run" in bpy.types.WindowManager.bl_rna.properties,
     })
+    # The whole package as Blender enables it (its register() also adds the CLI command).
+    import addon_utils
+
+    errors: list[str] = []
+
+    def on_error(exc):
+        errors.append(repr(exc))
+
+    addon_utils.enable(dataset_forge.__name__, default_set=True, handle_error=on_error)
+    addon = ctx.preferences.addons.get(dataset_forge.__name__)
+    registration["addon_enabled"] = {
+        "errors": errors, "prefs_class": type(addon.preferences).__name__ if addon else None,
+        "scene_prop": "dataset_forge" in bpy.types.Scene.bl_rna.properties}
+    addon_utils.disable(dataset_forge.__name__, default_set=True, handle_error=on_error)
+    registration["addon_disabled"] = {
+        "errors": errors, "addon": ctx.preferences.addons.get(dataset_forge.__name__) is not None,
+        "leftover_types": [n for n in dir(bpy.types) if n.startswith("DATASETFORGE")],
+        "scene_prop": "dataset_forge" in bpy.types.Scene.bl_rna.properties}
     res["registration"] = registration
     reg()
     addon = ctx.preferences.addons.new()  # what addon_utils.enable() does for the preferences
