@@ -192,9 +192,9 @@ class PassRig:
                 z = g.math("MULTIPLY", z, self._factor_socket(g))
             mask = g.math("LESS_THAN", z, BACKGROUND_DEPTH)
             self._write(g, "depth", g.math("MULTIPLY", z, mask))
-            # near = red ... far = blue, no surface = black
-            hue = g.math("MULTIPLY", g.normalize(z), 0.66, clamp=True)
-            previews["depth"] = g.combine_color(hue, 1.0, mask, mode="HSV")
+            if s.debug:  # near = red ... far = blue, no surface = black
+                hue = g.math("MULTIPLY", g.normalize(z), 0.66, clamp=True)
+                previews["depth"] = g.combine_color(hue, 1.0, mask, mode="HSV")
         if "normal" in self.kinds:
             n = g.separate_xyz(compat.render_layer_output(rl, "Normal"))
             if s.normal_frame == "camera":
@@ -205,36 +205,37 @@ class PassRig:
             safe = g.math("MAXIMUM", length, 1e-30)
             unit = [g.math("DIVIDE", c, safe) for c in n]
             self._write(g, "normal", g.combine_xyz(*unit))
-            valid = g.math("GREATER_THAN", length, 0.0)
-            rgb = [g.math("MULTIPLY", g.math("MULTIPLY_ADD", c, 0.5, 0.5), valid) for c in unit]
-            previews["normal"] = g.combine_color(*rgb)
+            if s.debug:
+                valid = g.math("GREATER_THAN", length, 0.0)
+                rgb = [g.math("MULTIPLY", g.math("MULTIPLY_ADD", c, 0.5, 0.5), valid) for c in unit]
+                previews["normal"] = g.combine_color(*rgb)
         if "flow" in self.kinds:
             x, y, zc, w = g.separate_rgba(compat.render_layer_output(rl, "Vector"), keep_w=True)
             fu = g.math("MULTIPLY", zc, -1.0)
             fv, bu = w, x
             bv = g.math("MULTIPLY", y, -1.0)
             self._write(g, "flow", g.combine_color(fu, fv, bu, bv))
-            # Colour wheel: hue = direction (Middlebury angle), saturation = magnitude.
-            mag = g.math("SQRT", g.math("MULTIPLY_ADD", fu, fu, g.math("MULTIPLY", fv, fv)))
-            scale = 1.0 / max(1.0, FLOW_PREVIEW_SCALE * scene.render.resolution_x
-                              * scene.render.resolution_percentage / 100)
-            sat = g.math("MULTIPLY", mag, scale, clamp=True)
-            ang = g.math("ARCTAN2", g.math("MULTIPLY", fv, -1.0), g.math("MULTIPLY", fu, -1.0))
-            hue = g.math("MULTIPLY_ADD", ang, 1.0 / (2 * math.pi), 0.5)
-            previews["flow"] = g.combine_color(hue, sat, 1.0, mode="HSV")
+            if s.debug:  # colour wheel: hue = direction (Middlebury angle), saturation = |flow|
+                mag = g.math("SQRT", g.math("MULTIPLY_ADD", fu, fu, g.math("MULTIPLY", fv, fv)))
+                scale = 1.0 / max(1.0, FLOW_PREVIEW_SCALE * scene.render.resolution_x
+                                  * scene.render.resolution_percentage / 100)
+                sat = g.math("MULTIPLY", mag, scale, clamp=True)
+                ang = g.math("ARCTAN2", g.math("MULTIPLY", fv, -1.0), g.math("MULTIPLY", fu, -1.0))
+                hue = g.math("MULTIPLY_ADD", ang, 1.0 / (2 * math.pi), 0.5)
+                previews["flow"] = g.combine_color(hue, sat, 1.0, mode="HSV")
         if "segmentation" in self.kinds:
             idx = compat.render_layer_output(rl, "index_ob")
             self._write(g, "segmentation", idx)
-            hue = g.math("FRACT", g.math("MULTIPLY", idx, 0.618033988749895))
-            val = g.math("GREATER_THAN", idx, 0.5)
-            previews["segmentation"] = g.combine_color(hue, 0.75, val, mode="HSV")
-        if s.debug:
-            for k, sock in previews.items():
-                fo = compat.file_output(tree, str(self.seq_dir / "previews" / k),
-                                        file_format="PNG", color_mode="RGB", color_depth="8")
-                g.nodes.append(fo)
-                fo.label = "DF"
-                g.link(g.for_png(sock), compat.file_output_input(fo, f"{k}_{'#' * DIGITS}", "RGBA"))
+            if s.debug:
+                hue = g.math("FRACT", g.math("MULTIPLY", idx, 0.618033988749895))
+                val = g.math("GREATER_THAN", idx, 0.5)
+                previews["segmentation"] = g.combine_color(hue, 0.75, val, mode="HSV")
+        for k, sock in previews.items():
+            fo = compat.file_output(tree, str(self.seq_dir / "previews" / k),
+                                    file_format="PNG", color_mode="RGB", color_depth="8")
+            g.nodes.append(fo)
+            fo.label = "DF"
+            g.link(g.for_png(sock), compat.file_output_input(fo, f"{k}_{'#' * DIGITS}", "RGBA"))
 
     def _write(self, g: Graph, kind: str, sock) -> None:
         _, folder, stem, _, stype = KINDS[kind]

@@ -484,7 +484,9 @@ def test_motion_blur_with_flows_fails_clearly_unless_disabled(gt5, tmp_path):
     message = " ".join(bad["scenes"]["blur"]["errors"])
     assert "motion blur" in message and "--disable-motion-blur" in message
     assert not (tmp_path / "bad" / "flows").exists()
-    good = Seq(render(blurred, tmp_path / "good", 2, 2, "", disable_motion_blur=True))
+    good = Seq(render(blurred, tmp_path / "good", 2, 2, "", disable_motion_blur=True,
+                      debug=False))
+    assert not (good.root / "previews").exists() and "previews" not in good.conv
     fw, bw = good.flow(2)
     quad = interior(good.seg(2) == good.id_of["Quad"], 2)
     want = np.array(GT_SPECS["gt_flow_object"]["px_before"])
