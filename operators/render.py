@@ -101,10 +101,25 @@ class _RunOperator:
         for item in context.scene.dataset_forge.scenes:
             item.run_error = ""
         controller.set_active(ctl)
-        ctl.start()
-        write_state(state, ctl)
         self._ctl = ctl
+        try:
+            ctl.start()
+        except OSError as exc:  # the worker executable cannot be started
+            self._fail(context, ctl, exc)
+            return None
+        write_state(state, ctl)
         return ctl
+
+    def _fail(self, context, ctl: RunController, exc: BaseException) -> None:
+        """The engine raised: stop whatever runs, free the panel, say why."""
+        ctl.cancel()
+        controller.release(ctl)
+        write_state(context.window_manager.dataset_forge_run, ctl)
+        text = f"Render stopped: {exc}"
+        if isinstance(exc, OSError):
+            text += "; check Worker Executable in the add-on preferences"
+        context.window_manager.dataset_forge_run.status = text
+        self.report({"ERROR"}, text)
 
     def end(self, context, ctl: RunController) -> set[str]:
         state = context.window_manager.dataset_forge_run
@@ -125,7 +140,14 @@ class _RunOperator:
             self._report_messages(new[:-1] if ctl.finished else new)
             _push_messages(state, new)
 
-        ctl.run_blocking(on_step=on_step)
+        try:
+            ctl.run_blocking(on_step=on_step)
+        except KeyboardInterrupt:
+            controller.release(ctl)
+            raise
+        except Exception as exc:  # noqa: BLE001 - never leave the panel locked
+            self._fail(context, ctl, exc)
+            return {"CANCELLED"}
         return self.end(context, ctl)
 
     def invoke(self, context, event) -> set[str]:
@@ -139,13 +161,24 @@ class _RunOperator:
         _redraw(context)
         return {"RUNNING_MODAL"}
 
+    def _remove_timer(self, context) -> None:
+        timer = getattr(self, "_timer", None)
+        if timer is not None:
+            context.window_manager.event_timer_remove(timer)
+            self._timer = None
+
     def modal(self, context, event) -> set[str]:
         ctl: RunController = self._ctl
         state = context.window_manager.dataset_forge_run
         if event.type == "ESC" and event.value == "PRESS":
             ctl.cancel()
         elif event.type == "TIMER" or ctl.finished:
-            new = ctl.step() if not ctl.finished else []
+            try:
+                new = ctl.step() if not ctl.finished else []
+            except Exception as exc:  # noqa: BLE001 - never leave the panel locked
+                self._fail(context, ctl, exc)
+                self._remove_timer(context)
+                return {"CANCELLED"}
             self._report_messages(new[:-1] if ctl.finished else new)
             _push_messages(state, new)
         else:
@@ -153,10 +186,7 @@ class _RunOperator:
         write_state(state, ctl)
         _redraw(context)
         if ctl.finished:
-            timer = getattr(self, "_timer", None)
-            if timer is not None:
-                context.window_manager.event_timer_remove(timer)
-                self._timer = None
+            self._remove_timer(context)
             if ctl.runner.cancelled:
                 _push_messages(state, ctl.messages[-1:])
             return self.end(context, ctl)

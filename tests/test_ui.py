@@ -212,6 +212,13 @@ def test_blocking_execute_reports_done_skipped_failed_in_the_info_log(ui):
     assert run["errors"]["broken"].startswith("broken.blend: cannot be opened")
 
 
+def test_unstartable_worker_reports_and_unlocks(ui):
+    bad = ui["bad_executable"]
+    assert "Render stopped:" in bad["raised"] and "no-such-blender" in bad["raised"]
+    assert "check Worker Executable" in bad["status"]
+    assert bad["running"] is False and bad["poll_after"] is True
+
+
 def test_buttons_disabled_while_running_except_abort(ui):
     run = ui["modal_run"]
     polls = run["polls_while_running"]
@@ -635,6 +642,17 @@ def _driver(work: Path, out: Path) -> None:  # noqa: C901 - one scripted session
                            "messages": [[m.level, m.text] for m in state.messages],
                            "errors": {i.name: i.error for i in pg.scenes}}
     next(i for i in pg.scenes if i.name == "broken").include = False
+
+    # -- a worker executable that does not exist: error, and the panel is not left locked -------
+    prefs.executable = str(work / "no-such-blender")
+    try:
+        bpy.ops.dataset_forge.render_dataset()
+        raised = ""
+    except RuntimeError as exc:  # bpy.ops turns an ERROR report into this
+        raised = str(exc)
+    res["bad_executable"] = {"raised": raised, "running": controller.is_running(),
+                             "status": state.status, "poll_after": polls()["render_dataset"]}
+    prefs.executable = ""
 
     # -- Esc mid-run, then resume ------------------------------------------------------------------
     # Long enough to be caught mid-run: 24 frames of 64x48 at 4 samples.
