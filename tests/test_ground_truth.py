@@ -383,6 +383,15 @@ sc = bpy.context.scene
 sc.render.resolution_x, sc.render.resolution_y, sc.cycles.samples = 32, 24, 1
 s = Settings.from_dict(dict(depths=True, normals=True, flows=True, segmentations=True))
 res = {}
+# objects that never render get no id: hidden from render, in an excluded collection, an empty
+hidden = bpy.data.objects.new("Hidden", bpy.data.objects["Cube"].data.copy())
+hidden.hide_render = True
+sc.collection.objects.link(hidden)
+col = bpy.data.collections.new("Excluded")
+sc.collection.children.link(col)
+col.objects.link(bpy.data.objects.new("InExcluded", bpy.data.objects["Cube"].data.copy()))
+bpy.context.view_layer.layer_collection.children["Excluded"].exclude = True
+sc.collection.objects.link(bpy.data.objects.new("Empty", None))
 def state():
     tree = sc.compositing_node_group if compat.IS5 else sc.node_tree
     return {"use_compositing": sc.render.use_compositing,
@@ -444,6 +453,8 @@ def test_rig_restores_compositor_and_pass_index(python, tmp_path):
     assert user_nodes and all(mute for _, mute in user_nodes)  # muted while we rendered
     assert not any(n[1] for n in res["off_after"]["nodes"])
     assert res["pass_index"] == 7 and res["ground"] == 0
+    ids = json.loads((tmp_path / "o" / "fresh" / "segmentation_ids.json").read_text())
+    assert sorted(v["name"] for v in ids["ids"].values()) == ["Cube", "Ground", "Sphere"]
     files = set(res["files"])
     assert "user/a_01.exr" in files and "user/a_02.exr" not in files
     for tag, f in (("fresh", 1), ("user", 1), ("off", 2)):
