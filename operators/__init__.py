@@ -17,6 +17,7 @@ CLASSES = (*scan.CLASSES, *render.CLASSES)
 def _stop_on_load(*_args) -> None:
     """Opening another file ends every modal operator without a last call: stop the workers of a
     running render first (their finished frames stay; a rerun resumes)."""
+    scan.forget_scan()  # its modal operator ends with the old file; its result is not wanted
     ctl = controller.active()
     if ctl is not None:
         ctl.cancel()
@@ -38,6 +39,7 @@ def register() -> None:
 
 def unregister() -> None:
     # Disabling the add-on mid-run must not leave worker processes behind.
+    scan.forget_scan()
     ctl = controller.active()
     if ctl is not None:
         ctl.cancel()

@@ -59,6 +59,16 @@ def scan_reason(context) -> str:
 _SCAN_JOB: list[dict[str, Any]] = []  # the background scan of this session, if any
 
 
+def scanning() -> str:
+    """The folder being scanned in the background ('' when none)."""
+    return _SCAN_JOB[0].get("folder", "") if _SCAN_JOB else ""
+
+
+def forget_scan() -> None:
+    """Drop the background scan (its modal operator ended without finishing it)."""
+    _SCAN_JOB.clear()
+
+
 class DATASETFORGE_OT_scan(bpy.types.Operator):
     bl_idname = "dataset_forge.scan"
     bl_label = "Scan"
@@ -99,14 +109,15 @@ class DATASETFORGE_OT_scan(bpy.types.Operator):
             return self._finish(context, error=str(exc))
         return self._finish(context, infos)
 
-    def invoke(self, context, event) -> set[str]:
-        if bpy.app.background or context.window is None:
-            return self.execute(context)
+    def start_thread(self, context) -> bool:
+        """Start reading the folder on a thread (the window stays responsive); False when the
+        settings are invalid (reported)."""
         try:
             folder, settings = self._folder_and_settings(context)
         except SettingsError as exc:
-            return self._finish(context, error=str(exc))
-        job: dict[str, Any] = {}
+            self._finish(context, error=str(exc))
+            return False
+        job: dict[str, Any] = {"folder": folder}
 
         def work():
             try:
@@ -115,21 +126,31 @@ class DATASETFORGE_OT_scan(bpy.types.Operator):
                 job["error"] = str(exc)
 
         job["thread"] = threading.Thread(target=work, daemon=True)
+        _SCAN_JOB[:] = [job]
         job["thread"].start()
-        _SCAN_JOB.append(job)
         self._job = job
+        self._timer = None
+        return True
+
+    def invoke(self, context, event) -> set[str]:
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        if not self.start_thread(context):
+            return {"CANCELLED"}
         wm = context.window_manager
         self._timer = wm.event_timer_add(0.2, window=context.window)
         wm.modal_handler_add(self)
-        context.window_manager.dataset_forge_run.status = f"Scanning {folder}"
+        _redraw(context)
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event) -> set[str]:
         if event.type != "TIMER" or self._job["thread"].is_alive():
             return {"PASS_THROUGH"}
-        context.window_manager.event_timer_remove(self._timer)
-        _SCAN_JOB.clear()
-        context.window_manager.dataset_forge_run.status = ""
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+        if _SCAN_JOB and _SCAN_JOB[0] is self._job:
+            _SCAN_JOB.clear()
         return self._finish(context, self._job.get("infos"), self._job.get("error"))
 
 

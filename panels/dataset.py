@@ -10,7 +10,7 @@ import textwrap
 
 import bpy
 
-from ..operators import controller, planning
+from ..operators import controller, planning, scan
 from ..properties import label, preferences, settings_from_context
 from ..settings import Settings, SettingsError
 
@@ -122,6 +122,8 @@ class DATASETFORGE_PT_scenes(_DatasetPanel, bpy.types.Panel):
         pg = context.scene.dataset_forge
         layout.prop(pg, "scenes_dir")
         layout.operator("dataset_forge.scan", icon="FILE_REFRESH")
+        if scan.scanning():
+            layout.label(text=f"Scanning {scan.scanning()}…", icon="TIME")
         if pg.scenes_dir and pg.scanned_dir and pg.scanned_dir != pg.scenes_dir:
             layout.label(text="Scenes Folder changed: press Scan", icon="INFO")
         layout.template_list("DATASETFORGE_UL_scenes", "", pg, "scenes", pg, "scenes_index", rows=4)

@@ -169,8 +169,14 @@ def test_scan_fills_list_with_ranges_and_flags_broken_scene(ui):
     # The list row: warning icon for the broken scene, the range for the others.
     assert scan["list_rows"]["broken"]["icons"][:1] == ["ERROR"]
     assert "1–24" in scan["list_rows"]["basic"]["labels"]
-    # A rescan keeps a scene the user unticked unticked.
+    # A rescan (threaded, polled by TIMER events) keeps a scene the user unticked unticked.
+    assert scan["threaded_result"] == ["FINISHED"]
     assert scan["include_after_rescan"] == {"basic": True, "broken": False, "orbit": True}
+    assert scan["items_after_rescan"] == [["basic", 1, 24, False], ["broken", 0, 0, True],
+                                          ["orbit", 1, 24, False]]
+    assert scan["scanning_labels"] == [f"Scanning {ui['work']}/scenes…"]
+    assert scan["scanning_after"] == ""
+    assert scan["threaded_reports"][-1] == ["INFO", "Found 3 scene(s), 1 cannot render"]
 
 
 def test_sequence_preview_shows_ranges_or_the_reason(ui):
@@ -552,9 +558,25 @@ def _driver(work: Path, out: Path) -> None:  # noqa: C901 - one scripted session
         list_rows[item.name] = {"icons": [c["icon"] for c in rec.calls if c["call"] == "label"],
                                 "labels": [c["text"] for c in rec.calls if c["call"] == "label"]}
     next(i for i in pg.scenes if i.name == "broken").include = False
-    bpy.ops.dataset_forge.scan()
+    # Rescan the way a click in a window does: a thread reads the files, TIMER events poll it.
+    scan_cls = scan.DATASETFORGE_OT_scan
+    shell = Shell(scan_cls)
+    shell.start_thread(ctx)
+    scanning_labels, ticks = [], 0
+    result2 = {"PASS_THROUGH"}
+    while result2 == {"PASS_THROUGH"} and ticks < 1200:
+        if scan.scanning():
+            scanning_labels = [c["text"] for c in draw(pd.DATASETFORGE_PT_scenes)
+                               if c["call"] == "label" and c["text"].startswith("Scanning")]
+        time.sleep(0.05)
+        ticks += 1
+        result2 = scan_cls.modal(shell, ctx, Event("TIMER"))
     res["scan"] = {"result": sorted(result), "items": items, "list_rows": list_rows,
-                   "include_after_rescan": {i.name: i.include for i in pg.scenes}}
+                   "include_after_rescan": {i.name: i.include for i in pg.scenes},
+                   "threaded_result": sorted(result2), "threaded_reports": shell.reports,
+                   "scanning_labels": scanning_labels, "scanning_after": scan.scanning(),
+                   "items_after_rescan": [[i.name, i.frame_start, i.frame_end, bool(i.error)]
+                                          for i in pg.scenes]}
 
     # -- sequence preview ----------------------------------------------------------------------
     properties.write_settings(pg, Settings(**TINY), prefs)
