@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -166,10 +167,12 @@ def test_python_expr_api(good_dir, tmp_path):
     check_tutorial_dataset(ds)
 
 
+@pytest.mark.smoke
 def test_broken_scenes_each_get_their_reason_good_ones_complete(mixed_dir, tmp_path):
     ds = tmp_path / "datasets"
+    # Workers recycled every 2 frames too: 3 processes per good scene, each exiting cleanly.
     cmd = [sys.executable, "-m", "dataset_forge", "create-datasets", "--scenes-dir", str(mixed_dir),
-           "--datasets-dir", str(ds), "--flows", "--json", *TINY]
+           "--datasets-dir", str(ds), "--flows", "--json", "--recycle-frames", "2", *TINY]
     p = subprocess.run(cmd, env=bpy_env(), capture_output=True, text=True, timeout=300)
     assert p.returncode == 1, p.stderr
     s = json.loads(p.stdout)
@@ -287,6 +290,7 @@ def _alive(pid: int) -> bool:
     return "\nState:\tZ" not in state
 
 
+@pytest.mark.smoke
 def test_kill_the_whole_run_then_rerun_resumes_frame_by_frame(good_dir, tmp_path):
     ds = tmp_path / "datasets"
     cmd = [sys.executable, "-m", "dataset_forge", "create-datasets", "--scenes-dir", str(good_dir),
@@ -297,6 +301,8 @@ def test_kill_the_whole_run_then_rerun_resumes_frame_by_frame(good_dir, tmp_path
     proc.wait()
     workers = _worker_pids(ds)
     assert workers
+    # The workers are the Blender of this interpreter (the smoke run repeats this on 4.5 and 4.2).
+    assert {e["blender"].split()[0] for e in _events(ds, "worker_started")} == {version("bpy")}
     # The workers notice that their runner is gone and stop (they must not keep writing into
     # folders the next run renders into).
     _wait_for(lambda: not any(_alive(p) for p in workers), timeout=10)
