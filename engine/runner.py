@@ -140,7 +140,7 @@ class Runner:
         self.frames_total = sum(j.frames_total for j in jobs)
         self.frames_done = 0
         self.frames_skipped = 0
-        self.frame_seconds: list[float] = []
+        self.render_seconds = 0.0  # sum of the frames' render times (a sum: memory stays flat)
         self.started_at: float | None = None
         self.cancelled = False
         self.spawned = 0
@@ -250,11 +250,11 @@ class Runner:
 
     @property
     def eta_seconds(self) -> float | None:
-        if not self.frame_seconds or self.started_at is None:
+        if not self.frames_done or self.started_at is None:
             return None
         elapsed = time.monotonic() - self.started_at
         rate = self.frames_done / elapsed if elapsed > 0 else 0
-        left = self.frames_total - self.frames_done - self.frames_skipped
+        left = max(0, self.frames_total - self.frames_done - self.frames_skipped)
         return left / rate if rate > 0 else None
 
     @property
@@ -334,7 +334,7 @@ class Runner:
                                                                frames=int(e.get("frames", 0)))
         if kind == "frame_done":
             self.frames_done += 1
-            self.frame_seconds.append(float(e.get("seconds", 0.0)))
+            self.render_seconds += float(e.get("seconds", 0.0))
             if seq is not None:
                 seq.rendered += 1
                 seq.seen.add(int(e["frame"]))

@@ -209,6 +209,36 @@ def test_broken_scenes_each_get_their_reason_good_ones_complete(mixed_dir, tmp_p
     assert sum(line.startswith("  FAILED  ") for line in lines) == 4
 
 
+def test_dry_run_prints_the_plan_and_renders_nothing(mixed_dir, tmp_path, capsys):
+    ds = tmp_path / "datasets"
+    assert cli.main(["create-datasets", "--scenes-dir", str(mixed_dir), "--datasets-dir", str(ds),
+                     "--sequences-per-scene", "2", "--num-frames", "5", "--strategy", "random",
+                     "--seed", "7", "--min-gap", "2", "--keyframe-multiplier", "1.5",
+                     "--dry-run"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert not ds.exists()
+    assert plan["seed"] == 7 and plan["settings"]["strategy"] == "random"
+    scenes = {s["name"]: s for s in plan["scenes"]}
+    assert sorted(scenes) == ["basic", "motion_blur", "no_camera", "orbit", "short_range",
+                              "truncated"]
+    # Read from the files: 1..24 at 24 fps (short_range: 1..2), stretched by 1.5 to 2..36.
+    assert (scenes["basic"]["frame_start"], scenes["basic"]["frame_end"]) == (1, 24)
+    assert scenes["basic"]["fps"] == 24.0 and scenes["basic"]["camera"] == "Camera"
+    assert scenes["basic"]["stretched_range"] == [2, 36]
+    assert (scenes["short_range"]["frame_start"], scenes["short_range"]["frame_end"]) == (1, 2)
+    assert scenes["no_camera"]["camera"] is None and "no active camera" in scenes["no_camera"]["error"]
+    assert scenes["truncated"]["frame_start"] is None and scenes["truncated"]["error"]
+    # Flows are off: motion blur is no problem for this request.
+    assert scenes["motion_blur"]["error"] is None
+    jobs = {j["scene"]: j["sequences"] for j in plan["jobs"]}
+    assert sorted(jobs) == ["basic", "motion_blur", "orbit"]
+    for seqs in jobs.values():
+        (a, b), (c, d) = [(q["frame_start"], q["frame_end"]) for q in seqs]
+        assert 2 <= a and b - a == 4 and c - b - 1 >= 2 and d - c == 4 and d <= 36
+        assert seqs[0]["id"] == f"1p5-{a:05d}-{a + 5:05d}"
+    assert jobs["basic"] != jobs["orbit"]  # random windows differ per scene for one seed
+
+
 def _worker_pids(ds: Path) -> list[int]:
     pids = []
     for log in sorted(ds.glob(".dataset_forge/logs/*/worker-*.log")):
@@ -309,6 +339,8 @@ def test_kill_the_whole_run_then_rerun_resumes_frame_by_frame(good_dir, tmp_path
     done_before = _journal_total(ds)
     assert 3 <= done_before < 18
     assert not (ds / "manifest.json").exists()
+    # The plan was written before anything rendered.
+    assert [j["scene"] for j in json.loads((ds / "plan.json").read_text())["jobs"]] == GOOD
     p = subprocess.run(cmd, env=bpy_env(), capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     s = json.loads(p.stdout)
