@@ -360,9 +360,11 @@ def test_workers_are_recycled_after_their_frame_budget(good_dir, tmp_path):
     scenes.mkdir()
     shutil.copy(good_dir / "orbit.blend", scenes / "orbit.blend")
     events: list[dict] = []
+    # Workers started as a Blender binary would be (the stand-in): Blender's own command line.
     s = create_datasets(scenes, tmp_path / "ds", sequences_per_scene=1, num_frames=5, width=32,
                         height=24, max_samples=1, use_denoising=False, threads=1,
-                        recycle_frames=2, on_event=events.append)
+                        recycle_frames=2, executable=str(REPO / "tools" / "blender"),
+                        on_event=events.append)
     assert s["ok"]
     kinds = Counter(e["event"] for e in events)
     assert kinds["worker_recycled"] == 2 and kinds["worker_started"] == 3
