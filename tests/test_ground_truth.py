@@ -134,7 +134,8 @@ def gt(request, tmp_path_factory) -> dict[str, Seq]:
                          "gt_camera_motion": (2, 4)}.items():
         out[name] = Seq(render(scenes / f"{name}.blend", root / "out" / name, a, b, python))
         want = re.search(r"\d+\.\d+", label)
-        assert want and out[name].tf["blender_version"].startswith(want.group()), label
+        if want:  # a label naming a version must get that version
+            assert out[name].tf["blender_version"].startswith(want.group()), label
     out["_scenes"] = scenes  # type: ignore[assignment]
     out["_python"] = python  # type: ignore[assignment]
     return out
