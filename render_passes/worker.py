@@ -158,11 +158,13 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
         dataset_forge_version=__version__, camera=scene.camera.name,
         unit_scale=scene.unit_settings.scale_length, conventions=rig.conventions())
     write_json_atomic(out / "transforms.json", transforms)
+    # Camera path length (scene units) over the time from the first to the last frame (s).
     dist = sum(math.dist(p, q) for p, q in zip(positions, positions[1:]))
-    elapsed = (b - a + 1) / fps
+    elapsed = (b - a) / fps
     write_json_atomic(out / "info.json", {
         "frame_rate": fps, "num_frames": b - a + 1, "distance_traveled": dist,
-        "average_velocity": dist / elapsed, "elapsed_time": elapsed,
+        "average_velocity": dist / elapsed if elapsed > 0 else 0.0, "elapsed_time": elapsed,
+        "unit_scale_m": scene.unit_settings.scale_length,
         "render_seconds": round(time.perf_counter() - t_job, 3), "device": device,
         "blender_version": _blender_version(), "keyframe_multiplier": settings.keyframe_multiplier,
     })

@@ -96,9 +96,11 @@ def check_tutorial_dataset(ds: Path) -> None:
             info = json.loads((seq / "info.json").read_text())
             assert (info["frame_rate"], info["num_frames"]) == (48.0, 3)
             if scene == "orbit":
-                # The camera moves 0.05 m per original frame, 0.025 m per stretched frame.
+                # The camera moves 0.05 m per original frame, 0.025 m per stretched frame: 0.05 m
+                # from the first to the third frame, in 2/48 s: 1.2 m/s (as 0.05 m x 24 fps).
                 assert info["distance_traveled"] == pytest.approx(0.05, abs=1e-5)
-                assert info["average_velocity"] == pytest.approx(0.05 / (3 / 48), rel=1e-4)
+                assert info["elapsed_time"] == pytest.approx(2 / 48)
+                assert info["average_velocity"] == pytest.approx(1.2, rel=1e-4)
             elif scene == "basic":
                 assert info["distance_traveled"] == pytest.approx(0.0, abs=1e-9)
                 # Planar depth at the pixel right of the centre (x = +0.1 m) from the static
