@@ -155,3 +155,20 @@ def test_format_summary_lists_every_scene():
         "  DONE    a: 1 sequence(s), 6 frame(s) rendered, 0 already complete",
         "  SKIPPED b: 1 sequence(s), 0 frame(s) rendered, 6 already complete",
         "  FAILED  c: c.blend: broken"]
+
+
+def test_progress_on_a_terminal_redraws_one_line():
+    e = {"event": "progress", "frames_done": 1, "frames_skipped": 0, "frames_total": 4,
+         "fraction": 0.25, "eta": 3.0, "fps": 1.0, "workers": 1, "scenes_total": 1,
+         "scenes_finished": 0, "done": False}
+    out = io.StringIO()
+    p = ProgressPrinter(out, tty=True)
+    p(e)
+    p({"event": "scene_failed", "scene": "s", "reasons": ["s.blend: no camera"]})
+    p({**e, "frames_done": 4, "fraction": 1.0, "eta": 0.0, "done": True})
+    p.close()
+    text = out.getvalue()
+    # Bar, then the failure on its own line (bar erased first), then the final bar and a newline.
+    assert text.startswith("\r\033[K[######------------------]  25.0%  1/4 frames")
+    assert "\r\033[KFAILED s: s.blend: no camera\n\r\033[K[########################] 100.0%" in text
+    assert text.endswith("workers 1\n") and text.count("\n") == 2
