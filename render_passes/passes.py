@@ -174,8 +174,10 @@ class PassRig:
     def _build(self) -> None:
         scene, s = self.scene, self.settings
         vl = _view_layer(scene)
-        for k in self.kinds:
-            attr = PASS_FLAGS[k]
+        # Normals need the Depth pass too: covered pixels are those whose depth is valid.
+        attrs = {PASS_FLAGS[k] for k in self.kinds} | ({"use_pass_z"} if "normal" in self.kinds
+                                                       else set())
+        for attr in sorted(attrs):
             self._undo_passes[attr] = getattr(vl, attr)
             setattr(vl, attr, True)
         if "segmentation" in self.kinds:
@@ -203,10 +205,14 @@ class PassRig:
                         g.math("MULTIPLY_ADD", n[1], n[1], g.math("MULTIPLY", n[0], n[0])))
             length = g.math("SQRT", sq)
             safe = g.math("MAXIMUM", length, 1e-30)
-            unit = [g.math("DIVIDE", c, safe) for c in n]
+            # Cycles averages normals over all samples but takes depth and ids from the first:
+            # zero the normal where the depth says "no surface" so that all kinds agree.
+            valid = g.math("MULTIPLY", g.math("GREATER_THAN", length, 0.0),
+                           g.math("LESS_THAN", compat.render_layer_output(rl, "Depth"),
+                                  BACKGROUND_DEPTH))
+            unit = [g.math("MULTIPLY", g.math("DIVIDE", c, safe), valid) for c in n]
             self._write(g, "normal", g.combine_xyz(*unit))
             if s.debug:
-                valid = g.math("GREATER_THAN", length, 0.0)
                 rgb = [g.math("MULTIPLY", g.math("MULTIPLY_ADD", c, 0.5, 0.5), valid) for c in unit]
                 previews["normal"] = g.combine_color(*rgb)
         if "flow" in self.kinds:

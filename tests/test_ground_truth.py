@@ -42,8 +42,9 @@ def read_exr(path: Path) -> dict[str, np.ndarray]:
 
 
 def render(blend: Path, out: Path, a: int, b: int, python: str, **extra) -> Path:
+    opts = {**FAST, **KINDS, **{k.rstrip("_"): v for k, v in extra.items()}}
     summary = dataset_forge.render_animation(blend, out, frame_start=a, frame_end=b,
-                                             executable=python, **FAST, **KINDS, **extra)
+                                             executable=python, **opts)
     assert summary["ok"], json.dumps(summary["scenes"], indent=1)[:3000]
     return out
 
@@ -158,7 +159,9 @@ def gt5(tmp_path_factory) -> dict[str, Seq]:
     return {"_scenes": scenes,  # type: ignore[dict-item]
             "distance": Seq(render(scenes / "gt_planes.blend", root / "dist", 1, 2, "",
                                    depth_type="distance")),
-            "cube_a": Seq(seqs[0]), "cube_b": Seq(seqs[1])}
+            "cube_a": Seq(seqs[0]), "cube_b": Seq(seqs[1]),
+            "cube_8spp": Seq(render(scenes / "gt_cube.blend", root / "spp8", 1, 1, "",
+                                    max_samples_=8))}
 
 
 # -- depth ------------------------------------------------------------------------------------
@@ -238,6 +241,22 @@ def test_cube_faces_read_camera_frame_normals(gt):
         rolls.append(rc)
     # the camera rolls between the frames, so the rotation really is applied per frame
     assert angle_deg(rolls[0][:, 0], rolls[1][:, 0]) > 5
+
+
+def test_many_samples_edges_stay_exact(gt5):
+    """With 8 samples Cycles averages normals (and flow) over each pixel: silhouettes are still
+    unit length, ids and depth are never blended, and the background stays exactly 0."""
+    seq = gt5["cube_8spp"]
+    n, seg, depth = seq.normal(1), seq.seg(1), seq.depth(1)
+    edge = (seg > 0) & ~interior(seg > 0, 1)
+    assert edge.sum() > 30
+    assert np.abs(np.linalg.norm(n[seg > 0], axis=-1) - 1).max() < 1e-5
+    assert np.all(n[seg == 0] == 0) and np.all(depth[seg == 0] == 0) and np.all(depth[seg > 0] > 0)
+    assert set(np.unique(seg)) == {0.0, *map(float, seq.id_of.values())}
+    pts = seq.points(1)
+    r_obj = euler_xyz(GT_SPECS["gt_cube"]["cube_rot_deg"])
+    mine = seg == seq.id_of["Cube"]
+    assert np.all(np.abs(pts[mine] @ r_obj).max(-1) < 1.0 + 1e-3)  # edge pixels too
 
 
 # -- flow ------------------------------------------------------------------------------------
