@@ -303,6 +303,10 @@ def test_docs_use_the_labels_of_the_code(ui):
     assert "Preview" in ui["preview"]["ok_labels"]
 
 
+def test_run_state_never_lands_in_a_saved_file(ui):
+    assert ui["saved_file"] == {"runtime_marker": False, "scene_marker": True}
+
+
 def test_driver_is_fast_enough(ui):
     assert ui["driver_seconds"] < 240
     assert ui["blender_version"].startswith(ui["version"][:3])
@@ -734,6 +738,16 @@ def _driver(work: Path, out: Path) -> None:  # noqa: C901 - one scripted session
         "fl_x": tj["fl_x"],
         "temp_left": sorted(str(p) for p in set(temp_root.glob("dataset_forge_file_*")) - temps_before),
     }
+
+    # -- what a saved file holds: the scene's settings, never the run-time state --------------
+    state = ctx.window_manager.dataset_forge_run
+    state.current_job, state.status = "RUNTIME-MARKER-job", "RUNTIME-MARKER-status"
+    pg.class_property = "SCENE-MARKER-class"
+    saved = work / "saved.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(saved), copy=True, compress=False)
+    data = saved.read_bytes()
+    res["saved_file"] = {"runtime_marker": b"RUNTIME-MARKER" in data,
+                         "scene_marker": b"SCENE-MARKER-class" in data}
 
     unreg()
     assert not controller.is_running()
