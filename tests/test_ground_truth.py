@@ -137,6 +137,8 @@ def gt(request, tmp_path_factory) -> dict[str, Seq]:
         want = re.search(r"\d+\.\d+", label)
         if want:  # a label naming a version must get that version
             assert out[name].tf["blender_version"].startswith(want.group()), label
+    out["distance"] = Seq(render(scenes / "gt_planes.blend", root / "out" / "dist", 1, 2, python,
+                                 depth_type="distance"))
     out["_scenes"] = scenes  # type: ignore[assignment]
     out["_python"] = python  # type: ignore[assignment]
     return out
@@ -144,7 +146,7 @@ def gt(request, tmp_path_factory) -> dict[str, Seq]:
 
 @pytest.fixture(scope="session")
 def gt5(tmp_path_factory) -> dict[str, Seq]:
-    """5.0-only extras: distance depth; two sequences of the cube scene rendered by ONE worker
+    """5.0-only extras: two sequences of the cube scene rendered by ONE worker
     (create_datasets), so the rig is torn down and rebuilt in the same process."""
     root = tmp_path_factory.mktemp("gt5")
     scenes = build_scenes(root / "scenes", ["gt_planes", "gt_cube", "gt_flow_object"])
@@ -157,8 +159,6 @@ def gt5(tmp_path_factory) -> dict[str, Seq]:
     seqs = sorted((root / "datasets" / "renders" / "gt_cube").iterdir())
     assert len(seqs) == 2
     return {"_scenes": scenes,  # type: ignore[dict-item]
-            "distance": Seq(render(scenes / "gt_planes.blend", root / "dist", 1, 2, "",
-                                   depth_type="distance")),
             "cube_a": Seq(seqs[0]), "cube_b": Seq(seqs[1]),
             "cube_8spp": Seq(render(scenes / "gt_cube.blend", root / "spp8", 1, 1, "",
                                     max_samples_=8))}
@@ -192,8 +192,8 @@ def test_depth_tilted_plane_matches_analytic_planar_depth(gt):
     assert rel.max() < 1e-4, rel.max()
 
 
-def test_depth_distance_mode_matches_ray_length(gt5):
-    seq, spec = gt5["distance"], GT_SPECS["gt_planes"]
+def test_depth_distance_mode_matches_ray_length(gt):
+    seq, spec = gt["distance"], GT_SPECS["gt_planes"]
     assert seq.conv["depth"]["type"] == "distance"
     for f, tilt in ((1, 0.0), (2, spec["tilt_deg"])):
         _, ray = _plane_depth(seq, f, tilt, spec["distance"])
