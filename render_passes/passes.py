@@ -17,9 +17,10 @@ need no fix afterwards (docs/ground_truth.md):
 * depth: Depth pass (planar) with the 1e10 background set to 0; ``distance`` multiplies by a
   per-pixel ray-length factor image ``sqrt(1 + ((u-cx)/fx)^2 + ((v-cy)/fy)^2)`` made with numpy.
 * normals: world Normal pass rotated by R^T (camera rotation written into Math nodes per frame),
-  then renormalised (silhouette pixels are sample averages); background stays 0.
-* flow: Vector pass split into its 4 channels (4.2 drops the 4th otherwise), forward = (-Z, W),
-  backward = (X, -Y) in pixels with v down.
+  then renormalised (silhouette pixels are sample averages) and zeroed where the depth has no
+  surface (depth and ids come from a pixel's first sample), so background stays 0.
+* flow: Vector pass routed through a Switch node (4.5/5.0 Separate Color and 4.2 File Output lose
+  its 4th channel otherwise), split, forward = (-Z, W), backward = (X, -Y) in pixels, v down.
 * segmentation: Object Index pass with ``pass_index`` = our id (restored in teardown).
 """
 
@@ -37,7 +38,7 @@ from ..settings import Settings
 from . import compat, scene_setup, segmentation
 from .compositor import Graph
 
-# kind -> (settings flag, folder, file stem, transforms.json key, socket type, preview folder)
+# kind -> (settings flag, folder, file stem, transforms.json key, File Output socket type)
 KINDS = {
     "depth": ("depths", "depths", "depth", "depth_file_path", "FLOAT"),
     "normal": ("normals", "normals", "normal", "normal_file_path", "VECTOR"),
