@@ -253,6 +253,13 @@ def test_run_panel_draws_progress_bars_only_while_running(ui):
     assert any("2 scene(s) done" in t for t in idle["labels"])
 
 
+def test_every_layout_call_is_valid_for_the_real_uilayout(ui):
+    """Parameter names, icons, progress types, property and operator names all exist in this
+    Blender version (what a real window would reject)."""
+    assert ui["layouts_drawn"] >= 20
+    assert ui["layout_problems"] == []
+
+
 def test_fresh_panel_shows_why_render_is_disabled(ui):
     fresh = ui["fresh"]
     assert fresh["render_dataset_poll"] is False
@@ -317,18 +324,45 @@ def test_driver_is_fast_enough(ui):
 # ------------------------------------------------------------------------------------------------
 class RecordingLayout:
     """A UILayout stand-in: sub-layouts share one call list; every call records the effective
-    ``enabled`` / ``active`` state (its own AND its parents')."""
+    ``enabled`` / ``active`` state (its own AND its parents').
+
+    Each call and attribute is also checked against the real ``bpy.types.UILayout`` RNA of the
+    running Blender (parameter names, enum values such as icons, the property or operator it
+    names); what would fail in a real window is collected in ``problems``.
+    """
+
+    PROBLEMS: list[str] = []  # of every layout drawn in this process
 
     def __init__(self, parent=None, kind="layout"):
         object.__setattr__(self, "_parent", parent)
         object.__setattr__(self, "calls", parent.calls if parent is not None else [])
+        object.__setattr__(self, "problems", RecordingLayout.PROBLEMS)
         object.__setattr__(self, "kind", kind)
-        self.enabled = True
-        self.active = True
-        self.use_property_split = False
-        self.use_property_decorate = True
-        self.scale_y = 1.0
-        self.alignment = "EXPAND"
+        for name, value in (("enabled", True), ("active", True), ("use_property_split", False),
+                            ("use_property_decorate", True), ("scale_y", 1.0)):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name, value):
+        import bpy
+
+        if name not in bpy.types.UILayout.bl_rna.properties:
+            self.problems.append(f"UILayout has no attribute {name}")
+        object.__setattr__(self, name, value)
+
+    def _check(self, fn, kw):
+        import bpy
+
+        f = bpy.types.UILayout.bl_rna.functions.get(fn)
+        if f is None:
+            self.problems.append(f"UILayout has no function {fn}()")
+            return
+        params = {p.identifier: p for p in f.parameters}
+        for k, v in kw.items():
+            p = params.get(k)
+            if p is None:
+                self.problems.append(f"{fn}() has no parameter {k}")
+            elif p.type == "ENUM" and v not in {i.identifier for i in p.enum_items}:
+                self.problems.append(f"{fn}({k}={v!r}): not one of the allowed values")
 
     def _state(self, attr):
         node, ok = self, True
@@ -341,7 +375,8 @@ class RecordingLayout:
         self.calls.append({"call": call, "enabled": self._state("enabled"),
                            "active": self._state("active"), **kw})
 
-    def _sub(self, kind, **_kw):
+    def _sub(self, kind, **kw):
+        self._check(kind, kw)
         return RecordingLayout(self, kind)
 
     def row(self, **kw):
@@ -357,23 +392,46 @@ class RecordingLayout:
         return self._sub("split", **kw)
 
     def prop(self, data, prop, **kw):
+        self._check("prop", kw)
+        if prop not in data.bl_rna.properties:
+            self.problems.append(f"prop(): {data.bl_rna.identifier} has no property {prop}")
         self._record("prop", data=data.bl_rna.identifier, prop=prop, text=kw.get("text"))
 
     def operator(self, idname, **kw):
+        import bpy
+
+        self._check("operator", kw)
+        module, name = idname.split(".")
+        try:
+            getattr(getattr(bpy.ops, module), name).get_rna_type()
+        except (AttributeError, KeyError):
+            self.problems.append(f"operator(): {idname} is not registered")
         self._record("operator", op=idname, text=kw.get("text"), icon=kw.get("icon"))
         return type("OperatorProperties", (), {})()
 
-    def label(self, text="", icon="NONE", **_kw):
-        self._record("label", text=text, icon=icon)
+    def label(self, **kw):
+        self._check("label", kw)
+        self._record("label", text=kw.get("text", ""), icon=kw.get("icon", "NONE"))
 
-    def progress(self, factor=0.0, text="", type="BAR", **_kw):  # noqa: A002 - UILayout's name
-        self._record("progress", factor=factor, text=text, type=type)
+    def progress(self, **kw):
+        self._check("progress", kw)
+        self._record("progress", factor=kw.get("factor", 0.0), text=kw.get("text", ""),
+                     type=kw.get("type", "BAR"))
 
-    def template_list(self, *args, **kw):
-        self._record("template_list", list_type=args[0])
+    def template_list(self, listtype_name, list_id, dataptr, propname, active_dataptr,
+                      active_propname, **kw):
+        import bpy
 
-    def separator(self, **_kw):
-        pass
+        self._check("template_list", kw)
+        if not hasattr(bpy.types, listtype_name):
+            self.problems.append(f"template_list(): {listtype_name} is not registered")
+        for data, name in ((dataptr, propname), (active_dataptr, active_propname)):
+            if name not in data.bl_rna.properties:
+                self.problems.append(f"template_list(): no property {name}")
+        self._record("template_list", list_type=listtype_name)
+
+    def separator(self, **kw):
+        self._check("separator", kw)
 
 
 class Shell:
@@ -510,7 +568,10 @@ def _driver(work: Path, out: Path) -> None:  # noqa: C901 - one scripted session
     # -- drawing helpers -------------------------------------------------------------------------
     panel_classes = [c for c in panels.CLASSES if issubclass(c, bpy.types.Panel)]
 
+    n_draws = [0]
+
     def draw(cls):
+        n_draws[0] += 1
         rec = RecordingLayout()
         cls.draw(Shell(cls, layout=rec), ctx)
         return rec.calls
@@ -749,6 +810,8 @@ def _driver(work: Path, out: Path) -> None:  # noqa: C901 - one scripted session
     res["saved_file"] = {"runtime_marker": b"RUNTIME-MARKER" in data,
                          "scene_marker": b"SCENE-MARKER-class" in data}
 
+    res["layout_problems"] = sorted(set(RecordingLayout.PROBLEMS))
+    res["layouts_drawn"] = n_draws[0]
     unreg()
     assert not controller.is_running()
     Path(out).write_text(json.dumps(res, indent=1, default=str))
