@@ -178,6 +178,7 @@ def run_job(job: dict[str, Any], emit: Emit) -> int:
     scene_name = job.get("scene_name", Path(job["blend"]).stem)
     try:
         settings = Settings.from_dict(job["settings"])
+        _heartbeat(emit, scene_name, settings.timeout)  # opening a big file is work too
         scene = open_scene(job, settings, emit)
         choice = devices.configure_device(scene, settings.device_type, job.get("gpu_index"))
     except Exception as exc:  # noqa: BLE001 - every failure becomes one clear event
@@ -188,7 +189,6 @@ def run_job(job: dict[str, Any], emit: Emit) -> int:
           "gpu": choice.is_gpu})
     budget = [int(job.get("frame_budget") or 0) or None]
     rc = 0
-    _heartbeat(emit, scene_name, settings.timeout)
     for seq in job["sequences"]:
         try:
             render_sequence(scene, seq, job, settings, emit, budget, choice.reason)
