@@ -202,6 +202,10 @@ def test_modal_render_completes_with_monotonic_progress(ui):
     assert run["report"][1].startswith("2 scene(s) done, 0 skipped (already complete), 0 failed; "
                                        "4 frames rendered, 0 already complete")
     assert "broken" not in run["plan_scenes"]  # unticked: neither rendered nor reported
+    # The same manifest.json as a command-line run writes.
+    m = run["manifest"]
+    assert m["scenes"] == {"basic": "complete", "orbit": "complete"}
+    assert (m["totals"]["frames"], m["totals"]["frames_complete"]) == (4, 4)
 
 
 def test_blocking_execute_reports_done_skipped_failed_in_the_info_log(ui):
@@ -708,7 +712,10 @@ def _driver(work: Path, out: Path) -> None:  # noqa: C901 - one scripted session
     for seq_dir in sorted((work / "datasets" / "renders").glob("*/*")):
         frames[f"{seq_dir.parent.name}/{seq_dir.name}"] = sorted(
             p.name for p in (seq_dir / "frames").glob("*.png"))
+    manifest = json.loads((work / "datasets" / "manifest.json").read_text())
     res["modal_run"] = {
+        "manifest": {"totals": manifest["totals"],
+                     "scenes": {sc["name"]: sc["status"] for sc in manifest["scenes"]}},
         "result": sorted(result), "progress": first + progress, "frames": frames,
         "report": shell.reports[-1], "plan_scenes": plan_scenes,
         "running_after": state.running,
