@@ -7,7 +7,7 @@ output on the same stream is ignored. Kinds (``event`` key):
 * ``worker_started``: ``pid``, ``blender`` (version), ``device`` (sentence)
 * ``scene_opened``: ``scene``, ``blend``, ``seconds``
 * ``job_started``: ``job`` (sequence id), ``scene``, ``frames`` (total), ``todo``
-* ``device``: ``scene``, ``device`` (sentence), ``gpu`` (bool)
+* ``device``: ``scene``, ``device`` (sentence), ``gpu`` (bool), ``gpu_index``, ``cuda_visible_devices``
 * ``frame_done``: ``job``, ``scene``, ``frame``, ``seconds`` (render wall time), ``rss_mib``
 * ``frame_skipped``: ``job``, ``scene``, ``frame`` (already complete)
 * ``job_done``: ``job``, ``scene``, ``seconds``

@@ -186,7 +186,8 @@ def run_job(job: dict[str, Any], emit: Emit) -> int:
               "permanent": _permanent(exc)})
         return 1
     emit({"event": "device", "scene": scene_name, "device": choice.reason,
-          "gpu": choice.is_gpu})
+          "gpu": choice.is_gpu, "gpu_index": job.get("gpu_index"),
+          "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")})
     budget = [int(job.get("frame_budget") or 0) or None]
     rc = 0
     for seq in job["sequences"]:

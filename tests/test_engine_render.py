@@ -378,6 +378,22 @@ def test_workers_are_recycled_after_their_frame_budget(good_dir, tmp_path):
                    gt=False)
 
 
+def test_gpu_pinning_reaches_the_workers(good_dir, tmp_path):
+    """--gpus 1,0 with two workers: slot 0 sees only GPU 1, slot 1 only GPU 0, both select device
+    0 of what they see (this machine has no GPU, so both fall back to the CPU and say so)."""
+    events: list[dict] = []
+    s = create_datasets(good_dir, tmp_path / "ds", sequences_per_scene=1, num_frames=1, width=32,
+                        height=24, max_samples=1, use_denoising=False, threads=1, jobs=2,
+                        gpus="1,0", on_event=events.append)
+    assert s["ok"]
+    dev = [e for e in events if e["event"] == "device"]
+    assert len(dev) == 3
+    assert {(e["slot"], e["cuda_visible_devices"], e["gpu_index"]) for e in dev} <= {
+        (0, "1", 0), (1, "0", 0)}
+    assert {e["slot"] for e in dev} == {0, 1}
+    assert all(e["gpu"] is False and "rendering on the CPU" in e["device"] for e in dev)
+
+
 def test_frozen_worker_is_killed_and_retried_slow_frames_are_not(good_dir, tmp_path):
     scenes = tmp_path / "scenes"
     scenes.mkdir()
