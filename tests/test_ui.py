@@ -68,7 +68,9 @@ def ui(request, tmp_path_factory, scenes_dir) -> dict:
     # The package under its own name for every interpreter (the 4.x venvs have no link to it).
     (work / "path").mkdir()
     (work / "path" / "dataset_forge").symlink_to(REPO, target_is_directory=True)
-    env = bpy_env(PYTHONPATH=str(work / "path"))
+    # A private temporary folder: other test runs on this machine make their own copies.
+    (work / "tmp").mkdir()
+    env = bpy_env(PYTHONPATH=str(work / "path"), TMPDIR=str(work / "tmp"))
     out = work / "result.json"
     t0 = time.monotonic()
     proc = subprocess.run([python, __file__, str(work), str(out)], env=env,
@@ -298,6 +300,11 @@ def test_render_this_file_uses_a_copy_and_never_saves(ui):
     # The unsaved edits were rendered: range 5..6 and lens 25 mm (32 px / 36 mm * 25 mm).
     assert rf["frames"] == ["frame_000005.png", "frame_000006.png"]
     assert rf["fl_x"] == pytest.approx(32 / 36 * 25, rel=1e-6)
+    # The workers rendered a temporary copy (in this run's private TMPDIR), removed afterwards.
+    assert len(rf["worker_blends"]) == 1
+    copy = Path(rf["worker_blends"][0])
+    assert copy.name == "basic_user.blend" and copy.parent.name.startswith("dataset_forge_file_")
+    assert str(copy).startswith(rf["temp_root"]) and not copy.exists()
     assert rf["temp_left"] == []
 
 
@@ -805,6 +812,9 @@ def _driver(work: Path, out: Path) -> None:  # noqa: C901 - one scripted session
         "frames": sorted(p.name for p in (seq / "frames").glob("*.png")),
         "fl_x": tj["fl_x"],
         "temp_left": sorted(str(p) for p in set(temp_root.glob("dataset_forge_file_*")) - temps_before),
+        "temp_root": str(temp_root),
+        "worker_blends": sorted(json.loads(p.read_text())["blend"] for p in
+                                (work / "datasets_file" / ".dataset_forge").rglob("job-*.json")),
     }
 
     # -- what a saved file holds: the scene's settings, never the run-time state --------------
