@@ -64,7 +64,8 @@ def wrapped_label(layout, text: str, icon: str = "NONE") -> None:
     lines = textwrap.wrap(text, WRAP) or [""]
     col = layout.column(align=True)
     for i, line in enumerate(lines):
-        col.label(text=line, icon=icon if i == 0 else "BLANK1")
+        # Continuation lines keep the first line's indent when it has an icon.
+        col.label(text=line, icon=icon if i == 0 or icon == "NONE" else "BLANK1")
 
 
 def format_seconds(seconds: float) -> str:
