@@ -22,7 +22,7 @@ import bpy
 from ..engine.discovery import SceneInfo, safe_name
 from ..properties import settings_from_context
 from ..settings import Settings, SettingsError
-from . import controller, planning
+from . import controller, planning, scan
 from .controller import RunController
 from .scan import _redraw
 
@@ -205,6 +205,8 @@ def render_dataset_reason(context) -> str:
     """Why *Render Dataset* cannot run now ('' when it can)."""
     if busy_reason():
         return busy_reason()
+    if scan.scanning():
+        return "Wait for Scan to finish"
     pg = context.scene.dataset_forge
     if not pg.scenes_dir:
         return "Choose a Scenes Folder and press Scan"

@@ -178,6 +178,7 @@ def test_scan_fills_list_with_ranges_and_flags_broken_scene(ui):
                                           ["orbit", 1, 24, False]]
     assert scan["scanning_labels"] == [f"Scanning {ui['work']}/scenes…"]
     assert scan["scanning_after"] == ""
+    assert scan["reasons_while_scanning"] == ["Wait for Scan to finish", "A scan is already running"]
     assert scan["threaded_reports"][-1] == ["INFO", "Found 3 scene(s), 1 cannot render"]
 
 
@@ -638,12 +639,13 @@ def _driver(work: Path, out: Path) -> None:  # noqa: C901 - one scripted session
     scan_cls = scan.DATASETFORGE_OT_scan
     shell = Shell(scan_cls)
     shell.start_thread(ctx)
-    scanning_labels, ticks = [], 0
+    scanning_labels, reasons_while_scanning, ticks = [], [], 0
     result2 = {"PASS_THROUGH"}
     while result2 == {"PASS_THROUGH"} and ticks < 1200:
         if scan.scanning():
             scanning_labels = [c["text"] for c in draw(pd.DATASETFORGE_PT_scenes)
                                if c["call"] == "label" and c["text"].startswith("Scanning")]
+            reasons_while_scanning = [render.render_dataset_reason(ctx), scan.scan_reason(ctx)]
         time.sleep(0.05)
         ticks += 1
         result2 = scan_cls.modal(shell, ctx, Event("TIMER"))
@@ -651,6 +653,7 @@ def _driver(work: Path, out: Path) -> None:  # noqa: C901 - one scripted session
                    "include_after_rescan": {i.name: i.include for i in pg.scenes},
                    "threaded_result": sorted(result2), "threaded_reports": shell.reports,
                    "scanning_labels": scanning_labels, "scanning_after": scan.scanning(),
+                   "reasons_while_scanning": reasons_while_scanning,
                    "items_after_rescan": [[i.name, i.frame_start, i.frame_end, bool(i.error)]
                                           for i in pg.scenes]}
 
