@@ -400,17 +400,19 @@ def test_frozen_worker_is_killed_and_retried_slow_frames_are_not(good_dir, tmp_p
     shutil.copy(good_dir / "basic.blend", scenes / "basic.blend")
     events: list[dict] = []
     pids: dict[int, int] = {}
+    frozen: list[int] = []
 
     def freeze_first_worker(e):
         events.append(e)
         if e["event"] == "worker_started":
             pids[e["slot"]] = e["pid"]
-        if e["event"] == "frame_done" and len(pids) == 1 and e["frame"] == 1:
+        if e["event"] == "job_started" and not frozen:
+            frozen.append(pids[e["slot"]])
             os.kill(pids[e["slot"]], signal.SIGSTOP)  # a hung process: alive, silent
 
     t0 = time.monotonic()
-    # Frames of about 0.3 s, so that the worker is still rendering when it is frozen.
-    s = create_datasets(scenes, tmp_path / "ds", sequences_per_scene=1, num_frames=4, width=64,
+    # Frames of about 0.3 s here, so that the worker is still rendering when it is frozen.
+    s = create_datasets(scenes, tmp_path / "ds", sequences_per_scene=1, num_frames=6, width=64,
                         height=48, max_samples=32, use_denoising=False, threads=1, timeout=3.0,
                         retries=1, on_event=freeze_first_worker)
     assert s["ok"] and s["scenes"]["basic"]["attempts"] == 2
@@ -418,10 +420,12 @@ def test_frozen_worker_is_killed_and_retried_slow_frames_are_not(good_dir, tmp_p
     assert (kinds["worker_timeout"], kinds["retry"], kinds["worker_started"]) == (1, 1, 2)
     timeout = next(e for e in events if e["event"] == "worker_timeout")
     assert timeout["seconds"] >= 3
-    # The retry skipped frame 1 (journaled before the freeze) and rendered 2..4.
+    # The retry skipped what was journaled before the freeze and rendered the rest, once.
     started = [e for e in events if e["event"] == "job_started"]
-    assert [e["todo"] for e in started] == [4, 3]
-    check_sequence(tmp_path / "ds" / "renders" / "basic" / "001-00001-00005", range(1, 5), (64, 48),
+    first = sum(1 for e in events if e["event"] == "frame_done" and e["slot"] == started[0]["slot"]
+                and events.index(e) < events.index(started[1]))
+    assert [e["todo"] for e in started] == [6, 6 - first]
+    check_sequence(tmp_path / "ds" / "renders" / "basic" / "001-00001-00007", range(1, 7), (64, 48),
                    gt=False)
     assert time.monotonic() - t0 < 60
 
