@@ -91,7 +91,10 @@ def installed(built_zip, tmp_path_factory):
 def test_zip_layout_is_what_blender_installs(built_zip):
     with zipfile.ZipFile(built_zip) as zf:
         names = zf.namelist()
-    assert built_zip.name == "dataset_forge-0.1.0.zip"
+    import tomllib
+
+    manifest = tomllib.loads((REPO / "blender_manifest.toml").read_text(encoding="utf-8"))
+    assert built_zip.name == f"dataset_forge-{manifest['version']}.zip"
     assert "blender_manifest.toml" in names and "__init__.py" in names
     assert "render_passes/worker.py" in names and "settings.py" in names
     assert not [n for n in names if n.startswith(("tests/", "tools/", "bench/", "docs/", ".ci/"))]
