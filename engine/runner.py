@@ -85,6 +85,16 @@ class SceneResult:
     attempts: int = 0
 
 
+def worker_settings(settings: dict[str, Any], parallel: int,
+                    cpu_count: int | None = None) -> dict[str, Any]:
+    """The settings a worker gets: with ``threads`` 0 (all cores) and several workers, each one
+    gets an equal share of the cores, so that N workers do not each start a thread per core."""
+    if int(settings.get("threads") or 0) or parallel <= 1:
+        return settings
+    cores = cpu_count or os.cpu_count() or 1
+    return {**settings, "threads": max(1, cores // parallel)}
+
+
 def gpu_for_slot(slot: int, gpus: list[int]) -> int | None:
     """The GPU of worker slot ``slot``: slots go round-robin over ``gpus`` (so ``--jobs 4`` with
     ``gpus='0,1'`` puts two workers on each GPU); None when no GPU list is given."""
@@ -277,7 +287,8 @@ class Runner:
         self.results[job.scene_name].attempts += 1
         gpu = gpu_for_slot(slot, self.gpus)
         pin_env, gpu_index = gpu_pinning(gpu)
-        payload = {"blend": job.blend, "scene_name": job.scene_name, "settings": job.settings,
+        payload = {"blend": job.blend, "scene_name": job.scene_name,
+                   "settings": worker_settings(job.settings, self.parallel),
                    "sequences": job.sequences, "frame_budget": self.frame_budget,
                    "gpu_index": gpu_index, "gpu": gpu}
         job_path = self.work_dir / f"job-{self.spawned:05d}.json"

@@ -11,7 +11,7 @@ import pytest
 from dataset_forge.engine.discovery import DiscoveryError, SceneInfo, find_blends, safe_name, scene_names
 from dataset_forge.engine.plan import build_plan, format_summary
 from dataset_forge.engine.progress import ProgressPrinter, format_bar, format_seconds
-from dataset_forge.engine.runner import gpu_for_slot, gpu_pinning
+from dataset_forge.engine.runner import gpu_for_slot, gpu_pinning, worker_settings
 from dataset_forge.settings import Settings
 
 
@@ -172,3 +172,12 @@ def test_progress_on_a_terminal_redraws_one_line():
     assert text.startswith("\r\033[K[######------------------]  25.0%  1/4 frames")
     assert "\r\033[KFAILED s: s.blend: no camera\n\r\033[K[########################] 100.0%" in text
     assert text.endswith("workers 1\n") and text.count("\n") == 2
+
+
+def test_workers_share_the_cores():
+    s = Settings().to_dict()
+    assert worker_settings(s, 4, cpu_count=16)["threads"] == 4
+    assert worker_settings(s, 3, cpu_count=16)["threads"] == 5
+    assert worker_settings(s, 32, cpu_count=16)["threads"] == 1
+    assert worker_settings(s, 1, cpu_count=16)["threads"] == 0  # one worker: all cores
+    assert worker_settings({**s, "threads": 2}, 4, cpu_count=16)["threads"] == 2  # as asked
