@@ -205,3 +205,21 @@ def test_version_and_help():
     assert proc.stdout.startswith(f"Blender {version('bpy')}")
     proc = blender("--help")
     assert proc.returncode == 0 and "--python-exit-code" in proc.stdout
+
+
+def test_embedded_scripts_run_only_with_enable_autoexec(tmp_path):
+    """A .blend with a registered text block: -Y (and the default) keep it from running, -y lets
+    it run, for files opened after the flag."""
+    blend = tmp_path / "scripted.blend"
+    make = ("import bpy; bpy.ops.wm.read_homefile(use_empty=True); "
+            "t = bpy.data.texts.new('m.py'); t.write('print(\"EMBEDDED RAN\")'); t.use_module = True; "
+            f"bpy.ops.wm.save_as_mainfile(filepath={str(blend)!r})")
+    assert blender("-b", "--python-exit-code", "1", "--python-expr", make).returncode == 0
+    assert blend.is_file()
+    for args, ran in ((["-b", str(blend)], False), (["-b", "-Y", str(blend)], False),
+                      (["-b", "--enable-autoexec", str(blend)], True),
+                      (["-b", "-y", "-Y", str(blend)], False)):
+        proc = blender(*args, "--python-expr", "print('OPENED')")
+        assert proc.returncode == 0, proc.stderr
+        assert "OPENED" in proc.stdout
+        assert ("EMBEDDED RAN" in proc.stdout) is ran, args
