@@ -125,3 +125,27 @@ def test_register_unregister_symmetric_in_blender(tmp_path):
     assert "RC 1" in p.stdout
     assert "duplicate" not in p.stdout + p.stderr
     assert "invalid int value: 'x'" in p.stderr
+
+
+def test_dataset_tools_add_their_subcommands(monkeypatch, capsys):
+    """dataset/commands.py's add_commands(subparsers) plugs in; its func(args) is the exit code.
+    (A stand-in module here, so that the hook is tested whether or not that module exists.)"""
+    import sys
+    import types
+
+    mod = types.ModuleType("dataset_forge.dataset.commands")
+
+    def add_commands(sub):
+        p = sub.add_parser("validate", help="check a dataset folder")
+        p.add_argument("path")
+        p.set_defaults(func=lambda ns: 0 if ns.path == "good" else 1)
+
+    mod.add_commands = add_commands
+    monkeypatch.setitem(sys.modules, "dataset_forge.dataset.commands", mod)
+    assert cli.main(["validate", "good"]) == 0
+    assert cli.main(["validate", "bad"]) == 1
+    assert cli.main(["validate"]) == 1
+    assert capsys.readouterr().err == ("dataset validate: error: the following arguments are "
+                                       "required: path\n")
+    assert cli.main(["--help"]) == 0
+    assert "check a dataset folder" in capsys.readouterr().out
