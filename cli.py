@@ -249,6 +249,12 @@ def main(argv: list[str] | None = None) -> int:
         msg = " ".join(str(exc).split("\n")[:1]) or type(exc).__name__
         print(f"{PROG}: error: {msg}", file=sys.stderr)
         return 1
+    except Exception as exc:  # noqa: BLE001 - a bug: show it, but still return a code to Blender
+        import traceback
+
+        traceback.print_exc()
+        print(f"{PROG}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 _handle: Any = None
