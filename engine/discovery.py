@@ -108,8 +108,7 @@ def scene_names(blends: list[Path], scenes_dir: str | os.PathLike) -> list[str]:
     names = []
     for p, s in zip(blends, stems):
         if counts[s.lower()] > 1:
-            rel = p.resolve().relative_to(root).with_suffix("")
-            s = safe_name("_".join(rel.parts))
+            s = safe_name("_".join(_relative(p, root).with_suffix("").parts))
         names.append(s)
     taken: set[str] = set()
     out = []
@@ -121,6 +120,16 @@ def scene_names(blends: list[Path], scenes_dir: str | os.PathLike) -> list[str]:
         taken.add(cand.lower())
         out.append(cand)
     return out
+
+
+def _relative(p: Path, root: Path) -> Path:
+    """``p`` relative to ``root`` without following links (a linked .blend keeps its place)."""
+    for a, b in ((p, root), (p.absolute(), root), (p.resolve(), root.resolve())):
+        try:
+            return a.relative_to(b)
+        except ValueError:
+            continue
+    return Path(p.parent.name) / p.name
 
 
 def probe(blends: list[str | os.PathLike], settings: Settings | None = None, *,

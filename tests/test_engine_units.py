@@ -56,6 +56,13 @@ def test_scene_names_unique_stable_and_safe(tmp_path):
     assert {k: again[k] for k in names} == names
     # Same sanitised name from different stems: numbered in natural order.
     assert scene_names([tmp_path / "a b.blend", tmp_path / "a_b.blend"], tmp_path) == ["a_b", "a_b-2"]
+    # A linked .blend is named by where the link sits, not by its target.
+    (tmp_path / "c").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    _touch(tmp_path / "elsewhere", "scene2.blend")
+    (tmp_path / "c" / "scene2.blend").symlink_to(tmp_path / "elsewhere" / "scene2.blend")
+    linked = find_blends(tmp_path)
+    assert "c_scene2" in scene_names(linked, tmp_path)
     assert safe_name("x" * 200) == "x" * 80
     assert safe_name("..") == safe_name("") == safe_name("***") == "scene"
 
