@@ -149,3 +149,15 @@ def test_readme_options_table_is_generated_from_settings():
     table = mod.table()
     for name in Settings.field_names():
         assert f"`{name}`" in table and f"`--{name.replace('_', '-')}`" in table
+
+
+def test_readme_links_point_at_existing_files():
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    links = [t for t in re.findall(r"\]\(([^)#]+)\)", readme) if not t.startswith("http")]
+    assert "docs/ground_truth.md" in links
+    missing = [t for t in links if not (repo / t).exists()]
+    assert missing == []
