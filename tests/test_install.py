@@ -176,3 +176,40 @@ def test_depth_output_is_readable_and_planar(installed):
     assert depth[0, -1] == pytest.approx(10.0, abs=1e-3)
     assert depth[HEIGHT // 2, WIDTH // 2] == pytest.approx(10.0, abs=1e-3)
     assert depth.min() == pytest.approx(9.0, abs=0.02)  # the cube's top face
+
+
+def _build(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "tools" / "build_extension.py"), *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--platform", "linux-arm64"], "platform(s) linux-arm64 not in blender_manifest.toml platforms"),
+    (["--builder", "/nonexistent/blender_ext.py"], "--builder /nonexistent/blender_ext.py does not exist"),
+])
+def test_build_errors_are_one_line(args, fragment, tmp_path):
+    proc = _build(*args, "--output-dir", str(tmp_path))
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("build_extension: error: ")
+    assert fragment in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_all_platforms_build_one_zip_per_platform_with_its_wheels(tmp_path):
+    import tomllib
+
+    proc = _build("--all-platforms", "--output-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    manifest = tomllib.loads((REPO / "blender_manifest.toml").read_text(encoding="utf-8"))
+    tags = {"linux-x64": "manylinux", "windows-x64": "win_amd64", "macos-arm64": "arm64",
+            "macos-x64": "x86_64"}
+    assert sorted(manifest["platforms"]) == sorted(tags)
+    for platform, tag in tags.items():
+        path = tmp_path / f"dataset_forge-{manifest['version']}-{platform.replace('-', '_')}.zip"
+        with zipfile.ZipFile(path) as zf:
+            inner = tomllib.loads(zf.read("blender_manifest.toml").decode())
+            wheels = [n for n in zf.namelist() if n.startswith("wheels/")]
+        assert inner["build"]["generated"]["platforms"] == [platform]
+        assert len(wheels) == 2 and all(tag in w for w in wheels), (platform, wheels)
+        if platform == "macos-x64":
+            assert not any("arm64" in w for w in wheels)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import platform as _platform
 import re
 import shutil
@@ -112,11 +113,16 @@ def download_wheel(wheel: str, dest: Path, python: str = sys.executable) -> Path
         cmd += ["--platform", p]
     cmd.append(f"{dist}=={version}")
     dest.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0 or not target.is_file():
-        got = sorted(x.name for x in dest.glob(f"{dist}-{version}-*.whl"))
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise BuildError(f"pip could not fetch {target.name} (found {got or 'nothing'}): {tail}")
+    # Download beside the cache and move into place: a concurrent build never sees half a file.
+    with tempfile.TemporaryDirectory(prefix=".download-", dir=dest) as tmp:
+        cmd[cmd.index("-d") + 1] = tmp
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        got = Path(tmp) / target.name
+        if proc.returncode != 0 or not got.is_file():
+            found = sorted(x.name for x in Path(tmp).glob("*.whl"))
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise BuildError(f"pip could not fetch {target.name} (found {found or 'nothing'}): {tail}")
+        os.replace(got, target)
     return target
 
 
