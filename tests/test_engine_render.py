@@ -380,6 +380,24 @@ def test_kill_the_whole_run_then_rerun_resumes_frame_by_frame(good_dir, tmp_path
     assert json.loads((ds / "manifest.json").read_text())["totals"]["frames_complete"] == 18
 
 
+def test_ctrl_c_stops_workers_and_writes_the_manifest(good_dir, tmp_path):
+    ds = tmp_path / "datasets"
+    cmd = [sys.executable, "-m", "dataset_forge", "create-datasets", "--scenes-dir", str(good_dir),
+           "--datasets-dir", str(ds), "--num-frames", "6", "--jobs", "2", *SLOW]
+    proc = subprocess.Popen(cmd, env=bpy_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    _wait_for(lambda: _journal_total(ds) >= 2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.rstrip().endswith("dataset: interrupted; finished frames are kept, rerun the same "
+                                 "command to resume")
+    assert not any(_alive(p) for p in _worker_pids(ds))
+    manifest = json.loads((ds / "manifest.json").read_text())
+    assert manifest["totals"]["frames_complete"] == _journal_total(ds)
+    assert 2 <= manifest["totals"]["frames_complete"] < 18
+
+
 def test_workers_are_recycled_after_their_frame_budget(good_dir, tmp_path):
     scenes = tmp_path / "scenes"
     scenes.mkdir()
