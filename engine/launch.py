@@ -61,15 +61,33 @@ def _is_python(exe: str) -> bool:
     return Path(exe).name.lower().startswith("python")
 
 
+def gpu_for_slot(slot: int, gpus: list[int]) -> int | None:
+    """The GPU of worker slot ``slot``: slots go round-robin over ``gpus`` (so ``--jobs 4`` with
+    ``gpus='0,1'`` puts two workers on each GPU); None when no GPU list is given."""
+    return gpus[slot % len(gpus)] if gpus else None
+
+
+def gpu_pinning(gpu: int | None) -> tuple[dict[str, str], int | None]:
+    """Environment variables and Cycles device index that pin a worker to GPU ``gpu``.
+
+    The variables hide every other GPU from CUDA/OptiX, HIP and oneAPI, so the one left is
+    device 0 of whichever backend Cycles picks (its position among the visible devices).
+    Metal has no such variable; Macs have one GPU."""
+    if gpu is None:
+        return {}, None
+    g = str(int(gpu))
+    return {"CUDA_VISIBLE_DEVICES": g, "HIP_VISIBLE_DEVICES": g,
+            "ONEAPI_DEVICE_SELECTOR": f"level_zero:{g}"}, 0
+
+
 def worker_env(base: dict[str, str] | None = None, gpu: int | None = None,
                user_resources: str | None = None) -> dict[str, str]:
     """Environment for a worker: its own ``BLENDER_USER_RESOURCES`` (never the user's config when
-    not inside Blender), unbuffered output, optional ``CUDA_VISIBLE_DEVICES`` pinning."""
+    not inside Blender), unbuffered output, and the :func:`gpu_pinning` variables for ``gpu``."""
     env = dict(os.environ if base is None else base)
     env["PYTHONUNBUFFERED"] = "1"
     if "BLENDER_USER_RESOURCES" not in env and not running_blender_binary():
         env["BLENDER_USER_RESOURCES"] = user_resources or os.path.join(
             tempfile.gettempdir(), "dataset_forge_blender_user")
-    if gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    env.update(gpu_pinning(gpu)[0])
     return env

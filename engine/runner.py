@@ -20,7 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from . import events as ev
-from .launch import worker_command, worker_env
+from .launch import gpu_for_slot, gpu_pinning, worker_command, worker_env
+
+__all__ = ["Job", "Runner", "SceneResult", "SequenceResult", "gpu_for_slot", "gpu_pinning",
+           "worker_settings"]
 
 
 @dataclass
@@ -93,25 +96,6 @@ def worker_settings(settings: dict[str, Any], parallel: int,
         return settings
     cores = cpu_count or os.cpu_count() or 1
     return {**settings, "threads": max(1, cores // parallel)}
-
-
-def gpu_for_slot(slot: int, gpus: list[int]) -> int | None:
-    """The GPU of worker slot ``slot``: slots go round-robin over ``gpus`` (so ``--jobs 4`` with
-    ``gpus='0,1'`` puts two workers on each GPU); None when no GPU list is given."""
-    return gpus[slot % len(gpus)] if gpus else None
-
-
-def gpu_pinning(gpu: int | None) -> tuple[dict[str, str], int | None]:
-    """Environment variables and Cycles device index that pin a worker to GPU ``gpu``.
-
-    The variables hide every other GPU from CUDA/OptiX, HIP and oneAPI, so the one left is
-    device 0 of whichever backend Cycles picks (its position among the visible devices).
-    Metal has no such variable; Macs have one GPU."""
-    if gpu is None:
-        return {}, None
-    g = str(int(gpu))
-    return {"CUDA_VISIBLE_DEVICES": g, "HIP_VISIBLE_DEVICES": g,
-            "ONEAPI_DEVICE_SELECTOR": f"level_zero:{g}"}, 0
 
 
 class Runner:
@@ -286,7 +270,7 @@ class Runner:
         job.attempts += 1
         self.results[job.scene_name].attempts += 1
         gpu = gpu_for_slot(slot, self.gpus)
-        pin_env, gpu_index = gpu_pinning(gpu)
+        gpu_index = gpu_pinning(gpu)[1]
         payload = {"blend": job.blend, "scene_name": job.scene_name,
                    "settings": worker_settings(job.settings, self.parallel),
                    "sequences": job.sequences, "frame_budget": self.frame_budget,
@@ -298,7 +282,7 @@ class Runner:
                    buffering=1)
         proc = subprocess.Popen(worker_command(job_path, self.executable), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**worker_env(self.base_env), **pin_env}, text=True,
+                                env=worker_env(self.base_env, gpu=gpu), text=True,
                                 encoding="utf-8", errors="replace", bufsize=1,
                                 start_new_session=os.name == "posix")
         w = _Worker(job=job, proc=proc, job_path=job_path, log=log, slot=slot, gpu=gpu)
