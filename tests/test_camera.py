@@ -320,6 +320,8 @@ def read_alpha(path: Path) -> np.ndarray:
         return np.asarray(f.channels()["A"].pixels, dtype=np.float64)
 
 
+@pytest.mark.smoke
+@pytest.mark.render
 def test_scene_cube_geometry_is_the_documented_one(variants):
     for name in VARIANTS:
         mesh = variants["info"][name]["mesh"]
@@ -332,6 +334,8 @@ def test_scene_cube_geometry_is_the_documented_one(variants):
     assert np.allclose(first.mean(axis=0), [-1.0, 0.0, 0.5], atol=1e-6)
 
 
+@pytest.mark.smoke
+@pytest.mark.render
 @pytest.mark.parametrize("name", VARIANTS)
 def test_written_camera_matches_blenders_projection(variants, name):
     """Original cube corners (inside or outside the frame) and the variant cube's corners, projected
@@ -350,6 +354,8 @@ def test_written_camera_matches_blenders_projection(variants, name):
     assert worst < 1e-3, f"{name}: {worst} px is more than float round-off"
 
 
+@pytest.mark.smoke
+@pytest.mark.render
 @pytest.mark.parametrize("name", VARIANTS)
 def test_written_camera_matches_the_rendered_image(variants, name):
     """Centroid of the rendered cube (alpha-weighted pixel centres) vs the centroid of the
