@@ -1,0 +1,509 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Open rendered sequences and datasets as numpy arrays. Pure Python + numpy + OpenEXR + pillow.
+
+::
+
+    import dataset_forge
+    seq = dataset_forge.load("DATASETS/renders/orbit/001-00001-00025")
+    f = seq[0]                       # a Frame; files are read when an attribute is first used
+    f.rgb, f.depth, f.flow_forward, f.segmentation, f.K, f.pose
+
+Arrays (row 0 = top row, ``u`` right, ``v`` down):
+
+* ``rgb``: ``(H, W, 3)`` uint8 for 8-bit PNG/JPEG frames, uint16 for 16-bit PNG, float32 for EXR;
+  ``alpha`` ``(H, W)`` when the frame has a fourth channel;
+* ``depth``: ``(H, W)`` float32 as stored (planar by default, ``0`` = no surface);
+  ``planar_depth`` converts ``distance`` depth to planar;
+* ``normals``: ``(H, W, 3)`` float32 (camera frame by default: x right, y up, z towards the viewer);
+* ``flow_forward`` / ``flow_backward``: ``(H, W, 2)`` float32 pixels (t -> t+1 / t -> t-1);
+* ``segmentation``: ``(H, W)`` int32 ids (0 = background), names in ``Sequence.ids``;
+* ``K``: ``(3, 3)`` float64 (OpenCV camera frame), ``pose``: ``(4, 4)`` float64 camera-to-world in
+  Blender camera axes (x right, y up, looking down -z), ``pose_opencv`` the same in OpenCV axes.
+
+Channel names come from ``transforms.json`` → ``conventions`` (see docs/ground_truth.md).
+
+**The tutorial's schema** (``transforms.json`` with ``fl_x, fl_y, cx, cy, w, h`` and
+``frames[].file_path`` / ``transform_matrix``, ground truth in sibling folders) is read with these
+assumptions where ``conventions`` or ``*_file_path`` are missing: a frame's ground-truth files are
+``depths/depth_N.exr``, ``normals/normal_N.exr``, ``flows/flow_N.exr``,
+``segmentations/segmentation_N.exr`` where ``N`` is the digits of its RGB file name; depth is the
+file's only channel (else ``V``, ``R``, ``Y`` or ``Z``) and planar; normals are ``X, Y, Z`` (else
+``R, G, B``) in the camera frame; flow is ``R, G`` forward and ``B, A`` backward, ``v`` down;
+segmentation is the only channel. Per-frame ``fl_x``/``fl_y``/``cx``/``cy``/``w``/``h`` override
+the top-level ones. ``Sequence.assumed`` lists what was assumed; run ``validate`` to check it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import exr
+
+KINDS = ("depth", "normal", "flow", "segmentation")
+FOLDERS = {"depth": ("depths", "depth"), "normal": ("normals", "normal"),
+           "flow": ("flows", "flow"), "segmentation": ("segmentations", "segmentation")}
+TRANSFORMS = "transforms.json"
+FLOW_KEYS = ("forward_u", "forward_v", "backward_u", "backward_v")
+
+
+class DatasetError(ValueError):
+    """A folder that is not a sequence or dataset, or a ``transforms.json`` that cannot be used."""
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
+
+
+class Frame:
+    """One frame of a :class:`Sequence`; every array is read on first access and cached."""
+
+    def __init__(self, sequence: Sequence, index: int):
+        self.sequence = sequence
+        self.index = index
+        self.meta: dict[str, Any] = sequence.frames_meta[index]
+        self._cache: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"<Frame {self.number} of {self.sequence.path.name}>"
+
+    @property
+    def number(self) -> int:
+        """Frame number on the (stretched) timeline."""
+        return int(self.meta.get("frame", self.sequence.frame_numbers[self.index]))
+
+    @property
+    def time(self) -> float | None:
+        """Seconds since the sequence's first frame (None if not recorded)."""
+        t = self.meta.get("time")
+        return None if t is None else float(t)
+
+    @property
+    def K(self) -> np.ndarray:
+        """3x3 intrinsics (pixels) of this frame."""
+        return self.sequence.intrinsics_of(self.index)
+
+    @property
+    def pose(self) -> np.ndarray:
+        """4x4 camera-to-world, Blender camera axes (x right, y up, looking down -z)."""
+        return self.sequence.poses[self.index]
+
+    @property
+    def pose_opencv(self) -> np.ndarray:
+        """4x4 camera-to-world, OpenCV camera axes (x right, y down, z forward)."""
+        return self.pose @ np.diag([1.0, -1.0, -1.0, 1.0])
+
+    def path(self, kind: str) -> Path | None:
+        """File of ``kind`` (``rgb`` or one of :data:`KINDS`) or None when the sequence has none."""
+        return self.sequence.file(kind, self.index)
+
+    def _get(self, key: str, fn):
+        if key not in self._cache:
+            self._cache[key] = fn()
+        return self._cache[key]
+
+    def _image(self) -> np.ndarray:
+        return self._get("image", lambda: read_image(self._need("rgb")))
+
+    def _need(self, kind: str) -> Path:
+        p = self.path(kind)
+        if p is None:
+            raise DatasetError(f"{self.sequence.path}: no {kind} files in this sequence")
+        return p
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """``(H, W, 3)`` RGB frame (uint8, uint16 or float32 as stored)."""
+        im = self._image()
+        if im.ndim == 2:
+            return np.repeat(im[..., None], 3, axis=-1)
+        return im[..., :3]
+
+    @property
+    def alpha(self) -> np.ndarray | None:
+        """``(H, W)`` alpha when the frame has one."""
+        im = self._image()
+        return im[..., 3] if im.ndim == 3 and im.shape[-1] == 4 else None
+
+    @property
+    def depth(self) -> np.ndarray:
+        """``(H, W)`` float32 depth as stored; 0 where there is no surface."""
+        c = self.sequence.channels["depth"]
+        return self._get("depth", lambda: exr.read_single(self._need("depth"), c))
+
+    @property
+    def planar_depth(self) -> np.ndarray:
+        """``(H, W)`` float32 depth along the viewing axis (converts ``distance`` depth)."""
+        d = self.depth
+        if self.sequence.depth_type != "distance":
+            return d
+        return (d / ray_norm(self.K, d.shape)).astype(np.float32)
+
+    @property
+    def normals(self) -> np.ndarray:
+        """``(H, W, 3)`` float32 unit normals in ``Sequence.normal_frame``; 0 = no surface."""
+        c = self.sequence.channels["normal"]
+        return self._get("normal", lambda: exr.read_stack(self._need("normal"), c))
+
+    def _flow(self) -> np.ndarray:
+        c = self.sequence.channels["flow"]
+        return self._get("flow", lambda: exr.read_stack(self._need("flow"),
+                                                         [c[k] for k in FLOW_KEYS]))
+
+    @property
+    def flow_forward(self) -> np.ndarray:
+        """``(H, W, 2)`` float32 pixel displacement (u right, v down) from this frame to the next."""
+        return self._flow()[..., :2]
+
+    @property
+    def flow_backward(self) -> np.ndarray:
+        """``(H, W, 2)`` float32 pixel displacement from this frame to the previous one."""
+        return self._flow()[..., 2:]
+
+    @property
+    def segmentation(self) -> np.ndarray:
+        """``(H, W)`` int32 object ids (0 = background); see ``Sequence.ids``."""
+        c = self.sequence.channels["segmentation"]
+        return self._get("segmentation", lambda: np.rint(
+            exr.read_single(self._need("segmentation"), c)).astype(np.int32))
+
+    def to_dict(self, keys: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """The frame as a dict of arrays: ``rgb``, ``K``, ``pose`` and every ground truth the
+        sequence has (or just ``keys``)."""
+        names = keys or self.sequence.keys
+        return {k: getattr(self, k) for k in names}
+
+    def clear(self) -> None:
+        """Forget the cached arrays."""
+        self._cache.clear()
+
+
+class Sequence:
+    """A rendered sequence folder (``transforms.json`` + frames + ground truth)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        tf = self.path / TRANSFORMS
+        if not tf.is_file():
+            raise DatasetError(f"{self.path}: no {TRANSFORMS} (not a sequence folder)")
+        self.meta: dict[str, Any] = _read_json(tf)
+        frames = self.meta.get("frames")
+        if not isinstance(frames, list):
+            raise DatasetError(f"{tf}: no 'frames' list")
+        self.frames_meta: list[dict[str, Any]] = frames
+        self.assumed: list[str] = []
+        self.schema = "dataset_forge" if "conventions" in self.meta and "schema_version" in self.meta \
+            else "tutorial"
+        self.frame_numbers = [self._frame_number(i, f) for i, f in enumerate(frames)]
+        self.conventions: dict[str, Any] = dict(self.meta.get("conventions") or {})
+        self._files: dict[str, list[Path | None]] = {}
+        self.channels: dict[str, Any] = {}
+        self._resolve_files()
+        self._ids: dict[str, Any] | None = None
+        self._poses: np.ndarray | None = None
+
+    def __repr__(self) -> str:
+        return f"<Sequence {self.path} ({len(self)} frames, {', '.join(self.kinds) or 'rgb only'})>"
+
+    def __len__(self) -> int:
+        return len(self.frames_meta)
+
+    def __getitem__(self, i: int) -> Frame:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"frame index {i} out of range for {n} frames")
+        return Frame(self, i % n)
+
+    def __iter__(self) -> Iterator[Frame]:
+        return (Frame(self, i) for i in range(len(self)))
+
+    @property
+    def id(self) -> str:
+        return str(self.meta.get("sequence_id") or self.path.name)
+
+    @property
+    def width(self) -> int:
+        return int(self.meta.get("w") or self.frames_meta[0].get("w"))
+
+    @property
+    def height(self) -> int:
+        return int(self.meta.get("h") or self.frames_meta[0].get("h"))
+
+    @property
+    def K(self) -> np.ndarray:
+        """3x3 intrinsics from ``fl_x, fl_y, cx, cy`` (pixels)."""
+        return self.intrinsics_of(0)
+
+    def intrinsics_of(self, index: int) -> np.ndarray:
+        f = self.frames_meta[index] if self.frames_meta else {}
+
+        def get(k):
+            v = f.get(k, self.meta.get(k))
+            if v is None:
+                raise DatasetError(f"{self.path / TRANSFORMS}: no '{k}'")
+            return float(v)
+
+        return np.array([[get("fl_x"), 0.0, get("cx")], [0.0, get("fl_y"), get("cy")],
+                         [0.0, 0.0, 1.0]])
+
+    @property
+    def poses(self) -> np.ndarray:
+        """``(N, 4, 4)`` float64 camera-to-world matrices (Blender camera axes)."""
+        if self._poses is None:
+            try:
+                self._poses = np.array([f["transform_matrix"] for f in self.frames_meta],
+                                       dtype=np.float64).reshape(len(self), 4, 4)
+            except (KeyError, ValueError, TypeError) as exc:
+                raise DatasetError(f"{self.path / TRANSFORMS}: bad transform_matrix ({exc})") from None
+        return self._poses
+
+    @property
+    def depth_type(self) -> str:
+        return str(self.conventions.get("depth", {}).get("type", "planar"))
+
+    @property
+    def normal_frame(self) -> str:
+        return str(self.conventions.get("normal", {}).get("frame", "camera"))
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """Ground-truth kinds present (a subset of :data:`KINDS`)."""
+        return tuple(k for k in KINDS if any(p is not None for p in self._files.get(k, [])))
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Names :meth:`Frame.to_dict` returns."""
+        out = ["rgb", "K", "pose"]
+        names = {"depth": ["depth"], "normal": ["normals"], "flow": ["flow_forward", "flow_backward"],
+                 "segmentation": ["segmentation"]}
+        for k in self.kinds:
+            out += names[k]
+        return tuple(out)
+
+    @property
+    def ids(self) -> dict[str, Any]:
+        """``segmentation_ids.json`` (``{"background": 0, "ids": {"1": {...}}}``) or {}."""
+        if self._ids is None:
+            name = self.conventions.get("segmentation", {}).get("ids_file", "segmentation_ids.json")
+            p = self.path / name
+            self._ids = _read_json(p) if p.is_file() else {}
+        return self._ids
+
+    def file(self, kind: str, index: int) -> Path | None:
+        """Path of ``kind`` (``rgb`` or one of :data:`KINDS`) for frame ``index`` (may not exist)."""
+        if kind == "rgb":
+            fp = self.frames_meta[index].get("file_path")
+            return None if fp is None else self.path / fp
+        files = self._files.get(kind)
+        return None if files is None else files[index]
+
+    def as_torch(self, keys: tuple[str, ...] | None = None, transform=None):
+        """A ``torch.utils.data.Dataset`` over the frames (see :func:`as_torch`)."""
+        return as_torch(self, keys=keys, transform=transform)
+
+    # -- resolution -----------------------------------------------------------------------
+
+    def _frame_number(self, i: int, f: dict[str, Any]) -> int:
+        if "frame" in f:
+            return int(f["frame"])
+        m = re.findall(r"\d+", Path(str(f.get("file_path", ""))).stem)
+        if m:
+            return int(m[-1])
+        return i
+
+    def _resolve_files(self) -> None:
+        for kind in KINDS:
+            key = f"{kind}_file_path"
+            listed = [f.get(key) for f in self.frames_meta]
+            if any(p is not None for p in listed):
+                self._files[kind] = [None if p is None else self.path / p for p in listed]
+            else:
+                folder, prefix = FOLDERS[kind]
+                if not (self.path / folder).is_dir():
+                    continue
+                found = []
+                for f, num in zip(self.frames_meta, self.frame_numbers):
+                    digits = re.findall(r"\d+", Path(str(f.get("file_path", ""))).stem)
+                    name = f"{prefix}_{digits[-1] if digits else f'{num:06d}'}.exr"
+                    found.append(self.path / folder / name)
+                self._files[kind] = found
+                self.assumed.append(f"{kind} files {folder}/{prefix}_N.exr (no {key} in frames)")
+            self.channels[kind] = self._channels(kind)
+
+    def _first_file(self, kind: str) -> Path | None:
+        for p in self._files.get(kind, []):
+            if p is not None and p.is_file():
+                return p
+        return None
+
+    def _channels(self, kind: str):
+        conv = self.conventions.get(kind) or {}
+        if kind in ("depth", "segmentation") and conv.get("channel"):
+            return str(conv["channel"])
+        if kind == "normal" and conv.get("channels"):
+            return [str(c) for c in conv["channels"]]
+        if kind == "flow" and isinstance(conv.get("channels"), dict):
+            return {k: str(conv["channels"][k]) for k in FLOW_KEYS}
+        # No conventions (tutorial schema): look at the first file's channel names.
+        names: list[str] = []
+        p = self._first_file(kind)
+        if p is not None:
+            try:
+                names = sorted(exr.read_channels(p))
+            except exr.ExrError:
+                names = []
+        if kind in ("depth", "segmentation"):
+            pick = names[0] if len(names) == 1 else next(
+                (n for n in ("V", "R", "Y", "Z") if n in names), "V")
+            self.assumed.append(f"{kind} channel {pick!r}")
+            return pick
+        if kind == "normal":
+            pick = ["X", "Y", "Z"] if {"X", "Y", "Z"} <= set(names) or not names else ["R", "G", "B"]
+            self.assumed.append(f"normal channels {pick} in the camera frame")
+            return pick
+        quad = ["R", "G", "B", "A"] if {"R", "G", "B", "A"} <= set(names) or not names \
+            else ["X", "Y", "Z", "W"]
+        self.assumed.append(f"flow channels {quad}: forward u, v then backward u, v (v down)")
+        return dict(zip(FLOW_KEYS, quad))
+
+
+class Dataset:
+    """A datasets folder: every sequence (``transforms.json``) below it, sorted by path."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise DatasetError(f"{self.path}: not a folder")
+        found = sorted(p.parent for p in self.path.rglob(TRANSFORMS)
+                       if not any(part.startswith(".") for part in p.relative_to(self.path).parts))
+        if not found:
+            raise DatasetError(f"{self.path}: no {TRANSFORMS} below this folder (not a dataset)")
+        self.sequence_paths: list[Path] = found
+        self._seqs: dict[Path, Sequence] = {}
+        mf = self.path / "manifest.json"
+        self.manifest: dict[str, Any] | None = _read_json(mf) if mf.is_file() else None
+
+    def __repr__(self) -> str:
+        return f"<Dataset {self.path} ({len(self)} sequences)>"
+
+    def __len__(self) -> int:
+        return len(self.sequence_paths)
+
+    def __getitem__(self, key: int | str) -> Sequence:
+        """By position, or by a sequence's path relative to the dataset, folder name or id."""
+        if isinstance(key, int):
+            p = self.sequence_paths[key]
+        else:
+            p = next((q for q in self.sequence_paths
+                      if key in (q.relative_to(self.path).as_posix(), q.name)), None)
+            if p is None:
+                raise KeyError(key)
+        if p not in self._seqs:
+            self._seqs[p] = Sequence(p)
+        return self._seqs[p]
+
+    def __iter__(self) -> Iterator[Sequence]:
+        return (self[i] for i in range(len(self)))
+
+    def frames(self) -> Iterator[Frame]:
+        """Every frame of every sequence, in order."""
+        for seq in self:
+            yield from seq
+
+    def as_torch(self, keys: tuple[str, ...] | None = None, transform=None):
+        """A ``torch.utils.data.Dataset`` over all frames (see :func:`as_torch`)."""
+        return as_torch(self, keys=keys, transform=transform)
+
+
+def load(path: str | os.PathLike) -> Sequence | Dataset:
+    """Open ``path``: a sequence folder (has ``transforms.json``) gives a :class:`Sequence`,
+    a folder with sequences below it a :class:`Dataset`; a ``transforms.json`` file opens its
+    folder."""
+    p = Path(path)
+    if p.is_file() and p.name == TRANSFORMS:
+        p = p.parent
+    if not p.exists():
+        raise DatasetError(f"{p}: no such file or folder")
+    if (p / TRANSFORMS).is_file():
+        return Sequence(p)
+    return Dataset(p)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """An RGB(A) frame: PNG/JPEG via pillow (uint8, uint16 for 16-bit PNG), EXR via OpenEXR
+    (float32, channels R, G, B[, A])."""
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetError(f"{p}: file not found")
+    if p.suffix.lower() == ".exr":
+        ch = exr.read_channels(p)
+        names = [n for n in ("R", "G", "B", "A") if n in ch] or sorted(ch)
+        return np.stack([ch[n] for n in names], axis=-1)
+    from PIL import Image
+
+    try:
+        with Image.open(p) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I"):
+                return np.asarray(im).astype(np.uint16)
+            if im.mode not in ("RGB", "RGBA", "L"):
+                im = im.convert("RGBA" if "A" in im.mode else "RGB")
+            return np.asarray(im).copy()
+    except OSError as exc:
+        raise DatasetError(f"{p}: unreadable image ({exc})") from None
+
+
+def ray_norm(K: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``(H, W)`` length of the camera ray through each pixel centre per unit planar depth:
+    ``distance = planar * ray_norm``."""
+    h, w = shape
+    u = (np.arange(w) + 0.5 - K[0, 2]) / K[0, 0]
+    v = (np.arange(h) + 0.5 - K[1, 2]) / K[1, 1]
+    return np.sqrt(1.0 + u[None, :] ** 2 + v[:, None] ** 2)
+
+
+def as_torch(source: Sequence | Dataset | str | os.PathLike, keys: tuple[str, ...] | None = None,
+             transform=None):
+    """Wrap a sequence or dataset as a ``torch.utils.data.Dataset`` whose items are dicts of
+    tensors (``rgb`` as stored, HxWxC; ground truth float32; ``segmentation`` int64; plus
+    ``index``). ``keys`` selects entries (default: all the sequence has); ``transform`` is
+    applied to each dict. Imports torch only here."""
+    try:
+        import torch
+        from torch.utils.data import Dataset as _TorchDataset
+    except ImportError as exc:
+        raise ImportError("as_torch() needs PyTorch, which is not installed: pip install torch "
+                          "(the loader itself works without it)") from exc
+    if not isinstance(source, (Sequence, Dataset)):
+        source = load(source)
+    seqs = [source] if isinstance(source, Sequence) else list(source)
+    index = [(s, i) for s in seqs for i in range(len(s))]
+
+    class FrameDataset(_TorchDataset):
+        def __len__(self):
+            return len(index)
+
+        def __getitem__(self, i):
+            seq, j = index[i]
+            fr = seq[j]
+            out = {"index": torch.tensor(i)}
+            for k in keys or seq.keys:
+                a = np.ascontiguousarray(getattr(fr, k))
+                if k == "segmentation":
+                    a = a.astype(np.int64)
+                elif a.dtype == np.uint16:
+                    a = a.astype(np.int32)
+                out[k] = torch.from_numpy(a)
+            return transform(out) if transform is not None else out
+
+    return FrameDataset()
