@@ -51,6 +51,47 @@ def ensure_writable(folder: str | os.PathLike) -> Path:
     return path
 
 
+class RunLock:
+    """An exclusive lock on a datasets folder for the length of a run (``.dataset_forge/lock``).
+
+    Two runs writing the same sequences would render the same frames twice and could interleave
+    their files; the second one fails at once instead. The operating system drops the lock when
+    the process ends, however it ends, so a killed run never leaves a stale lock. (POSIX only:
+    elsewhere it is a no-op.)"""
+
+    def __init__(self, datasets: str | os.PathLike):
+        self.path = Path(datasets) / ".dataset_forge" / "lock"
+        self._fh = None
+
+    def acquire(self) -> RunLock:
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            owner = fh.read().strip() or "?"
+            fh.close()
+            raise PlanError(f"another Dataset Forge run (pid {owner}) is writing into "
+                            f"{self.path.parent.parent}; wait for it to finish or stop it, then "
+                            "rerun to resume") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()  # closing the file releases the lock
+            self._fh = None
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -154,24 +195,31 @@ def make_plan_runner(plan: dict[str, Any], settings: Settings,
     """Write ``DATASETS/plan.json`` and return the (not started) :class:`Runner` of ``plan``:
     for a caller that drives :meth:`Runner.poll` itself (the panel's modal operator)."""
     datasets = ensure_writable(plan["datasets_dir"])
+    lock = RunLock(datasets).acquire()
     write_json_atomic(datasets / PLAN_NAME, plan)
     jobs = [Job(blend=j["blend"], scene_name=j["scene"], sequences=[dict(q) for q in j["sequences"]],
                 settings=settings.to_dict()) for j in plan["jobs"]]
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Runner(jobs, work_dir=datasets / ".dataset_forge" / "logs" / f"{stamp}-{os.getpid()}",
-                  parallel=settings.jobs, executable=settings.executable,
-                  timeout=settings.timeout, retries=settings.retries,
-                  frame_budget=settings.recycle_frames,
-                  gpus=settings.gpu_list if settings.device_type != "CPU" else [], env=env)
+    runner = Runner(jobs, work_dir=datasets / ".dataset_forge" / "logs" / f"{stamp}-{os.getpid()}",
+                    parallel=settings.jobs, executable=settings.executable,
+                    timeout=settings.timeout, retries=settings.retries,
+                    frame_budget=settings.recycle_frames,
+                    gpus=settings.gpu_list if settings.device_type != "CPU" else [], env=env)
+    runner.lock = lock  # released by finish_plan
+    return runner
 
 
 def finish_plan(plan: dict[str, Any], runner: Runner, seconds: float) -> dict[str, Any]:
     """Rewrite ``DATASETS/manifest.json`` and return the summary of a finished (or cancelled)
     runner (see :func:`run_plan`)."""
-    rs = runner.summary()
-    summary = _summarise(plan, rs, seconds)
-    summary["manifest"] = str(write_manifest(plan, rs))
-    summary["plan"] = str(Path(plan["datasets_dir"]) / PLAN_NAME)
+    try:
+        rs = runner.summary()
+        summary = _summarise(plan, rs, seconds)
+        summary["manifest"] = str(write_manifest(plan, rs))
+        summary["plan"] = str(Path(plan["datasets_dir"]) / PLAN_NAME)
+    finally:
+        if getattr(runner, "lock", None) is not None:
+            runner.lock.release()
     return summary
 
 

@@ -131,6 +131,7 @@ class Runner:
                     self.results[j.scene_name].sequences[s["id"]] = SequenceResult(
                         s["id"], s["out_dir"], frames=n)
         self._last_progress: tuple | None = None
+        self.lock: Any = None  # the datasets folder's RunLock, when a plan owns this runner
         self.frames_total = sum(j.frames_total for j in jobs)
         self.frames_done = 0
         self.frames_skipped = 0

@@ -500,6 +500,23 @@ def test_unwritable_output_folder_is_one_clear_line(good_dir, tmp_path, capsys):
         assert "(Permission denied)" in capsys.readouterr().err
 
 
+def test_a_second_run_on_the_same_folder_is_refused(good_dir, tmp_path, capsys):
+    from dataset_forge.engine.plan import RunLock
+
+    ds = tmp_path / "datasets"
+    lock = RunLock(ds).acquire()  # as a run in progress holds it
+    argv = ["create-datasets", "--scenes-dir", str(good_dir), "--datasets-dir", str(ds),
+            "--num-frames", "1", "--width", "32", "--height", "24", "--max-samples", "1"]
+    assert cli.main(argv) == 1
+    assert capsys.readouterr().err == (
+        f"dataset: error: another Dataset Forge run (pid {os.getpid()}) is writing into {ds}; wait "
+        "for it to finish or stop it, then rerun to resume\n")
+    assert not (ds / "renders").exists()
+    lock.release()
+    assert cli.main(argv) == 0
+    assert len(list(ds.glob("renders/*/*/frames/*.png"))) == 3
+
+
 def test_render_animation_command(good_dir, tmp_path):
     out = tmp_path / "seq"
     p = subprocess.run([sys.executable, "-m", "dataset_forge", "render-animation",
