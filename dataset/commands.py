@@ -1,0 +1,98 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Subcommands of the dataset tools for ``cli.py``: ``validate``, ``preview``, ``occlusion``.
+
+``python -m dataset_forge validate DATASETS --jobs 2`` and ``blender --command dataset validate
+...`` both end here; nothing imports ``bpy``. Each ``func(args)`` returns the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+
+
+def add_commands(sub) -> None:
+    """Add the subcommands to ``sub`` (an ``argparse`` subparsers object)."""
+    from .validate import Thresholds
+
+    v = sub.add_parser("validate", help="check a sequence or datasets folder (exit 1 on failure)",
+                       description="Check every sequence below PATH: files, schema, frame count, "
+                       "flow cycle, flow vs depth + K + pose, normals vs depth, segmentation ids. "
+                       "Writes validation.json and validation.txt into PATH and marks each sequence "
+                       "in manifest.json; exits 1 when any check fails.")
+    v.add_argument("path", metavar="PATH", help="a sequence folder or a datasets folder")
+    v.add_argument("--jobs", type=int, default=1, help="sequences checked in parallel (default 1)")
+    v.add_argument("--json", metavar="OUT", default=None,
+                   help="also write the JSON report to OUT ('-' prints it instead of the table)")
+    v.add_argument("--stride", type=int, default=1,
+                   help="check geometry on every N-th frame only (default 1: all)")
+    v.add_argument("--no-write", dest="write", action="store_false",
+                   help="do not write validation.json/.txt nor touch manifest.json")
+    helps = Thresholds.help()
+    g = v.add_argument_group("thresholds")
+    for f in fields(Thresholds):
+        g.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default), default=None,
+                       metavar="X", help=f"{helps.get(f.name, '')} (default {f.default})")
+    v.set_defaults(func=_validate)
+
+    p = sub.add_parser("preview", help="animated preview grids and a contact sheet",
+                       description="Write one animated grid (RGB | depth | normals | flow | "
+                       "segmentation) per sequence of PATH into OUT as WebP (or GIF), plus "
+                       "OUT/contact_sheet.png.")
+    p.add_argument("path", metavar="PATH", help="a sequence folder or a datasets folder")
+    p.add_argument("out", metavar="OUT", help="output folder")
+    p.add_argument("--fps", type=float, default=12.0, help="frames per second (default 12)")
+    p.add_argument("--size", type=int, default=128, help="tile height in pixels (default 128)")
+    p.add_argument("--format", dest="fmt", choices=("webp", "gif"), default=None,
+                   help="animation format (default webp when pillow supports it, else gif)")
+    p.add_argument("--max-frames", type=int, default=None,
+                   help="at most this many frames per animation (evenly spaced)")
+    p.set_defaults(func=_preview)
+
+    o = sub.add_parser("occlusion", help="write occlusion masks next to the flows",
+                       description="Write flows/occlusion_NNNNNN.png for every frame with flow: "
+                       "0 = valid forward flow, 128 = occluded (forward/backward check), "
+                       "255 = leaves the frame.")
+    o.add_argument("path", metavar="PATH", help="a sequence folder or a datasets folder")
+    o.add_argument("--alpha", type=float, default=0.01, help="relative tolerance (default 0.01)")
+    o.add_argument("--beta", type=float, default=0.5, help="absolute tolerance in px^2 (default 0.5)")
+    o.set_defaults(func=_occlusion)
+
+
+def _validate(ns: argparse.Namespace) -> int:
+    from .validate import Thresholds, format_report, validate
+
+    limits = {f.name: getattr(ns, f.name) for f in fields(Thresholds)
+              if getattr(ns, f.name, None) is not None}
+    if ns.jobs < 1 or ns.stride < 1:
+        raise ValueError("--jobs and --stride must be at least 1")
+    report = validate(ns.path, jobs=ns.jobs, stride=ns.stride, write=ns.write,
+                      update_manifest=ns.write, progress=True, **limits)
+    if ns.json == "-":
+        print(json.dumps(report, indent=1))
+    else:
+        print(format_report(report))
+        if ns.json:
+            from .transforms import write_json_atomic
+
+            write_json_atomic(ns.json, report)
+    return 0 if report["ok"] else 1
+
+
+def _preview(ns: argparse.Namespace) -> int:
+    from .preview import preview
+
+    res = preview(ns.path, ns.out, fps=ns.fps, size=ns.size, fmt=ns.fmt, max_frames=ns.max_frames,
+                  progress=True)
+    print(f"{len(res['animations'])} animation(s) and {res['contact_sheet']}")
+    return 0
+
+
+def _occlusion(ns: argparse.Namespace) -> int:
+    from .occlusion import write_masks
+
+    written = write_masks(ns.path, alpha=ns.alpha, beta=ns.beta)
+    print(f"{len(written)} occlusion mask(s) written", file=sys.stdout)
+    return 0
