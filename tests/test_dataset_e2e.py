@@ -1,0 +1,140 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""End to end: render a small dataset through ``dataset_forge.create_datasets`` (tests/scenes.py
+"orbit": static scene, moving camera; "basic": static camera, a cube sliding +X), validate it
+clean, then plant each fault into a copy and see ``validate`` name it. Also the loader, occlusion
+masks, previews and ``python -m dataset_forge validate`` on real renders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dataset_forge
+import numpy as np
+import pytest
+from conftest import REPO, build_scenes
+from dataset_forge.dataset.occlusion import VALID, sequence_masks
+from PIL import Image
+from test_dataset_tools import drop_frame_entry, flip_flow_v, swap_forward_backward, truncate, wrong_fl_y
+
+FRAMES = 5
+ORBIT = f"renders/orbit/001-00001-{FRAMES + 1:05d}"
+BASIC = f"renders/basic/001-00001-{FRAMES + 1:05d}"
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> Path:
+    scenes = build_scenes(tmp_path_factory.mktemp("e2e_scenes"), ["orbit", "basic"])
+    out = tmp_path_factory.mktemp("e2e") / "datasets"
+    summary = dataset_forge.create_datasets(
+        scenes, out, sequences_per_scene=1, num_frames=FRAMES, width=64, height=48, max_samples=4,
+        use_denoising=False, depths=True, normals=True, flows=True, segmentations=True, debug=False)
+    assert summary["exit_code"] == 0, summary
+    assert (out / ORBIT / "transforms.json").is_file() and (out / BASIC / "transforms.json").is_file()
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(rendered) -> dict:
+    return dataset_forge.validate(rendered)
+
+
+def _seq(rep: dict, rel: str) -> dict:
+    return next(s for s in rep["sequences"] if s["path"] == rel)
+
+
+def test_rendered_dataset_validates_clean(report, rendered):
+    assert report["ok"], json.dumps(report["sequences"], indent=1)[:3000]
+    orbit = _seq(report, ORBIT)["checks"]
+    r = orbit["reprojection"]
+    assert r["median_px"] < 0.1 and r["moving_objects"] == [] and r["static_fraction"] == 1.0
+    assert r["camera_flow_px"] > 0.3  # the camera moves ~0.38 px/frame at 64x48
+    assert r["relative"] < 0.01
+    assert orbit["flow_cycle"]["median_px"] < 0.01
+    assert orbit["normals"]["median_deg"] < 1.0
+    basic = _seq(report, BASIC)["checks"]["reprojection"]
+    # static camera: ground and sphere agree exactly, the sliding cube is found moving
+    assert basic["median_px"] < 0.1 and basic["camera_flow_px"] < 1e-6
+    ids = json.loads((rendered / BASIC / "segmentation_ids.json").read_text())["ids"]
+    assert [ids[str(i)]["name"] for i in basic["moving_objects"]] == ["Cube"]
+    assert sorted(ids[str(i)]["name"] for i in basic["static_objects"]) == ["Ground", "Sphere"]
+    man = json.loads((rendered / "manifest.json").read_text())
+    assert man["totals"]["sequences"] == 2 and man["settings"]["flows"] is True  # engine's keys kept
+    assert all(q["validation"]["ok"] for sc in man["scenes"] for q in sc["sequences"])
+    assert "2/2 sequence(s) passed" in (rendered / "validation.txt").read_text()
+
+
+def test_loader_on_real_renders(rendered):
+    ds = dataset_forge.load(rendered)
+    seq = ds[ORBIT]
+    f = seq[1]
+    assert f.rgb.shape == (48, 64, 3) and f.depth.shape == (48, 64) and f.flow_forward.shape == (48, 64, 2)
+    assert set(np.unique(f.segmentation)) <= {0, 1, 2, 3}
+    # camera moving along +Y (image up) makes the static scene move down the image: v > 0
+    assert np.median(f.flow_forward[..., 1]) > 0.3 and np.median(f.flow_backward[..., 1]) < -0.3
+    np.testing.assert_allclose(seq.poses[2, :3, 3] - seq.poses[1, :3, 3], [0, 0.05, 0], atol=1e-6)
+
+
+def test_occlusion_and_preview_on_real_renders(rendered, tmp_path):
+    seq = dataset_forge.load(rendered / ORBIT)
+    masks = [m for _, m in sequence_masks(seq)]
+    assert len(masks) == FRAMES
+    assert np.mean(masks[0] == VALID) > 0.95  # static scene, sub-pixel motion: little occlusion
+    res = dataset_forge.preview(rendered, tmp_path / "prev", fps=6, size=48)
+    assert len(res["animations"]) == 2
+    assert Image.open(res["animations"][0]).n_frames == FRAMES
+
+
+@pytest.mark.parametrize("fault, check", [
+    ("flip", "reprojection"),
+    ("swap", "reprojection"),
+    ("truncate", "files"),
+    ("fl_y", "reprojection"),
+    ("fl_y_only", "schema"),
+    ("missing_file", "files"),
+    ("missing_entry", "frame_count"),
+])
+def test_planted_faults_are_named_on_real_renders(rendered, tmp_path, fault, check):
+    root = tmp_path / "copy"
+    shutil.copytree(rendered, root)
+    seq = root / ORBIT
+    if fault == "flip":
+        flip_flow_v(seq)
+    elif fault == "swap":
+        swap_forward_backward(seq)
+    elif fault == "truncate":
+        truncate(seq / "normals" / "normal_000003.exr")
+    elif fault == "fl_y":
+        wrong_fl_y(seq, 0.75)
+    elif fault == "fl_y_only":
+        wrong_fl_y(seq, 1.1, consistent=False)
+    elif fault == "missing_file":
+        (seq / "depths" / "depth_000002.exr").unlink()
+    elif fault == "missing_entry":
+        drop_frame_entry(seq, 2)
+    rep = dataset_forge.validate(root)
+    assert not rep["ok"] and rep["failed"] == [ORBIT]
+    s = _seq(rep, ORBIT)
+    assert check in s["failed"], s["checks"]
+    assert _seq(rep, BASIC)["ok"]
+    man = json.loads((root / "manifest.json").read_text())
+    flagged = {q["path"]: q["validation"] for sc in man["scenes"] for q in sc["sequences"]}
+    assert flagged[ORBIT]["ok"] is False and check in flagged[ORBIT]["failed"]
+    assert flagged[BASIC]["ok"] is True
+
+
+def test_cli_validate_in_a_subprocess(rendered, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(rendered, bad)
+    flip_flow_v(bad / ORBIT)
+    good = subprocess.run([sys.executable, "-m", "dataset_forge", "validate", str(rendered), "--jobs", "2",
+                           "--no-write"], capture_output=True, text=True, timeout=120, cwd=str(REPO.parent))
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "2/2 sequence(s) passed" in good.stdout and "validate: 2/2" in good.stderr
+    fail = subprocess.run([sys.executable, "-m", "dataset_forge", "validate", str(bad)],
+                          capture_output=True, text=True, timeout=120, cwd=str(REPO.parent))
+    assert fail.returncode == 1
+    assert f"FAILED {ORBIT}: reprojection" in fail.stdout
