@@ -606,15 +606,26 @@ def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds |
         root = root.parent
     src = load(root)
     seq_paths = [src.path] if isinstance(src, Sequence) else list(src.sequence_paths)
-    manifest = src.manifest if isinstance(src, Dataset) else None
-    mframes = _manifest_frames(manifest)
+    manifest_root = root if isinstance(src, Dataset) else _manifest_above(root)
+    manifest = None
+    if manifest_root is not None and (manifest_root / "manifest.json").is_file():
+        try:
+            manifest = json.loads((manifest_root / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            manifest = None
+    listed = _manifest_frames(manifest)
+    if isinstance(src, Dataset):
+        # sequences the manifest promises but that have no transforms.json fail as such
+        seq_paths += [root / q for q in listed if (root / q) not in seq_paths]
     rel = {p: (p.relative_to(root).as_posix() if p != root else ".") for p in seq_paths}
+    mrel = {p: p.relative_to(manifest_root).as_posix() for p in seq_paths} if manifest_root else {}
+    mframes = {p: listed.get(mrel.get(p, ""), None) for p in seq_paths}
     results: dict[Path, dict[str, Any]] = {}
     t0 = time.monotonic()
     if jobs > 1 and len(seq_paths) > 1:
         with ProcessPoolExecutor(max_workers=jobs) as ex:
             futs = {ex.submit(validate_sequence, p, t, stride=stride,
-                              manifest_frames=mframes.get(rel[p])): p for p in seq_paths}
+                              manifest_frames=mframes[p]): p for p in seq_paths}
             for fut in as_completed(futs):
                 p = futs[fut]
                 results[p] = fut.result()
@@ -623,7 +634,7 @@ def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds |
                         f"{'OK' if results[p]['ok'] else 'FAILED ' + ', '.join(results[p]['failed'])}")
     else:
         for p in seq_paths:
-            results[p] = validate_sequence(p, t, stride=stride, manifest_frames=mframes.get(rel[p]),
+            results[p] = validate_sequence(p, t, stride=stride, manifest_frames=mframes[p],
                                            progress=say)
             if say:
                 say(f"{len(results)}/{len(seq_paths)} {rel[p]}: "
@@ -638,9 +649,24 @@ def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds |
               "sequences": seqs, "failed": [r["path"] for r in seqs if not r["ok"]]}
     if write:
         write_report(report, root)
-    if update_manifest and isinstance(src, Dataset) and (root / "manifest.json").is_file():
-        update_manifest_file(root / "manifest.json", report)
+    if update_manifest and manifest is not None:
+        update_manifest_file(manifest_root / "manifest.json", report,
+                             {rel[p]: mrel[p] for p in seq_paths}, summary=isinstance(src, Dataset))
     return report
+
+
+def _manifest_above(seq: Path) -> Path | None:
+    """The datasets folder whose manifest.json lists sequence folder ``seq`` (renders/SCENE/SEQ)."""
+    for up in list(seq.resolve().parents)[:3]:
+        m = up / "manifest.json"
+        if m.is_file():
+            rel = seq.resolve().relative_to(up).as_posix()
+            try:
+                doc = json.loads(m.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return None
+            return up if rel in _manifest_frames(doc) else None
+    return None
 
 
 def _now() -> str:
@@ -659,15 +685,18 @@ def write_report(report: dict[str, Any], folder: str | os.PathLike) -> tuple[Pat
     return j, txt
 
 
-def update_manifest_file(manifest_path: str | os.PathLike, report: dict[str, Any]) -> None:
+def update_manifest_file(manifest_path: str | os.PathLike, report: dict[str, Any],
+                         paths: dict[str, str] | None = None, summary: bool = True) -> None:
     """Set ``"validation"`` on every sequence of ``manifest.json`` that the report covers (other
-    keys untouched) and a top-level ``"validation"`` summary; atomic rewrite."""
+    keys untouched) and, with ``summary``, a top-level ``"validation"``; atomic rewrite.
+    ``paths`` maps the report's sequence paths to the manifest's (default: the same)."""
     p = Path(manifest_path)
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return
-    by_path = {r["path"]: r for r in report["sequences"]}
+    paths = paths or {}
+    by_path = {paths.get(r["path"], r["path"]): r for r in report["sequences"]}
     for sc in doc.get("scenes", []):
         for q in sc.get("sequences", []):
             r = by_path.get(q.get("path"))
@@ -676,9 +705,10 @@ def update_manifest_file(manifest_path: str | os.PathLike, report: dict[str, Any
             q["validation"] = {"ok": r["ok"], "failed": r["failed"],
                                "messages": {k: r["checks"][k]["message"] for k in r["failed"]},
                                "checked": report["checked"], "report": REPORT_JSON}
-    doc["validation"] = {"ok": report["ok"], "checked": report["checked"],
-                         "sequences": len(report["sequences"]),
-                         "sequences_failed": len(report["failed"]), "report": REPORT_JSON}
+    if summary:
+        doc["validation"] = {"ok": report["ok"], "checked": report["checked"],
+                             "sequences": len(report["sequences"]),
+                             "sequences_failed": len(report["failed"]), "report": REPORT_JSON}
     write_json_atomic(p, doc)
 
 

@@ -138,3 +138,27 @@ def test_cli_validate_in_a_subprocess(rendered, tmp_path):
                           capture_output=True, text=True, timeout=120, cwd=str(REPO.parent))
     assert fail.returncode == 1
     assert f"FAILED {ORBIT}: reprojection" in fail.stdout
+
+
+@pytest.fixture(scope="module")
+def world_distance(rendered, tmp_path_factory) -> Path:
+    """orbit again through render_animation with world-frame normals and euclidean depth."""
+    scenes = build_scenes(tmp_path_factory.mktemp("e2e_scenes2"), ["orbit"])
+    out = tmp_path_factory.mktemp("e2e_world") / "orbit"
+    summary = dataset_forge.render_animation(
+        scenes / "orbit.blend", out, frame_start=1, frame_end=4, width=64, height=48, max_samples=1,
+        use_denoising=False, depths=True, normals=True, flows=True, segmentations=True, debug=False,
+        normal_frame="world", depth_type="distance")
+    assert summary["exit_code"] == 0, summary
+    return out
+
+
+def test_world_normals_and_distance_depth_validate_clean(world_distance):
+    s = dataset_forge.validate(world_distance)["sequences"][0]
+    assert s["ok"], s["checks"]
+    assert s["checks"]["reprojection"]["median_px"] < 0.1 and s["checks"]["normals"]["median_deg"] < 1.0
+    tf = json.loads((world_distance / "transforms.json").read_text())
+    tf["conventions"]["normal"]["frame"] = "camera"  # world normals mislabelled: the camera is tilted 10°
+    (world_distance / "transforms.json").write_text(json.dumps(tf))
+    s = dataset_forge.validate(world_distance, write=False)["sequences"][0]
+    assert s["failed"] == ["normals"] and s["checks"]["normals"]["median_deg"] > 5

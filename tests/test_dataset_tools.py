@@ -482,3 +482,37 @@ def test_cli_validate_exit_codes_without_bpy(tmp_path, clean):
     assert "FAILED " in out.stdout and "reprojection" in out.stdout
     assert json.loads((tmp_path / "r.json").read_text())["ok"] is False
     assert (tmp_path / "p" / "contact_sheet.png").is_file()
+
+
+def test_sequence_inside_a_dataset_and_sequences_missing_on_disk(tmp_path):
+    root = make_dataset(tmp_path / "ds", scenes=("synth", "synth2", "gone"))
+    shutil.rmtree(root / "renders" / "gone")
+    one_seq = root / "renders" / "synth2" / "001-00001-00006"
+    drop_frame_entry(one_seq, 1)
+    s = one(validate(one_seq))
+    assert s["path"] == "." and s["failed"] == ["frame_count"]
+    assert "manifest.json says 5 frames, transforms.json lists 4" in s["checks"]["frame_count"]["message"]
+    man = json.loads((root / "manifest.json").read_text())
+    assert "validation" not in man["scenes"][0]["sequences"][0]  # only the validated one is marked
+    assert man["scenes"][1]["sequences"][0]["validation"]["failed"] == ["frame_count"]
+    rep = validate(root)
+    assert rep["failed"] == ["renders/synth2/001-00001-00006", "renders/gone/001-00001-00006"]
+    gone = rep["sequences"][-1]
+    assert gone["failed"] == ["schema"] and "no transforms.json" in gone["checks"]["schema"]["message"]
+
+
+def test_distance_depth_is_converted_and_a_wrong_label_is_caught(copy):
+    seq = copy()
+    tf = json.loads((seq / "transforms.json").read_text())
+    tf["conventions"]["depth"]["type"] = "distance"
+    (seq / "transforms.json").write_text(json.dumps(tf))
+    s = one(validate(seq, write=False))
+    assert "normals" in s["failed"] and "reprojection" in s["failed"]  # planar data read as distance
+    v, u = np.mgrid[0:H, 0:W] + 0.5
+    ray = np.sqrt(1 + ((u - K.cx) / K.fl_x) ** 2 + ((v - K.cy) / K.fl_y) ** 2)
+    for p in (seq / "depths").glob("*.exr"):
+        exr.write_channels(p, {"V": exr.read_channels(p)["V"] * ray})
+    s = one(validate(seq, write=False))
+    assert s["ok"], s
+    assert s["checks"]["reprojection"]["median_px"] < 1e-3 and s["checks"]["normals"]["median_deg"] < 0.01
+    np.testing.assert_allclose(load(seq)[0].planar_depth, render_frame(1)[0], rtol=1e-6)
