@@ -162,3 +162,23 @@ def test_world_normals_and_distance_depth_validate_clean(world_distance):
     (world_distance / "transforms.json").write_text(json.dumps(tf))
     s = dataset_forge.validate(world_distance, write=False)["sequences"][0]
     assert s["failed"] == ["normals"] and s["checks"]["normals"]["median_deg"] > 5
+
+
+def test_blender_command_dataset_validate(rendered, tmp_path):
+    """``blender --command dataset validate ...`` runs cli.execute inside Blender (the bpy wheel)."""
+    from conftest import bpy_env
+
+    bad = tmp_path / "bad"
+    shutil.copytree(rendered, bad)
+    swap_forward_backward(bad / ORBIT)
+    code = (
+        "import os, sys, bpy\n"
+        "from dataset_forge import cli\n"
+        "cli.register()\n"
+        f"a = cli.execute(['validate', {str(rendered)!r}, '--no-write'])\n"
+        f"b = cli.execute(['validate', {str(bad)!r}, '--no-write'])\n"
+        "cli.unregister()\n"
+        "print('RC', a, b); sys.stdout.flush(); os._exit(0)\n")
+    p = subprocess.run([sys.executable, "-c", code], env=bpy_env(), capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path)
+    assert "RC 0 1" in p.stdout, p.stdout + p.stderr
