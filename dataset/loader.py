@@ -473,37 +473,45 @@ def ray_norm(K: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def as_torch(source: Sequence | Dataset | str | os.PathLike, keys: tuple[str, ...] | None = None,
-             transform=None):
-    """Wrap a sequence or dataset as a ``torch.utils.data.Dataset`` whose items are dicts of
-    tensors (``rgb`` as stored, HxWxC; ground truth float32; ``segmentation`` int64; plus
-    ``index``). ``keys`` selects entries (default: all the sequence has); ``transform`` is
-    applied to each dict. Imports torch only here."""
+             transform=None) -> TorchFrames:
+    """Wrap a sequence or dataset as a map-style PyTorch dataset whose items are dicts of tensors
+    (``rgb`` as stored, HxWxC; ground truth float32; ``segmentation`` int64; plus ``index``).
+    ``keys`` selects entries (default: all the sequence has); ``transform`` is applied to each
+    dict. Imports torch only here; raises ImportError with the fix when it is missing."""
     try:
-        import torch
-        from torch.utils.data import Dataset as _TorchDataset
+        import torch  # noqa: F401
     except ImportError as exc:
         raise ImportError("as_torch() needs PyTorch, which is not installed: pip install torch "
                           "(the loader itself works without it)") from exc
     if not isinstance(source, (Sequence, Dataset)):
         source = load(source)
-    seqs = [source] if isinstance(source, Sequence) else list(source)
-    index = [(s, i) for s in seqs for i in range(len(s))]
+    return TorchFrames(source, keys, transform)
 
-    class FrameDataset(_TorchDataset):
-        def __len__(self):
-            return len(index)
 
-        def __getitem__(self, i):
-            seq, j = index[i]
-            fr = seq[j]
-            out = {"index": torch.tensor(i)}
-            for k in keys or seq.keys:
-                a = np.ascontiguousarray(getattr(fr, k))
-                if k == "segmentation":
-                    a = a.astype(np.int64)
-                elif a.dtype == np.uint16:
-                    a = a.astype(np.int32)
-                out[k] = torch.from_numpy(a)
-            return transform(out) if transform is not None else out
+class TorchFrames:
+    """Map-style dataset for ``torch.utils.data.DataLoader`` (picklable: works with worker
+    processes). Made by :func:`as_torch`."""
 
-    return FrameDataset()
+    def __init__(self, source: Sequence | Dataset, keys: tuple[str, ...] | None = None, transform=None):
+        seqs = [source] if isinstance(source, Sequence) else list(source)
+        self.index = [(s, i) for s in seqs for i in range(len(s))]
+        self.keys = keys
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        import torch
+
+        seq, j = self.index[i]
+        fr = seq[j]
+        out: dict[str, Any] = {"index": torch.tensor(i)}
+        for k in self.keys or seq.keys:
+            a = np.ascontiguousarray(getattr(fr, k))
+            if k == "segmentation":
+                a = a.astype(np.int64)
+            elif a.dtype == np.uint16:
+                a = a.astype(np.int32)
+            out[k] = torch.from_numpy(a)
+        return self.transform(out) if self.transform is not None else out

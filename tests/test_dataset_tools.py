@@ -260,6 +260,12 @@ def test_loader_opens_datasets_and_the_tutorial_schema(tmp_path):
 
 
 def test_as_torch_needs_torch_only_when_called(clean):
+    import pickle
+
+    from dataset_forge.dataset.loader import TorchFrames
+
+    frames = pickle.loads(pickle.dumps(TorchFrames(load(clean))))  # DataLoader workers pickle it
+    assert len(frames) == N and frames.index[3][1] == 3
     try:
         import torch  # noqa: F401
     except ImportError:
