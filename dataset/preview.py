@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 from .loader import Sequence, load
+from .validate import progress_bar
 
 GOLDEN = 0.6180339887498949
 
@@ -249,6 +251,7 @@ def preview(path: str | os.PathLike, out: str | os.PathLike, *, fps: float = 12.
     out.mkdir(parents=True, exist_ok=True)
     anims = []
     labels = []
+    t0 = time.monotonic()
     for k, seq in enumerate(seqs):
         rel = seq.path.name if isinstance(src, Sequence) else seq.path.relative_to(root).as_posix()
         parts = rel.split("/")
@@ -257,7 +260,7 @@ def preview(path: str | os.PathLike, out: str | os.PathLike, *, fps: float = 12.
         anims.append(str(sequence_preview(seq, out / f"{name}.{ext}", fps=fps, size=size,
                                           max_frames=max_frames)))
         if progress:
-            print(f"preview: {k + 1}/{len(seqs)} {anims[-1]}", file=sys.stderr, flush=True)
+            print(f"preview: {progress_bar(k + 1, len(seqs), t0, anims[-1])}", file=sys.stderr, flush=True)
     sheet = contact_sheet(seqs, out / "contact_sheet.png", size=max(32, size * 3 // 4), labels=labels)
     return {"animations": anims, "contact_sheet": str(sheet)}
 

@@ -630,15 +630,13 @@ def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds |
                 p = futs[fut]
                 results[p] = fut.result()
                 if say:
-                    say(f"{len(results)}/{len(seq_paths)} {rel[p]}: "
-                        f"{'OK' if results[p]['ok'] else 'FAILED ' + ', '.join(results[p]['failed'])}")
+                    say(progress_bar(len(results), len(seq_paths), t0, _verdict(rel[p], results[p])))
     else:
         for p in seq_paths:
             results[p] = validate_sequence(p, t, stride=stride, manifest_frames=mframes[p],
                                            progress=say)
             if say:
-                say(f"{len(results)}/{len(seq_paths)} {rel[p]}: "
-                    f"{'OK' if results[p]['ok'] else 'FAILED ' + ', '.join(results[p]['failed'])}")
+                say(progress_bar(len(results), len(seq_paths), t0, _verdict(rel[p], results[p])))
     seqs = []
     for p in seq_paths:
         r = results[p]
@@ -667,6 +665,22 @@ def _manifest_above(seq: Path) -> Path | None:
                 return None
             return up if rel in _manifest_frames(doc) else None
     return None
+
+
+def _verdict(rel: str, r: dict[str, Any]) -> str:
+    return f"{rel}: " + ("OK" if r["ok"] else "FAILED " + ", ".join(r["failed"]))
+
+
+def progress_bar(done: int, total: int, t0: float, label: str = "", width: int = 20) -> str:
+    """``[######----] 3/10  0:12 elapsed, ETA 0:28  label`` (``t0``: ``time.monotonic()`` at start)."""
+    el = time.monotonic() - t0
+    fill = int(width * done / total) if total else width
+    eta = el / done * (total - done) if done else 0.0
+
+    def mmss(x: float) -> str:
+        return f"{int(x // 60)}:{int(x % 60):02d}"
+    return (f"[{'#' * fill}{'-' * (width - fill)}] {done}/{total}  {mmss(el)} elapsed, "
+            f"ETA {mmss(eta)}  {label}").rstrip()
 
 
 def _now() -> str:

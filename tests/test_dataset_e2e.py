@@ -133,7 +133,7 @@ def test_cli_validate_in_a_subprocess(rendered, tmp_path):
     good = subprocess.run([sys.executable, "-m", "dataset_forge", "validate", str(rendered), "--jobs", "2",
                            "--no-write"], capture_output=True, text=True, timeout=120, cwd=str(REPO.parent))
     assert good.returncode == 0, good.stdout + good.stderr
-    assert "2/2 sequence(s) passed" in good.stdout and "validate: 2/2" in good.stderr
+    assert "2/2 sequence(s) passed" in good.stdout and "] 2/2 " in good.stderr and "ETA" in good.stderr
     fail = subprocess.run([sys.executable, "-m", "dataset_forge", "validate", str(bad)],
                           capture_output=True, text=True, timeout=120, cwd=str(REPO.parent))
     assert fail.returncode == 1
