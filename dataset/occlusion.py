@@ -34,21 +34,24 @@ def pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 
 def sample_bilinear(img: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Sample ``img`` ``(H, W[, C])`` at pixel coordinates ``(u, v)`` (pixel centres at +0.5),
-    bilinearly, clamped at the borders. Returns ``u.shape + img.shape[2:]``."""
+    bilinearly, clamped at the borders. Returns ``u.shape + img.shape[2:]`` in ``img``'s dtype
+    (float32 in, float32 out)."""
     h, w = img.shape[:2]
     x = np.clip(u - 0.5, 0.0, w - 1.0)
     y = np.clip(v - 0.5, 0.0, h - 1.0)
-    x0 = np.minimum(np.floor(x).astype(np.int64), w - 2 if w > 1 else 0)
-    y0 = np.minimum(np.floor(y).astype(np.int64), h - 2 if h > 1 else 0)
-    x1 = np.minimum(x0 + 1, w - 1)
-    y1 = np.minimum(y0 + 1, h - 1)
-    ax = x - x0
-    ay = y - y0
+    x0 = np.minimum(x.astype(np.int64), max(w - 2, 0))
+    y0 = np.minimum(y.astype(np.int64), max(h - 2, 0))
+    ax = (x - x0).astype(img.dtype)
+    ay = (y - y0).astype(img.dtype)
+    dx = 1 if w > 1 else 0
+    dy = w if h > 1 else 0
+    flat = img.reshape(h * w, *img.shape[2:])
+    i00 = y0 * w + x0
     if img.ndim == 3:
         ax = ax[..., None]
         ay = ay[..., None]
-    top = img[y0, x0] * (1 - ax) + img[y0, x1] * ax
-    bot = img[y1, x0] * (1 - ax) + img[y1, x1] * ax
+    top = flat[i00] * (1 - ax) + flat[i00 + dx] * ax
+    bot = flat[i00 + dy] * (1 - ax) + flat[i00 + dy + dx] * ax
     return top * (1 - ay) + bot * ay
 
 
@@ -56,9 +59,10 @@ def landing(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where each pixel lands: ``(u + flow_u, v + flow_v, inside)`` for ``flow`` ``(H, W, 2)``;
     ``inside`` is True when the landing point is within the image."""
     h, w = flow.shape[:2]
-    u, v = pixel_grid(h, w)
-    qu = u + flow[..., 0]
-    qv = v + flow[..., 1]
+    u = (np.arange(w, dtype=np.float32) + 0.5)[None, :]
+    v = (np.arange(h, dtype=np.float32) + 0.5)[:, None]
+    qu = u + flow[..., 0].astype(np.float32)
+    qv = v + flow[..., 1].astype(np.float32)
     inside = (qu >= 0) & (qu <= w) & (qv >= 0) & (qv <= h)
     return qu, qv, inside
 
@@ -68,7 +72,7 @@ def cycle_error(flow_ab: np.ndarray, flow_ba: np.ndarray) -> tuple[np.ndarray, n
     frame a and ``flow_ba`` of frame b (e.g. forward flow of t and backward flow of t+1), and the
     ``inside`` mask of landing points within frame b."""
     qu, qv, inside = landing(flow_ab)
-    back = sample_bilinear(flow_ba.astype(np.float64), qu, qv)
+    back = sample_bilinear(flow_ba.astype(np.float32), qu, qv)
     err = np.linalg.norm(flow_ab + back, axis=-1)
     return err, inside
 

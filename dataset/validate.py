@@ -65,7 +65,7 @@ import numpy as np
 
 from . import exr
 from .loader import FOLDERS, KINDS, TRANSFORMS, Dataset, DatasetError, Sequence, load, read_image
-from .occlusion import cycle_error, pixel_grid
+from .occlusion import cycle_error
 from .transforms import write_json_atomic
 
 REPORT_JSON = "validation.json"
@@ -126,11 +126,19 @@ def _f(x: Any) -> float | None:
 _FLIP = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
+def _rays(shape: tuple[int, int], K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised image coordinates of the pixel centres: ``x`` ``(1, W)``, ``y`` ``(H, 1)``."""
+    h, w = shape
+    x = (np.arange(w) + 0.5 - K[0, 2]) / K[0, 0]
+    y = (np.arange(h) + 0.5 - K[1, 2]) / K[1, 1]
+    return x[None, :], y[:, None]
+
+
 def backproject(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """``(H, W, 3)`` points in the OpenCV camera frame from planar ``depth`` ``(H, W)``."""
-    u, v = pixel_grid(*depth.shape)
-    d = depth.astype(np.float64)
-    return np.stack([(u - K[0, 2]) / K[0, 0] * d, (v - K[1, 2]) / K[1, 1] * d, d], axis=-1)
+    """``(H, W, 3)`` float32 points in the OpenCV camera frame from planar ``depth`` ``(H, W)``."""
+    x, y = _rays(depth.shape, K)
+    d = depth.astype(np.float32)
+    return np.stack([x.astype(np.float32) * d, y.astype(np.float32) * d, d], axis=-1)
 
 
 def predicted_flow(depth: np.ndarray, K_a: np.ndarray, pose_a: np.ndarray, K_b: np.ndarray,
@@ -138,16 +146,24 @@ def predicted_flow(depth: np.ndarray, K_a: np.ndarray, pose_a: np.ndarray, K_b: 
     """Flow ``(H, W, 2)`` a static scene would have from frame a to b, from planar depth of a,
     intrinsics and camera-to-world poses (Blender axes); and the mask where it is defined
     (depth > 0, in front of camera b)."""
-    P = backproject(depth, K_a)
     T = np.linalg.inv(pose_b @ _FLIP) @ (pose_a @ _FLIP)
-    Q = P @ T[:3, :3].T + T[:3, 3]
-    z = Q[..., 2]
-    ok = (depth > 0) & (z > 1e-9)
-    zs = np.where(ok, z, 1.0)
-    u, v = pixel_grid(*depth.shape)
-    pu = K_b[0, 0] * Q[..., 0] / zs + K_b[0, 2]
-    pv = K_b[1, 1] * Q[..., 1] / zs + K_b[1, 2]
-    return np.stack([pu - u, pv - v], axis=-1), ok
+    R, t = T[:3, :3], T[:3, 3]
+    x, y = _rays(depth.shape, K_a)
+    d = depth.astype(np.float32)
+    # Q = d * a + t with a = R [x, y, 1]; the flow is written as differences of small terms
+    # (a_x - x a_z ...) so that float32 keeps ~1e-5 px even on wide images.
+    a = [(R[k, 0] * x + R[k, 1] * y + R[k, 2]).astype(np.float32) for k in range(3)]
+    qz = d * a[2] + np.float32(t[2])
+    ok = (depth > 0) & (qz > 1e-9)
+    qz = np.where(ok, qz, np.float32(1.0))
+    xb = ((np.arange(depth.shape[1]) + 0.5 - K_b[0, 2]) / K_b[0, 0])[None, :]
+    yb = ((np.arange(depth.shape[0]) + 0.5 - K_b[1, 2]) / K_b[1, 1])[:, None]
+    # pixel u in b minus pixel u in a = fx_b (Qx/Qz - xb) + fx_b xb + cx_b - (u) ; u = fx_b xb + cx_b
+    ex = (a[0] - (xb * a[2]).astype(np.float32))
+    ey = (a[1] - (yb * a[2]).astype(np.float32))
+    fu = np.float32(K_b[0, 0]) * (d * ex + (t[0] - xb * t[2]).astype(np.float32)) / qz
+    fv = np.float32(K_b[1, 1]) * (d * ey + (t[1] - yb * t[2]).astype(np.float32)) / qz
+    return np.stack([fu, fv], axis=-1), ok
 
 
 def depth_normals(depth: np.ndarray, K: np.ndarray, ids: np.ndarray | None = None,
@@ -326,6 +342,13 @@ def _short(exc: BaseException, root: Path) -> str:
     return str(exc).replace(str(root) + os.sep, "")
 
 
+def _present(ids: np.ndarray) -> set[int]:
+    """Distinct values of an integer image (bincount: much faster than np.unique on big frames)."""
+    lo = int(ids.min()) if ids.size else 0
+    counts = np.bincount((ids.ravel() - lo).astype(np.int64))
+    return set((np.flatnonzero(counts) + lo).tolist())
+
+
 class _Pool:
     """Residual samples per object, bounded per frame pair."""
 
@@ -335,8 +358,13 @@ class _Pool:
     def add(self, err: np.ndarray, ids: np.ndarray | None, mask: np.ndarray) -> None:
         e = err[mask]
         g = ids[mask] if ids is not None else np.full(e.shape, -1, np.int64)
-        for i in np.unique(g):
-            v = e[g == i]
+        if e.size > 100 * _SAMPLES_PER_PAIR:  # big frames: a regular subsample keeps every object
+            step = e.size // (100 * _SAMPLES_PER_PAIR)
+            e, g = e[::step], g[::step]
+        order = np.argsort(g, kind="stable")
+        e, g = e[order], g[order]
+        keys, starts = np.unique(g, return_index=True)
+        for i, v in zip(keys, np.split(e, starts[1:])):
             if v.size > _SAMPLES_PER_PAIR:
                 v = v[:: int(np.ceil(v.size / _SAMPLES_PER_PAIR))]
             self.values.setdefault(int(i), []).append(v.astype(np.float32))
@@ -471,7 +499,7 @@ def _per_frame_checks(seq: Sequence, good: dict[str, set[int]], t: Thresholds,
             raw = exr.read_single(fr.path("segmentation"), seq.channels["segmentation"])
             non_integer += int(np.count_nonzero(raw != np.rint(raw)))
             ids = np.rint(raw).astype(np.int32)
-            unknown |= set(np.unique(ids).tolist()) - known
+            unknown |= _present(ids) - known
         n = fr.normals if "normal" in kinds and i in good["normal"] else None
         if n is not None:
             length = np.linalg.norm(n, axis=-1)
