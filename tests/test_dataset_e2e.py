@@ -23,11 +23,12 @@ from test_dataset_tools import drop_frame_entry, flip_flow_v, swap_forward_backw
 FRAMES = 5
 ORBIT = f"renders/orbit/001-00001-{FRAMES + 1:05d}"
 BASIC = f"renders/basic/001-00001-{FRAMES + 1:05d}"
+MOTION = f"renders/gt_camera_motion/001-00001-{FRAMES + 1:05d}"  # camera translates and turns
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> Path:
-    scenes = build_scenes(tmp_path_factory.mktemp("e2e_scenes"), ["orbit", "basic"])
+    scenes = build_scenes(tmp_path_factory.mktemp("e2e_scenes"), ["orbit", "basic", "gt_camera_motion"])
     out = tmp_path_factory.mktemp("e2e") / "datasets"
     summary = dataset_forge.create_datasets(
         scenes, out, sequences_per_scene=1, num_frames=FRAMES, width=64, height=48, max_samples=4,
@@ -61,10 +62,15 @@ def test_rendered_dataset_validates_clean(report, rendered):
     ids = json.loads((rendered / BASIC / "segmentation_ids.json").read_text())["ids"]
     assert [ids[str(i)]["name"] for i in basic["moving_objects"]] == ["Cube"]
     assert sorted(ids[str(i)]["name"] for i in basic["static_objects"]) == ["Ground", "Sphere"]
+    motion = _seq(report, MOTION)["checks"]
+    r = motion["reprojection"]
+    assert r["median_px"] < 0.1 and r["moving_objects"] == [] and r["camera_flow_px"] > 2.0
+    assert r["relative"] < 0.01 and motion["normals"]["median_deg"] < 1.0
+    assert motion["flow_cycle"]["median_px"] < 0.05
     man = json.loads((rendered / "manifest.json").read_text())
-    assert man["totals"]["sequences"] == 2 and man["settings"]["flows"] is True  # engine's keys kept
+    assert man["totals"]["sequences"] == 3 and man["settings"]["flows"] is True  # engine's keys kept
     assert all(q["validation"]["ok"] for sc in man["scenes"] for q in sc["sequences"])
-    assert "2/2 sequence(s) passed" in (rendered / "validation.txt").read_text()
+    assert "3/3 sequence(s) passed" in (rendered / "validation.txt").read_text()
 
 
 def test_loader_on_real_renders(rendered):
@@ -84,10 +90,11 @@ def test_occlusion_and_preview_on_real_renders(rendered, tmp_path):
     assert len(masks) == FRAMES
     assert np.mean(masks[0] == VALID) > 0.95  # static scene, sub-pixel motion: little occlusion
     res = dataset_forge.preview(rendered, tmp_path / "prev", fps=6, size=48)
-    assert len(res["animations"]) == 2
+    assert len(res["animations"]) == 3
     assert Image.open(res["animations"][0]).n_frames == FRAMES
 
 
+@pytest.mark.parametrize("target", [ORBIT, MOTION])
 @pytest.mark.parametrize("fault, check", [
     ("flip", "reprojection"),
     ("swap", "reprojection"),
@@ -97,10 +104,10 @@ def test_occlusion_and_preview_on_real_renders(rendered, tmp_path):
     ("missing_file", "files"),
     ("missing_entry", "frame_count"),
 ])
-def test_planted_faults_are_named_on_real_renders(rendered, tmp_path, fault, check):
+def test_planted_faults_are_named_on_real_renders(rendered, tmp_path, fault, check, target):
     root = tmp_path / "copy"
     shutil.copytree(rendered, root)
-    seq = root / ORBIT
+    seq = root / target
     if fault == "flip":
         flip_flow_v(seq)
     elif fault == "swap":
@@ -116,13 +123,13 @@ def test_planted_faults_are_named_on_real_renders(rendered, tmp_path, fault, che
     elif fault == "missing_entry":
         drop_frame_entry(seq, 2)
     rep = dataset_forge.validate(root)
-    assert not rep["ok"] and rep["failed"] == [ORBIT]
-    s = _seq(rep, ORBIT)
+    assert not rep["ok"] and rep["failed"] == [target]
+    s = _seq(rep, target)
     assert check in s["failed"], s["checks"]
     assert _seq(rep, BASIC)["ok"]
     man = json.loads((root / "manifest.json").read_text())
     flagged = {q["path"]: q["validation"] for sc in man["scenes"] for q in sc["sequences"]}
-    assert flagged[ORBIT]["ok"] is False and check in flagged[ORBIT]["failed"]
+    assert flagged[target]["ok"] is False and check in flagged[target]["failed"]
     assert flagged[BASIC]["ok"] is True
 
 
@@ -133,7 +140,7 @@ def test_cli_validate_in_a_subprocess(rendered, tmp_path):
     good = subprocess.run([sys.executable, "-m", "dataset_forge", "validate", str(rendered), "--jobs", "2",
                            "--no-write"], capture_output=True, text=True, timeout=120, cwd=str(REPO.parent))
     assert good.returncode == 0, good.stdout + good.stderr
-    assert "2/2 sequence(s) passed" in good.stdout and "] 2/2 " in good.stderr and "ETA" in good.stderr
+    assert "3/3 sequence(s) passed" in good.stdout and "] 3/3 " in good.stderr and "ETA" in good.stderr
     fail = subprocess.run([sys.executable, "-m", "dataset_forge", "validate", str(bad)],
                           capture_output=True, text=True, timeout=120, cwd=str(REPO.parent))
     assert fail.returncode == 1
