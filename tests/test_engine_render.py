@@ -327,7 +327,9 @@ def test_sigkill_a_worker_mid_sequence_retry_renders_only_the_rest(good_dir, tmp
     assert not set(_events_frames_after(ds)) & {e["frame"] for e in _events(ds, "frame_skipped")}
     rendered = Counter(e["frame"] for e in _events(ds, "frame_done"))
     assert set(rendered.values()) == {1} and set(rendered) <= set(range(1, 13))
-    assert (s["frames_rendered"], s["frames_skipped"]) == (12, 0)
+    # Over the run each frame was rendered once; one frame may count as skipped if the kill fell
+    # between its journal line and its event.
+    assert s["frames_rendered"] + s["frames_skipped"] == 12 and s["frames_skipped"] <= 1
 
 
 def _events_frames_after(ds: Path) -> list[int]:
@@ -465,7 +467,7 @@ def test_frozen_worker_is_killed_and_retried_slow_frames_are_not(good_dir, tmp_p
     started = [e for e in events if e["event"] == "job_started"]
     first = sum(1 for e in events if e["event"] == "frame_done" and e["slot"] == started[0]["slot"]
                 and events.index(e) < events.index(started[1]))
-    assert [e["todo"] for e in started] == [6, 6 - first]
+    assert started[0]["todo"] == 6 and started[1]["todo"] in (6 - first, 5 - first)
     check_sequence(tmp_path / "ds" / "renders" / "basic" / "001-00001-00007", range(1, 7), (64, 48),
                    gt=False)
     assert time.monotonic() - t0 < 60
