@@ -55,7 +55,7 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -651,7 +651,9 @@ def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds |
     results: dict[Path, dict[str, Any]] = {}
     t0 = time.monotonic()
     if jobs > 1 and len(seq_paths) > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as ex:
+        # Inside Blender forking the bpy process is unsafe: threads there (numpy releases the GIL).
+        pool = ThreadPoolExecutor if "bpy" in sys.modules else ProcessPoolExecutor
+        with pool(max_workers=jobs) as ex:
             futs = {ex.submit(validate_sequence, p, t, stride=stride,
                               manifest_frames=mframes[p]): p for p in seq_paths}
             for fut in as_completed(futs):
