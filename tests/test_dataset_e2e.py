@@ -183,7 +183,7 @@ def test_blender_command_dataset_validate(rendered, tmp_path):
         "from dataset_forge import cli\n"
         "cli.register()\n"
         f"a = cli.execute(['validate', {str(rendered)!r}, '--no-write'])\n"
-        f"b = cli.execute(['validate', {str(bad)!r}, '--no-write'])\n"
+        f"b = cli.execute(['validate', {str(bad)!r}, '--no-write', '--jobs', '2'])\n"
         "cli.unregister()\n"
         "print('RC', a, b); sys.stdout.flush(); os._exit(0)\n")
     p = subprocess.run([sys.executable, "-c", code], env=bpy_env(), capture_output=True, text=True,
