@@ -452,6 +452,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     from PIL import Image
 
     try:
+        wide = _png16(p)
+        if wide is not None:
+            return wide
         with Image.open(p) as im:
             im.load()
             if im.mode in ("I;16", "I;16B", "I"):
@@ -461,6 +464,26 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             return np.asarray(im).copy()
     except OSError as exc:
         raise DatasetError(f"{p}: unreadable image ({exc})") from None
+
+
+def _png16(path: Path) -> np.ndarray | None:
+    """16-bit RGB(A) PNG as uint16 ``(H, W, C)``, or None for other files. Pillow keeps only the
+    high byte of 16-bit colour; decoding the same stream again with the little-endian raw mode
+    yields the low byte, and the two make the exact 16-bit values."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        tile = im.tile[0] if im.format == "PNG" and len(im.tile) == 1 else None
+        raw = getattr(tile, "args", None) if tile is not None else None
+        if raw not in ("RGB;16B", "RGBA;16B"):
+            return None
+        im.load()
+        hi = np.asarray(im)
+    with Image.open(path) as im:
+        im.tile = [im.tile[0]._replace(args=raw.replace("16B", "16L"))]
+        im.load()
+        lo = np.asarray(im)
+    return hi.astype(np.uint16) << 8 | lo.astype(np.uint16)
 
 
 def ray_norm(K: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

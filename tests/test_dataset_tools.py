@@ -522,3 +522,26 @@ def test_distance_depth_is_converted_and_a_wrong_label_is_caught(copy):
     assert s["ok"], s
     assert s["checks"]["reprojection"]["median_px"] < 1e-3 and s["checks"]["normals"]["median_deg"] < 0.01
     np.testing.assert_allclose(load(seq)[0].planar_depth, render_frame(1)[0], rtol=1e-6)
+
+
+def _write_png16(path: Path, rgb: np.ndarray) -> None:
+    """A 16-bit RGB PNG written by hand (pillow cannot write one): filter 0 on every row."""
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+    h, w, _ = rgb.shape
+    rows = b"".join(b"\x00" + rgb[j].astype(">u2").tobytes() for j in range(h))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_16_bit_png_frames_keep_all_16_bits(tmp_path):
+    from dataset_forge.dataset.loader import read_image
+
+    rgb = np.random.default_rng(1).integers(0, 65536, (6, 7, 3)).astype(np.uint16)
+    _write_png16(tmp_path / "f.png", rgb)
+    out = read_image(tmp_path / "f.png")
+    assert out.dtype == np.uint16
+    np.testing.assert_array_equal(out, rgb)
