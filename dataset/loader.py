@@ -329,8 +329,8 @@ class Sequence:
                 self._files[kind] = [None if p is None else self.path / p for p in listed]
             else:
                 folder, prefix = FOLDERS[kind]
-                if not (self.path / folder).is_dir():
-                    continue
+                if self.schema != "tutorial" or not (self.path / folder).is_dir():
+                    continue  # Dataset Forge lists every file it wrote
                 found = []
                 for f, num in zip(self.frames_meta, self.frame_numbers):
                     digits = re.findall(r"\d+", Path(str(f.get("file_path", ""))).stem)

@@ -20,11 +20,12 @@ Checks per sequence (each ``{"ok": True | False | None, ...}``; None = not appli
     ``(h, w)`` float32 with the channels named in ``conventions``. Truncated files are named.
 ``flow_cycle``
     forward flow of t followed by backward flow of t+1 (bilinear) returns to the start, and
-    vice versa. Median of ``|F(p) + B(p + F(p))|`` over covered pixels landing inside the image
+    vice versa. Median of ``|F(p) + B(p + F(p))|`` over interior pixels (covered, 4 neighbours on
+    the same object: silhouettes hold sample-averaged flow) landing inside the image
     ``<= cycle_px``, and the median of every object (segmentation id with at least
     ``min_object_pixels`` samples) ``<= cycle_object_px`` (occlusions stay a minority of an object).
 ``reprojection``
-    each covered pixel (depth > 0) is back-projected with its depth, ``K`` and the pose of t and
+    each interior pixel (depth > 0) is back-projected with its depth, ``K`` and the pose of t and
     projected with the pose of t±1; the difference to the stored forward (backward) flow is the
     residual. **Static objects** are not marked in the data, so they are found per object: an
     object (segmentation id; all covered pixels when there is no segmentation) whose median
@@ -164,6 +165,22 @@ def predicted_flow(depth: np.ndarray, K_a: np.ndarray, pose_a: np.ndarray, K_b: 
     fu = np.float32(K_b[0, 0]) * (d * ex + (t[0] - xb * t[2]).astype(np.float32)) / qz
     fv = np.float32(K_b[1, 1]) * (d * ey + (t[1] - yb * t[2]).astype(np.float32)) / qz
     return np.stack([fu, fv], axis=-1), ok
+
+
+def interior(depth: np.ndarray | None, ids: np.ndarray | None, depth_jump: float = 0.05) -> np.ndarray:
+    """``(H, W)`` mask of covered pixels away from silhouettes: depth > 0 and the 4 neighbours on
+    the same object (same id; without ids: covered, no relative depth step over ``depth_jump``).
+    Image-border pixels count their missing neighbours as equal."""
+    ref = ids if ids is not None else depth
+    out = np.ones(ref.shape, bool) if depth is None else depth > 0
+    pad = np.pad(ref, 1, mode="edge")
+    centre = pad[1:-1, 1:-1]
+    for nb in (pad[:-2, 1:-1], pad[2:, 1:-1], pad[1:-1, :-2], pad[1:-1, 2:]):
+        if ids is not None:
+            out &= nb == centre
+        else:
+            out &= (nb > 0) & (np.abs(nb - centre) <= depth_jump * centre)
+    return out
 
 
 def depth_normals(depth: np.ndarray, K: np.ndarray, ids: np.ndarray | None = None,
@@ -400,14 +417,18 @@ def _geometry(seq: Sequence, good: dict[str, set[int]], t: Thresholds, stride: i
         for (fa, fb, ia, _ib, flow_a, flow_b) in ((a, b, i, i + 1, a.flow_forward, b.flow_backward),
                                                  (b, a, i + 1, i, b.flow_backward, a.flow_forward)):
             ids = ids_of(fa, ia)
-            covered = fa.depth > 0 if ok("depth", ia) else np.ones(flow_a.shape[:2], bool)
+            depth = fa.depth if ok("depth", ia) else None
+            # silhouette pixels hold sample-averaged flow (docs/ground_truth.md): interior only
+            core = (interior(depth, ids, t.depth_jump) if depth is not None or ids is not None
+                    else np.ones(flow_a.shape[:2], bool))
             err, inside = cycle_error(flow_a, flow_b)
-            m = covered & inside
+            m = core & inside
             cycle_pool.add(err, ids, m)
             cycle_all.append(err[m][:: max(1, int(m.sum() // _SAMPLES_PER_PAIR))].astype(np.float32))
-            if has_depth and ok("depth", ia):
+            if has_depth and depth is not None:
                 pred, valid = predicted_flow(fa.planar_depth, fa.K, fa.pose, fb.K, fb.pose)
                 res = np.linalg.norm(pred - flow_a, axis=-1)
+                valid &= core
                 reproj_pool.add(res, ids, valid)
                 pred_pool.add(np.linalg.norm(pred, axis=-1), ids, valid)
         a.clear()

@@ -545,3 +545,17 @@ def test_16_bit_png_frames_keep_all_16_bits(tmp_path):
     out = read_image(tmp_path / "f.png")
     assert out.dtype == np.uint16
     np.testing.assert_array_equal(out, rgb)
+
+
+def test_flow_only_sequence_checks_what_it_can(copy):
+    seq = copy()
+    tf = json.loads((seq / "transforms.json").read_text())
+    for f in tf["frames"]:
+        for k in ("depth", "normal", "segmentation"):
+            del f[f"{k}_file_path"]
+    (seq / "transforms.json").write_text(json.dumps(tf))
+    assert load(seq).kinds == ("flow",)
+    s = one(validate(seq, write=False))
+    c = s["checks"]
+    assert s["ok"] and c["flow_cycle"]["ok"] and c["flow_cycle"]["median_px"] < 1e-3
+    assert c["reprojection"]["ok"] is None and c["normals"]["ok"] is None and c["coverage"]["ok"] is None
