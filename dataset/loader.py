@@ -30,7 +30,9 @@ assumptions where ``conventions`` or ``*_file_path`` are missing: a frame's grou
 file's only channel (else ``V``, ``R``, ``Y`` or ``Z``) and planar; normals are ``X, Y, Z`` (else
 ``R, G, B``) in the camera frame; flow is ``R, G`` forward and ``B, A`` backward, ``v`` down;
 segmentation is the only channel. Per-frame ``fl_x``/``fl_y``/``cx``/``cy``/``w``/``h`` override
-the top-level ones. ``Sequence.assumed`` lists what was assumed; run ``validate`` to check it.
+the top-level ones; NeRF's ``camera_angle_x`` stands in for ``fl_x`` (``fl_y = fl_x``, principal
+point at the centre, size from the first frame when ``w``/``h`` are missing).
+``Sequence.assumed`` lists what was assumed; run ``validate`` to check it.
 """
 
 from __future__ import annotations
@@ -231,13 +233,30 @@ class Sequence:
     def id(self) -> str:
         return str(self.meta.get("sequence_id") or self.path.name)
 
+    def _size(self) -> tuple[int, int]:
+        w = self.meta.get("w") or (self.frames_meta[0].get("w") if self.frames_meta else None)
+        h = self.meta.get("h") or (self.frames_meta[0].get("h") if self.frames_meta else None)
+        if w and h:
+            return int(w), int(h)
+        if getattr(self, "_image_size", None) is None:
+            p = self.file("rgb", 0) if self.frames_meta else None
+            if p is None or not p.is_file():
+                raise DatasetError(f"{self.path / TRANSFORMS}: no 'w'/'h' and no first frame to measure")
+            from PIL import Image
+
+            with Image.open(p) as im:
+                self._image_size = im.size
+            w, h = self._image_size
+            self.assumed.append(f"image size {w}x{h} from the first frame")
+        return self._image_size
+
     @property
     def width(self) -> int:
-        return int(self.meta.get("w") or self.frames_meta[0].get("w"))
+        return self._size()[0]
 
     @property
     def height(self) -> int:
-        return int(self.meta.get("h") or self.frames_meta[0].get("h"))
+        return self._size()[1]
 
     @property
     def K(self) -> np.ndarray:
@@ -245,16 +264,35 @@ class Sequence:
         return self.intrinsics_of(0)
 
     def intrinsics_of(self, index: int) -> np.ndarray:
+        """3x3 intrinsics of frame ``index``: per-frame values override top-level ones. Missing
+        ``fl_x`` comes from NeRF's ``camera_angle_x``, ``fl_y`` from ``camera_angle_y`` or
+        ``fl_x`` (square pixels), ``cx``/``cy`` from the image centre (noted in ``assumed``)."""
         f = self.frames_meta[index] if self.frames_meta else {}
 
         def get(k):
             v = f.get(k, self.meta.get(k))
-            if v is None:
-                raise DatasetError(f"{self.path / TRANSFORMS}: no '{k}'")
-            return float(v)
+            return None if v is None else float(v)
 
-        return np.array([[get("fl_x"), 0.0, get("cx")], [0.0, get("fl_y"), get("cy")],
-                         [0.0, 0.0, 1.0]])
+        def note(msg):
+            if msg not in self.assumed:
+                self.assumed.append(msg)
+
+        fl_x, fl_y, cx, cy = get("fl_x"), get("fl_y"), get("cx"), get("cy")
+        if fl_x is None:
+            ax = get("camera_angle_x")
+            if ax is None:
+                raise DatasetError(f"{self.path / TRANSFORMS}: no 'fl_x' (nor 'camera_angle_x')")
+            fl_x = 0.5 * self.width / np.tan(0.5 * ax)
+            note("fl_x from camera_angle_x")
+        if fl_y is None:
+            ay = get("camera_angle_y")
+            fl_y = fl_x if ay is None else 0.5 * self.height / np.tan(0.5 * ay)
+            note("fl_y = fl_x (square pixels)" if ay is None else "fl_y from camera_angle_y")
+        if cx is None or cy is None:
+            cx = self.width / 2.0 if cx is None else cx
+            cy = self.height / 2.0 if cy is None else cy
+            note("principal point at the image centre")
+        return np.array([[fl_x, 0.0, cx], [0.0, fl_y, cy], [0.0, 0.0, 1.0]])
 
     @property
     def poses(self) -> np.ndarray:

@@ -231,12 +231,17 @@ def _schema(seq: Sequence) -> dict[str, Any]:
     problems = []
     for k in ("fl_x", "fl_y", "cx", "cy", "w", "h"):
         v = m.get(k, seq.frames_meta[0].get(k) if seq.frames_meta else None)
+        if v is None and seq.schema == "tutorial":
+            continue  # derived (camera_angle_x, image centre, first frame's size): see 'assumed'
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             problems.append(f"'{k}' missing or not a number")
     if not seq.frames_meta:
         problems.append("no frames")
     if not problems:
-        K = seq.K
+        try:
+            K = seq.K
+        except DatasetError as exc:
+            return _check(False, str(exc), schema=seq.schema, assumed=seq.assumed)
         if K[0, 0] <= 0 or K[1, 1] <= 0:
             problems.append(f"focal lengths must be positive (fl_x={K[0, 0]}, fl_y={K[1, 1]})")
         if "intrinsics" in m:

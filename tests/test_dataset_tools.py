@@ -559,3 +559,19 @@ def test_flow_only_sequence_checks_what_it_can(copy):
     c = s["checks"]
     assert s["ok"] and c["flow_cycle"]["ok"] and c["flow_cycle"]["median_px"] < 1e-3
     assert c["reprojection"]["ok"] is None and c["normals"]["ok"] is None and c["coverage"]["ok"] is None
+
+
+def test_nerf_style_camera_angle_x_is_understood(tmp_path):
+    seq = make_sequence(tmp_path / "nerf", tutorial=True)
+    tf = json.loads((seq / "transforms.json").read_text())
+    for k in ("fl_x", "fl_y", "cx", "cy", "w", "h"):
+        del tf[k]
+    tf["camera_angle_x"] = 2 * np.arctan(0.5 * W / K.fl_x)
+    (seq / "transforms.json").write_text(json.dumps(tf))
+    s = load(seq)
+    np.testing.assert_allclose(s.K, [[50, 0, 32], [0, 50, 24], [0, 0, 1]], atol=1e-9)
+    assert {"fl_x from camera_angle_x", "fl_y = fl_x (square pixels)",
+            "principal point at the image centre", "image size 64x48 from the first frame"} <= set(s.assumed)
+    rep = one(validate(seq, write=False))
+    assert rep["ok"], rep
+    assert rep["checks"]["reprojection"]["median_px"] < 1e-3
