@@ -217,6 +217,9 @@ def finish_plan(plan: dict[str, Any], runner: Runner, seconds: float) -> dict[st
         summary = _summarise(plan, rs, seconds)
         summary["manifest"] = str(write_manifest(plan, rs))
         summary["plan"] = str(Path(plan["datasets_dir"]) / PLAN_NAME)
+        summary["logs"] = str(runner.work_dir)
+        # Beside the workers' logs: what this run did, for later questions.
+        write_json_atomic(runner.work_dir / "summary.json", summary)
     finally:
         if getattr(runner, "lock", None) is not None:
             runner.lock.release()

@@ -131,6 +131,7 @@ def test_tutorial_command_through_cli_main_then_resume_skips_everything(good_dir
     first = time.monotonic() - t0
     summary = json.loads(capsys.readouterr().out)
     assert summary["ok"] and summary["done"] == GOOD and summary["failed"] == {}
+    assert json.loads((Path(summary["logs"]) / "summary.json").read_text()) == summary
     assert (summary["frames_rendered"], summary["frames_skipped"]) == (18, 0)
     assert {s["attempts"] for s in summary["scenes"].values()} == {1}
     check_tutorial_dataset(ds)
