@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
@@ -190,13 +191,22 @@ def probe(blends: list[str | os.PathLike], settings: Settings | None = None, *,
             raise DiscoveryError(f"the scene reader process {why} before opening any file; "
                                  f"command: {' '.join(cmd[:2])} ...; last output:\n{tail}")
         name = os.path.basename(current)
-        why = (f"took longer than {timeout:g} s" if rc is None
-               else f"crashed Blender (exit code {rc})")
+        if rc is None:
+            why = f"took longer than {timeout:g} s"
+        elif rc < 0:
+            try:
+                why = f"crashed Blender ({signal.Signals(-rc).name})"
+            except ValueError:
+                why = f"crashed Blender (signal {-rc})"
+        else:
+            why = f"crashed Blender (exit code {rc})"
+        fix = ("its embedded scripts ran (autoexec is on): open it without autoexec, or fix the "
+               "file's scripts" if settings.autoexec else
+               "the file is damaged or needs a newer Blender: re-save it from Blender or remove it "
+               "from the folder")
         results[current] = {"event": "probe", "blend": current, "frame_start": None,
                             "frame_end": None, "fps": None, "camera": None, "scene": None,
-                            "error": f"{name}: opening it {why}; the file is damaged or needs a "
-                                     "newer Blender: re-save it from Blender or remove it from the "
-                                     "folder"}
+                            "error": f"{name}: opening it {why}; {fix}"}
         todo = [b for b in todo if b != current]
     try:
         for p in tmp.glob(f"probe-{os.getpid()}-*.json"):

@@ -10,6 +10,9 @@ Every scene starts as ``basic`` of tests/scenes.py (frames 1..24) and then:
 * ``no_camera``: the camera object is deleted, the scene has no active camera;
 * ``short_range``: frames 1..2 only (too short for 2 sequences of 3 frames);
 * ``motion_blur``: motion blur on (Cycles would write an all-zero flow).
+
+Not in :data:`BROKEN` (built only on request): ``crash_on_open``, whose embedded start-up script
+kills the Blender that opens it with scripts allowed (``autoexec``): a crash while loading.
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ def build(name: str, path: str | Path) -> Path:
         scene.frame_start, scene.frame_end = SHORT_RANGE
     elif name == "motion_blur":
         scene.render.use_motion_blur = True
+    elif name == "crash_on_open":
+        text = bpy.data.texts.new("crash.py")
+        text.write("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+        text.use_module = True  # runs when the file is opened with scripts allowed
     else:
         raise KeyError(name)
     bpy.ops.wm.save_as_mainfile(filepath=str(path), compress=False)

@@ -265,6 +265,28 @@ def test_dry_run_prints_the_plan_and_renders_nothing(mixed_dir, tmp_path, capsys
     assert jobs["basic"] != jobs["orbit"]  # random windows differ per scene for one seed
 
 
+def test_a_file_that_kills_blender_while_loading_is_pinned_and_the_rest_is_read(good_dir, tmp_path):
+    from dataset_forge.engine.discovery import discover
+    from dataset_forge.settings import Settings
+
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    subprocess.run([sys.executable, str(REPO / "tests" / "broken_scenes.py"), str(folder),
+                    "crash_on_open"], check=True, env=bpy_env(), capture_output=True, timeout=300)
+    for name in ("basic", "orbit"):
+        shutil.copy(good_dir / f"{name}.blend", folder / f"{name}.blend")
+    found = {s.name: s for s in discover(folder, Settings(autoexec=True))}
+    assert found["crash_on_open"].error == (
+        "crash_on_open.blend: opening it crashed Blender (SIGKILL); its embedded scripts ran "
+        "(autoexec is on): open it without autoexec, or fix the file's scripts")
+    # The probe went on in a fresh process: the files after the crash were read too.
+    assert [(s.frame_start, s.frame_end, s.error) for n, s in sorted(found.items())
+            if n != "crash_on_open"] == [(1, 24, None), (1, 24, None)]
+    # Without autoexec the script never runs: the file is read like any other.
+    safe = {s.name: s for s in discover(folder)}
+    assert (safe["crash_on_open"].frame_end, safe["crash_on_open"].error) == (24, None)
+
+
 def _worker_pids(ds: Path) -> list[int]:
     pids = []
     for log in sorted(ds.glob(".dataset_forge/logs/*/worker-*.log")):
