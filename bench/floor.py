@@ -8,7 +8,8 @@ Runs with the ``bpy`` wheel's Python (or ``blender -b --python bench/floor.py --
 ``SPEC`` keys: ``mode`` (``floor`` or ``prepare``), ``blend``, ``out`` (folder), ``width``,
 ``height``, ``samples``, ``frame_start``, ``frame_end``, ``passes`` (bool: the view-layer passes
 and four EXR File Output nodes that Dataset Forge's ground truth uses), ``threads`` (0: all),
-``persistent`` (bool), ``exr_codec``.
+``persistent`` (bool), ``exr_codec``, ``loop`` (bool: ``frame_set`` + ``render(write_still=True)``
+per frame instead of one ``render(animation=True)``).
 
 ``floor`` opens the scene, applies the same render settings as our worker, adds the passes and
 plain File Output nodes (Render Layers -> File Output, no conversion nodes) and renders the whole
@@ -153,7 +154,14 @@ def floor(spec: dict) -> dict:
     bpy.app.handlers.render_write.append(on_write)
     t_render = time.time()
     cpu_render = time.process_time()
-    bpy.ops.render.render(animation=True)
+    if spec.get("loop"):  # the same frames one render call each, as our worker does
+        base = r.filepath
+        for f in range(scene.frame_start, scene.frame_end + 1):
+            scene.frame_set(f)
+            r.filepath = base.replace("######", f"{f:06d}")
+            bpy.ops.render.render(write_still=True)
+    else:
+        bpy.ops.render.render(animation=True)
     t_done = time.time()
     bpy.app.handlers.render_pre.remove(on_pre)
     bpy.app.handlers.render_write.remove(on_write)

@@ -48,9 +48,9 @@ CODECS = ("NONE", "RLE", "ZIPS", "ZIP", "PIZ", "DWAA")
 LOSSLESS = ("NONE", "RLE", "ZIPS", "ZIP", "PIZ")
 
 QUICK = {"sizes": [64], "frames": 8, "samples": 4, "repeats": 1, "scaling_frames": 4,
-         "sequences": [1, 2, 3], "fixed_frames": 8}
+         "sequences": [1, 2, 3], "fixed_frames": 8, "chunk": 3}
 FULL = {"sizes": [128, 256], "frames": 48, "samples": 16, "repeats": 3, "scaling_frames": 12,
-        "sequences": [1, 2, 4], "fixed_frames": 48}
+        "sequences": [1, 2, 4], "fixed_frames": 48, "chunk": 8}
 
 
 # -- processes ------------------------------------------------------------------------------------
@@ -83,6 +83,61 @@ def run_measured(cmd: list[str], timeout: float = 3600) -> dict[str, Any]:
     return out
 
 
+def run_concurrent(cmds: list[list[str]], delays: list[float],
+                   timeout: float = 3600) -> list[dict[str, Any]]:
+    """Start ``cmds[i]`` ``delays[i]`` seconds from now (all running at once) and wait for all;
+    each result is its ``@bench`` JSON line plus ``t_popen``."""
+    procs = []
+    t_base = time.time()
+    for cmd, delay in sorted(zip(cmds, delays), key=lambda cd: cd[1]):
+        time.sleep(max(0.0, t_base + delay - time.time()))
+        t0 = time.time()
+        procs.append((subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True, env=_env()), t0))
+    results = []
+    for p, t0 in procs:
+        stdout, stderr = p.communicate(timeout=timeout)
+        results.append((p, t0, stdout, stderr))
+    out = []
+    order = [cmd for cmd, _ in sorted(zip(cmds, delays), key=lambda cd: cd[1])]
+    by_cmd = {id(cmd): res for cmd, res in zip(order, results)}
+    for cmd in cmds:
+        p, t0, stdout, stderr = by_cmd[id(cmd)]
+        lines = [ln for ln in stdout.splitlines() if ln.startswith(PREFIX)]
+        if p.returncode != 0 or not lines:
+            raise RuntimeError(f"{' '.join(cmd[:3])} failed (rc {p.returncode}):\n"
+                               f"{stdout[-2000:]}\n{stderr[-2000:]}")
+        r = json.loads(lines[-1][len(PREFIX):])
+        r["t_popen"] = t0
+        out.append(r)
+    return out
+
+
+def measure_paired(work: Path, blend: Path, w: dict[str, Any], debug: bool,
+                   floor_delay: float = 0.0) -> dict[str, Any]:
+    """The floor and ours rendering at the same time, each with half of the cores: whatever else
+    loads the machine slows both alike, so their ratio holds up where sequential runs drift.
+    The floor starts ``floor_delay`` s later (ours' longer start-up) so that both render together.
+    Per-frame cost of each = mean step between frames that finished while both were rendering."""
+    half = {**w, "threads": max(1, (os.cpu_count() or 2) // 2)}
+    fcmd, _ = _floor_cmd(work, blend, half, True, tag="_paired")
+    ocmd, _ = _ours_cmd(work, blend, half, debug, tag="_paired")
+    rf, ro = run_concurrent([fcmd, ocmd], [max(0.0, floor_delay), 0.0])
+    tf, to = frame_times(rf), frame_times(ro)
+    lo, hi = max(tf[0][0], to[0][0]), min(tf[-1][0], to[-1][0])
+
+    def window(ft):
+        inside = [x for x in ft[1:] if lo <= x[0] <= hi]
+        if len(inside) < 3:
+            return math.nan, math.nan, len(inside)
+        return (_slope([x[0] for x in inside]), _slope_valid([x[1] for x in inside]), len(inside))
+
+    (f_s, f_c, f_n), (o_s, o_c, o_n) = window(tf), window(to)
+    return {"config": "ours_previews" if debug else "ours", "threads": half["threads"],
+            "floor_steady": f_s, "ours_steady": o_s, "floor_cpu": f_c, "ours_cpu": o_c,
+            "ratio": o_s / f_s, "ratio_cpu": o_c / f_c, "frames_floor": f_n, "frames_ours": o_n}
+
+
 def _write_spec(work: Path, name: str, spec: dict[str, Any]) -> Path:
     path = work / f"{name}.json"
     path.write_text(json.dumps(spec), encoding="utf-8")
@@ -113,14 +168,37 @@ def _options(w: dict[str, Any], debug: bool) -> dict[str, Any]:
             "debug": debug, "use_persistent_data": True, "threads": w.get("threads", 0)}
 
 
-def measure_floor(work: Path, blend: Path, w: dict[str, Any], passes: bool = True) -> dict:
-    out = work / "out" / ("floor" if passes else "floor_bare")
+def _floor_cmd(work: Path, blend: Path, w: dict[str, Any], passes: bool = True,
+               tag: str = "") -> tuple[list[str], Path]:
+    out = work / "out" / (("floor" if passes else "floor_bare") + f"_{w['size']}_{w['samples']}" + tag)
     shutil.rmtree(out, ignore_errors=True)
-    spec = _write_spec(work, "floor", {
+    spec = _write_spec(work, "floor" + tag, {
         "blend": str(blend), "out": str(out), "width": w["size"], "height": w["size"],
         "samples": w["samples"], "frame_start": 1, "frame_end": w["frames"], "passes": passes,
         "threads": w.get("threads", 0), "persistent": True, "exr_codec": "ZIP"})
-    r = run_measured([sys.executable, str(FLOOR), str(spec)])
+    return [sys.executable, str(FLOOR), str(spec)], out
+
+
+def _ours_cmd(work: Path, blend: Path, w: dict[str, Any], debug: bool,
+              tag: str = "") -> tuple[list[str], Path]:
+    out = work / "out" / (("ours_previews" if debug else "ours") + f"_{w['size']}_{w['samples']}" + tag)
+    shutil.rmtree(out, ignore_errors=True)
+    spec = _write_spec(work, "ours" + tag, {"mode": "ours", "blend": str(blend), "out": str(out),
+                                            "frame_start": 1, "frame_end": w["frames"],
+                                            "options": _options(w, debug)})
+    return [sys.executable, str(Path(__file__).resolve()), "--child", str(spec)], out
+
+
+def frame_times(r: dict[str, Any]) -> list[tuple[float, float]]:
+    """(completion time, process CPU seconds) of every frame of a floor or ours run."""
+    if "frames" in r:
+        return [(f["t"], f["cpu"]) for f in r["frames"]]
+    return [(e["t"], e["cpu_worker"]) for e in r["events"] if e["event"] == "frame_done"]
+
+
+def measure_floor(work: Path, blend: Path, w: dict[str, Any], passes: bool = True) -> dict:
+    cmd, out = _floor_cmd(work, blend, w, passes)
+    r = run_measured(cmd)
     fr = r["frames"]
     steady, steady_cpu = _slope([f["t"] for f in fr]), _slope([f["cpu"] for f in fr])
     return {"config": "floor" if passes else "floor_bare", "frames": len(fr), "wall": r["wall"],
@@ -131,17 +209,14 @@ def measure_floor(work: Path, blend: Path, w: dict[str, Any], passes: bool = Tru
             "import": r["t_imported"] - r["t_popen"], "open": r["t_opened"] - r["t_open_start"],
             "first_extra": (fr[0]["t"] - r["t_render"]) - steady,
             "tail": r["t_popen"] + r["wall"] - fr[-1]["t"],
+            "first_frame_at": fr[0]["t"] - r["t_popen"],
             "scene_opens": 1, "workers": 1, "out": str(out)}
 
 
 def measure_ours(work: Path, blend: Path, w: dict[str, Any], debug: bool) -> dict:
     config = "ours_previews" if debug else "ours"
-    out = work / "out" / config
-    shutil.rmtree(out, ignore_errors=True)
-    spec = _write_spec(work, "ours", {"mode": "ours", "blend": str(blend), "out": str(out),
-                                      "frame_start": 1, "frame_end": w["frames"],
-                                      "options": _options(w, debug)})
-    r = run_measured([sys.executable, str(Path(__file__).resolve()), "--child", str(spec)])
+    cmd, out = _ours_cmd(work, blend, w, debug)
+    r = run_measured(cmd)
     ev = r["events"]
     fd = [e for e in ev if e["event"] == "frame_done"]
     opened = [e for e in ev if e["event"] == "scene_opened"]
@@ -159,9 +234,11 @@ def measure_ours(work: Path, blend: Path, w: dict[str, Any], debug: bool) -> dic
             # Wall time per frame outside bpy.ops.render.render: frame_set, camera, rig, journal,
             # events. Exact up to the event-arrival jitter of the two end points (/ frames - 1).
             "python": python,
-            "startup": opened[0]["t"] - r["t_popen"], "import": math.nan,
+            "startup": opened[0]["t"] - r["t_popen"],
+            "import": next(e["t"] for e in ev if e["event"] == "worker_started") - r["t_popen"],
             "open": opened[0]["seconds"], "first_extra": secs[0] - statistics.fmean(secs[1:]),
             "tail": r["t_popen"] + r["wall"] - fd[-1]["t"],
+            "first_frame_at": fd[0]["t"] - r["t_popen"],
             "scene_opens": len(opened),
             "workers": sum(e["event"] == "worker_started" for e in ev), "out": str(out)}
 
@@ -261,6 +338,7 @@ def measure(params: dict[str, Any], work: Path, log=print) -> dict[str, Any]:
     scale_w = {"size": small, "samples": params["samples"], "frames": params["scaling_frames"]}
     runs: dict[str, list[dict]] = {}
     scaling: dict[str, list[dict]] = {}
+    paired: dict[str, list[dict]] = {}
     for rnd in range(params["repeats"]):
         for w in workloads:
             cfgs = list(w["configs"])
@@ -274,6 +352,15 @@ def measure(params: dict[str, Any], work: Path, log=print) -> dict[str, Any]:
                 runs.setdefault(w["name"], []).append(rec)
                 log(f"  round {rnd + 1}: {w['name']}: {cfg}: {rec['steady']:.4f} s/frame, "
                     f"whole {rec['wall']:.2f} s ({time.time() - t0:.0f} s)")
+            if w["configs"] is MAIN_CONFIGS and params.get("paired", True):
+                mine = runs[w["name"]][-len(cfgs):]
+                delay = _median([r["first_frame_at"] for r in mine if r["config"] != "floor"]) - \
+                    _median([r["first_frame_at"] for r in mine if r["config"] == "floor"])
+                for debug in (False, True):
+                    rec = measure_paired(work, blend, w, debug, delay)
+                    paired.setdefault(w["name"], []).append(rec)
+                    log(f"  round {rnd + 1}: {w['name']}: paired {rec['config']}/floor: "
+                        f"{rec['ratio']:.3f} (CPU {rec['ratio_cpu']:.3f})")
         for count in params["sequences"]:
             rec = measure_sequences(work, blend, scale_w, count)
             scaling.setdefault(rec["config"], []).append(rec)
@@ -281,6 +368,15 @@ def measure(params: dict[str, Any], work: Path, log=print) -> dict[str, Any]:
             rec = measure_sequences(work, blend, scale_w, 1, jobs=jobs, scenes=2)
             scaling.setdefault(rec["config"], []).append(rec)
         log(f"  round {rnd + 1}: scaling done")
+    inproc = {}
+    for size in params["sizes"]:
+        r = run_measured([sys.executable, str(REPO / "bench" / "inprocess.py"), "--size", str(size),
+                          "--samples", str(params["samples"]), "--chunk",
+                          str(params.get("chunk", 8)), "--rounds", str(params["repeats"] + 1),
+                          "--work", str(work / f"inprocess_{size}")])
+        inproc[f"{size}x{size}, {params['samples']} spp"] = r
+        log(f"  in-process comparison {size}: " + ", ".join(
+            f"{k} {v['cpu_ratio']:.3f}" for k, v in r["rows"].items()))
     reps = 3 if params["repeats"] == 1 else 10
     big = workloads[len(params["sizes"]) - 1]
     codecs = {"basic": measure_codecs(Path(next(r["out"] for r in reversed(runs[big["name"]])
@@ -292,6 +388,7 @@ def measure(params: dict[str, Any], work: Path, log=print) -> dict[str, Any]:
     log("  codecs done")
     return {"params": params, "machine": machine(), "blender": _blender_version(),
             "workloads": [w["name"] for w in workloads], "runs": runs, "scaling": scaling,
+            "paired": paired, "inprocess": inproc,
             "codecs": codecs, "codec_size": max(params["sizes"])}
 
 
@@ -325,6 +422,15 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
                                  if isinstance(rs[0][k], (int, float))}
                                 | {"config": name, "n": len(rs)})
     out["codecs"] = raw["codecs"]  # {scene: [rows]}
+    out["inprocess"] = raw.get("inprocess", {})
+    out["paired"] = {}
+    for name, rs in raw.get("paired", {}).items():
+        for cfg in ("ours", "ours_previews"):
+            sel = [r for r in rs if r["config"] == cfg]
+            if sel:
+                out["paired"][(name, cfg)] = {k: _median([r[k] for r in sel]) for k in sel[0]
+                                              if isinstance(sel[0][k], (int, float))} | {
+                    "n": len(sel), "ratios": [r["ratio"] for r in sel]}
     return out
 
 
@@ -345,13 +451,34 @@ def build_tables(raw: dict[str, Any]) -> str:
                          f"{m['steady_cpu']:.4f} | {m['ratio']:.3f} | {m['ratio_med']:.3f} | "
                          f"{m['ratio_cpu']:.3f} | {m['wall']:.2f} | {m['cpu']:.2f} | "
                          f"{m['whole_minus_floor']:+.2f} |")
+    if s["paired"]:
+        lines += ["", "### 1b. Paired: floor and ours rendering at the same time (each with half "
+                  "of the cores; steady state over the frames both finished while the other was "
+                  "rendering)", "",
+                  "| workload | configuration | threads each | floor s/frame | ours s/frame | "
+                  "ours/floor | ours/floor CPU | ratio per round |", "|---|---|---|---|---|---|---|---|"]
+        for (name, cfg), m in s["paired"].items():
+            per = ", ".join(f"{x:.3f}" for x in m["ratios"])
+            lines.append(f"| {name} | {cfg} | {int(m['threads'])} | {m['floor_steady']:.4f} | "
+                         f"{m['ours_steady']:.4f} | {m['ratio']:.3f} | {m['ratio_cpu']:.3f} | "
+                         f"{per} |")
+    if s["inprocess"]:
+        lines += ["", "### 1c. In one process, interleaved in chunks (bench/inprocess.py): the "
+                  "plain graph vs our PassRig, CPU seconds per frame", "",
+                  "| workload | configuration | median wall s/frame | median CPU s/frame | "
+                  "CPU vs anim_plain | frames |", "|---|---|---|---|---|---|"]
+        for name, r in s["inprocess"].items():
+            for cfg, m in r["rows"].items():
+                lines.append(f"| {name} | {cfg} | {m['wall']:.4f} | {m['cpu']:.4f} | "
+                             f"{m['cpu_ratio']:.3f} | {m['frames']} |")
     lines += ["", "### 2. Where the time goes (seconds; medians)", "",
-              "| workload | configuration | start-up to scene ready | scene open | first-frame "
-              "extra | render call/frame | our Python/frame | after last frame | scene opens | "
-              "workers |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "| workload | configuration | start until bpy imported | start-up to scene ready | "
+              "scene open | first-frame extra | render call/frame | our Python/frame | after "
+              "last frame | scene opens | workers |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, med in s["workloads"].items():
         for c, m in med.items():
-            lines.append(f"| {name} | {c} | {m['startup']:.3f} | {m['open']:.4f} | "
+            lines.append(f"| {name} | {c} | {m['import']:.3f} | {m['startup']:.3f} | "
+                         f"{m['open']:.4f} | "
                          f"{m['first_extra']:.3f} | {m['render_call']:.4f} | "
                          f"{_ms(m['python'])} | {m['tail']:.3f} | {m['scene_opens']} | "
                          f"{m['workers']} |")
@@ -528,6 +655,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scaling-frames", type=int, help="frames per sequence in the scaling runs")
     ap.add_argument("--fixed-frames", type=int, help="frames of the 1-spp fixed-cost workload")
     ap.add_argument("--sequences", help="sequence counts of the scaling runs (default 1,2,4)")
+    ap.add_argument("--no-paired", action="store_true",
+                    help="skip the paired runs (floor and ours at the same time)")
     ap.add_argument("--work", default="", help="scratch folder (default: a new temp folder)")
     ap.add_argument("--json", default="", help="also write the raw measurements here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -541,6 +670,7 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("frames", "samples", "repeats", "scaling_frames", "fixed_frames"):
         if getattr(a, key) is not None:
             params[key] = getattr(a, key)
+    params["paired"] = not a.no_paired
     if a.sequences:
         params["sequences"] = [int(x) for x in a.sequences.split(",")]
     work = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix="df-bench-"))

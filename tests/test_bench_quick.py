@@ -61,9 +61,31 @@ def test_ratios_and_costs_are_positive_finite_numbers(quick):
                 assert _finite_positive(m[key]), (name, cfg, key, m[key])
             assert math.isfinite(m["python"]) and math.isfinite(m["first_extra"])
             # The scene is ready only after the process started and opened it.
-            assert m["startup"] > m["open"]
+            assert m["startup"] > m["open"] and m["startup"] > m["import"] > 0
             # A whole sequence takes at least its frames' steady state.
             assert m["wall"] > m["steady"] * (m["frames"] - 1)
+
+
+def test_paired_and_in_process_comparisons(quick):
+    _, params, raw, s, text = quick
+    for name in s["workloads"]:
+        if "fixed costs" in name:
+            continue
+        for cfg in ("ours", "ours_previews"):
+            m = s["paired"][(name, cfg)]
+            assert m["n"] == params["repeats"] and m["threads"] >= 1
+            # Each ratio is computed from frames both processes finished side by side.
+            for r in raw["paired"][name]:
+                if r["frames_floor"] >= 3 and r["frames_ours"] >= 3:
+                    assert _finite_positive(r["ratio"])
+    for name, r in s["inprocess"].items():
+        assert set(r["rows"]) == {"anim_plain", "loop_plain", "loop_rig", "loop_rig_previews"}
+        assert r["rows"]["anim_plain"]["cpu_ratio"] == 1.0
+        for cfg, m in r["rows"].items():
+            # (chunk - 1) measured frames per chunk, one chunk per round
+            assert m["frames"] == (params["chunk"] - 1) * (params["repeats"] + 1), cfg
+            assert _finite_positive(m["cpu"]) and _finite_positive(m["cpu_ratio"])
+            assert f"| {name} | {cfg} |" in text
 
 
 def test_scene_opens_follow_workers_not_sequences(quick):
