@@ -11,8 +11,11 @@ Every scene starts as ``basic`` of tests/scenes.py (frames 1..24) and then:
 * ``short_range``: frames 1..2 only (too short for 2 sequences of 3 frames);
 * ``motion_blur``: motion blur on (Cycles would write an all-zero flow).
 
-Not in :data:`BROKEN` (built only on request): ``crash_on_open``, whose embedded start-up script
-kills the Blender that opens it with scripts allowed (``autoexec``): a crash while loading.
+Not in :data:`BROKEN` (built only on request), both need scripts allowed (``autoexec``):
+
+* ``crash_on_open``: its embedded start-up script kills the Blender that opens it;
+* ``crash_on_render``: its script registers a handler that kills Blender when a frame renders
+  (the file reads fine; every worker rendering it dies).
 """
 
 from __future__ import annotations
@@ -51,6 +54,13 @@ def build(name: str, path: str | Path) -> Path:
         text = bpy.data.texts.new("crash.py")
         text.write("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
         text.use_module = True  # runs when the file is opened with scripts allowed
+    elif name == "crash_on_render":
+        text = bpy.data.texts.new("crash_render.py")
+        text.write("import os, signal, bpy\n"
+                   "def _die(*_args):\n"
+                   "    os.kill(os.getpid(), signal.SIGKILL)\n"
+                   "bpy.app.handlers.render_pre.append(_die)\n")
+        text.use_module = True
     else:
         raise KeyError(name)
     bpy.ops.wm.save_as_mainfile(filepath=str(path), compress=False)

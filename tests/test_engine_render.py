@@ -287,6 +287,25 @@ def test_a_file_that_kills_blender_while_loading_is_pinned_and_the_rest_is_read(
     assert (safe["crash_on_open"].frame_end, safe["crash_on_open"].error) == (24, None)
 
 
+def test_a_scene_that_always_crashes_is_retried_then_reported_others_finish(good_dir, tmp_path):
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    subprocess.run([sys.executable, str(REPO / "tests" / "broken_scenes.py"), str(folder),
+                    "crash_on_render"], check=True, env=bpy_env(), capture_output=True, timeout=300)
+    shutil.copy(good_dir / "basic.blend", folder / "basic.blend")
+    events: list[dict] = []
+    s = create_datasets(folder, tmp_path / "ds", sequences_per_scene=1, num_frames=2, width=32,
+                        height=24, max_samples=1, use_denoising=False, threads=1, jobs=2,
+                        autoexec=True, retries=2, on_event=events.append)
+    assert s["exit_code"] == 1 and s["done"] == ["basic"]
+    assert s["scenes"]["crash_on_render"]["attempts"] == 3  # the first try and 2 retries
+    assert s["failed"]["crash_on_render"].startswith("worker was killed by SIGKILL")
+    assert Counter(e["event"] for e in events)["retry"] == 2
+    manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    status = {m["name"]: m["status"] for m in manifest["scenes"]}
+    assert status == {"basic": "complete", "crash_on_render": "failed"}
+
+
 def _worker_pids(ds: Path) -> list[int]:
     pids = []
     for log in sorted(ds.glob(".dataset_forge/logs/*/worker-*.log")):
