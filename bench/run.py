@@ -471,6 +471,28 @@ def build_tables(raw: dict[str, Any]) -> str:
             for cfg, m in r["rows"].items():
                 lines.append(f"| {name} | {cfg} | {m['wall']:.4f} | {m['cpu']:.4f} | "
                              f"{m['cpu_ratio']:.3f} | {m['frames']} |")
+    lines += ["", "### Targets of issue 8 (measured above)", "",
+              "| workload | check | measured | target | met |", "|---|---|---|---|---|"]
+    for name, med in s["workloads"].items():
+        if "fixed costs" in name:
+            continue
+        o, v, f = med["ours"], med["ours_previews"], med["floor"]
+        fixed = (o["startup"] - f["startup"]) + (o["first_extra"] - f["first_extra"]) + \
+            (o["tail"] - f["tail"])
+        checks = []
+        for cfg, limit in (("ours", 1.05), ("ours_previews", 1.30)):
+            pm = s["paired"].get((name, cfg))
+            if pm:
+                checks.append((f"{cfg}/floor, paired wall", pm["ratio"], limit))
+                checks.append((f"{cfg}/floor, paired CPU", pm["ratio_cpu"], limit))
+            checks.append((f"{cfg}/floor, sequential median frame", med[cfg]["ratio_med"], limit))
+        checks.append(("whole sequence - floor (s), sequential", o["whole_minus_floor"], 1.0))
+        checks.append(("per-sequence fixed cost - floor's (s): start-up + first frame + after "
+                       "last frame", fixed, 1.0))
+        checks.append(("scene opens per worker", o["scene_opens"] / o["workers"], 1.0))
+        for label, val, limit in checks:
+            lines.append(f"| {name} | {label} | {val:.3f} | <= {limit:g} | "
+                         f"{'n/a' if math.isnan(val) else 'yes' if val <= limit else 'NO'} |")
     lines += ["", "### 2. Where the time goes (seconds; medians)", "",
               "| workload | configuration | start until bpy imported | start-up to scene ready | "
               "scene open | first-frame extra | render call/frame | our Python/frame | after "
