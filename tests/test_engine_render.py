@@ -285,6 +285,12 @@ def test_a_file_that_kills_blender_while_loading_is_pinned_and_the_rest_is_read(
     # Without autoexec the script never runs: the file is read like any other.
     safe = {s.name: s for s in discover(folder)}
     assert (safe["crash_on_open"].frame_end, safe["crash_on_open"].error) == (24, None)
+    # Spread over two reader processes, the crash is still pinned on its file.
+    from dataset_forge.engine.discovery import probe
+
+    two = probe(sorted(folder.glob("*.blend")), Settings(autoexec=True), parallel=2)
+    assert {Path(b).stem: bool(r["error"]) for b, r in two.items()} == {
+        "basic": False, "crash_on_open": True, "orbit": False}
 
 
 def test_a_scene_that_always_crashes_is_retried_then_reported_others_finish(good_dir, tmp_path):
