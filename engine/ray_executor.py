@@ -1,0 +1,442 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The ``ray`` executor: the same jobs as :class:`runner.Runner`, rendered on a Ray cluster.
+
+:class:`RayExecutor` is a :class:`runner.Runner` whose workers are Ray tasks: one task per scene
+job (one ``.blend`` and its sequences, opened once), with declared resources (``num_cpus``,
+``num_gpus``, fractional allowed). The task starts the very same worker process on its node
+(:func:`launch.worker_command`: the node's Blender, or the ``bpy`` wheel of the task's Python) and
+streams the worker's events to the driver through a small actor, so :meth:`poll` returns the same
+events as a local run (plus ``task_started``: ``node``, ``host``, ``pid`` of the Ray worker).
+Retries, recycling, per-scene results and the summary are the runner's own code.
+
+Output must lie on a filesystem that every node sees: :meth:`RayExecutor.start` writes a probe
+file in the datasets folder and a task on every node must read it back (and see the scenes and
+this package), else it raises :class:`RayExecutorError` before anything renders. A task lost with
+its node or its process is submitted again (``retries``); the frame journal in each sequence
+folder makes the new task render only the unfinished frames, on whichever node it lands.
+
+Ray is optional: it is imported only when this executor is created. Pure Python (no bpy).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .events import decode
+from .launch import PACKAGE_ROOT, worker_command, worker_env
+from .plan import PlanError
+from .runner import Job, Runner
+
+__all__ = ["INSTALL_HINT", "RAY_REQUIREMENT", "RayExecutor", "RayExecutorError", "import_ray"]
+
+RAY_REQUIREMENT = "ray==2.60.0"  # keep in step with requirements-ray.txt
+INSTALL_HINT = (f"pip install -r requirements-ray.txt (or pip install \"{RAY_REQUIREMENT}\") into "
+                "the Python that runs Dataset Forge, on the driver and on every node")
+PROBE_PREFIX = ".dataset_forge_ray_probe_"
+BLENDER_ENV = "DATASET_FORGE_BLENDER"  # per-node Blender executable, when the nodes differ
+
+
+class RayExecutorError(PlanError):
+    """The cluster run cannot start (Ray missing, no shared filesystem ...): one sentence + fix."""
+
+
+def import_ray():
+    """The ``ray`` module, or :class:`RayExecutorError` saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise RayExecutorError(f"the ray executor needs Ray, which is not installed: {INSTALL_HINT}"
+                               ) from None
+    return ray
+
+
+@dataclass
+class _LogRef:
+    """The worker log that the task writes on its node (into the shared run folder)."""
+
+    name: str
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class _Task:
+    """One submitted Ray task; duck-types the runner's worker record (job, slot, log, errors...)."""
+
+    job: Job
+    key: str
+    slot: int
+    log: _LogRef
+    ref: Any = None
+    last_seen: float = field(default_factory=time.monotonic)
+    recycle: bool = False
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    started: bool = False  # the task sent task_started (it runs on a node)
+    node: str | None = None
+    result: Any = None  # the task's return value, or the Ray exception that ended it
+    final_drain: int | None = None  # reap after this drain of the event sink was read
+    timed_out: bool = False
+
+
+class _EventSink:
+    """Ray actor: tasks push their worker's events, the driver drains them (in order per task)."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, dict[str, Any]]] = []
+
+    def push(self, key: str, events: list[dict[str, Any]]) -> int:
+        self.items.extend((key, e) for e in events)
+        return len(self.items)
+
+    def drain(self) -> list[tuple[str, dict[str, Any]]]:
+        out, self.items = self.items, []
+        return out
+
+
+def _node_probe(probe: str, token: str, paths: list[str]) -> dict[str, Any]:
+    """Runs on one node: read the driver's probe file, write an answer beside it, list the
+    ``paths`` (scenes, this package) that the node cannot see."""
+    import ray
+
+    host = socket.gethostname()
+    node = ray.get_runtime_context().get_node_id()
+    out: dict[str, Any] = {"host": host, "node": node, "ok": False, "missing": [], "error": None}
+    try:
+        out["ok"] = Path(probe).read_text(encoding="utf-8").strip() == token
+        if not out["ok"]:
+            out["error"] = "the probe file holds something else (a different folder?)"
+        else:
+            Path(f"{probe}.{node}").write_text(host, encoding="utf-8")
+    except OSError as exc:
+        out["error"] = exc.strerror or str(exc)
+    out["missing"] = [p for p in paths if not os.path.exists(p)]
+    return out
+
+
+def _scene_task(key: str, job_path: str, log_path: str, probe: str, token: str, sink: Any,
+                executable: str, env_extra: dict[str, str]) -> dict[str, Any]:
+    """Runs on a node: the worker process of one scene job, its events pushed to ``sink``."""
+    import ray
+
+    ctx = ray.get_runtime_context()
+    node, host = ctx.get_node_id(), socket.gethostname()
+    last = sink.push.remote(key, [{"event": "task_started", "node": node, "host": host,
+                                   "pid": os.getpid()}])
+    try:
+        seen = Path(probe).read_text(encoding="utf-8").strip() == token
+    except OSError:
+        seen = False
+    if not seen:  # a node that joined after the check, without the shared folder
+        msg = (f"node {host} ({node}) cannot read {probe}: the datasets folder must be on a "
+               "filesystem that every node mounts at the same path")
+        ray.get(sink.push.remote(key, [{"event": "error", "scene": None, "job": None,
+                                        "message": msg}]))
+        return {"rc": 1, "node": node, "host": host}
+    ids = ray.get_gpu_ids()
+    gpu = int(ids[0]) if ids else None
+    exe = executable or os.environ.get(BLENDER_ENV, "")
+    env = worker_env({**os.environ, **env_extra}, gpu=gpu)
+    proc = subprocess.Popen(worker_command(job_path, exe), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, text=True,
+                            encoding="utf-8", errors="replace", bufsize=1,
+                            start_new_session=os.name == "posix")
+    with open(log_path, "w", encoding="utf-8", buffering=1) as log:
+        log.write(f"# node {host} ({node}), ray worker pid {os.getpid()}, gpu {gpu}\n")
+        for line in proc.stdout:
+            log.write(line)
+            e = decode(line.strip())
+            if e is not None:
+                last = sink.push.remote(key, [e])
+    rc = proc.wait()
+    ray.get(last)  # every event is in the sink before the driver sees this task end
+    return {"rc": rc, "node": node, "host": host}
+
+
+class RayExecutor(Runner):
+    """Run :class:`runner.Job` s as Ray tasks; drive it like a :class:`runner.Runner`.
+
+    ``address``: the cluster (``auto``: the running one; None: ``RAY_ADDRESS`` or a new local
+    one); ignored when Ray is already initialised in this process. ``num_cpus`` / ``num_gpus``:
+    resources of one task (``num_gpus`` 0.5 puts two workers on a GPU; None: 1 when the settings
+    ask for a GPU device and the cluster has GPUs, else 0). ``parallel``: tasks submitted at once
+    (0: all; Ray queues what does not fit). ``env``: extra environment variables for the workers
+    (the node's own environment is the base). ``init_kwargs``: more :func:`ray.init` arguments.
+    Other arguments as for :class:`runner.Runner`.
+    """
+
+    def __init__(self, jobs: list[Job], *, work_dir: str | os.PathLike, address: str | None = None,
+                 num_cpus: float = 1.0, num_gpus: float | None = None, parallel: int = 0,
+                 executable: str = "", timeout: float = 300.0, retries: int = 1,
+                 frame_budget: int = 0, env: dict[str, str] | None = None,
+                 probe_dir: str | os.PathLike | None = None,
+                 init_kwargs: dict[str, Any] | None = None):
+        self.ray = import_ray()
+        super().__init__(jobs, work_dir=work_dir, parallel=max(1, len(jobs)), executable=executable,
+                         timeout=timeout, retries=retries, frame_budget=frame_budget)
+        self.max_in_flight = int(parallel) if parallel else 0
+        self.address = address or None
+        self.num_cpus = float(num_cpus)
+        self.num_gpus = num_gpus
+        self.env_extra = dict(env or {})
+        self.probe_dir = Path(probe_dir) if probe_dir else None
+        self.init_kwargs = dict(init_kwargs or {})
+        self.workers: list[_Task] = []  # type: ignore[assignment]
+        self.nodes: dict[str, str] = {}  # node id -> host name, from the probe
+        self._sink: Any = None
+        self._remote: Any = None
+        self._drain_ref: Any = None
+        self._drains_issued = 0
+        self._token = ""
+        self._probe_path: Path | None = None
+
+    # -- driving -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect to the cluster, check the shared filesystem on every node, submit the tasks.
+        Raises :class:`RayExecutorError` (nothing rendered) when a node cannot see the folders."""
+        ray = self.ray
+        if not ray.is_initialized():
+            kw = {"ignore_reinit_error": True, "include_dashboard": False, "log_to_driver": False,
+                  **self.init_kwargs}
+            try:
+                ray.init(address=self.address, **kw)
+            except ConnectionError as exc:
+                raise RayExecutorError(f"cannot reach the Ray cluster at {self.address or 'auto'} "
+                                       f"({exc}); start it with `ray start --head` or pass its "
+                                       "address (--ray-address HOST:6379)") from None
+        # Our code goes by value: Ray workers need not import this package under our name
+        # (inside Blender it is bl_ext.<repo>.dataset_forge); Blender finds it on disk.
+        package = __name__.rsplit(".engine.", 1)[0]
+        if package in sys.modules:
+            ray.cloudpickle.register_pickle_by_value(sys.modules[package])
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._resolve_resources()
+        self.check_shared_filesystem()
+        self._sink = ray.remote(num_cpus=0)(_EventSink).remote()
+        self._remote = ray.remote(_scene_task).options(
+            num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0)
+        self.started_at = time.monotonic()
+        self._fill()
+
+    def poll(self) -> list[dict[str, Any]]:
+        """What the tasks reported since the last call, finished tasks reaped, new ones submitted.
+        Never blocks (one outstanding drain of the event actor, read when it is ready)."""
+        ray = self.ray
+        out: list[dict[str, Any]] = []
+        if self._sink is None:
+            return out
+        refs = [t.ref for t in self.workers if t.final_drain is None]
+        if refs:
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            ready_ids = {r.hex() for r in ready}
+            for t in self.workers:
+                if t.final_drain is None and t.ref.hex() in ready_ids:
+                    t.result = self._result(t)
+                    # Its last event was in the sink before it returned: a drain issued from now
+                    # on holds it (one already in flight may have run before).
+                    t.final_drain = self._drains_issued + 1
+        if self._drain_ref is None:
+            self._drain_ref = self._sink.drain.remote()
+            self._drains_issued += 1
+        ready, _ = ray.wait([self._drain_ref], timeout=0)
+        if ready:
+            batch = ray.get(self._drain_ref)
+            drained = self._drains_issued
+            self._drain_ref = None
+            by_key = {t.key: t for t in self.workers}
+            for key, e in batch:
+                t = by_key.get(key)
+                if t is not None:
+                    out.extend(self._on_event(t, e))
+            for t in list(self.workers):
+                if t.final_drain is not None and t.final_drain <= drained:
+                    out.extend(self._reap(t, self._rc(t)))
+        now = time.monotonic()
+        for t in self.workers:
+            if t.started and t.final_drain is None and not t.timed_out and \
+                    now - t.last_seen > self.timeout:
+                ray.cancel(t.ref, force=True)
+                t.timed_out = True
+                t.errors.append({"message": f"worker silent for more than {self.timeout:g} s on "
+                                            f"{self.nodes.get(t.node or '', t.node)}, task cancelled"})
+                t.last_seen = now
+                out.append(self._runner_event("worker_timeout", t, seconds=round(self.timeout)))
+        if not self.cancelled:
+            self._fill()
+        key = (self.frames_done, self.frames_skipped, self.frames_total, self._running(), self.done)
+        if key != self._last_progress:
+            self._last_progress = key
+            out.append(self.progress_event())
+        return out
+
+    def progress_event(self) -> dict[str, Any]:
+        return {**super().progress_event(), "workers": self._running()}
+
+    def cancel(self) -> None:
+        """Cancel every task (its Blender dies with it); journaled frames stay for a rerun."""
+        self.cancelled = True
+        refs = [t.ref for t in self.workers if t.ref is not None]
+        for r in refs:
+            self.ray.cancel(r, force=True)
+        if refs:
+            self.ray.wait(refs, num_returns=len(refs), timeout=30)
+        for t in self.workers:
+            self._close(t)
+        self.workers.clear()
+
+    def summary(self) -> dict[str, Any]:
+        return {**super().summary(), "executor": "ray", "nodes": dict(self.nodes)}
+
+    # -- checks --------------------------------------------------------------------------------
+    def _resolve_resources(self) -> None:
+        ray = self.ray
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        gpus = max((n["Resources"].get("GPU", 0) for n in nodes), default=0)
+        if self.num_gpus is None:
+            device = str(self.pending[0].settings.get("device_type", "CPU")) if self.pending else "CPU"
+            self.num_gpus = 1.0 if device != "CPU" and gpus >= 1 else 0.0
+        self.num_gpus = float(self.num_gpus)
+        fits = [n for n in nodes if n["Resources"].get("CPU", 0) >= self.num_cpus
+                and n["Resources"].get("GPU", 0) >= self.num_gpus]
+        if not fits:
+            have = ", ".join(f"{n.get('NodeManagerHostname', '?')}: {n['Resources'].get('CPU', 0):g} "
+                             f"CPU, {n['Resources'].get('GPU', 0):g} GPU" for n in nodes) or "no nodes"
+            raise RayExecutorError(f"no node of the Ray cluster has {self.num_cpus:g} CPU and "
+                                   f"{self.num_gpus:g} GPU for one task ({have}); ask for less "
+                                   "(num_cpus / num_gpus) or add such a node")
+        for j in self.pending:
+            if int(j.settings.get("threads") or 0) == 0:  # Blender: as many threads as CPUs held
+                j.settings = {**j.settings, "threads": max(1, int(self.num_cpus))}
+
+    def _probe_folder(self) -> Path:
+        if self.probe_dir is not None:
+            return self.probe_dir
+        outs = [Path(s["out_dir"]) for j in self.pending for s in j.sequences]
+        if outs:  # the datasets folder: the deepest folder above every sequence folder
+            common = Path(os.path.commonpath([str(p.parent) for p in outs]))
+            return common.parent if common.name == "renders" else common
+        return self.work_dir
+
+    def check_shared_filesystem(self, timeout: float = 120.0) -> dict[str, str]:
+        """Write a probe file into the datasets folder; a task pinned to each alive node must read
+        it back (and write its answer beside it) and see every ``.blend`` and this package.
+        Returns {node id: host}; raises :class:`RayExecutorError` naming the nodes that fail."""
+        ray = self.ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        folder = self._probe_folder()
+        folder.mkdir(parents=True, exist_ok=True)
+        self._token = secrets.token_hex(16)
+        self._probe_path = folder / f"{PROBE_PREFIX}{self._token[:8]}"
+        self._probe_path.write_text(self._token, encoding="utf-8")
+        paths = sorted({j.blend for j in self.pending} | {str(PACKAGE_ROOT / "__init__.py")})
+        remote = ray.remote(_node_probe)
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        refs = {n["NodeID"]: remote.options(num_cpus=0, max_retries=0, scheduling_strategy=
+                                            NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+                                            ).remote(str(self._probe_path), self._token, paths)
+                for n in nodes}
+        hosts = {n["NodeID"]: n.get("NodeManagerHostname", "?") for n in nodes}
+        problems: list[str] = []
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout)
+        ready_ids = {r.hex() for r in ready}
+        for node, ref in refs.items():
+            if ref.hex() not in ready_ids:
+                problems.append(f"{hosts[node]}: no answer within {timeout:g} s")
+                continue
+            try:
+                r = ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                problems.append(f"{hosts[node]}: {type(exc).__name__}")
+                continue
+            answer = Path(f"{self._probe_path}.{node}")
+            if r["ok"] and not answer.is_file():
+                r["ok"], r["error"] = False, "its answer file did not appear here"
+            if not r["ok"]:
+                problems.append(f"{r['host']}: cannot read it back ({r['error']})")
+            elif r["missing"]:
+                problems.append(f"{r['host']}: does not see {', '.join(r['missing'][:3])}"
+                                + (" ..." if len(r["missing"]) > 3 else ""))
+            self.nodes[node] = r["host"]
+            answer.unlink(missing_ok=True)
+        if problems:
+            raise RayExecutorError(
+                f"the datasets folder {folder} is not shared with every node of the Ray cluster "
+                f"({'; '.join(problems)}); put the datasets folder, the scenes and Dataset Forge "
+                "on a filesystem that every node mounts at the same path (NFS, Lustre ...)")
+        return dict(self.nodes)
+
+    # -- internals -----------------------------------------------------------------------------
+    def _running(self) -> int:
+        return sum(t.started and t.final_drain is None for t in self.workers)
+
+    def _fill(self) -> None:
+        while self.pending and (not self.max_in_flight or len(self.workers) < self.max_in_flight):
+            self._spawn(self.pending.pop(0))
+
+    def _spawn(self, job: Job) -> None:
+        busy = {t.slot for t in self.workers}
+        slot = next(i for i in range(len(busy) + 1) if i not in busy)
+        self.spawned += 1
+        job.attempts += 1
+        self.results[job.scene_name].attempts += 1
+        gpu_index = 0 if self.num_gpus else None  # the task's GPU is the only one it sees
+        payload = {"blend": job.blend, "scene_name": job.scene_name, "settings": job.settings,
+                   "sequences": job.sequences, "frame_budget": self.frame_budget,
+                   "gpu_index": gpu_index, "gpu": None}
+        job_path = self.work_dir / f"job-{self.spawned:05d}.json"
+        job_path.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+        log = _LogRef(str(self.work_dir / f"worker-{self.spawned:05d}.log"))
+        key = f"{self.spawned:05d}"
+        t = _Task(job=job, key=key, slot=slot, log=log)
+        t.ref = self._remote.remote(key, str(job_path), log.name, str(self._probe_path),
+                                    self._token, self._sink, self.executable, self.env_extra)
+        self.workers.append(t)
+        self.results[job.scene_name].status = "running"
+
+    def _on_event(self, t: _Task, e: dict[str, Any]) -> list[dict[str, Any]]:  # type: ignore[override]
+        if e.get("event") == "task_started":
+            t.started, t.node = True, e.get("node")
+            t.last_seen = time.monotonic()
+            return [{**e, "scene": t.job.scene_name, "slot": t.slot}]
+        return super()._on_event(t, e)  # type: ignore[arg-type]
+
+    def _result(self, t: _Task) -> Any:
+        try:
+            return self.ray.get(t.ref)
+        except self.ray.exceptions.RayError as exc:
+            return exc
+
+    def _rc(self, t: _Task) -> int:
+        r = t.result
+        if isinstance(r, dict):
+            return int(r.get("rc", 1))
+        if not self.cancelled and not t.timed_out:
+            where = self.nodes.get(t.node or "", t.node or "an unknown node")
+            first = str(r).strip().splitlines()[0] if str(r).strip() else ""
+            t.errors.append({"message": f"the Ray task on {where} was lost ({type(r).__name__}: "
+                                        f"{first[:200]}); see {t.log.name}"})
+        return -9
+
+    def _close(self, t: _Task) -> None:  # type: ignore[override]
+        t.log.close()
+
+    def close(self) -> None:
+        """Remove the probe file (the run folder's logs stay)."""
+        if self._probe_path is not None:
+            self._probe_path.unlink(missing_ok=True)
+
+    def run(self, on_event=None, interval: float = 0.05):
+        try:
+            return super().run(on_event=on_event, interval=interval)
+        finally:
+            self.close()
