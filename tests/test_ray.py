@@ -1,0 +1,240 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The ``ray`` executor on a local Ray cluster (2 CPUs, no GPU): the same dataset as the local
+runner (files, frame lists, poses, intrinsics, pixels), progress events like a local run, the
+shared-filesystem check, a Ray worker killed mid-task (retried, no frame rendered twice), and the
+install hint when Ray is missing. Renders are tiny (32x24 px, 1 sample; 64x48 px at more samples
+where a task must last long enough to be killed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO, bpy_env, build_scenes
+from dataset_forge.engine.journal import JOURNAL_NAME
+from dataset_forge.engine.runner import Job, Runner
+from dataset_forge.sampling import sequence_id
+from dataset_forge.settings import Settings
+from PIL import Image
+
+pytestmark = pytest.mark.render
+
+SKIP_REASON = "Ray is not installed (optional extra: pip install -r requirements-ray.txt)"
+SCENES = ("basic", "orbit")
+RANGES = ((1, 3), (6, 8))  # two sequences of 3 frames per scene
+TINY = dict(width=32, height=24, max_samples=1, use_denoising=False, threads=1, depths=True)
+# basic: camera fixed at (0, 0, 10); orbit: camera at (0, -1 + 0.05 (f - 1), 8) (tests/scenes.py).
+LENS = {"basic": 50.0, "orbit": 35.0}
+
+
+def cam_position(scene: str, f: int) -> tuple[float, float, float]:
+    return (0.0, 0.0, 10.0) if scene == "basic" else (0.0, -1.0 + 0.05 * (f - 1), 8.0)
+
+
+@pytest.fixture(scope="module")
+def ray_mod():
+    return pytest.importorskip("ray", reason=SKIP_REASON)
+
+
+@pytest.fixture(scope="module")
+def cluster(ray_mod):
+    """A local Ray cluster for this module: 2 CPUs, no GPU."""
+    ray_mod.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False,
+                 log_to_driver=False, object_store_memory=80 * 2**20)
+    yield ray_mod
+    ray_mod.shutdown()
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory) -> Path:
+    return build_scenes(tmp_path_factory.mktemp("ray_scenes"), list(SCENES))
+
+
+def make_jobs(scenes: Path, datasets: Path, **options) -> list[Job]:
+    settings = Settings.from_dict({**TINY, **options}).to_dict()
+    return [Job(blend=str(scenes / f"{name}.blend"), scene_name=name, settings=settings,
+                sequences=[{"id": sequence_id(1.0, a, b - a + 1),
+                            "out_dir": str(datasets / "renders" / name / sequence_id(1.0, a, b - a + 1)),
+                            "frame_start": a, "frame_end": b} for a, b in RANGES])
+            for name in SCENES]
+
+
+def dataset_files(datasets: Path) -> dict[str, int]:
+    """Relative path -> size of everything under renders/ (journal and folders excluded)."""
+    return {p.relative_to(datasets).as_posix(): p.stat().st_size
+            for p in sorted((datasets / "renders").rglob("*"))
+            if p.is_file() and p.name != JOURNAL_NAME}
+
+
+def journal_counts(seq_dir: Path) -> Counter:
+    return Counter(json.loads(line)["frame"]
+                   for line in (seq_dir / JOURNAL_NAME).read_text().splitlines())
+
+
+@pytest.fixture(scope="module")
+def local_run(scenes, tmp_path_factory):
+    out = tmp_path_factory.mktemp("local_ds")
+    events: list[dict] = []
+    runner = Runner(make_jobs(scenes, out), work_dir=out / "logs", parallel=2)
+    runner.run(on_event=events.append)
+    return out, runner.summary(), events
+
+
+@pytest.fixture(scope="module")
+def ray_run(cluster, scenes, tmp_path_factory):
+    from dataset_forge.engine.ray_executor import RayExecutor
+
+    out = tmp_path_factory.mktemp("ray_ds")
+    events: list[dict] = []
+    ex = RayExecutor(make_jobs(scenes, out), work_dir=out / ".dataset_forge" / "logs",
+                     num_cpus=1, num_gpus=0)
+    ex.run(on_event=events.append)
+    return out, ex.summary(), events
+
+
+def test_ray_renders_the_same_files_as_local(local_run, ray_run):
+    (lo, ls, _), (ro, rs, _) = local_run, ray_run
+    assert ls["ok"] and rs["ok"], (ls["scenes_failed"], rs["scenes_failed"])
+    assert rs["executor"] == "ray" and list(rs["nodes"].values()) == [socket.gethostname()]
+    lf, rf = dataset_files(lo), dataset_files(ro)
+    assert sorted(lf) == sorted(rf)
+    # 2 scenes x 2 sequences x 3 frames, each an RGB frame and a depth map (+ its preview).
+    assert sum("/frames/frame_" in k for k in rf) == 12
+    assert sum("/depths/depth_" in k for k in rf) == 12
+    for rel in rf:
+        if rel.endswith(".png"):  # frames and previews: same renderer, same seed, same pixels
+            a = np.asarray(Image.open(lo / rel), dtype=np.int16)
+            b = np.asarray(Image.open(ro / rel), dtype=np.int16)
+            assert a.shape == b.shape == (24, 32, a.shape[2])
+            assert np.abs(a - b).max() <= 1, rel
+
+
+def test_ray_transforms_match_local_and_geometry(local_run, ray_run):
+    (lo, _, _), (ro, _, _) = local_run, ray_run
+    for name in SCENES:
+        for a, b in RANGES:
+            rel = Path("renders") / name / sequence_id(1.0, a, b - a + 1) / "transforms.json"
+            lt, rt = json.loads((lo / rel).read_text()), json.loads((ro / rel).read_text())
+            assert [f["frame"] for f in rt["frames"]] == [f["frame"] for f in lt["frames"]] == \
+                list(range(a, b + 1))
+            assert [f["file_path"] for f in rt["frames"]] == [f["file_path"] for f in lt["frames"]]
+            for key in ("fl_x", "fl_y", "cx", "cy", "w", "h"):
+                assert rt[key] == pytest.approx(lt[key], abs=1e-9), key
+            # Known geometry: 32 px over a 36 mm sensor; principal point at the image centre.
+            assert rt["fl_x"] == pytest.approx(32 * LENS[name] / 36.0, rel=1e-6)
+            assert (rt["cx"], rt["cy"], rt["w"], rt["h"]) == pytest.approx((16.0, 12.0, 32, 24))
+            for fl, fr in zip(lt["frames"], rt["frames"]):
+                np.testing.assert_allclose(fr["transform_matrix"], fl["transform_matrix"],
+                                           atol=1e-9)
+                t = np.asarray(fr["transform_matrix"])[:3, 3]
+                np.testing.assert_allclose(t, cam_position(name, fr["frame"]), atol=1e-5)
+
+
+def test_ray_events_stream_like_a_local_run(local_run, ray_run):
+    (_, _, le), (_, rs, re_) = local_run, ray_run
+    kinds = ("job_started", "frame_done", "job_done", "scene_opened", "scene_done", "worker_done")
+    assert Counter(e["event"] for e in re_ if e["event"] in kinds) == \
+        Counter(e["event"] for e in le if e["event"] in kinds)
+    done = Counter((e["scene"], e["job"], e["frame"]) for e in re_ if e["event"] == "frame_done")
+    assert len(done) == 12 and set(done.values()) == {1}
+    started = [e for e in re_ if e["event"] == "task_started"]
+    assert len(started) == 2 and all(e["host"] == socket.gethostname() for e in started)
+    prog = [e for e in re_ if e["event"] == "progress"]
+    assert [p["frames_done"] for p in prog] == sorted(p["frames_done"] for p in prog)
+    assert prog[-1]["done"] and prog[-1]["fraction"] == 1.0 and prog[-1]["frames_done"] == 12
+    assert any(0 < p["frames_done"] < 12 for p in prog)  # progress arrived during the run
+    assert rs["frames_rendered"] == 12 and rs["frames_total"] == 12
+
+
+def test_shared_filesystem_probe(cluster, scenes, tmp_path):
+    """Every node reads the driver's probe back; a scene no node can see is one clear error
+    before anything renders."""
+    from dataset_forge.engine.ray_executor import PROBE_PREFIX, RayExecutor, RayExecutorError
+
+    ex = RayExecutor(make_jobs(scenes, tmp_path), work_dir=tmp_path / "logs")
+    assert ex.check_shared_filesystem() == {n["NodeID"]: socket.gethostname()
+                                            for n in cluster.nodes() if n["Alive"]}
+    probe = ex._probe_path
+    assert probe.parent == tmp_path and probe.name.startswith(PROBE_PREFIX)
+    assert not list(tmp_path.glob(f"{PROBE_PREFIX}*.*"))  # the nodes' answers were cleaned up
+
+    jobs = make_jobs(scenes, tmp_path / "b")
+    jobs[1].blend = str(scenes / "not_on_the_nodes.blend")
+    bad = RayExecutor(jobs, work_dir=tmp_path / "b" / "logs")
+    with pytest.raises(RayExecutorError, match="not_on_the_nodes.blend.*same path"):
+        bad.run()
+    assert not (tmp_path / "b" / "renders").exists()
+
+
+def test_killed_ray_worker_is_retried_and_renders_no_frame_twice(cluster, scenes, tmp_path,
+                                                                  local_run):
+    """SIGKILL the Ray worker process of the orbit task after its first frame: Ray reports the
+    task lost, the executor submits it again, the journal makes it render only the rest."""
+    from dataset_forge.engine.ray_executor import RayExecutor
+
+    out = tmp_path / "ds"
+    events: list[dict] = []
+    pids: dict[int, int] = {}
+    blender: dict[int, int] = {}
+    killed: list[int] = []
+
+    def on_event(e: dict) -> None:
+        events.append(e)
+        if e["event"] == "task_started" and e["scene"] == "orbit":
+            pids[e["slot"]] = e["pid"]
+        if e["event"] == "worker_started":
+            blender[e["slot"]] = e["pid"]
+        if e["event"] == "frame_done" and e["scene"] == "orbit" and not killed:
+            killed.extend([e["frame"], blender[e["slot"]]])
+            os.kill(pids[e["slot"]], signal.SIGKILL)
+
+    # Slower frames (64x48, 64 samples) so that the orbit task is mid-sequence when killed.
+    ex = RayExecutor(make_jobs(scenes, out, width=64, height=48, max_samples=64, depths=False),
+                     work_dir=out / ".dataset_forge" / "logs", retries=2)
+    ex.run(on_event=on_event)
+    s = ex.summary()
+    assert killed and s["ok"], s["scenes_failed"]
+    retries = [e for e in events if e["event"] == "retry"]
+    assert [e["scene"] for e in retries] == ["orbit"] and "was lost" in retries[0]["reason"]
+    assert s["scenes"]["orbit"]["attempts"] == 2 and s["scenes"]["basic"]["attempts"] == 1
+    done = Counter((e["scene"], e["job"], e["frame"]) for e in events if e["event"] == "frame_done")
+    assert max(done.values()) == 1  # no frame reported rendered twice
+    assert s["frames_rendered"] + s["frames_skipped"] == s["frames_total"] == 12
+    # The retry found the killed task's finished frame in the journal (counted once, above).
+    skipped = [(e["scene"], e["frame"]) for e in events if e["event"] == "frame_skipped"]
+    assert ("orbit", killed[0]) in skipped
+    # The killed task's Blender died with it (it would otherwise render beside the retry).
+    with pytest.raises(ProcessLookupError):
+        os.kill(killed[1], 0)
+    for name in SCENES:
+        for a, b in RANGES:
+            seq = out / "renders" / name / sequence_id(1.0, a, b - a + 1)
+            # One journal line per frame: nothing was rendered to completion twice.
+            assert journal_counts(seq) == Counter(range(a, b + 1))
+            t = json.loads((seq / "transforms.json").read_text())
+            assert [f["frame"] for f in t["frames"]] == list(range(a, b + 1))
+            for f in t["frames"]:
+                np.testing.assert_allclose(np.asarray(f["transform_matrix"])[:3, 3],
+                                           cam_position(name, f["frame"]), atol=1e-5)
+            assert len(list((seq / "frames").glob("frame_*.png"))) == 3
+
+
+def test_missing_ray_says_how_to_install():
+    """Runs without Ray too: a Python where ``import ray`` fails gets the install line."""
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "from dataset_forge.engine.ray_executor import RayExecutor, RayExecutorError\n"
+            "try:\n    RayExecutor([], work_dir='/nonexistent')\n"
+            "except RayExecutorError as exc:\n    print(exc)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=bpy_env(), cwd=REPO, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "pip install -r requirements-ray.txt" in proc.stdout
+    assert "ray==" in proc.stdout and "not installed" in proc.stdout
