@@ -168,14 +168,15 @@ class RayExecutor(Runner):
     ``address``: the cluster (``auto``: the running one; None: ``RAY_ADDRESS`` or a new local
     one); ignored when Ray is already initialised in this process. ``num_cpus`` / ``num_gpus``:
     resources of one task (``num_gpus`` 0.5 puts two workers on a GPU; None: 1 when the settings
-    ask for a GPU device and the cluster has GPUs, else 0). ``parallel``: tasks submitted at once
-    (0: all; Ray queues what does not fit). ``env``: extra environment variables for the workers
-    (the node's own environment is the base). ``init_kwargs``: more :func:`ray.init` arguments.
-    Other arguments as for :class:`runner.Runner`.
+    ask for a GPU device and the cluster has GPUs, else 0; ``num_cpus`` None: the settings'
+    ``threads``, else 1; with ``threads`` 0 Blender gets as many threads as the task's CPUs).
+    ``parallel``: tasks submitted at once (0: all; Ray queues what does not fit). ``env``: extra
+    environment variables for the workers (the node's own environment is the base).
+    ``init_kwargs``: more :func:`ray.init` arguments. Other arguments as for :class:`runner.Runner`.
     """
 
     def __init__(self, jobs: list[Job], *, work_dir: str | os.PathLike, address: str | None = None,
-                 num_cpus: float = 1.0, num_gpus: float | None = None, parallel: int = 0,
+                 num_cpus: float | None = None, num_gpus: float | None = None, parallel: int = 0,
                  executable: str = "", timeout: float = 300.0, retries: int = 1,
                  frame_budget: int = 0, env: dict[str, str] | None = None,
                  probe_dir: str | os.PathLike | None = None,
@@ -185,7 +186,7 @@ class RayExecutor(Runner):
                          timeout=timeout, retries=retries, frame_budget=frame_budget)
         self.max_in_flight = int(parallel) if parallel else 0
         self.address = address or None
-        self.num_cpus = float(num_cpus)
+        self.num_cpus = num_cpus
         self.num_gpus = num_gpus
         self.env_extra = dict(env or {})
         self.probe_dir = Path(probe_dir) if probe_dir else None
@@ -301,10 +302,13 @@ class RayExecutor(Runner):
         ray = self.ray
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         gpus = max((n["Resources"].get("GPU", 0) for n in nodes), default=0)
+        first = self.pending[0].settings if self.pending else {}
         if self.num_gpus is None:
-            device = str(self.pending[0].settings.get("device_type", "CPU")) if self.pending else "CPU"
+            device = str(first.get("device_type", "CPU"))
             self.num_gpus = 1.0 if device != "CPU" and gpus >= 1 else 0.0
-        self.num_gpus = float(self.num_gpus)
+        if self.num_cpus is None:  # the threads Blender was told to use, else one
+            self.num_cpus = float(int(first.get("threads") or 0) or 1)
+        self.num_gpus, self.num_cpus = float(self.num_gpus), float(self.num_cpus)
         fits = [n for n in nodes if n["Resources"].get("CPU", 0) >= self.num_cpus
                 and n["Resources"].get("GPU", 0) >= self.num_gpus]
         if not fits:
