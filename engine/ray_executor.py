@@ -222,7 +222,11 @@ class RayExecutor(Runner):
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._resolve_resources()
         self.check_shared_filesystem()
-        self._sink = ray.remote(num_cpus=0)(_EventSink).remote()
+        # On the driver's node: a sink on a node that dies would take every task's events along.
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self._sink = ray.remote(num_cpus=0)(_EventSink).options(scheduling_strategy=here).remote()
         self._remote = ray.remote(_scene_task).options(
             num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0)
         self.started_at = time.monotonic()

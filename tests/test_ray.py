@@ -100,7 +100,7 @@ def ray_run(cluster, scenes, tmp_path_factory):
     return out, ex.summary(), events
 
 
-def test_ray_renders_the_same_files_as_local(local_run, ray_run):
+def test_ray_renders_the_same_files_as_local(ray_run, local_run):
     (lo, ls, _), (ro, rs, _) = local_run, ray_run
     assert ls["ok"] and rs["ok"], (ls["scenes_failed"], rs["scenes_failed"])
     assert rs["executor"] == "ray" and list(rs["nodes"].values()) == [socket.gethostname()]
@@ -117,7 +117,7 @@ def test_ray_renders_the_same_files_as_local(local_run, ray_run):
             assert np.abs(a - b).max() <= 1, rel
 
 
-def test_ray_transforms_match_local_and_geometry(local_run, ray_run):
+def test_ray_transforms_match_local_and_geometry(ray_run, local_run):
     (lo, _, _), (ro, _, _) = local_run, ray_run
     for name in SCENES:
         for a, b in RANGES:
@@ -138,7 +138,7 @@ def test_ray_transforms_match_local_and_geometry(local_run, ray_run):
                 np.testing.assert_allclose(t, cam_position(name, fr["frame"]), atol=1e-5)
 
 
-def test_ray_events_stream_like_a_local_run(local_run, ray_run):
+def test_ray_events_stream_like_a_local_run(ray_run, local_run):
     (_, _, le), (_, rs, re_) = local_run, ray_run
     kinds = ("job_started", "frame_done", "job_done", "scene_opened", "scene_done", "worker_done")
     assert Counter(e["event"] for e in re_ if e["event"] in kinds) == \
@@ -174,8 +174,7 @@ def test_shared_filesystem_probe(cluster, scenes, tmp_path):
     assert not (tmp_path / "b" / "renders").exists()
 
 
-def test_killed_ray_worker_is_retried_and_renders_no_frame_twice(cluster, scenes, tmp_path,
-                                                                  local_run):
+def test_killed_ray_worker_is_retried_and_renders_no_frame_twice(cluster, scenes, tmp_path):
     """SIGKILL the Ray worker process of the orbit task after its first frame: Ray reports the
     task lost, the executor submits it again, the journal makes it render only the rest."""
     from dataset_forge.engine.ray_executor import RayExecutor
@@ -238,3 +237,67 @@ def test_missing_ray_says_how_to_install():
     assert proc.returncode == 0, proc.stderr
     assert "pip install -r requirements-ray.txt" in proc.stdout
     assert "ray==" in proc.stdout and "not installed" in proc.stdout
+
+
+NODE_DEATH = r'''
+import json, sys
+import ray
+from ray.cluster_utils import Cluster
+from dataset_forge.engine.runner import Job
+from dataset_forge.engine.ray_executor import RayExecutor
+
+blend, out, settings = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+mem = 80 * 2**20
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
+                                                        "object_store_memory": mem})
+workers = {n.node_id: n for n in (cluster.add_node(num_cpus=1, object_store_memory=mem)
+                                  for _ in range(2))}
+ray.init(address=cluster.address, log_to_driver=False)
+cluster.wait_for_nodes()
+events, state = [], {}
+
+def on_event(e):
+    events.append(e)
+    if e["event"] == "task_started":
+        state["node"] = e["node"]
+    if e["event"] == "frame_done" and "killed" not in state:  # the node dies mid-task
+        state["killed"] = state["node"]
+        cluster.remove_node(workers[state["node"]], allow_graceful=False)
+
+seqs = [{"id": f"seq{a}", "out_dir": f"{out}/renders/orbit/seq{a}", "frame_start": a,
+         "frame_end": a + 2} for a in (1, 6)]
+ex = RayExecutor([Job(blend=blend, scene_name="orbit", sequences=seqs, settings=settings)],
+                 work_dir=f"{out}/logs", retries=2)
+ex.run(on_event=on_event)
+print("RESULT " + json.dumps({"summary": ex.summary(), "events": events, "killed": state["killed"],
+                              "workers": list(workers)}))
+ray.shutdown()
+cluster.shutdown()
+'''
+
+
+def test_task_lost_with_its_node_resumes_on_another_node(ray_mod, scenes, tmp_path):
+    """Two 1-CPU worker nodes (+ a head without CPUs); the node running the orbit task dies after
+    the first frame: the task is retried on the other node and renders only what is missing."""
+    out = tmp_path / "ds"
+    settings = Settings.from_dict({**TINY, "width": 64, "height": 48, "max_samples": 64,
+                                   "depths": False}).to_dict()
+    proc = subprocess.run([sys.executable, "-c", NODE_DEATH, str(scenes / "orbit.blend"), str(out),
+                           json.dumps(settings)], capture_output=True, text=True, env=bpy_env(),
+                          timeout=240)
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    r = json.loads(lines[0][len("RESULT "):])
+    s, events = r["summary"], r["events"]
+    assert s["ok"] and s["scenes"]["orbit"]["attempts"] == 2, s
+    started = [e["node"] for e in events if e["event"] == "task_started"]
+    assert started[0] == r["killed"] and started[1] != r["killed"] and started[1] in r["workers"]
+    retry = [e for e in events if e["event"] == "retry"]
+    assert len(retry) == 1 and "NodeDiedError" in retry[0]["reason"]
+    done = Counter((e["job"], e["frame"]) for e in events if e["event"] == "frame_done")
+    assert max(done.values()) == 1 and s["frames_rendered"] + s["frames_skipped"] == 6
+    for a in (1, 6):
+        seq = out / "renders" / "orbit" / f"seq{a}"
+        assert journal_counts(seq) == Counter(range(a, a + 3))  # each frame rendered once
+        t = json.loads((seq / "transforms.json").read_text())
+        assert [f["frame"] for f in t["frames"]] == [a, a + 1, a + 2]
