@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import secrets
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,16 +153,48 @@ def _scene_task(key: str, job_path: str, log_path: str, probe: str, token: str, 
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, text=True,
                             encoding="utf-8", errors="replace", bufsize=1,
                             start_new_session=os.name == "posix")
-    with open(log_path, "w", encoding="utf-8", buffering=1) as log:
-        log.write(f"# node {host} ({node}), ray worker pid {os.getpid()}, gpu {gpu}\n")
+    # A reader thread: ray.cancel's KeyboardInterrupt reaches this loop even when Blender is
+    # frozen and prints nothing (a blocking read would never return to Python).
+    lines: queue.Queue = queue.Queue()
+
+    def read() -> None:
         for line in proc.stdout:
-            log.write(line)
-            e = decode(line.strip())
-            if e is not None:
-                last = sink.push.remote(key, [e])
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True, name="dataset_forge_task_reader").start()
+    try:
+        with open(log_path, "w", encoding="utf-8", buffering=1) as log:
+            log.write(f"# node {host} ({node}), ray worker pid {os.getpid()}, gpu {gpu}\n")
+            while True:
+                try:
+                    line = lines.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if line is None:
+                    break
+                log.write(line)
+                e = decode(line.strip())
+                if e is not None:
+                    last = sink.push.remote(key, [e])
+    except BaseException:  # ray.cancel raises KeyboardInterrupt here: Blender goes too
+        _kill_group(proc)
+        raise
     rc = proc.wait()
     ray.get(last)  # every event is in the sink before the driver sees this task end
     return {"rc": rc, "node": node, "host": host}
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill the worker and whatever it started (its session), then reap it."""
+    try:
+        if os.name == "posix":
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+    except OSError:
+        pass
+    proc.wait()
 
 
 class RayExecutor(Runner):
@@ -267,9 +302,11 @@ class RayExecutor(Runner):
                     out.extend(self._reap(t, self._rc(t)))
         now = time.monotonic()
         for t in self.workers:
+            if t.timed_out and t.final_drain is None and now - t.last_seen > 15:
+                ray.cancel(t.ref, force=True)  # the gentle cancel did not end it: kill the worker
             if t.started and t.final_drain is None and not t.timed_out and \
                     now - t.last_seen > self.timeout:
-                ray.cancel(t.ref, force=True)
+                ray.cancel(t.ref, force=False)  # the task kills its Blender's process group
                 t.timed_out = True
                 t.errors.append({"message": f"worker silent for more than {self.timeout:g} s on "
                                             f"{self.nodes.get(t.node or '', t.node)}, task cancelled"})
@@ -290,10 +327,13 @@ class RayExecutor(Runner):
         """Cancel every task (its Blender dies with it); journaled frames stay for a rerun."""
         self.cancelled = True
         refs = [t.ref for t in self.workers if t.ref is not None]
-        for r in refs:
-            self.ray.cancel(r, force=True)
-        if refs:
-            self.ray.wait(refs, num_returns=len(refs), timeout=30)
+        # Gently first (the task kills its Blender and returns), then by killing the Ray worker
+        # (its Blender dies with it: PR_SET_PDEATHSIG).
+        for force in (False, True):
+            for r in refs:
+                self.ray.cancel(r, force=force)
+            if refs and len(self.ray.wait(refs, num_returns=len(refs), timeout=10)[0]) == len(refs):
+                break
         for t in self.workers:
             self._close(t)
         self.workers.clear()
