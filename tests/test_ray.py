@@ -165,7 +165,6 @@ def test_ray_events_stream_like_a_local_run(ray_run, local_run):
     prog = [e for e in re_ if e["event"] == "progress"]
     assert [p["frames_done"] for p in prog] == sorted(p["frames_done"] for p in prog)
     assert prog[-1]["done"] and prog[-1]["fraction"] == 1.0 and prog[-1]["frames_done"] == 12
-    assert any(0 < p["frames_done"] < 12 for p in prog)  # progress arrived during the run
     assert rs["frames_rendered"] == 12 and rs["frames_total"] == 12
 
 
@@ -222,6 +221,9 @@ def test_killed_ray_worker_is_retried_and_renders_no_frame_twice(cluster, scenes
     done = Counter((e["scene"], e["job"], e["frame"]) for e in events if e["event"] == "frame_done")
     assert max(done.values()) == 1  # no frame reported rendered twice
     assert s["frames_rendered"] + s["frames_skipped"] == s["frames_total"] == 12
+    # Progress arrived during the run (frames of ~0.5 s), as in a local run.
+    prog = [e["frames_done"] for e in events if e["event"] == "progress"]
+    assert prog == sorted(prog) and len({p for p in prog if 0 < p < 12}) >= 3
     # The retry found the killed task's finished frame in the journal (counted once, above).
     skipped = [(e["scene"], e["frame"]) for e in events if e["event"] == "frame_skipped"]
     assert ("orbit", killed[0]) in skipped
