@@ -17,6 +17,9 @@ Configurations (see docs/benchmarks.md for what each row means):
 * ``floor_bare``: the same without passes and File Output nodes (fixed-cost workload only).
 * ``ours``: ``dataset_forge.render_animation`` (runner + worker), all ground truth, ``debug=False``.
 * ``ours_previews``: the same with ``debug=True`` (colourised previews).
+* paired: ``floor`` and ``ours`` (or ``ours_previews``) rendering at the same time with half of the
+  cores each, compared over the frames both finished side by side (robust to outside load).
+* in-process: bench/inprocess.py, the plain graph vs our ``PassRig`` interleaved in one process.
 * scaling: ``create_datasets`` with 1, 2, N sequences of one scene and ``--jobs`` 1 vs 2.
 * EXR codecs: the float ground truth of the last ``ours`` run rewritten with each codec (OpenEXR).
 
