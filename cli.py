@@ -153,6 +153,18 @@ def build_parser() -> ArgumentParser:
                     help="print the plan (scenes, ranges, sequences) as JSON and render nothing")
     cd.add_argument("--json", action="store_true",
                     help="print the summary as JSON instead of text")
+    ex_opts = cd.add_argument_group("Executor options (docs/cluster.md)")
+    ex_opts.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="local: worker processes on this machine (default); ray: one Ray task per "
+                     "scene on a Ray cluster (pip install -r requirements-ray.txt)")
+    ex_opts.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                     help="the Ray cluster: auto (the one running here), HOST:6379 (default: "
+                     "RAY_ADDRESS, else a private local instance)")
+    ex_opts.add_argument("--ray-num-cpus", type=float, default=None, metavar="C",
+                     help="CPUs per Ray task (default: --threads, else 1)")
+    ex_opts.add_argument("--ray-num-gpus", type=float, default=None, metavar="G",
+                     help="GPUs per Ray task, fractional allowed (default: 1 on a GPU cluster "
+                     "unless --device-type CPU, else 0)")
     add_settings_options(cd)
     cd.set_defaults(func=_create_datasets)
     ra.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -209,6 +221,10 @@ def _create_datasets(ns: argparse.Namespace) -> int:
     from .engine.plan import build_plan, ensure_writable, run_plan
 
     settings = Settings.from_dict(_options(ns))
+    if ns.executor == "ray" and not ns.dry_run:
+        from .engine.ray_executor import import_ray
+
+        import_ray()  # Ray missing: the install line now, not after reading every scene
     if not ns.dry_run:
         ensure_writable(ns.datasets_dir)  # before reading every scene: fail in a second
     plan = build_plan(ns.scenes_dir, ns.datasets_dir, settings)
@@ -217,7 +233,10 @@ def _create_datasets(ns: argparse.Namespace) -> int:
         return 0
     printer = _progress(ns)
     try:
-        summary = run_plan(plan, settings, on_event=printer)
+        summary = run_plan(plan, settings, on_event=printer, executor=ns.executor,
+                           ray_options={"address": ns.ray_address, "num_cpus": ns.ray_num_cpus,
+                                        "num_gpus": ns.ray_num_gpus}
+                           if ns.executor == "ray" else None)
     finally:
         printer.close()
     _print_summary(summary, ns.json)

@@ -51,9 +51,12 @@ def render_animation(blend_file: str | os.PathLike, root_path: str | os.PathLike
 def create_datasets(scenes_dir: str | os.PathLike, datasets_dir: str | os.PathLike, *,
                     sequences_per_scene: int = 1, num_frames: int | None = None,
                     on_event=None, dry_run: bool = False, scenes=None,
+                    executor: str = "local", ray_address: str | None = None,
+                    ray_num_cpus: float | None = None, ray_num_gpus: float | None = None,
                     **options: Any) -> dict[str, Any]:
     """See :func:`dataset_forge.create_datasets`. ``dry_run``: return the plan, render nothing.
-    ``scenes``: a :func:`discovery.discover` result to reuse (else the folder is read now)."""
+    ``scenes``: a :func:`discovery.discover` result to reuse (else the folder is read now).
+    ``executor``: ``local`` or ``ray`` (docs/cluster.md: ``ray_address``, resources per task)."""
     from .plan import build_plan, ensure_writable, run_plan
 
     settings = Settings.from_dict(options, sequences_per_scene=sequences_per_scene,
@@ -63,7 +66,9 @@ def create_datasets(scenes_dir: str | os.PathLike, datasets_dir: str | os.PathLi
     plan = build_plan(scenes_dir, datasets_dir, settings, scenes=scenes)
     if dry_run:
         return plan
-    return run_plan(plan, settings, on_event=on_event)
+    return run_plan(plan, settings, on_event=on_event, executor=executor,
+                    ray_options={"address": ray_address, "num_cpus": ray_num_cpus,
+                                 "num_gpus": ray_num_gpus} if executor == "ray" else None)
 
 
 def _stderr(msg: str) -> None:

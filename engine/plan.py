@@ -191,15 +191,33 @@ def write_manifest(plan: dict[str, Any], summary: dict[str, Any] | None = None) 
 
 
 def make_plan_runner(plan: dict[str, Any], settings: Settings,
-                     env: dict[str, str] | None = None) -> Runner:
+                     env: dict[str, str] | None = None, *, executor: str = "local",
+                     ray_options: dict[str, Any] | None = None) -> Runner:
     """Write ``DATASETS/plan.json`` and return the (not started) :class:`Runner` of ``plan``:
-    for a caller that drives :meth:`Runner.poll` itself (the panel's modal operator)."""
+    for a caller that drives :meth:`Runner.poll` itself (the panel's modal operator).
+    ``executor``: ``local`` (worker processes here) or ``ray`` (a Ray task per scene, see
+    :mod:`engine.ray_executor`; ``ray_options``: ``address``, ``num_cpus``, ``num_gpus``)."""
+    if executor not in ("local", "ray"):
+        raise PlanError(f"unknown executor {executor!r}: choose local or ray")
     datasets = ensure_writable(plan["datasets_dir"])
     lock = RunLock(datasets).acquire()
     write_json_atomic(datasets / PLAN_NAME, plan)
     jobs = [Job(blend=j["blend"], scene_name=j["scene"], sequences=[dict(q) for q in j["sequences"]],
                 settings=settings.to_dict()) for j in plan["jobs"]]
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    if executor == "ray":
+        from .ray_executor import RayExecutor
+
+        try:
+            runner = RayExecutor(
+                jobs, work_dir=datasets / ".dataset_forge" / "logs" / f"{stamp}-{os.getpid()}",
+                executable=settings.executable, timeout=settings.timeout, retries=settings.retries,
+                frame_budget=settings.recycle_frames, probe_dir=datasets, **(ray_options or {}))
+        except BaseException:
+            lock.release()
+            raise
+        runner.lock = lock
+        return runner
     runner = Runner(jobs, work_dir=datasets / ".dataset_forge" / "logs" / f"{stamp}-{os.getpid()}",
                     parallel=settings.jobs, executable=settings.executable,
                     timeout=settings.timeout, retries=settings.retries,
@@ -218,6 +236,7 @@ def finish_plan(plan: dict[str, Any], runner: Runner, seconds: float) -> dict[st
         summary["manifest"] = str(write_manifest(plan, rs))
         summary["plan"] = str(Path(plan["datasets_dir"]) / PLAN_NAME)
         summary["logs"] = str(runner.work_dir)
+        summary.update({k: rs[k] for k in ("executor", "nodes") if k in rs})
         # Beside the workers' logs: what this run did, for later questions.
         write_json_atomic(runner.work_dir / "summary.json", summary)
     finally:
@@ -227,15 +246,17 @@ def finish_plan(plan: dict[str, Any], runner: Runner, seconds: float) -> dict[st
 
 
 def run_plan(plan: dict[str, Any], settings: Settings, on_event=None, *,
-             env: dict[str, str] | None = None) -> dict[str, Any]:
+             env: dict[str, str] | None = None, executor: str = "local",
+             ray_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Render ``plan`` and return the summary.
 
     Summary keys: ``ok`` (everything planned is complete), ``exit_code`` (0 or 1), ``done``
     (scenes rendered now), ``skipped`` (scenes that were already complete), ``failed``
     ({scene: reason}), ``scenes`` (per scene and sequence detail), ``frames_rendered``,
-    ``frames_skipped``, ``frames_total``, ``seconds``, ``plan`` and ``manifest`` (paths).
+    ``frames_skipped``, ``frames_total``, ``seconds``, ``plan`` and ``manifest`` (paths); with
+    ``executor="ray"`` also ``executor`` and ``nodes`` (see :func:`make_plan_runner`).
     """
-    runner = make_plan_runner(plan, settings, env)
+    runner = make_plan_runner(plan, settings, env, executor=executor, ray_options=ray_options)
     t0 = time.monotonic()
     summary: dict[str, Any] = {}
     try:

@@ -378,3 +378,54 @@ def test_task_lost_with_its_node_resumes_on_another_node(ray_mod, scenes, tmp_pa
         assert journal_counts(seq) == Counter(range(a, a + 3))  # each frame rendered once
         t = json.loads((seq / "transforms.json").read_text())
         assert [f["frame"] for f in t["frames"]] == [a, a + 1, a + 2]
+
+
+def test_cli_create_datasets_on_ray_with_a_blender_executable(cluster, scenes, tmp_path, capsys):
+    """``create-datasets --executor ray``: the plan, the manifest and the summary of a local run;
+    the workers run through a Blender executable (tools/blender, the stand-in)."""
+    from dataset_forge import cli
+
+    out = tmp_path / "ds"
+    blender = tmp_path / "blender"  # logs how it was called, then is the stand-in
+    blender.write_text(f'#!/bin/bash\necho "$1 ${{@: -1}}" >> {tmp_path / "calls.txt"}\n'
+                       f'exec {REPO / "tools" / "blender"} "$@"\n')
+    blender.chmod(0o755)
+    rc = cli.main(["create-datasets", "--scenes-dir", str(scenes), "--datasets-dir", str(out),
+                   "--sequences-per-scene", "2", "--num-frames", "3", "--width", "32",
+                   "--height", "24", "--max-samples", "1", "--no-use-denoising", "--threads", "1",
+                   "--executable", str(blender), "--json",
+                   "--executor", "ray", "--ray-address", "auto", "--ray-num-cpus", "1"])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err[-3000:]
+    s = json.loads(cap.out)
+    assert s["ok"] and s["executor"] == "ray" and s["frames_rendered"] == 12
+    assert list(s["nodes"].values()) == [socket.gethostname()]
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["totals"]["sequences_complete"] == 4 and m["totals"]["frames_complete"] == 12
+    for sc in m["scenes"]:
+        for q in sc["sequences"]:
+            t = json.loads((out / q["path"] / "transforms.json").read_text())
+            frames = list(range(q["frame_start"], q["frame_end"] + 1))
+            assert [f["frame"] for f in t["frames"]] == frames and len(frames) == 3
+            assert t["fl_x"] == pytest.approx(32 * LENS[sc["name"]] / 36.0, rel=1e-6)
+            for f in t["frames"]:
+                np.testing.assert_allclose(np.asarray(f["transform_matrix"])[:3, 3],
+                                           cam_position(sc["name"], f["frame"]), atol=1e-5)
+    # One Ray task per scene, each ran the worker through the executable, in the background.
+    calls = [c for c in (tmp_path / "calls.txt").read_text().splitlines() if "/job-" in c]
+    assert len(calls) == 2 and all(c.startswith("--background") for c in calls)
+    logs = sorted(out.glob(".dataset_forge/logs/*/worker-*.log"))
+    assert len(logs) == 2 and all(p.read_text().startswith("# node ") for p in logs)
+
+
+def test_cli_without_ray_prints_the_install_line(scenes, tmp_path):
+    """Runs without Ray too: ``--executor ray`` where Ray is missing fails at once, one line."""
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "from dataset_forge import cli\n"
+            f"sys.exit(cli.main(['create-datasets', '--scenes-dir', {str(scenes)!r}, "
+            f"'--datasets-dir', {str(tmp_path / 'ds')!r}, '--executor', 'ray']))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=bpy_env(), cwd=REPO, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0 and "pip install -r requirements-ray.txt" in proc.stderr
+    assert not (tmp_path / "ds" / "renders").exists()
