@@ -51,6 +51,7 @@ class ProgressPrinter:
         self._last_print: float | None = None
         self._bar_shown = False
         self.last: dict[str, Any] | None = None
+        self._device: str | None = None
 
     def _line(self, text: str) -> None:
         if self.tty and self._bar_shown:
@@ -89,7 +90,10 @@ class ProgressPrinter:
         elif kind == "scene_done":
             status = e.get("status", "done")
             self._line(f"{status} {scene}" + (" (already complete)" if status == "skipped" else ""))
-        elif kind == "device" and self.verbose:
+        elif kind == "device" and (self.verbose or e.get("device") != self._device):
+            # Always say where rendering happens (a CPU fallback must be plain in the log), once
+            # per change rather than once per scene.
+            self._device = e.get("device")
             self._line(f"{scene}: {e.get('device')}")
         elif kind == "error" and self.verbose:
             self._line(f"{scene}: {e.get('message')}")

@@ -150,6 +150,16 @@ def test_progress_text():
     assert lines[2].startswith("[########################] 100.0%  60/60 frames")
 
 
+def test_progress_always_names_the_render_device_once_per_change():
+    out = io.StringIO()
+    p = ProgressPrinter(out, tty=False)
+    cpu = "no GPU found (tried OPTIX, CUDA, HIP, METAL, ONEAPI): rendering on the CPU"
+    p({"event": "device", "scene": "a", "device": cpu, "gpu": False})
+    p({"event": "device", "scene": "b", "device": cpu, "gpu": False})
+    p({"event": "device", "scene": "c", "device": "rendering on OPTIX: GPU 0", "gpu": True})
+    assert out.getvalue().splitlines() == [f"a: {cpu}", "c: rendering on OPTIX: GPU 0"]
+
+
 def test_format_summary_lists_every_scene():
     summary = {"done": ["a"], "skipped": ["b"], "failed": {"c": "c.blend: broken"},
                "frames_rendered": 6, "frames_skipped": 6, "seconds": 3.2,
