@@ -12,6 +12,7 @@ their reason and never reach a worker; the other scenes render.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from ..dataset.transforms import write_json_atomic
 from ..sampling import SamplingError, sample_sequences, stretched_range
 from ..settings import Settings
 from .discovery import SceneInfo, discover
-from .journal import Journal
+from .journal import JOURNAL_NAME, Journal
 from .runner import Job, Runner
 
 PLAN_VERSION = 1
@@ -158,6 +159,7 @@ def write_manifest(plan: dict[str, Any], summary: dict[str, Any] | None = None) 
     datasets = Path(plan["datasets_dir"])
     run = (summary or {}).get("scenes", {})
     jobs = {j["scene"]: j for j in plan["jobs"]}
+    previous = _previous_validations(datasets / MANIFEST_NAME)
     scenes = []
     totals = {"scenes": 0, "scenes_complete": 0, "sequences": 0, "sequences_complete": 0,
               "frames": 0, "frames_complete": 0}
@@ -170,6 +172,9 @@ def write_manifest(plan: dict[str, Any], summary: dict[str, Any] | None = None) 
                          "frame_start": q["frame_start"], "frame_end": q["frame_end"],
                          "num_frames": st["frames"], "frames_complete": st["frames_complete"],
                          "status": "complete" if st["complete"] else "incomplete"})
+            kept = previous.get(seqs[-1]["path"])
+            if kept is not None and _unchanged_since(q["out_dir"], kept[1]):
+                seqs[-1]["validation"] = kept[0]
             totals["sequences"] += 1
             totals["sequences_complete"] += st["complete"]
             totals["frames"] += st["frames"]
@@ -188,6 +193,27 @@ def write_manifest(plan: dict[str, Any], summary: dict[str, Any] | None = None) 
     path = datasets / MANIFEST_NAME
     write_json_atomic(path, doc)
     return path
+
+
+def _previous_validations(manifest: Path) -> dict[str, tuple[dict[str, Any], float]]:
+    """``{sequence path: (validation entry, manifest mtime)}`` from the manifest being replaced,
+    so that a rerun keeps the validate results of sequences it did not touch."""
+    try:
+        doc = json.loads(manifest.read_text(encoding="utf-8"))
+        mtime = manifest.stat().st_mtime
+    except (OSError, ValueError):
+        return {}
+    return {q["path"]: (q["validation"], mtime) for sc in doc.get("scenes", [])
+            for q in sc.get("sequences", []) if "validation" in q and "path" in q}
+
+
+def _unchanged_since(seq_dir: str, when: float) -> bool:
+    """No frame of the sequence was journaled after ``when`` (a validated sequence that was
+    re-rendered since must be validated again)."""
+    try:
+        return (Path(seq_dir) / JOURNAL_NAME).stat().st_mtime <= when
+    except OSError:
+        return False
 
 
 def make_plan_runner(plan: dict[str, Any], settings: Settings,
@@ -218,11 +244,8 @@ def make_plan_runner(plan: dict[str, Any], settings: Settings,
             raise
         runner.lock = lock
         return runner
-    runner = Runner(jobs, work_dir=datasets / ".dataset_forge" / "logs" / f"{stamp}-{os.getpid()}",
-                    parallel=settings.jobs, executable=settings.executable,
-                    timeout=settings.timeout, retries=settings.retries,
-                    frame_budget=settings.recycle_frames,
-                    gpus=settings.gpu_list if settings.device_type != "CPU" else [], env=env)
+    runner = Runner.from_settings(
+        jobs, settings, datasets / ".dataset_forge" / "logs" / f"{stamp}-{os.getpid()}", env=env)
     runner.lock = lock  # released by finish_plan
     return runner
 

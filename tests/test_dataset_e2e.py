@@ -189,3 +189,25 @@ def test_blender_command_dataset_validate(rendered, tmp_path):
     p = subprocess.run([sys.executable, "-c", code], env=bpy_env(), capture_output=True, text=True,
                        timeout=120, cwd=tmp_path)
     assert "RC 0 1" in p.stdout, p.stdout + p.stderr
+
+
+def test_rerun_keeps_validation_of_untouched_sequences_only(report, rendered, tmp_path):
+    copy = tmp_path / "datasets"
+    shutil.copytree(rendered, copy)
+    man = json.loads((copy / "manifest.json").read_text())
+    scenes = Path(man["scenes"][0]["blend"]).parent
+    opts = dict(sequences_per_scene=1, num_frames=FRAMES, width=64, height=48, max_samples=4,
+                use_denoising=False, depths=True, normals=True, flows=True, segmentations=True,
+                debug=False)
+    s = dataset_forge.create_datasets(scenes, copy, **opts)
+    assert s["exit_code"] == 0 and s["frames_rendered"] == 0
+    seqs = {q["path"]: q for sc in json.loads((copy / "manifest.json").read_text())["scenes"]
+            for q in sc["sequences"]}
+    assert all(q["validation"]["ok"] for q in seqs.values())  # nothing re-rendered: kept
+    (copy / ORBIT / "frames" / "frame_000002.png").unlink()
+    s = dataset_forge.create_datasets(scenes, copy, **opts)
+    assert s["exit_code"] == 0 and s["frames_rendered"] == 1
+    seqs = {q["path"]: q for sc in json.loads((copy / "manifest.json").read_text())["scenes"]
+            for q in sc["sequences"]}
+    assert "validation" not in seqs[ORBIT]  # re-rendered since validation: must be re-checked
+    assert seqs[BASIC]["validation"]["ok"] and seqs[MOTION]["validation"]["ok"]
