@@ -16,13 +16,6 @@ from ..settings import Settings
 from .runner import Job, Runner
 
 
-def make_runner(jobs: list[Job], settings: Settings, work_dir: Path, **kw: Any) -> Runner:
-    return Runner(jobs, work_dir=work_dir, parallel=settings.jobs, executable=settings.executable,
-                  timeout=settings.timeout, retries=settings.retries,
-                  frame_budget=settings.recycle_frames,
-                  gpus=settings.gpu_list if settings.device_type != "CPU" else [], **kw)
-
-
 def render_animation(blend_file: str | os.PathLike, root_path: str | os.PathLike, *,
                      frame_start: int | None = None, frame_end: int | None = None,
                      on_event=None, **options: Any) -> dict[str, Any]:
@@ -41,7 +34,7 @@ def render_animation(blend_file: str | os.PathLike, root_path: str | os.PathLike
                                 frame_end - frame_start + 1)
     job = Job(blend=blend, scene_name=Path(blend).stem, sequences=[seq],
               settings=settings.to_dict())
-    runner = make_runner([job], settings, root / ".dataset_forge" / "logs")
+    runner = Runner.from_settings([job], settings, root / ".dataset_forge" / "logs")
     runner.run(on_event=on_event)
     summary = runner.summary()
     summary["exit_code"] = 0 if summary["ok"] else 1

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..settings import Settings
 from . import events as ev
 from .launch import gpu_for_slot, gpu_pinning, worker_command, worker_env
 
@@ -105,6 +106,16 @@ class Runner:
     silent for longer is killed and its job retried up to ``retries`` times. ``frame_budget``:
     frames a process may render before it is replaced by a fresh one (0: never).
     """
+
+    @classmethod
+    def from_settings(cls, jobs: list[Job], settings: Settings, work_dir: str | os.PathLike,
+                      **kw: Any) -> Runner:
+        """A runner configured by the run options of ``settings`` (jobs, executable, timeout,
+        retries, recycling, GPU pinning)."""
+        return cls(jobs, work_dir=work_dir, parallel=settings.jobs, executable=settings.executable,
+                   timeout=settings.timeout, retries=settings.retries,
+                   frame_budget=settings.recycle_frames,
+                   gpus=settings.gpu_list if settings.device_type != "CPU" else [], **kw)
 
     def __init__(self, jobs: list[Job], *, work_dir: str | os.PathLike, parallel: int = 1,
                  executable: str = "", timeout: float = 300.0, retries: int = 1,
