@@ -548,17 +548,11 @@ def build_tables(raw: dict[str, Any]) -> str:
 
 # -- child process (ours) -------------------------------------------------------------------------
 def _import_package():
-    try:
-        import dataset_forge  # the dev venv links the checkout under this name
-    except ImportError:
-        import importlib.util
+    """``dataset_forge`` from the venv, else from this checkout (the demo's loader)."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from demo import import_package
 
-        spec = importlib.util.spec_from_file_location(
-            "dataset_forge", REPO / "__init__.py", submodule_search_locations=[str(REPO)])
-        dataset_forge = importlib.util.module_from_spec(spec)
-        sys.modules["dataset_forge"] = dataset_forge
-        spec.loader.exec_module(dataset_forge)
-    return dataset_forge
+    return import_package()
 
 
 def _proc_cpu(pid: int | None) -> float:
