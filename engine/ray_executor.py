@@ -24,7 +24,6 @@ import json
 import os
 import queue
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from typing import Any
 from .events import decode
 from .launch import PACKAGE_ROOT, worker_command, worker_env
 from .plan import PlanError
-from .runner import Job, Runner
+from .runner import Job, Runner, _kill
 
 __all__ = ["INSTALL_HINT", "RAY_REQUIREMENT", "RayExecutor", "RayExecutorError", "import_ray"]
 
@@ -178,23 +177,12 @@ def _scene_task(key: str, job_path: str, log_path: str, probe: str, token: str, 
                 if e is not None:
                     last = sink.push.remote(key, [e])
     except BaseException:  # ray.cancel raises KeyboardInterrupt here: Blender goes too
-        _kill_group(proc)
+        _kill(proc)  # the worker and what it started (its process group)
+        proc.wait()
         raise
     rc = proc.wait()
     ray.get(last)  # every event is in the sink before the driver sees this task end
     return {"rc": rc, "node": node, "host": host}
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """Kill the worker and whatever it started (its session), then reap it."""
-    try:
-        if os.name == "posix":
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:
-            proc.kill()
-    except OSError:
-        pass
-    proc.wait()
 
 
 class RayExecutor(Runner):
