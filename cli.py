@@ -24,13 +24,14 @@ import json
 import sys
 from typing import Any
 
+from .errors import DatasetForgeError
 from .settings import Settings, SettingsError
 
 PROG = "dataset"
 TUTORIAL_PREFIX = "--render-config."
 
 
-class CliError(Exception):
+class CliError(DatasetForgeError):
     """A bad command line; the message is the one line shown to the user."""
 
 

@@ -20,6 +20,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import DatasetForgeError
+
 GROUPS = ("Sequences", "Ground truth", "Render", "Output", "Run")
 
 DEVICE_TYPES = ("AUTO", "OPTIX", "CUDA", "HIP", "METAL", "ONEAPI", "CPU")
@@ -182,7 +184,7 @@ class Settings:
         return [int(p) for p in self.gpus.split(",") if p.strip()]
 
 
-class SettingsError(ValueError):
+class SettingsError(DatasetForgeError, ValueError):
     """An option has an invalid value; the message names it and what is allowed."""
 
 

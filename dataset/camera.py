@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import DatasetForgeError
 
-class CameraModelError(ValueError):
+
+class CameraModelError(DatasetForgeError, ValueError):
     """The camera cannot be described by a pinhole ``K`` (orthographic, panoramic ...)."""
 
 

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DatasetForgeError
 
-class ExrError(OSError):
+
+class ExrError(DatasetForgeError, OSError):
     """An EXR file that cannot be read: missing, truncated, corrupt, or lacking a channel."""
 
 

@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DatasetForgeError
 from . import exr
 
 KINDS = ("depth", "normal", "flow", "segmentation")
@@ -55,7 +56,7 @@ TRANSFORMS = "transforms.json"
 FLOW_KEYS = ("forward_u", "forward_v", "backward_u", "backward_v")
 
 
-class DatasetError(ValueError):
+class DatasetError(DatasetForgeError, ValueError):
     """A folder that is not a sequence or dataset, or a ``transforms.json`` that cannot be used."""
 
 

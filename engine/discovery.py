@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import DatasetForgeError
 from ..settings import Settings
 from . import events as ev
 from .launch import worker_command, worker_env
@@ -43,7 +44,7 @@ class SceneInfo:
         return asdict(self)
 
 
-class DiscoveryError(RuntimeError):
+class DiscoveryError(DatasetForgeError, RuntimeError):
     """The scenes folder cannot be used at all (missing, empty); the message says why."""
 
 

@@ -19,10 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..dataset.transforms import write_json_atomic
+from ..errors import DatasetForgeError
 from ..sampling import SamplingError, sample_sequences, stretched_range
 from ..settings import Settings
+from ..version import __version__
 from .discovery import SceneInfo, discover
 from .journal import JOURNAL_NAME, Journal
 from .runner import Job, Runner
@@ -32,7 +33,7 @@ PLAN_NAME = "plan.json"
 MANIFEST_NAME = "manifest.json"
 
 
-class PlanError(RuntimeError):
+class PlanError(DatasetForgeError, RuntimeError):
     """The run cannot start (folder missing, not writable ...); one sentence with the fix."""
 
 

@@ -8,11 +8,12 @@ import math
 import bpy
 
 from ..dataset.camera import CameraParams
+from ..errors import DatasetForgeError
 from ..settings import Settings
 from . import compat
 
 
-class SceneError(RuntimeError):
+class SceneError(DatasetForgeError, RuntimeError):
     """The scene cannot be rendered as asked; the message names the fix."""
 
 

@@ -26,13 +26,13 @@ from typing import Any
 
 import bpy
 
-from .. import __version__
 from ..dataset import camera as cam_model
 from ..dataset.transforms import build_transforms, write_json_atomic
 from ..engine.events import Emit, stdout_emitter
 from ..engine.journal import Journal
 from ..sampling import sequence_id
 from ..settings import Settings, SettingsError
+from ..version import __version__
 from . import compat, devices, scene_setup
 from .passes import PassRig
 

@@ -14,8 +14,10 @@ import math
 import random
 from dataclasses import dataclass
 
+from ..errors import DatasetForgeError
 
-class SamplingError(ValueError):
+
+class SamplingError(DatasetForgeError, ValueError):
     """The request cannot fit the scene's range; the message says the largest valid value."""
 
 

@@ -1,0 +1,134 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The on-disk contract of a sequence folder, written once. Pure Python (numpy for the ray grid).
+
+Every path, file pattern, channel name and the pixel-ray grid live here; the writer
+(``render_passes``), the loader, validate, preview, occlusion and the exports import them instead
+of spelling them out. A sequence folder::
+
+    SEQ/
+      frames/frame_NNNNNN.{png,exr,jpg}          RGB
+      depths/depth_NNNNNN.exr                    with depths
+      normals/normal_NNNNNN.exr                  with normals
+      flows/flow_NNNNNN.exr                      with flows
+      segmentations/segmentation_NNNNNN.exr      with segmentations (+ segmentation_ids.json)
+      previews/KIND/KIND_NNNNNN.png              with debug previews
+      transforms.json, info.json, objects.json
+      .dataset_forge_journal.jsonl               the resume journal
+
+``NNNNNN`` is the frame number on the (stretched) timeline, :data:`DIGITS` digits, zero-padded
+(a negative frame keeps its sign: ``frame_-00005``, as Blender writes it).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DatasetForgeError
+
+DIGITS = 6
+
+TRANSFORMS = "transforms.json"
+INFO = "info.json"
+IDS_FILE = "segmentation_ids.json"
+OBJECTS_FILE = "objects.json"
+JOURNAL = ".dataset_forge_journal.jsonl"
+PREVIEWS = "previews"
+
+RGB_FOLDER, RGB_STEM = "frames", "frame"
+RGB_EXTENSIONS = {"PNG": "png", "OPEN_EXR": "exr", "JPEG": "jpg"}
+
+# Flow EXR channels R, G, B, A hold these, in this order (recorded in transforms.json conventions).
+FLOW_KEYS = ("forward_u", "forward_v", "backward_u", "backward_v")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One ground-truth modality: its settings flag, folder, file stem and ``transforms.json`` key."""
+
+    name: str
+    flag: str
+    folder: str
+    stem: str
+    key: str
+
+
+KINDS: dict[str, Kind] = {k.name: k for k in (
+    Kind("depth", "depths", "depths", "depth", "depth_file_path"),
+    Kind("normal", "normals", "normals", "normal", "normal_file_path"),
+    Kind("flow", "flows", "flows", "flow", "flow_file_path"),
+    Kind("segmentation", "segmentations", "segmentations", "segmentation", "segmentation_file_path"),
+)}
+
+
+class LayoutError(DatasetForgeError, ValueError):
+    """A path that leaves its sequence folder, or a name that is not part of the layout."""
+
+
+def frame_digits(frame: int) -> str:
+    """``frame`` as Blender's ``######`` writes it: ``000012``, ``-00005``."""
+    return f"{int(frame):0{DIGITS}d}"
+
+
+def rgb_file(frame: int, ext: str) -> str:
+    """``frames/frame_NNNNNN.EXT``, relative to the sequence folder (``ext`` without the dot)."""
+    return f"{RGB_FOLDER}/{RGB_STEM}_{frame_digits(frame)}.{ext}"
+
+
+def gt_file(kind: str, frame: int) -> str:
+    """``FOLDER/STEM_NNNNNN.exr`` of ground truth ``kind`` (a key of :data:`KINDS`)."""
+    k = KINDS[kind]
+    return f"{k.folder}/{k.stem}_{frame_digits(frame)}.exr"
+
+
+def preview_file(kind: str, frame: int) -> str:
+    """``previews/KIND/KIND_NNNNNN.png``."""
+    return f"{PREVIEWS}/{kind}/{kind}_{frame_digits(frame)}.png"
+
+
+def pattern(rel: str) -> str:
+    """A relative file name of frame ``0`` turned into its documented pattern (``NNNNNN``)."""
+    return rel.replace(frame_digits(0), "N" * DIGITS)
+
+
+def blender_stem(stem: str) -> str:
+    """The File Output / ``render.filepath`` stem Blender fills with the frame: ``depth_######``."""
+    return f"{stem}_{'#' * DIGITS}"
+
+
+def contained(seq_dir: str | os.PathLike, rel: str | os.PathLike, what: str = "path") -> Path:
+    """``seq_dir / rel`` resolved, refusing anything that leaves ``seq_dir`` (``..``, absolute
+    paths, symlinks pointing out). Raises :class:`LayoutError` naming the file and the fix."""
+    root = Path(seq_dir).resolve()
+    rel_s = os.fspath(rel)
+    p = (root / rel_s).resolve()
+    if os.path.isabs(rel_s) or (p != root and root not in p.parents):
+        raise LayoutError(f"{root / 'transforms.json'}: {what} {rel_s!r} points outside the sequence "
+                          "folder; refusing to read it (paths must be relative and stay inside)")
+    return p
+
+
+def pixel_rays(K: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised OpenCV image coordinates of the pixel centres through ``K`` ``(3, 3)``:
+    ``x`` ``(1, W)`` and ``y`` ``(H, 1)`` float64, ``x = (col + 0.5 - cx) / fx`` (``y`` likewise,
+    rows down). The one pixel-ray grid of the package (centres at ``+0.5``)."""
+    h, w = shape
+    x = (np.arange(w, dtype=np.float64) + 0.5 - K[0, 2]) / K[0, 0]
+    y = (np.arange(h, dtype=np.float64) + 0.5 - K[1, 2]) / K[1, 1]
+    return x[None, :], y[:, None]
+
+
+def pixel_centres(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates ``(u, v)``, each ``(H, W)`` float64: ``u = column + 0.5``."""
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    return u + 0.5, v + 0.5
+
+
+def ray_norm(K: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``(H, W)`` length of the camera ray through each pixel centre per unit planar depth:
+    ``distance = planar * ray_norm``."""
+    x, y = pixel_rays(K, shape)
+    return np.sqrt(1.0 + x ** 2 + y ** 2)
