@@ -32,6 +32,7 @@ COLOR_MODES = ("RGB", "RGBA", "BW")
 STRATEGIES = ("uniform", "random")
 DEPTH_TYPES = ("planar", "distance")
 NORMAL_FRAMES = ("camera", "world")
+ON_CHANGE = ("refuse", "rerender")
 
 
 def _f(default: Any, help: str, group: str, *, choices: tuple | None = None,
@@ -58,6 +59,9 @@ class Settings:
     keyframe_multiplier: float = _f(1.0, "Stretch the animation in time before sampling: every "
                                     "keyframe, the frame range and the frame rate scale by it",
                                     "Sequences", min=0.01, max=100.0)
+
+    scene: str = _f("", "Scene of each .blend to render (empty: the file's active scene)",
+                    "Sequences")
 
     # -- Ground truth ------------------------------------------------------------------------
     depths: bool = _f(False, "Write depth maps (depths/depth_NNNNNN.exr)", "Ground truth")
@@ -107,8 +111,14 @@ class Settings:
                    scope="machine")
     allow_skips: bool = _f(True, "Resume: skip frames and sequences that are already complete",
                            "Run")
+    on_change: str = _f("refuse", "When a sequence folder holds frames made from another .blend or "
+                        "with other settings: refuse (name what changed) or rerender that sequence",
+                        "Run", choices=ON_CHANGE)
     autoexec: bool = _f(False, "Allow Python scripts embedded in the .blend files to run "
                         "(only for files you trust)", "Run", scope="machine")
+    allow_scene_outputs: bool = _f(False, "Let a scene's own compositor File Output nodes write where "
+                                   "they point (off: they are muted for the render)", "Run",
+                                   scope="machine")
     executable: str = _f("", "Blender executable for the workers (empty: the running Blender, "
                          "or the bpy module's Python)", "Run", scope="machine")
     timeout: float = _f(300.0, "Seconds a worker may stay silent before it is killed and its job "
