@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Subcommands of the dataset tools for ``cli.py``: ``validate``, ``preview``, ``occlusion``.
+"""Subcommands of the dataset tools for ``cli.py``: ``validate``, ``preview``, ``occlusion``,
+``export``.
 
 ``python -m dataset_forge validate DATASETS --jobs 2`` and ``blender --command dataset validate
 ...`` both end here; nothing imports ``bpy``. Each ``func(args)`` returns the exit code.
@@ -60,6 +61,26 @@ def add_commands(sub) -> None:
     o.add_argument("--beta", type=float, default=0.5, help="absolute tolerance in px^2 (default 0.5)")
     o.set_defaults(func=_occlusion)
 
+    add_export_command(sub)
+
+
+def add_export_command(sub) -> None:
+    """``export FORMAT SRC DST [--overwrite]`` (see :mod:`dataset.exports`)."""
+    from .exports import FORMATS
+
+    e = sub.add_parser("export", help="write a sequence or dataset in another tool's layout",
+                       description="Export every sequence of SRC (a sequence folder or a datasets "
+                       "folder) as FORMAT into DST, which must be empty or new. SRC is only read. "
+                       "Formats: " + "; ".join(f"{f.name}: {f.help}" for f in FORMATS.values())
+                       + ". See docs/use_the_dataset.md.")
+    e.add_argument("format", metavar="FORMAT", choices=tuple(FORMATS),
+                   help="one of " + ", ".join(FORMATS))
+    e.add_argument("src", metavar="SRC", help="a sequence folder or a datasets folder")
+    e.add_argument("dst", metavar="DST", help="output folder (created; must be empty)")
+    e.add_argument("--overwrite", action="store_true",
+                   help="replace a previous export in DST (recognised by its dataset_forge_export.json)")
+    e.set_defaults(func=_export)
+
 
 def _validate(ns: argparse.Namespace) -> int:
     from .validate import Thresholds, format_report, validate
@@ -95,4 +116,28 @@ def _occlusion(ns: argparse.Namespace) -> int:
 
     written = write_masks(ns.path, alpha=ns.alpha, beta=ns.beta)
     print(f"{len(written)} occlusion mask(s) written", file=sys.stdout)
+    return 0
+
+
+def _export(ns: argparse.Namespace) -> int:
+    import time
+
+    from .exports import MissingDependency, export, format_progress
+
+    last = [0.0]
+
+    def say(e):
+        now = time.monotonic()
+        if now - last[0] >= 1.0 or e["sequences_done"] == e["sequences_total"]:
+            last[0] = now
+            print(format_progress(e), file=sys.stderr, flush=True)
+
+    try:
+        res = export(ns.format, ns.src, ns.dst, overwrite=ns.overwrite, on_progress=say)
+    except MissingDependency as exc:
+        print(f"dataset: error: {exc}", file=sys.stderr)
+        return 1
+    for note in res["notes"]:
+        print(f"note: {note}")
+    print(f"{len(res['sequences'])} sequence(s) exported as {ns.format} into {ns.dst}")
     return 0

@@ -1,0 +1,88 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""``coco``: COCO instance annotations per sequence (read by ``pycocotools.coco.COCO``)::
+
+    DST[/SEQ]/annotations.json      COCO instances (+ the video fields of COCO-VID)
+    DST[/SEQ]/images/frame_NNNNNN.png   the frames (8-bit RGB), NNNNNN = timeline frame number
+
+``SEQ`` is the sequence's path below a datasets folder (none for a single sequence).
+
+* ``categories``: the classes of ``segmentation_ids.json`` (its ``class`` field, else the object
+  name), sorted by name, ids 1..C; background (id 0) is not a category.
+* ``videos``: one, ``{"id": 1, "name": SEQ or the folder name}``.
+* ``images``: one per frame in sequence order, ``id = index + 1``, ``frame_id = index`` (0-based,
+  COCO-VID / mmtracking), ``frame_number`` (timeline), ``video_id = 1``.
+* ``annotations``: one per id visible in a frame (ids ascending), ``id`` running from 1,
+  ``segmentation`` RLE from ``pycocotools.mask.encode`` (``counts`` as str), ``bbox = [x, y, w, h]``
+  and ``area`` from that RLE, ``iscrowd = 0``, ``instance_id`` the id (stable across frames: the
+  object id of the segmentation pass), ``object`` its name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..layout import RGB_STEM, frame_digits
+from .common import ExportError, SeqJob, need, png_bytes, rgb8, write_bytes, write_json
+
+
+def _class_of(entry: Any, oid: str) -> str:
+    if isinstance(entry, dict):
+        return str(entry.get("class") or entry.get("name") or f"object_{oid}")
+    return str(entry)
+
+
+def _name_of(entry: Any, oid: str) -> str:
+    return str(entry.get("name", f"object_{oid}")) if isinstance(entry, dict) else str(entry)
+
+
+def export_sequence(job: SeqJob, dst: Path, tick, ctx: dict[str, Any]) -> dict[str, Any]:
+    from pycocotools import mask as mask_util
+
+    seq = job.sequence
+    need(seq, "segmentation", "coco")
+    out = dst / job.rel if job.rel else dst
+    ids = seq.ids.get("ids") if isinstance(seq.ids, dict) else None
+    if not ids:
+        raise ExportError(f"{seq.path}: no segmentation_ids.json with 'ids'; the coco export needs "
+                          "the id -> class table (re-render with --segmentations)")
+    classes = sorted({_class_of(v, k) for k, v in ids.items()})
+    cat_id = {c: i + 1 for i, c in enumerate(classes)}
+    categories = [{"id": cat_id[c], "name": c, "supercategory": c} for c in classes]
+    video = {"id": 1, "name": job.rel or seq.path.resolve().name}
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
+    for i, fr in enumerate(seq):
+        seg = fr.segmentation
+        h, w = seg.shape
+        name = f"images/{RGB_STEM}_{frame_digits(seq.frame_numbers[i])}.png"
+        write_bytes(out / name, png_bytes(rgb8(fr)))
+        images.append({"id": i + 1, "file_name": name, "width": int(w), "height": int(h),
+                       "video_id": 1, "frame_id": i, "frame_number": seq.frame_numbers[i]})
+        for oid in np.unique(seg):
+            if oid == 0:
+                continue
+            key = str(int(oid))
+            if key not in ids:
+                raise ExportError(f"{fr.path('segmentation')}: id {key} is not in "
+                                  "segmentation_ids.json; the ids file does not match the frames")
+            rle = mask_util.encode(np.asfortranarray((seg == oid).astype(np.uint8)))
+            bbox = [float(x) for x in mask_util.toBbox(rle)]
+            area = int(mask_util.area(rle))
+            anns.append({"id": len(anns) + 1, "image_id": i + 1,
+                         "category_id": cat_id[_class_of(ids[key], key)],
+                         "segmentation": {"size": [int(h), int(w)],
+                                          "counts": rle["counts"].decode("ascii")},
+                         "bbox": bbox, "area": area, "iscrowd": 0, "instance_id": int(oid),
+                         "object": _name_of(ids[key], key)})
+        fr.clear()
+        tick()
+    doc = {"info": {"description": f"Dataset Forge export of {video['name']}",
+                    "id_source": "object ids of the segmentation pass (segmentation_ids.json)"},
+           "licenses": [], "categories": categories, "videos": [video], "images": images,
+           "annotations": anns}
+    write_json(out / "annotations.json", doc, indent=None)
+    return {"summary": {"images": len(images), "annotations": len(anns), "categories": classes},
+            "notes": []}

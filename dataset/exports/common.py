@@ -1,0 +1,156 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What every export format shares: errors, deterministic writers, 8-bit RGB, flow validity.
+
+Deterministic means: the same source gives the same bytes (sorted JSON keys, no timestamps, PNGs
+written by pillow without ancillary chunks, ``.npy`` through ``numpy.lib.format``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import DatasetForgeError
+from ..loader import Frame, Sequence
+
+MARKER = "dataset_forge_export.json"
+
+# Per-frame keys of transforms.json that mark a frame's flow as unusable (a camera cut, ...).
+FORWARD_VALID_KEYS = ("flow_forward_valid",)
+BACKWARD_VALID_KEYS = ("flow_backward_valid",)
+
+
+class ExportError(DatasetForgeError, ValueError):
+    """An export that cannot be written right: bad paths or data the format cannot hold."""
+
+
+class MissingDependency(DatasetForgeError, ImportError):
+    """An optional package the chosen format needs is not installed (the message says how)."""
+
+
+@dataclass(frozen=True)
+class SeqJob:
+    """One sequence to export: ``rel`` its path relative to the datasets folder ('' for a single
+    sequence), ``name`` a flat, file-system-safe name (``rel`` with ``/`` -> ``__``)."""
+
+    sequence: Sequence
+    rel: str
+    name: str
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.write(data)
+
+
+def write_json(path: Path, obj: Any, indent: int | None = 1) -> None:
+    """JSON with sorted keys and a trailing newline (byte-identical for equal content)."""
+    text = json.dumps(obj, indent=indent, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    write_bytes(Path(path), (text + "\n").encode("utf-8"))
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """8-bit grey ``(H, W)`` or RGB ``(H, W, 3)`` PNG, encoded by pillow (no metadata chunks)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def srgb_encode(linear: np.ndarray) -> np.ndarray:
+    """Scene-linear values to sRGB-encoded [0, 1] (IEC 61966-2-1), clipped."""
+    x = np.clip(np.nan_to_num(linear.astype(np.float64), nan=0.0), 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1.0 / 2.4) - 0.055)
+
+
+def rgb8(frame: Frame) -> np.ndarray:
+    """The frame as ``(H, W, 3)`` uint8: 8-bit files as stored, 16-bit PNG rounded to 8 bits,
+    float (EXR, scene-linear) sRGB-encoded. Alpha is dropped."""
+    rgb = frame.rgb
+    if rgb.dtype == np.uint8:
+        return np.ascontiguousarray(rgb)
+    if rgb.dtype == np.uint16:
+        return ((rgb.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    return np.rint(srgb_encode(rgb) * 255.0).astype(np.uint8)
+
+
+def rgb8_is_exact(seq: Sequence) -> bool:
+    """Whether :func:`rgb8` returns the stored pixels unchanged (8-bit frames)."""
+    return seq[0].rgb.dtype == np.uint8 if len(seq) else True
+
+
+def _flag(meta: dict[str, Any], keys: tuple[str, ...], nested: str) -> bool:
+    for k in keys:
+        if k in meta and not bool(meta[k]):
+            return False
+    fv = meta.get("flow_valid")
+    if isinstance(fv, dict) and nested in fv and not bool(fv[nested]):
+        return False
+    return True
+
+
+def surface_mask(frame: Frame) -> np.ndarray | None:
+    """``(H, W)`` bool where the frame has a surface (``depth > 0``, else segmentation id > 0);
+    None when the sequence has neither."""
+    kinds = frame.sequence.kinds
+    if "depth" in kinds:
+        d = frame.depth
+        return np.isfinite(d) & (d > 0)
+    if "segmentation" in kinds:
+        return frame.segmentation > 0
+    return None
+
+
+def flow_pair_ok(seq: Sequence, i: int) -> tuple[bool, str]:
+    """Whether frame ``i``'s forward flow describes the pair (frame ``i``, frame ``i + 1``):
+    the next frame is the next on the timeline and no validity flag says otherwise."""
+    a, b = seq.frames_meta[i], seq.frames_meta[i + 1]
+    if not _flag(a, FORWARD_VALID_KEYS, "forward"):
+        return False, f"frame {seq.frame_numbers[i]}: forward flow marked invalid in transforms.json"
+    if not _flag(b, BACKWARD_VALID_KEYS, "backward"):
+        return False, f"frame {seq.frame_numbers[i + 1]}: backward flow marked invalid in transforms.json"
+    if seq.frame_numbers[i + 1] != seq.frame_numbers[i] + 1:
+        return False, (f"frames {seq.frame_numbers[i]} and {seq.frame_numbers[i + 1]} are not "
+                       "neighbours on the timeline: the stored flow does not describe this pair")
+    return True, ""
+
+
+def forward_flow(seq: Sequence, i: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Forward flow of the pair (``i``, ``i + 1``) as ``(H, W, 2)`` float32 and its ``(H, W)`` bool
+    validity: false where the frame has no surface (depth 0 / id 0), where the flow is not finite,
+    and everywhere when the pair is flagged invalid (the third item says why, else '')."""
+    fr = seq[i]
+    flow = np.ascontiguousarray(fr.flow_forward, dtype=np.float32)
+    ok, why = flow_pair_ok(seq, i)
+    valid = np.isfinite(flow).all(axis=-1)
+    if not ok:
+        valid[:] = False
+    surf = surface_mask(fr)
+    if surf is not None:
+        valid &= surf
+    return flow, valid, why
+
+
+_FLAGS = {"flow": "flows", "depth": "depths", "segmentation": "segmentations", "normal": "normals"}
+
+
+def need(seq: Sequence, kind: str, fmt: str) -> None:
+    """Refuse a sequence without ground truth ``kind``, naming the render option that adds it."""
+    if kind not in seq.kinds:
+        raise ExportError(f"{seq.path}: no {kind} files; the {fmt} export needs them (render with "
+                          f"--{_FLAGS[kind]})")
+
+
+def remove_if_exists(path: Path) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
