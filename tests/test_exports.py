@@ -107,6 +107,23 @@ def dataset_dir(rendered, tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def instanced(tmp_path_factory) -> Path:
+    """``gt_instances`` of tests/instance_scenes.py (instanced rocks, particles, geometry-nodes
+    cubes; a camera cut between frames 2 and 3, so frame 2's forward flow is flagged invalid)."""
+    import dataset_forge
+
+    root = tmp_path_factory.mktemp("exp_inst")
+    subprocess.run([sys.executable, str(REPO / "tests" / "instance_scenes.py"), str(root)], check=True,
+                   env=bpy_env(), capture_output=True, timeout=300)
+    out = root / "gt_instances"
+    summary = dataset_forge.render_animation(
+        root / "gt_instances.blend", out, frame_start=1, frame_end=4, width=64, height=48,
+        max_samples=1, use_denoising=False, depths=True, flows=True, segmentations=True, debug=False)
+    assert summary["ok"], summary
+    return out
+
+
 # -- pure codecs ----------------------------------------------------------------------------------
 
 def test_kitti_png_encoder_round_trips_through_pillow(tmp_path):
@@ -230,19 +247,31 @@ def test_flagged_flow_is_invalid_in_both_flow_formats(dataset_dir, tmp_path):
 
 
 @pytest.mark.render
-def test_coco_masks_are_the_segmentation(rendered, tmp_path):
+@pytest.mark.parametrize("layer", ["instances", "objects only"])
+def test_coco_masks_are_the_segmentation(rendered, tmp_path, layer):
+    """One object per instance here; "objects only" drops the instance table (a sequence rendered
+    before per-instance ids): annotations then fall back to the object ids."""
     pytest.importorskip("pycocotools", reason="pip install -r requirements-exports.txt")
     from pycocotools import mask as mask_util
     from pycocotools.coco import COCO
 
-    seq = load(rendered)
+    src = rendered
+    if layer == "objects only":
+        src = tmp_path / "src"
+        shutil.copytree(rendered, src)
+        doc = json.loads((src / "segmentation_ids.json").read_text())
+        doc.pop("instances", None)
+        (src / "segmentation_ids.json").write_text(json.dumps(doc))
+    seq = load(src)
     dst = tmp_path / "coco"
-    export("coco", rendered, dst)
+    export("coco", src, dst)
     coco = COCO(str(dst / "annotations.json"))
+    source = "instance ids" if layer == "instances" else "object ids"
+    assert coco.dataset["info"]["id_source"].startswith(source)
     ids = seq.ids["ids"]
     assert sorted(c["name"] for c in coco.loadCats(coco.getCatIds())) == sorted(
         {v["class"] for v in ids.values()}) == ["Ground", "Props", "box"]
-    assert coco.dataset["videos"] == [{"id": 1, "name": "gt_cube"}]
+    assert coco.dataset["videos"] == [{"id": 1, "name": src.name}]
     assert len(coco.getImgIds()) == len(seq)
     for i, fr in enumerate(seq):
         img = coco.loadImgs(i + 1)[0]
@@ -250,17 +279,69 @@ def test_coco_masks_are_the_segmentation(rendered, tmp_path):
         np.testing.assert_array_equal(png(dst / img["file_name"]), fr.rgb)
         seg = fr.segmentation
         anns = coco.loadAnns(coco.getAnnIds(imgIds=[img["id"]]))
-        assert sorted(a["instance_id"] for a in anns) == sorted(set(np.unique(seg)) - {0})
+        assert sorted(a["object_id"] for a in anns) == sorted(set(np.unique(seg)) - {0})
         for a in anns:
+            if layer == "objects only":
+                assert a["instance_id"] == a["object_id"]
             m = mask_util.decode(a["segmentation"]).astype(bool)
-            want = seg == a["instance_id"]
+            want = seg == a["object_id"]
             np.testing.assert_array_equal(m, want)  # pixel-exact
             np.testing.assert_array_equal(coco.annToMask(a).astype(bool), want)
             rows, cols = np.nonzero(want)
             x0, y0 = cols.min(), rows.min()
             assert a["bbox"] == [x0, y0, cols.max() + 1 - x0, rows.max() + 1 - y0]
             assert a["area"] == want.sum() and a["iscrowd"] == 0
-            assert coco.loadCats(a["category_id"])[0]["name"] == ids[str(a["instance_id"])]["class"]
+            assert coco.loadCats(a["category_id"])[0]["name"] == ids[str(a["object_id"])]["class"]
+
+
+@pytest.mark.render
+def test_coco_annotates_every_instance(instanced, tmp_path):
+    pytest.importorskip("pycocotools", reason="pip install -r requirements-exports.txt")
+    from dataset_forge.dataset.objects import read_ids
+    from pycocotools import mask as mask_util
+    from pycocotools.coco import COCO
+
+    seq = load(instanced)
+    table = seq.ids["instances"]
+    export("coco", instanced, tmp_path / "c")
+    coco = COCO(str(tmp_path / "c" / "annotations.json"))
+    assert coco.dataset["info"]["id_source"].startswith("instance ids")
+    classes = sorted({v["class"] for v in table.values()})
+    assert sorted(c["name"] for c in coco.dataset["categories"]) == classes
+    several = 0
+    for i, fr in enumerate(seq):
+        obj, ins = read_ids(fr.path("segmentation"))
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=[i + 1]))
+        assert sorted(a["instance_id"] for a in anns) == sorted(int(x) for x in np.unique(ins) if x)
+        for a in anns:
+            want = ins == a["instance_id"]
+            np.testing.assert_array_equal(mask_util.decode(a["segmentation"]).astype(bool), want)
+            entry = table[str(a["instance_id"])]
+            assert (obj[want] == a["object_id"]).all() and a["object_id"] == entry["object_id"]
+            assert coco.loadCats(a["category_id"])[0]["name"] == entry["class"]
+        per_object = {}
+        for a in anns:
+            per_object.setdefault(a["object_id"], []).append(a["instance_id"])
+        several = max(several, max(len(v) for v in per_object.values()))
+    assert several > 1  # copies of one object are separate annotations
+
+
+@pytest.mark.render
+def test_camera_cut_flow_is_invalid_in_both_flow_formats(instanced, tmp_path):
+    seq = load(instanced)
+    cut = [i for i, m in enumerate(seq.frames_meta) if m.get("flow_forward_valid") is False]
+    assert cut == [1]
+    export("sintel", instanced, tmp_path / "s")
+    flows = sorted(glob(str(tmp_path / "s" / "Sintel" / "training" / "flow" / "gt_instances" / "*.flo")))
+    assert len(flows) == len(seq) - 1
+    for i, f in enumerate(flows):
+        invalid = read_flo(f) == np.float32(1e10)
+        assert invalid.all() if i in cut else not invalid.all()
+    res = export("kitti-flow", instanced, tmp_path / "k")
+    pairs = json.loads((tmp_path / "k" / "KittiFlow" / "training" / "pairs.json").read_text())
+    assert [(p["frame_10"], p["frame_11"]) for p in pairs] == [(1, 2), (3, 4)]
+    assert len(glob(str(tmp_path / "k" / "KittiFlow" / "training" / "flow_occ" / "*.png"))) == 2
+    assert any("frame 2: forward flow marked invalid" in n for n in res["notes"])
 
 
 @pytest.mark.render

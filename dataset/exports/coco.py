@@ -11,10 +11,15 @@
 * ``videos``: one, ``{"id": 1, "name": SEQ or the folder name}``.
 * ``images``: one per frame in sequence order, ``id = index + 1``, ``frame_id = index`` (0-based,
   COCO-VID / mmtracking), ``frame_number`` (timeline), ``video_id = 1``.
-* ``annotations``: one per id visible in a frame (ids ascending), ``id`` running from 1,
+* ``annotations``: one per instance visible in a frame (ids ascending), ``id`` running from 1,
   ``segmentation`` RLE from ``pycocotools.mask.encode`` (``counts`` as str), ``bbox = [x, y, w, h]``
-  and ``area`` from that RLE, ``iscrowd = 0``, ``instance_id`` the id (stable across frames: the
-  object id of the segmentation pass), ``object`` its name.
+  and ``area`` from that RLE, ``iscrowd = 0``, ``instance_id`` (stable across frames), its
+  ``object_id`` and ``object`` name.
+
+Instances are the per-instance ids of the segmentation EXR (channel ``instance``, mapped in
+``segmentation_ids.json`` → ``instances``) when the sequence has them, so every copy of an
+instanced object is its own annotation; otherwise the object ids (channel ``V``), and
+``instance_id`` equals ``object_id``. ``info.id_source`` says which.
 """
 
 from __future__ import annotations
@@ -48,14 +53,26 @@ def export_sequence(job: SeqJob, dst: Path, tick, ctx: dict[str, Any]) -> dict[s
     if not ids:
         raise ExportError(f"{seq.path}: no segmentation_ids.json with 'ids'; the coco export needs "
                           "the id -> class table (re-render with --segmentations)")
-    classes = sorted({_class_of(v, k) for k, v in ids.items()})
+    table, id_source = ids, "object ids of the segmentation pass (segmentation_ids.json ids)"
+    instances = seq.ids.get("instances")
+    read_ids = None
+    if instances and seq.conventions.get("segmentation", {}).get("instance_channel"):
+        try:
+            from ..objects import read_ids
+        except ImportError:  # pragma: no cover - an older package without the instance layer
+            read_ids = None
+        if read_ids is not None:
+            table = instances
+            id_source = "instance ids (segmentation EXR channel 'instance', segmentation_ids.json instances)"
+    classes = sorted({_class_of(v, k) for k, v in table.items()})
     cat_id = {c: i + 1 for i, c in enumerate(classes)}
     categories = [{"id": cat_id[c], "name": c, "supercategory": c} for c in classes]
     video = {"id": 1, "name": job.rel or seq.path.resolve().name}
     images: list[dict[str, Any]] = []
     anns: list[dict[str, Any]] = []
     for i, fr in enumerate(seq):
-        seg = fr.segmentation
+        seg = read_ids(fr.path("segmentation"))[1].astype(np.int64) if read_ids is not None \
+            else fr.segmentation
         h, w = seg.shape
         name = f"images/{RGB_STEM}_{frame_digits(seq.frame_numbers[i])}.png"
         write_bytes(out / name, png_bytes(rgb8(fr)))
@@ -65,22 +82,26 @@ def export_sequence(job: SeqJob, dst: Path, tick, ctx: dict[str, Any]) -> dict[s
             if oid == 0:
                 continue
             key = str(int(oid))
-            if key not in ids:
+            if key not in table:
                 raise ExportError(f"{fr.path('segmentation')}: id {key} is not in "
                                   "segmentation_ids.json; the ids file does not match the frames")
-            rle = mask_util.encode(np.asfortranarray((seg == oid).astype(np.uint8)))
+            m = seg == oid
+            entry = table[key]
+            object_id = int(entry.get("object_id", oid)) if table is not ids else int(oid)
+            rle = mask_util.encode(np.asfortranarray(m.astype(np.uint8)))
             bbox = [float(x) for x in mask_util.toBbox(rle)]
             area = int(mask_util.area(rle))
             anns.append({"id": len(anns) + 1, "image_id": i + 1,
-                         "category_id": cat_id[_class_of(ids[key], key)],
+                         "category_id": cat_id[_class_of(entry, key)],
                          "segmentation": {"size": [int(h), int(w)],
                                           "counts": rle["counts"].decode("ascii")},
                          "bbox": bbox, "area": area, "iscrowd": 0, "instance_id": int(oid),
-                         "object": _name_of(ids[key], key)})
+                         "object_id": object_id,
+                         "object": str(entry.get("object")) if table is not ids else _name_of(entry, key)})
         fr.clear()
         tick()
     doc = {"info": {"description": f"Dataset Forge export of {video['name']}",
-                    "id_source": "object ids of the segmentation pass (segmentation_ids.json)"},
+                    "id_source": id_source},
            "licenses": [], "categories": categories, "videos": [video], "images": images,
            "annotations": anns}
     write_json(out / "annotations.json", doc, indent=None)
