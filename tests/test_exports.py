@@ -438,6 +438,10 @@ def test_exports_are_byte_identical_and_never_touch_the_source(dataset_dir, tmp_
         export(fmt, dataset_dir, tmp_path / fmt / "1", overwrite=True)
         assert tree(tmp_path / fmt / "1") == first, fmt
         assert len(first) > 3
+    for fmt, name in (("coco", "annotations.json"), ("colmap", "sparse/0/images.txt"),
+                      ("visionsim-npy", "frames.npy")):  # one tree per sequence, at its path
+        for s in ("a", "b"):
+            assert (tmp_path / fmt / "1" / "renders" / "gt_cube" / s / name).is_file()
     assert tree(dataset_dir) == before
 
 
@@ -464,6 +468,19 @@ def test_refusals(rendered, tmp_path):
     with pytest.raises(ExportError, match="no flow files.*--flows"):
         export("kitti-flow", no_flow, tmp_path / "y")
     assert not (rendered / "out").exists()
+
+
+@pytest.mark.render
+def test_missing_optional_dependency_names_the_install_line(rendered, tmp_path):
+    code = ("import sys; sys.modules['pycocotools'] = None\n"  # as if not installed
+            "from dataset_forge import cli\n"
+            f"sys.exit(cli.main(['export', 'coco', {str(rendered)!r}, {str(tmp_path / 'c')!r}]))\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=str(REPO.parent))
+    assert p.returncode == 1 and p.stderr.splitlines() == [
+        "dataset: error: export coco needs pycocotools, which is not installed: "
+        "pip install -r requirements-exports.txt"], p.stderr
+    assert not (tmp_path / "c").exists()
 
 
 @pytest.mark.render

@@ -84,7 +84,7 @@ def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
                               "refusing to delete it even with --overwrite, choose an empty folder")
 
 
-def _jobs(src: Path, seqs: list[loader.Sequence], root: Path | None) -> list[SeqJob]:
+def _jobs(seqs: list[loader.Sequence], root: Path | None) -> list[SeqJob]:
     jobs = []
     for s in seqs:
         rel = s.path.relative_to(root).as_posix() if root is not None else ""
@@ -120,7 +120,7 @@ def export(format: str, src: str | os.PathLike, dst: str | os.PathLike, overwrit
         seqs, root = [opened], None
     else:
         seqs, root = list(opened), opened.path
-    jobs = _jobs(src_p, seqs, root)
+    jobs = _jobs(seqs, root)
     _check_paths(src_p, dst_p, overwrite)
     if dst_p.is_dir() and overwrite and (dst_p / MARKER).is_file():
         shutil.rmtree(dst_p)
