@@ -31,9 +31,11 @@ def _settings():
 
 
 def table() -> str:
-    """Markdown table: option (API name), CLI flag, default, allowed values, scope, help."""
+    """Markdown table: option (API name), CLI flag, panel label, default, allowed values, help;
+    every cell comes from the field's metadata."""
     groups, settings = _settings()
-    rows = ["| Option | CLI flag | Default | Allowed | Description |", "|---|---|---|---|---|"]
+    rows = ["| Option | CLI flag | Panel | Default | Allowed | Description |",
+            "|---|---|---|---|---|---|"]
     for group in groups:
         for f in settings.fields():
             m = f.metadata
@@ -42,6 +44,8 @@ def table() -> str:
             flag = f"`--{f.name.replace('_', '-')}`"
             if isinstance(f.default, bool):
                 flag += f" / `--no-{f.name.replace('_', '-')}`"
+            if len(m["cli"]) == 1:
+                flag += f" ({m['cli'][0]} only)"
             if m["choices"]:
                 allowed = ", ".join(f"`{c}`" for c in m["choices"])
             else:
@@ -49,8 +53,8 @@ def table() -> str:
                 allowed = ", ".join(bounds)
             default = f"`{f.default!r}`" if f.default != "" else "`''`"
             scope = " (machine setting)" if m["scope"] == "machine" else ""
-            rows.append(f"| **{group}**: `{f.name}` | {flag} | {default} | {allowed} | "
-                        f"{m['help'].replace('|', '/')}{scope} |")
+            rows.append(f"| **{group}**: `{f.name}` | {flag} | {m['label']} | {default} | "
+                        f"{allowed} | {m['help'].replace('|', '/')}{scope} |")
     return "\n".join(rows) + "\n"
 
 
