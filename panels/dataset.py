@@ -19,6 +19,7 @@ CATEGORY = "Dataset"
 PREVIEW_LINES = 8
 WRAP = 42
 
+
 def group_fields(panel: str) -> list[str]:
     """Names of the Settings fields the panel section ``panel`` draws (their ``panel`` metadata),
     in dataclass order."""
