@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.render
 TINY = dict(width=32, height=24, max_samples=1, adaptive_threshold=0.0, use_denoising=False,
             num_frames=2, sequences_per_scene=1, debug=False, threads=1)
 
