@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The panel, its operators and properties, exercised in the bpy 5.0 wheel.
 
-There is no window and no event loop in the module (BLENDER_FACTS §7): modal operators cannot run
+There is no window and no event loop in the module (docs/blender_notes.md): modal operators cannot run
 through ``bpy.ops`` and panels are never drawn. So one driver process (this file run as a script)
 registers the add-on's UI, then
 
@@ -849,4 +849,4 @@ if __name__ == "__main__":
         rc = 1
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(rc)  # BLENDER_FACTS §7: no exit hang with handlers still registered
+    os._exit(rc)  # no exit hang with handlers still registered (docs/blender_notes.md)
