@@ -6,9 +6,9 @@
     .venv-4.2.23/bin/python tools/blender_notes.py      # 4.2 LTS
 
 Prints one line ``NOTES {json}`` (4.x also print render progress). Uses the raw API only, not
-render_passes/compat.py, whose branches these facts justify. Two 32x32 Cycles renders at 4
-samples, plus a child process that checks the exit with a handler registered (30 s on 4.5, where
-it hangs).
+render_passes/compat.py, whose branches these facts justify. Three 32x32 Cycles renders at 4
+samples (plain, motion blur on, compositing off), plus a child process that checks the exit with a
+handler registered (30 s on 4.5, where it hangs).
 
 The scene: a camera at height 10 looking straight down, turned 90 degrees about its viewing axis
 (so world +y is image right and world -x is image up); 40 px focal length. A ground half-plane
@@ -240,6 +240,13 @@ def main() -> None:
     v = read_exr(OUT / "vecswitch_000002.exr")
     res["vector_max_abs_with_motion_blur"] = max(float(abs(a).max()) for a in v["channels"].values())
     sc.render.use_motion_blur = False
+    # Compositing off: do File Output nodes still write?
+    sc.render.use_compositing = False
+    for f in OUT.glob("*.exr"):
+        f.unlink()
+    bpy.ops.render.render(write_still=True)
+    res["files_written_with_use_compositing_off"] = len(list(OUT.glob("*.exr")))
+    sc.render.use_compositing = True
     facts["passes"] = res
     facts["switch_node_inputs"] = facts_switch_inputs[0]
     facts["pass_index"] = {"hard_min": bpy.types.Object.bl_rna.properties["pass_index"].hard_min,
