@@ -41,7 +41,7 @@ _GUARD = Path(tempfile.mkdtemp(prefix="df-no-bpy-"))
     "_flag = os.environ.get('DF_NO_BPY_FLAG')\n"
     "if _flag:\n"
     "    with open(_flag, 'a', encoding='utf-8') as _f:\n"
-    "        _f.write(' '.join(sys.argv)[:300] + '\\n')\n"
+    "        _f.write(' '.join([sys.executable, *sys.argv])[:300] + '\\n')\n"
     "raise ImportError('bpy imported by a subprocess of a test not marked @pytest.mark.render')\n",
     encoding="utf-8")
 _current: dict = {"item": None, "bpy_in_process": []}
@@ -86,7 +86,7 @@ def _check_no_bpy(item, flag: Path) -> None:
     if flag.exists():
         started = flag.read_text(encoding="utf-8").strip().splitlines()
         flag.unlink()
-        pytest.fail(f"{item.nodeid} started a subprocess that imports bpy ({started[0][:120]} ...) "
+        pytest.fail(f"{item.nodeid} started a subprocess that imports bpy ({started[0][:160]}) "
                     "but is not marked @pytest.mark.render", pytrace=False)
     if item.nodeid in _current["bpy_in_process"]:
         _current["bpy_in_process"].remove(item.nodeid)

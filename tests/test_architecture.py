@@ -7,6 +7,7 @@ repeats."""
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -49,7 +50,8 @@ def _resolve(module: str, is_package: bool, level: int, name: str | None) -> str
     return ".".join(base + ([name] if name else []))
 
 
-def imports_of(module: str) -> list[tuple[str, int]]:
+@functools.cache
+def imports_of(module: str) -> tuple[tuple[str, int], ...]:
     """(imported module of the package or ``bpy``, line) for every import statement of
     ``module``, at module level or inside a function. ``from X import y`` counts as importing
     ``X.y`` when that is a module, else ``X``."""
@@ -79,7 +81,7 @@ def imports_of(module: str) -> list[tuple[str, int]]:
                 while n not in MODULES and "." in n:
                     n = n.rsplit(".", 1)[0]
                 out.append((n, node.lineno))
-    return out
+    return tuple(out)
 
 
 def _rel(module: str) -> str:
@@ -196,3 +198,32 @@ def test_manifest_version_is_the_package_version():
     others = [_rel(m) for m in MODULES if m != "dataset_forge.version"
               and re.search(r"^__version__\s*=", MODULES[m].read_text(encoding="utf-8"), re.M)]
     assert others == []
+
+
+def test_an_unmarked_test_cannot_start_bpy(request):
+    """The guard of tests/conftest.py that keeps ``pytest -m "not render"`` free of bpy: this test
+    has no ``render`` marker, so a bpy subprocess, an in-process ``import bpy`` and the bpy helpers
+    are refused (and recorded, which would fail the test; the records are cleared here)."""
+    import os
+    import subprocess
+    import sys
+
+    import conftest
+    import pytest
+
+    proc = subprocess.run([sys.executable, "-c", "import bpy"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 1
+    assert "not marked @pytest.mark.render" in proc.stderr
+    flag = Path(os.environ["DF_NO_BPY_FLAG"])
+    assert flag.read_text(encoding="utf-8").startswith(sys.executable)
+    flag.unlink()
+    with pytest.raises(pytest.fail.Exception, match="is not marked @pytest.mark.render"):
+        conftest.run_bpy("print('never')")
+    with pytest.raises(pytest.fail.Exception, match="is not marked @pytest.mark.render"):
+        conftest.bpy_env()
+    if "bpy" not in sys.modules:  # a render test of this session may have imported it for real
+        with pytest.raises(ImportError, match="not marked @pytest.mark.render"):
+            import bpy  # noqa: F401
+        assert "bpy" not in sys.modules
+        conftest._current["bpy_in_process"].remove(request.node.nodeid)
