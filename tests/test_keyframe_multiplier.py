@@ -9,7 +9,7 @@ import json
 import pytest
 from conftest import extra_pythons, run_bpy
 
-pytestmark = pytest.mark.render
+pytestmark = [pytest.mark.render, pytest.mark.smoke]
 
 SCRIPT = r'''
 import json, bpy
