@@ -9,6 +9,8 @@ tests/test_settings.py checks that README.md holds exactly this table.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -17,17 +19,17 @@ BEGIN, END = "<!-- options:begin -->", "<!-- options:end -->"
 
 
 def _settings():
-    try:
-        from dataset_forge.settings import GROUPS, Settings
-    except ImportError:  # not installed by tools/setup.sh: the file is pure Python, load it alone
-        import importlib.util
-
-        spec = importlib.util.spec_from_file_location("_df_settings", REPO / "settings.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["_df_settings"] = mod
-        spec.loader.exec_module(mod)
-        GROUPS, Settings = mod.GROUPS, mod.Settings
-    return GROUPS, Settings
+    """``GROUPS`` and ``Settings`` of this checkout (never of a ``dataset_forge`` installed
+    elsewhere), imported under a private name; the package's ``__init__`` imports nothing heavy."""
+    name = "_df_options_table"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "__init__.py",
+                                                      submodule_search_locations=[str(REPO)])
+        pkg = importlib.util.module_from_spec(spec)
+        sys.modules[name] = pkg
+        spec.loader.exec_module(pkg)
+    mod = importlib.import_module(f"{name}.settings")
+    return mod.GROUPS, mod.Settings
 
 
 def table() -> str:
