@@ -138,8 +138,8 @@ def build_parser() -> ArgumentParser:
                     help="first frame (default: the scene's)")
     ra.add_argument("--frame-end", "--render-config.frame-end", type=int, default=None,
                     help="last frame, inclusive (default: the scene's)")
-    add_settings_options(ra, skip=("sequences_per_scene", "num_frames", "strategy", "seed",
-                                   "min_gap"))
+    add_settings_options(ra, skip=tuple(f.name for f in Settings.fields()
+                                        if "render-animation" not in f.metadata["cli"]))
     ra.set_defaults(func=_render_animation)
 
     cd = sub.add_parser("create-datasets", help="render every scene of a folder into a dataset",

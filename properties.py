@@ -34,83 +34,24 @@ from .settings import Settings
 
 ADDON_ID = __package__
 
-# Display names where the field name alone reads badly in a panel (Blender uses Title Case).
-LABELS = {
-    "sequences_per_scene": "Sequences per Scene",
-    "num_frames": "Frames per Sequence",
-    "min_gap": "Minimum Gap",
-    "depths": "Depth",
-    "normals": "Normals",
-    "flows": "Optical Flow",
-    "segmentations": "Segmentation",
-    "debug": "Debug Previews",
-    "depth_type": "Depth Type",
-    "normal_frame": "Normal Space",
-    "class_property": "Class Property",
-    "disable_motion_blur": "Disable Motion Blur",
-    "width": "Resolution X",
-    "height": "Resolution Y",
-    "max_samples": "Max Samples",
-    "adaptive_threshold": "Noise Threshold",
-    "use_denoising": "Denoise",
-    "device_type": "Device",
-    "threads": "Threads",
-    "use_persistent_data": "Persistent Data",
-    "file_format": "File Format",
-    "bit_depth": "Color Depth",
-    "color_mode": "Color",
-    "exr_codec": "EXR Codec",
-    "jobs": "Jobs",
-    "allow_skips": "Resume",
-    "autoexec": "Run Embedded Scripts",
-    "executable": "Worker Executable",
-    "timeout": "Timeout",
-    "retries": "Retries",
-    "recycle_frames": "Recycle After Frames",
-    "gpus": "GPUs",
-}
-
-ENUM_LABELS = {"OPEN_EXR": "OpenEXR", "OPTIX": "OptiX", "ONEAPI": "oneAPI", "CPU": "CPU",
-               "CUDA": "CUDA", "HIP": "HIP", "RGB": "RGB", "RGBA": "RGBA", "BW": "BW",
-               "PNG": "PNG", "JPEG": "JPEG", "ZIP": "ZIP", "ZIPS": "ZIPS", "PIZ": "PIZ",
-               "RLE": "RLE"}
-
-
-def label(name: str) -> str:
-    """Panel label of a ``Settings`` field."""
-    return LABELS.get(name) or name.replace("_", " ").title()
-
-
-def _enum_label(value: str) -> str:
-    return ENUM_LABELS.get(value) or value.replace("_", " ").title()
-
-
-def _subtype(name: str) -> str:
-    if name.endswith(("_dir", "_folder")):
-        return "DIR_PATH"
-    if name.endswith(("_file", "_path")) or name == "executable":
-        return "FILE_PATH"
-    return "NONE"
-
-
 def field_property(f: dataclasses.Field) -> Any:
-    """The ``bpy.props`` definition of one ``Settings`` field (type, bounds, choices, tooltip)."""
+    """The ``bpy.props`` definition of one ``Settings`` field: type, bounds, soft limits, choices,
+    subtype, label and tooltip, all read from the field's metadata."""
     meta = f.metadata
-    common = {"name": label(f.name), "description": meta.get("help", "")}
+    common = {"name": meta["label"], "description": meta["help"]}
     default = f.default
-    bounds = {k: meta[k] for k in ("min", "max") if meta.get(k) is not None}
+    limits = {k: meta[k] for k in ("min", "max", "soft_min", "soft_max") if meta.get(k) is not None}
     if isinstance(default, bool):
         return BoolProperty(default=default, **common)
     if isinstance(default, int):
-        return IntProperty(default=default, **{k: int(v) for k, v in bounds.items()}, **common)
+        return IntProperty(default=default, **{k: int(v) for k, v in limits.items()}, **common)
     if isinstance(default, float):
-        soft = {"soft_max": 10.0} if f.name == "keyframe_multiplier" else {}
-        return FloatProperty(default=default, **bounds, **soft, **common)
-    if isinstance(default, str) and meta.get("choices"):
-        items = [(c, _enum_label(c), f"{meta.get('help', '')}: {c}") for c in meta["choices"]]
+        return FloatProperty(default=default, **limits, **common)
+    if isinstance(default, str) and meta["choices"]:
+        items = [(c, meta["enum_labels"][c], f"{meta['help']}: {c}") for c in meta["choices"]]
         return EnumProperty(items=items, default=default, **common)
     if isinstance(default, str):
-        return StringProperty(default=default, subtype=_subtype(f.name), **common)
+        return StringProperty(default=default, subtype=meta["subtype"], **common)
     raise TypeError(f"Settings.{f.name}: no Blender property for {type(default).__name__}")
 
 

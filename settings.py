@@ -1,14 +1,25 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The one settings object. Pure Python: no ``bpy``.
 
-Every option of Dataset Forge is a field of :class:`Settings`. The panel's PropertyGroup, the CLI
-flags and the API keyword arguments are all generated from these fields and their metadata:
+Every option of Dataset Forge is a field of :class:`Settings`, and everything said about an option
+is written with its field: the panel's PropertyGroup (``properties.py``), the panel rows
+(``panels/``), the CLI flags (``cli.py``), the API keyword arguments and the README's options table
+(``tools/options_table.py``) are all generated from these fields and their metadata:
 
-* ``help``: one-line description (tooltip, ``--help``);
-* ``group``: panel section and CLI help group;
-* ``choices``: allowed values for string fields (enum in the UI);
-* ``min`` / ``max``: bounds for numbers;
-* ``scope``: ``"scene"`` (saved with the panel settings) or ``"machine"`` (add-on preferences).
+* ``help``: one-line description (tooltip, ``--help``, README);
+* ``group``: CLI help group and README section (one of :data:`GROUPS`);
+* ``label``: the name shown in the panel (Blender's Title Case);
+* ``choices``: allowed values for string fields (an enum in the UI), with ``enum_labels`` (value ->
+  label shown in the drop-down);
+* ``min`` / ``max``: hard bounds for numbers (checked by :meth:`Settings.check`); ``soft_min`` /
+  ``soft_max``: the range a slider drags over in the panel (typing beyond it stays allowed);
+* ``subtype``: Blender property subtype of a string (``FILE_PATH``, ``DIR_PATH``, ``NONE``);
+* ``scope``: ``"scene"`` (saved with the panel settings) or ``"machine"`` (add-on preferences);
+* ``panel``: the panel section that draws the field (one of :data:`PANELS`; default: its group);
+* ``active_if``: the panel greys the row out unless this boolean field is on, or, for a
+  ``(field, value)`` pair, unless that field has that value;
+* ``cli``: the subcommands that take the flag (``render-animation`` renders one given frame range,
+  so the options that cut a scene into sequences are ``create-datasets`` only).
 
 Names follow the tutorial's ``RenderConfig`` (``width``, ``depths``, ``keyframe_multiplier`` ...).
 """
@@ -35,11 +46,38 @@ NORMAL_FRAMES = ("camera", "world")
 ON_CHANGE = ("refuse", "rerender")
 
 
-def _f(default: Any, help: str, group: str, *, choices: tuple | None = None,
-       min: float | None = None, max: float | None = None, scope: str = "scene") -> Any:
+# Panel sections (panels/dataset.py): a field's ``panel`` metadata names one of them.
+PANELS = ("Scenes", "Sequences", "Ground truth", "Render", "Output", "Run")
+# Subcommands of cli.py that take settings flags.
+COMMANDS = ("render-animation", "create-datasets")
+SUBTYPES = ("NONE", "FILE_PATH", "DIR_PATH")
+
+
+def _f(default: Any, help: str, group: str, *, label: str,
+       choices: tuple | None = None, enum_labels: dict[str, str] | None = None,
+       min: float | None = None, max: float | None = None,
+       soft_min: float | None = None, soft_max: float | None = None,
+       subtype: str = "NONE", scope: str = "scene", panel: str | None = None,
+       active_if: str | tuple[str, str] | None = None,
+       cli: tuple[str, ...] = COMMANDS) -> Any:
+    """A :class:`Settings` field with its whole description (see the module docstring)."""
+    if enum_labels is not None and set(enum_labels) != set(choices or ()):
+        raise TypeError(f"enum_labels {sorted(enum_labels)} do not match the choices {choices}")
+    if choices and enum_labels is None:
+        enum_labels = {c: c.replace("_", " ").title() for c in choices}
     meta = {"help": help, "group": group, "choices": choices, "min": min, "max": max,
-            "scope": scope}
+            "scope": scope, "label": label, "enum_labels": enum_labels, "soft_min": soft_min,
+            "soft_max": soft_max, "subtype": subtype, "panel": panel or group,
+            "active_if": active_if, "cli": tuple(cli)}
     return field(default=default, metadata=meta)
+
+
+_DEVICE_LABELS = {"AUTO": "Auto", "OPTIX": "OptiX", "CUDA": "CUDA", "HIP": "HIP", "METAL": "Metal",
+                  "ONEAPI": "oneAPI", "CPU": "CPU"}
+_FORMAT_LABELS = {"PNG": "PNG", "OPEN_EXR": "OpenEXR", "JPEG": "JPEG"}
+_CODEC_LABELS = {"ZIP": "ZIP", "ZIPS": "ZIPS", "PIZ": "PIZ", "RLE": "RLE", "NONE": "None"}
+_COLOR_LABELS = {"RGB": "RGB", "RGBA": "RGBA", "BW": "BW"}
+_PLAN_ONLY = ("create-datasets",)
 
 
 @dataclass
@@ -48,87 +86,103 @@ class Settings:
 
     # -- Sequences ---------------------------------------------------------------------------
     sequences_per_scene: int = _f(1, "Number of disjoint sequences rendered per scene",
-                                  "Sequences", min=1)
+                                  "Sequences", label="Sequences per Scene", min=1, cli=_PLAN_ONLY)
     num_frames: int = _f(0, "Frames per sequence (0: the whole range divided by the sequence count)",
-                         "Sequences", min=0)
+                         "Sequences", label="Frames per Sequence", min=0, cli=_PLAN_ONLY)
     strategy: str = _f("uniform", "How sequence starts are chosen: evenly spaced, or random "
-                       "non-overlapping windows", "Sequences", choices=STRATEGIES)
-    seed: int = _f(0, "Seed of the random strategy (same seed, same sequences)", "Sequences", min=0)
+                       "non-overlapping windows", "Sequences", label="Strategy", choices=STRATEGIES,
+                       cli=_PLAN_ONLY)
+    seed: int = _f(0, "Seed of the random strategy (same seed, same sequences)", "Sequences",
+                   label="Seed", min=0, active_if=("strategy", "random"), cli=_PLAN_ONLY)
     min_gap: int = _f(0, "Random strategy: minimum number of frames between two sequences",
-                      "Sequences", min=0)
+                      "Sequences", label="Minimum Gap", min=0, active_if=("strategy", "random"),
+                      cli=_PLAN_ONLY)
     keyframe_multiplier: float = _f(1.0, "Stretch the animation in time before sampling: every "
                                     "keyframe, the frame range and the frame rate scale by it",
-                                    "Sequences", min=0.01, max=100.0)
+                                    "Sequences", label="Keyframe Multiplier", min=0.01, max=100.0,
+                                    soft_max=10.0)
 
     scene: str = _f("", "Scene of each .blend to render (empty: the file's active scene)",
-                    "Sequences")
+                    "Sequences", label="Scene in File", panel="Scenes")
 
     # -- Ground truth ------------------------------------------------------------------------
-    depths: bool = _f(False, "Write depth maps (depths/depth_NNNNNN.exr)", "Ground truth")
-    normals: bool = _f(False, "Write surface normals (normals/normal_NNNNNN.exr)", "Ground truth")
+    depths: bool = _f(False, "Write depth maps (depths/depth_NNNNNN.exr)", "Ground truth",
+                      label="Depth")
+    normals: bool = _f(False, "Write surface normals (normals/normal_NNNNNN.exr)", "Ground truth",
+                       label="Normals")
     flows: bool = _f(False, "Write forward and backward optical flow (flows/flow_NNNNNN.exr)",
-                     "Ground truth")
+                     "Ground truth", label="Optical Flow")
     segmentations: bool = _f(False, "Write object id maps (segmentations/segmentation_NNNNNN.exr)",
-                             "Ground truth")
+                             "Ground truth", label="Segmentation")
     debug: bool = _f(True, "Also write colourised previews of the ground truth (previews/...)",
-                     "Ground truth")
+                     "Ground truth", label="Debug Previews")
     depth_type: str = _f("planar", "planar: distance along the camera's viewing axis; distance: "
-                         "euclidean length of the camera ray", "Ground truth", choices=DEPTH_TYPES)
+                         "euclidean length of the camera ray", "Ground truth", label="Depth Type",
+                         choices=DEPTH_TYPES, active_if="depths")
     normal_frame: str = _f("camera", "Frame of the written normals: camera (x right, y up, z towards "
-                           "the viewer) or world", "Ground truth", choices=NORMAL_FRAMES)
+                           "the viewer) or world", "Ground truth", label="Normal Space",
+                           choices=NORMAL_FRAMES, active_if="normals")
     class_property: str = _f("dataset_class", "Object custom property holding its semantic class "
-                             "(else the top-level collection)", "Ground truth")
+                             "(else the top-level collection)", "Ground truth",
+                             label="Class Property", active_if="segmentations")
     disable_motion_blur: bool = _f(False, "Turn the scene's motion blur off instead of failing when "
                                    "flows are requested (Cycles writes zero flow with blur on)",
-                                   "Ground truth")
+                                   "Ground truth", label="Disable Motion Blur", active_if="flows")
 
     # -- Render ------------------------------------------------------------------------------
     width: int = _f(512, "Image width in pixels (0: keep the scene's resolution)", "Render",
-                    min=0, max=65536)
+                    label="Resolution X", min=0, max=65536, soft_max=8192)
     height: int = _f(512, "Image height in pixels (0: keep the scene's resolution)", "Render",
-                     min=0, max=65536)
-    max_samples: int = _f(256, "Maximum samples per pixel (Cycles)", "Render", min=1)
+                     label="Resolution Y", min=0, max=65536, soft_max=8192)
+    max_samples: int = _f(256, "Maximum samples per pixel (Cycles)", "Render", label="Max Samples",
+                          min=1, soft_max=4096)
     adaptive_threshold: float = _f(0.05, "Noise threshold of adaptive sampling (0: off)", "Render",
-                                   min=0.0, max=1.0)
+                                   label="Noise Threshold", min=0.0, max=1.0)
     use_denoising: bool = _f(True, "Denoise the RGB frames (ground truth is never denoised)",
-                             "Render")
+                             "Render", label="Denoise")
     device_type: str = _f("AUTO", "Cycles device: AUTO picks OPTIX > CUDA > HIP > METAL > ONEAPI, "
-                          "else CPU", "Render", choices=DEVICE_TYPES, scope="machine")
-    threads: int = _f(0, "CPU render threads per worker (0: all cores)", "Render", min=0)
+                          "else CPU", "Render", label="Device", choices=DEVICE_TYPES,
+                          enum_labels=_DEVICE_LABELS, scope="machine")
+    threads: int = _f(0, "CPU render threads per worker (0: all cores)", "Render", label="Threads",
+                      min=0)
     use_persistent_data: bool = _f(True, "Keep scene data between frames (faster for heavy scenes)",
-                                   "Render")
+                                   "Render", label="Persistent Data")
 
     # -- Output ------------------------------------------------------------------------------
-    file_format: str = _f("PNG", "File format of the RGB frames", "Output", choices=FILE_FORMATS)
+    file_format: str = _f("PNG", "File format of the RGB frames", "Output", label="File Format",
+                          choices=FILE_FORMATS, enum_labels=_FORMAT_LABELS)
     bit_depth: int = _f(8, "Bit depth of the RGB frames (8 or 16 for PNG, 16 or 32 for EXR)",
-                        "Output", min=8, max=32)
-    color_mode: str = _f("RGB", "Channels of the RGB frames", "Output", choices=COLOR_MODES)
+                        "Output", label="Color Depth", min=8, max=32)
+    color_mode: str = _f("RGB", "Channels of the RGB frames", "Output", label="Color",
+                         choices=COLOR_MODES, enum_labels=_COLOR_LABELS)
     exr_codec: str = _f("ZIP", "Lossless EXR compression for ground truth (and EXR frames)",
-                        "Output", choices=EXR_CODECS)
+                        "Output", label="EXR Codec", choices=EXR_CODECS, enum_labels=_CODEC_LABELS)
 
     # -- Run ---------------------------------------------------------------------------------
-    jobs: int = _f(1, "Number of worker processes rendering in parallel", "Run", min=1,
-                   scope="machine")
+    jobs: int = _f(1, "Number of worker processes rendering in parallel", "Run", label="Jobs",
+                   min=1, soft_max=64, scope="machine", panel="Render")
     allow_skips: bool = _f(True, "Resume: skip frames and sequences that are already complete",
-                           "Run")
+                           "Run", label="Resume")
     on_change: str = _f("refuse", "When a sequence folder holds frames made from another .blend or "
                         "with other settings: refuse (name what changed) or rerender that sequence",
-                        "Run", choices=ON_CHANGE)
+                        "Run", label="If Inputs Changed", choices=ON_CHANGE)
     autoexec: bool = _f(False, "Allow Python scripts embedded in the .blend files to run "
-                        "(only for files you trust)", "Run", scope="machine")
+                        "(only for files you trust)", "Run", label="Run Embedded Scripts",
+                        scope="machine")
     allow_scene_outputs: bool = _f(False, "Let a scene's own compositor File Output nodes write where "
                                    "they point (off: they are muted for the render)", "Run",
-                                   scope="machine")
+                                   label="Scene File Outputs", scope="machine")
     executable: str = _f("", "Blender executable for the workers (empty: the running Blender, "
-                         "or the bpy module's Python)", "Run", scope="machine")
+                         "or the bpy module's Python)", "Run", label="Worker Executable",
+                         subtype="FILE_PATH", scope="machine")
     timeout: float = _f(300.0, "Seconds a worker may stay silent before it is killed and its job "
-                        "retried", "Run", min=1.0)
+                        "retried", "Run", label="Timeout", min=1.0)
     retries: int = _f(1, "How often a failed scene is retried before it is recorded as failed",
-                      "Run", min=0)
+                      "Run", label="Retries", min=0)
     recycle_frames: int = _f(2000, "Restart a worker after this many frames to bound memory "
-                             "(0: never)", "Run", min=0)
+                             "(0: never)", "Run", label="Recycle After Frames", min=0)
     gpus: str = _f("", "GPU indices to spread workers over, e.g. '0,1' (empty: let Cycles choose)",
-                   "Run", scope="machine")
+                   "Run", label="GPUs", scope="machine")
 
     # ----------------------------------------------------------------------------------------
     @classmethod

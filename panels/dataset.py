@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """3D Viewport > Sidebar > "Dataset": Scenes, Sequences, Ground Truth, Render (> Output) and Run
-(> Advanced). Every settings row is drawn from :class:`settings.Settings` metadata, so a new
-option shows up in its group without touching this file. Panels only draw; the operators act.
+(> Advanced). Every settings row is drawn from :class:`settings.Settings` metadata (``panel``,
+``label``, ``active_if``), so a new option shows up in its section without touching this file.
+Panels only draw; the operators act.
 """
 
 from __future__ import annotations
@@ -11,33 +12,28 @@ import textwrap
 import bpy
 
 from ..operators import controller, planning, scan
-from ..properties import label, preferences, settings_from_context
+from ..properties import preferences, settings_from_context
 from ..settings import Settings, SettingsError
 
 CATEGORY = "Dataset"
 PREVIEW_LINES = 8
 WRAP = 42
 
-# A field greyed out (still editable) unless the field it refines is on.
-DEPENDS_ON = {"depth_type": "depths", "normal_frame": "normals", "disable_motion_blur": "flows",
-              "class_property": "segmentations", "seed": ("strategy", "random"),
-              "min_gap": ("strategy", "random")}
-# Drawn by a dedicated panel instead of their group's panel.
-PANEL_OF = {"jobs": "Render"}
+
+def group_fields(panel: str) -> list[str]:
+    """Names of the Settings fields the panel section ``panel`` draws (their ``panel`` metadata),
+    in dataclass order."""
+    return [f.name for f in Settings.fields() if f.metadata["panel"] == panel]
 
 
-def group_fields(group: str) -> list[str]:
-    """Names of the Settings fields a panel for ``group`` draws, in dataclass order."""
-    out = []
-    for f in Settings.fields():
-        home = PANEL_OF.get(f.name, f.metadata.get("group"))
-        if home == group:
-            out.append(f.name)
-    return out
-
-
-def _is_machine(name: str) -> bool:
-    return next(f for f in Settings.fields() if f.name == name).metadata.get("scope") == "machine"
+def _is_active(pg, condition) -> bool:
+    """Whether a row whose field has ``active_if=condition`` is drawn active (else greyed out,
+    still editable)."""
+    if condition is None:
+        return True
+    if isinstance(condition, tuple):
+        return getattr(pg, condition[0]) == condition[1]
+    return bool(getattr(pg, condition))
 
 
 def draw_fields(layout, context, names: list[str]) -> None:
@@ -46,16 +42,13 @@ def draw_fields(layout, context, names: list[str]) -> None:
     pg = context.scene.dataset_forge
     prefs = preferences(context)
     for name in names:
-        src = prefs if _is_machine(name) else pg
+        meta = Settings.__dataclass_fields__[name].metadata
+        src = prefs if meta["scope"] == "machine" else pg
         if src is None:
-            layout.label(text=f"{label(name)}: set in the add-on preferences", icon="PREFERENCES")
+            layout.label(text=f"{meta['label']}: set in the add-on preferences", icon="PREFERENCES")
             continue
-        dep = DEPENDS_ON.get(name)
         row = layout.row()
-        if isinstance(dep, tuple):
-            row.active = getattr(pg, dep[0]) == dep[1]
-        elif dep:
-            row.active = bool(getattr(pg, dep))
+        row.active = _is_active(pg, meta["active_if"])
         row.prop(src, name)
 
 
@@ -122,6 +115,7 @@ class DATASETFORGE_PT_scenes(_DatasetPanel, bpy.types.Panel):
         layout = self._begin(context)
         pg = context.scene.dataset_forge
         layout.prop(pg, "scenes_dir")
+        draw_fields(layout.column(), context, group_fields("Scenes"))
         layout.operator("dataset_forge.scan", icon="FILE_REFRESH")
         if scan.scanning():
             layout.label(text=f"Scanning {scan.scanning()}…", icon="TIME")

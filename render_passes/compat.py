@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Every Blender-version difference (4.2 LTS, 4.5 LTS, 5.0) in one place.
 
-See ../shared/BLENDER_FACTS.md for the measurements behind each branch. RNA properties are not
-class attributes, so versions are detected with ``bl_rna.properties`` rather than ``hasattr``.
+docs/blender_notes.md records the measurements behind each branch. RNA properties are not class
+attributes, so versions are detected with ``bl_rna.properties`` rather than ``hasattr``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from typing import Any
 
 import bpy
 
-VERSION: tuple[int, int, int] = tuple(bpy.app.version)  # type: ignore[assignment]
 IS5 = "compositing_node_group" in bpy.types.Scene.bl_rna.properties
 FILE_OUTPUT_ITEMS = "file_output_items" in bpy.types.CompositorNodeOutputFile.bl_rna.properties
 # 4.4+ store F-Curves in layers/strips/channelbags (one per slot); the legacy ``action.fcurves``
@@ -23,20 +22,6 @@ RENDER_LAYER_SOCKETS = {
     "index_ob": ("Object Index", "IndexOB"),
     "index_ma": ("Material Index", "IndexMA"),
 }
-
-
-def compositor_tree(scene: bpy.types.Scene, create: bool = True):
-    """The scene's compositor node tree (created if missing and ``create``), or None."""
-    if IS5:
-        if scene.compositing_node_group is None and create:
-            scene.compositing_node_group = bpy.data.node_groups.new(
-                "Dataset Forge Compositing", "CompositorNodeTree")
-        return scene.compositing_node_group
-    if not scene.use_nodes:
-        if not create:
-            return None
-        scene.use_nodes = True
-    return scene.node_tree
 
 
 def render_layer_output(node, key: str):
@@ -65,11 +50,7 @@ def open_blend(path: str, *, use_scripts: bool) -> None:
     bpy.ops.wm.open_mainfile(filepath=path, load_ui=False, use_scripts=use_scripts)
 
 
-def eevee_engine() -> str:
-    return "BLENDER_EEVEE" if VERSION >= (5, 0, 0) else "BLENDER_EEVEE_NEXT"
-
-
-# -- Compositor helpers for the ground-truth rig (BLENDER_FACTS §1) -------------------------------
+# -- Compositor helpers for the ground-truth rig (docs/blender_notes.md, compositor) ------------
 SEPARATE_XYZ = ("CompositorNodeSeparateXYZ" if hasattr(bpy.types, "CompositorNodeSeparateXYZ")
                 else "ShaderNodeSeparateXYZ")
 COMBINE_XYZ = ("CompositorNodeCombineXYZ" if hasattr(bpy.types, "CompositorNodeCombineXYZ")

@@ -1,9 +1,21 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Shared fixtures. Blender never touches the user's config: BLENDER_USER_RESOURCES points at a
-temporary folder for this process and every subprocess it starts."""
+temporary folder for this process and every subprocess it starts.
+
+The ``render`` marker is enforced, so that ``pytest -m "not render"`` is an honest bpy-free lane: a
+test without it fails when it (or a fixture it uses)
+
+* calls :func:`bpy_env`, :func:`build_scenes` or :func:`run_bpy`, or uses ``scenes_dir``;
+* imports ``bpy`` in this process (a meta-path finder sees the import);
+* starts a subprocess that imports ``bpy`` (a worker, the ``tools/blender`` stand-in, a script):
+  while an unmarked test runs, ``PYTHONPATH`` starts with a folder whose ``bpy`` package records
+  the import in a flag file and raises ``ImportError``.
+"""
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import os
 import subprocess
 import sys
@@ -20,8 +32,124 @@ os.environ.setdefault("PYTHONUNBUFFERED", "1")
 sys.path.insert(0, str(REPO / "tests"))
 
 
+# -- the render marker, enforced ------------------------------------------------------------------
+RENDER_FIXTURES = ("scenes_dir",)
+_GUARD = Path(tempfile.mkdtemp(prefix="df-no-bpy-"))
+(_GUARD / "bpy").mkdir()
+(_GUARD / "bpy" / "__init__.py").write_text(
+    "import os, sys\n"
+    "_flag = os.environ.get('DF_NO_BPY_FLAG')\n"
+    "if _flag:\n"
+    "    with open(_flag, 'a', encoding='utf-8') as _f:\n"
+    "        _f.write(' '.join([sys.executable, *sys.argv])[:300] + '\\n')\n"
+    "raise ImportError('bpy imported by a subprocess of a test not marked @pytest.mark.render')\n",
+    encoding="utf-8")
+_current: dict = {"item": None, "bpy_in_process": []}
+
+
+def _unmarked_item():
+    """The running test when it lacks the ``render`` marker, else None."""
+    item = _current["item"]
+    if item is None or item.get_closest_marker("render") is not None:
+        return None
+    return item
+
+
+def require_render(what: str) -> None:
+    """Fail the running test unless it is marked ``render`` (``what`` starts bpy)."""
+    item = _unmarked_item()
+    if item is not None:
+        pytest.fail(f"{item.nodeid} {what} but is not marked @pytest.mark.render", pytrace=False)
+
+
+class _BpyImportGuard(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Fails the in-process import of bpy during a test not marked ``render``. ``find_spec`` still
+    answers (bpy looks installed, as it is); only executing the import is refused."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "bpy" or _unmarked_item() is None:
+            return None
+        return importlib.machinery.ModuleSpec(name, self)
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        _current["bpy_in_process"].append(_current["item"].nodeid)
+        raise ImportError("bpy imported by a test not marked @pytest.mark.render")
+
+
+sys.meta_path.insert(0, _BpyImportGuard())
+
+
+def _check_no_bpy(item, flag: Path) -> None:
+    if flag.exists():
+        started = flag.read_text(encoding="utf-8").strip().splitlines()
+        flag.unlink()
+        pytest.fail(f"{item.nodeid} started a subprocess that imports bpy ({started[0][:160]}) "
+                    "but is not marked @pytest.mark.render", pytrace=False)
+    if item.nodeid in _current["bpy_in_process"]:
+        _current["bpy_in_process"].remove(item.nodeid)
+        pytest.fail(f"{item.nodeid} imports bpy but is not marked @pytest.mark.render", pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    _current["item"] = item
+    if item.get_closest_marker("render") is not None:
+        return (yield)
+    used = [f for f in RENDER_FIXTURES if f in item.fixturenames]
+    if used:
+        pytest.fail(f"{item.nodeid} uses the fixture {used[0]} (it builds scenes with bpy) but is "
+                    "not marked @pytest.mark.render", pytrace=False)
+    flag = _GUARD / f"flag-{os.getpid()}"
+    item.stash[_FLAG] = flag
+    item.stash[_SAVED_ENV] = {k: os.environ.get(k) for k in ("PYTHONPATH", "DF_NO_BPY_FLAG")}
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(_GUARD), os.environ.get("PYTHONPATH"))
+                                               if p)
+    os.environ["DF_NO_BPY_FLAG"] = str(flag)
+    try:
+        return (yield)
+    finally:
+        _check_no_bpy(item, flag)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    try:
+        return (yield)
+    finally:
+        if _FLAG in item.stash:
+            _check_no_bpy(item, item.stash[_FLAG])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    try:
+        return (yield)
+    finally:
+        saved = item.stash.get(_SAVED_ENV, None)
+        if saved is not None:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            flag = item.stash[_FLAG]
+            try:
+                _check_no_bpy(item, flag)
+            finally:
+                flag.unlink(missing_ok=True)
+        _current["item"] = None
+
+
+_FLAG = pytest.StashKey[Path]()
+_SAVED_ENV = pytest.StashKey[dict]()
+
+
 def bpy_env(**extra: str) -> dict[str, str]:
-    """Environment for a subprocess that imports bpy."""
+    """Environment for a subprocess that imports bpy (only in tests marked ``render``)."""
+    require_render("starts a bpy subprocess (bpy_env)")
     env = dict(os.environ)
     env["BLENDER_USER_RESOURCES"] = _USER
     env.update(extra)
@@ -30,6 +158,7 @@ def bpy_env(**extra: str) -> dict[str, str]:
 
 def build_scenes(out_dir: Path, names: list[str] | None = None, python: str | None = None) -> Path:
     """Build test scenes (tests/scenes.py) in a subprocess; returns ``out_dir``."""
+    require_render("builds scenes with bpy (build_scenes)")
     cmd = [python or sys.executable, str(REPO / "tests" / "scenes.py"), str(out_dir), *(names or [])]
     subprocess.run(cmd, check=True, env=bpy_env(), capture_output=True, timeout=300)
     return out_dir
@@ -65,6 +194,7 @@ def package_prelude() -> str:
 def run_bpy(code: str, python: str | None = None, timeout: float = 300) -> str:
     """Run ``code`` (after :func:`package_prelude`) in a bpy subprocess; returns its stdout.
     The script must end by printing what the test checks; failures raise with the output."""
+    require_render("runs a bpy subprocess (run_bpy)")
     src = package_prelude() + code + "\nimport os as _o, sys as _s\n_s.stdout.flush()\n_o._exit(0)\n"
     proc = subprocess.run([python or sys.executable, "-c", src], env=bpy_env(),
                           capture_output=True, text=True, timeout=timeout)

@@ -8,7 +8,10 @@ import json
 import shutil
 
 import dataset_forge
+import pytest
 from conftest import run_bpy
+
+pytestmark = pytest.mark.render
 
 TINY = dict(width=32, height=24, max_samples=1, use_denoising=False, adaptive_threshold=0.0)
 

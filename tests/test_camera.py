@@ -383,6 +383,7 @@ def test_written_camera_matches_the_rendered_image(variants, name):
         assert np.linalg.norm(measured - (centroid + [0.5, 0.0])) > 0.3
 
 
+@pytest.mark.render
 @pytest.mark.parametrize("kind", ["ortho", "pano"])
 def test_non_perspective_cameras_fail_with_the_fix(variants, kind, tmp_path):
     summary = dataset_forge.render_animation(

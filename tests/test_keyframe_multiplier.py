@@ -9,6 +9,8 @@ import json
 import pytest
 from conftest import extra_pythons, run_bpy
 
+pytestmark = [pytest.mark.render, pytest.mark.smoke]
+
 SCRIPT = r'''
 import json, bpy
 from dataset_forge.render_passes import scene_setup

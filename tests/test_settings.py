@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from dataset_forge.settings import GROUPS, Settings, SettingsError
+from dataset_forge.settings import COMMANDS, GROUPS, PANELS, SUBTYPES, Settings, SettingsError
 
 
 def test_defaults_are_valid_and_follow_the_tutorial_names():
@@ -33,6 +33,49 @@ def test_every_field_has_help_group_and_scope():
             assert f.default >= m["min"], f.name
         if m["max"] is not None:
             assert f.default <= m["max"], f.name
+
+
+def test_every_field_carries_its_whole_presentation():
+    """Label, enum labels, soft limits, subtype, panel section, greying and CLI visibility are
+    metadata of the field itself (the panel, the CLI and the README read nothing else)."""
+    labels = [f.metadata["label"] for f in Settings.fields()]
+    assert len(set(labels)) == len(labels), "two fields share a panel label"
+    names = set(Settings.field_names())
+    for f in Settings.fields():
+        m = f.metadata
+        assert m["label"] and m["label"][0].isupper(), f.name
+        assert m["panel"] in PANELS and m["subtype"] in SUBTYPES, f.name
+        assert m["cli"] and set(m["cli"]) <= set(COMMANDS), f.name
+        if m["choices"]:
+            assert list(m["enum_labels"]) == list(m["choices"]), f.name
+        else:
+            assert m["enum_labels"] is None, f.name
+        for soft, hard, op in (("soft_min", "min", min), ("soft_max", "max", max)):
+            if m[soft] is not None:
+                assert isinstance(f.default, (int, float)), f.name
+                if m[hard] is not None:
+                    assert op(m[soft], m[hard]) == m[hard] and m[soft] != m[hard], f.name
+        cond = m["active_if"]
+        if isinstance(cond, tuple):
+            other = Settings.__dataclass_fields__[cond[0]]
+            assert cond[1] in other.metadata["choices"], f.name
+        elif cond is not None:
+            assert cond in names and isinstance(Settings.__dataclass_fields__[cond].default, bool)
+    meta = Settings.__dataclass_fields__
+    assert meta["keyframe_multiplier"].metadata["soft_max"] == 10.0
+    assert meta["executable"].metadata["subtype"] == "FILE_PATH"
+    assert meta["file_format"].metadata["enum_labels"]["OPEN_EXR"] == "OpenEXR"
+    assert meta["jobs"].metadata["panel"] == "Render" and meta["scene"].metadata["panel"] == "Scenes"
+    # render-animation renders one given range: the options that cut sequences are not its flags.
+    plan_only = {f.name for f in Settings.fields() if f.metadata["cli"] == ("create-datasets",)}
+    assert plan_only == {"sequences_per_scene", "num_frames", "strategy", "seed", "min_gap"}
+
+
+def test_enum_labels_must_match_the_choices():
+    from dataset_forge.settings import _f
+
+    with pytest.raises(TypeError, match="do not match the choices"):
+        _f("a", "help text here", "Run", label="X", choices=("a", "b"), enum_labels={"a": "A"})
 
 
 @pytest.mark.parametrize("key,raw,expected", [

@@ -17,6 +17,8 @@ import pytest
 from conftest import REPO, bpy_env, build_scenes
 
 BLENDER = str(REPO / "tools" / "blender")
+# Every test starts the stand-in, a Python process that imports bpy.
+pytestmark = pytest.mark.render
 
 
 def blender(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -46,7 +48,6 @@ def check_sequence(out: Path, frames: list[int], w: int, h: int) -> dict:
 
 
 @pytest.mark.smoke
-@pytest.mark.render
 def test_python_expr_renders_through_the_package(basic, tmp_path):
     out = tmp_path / "expr"
     expr = (f"import dataset_forge; s = dataset_forge.render_animation({str(basic)!r}, {str(out)!r}, "
@@ -59,7 +60,6 @@ def test_python_expr_renders_through_the_package(basic, tmp_path):
     check_sequence(out, [2, 3], 40, 30)
 
 
-@pytest.mark.render
 def test_python_expr_with_the_extension_module_name(basic, tmp_path):
     """The README's expression after a zip install names bl_ext.user_default.dataset_forge."""
     out = tmp_path / "ext"
@@ -73,7 +73,6 @@ def test_python_expr_with_the_extension_module_name(basic, tmp_path):
 
 
 @pytest.mark.smoke
-@pytest.mark.render
 def test_command_dataset_render_animation(basic, tmp_path):
     out = tmp_path / "cmd"
     proc = blender("--background", "--command", "dataset", "render-animation", str(basic), str(out),
@@ -83,7 +82,6 @@ def test_command_dataset_render_animation(basic, tmp_path):
     check_sequence(out, [1, 2], 32, 24)
 
 
-@pytest.mark.render
 def test_command_accepts_the_tutorial_spelling(basic, tmp_path):
     out = tmp_path / "tut"
     proc = blender("-b", "-c", "dataset", "render-animation", str(basic), str(out),
@@ -93,7 +91,6 @@ def test_command_accepts_the_tutorial_spelling(basic, tmp_path):
     check_sequence(out, [4], 36, 28)
 
 
-@pytest.mark.render
 def test_workers_can_use_the_stand_in_as_their_blender(basic, tmp_path):
     """engine/launch.py treats a non-python executable as Blender: -b --factory-startup -noaudio
     --disable-autoexec --python-expr BOOTSTRAP -- JOB.json."""

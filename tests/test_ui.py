@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The panel, its operators and properties, exercised in the bpy 5.0 wheel.
 
-There is no window and no event loop in the module (BLENDER_FACTS §7): modal operators cannot run
+There is no window and no event loop in the module (docs/blender_notes.md): modal operators cannot run
 through ``bpy.ops`` and panels are never drawn. So one driver process (this file run as a script)
 registers the add-on's UI, then
 
@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.render
 TINY = dict(width=32, height=24, max_samples=1, adaptive_threshold=0.0, use_denoising=False,
             num_frames=2, sequences_per_scene=1, debug=False, threads=1)
 
@@ -72,7 +73,6 @@ def ui(request, tmp_path_factory, scenes_dir) -> dict:
     (work / "tmp").mkdir()
     env = bpy_env(PYTHONPATH=str(work / "path"), TMPDIR=str(work / "tmp"))
     out = work / "result.json"
-    t0 = time.monotonic()
     proc = subprocess.run([python, __file__, str(work), str(out)], env=env,
                           capture_output=True, text=True, timeout=480)
     if proc.returncode != 0 or not out.exists():
@@ -80,7 +80,6 @@ def ui(request, tmp_path_factory, scenes_dir) -> dict:
                              f"{proc.stderr[-4000:]}")
     res = json.loads(out.read_text())
     res["stdout"] = proc.stdout
-    res["driver_seconds"] = time.monotonic() - t0
     res["work"] = str(work)
     res["version"] = version
     return res
@@ -326,8 +325,8 @@ def test_run_state_never_lands_in_a_saved_file(ui):
     assert ui["saved_file"] == {"runtime_marker": False, "scene_marker": True}
 
 
-def test_driver_is_fast_enough(ui):
-    assert ui["driver_seconds"] < 240
+def test_driver_ran_the_blender_of_its_version(ui):
+    # No wall-time threshold: the machine is shared, and the subprocess has its own timeout.
     assert ui["blender_version"].startswith(ui["version"][:3])
 
 
@@ -848,4 +847,4 @@ if __name__ == "__main__":
         rc = 1
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(rc)  # BLENDER_FACTS §7: no exit hang with handlers still registered
+    os._exit(rc)  # no exit hang with handlers still registered (docs/blender_notes.md)

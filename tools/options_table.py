@@ -9,6 +9,8 @@ tests/test_settings.py checks that README.md holds exactly this table.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -17,23 +19,25 @@ BEGIN, END = "<!-- options:begin -->", "<!-- options:end -->"
 
 
 def _settings():
-    try:
-        from dataset_forge.settings import GROUPS, Settings
-    except ImportError:  # not installed by tools/setup.sh: the file is pure Python, load it alone
-        import importlib.util
-
-        spec = importlib.util.spec_from_file_location("_df_settings", REPO / "settings.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["_df_settings"] = mod
-        spec.loader.exec_module(mod)
-        GROUPS, Settings = mod.GROUPS, mod.Settings
-    return GROUPS, Settings
+    """``GROUPS`` and ``Settings`` of this checkout (never of a ``dataset_forge`` installed
+    elsewhere), imported under a private name; the package's ``__init__`` imports nothing heavy."""
+    name = "_df_options_table"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "__init__.py",
+                                                      submodule_search_locations=[str(REPO)])
+        pkg = importlib.util.module_from_spec(spec)
+        sys.modules[name] = pkg
+        spec.loader.exec_module(pkg)
+    mod = importlib.import_module(f"{name}.settings")
+    return mod.GROUPS, mod.Settings
 
 
 def table() -> str:
-    """Markdown table: option (API name), CLI flag, default, allowed values, scope, help."""
+    """Markdown table: option (API name), CLI flag, panel label, default, allowed values, help;
+    every cell comes from the field's metadata."""
     groups, settings = _settings()
-    rows = ["| Option | CLI flag | Default | Allowed | Description |", "|---|---|---|---|---|"]
+    rows = ["| Option | CLI flag | Panel | Default | Allowed | Description |",
+            "|---|---|---|---|---|---|"]
     for group in groups:
         for f in settings.fields():
             m = f.metadata
@@ -42,6 +46,8 @@ def table() -> str:
             flag = f"`--{f.name.replace('_', '-')}`"
             if isinstance(f.default, bool):
                 flag += f" / `--no-{f.name.replace('_', '-')}`"
+            if len(m["cli"]) == 1:
+                flag += f" ({m['cli'][0]} only)"
             if m["choices"]:
                 allowed = ", ".join(f"`{c}`" for c in m["choices"])
             else:
@@ -49,8 +55,8 @@ def table() -> str:
                 allowed = ", ".join(bounds)
             default = f"`{f.default!r}`" if f.default != "" else "`''`"
             scope = " (machine setting)" if m["scope"] == "machine" else ""
-            rows.append(f"| **{group}**: `{f.name}` | {flag} | {default} | {allowed} | "
-                        f"{m['help'].replace('|', '/')}{scope} |")
+            rows.append(f"| **{group}**: `{f.name}` | {flag} | {m['label']} | {default} | "
+                        f"{allowed} | {m['help'].replace('|', '/')}{scope} |")
     return "\n".join(rows) + "\n"
 
 

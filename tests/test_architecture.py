@@ -1,0 +1,229 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The floors of the package, checked statically (``ast`` over every ``.py`` of the repository,
+nothing imported): no import cycle between modules, the core never imports the package's entry file
+``__init__.py``, and the pure floors never import ``bpy``. Also: one version, which the manifest
+repeats."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGE = "dataset_forge"
+EXCLUDED_TOP = ("tests", "tools", "bench", "docs")
+# Floors that are plain Python: unit-testable without Blender.
+PURE = ("settings.py", "sampling/", "engine/", "dataset/")
+# The core: it must not import the add-on's entry file (which Blender loads for register()).
+CORE = (*PURE, "render_passes/")
+
+
+def _package_files() -> dict[str, Path]:
+    """Module name (``dataset_forge.engine.plan``) -> file, for every .py of the package."""
+    out = {}
+    for path in sorted(REPO.rglob("*.py")):
+        rel = path.relative_to(REPO)
+        top = rel.parts[0]
+        if top.startswith(".") or top in EXCLUDED_TOP:  # .venv*, .git, ...
+            continue
+        if len(rel.parts) > 1 and not (REPO / top / "__init__.py").exists():
+            continue  # a folder that is not a subpackage
+        parts = list(rel.with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join([PACKAGE, *parts])] = path
+    return out
+
+
+MODULES = _package_files()
+
+
+def _resolve(module: str, is_package: bool, level: int, name: str | None) -> str:
+    """Absolute module name of ``from <level dots><name> import ...`` written in ``module``."""
+    base = module.split(".")
+    if not is_package:
+        base = base[:-1]
+    if level > 1:
+        base = base[: len(base) - (level - 1)]
+    return ".".join(base + ([name] if name else []))
+
+
+@functools.cache
+def imports_of(module: str) -> tuple[tuple[str, int], ...]:
+    """(imported module of the package or ``bpy``, line) for every import statement of
+    ``module``, at module level or inside a function. ``from X import y`` counts as importing
+    ``X.y`` when that is a module, else ``X``."""
+    path = MODULES[module]
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    is_package = path.name == "__init__.py"
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                src = _resolve(module, is_package, node.level, node.module)
+            else:
+                src = node.module or ""
+            names = []
+            for a in node.names:
+                sub = f"{src}.{a.name}"
+                names.append(sub if sub in MODULES else src)
+        else:
+            continue
+        for n in names:
+            if n == "bpy" or n.startswith("bpy."):
+                out.append(("bpy", node.lineno))
+            elif n == PACKAGE or n.startswith(PACKAGE + "."):
+                # An import of a.b.c also runs a and a.b: keep the deepest module that exists.
+                while n not in MODULES and "." in n:
+                    n = n.rsplit(".", 1)[0]
+                out.append((n, node.lineno))
+    return tuple(out)
+
+
+def _rel(module: str) -> str:
+    return str(MODULES[module].relative_to(REPO))
+
+
+def _in(module: str, floors: tuple[str, ...]) -> bool:
+    rel = _rel(module)
+    return any(rel == f or rel.startswith(f) for f in floors)
+
+
+def test_the_walk_sees_the_whole_package():
+    names = set(MODULES)
+    for m in ("dataset_forge", "dataset_forge.settings", "dataset_forge.engine.plan",
+              "dataset_forge.dataset.layout", "dataset_forge.render_passes.compat",
+              "dataset_forge.panels.dataset", "dataset_forge.sampling"):
+        assert m in names, m
+    assert not any(".tests" in m or ".tools" in m or ".bench" in m for m in names)
+    # The walk finds a known edge and a known bpy import (a walk that sees nothing passes nothing).
+    assert any(n == "dataset_forge.settings" for n, _ in imports_of("dataset_forge.cli"))
+    assert any(n == "bpy" for n, _ in imports_of("dataset_forge.properties"))
+
+
+def _graph() -> dict[str, dict[str, int]]:
+    """Module -> {imported package module: line of the first such import}, module-level imports
+    and imports deferred into functions alike: a deferred import only hides a cycle from the
+    interpreter, not from a reader."""
+    graph: dict[str, dict[str, int]] = {}
+    for m in MODULES:
+        edges = graph.setdefault(m, {})
+        for n, line in imports_of(m):
+            if n not in ("bpy", m):
+                edges.setdefault(n, line)
+    return graph
+
+
+def _cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+    counter = [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, {}):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def _describe(comp: list[str], graph: dict[str, dict[str, int]]) -> str:
+    edges = [f"{_rel(a)}:{graph[a][b]} -> {_rel(b)}" for a in comp for b in comp if b in graph[a]]
+    return "; ".join(edges)
+
+
+def test_no_import_cycle_between_modules():
+    """Neither at import time nor through imports deferred into functions. A package's
+    ``__init__`` importing its children is an edge like any other, so a child importing its
+    package back is reported too."""
+    graph = _graph()
+    cycles = [_describe(c, graph) for c in _cycles(graph)]
+    assert cycles == [], "import cycles:\n" + "\n".join(cycles)
+
+
+def test_core_never_imports_the_package_entry_file():
+    """``__init__.py`` is the add-on's entry point (register, the public functions); the core gets
+    the version from ``version.py`` and errors from ``errors.py``."""
+    offenders = [f"{_rel(m)}:{line}" for m in MODULES if _in(m, CORE)
+                 for n, line in imports_of(m) if n == PACKAGE]
+    assert offenders == []
+
+
+def test_pure_floors_never_import_bpy():
+    offenders = [f"{_rel(m)}:{line}" for m in MODULES if _in(m, PURE)
+                 for n, line in imports_of(m) if n == "bpy"]
+    assert offenders == []
+    # Nor do they import the floors that do (an indirect bpy import).
+    bpy_floors = ("properties.py", "operators/", "panels/", "render_passes/")
+    indirect = [f"{_rel(m)}:{line} -> {_rel(n)}" for m in MODULES if _in(m, PURE)
+                for n, line in imports_of(m) if n in MODULES and _in(n, bpy_floors)]
+    assert indirect == []
+
+
+def test_manifest_version_is_the_package_version():
+    from dataset_forge.version import __version__
+
+    manifest = (REPO / "blender_manifest.toml").read_text(encoding="utf-8")
+    versions = re.findall(r'^version\s*=\s*"([^"]+)"', manifest, flags=re.M)
+    assert versions == [__version__]
+    # The version is written once in Python: nowhere else assigns __version__.
+    others = [_rel(m) for m in MODULES if m != "dataset_forge.version"
+              and re.search(r"^__version__\s*=", MODULES[m].read_text(encoding="utf-8"), re.M)]
+    assert others == []
+
+
+def test_an_unmarked_test_cannot_start_bpy(request):
+    """The guard of tests/conftest.py that keeps ``pytest -m "not render"`` free of bpy: this test
+    has no ``render`` marker, so a bpy subprocess, an in-process ``import bpy`` and the bpy helpers
+    are refused (and recorded, which would fail the test; the records are cleared here)."""
+    import os
+    import subprocess
+    import sys
+
+    import conftest
+    import pytest
+
+    proc = subprocess.run([sys.executable, "-c", "import bpy"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 1
+    assert "not marked @pytest.mark.render" in proc.stderr
+    flag = Path(os.environ["DF_NO_BPY_FLAG"])
+    assert flag.read_text(encoding="utf-8").startswith(sys.executable)
+    flag.unlink()
+    with pytest.raises(pytest.fail.Exception, match="is not marked @pytest.mark.render"):
+        conftest.run_bpy("print('never')")
+    with pytest.raises(pytest.fail.Exception, match="is not marked @pytest.mark.render"):
+        conftest.bpy_env()
+    if "bpy" not in sys.modules:  # a render test of this session may have imported it for real
+        with pytest.raises(ImportError, match="not marked @pytest.mark.render"):
+            import bpy  # noqa: F401
+        assert "bpy" not in sys.modules
+        conftest._current["bpy_in_process"].remove(request.node.nodeid)
