@@ -551,7 +551,7 @@ def test_unwritable_output_folder_is_one_clear_line(good_dir, tmp_path, capsys):
 
 
 def test_a_second_run_on_the_same_folder_is_refused(good_dir, tmp_path, capsys):
-    from dataset_forge.engine.plan import RunLock
+    from dataset_forge.engine.session import RunLock
 
     ds = tmp_path / "datasets"
     lock = RunLock(ds).acquire()  # as a run in progress holds it
