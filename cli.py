@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         signum = getattr(exc, "signum", 2)
         how = "interrupted" if signum == 2 else f"terminated by {getattr(exc, 'name', signum)}"
         _err(f"{PROG}: {how}; finished frames are kept, rerun the same command to resume")
-        return 128 + signum
+        return getattr(exc, "exit_code", 130)
     except (SettingsError, ValueError, RuntimeError, OSError) as exc:
         # SettingsError, SamplingError, DiscoveryError, PlanError: one sentence with the fix.
         msg = " ".join(str(exc).split("\n")[:1]) or type(exc).__name__

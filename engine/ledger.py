@@ -287,9 +287,6 @@ class Ledger:
                 "scenes_finished": sum(r.finished for r in self.results.values()),
                 "elapsed": round(self.elapsed(now), 1), "done": done}
 
-    def scenes(self) -> dict[str, SceneSummary]:
-        return {r.scene: r.to_dict() for r in self.results.values()}
-
     def summary(self, *, rejected: dict[str, tuple[str, str]] | None = None,
                 order: list[str] | None = None, seconds: float = 0.0, executor: str = "local",
                 nodes: dict[str, str] | None = None, logs: str = "", plan: str | None = None,

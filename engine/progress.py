@@ -173,13 +173,14 @@ def console(on_progress: Callable[[Event], None] | None = None, *, bar: bool | N
     """The ``on_event`` callback of a run: calls ``on_progress``, draws the progress line on
     ``stream`` (default stderr; ``bar`` None: only when it is a terminal) and logs the messages to
     ``dataset_forge``. ``show_messages``: print them above the bar with a handler that lives for
-    the run (None: when the bar is drawn and nobody configured logging)."""
+    the run (None: when the bar was asked for, or is drawn and nobody configured logging)."""
     stream = sys.stderr if stream is None else stream
+    if show_messages is None:
+        show_messages = bar is True or (bar is None and is_terminal(stream)
+                                        and not LOG.hasHandlers())
     if bar is None:
         bar = is_terminal(stream)
     printer = ProgressPrinter(stream if bar else None, logger=LOG)
-    if show_messages is None:
-        show_messages = bool(bar) and not LOG.hasHandlers()
     handler = _PrinterHandler(printer) if show_messages else None
     level = LOG.level
     if handler is not None:

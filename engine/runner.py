@@ -19,7 +19,7 @@ from ..settings import Settings
 from .launch import gpu_for_slot, gpu_pinning
 from .launchers import Exit, Launcher, LocalLauncher, worker_settings, write_spec
 from .ledger import Attempt, Job, Ledger, SceneResult, SequenceResult
-from .protocol import Event, ProgressEvent, Summary
+from .protocol import Event, Summary
 
 __all__ = ["Job", "Runner", "SceneResult", "SequenceResult", "gpu_for_slot", "gpu_pinning",
            "worker_settings"]
@@ -160,10 +160,6 @@ class Runner:
     @property
     def frames_per_second(self) -> float:
         return self.ledger.frames_per_second(time.monotonic())
-
-    def progress_event(self) -> ProgressEvent:
-        return self.ledger.progress(time.monotonic(),
-                                    self.launcher.running(self.workers), self.done)
 
     def summary(self, **kw: Any) -> Summary:
         """The run's :class:`protocol.Summary` (``kw``: see :meth:`ledger.Ledger.summary`)."""
