@@ -16,13 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from ..settings import Settings
-from .launch import gpu_for_slot, gpu_pinning
-from .launchers import Exit, Launcher, LocalLauncher, worker_settings, write_spec
-from .ledger import Attempt, Job, Ledger, SceneResult, SequenceResult
+from .launchers import Exit, Launcher, LocalLauncher, write_spec
+from .ledger import Attempt, Job, Ledger, SceneResult
 from .protocol import Event, Summary
 
-__all__ = ["Job", "Runner", "SceneResult", "SequenceResult", "gpu_for_slot", "gpu_pinning",
-           "worker_settings"]
+__all__ = ["Job", "Runner"]
 
 
 class Runner:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 from dataset_forge.engine.discovery import DiscoveryError, SceneInfo, find_blends, safe_name, scene_names
+from dataset_forge.engine.launch import gpu_for_slot, gpu_pinning
+from dataset_forge.engine.launchers import worker_settings
 from dataset_forge.engine.plan import build_plan, format_summary
 from dataset_forge.engine.progress import ProgressPrinter, format_bar, format_seconds
-from dataset_forge.engine.runner import gpu_for_slot, gpu_pinning, worker_settings
 from dataset_forge.settings import Settings
 
 
