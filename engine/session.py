@@ -254,6 +254,7 @@ class RunSession:
             return self.summary
         try:
             assert self.runner is not None
+            self.runner.close()
             rejected = {sc["name"]: (sc["blend"], sc["error"]) for sc in
                         (self.plan or {}).get("scenes", []) if sc.get("error")}
             order = [sc["name"] for sc in self.plan["scenes"]] if self.plan is not None else None
