@@ -30,28 +30,33 @@ __all__ = [
 
 
 def render_animation(blend_file, root_path, *, frame_start: int | None = None,
-                     frame_end: int | None = None, **options: Any):
+                     frame_end: int | None = None, on_progress=None, **options: Any):
     """Render frames ``frame_start..frame_end`` (inclusive, after the keyframe multiplier) of one
     ``.blend`` into ``root_path`` (frames/, ground truth folders, transforms.json).
 
-    ``options`` are field names of :class:`settings.Settings`. Returns the run summary.
+    ``options`` are field names of :class:`settings.Settings`; ``on_progress`` receives every
+    event of the run (see :class:`engine.protocol.Ev`). Returns the run summary, with the same
+    keys as :func:`create_datasets` (:class:`engine.protocol.Summary`).
     """
     from .engine.api import render_animation as _impl
 
-    return _impl(blend_file, root_path, frame_start=frame_start, frame_end=frame_end, **options)
+    return _impl(blend_file, root_path, frame_start=frame_start, frame_end=frame_end,
+                 on_progress=on_progress, **options)
 
 
 def create_datasets(scenes_dir, datasets_dir, *, sequences_per_scene: int = 1,
-                    num_frames: int | None = None, **options: Any):
+                    num_frames: int | None = None, on_progress=None, **options: Any):
     """Render ``sequences_per_scene`` disjoint sequences of ``num_frames`` frames from every
     ``.blend`` in ``scenes_dir`` into ``datasets_dir/renders/SCENE/SEQUENCE-ID/``.
 
-    ``options`` are field names of :class:`settings.Settings`. Returns the run summary.
+    ``options`` are field names of :class:`settings.Settings`; ``on_progress`` receives every
+    event of the run (see :class:`engine.protocol.Ev`). Returns the run summary
+    (:class:`engine.protocol.Summary`).
     """
     from .engine.api import create_datasets as _impl
 
     return _impl(scenes_dir, datasets_dir, sequences_per_scene=sequences_per_scene,
-                 num_frames=num_frames, **options)
+                 num_frames=num_frames, on_progress=on_progress, **options)
 
 
 def load(path, **kwargs: Any):

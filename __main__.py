@@ -10,8 +10,12 @@ from .cli import main
 
 if __name__ == "__main__":
     rc = main(sys.argv[1:])
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):  # None when closed at start (``2>&-``)
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
     if "bpy" in sys.modules:
         # A bpy module with a handler or timer left registered hangs (4.5) or crashes (4.2) at
         # exit (BLENDER_FACTS §7).

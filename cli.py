@@ -175,78 +175,74 @@ def build_parser() -> ArgumentParser:
         commands = importlib.import_module(f"{__package__}.dataset.commands")
     except ModuleNotFoundError as exc:
         if exc.name != f"{__package__}.dataset.commands":
-            print(f"{PROG}: warning: dataset tools unavailable ({exc})", file=sys.stderr)
+            _err(f"{PROG}: warning: dataset tools unavailable ({exc})")
     except ImportError as exc:
-        print(f"{PROG}: warning: dataset tools unavailable ({exc})", file=sys.stderr)
+        _err(f"{PROG}: warning: dataset tools unavailable ({exc})")
     if commands is not None and hasattr(commands, "add_commands"):
         commands.add_commands(sub)
     return parser
 
 
-def _progress(ns):
-    from .engine.progress import ProgressPrinter
-
-    return ProgressPrinter(sys.stderr)
-
-
 def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(summary, indent=1, default=str))
-        return
     from .engine.plan import format_summary
 
-    print(format_summary(summary))
+    _out(json.dumps(summary, indent=1, default=str) if as_json else format_summary(summary))
+
+
+def _out(text: str) -> None:
+    """Print on stdout; a closed stdout (``>&-``) or a reader that went away loses the text, not
+    the run's exit code."""
+    try:
+        if sys.stdout is not None:
+            print(text, file=sys.stdout, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _err(text: str) -> None:
+    """Print one line on stderr, if there is one."""
+    try:
+        if sys.stderr is not None:
+            print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def _render_animation(ns: argparse.Namespace) -> int:
     from .engine.api import render_animation
 
-    printer = _progress(ns)
-    try:
-        summary = render_animation(ns.blend, ns.out_dir, frame_start=ns.frame_start,
-                                   frame_end=ns.frame_end, on_event=printer, **_options(ns))
-    finally:
-        printer.close()
+    # The progress line on stderr, a terminal or not (a log gets a line every 10 s).
+    summary = render_animation(ns.blend, ns.out_dir, frame_start=ns.frame_start,
+                               frame_end=ns.frame_end, progress_bar=True, **_options(ns))
     if ns.json:
         _print_summary(summary, True)
     else:
-        failed = summary.get("scenes_failed", {})
-        for scene, reasons in failed.items():
-            print(f"FAILED {scene}: {'; '.join(dict.fromkeys(reasons))}")
-        print(f"{summary['frames_rendered']} frame(s) rendered, {summary['frames_skipped']} already "
-              f"complete, into {ns.out_dir}" + ("" if summary["ok"] else " (with errors)"))
-    return 0 if summary.get("ok") else 1
+        for scene, reason in summary["failed"].items():
+            _out(f"FAILED {scene}: {reason}")
+        _out(f"{summary['frames_rendered']} frame(s) rendered, {summary['frames_skipped']} already "
+             f"complete, into {ns.out_dir}" + ("" if summary["ok"] else " (with errors)"))
+    return summary["exit_code"]
 
 
 def _create_datasets(ns: argparse.Namespace) -> int:
-    from .engine.plan import build_plan, ensure_writable, run_plan
+    from .engine.api import create_datasets
 
-    settings = Settings.from_dict(_options(ns))
-    if ns.executor == "ray" and not ns.dry_run:
-        from .engine.ray_executor import import_ray
-
-        import_ray()  # Ray missing: the install line now, not after reading every scene
-    if not ns.dry_run:
-        ensure_writable(ns.datasets_dir)  # before reading every scene: fail in a second
-    plan = build_plan(ns.scenes_dir, ns.datasets_dir, settings)
+    ray = {"executor": ns.executor, "ray_address": ns.ray_address, "ray_num_cpus": ns.ray_num_cpus,
+           "ray_num_gpus": ns.ray_num_gpus}
     if ns.dry_run:
-        print(json.dumps(plan, indent=1))
+        _out(json.dumps(create_datasets(ns.scenes_dir, ns.datasets_dir, dry_run=True, **ray,
+                                        **_options(ns)), indent=1))
         return 0
-    printer = _progress(ns)
-    try:
-        summary = run_plan(plan, settings, on_event=printer, executor=ns.executor,
-                           ray_options={"address": ns.ray_address, "num_cpus": ns.ray_num_cpus,
-                                        "num_gpus": ns.ray_num_gpus}
-                           if ns.executor == "ray" else None)
-    finally:
-        printer.close()
+    summary = create_datasets(ns.scenes_dir, ns.datasets_dir, progress_bar=True, **ray,
+                              **_options(ns))
     _print_summary(summary, ns.json)
     return summary["exit_code"]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit code (0: everything succeeded, 1: anything failed or a
-    bad argument, 130: interrupted). Never calls ``sys.exit``."""
+    bad argument, 128 + N: stopped by signal N: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP). Never
+    calls ``sys.exit``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser()
@@ -258,22 +254,26 @@ def main(argv: list[str] | None = None) -> int:
     except _Exit as exc:
         return exc.status
     except CliError as exc:
-        print(str(exc).splitlines()[0], file=sys.stderr)
+        _err(str(exc).splitlines()[0])
         return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; finished frames are kept, rerun the same command to resume",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        # Ctrl-C, or SIGTERM / SIGHUP during a run (engine.session.Interrupted): the workers were
+        # stopped and the manifest written; 128 + the signal's number, as a shell reports it.
+        signum = getattr(exc, "signum", 2)
+        how = "interrupted" if signum == 2 else f"terminated by {getattr(exc, 'name', signum)}"
+        _err(f"{PROG}: {how}; finished frames are kept, rerun the same command to resume")
+        return getattr(exc, "exit_code", 130)
     except (SettingsError, ValueError, RuntimeError, OSError) as exc:
         # SettingsError, SamplingError, DiscoveryError, PlanError: one sentence with the fix.
         msg = " ".join(str(exc).split("\n")[:1]) or type(exc).__name__
-        print(f"{PROG}: error: {msg}", file=sys.stderr)
+        _err(f"{PROG}: error: {msg}")
         return 1
     except Exception as exc:  # noqa: BLE001 - a bug: show it, but still return a code to Blender
         import traceback
 
-        traceback.print_exc()
-        print(f"{PROG}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if sys.stderr is not None:
+            traceback.print_exc()
+        _err(f"{PROG}: internal error: {type(exc).__name__}: {exc}")
         return 1
 
 

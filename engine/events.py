@@ -1,28 +1,13 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Progress events: the JSON lines a worker prints and the runner parses. Pure Python.
+"""Progress events on the wire: the JSON lines a worker prints and the runner parses. Pure Python.
 
 A worker writes one event per line on stdout, prefixed with :data:`PREFIX` so that Blender's own
-output on the same stream is ignored. Kinds (``event`` key):
-
-* ``worker_started``: ``pid``, ``blender`` (version), ``device`` (sentence)
-* ``scene_opened``: ``scene``, ``blend``, ``seconds``
-* ``job_started``: ``job`` (sequence id), ``scene``, ``frames`` (total), ``todo``
-* ``device``: ``scene``, ``device`` (sentence), ``gpu`` (bool), ``gpu_index``, ``cuda_visible_devices``
-* ``frame_done``: ``job``, ``scene``, ``frame``, ``seconds`` (render wall time), ``rss_mib``
-* ``frame_skipped``: ``job``, ``scene``, ``frame`` (already complete)
-* ``job_done``: ``job``, ``scene``, ``seconds``
-* ``error``: ``scene``, ``job`` (or null), ``message`` (names the file and the fix)
-* ``worker_done``: ``rc`` of this worker
-* ``heartbeat``: the worker is busy (its CPU time grew) though no frame finished lately
-* ``recycle``: the frame budget is spent; the runner starts a fresh process for the rest
-* ``probe_started`` / ``probe``: discovery (``blend``; ``frame_start``, ``frame_end``, ``fps``,
-  ``camera``, ``scene``, ``error``)
-
-The runner passes these on (with the worker's ``slot``; not ``heartbeat``) and adds its own:
-``progress`` (``frames_done``, ``frames_skipped``, ``frames_total``, ``fraction``, ``eta`` s,
-``fps`` frames/s, ``workers``, ``scenes_total``, ``scenes_finished``, ``elapsed``, ``done``),
-``scene_done`` (``status``: done or skipped), ``scene_failed`` (``reasons``), ``retry``
-(``attempt``, ``reason``), ``worker_timeout`` (``seconds``) and ``worker_recycled``.
+output on the same stream is ignored. Each event is a JSON object whose ``event`` key is one of
+:class:`protocol.Ev` (the kinds and their keys are listed there, in one place). The runner passes
+worker events on (with the worker's ``slot``; not ``heartbeat``) and adds its own (``progress``,
+``scene_done``, ``scene_failed``, ``retry``, ``worker_timeout``, ``worker_recycled``). New keys may
+be added to an event; existing keys keep their meaning, so workers and runners of neighbouring
+versions understand each other.
 """
 
 from __future__ import annotations

@@ -1,20 +1,20 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""From a folder of scenes to a plan of (scene, sequence) jobs, and from a plan to a dataset.
-Pure Python.
+"""From a folder of scenes to a plan of (scene, sequence) jobs; from the files on disk to the
+manifest; from a summary to text. Pure Python.
 
 :func:`build_plan` reads every scene (:mod:`engine.discovery`), samples its sequences
-(:mod:`sampling`) and returns a JSON-able plan; nothing is written. :func:`run_plan` writes the plan
-to ``DATASETS/plan.json``, renders its jobs with the :class:`runner.Runner` (one job per scene: a
-worker opens each ``.blend`` once) and writes ``DATASETS/manifest.json``. Scenes that cannot be
-rendered (unreadable file, no camera, a range too short for the request ...) are recorded with
-their reason and never reach a worker; the other scenes render.
+(:mod:`sampling`) and returns a JSON-able plan; nothing is written. A
+:class:`session.RunSession` writes it to ``DATASETS/plan.json``, renders its jobs (one job per
+scene: a worker opens each ``.blend`` once) and writes ``DATASETS/manifest.json`` with
+:func:`write_manifest`. Scenes that cannot be rendered (unreadable file, no camera, a range too
+short for the request ...) are recorded with their reason and never reach a worker; the other
+scenes render.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from ..settings import Settings
 from ..version import __version__
 from .discovery import SceneInfo, discover
 from .journal import JOURNAL_NAME, Journal
-from .runner import Job, Runner
+from .protocol import PlanDoc, PlanJob, PlanScene, Summary
 
 PLAN_VERSION = 1
 PLAN_NAME = "plan.json"
@@ -37,69 +37,12 @@ class PlanError(DatasetForgeError, RuntimeError):
     """The run cannot start (folder missing, not writable ...); one sentence with the fix."""
 
 
-def ensure_writable(folder: str | os.PathLike) -> Path:
-    """Create ``folder`` if needed and prove that files can be written in it; raises
-    :class:`PlanError` with one clear sentence otherwise."""
-    path = Path(folder).expanduser().resolve()
-    probe = path / f".dataset_forge_write_test_{os.getpid()}"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as exc:
-        why = exc.strerror or str(exc)
-        raise PlanError(f"cannot write to the output folder {path} ({why}); choose a folder you "
-                        "can write to, or fix its permissions") from None
-    return path
-
-
-class RunLock:
-    """An exclusive lock on a datasets folder for the length of a run (``.dataset_forge/lock``).
-
-    Two runs writing the same sequences would render the same frames twice and could interleave
-    their files; the second one fails at once instead. The operating system drops the lock when
-    the process ends, however it ends, so a killed run never leaves a stale lock. (POSIX only:
-    elsewhere it is a no-op.)"""
-
-    def __init__(self, datasets: str | os.PathLike):
-        self.path = Path(datasets) / ".dataset_forge" / "lock"
-        self._fh = None
-
-    def acquire(self) -> RunLock:
-        try:
-            import fcntl
-        except ImportError:
-            return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+", encoding="utf-8")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            owner = fh.read().strip() or "?"
-            fh.close()
-            raise PlanError(f"another Dataset Forge run (pid {owner}) is writing into "
-                            f"{self.path.parent.parent}; wait for it to finish or stop it, then "
-                            "rerun to resume") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        self._fh = fh
-        return self
-
-    def release(self) -> None:
-        if self._fh is not None:
-            self._fh.close()  # closing the file releases the lock
-            self._fh = None
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def build_plan(scenes_dir: str | os.PathLike, datasets_dir: str | os.PathLike,
-               settings: Settings, *, scenes: list[SceneInfo] | None = None) -> dict[str, Any]:
+               settings: Settings, *, scenes: list[SceneInfo] | None = None) -> PlanDoc:
     """The plan of a ``create_datasets`` run (a JSON-able dict; written by :func:`run_plan`).
 
     ``scenes`` reuses an earlier :func:`discovery.discover` result (the panel's Scan). Keys:
@@ -112,8 +55,8 @@ def build_plan(scenes_dir: str | os.PathLike, datasets_dir: str | os.PathLike,
     datasets = Path(datasets_dir).expanduser().resolve()
     infos = scenes if scenes is not None else discover(scenes_dir, settings)
     m = settings.keyframe_multiplier
-    plan_scenes: list[dict[str, Any]] = []
-    jobs: list[dict[str, Any]] = []
+    plan_scenes: list[PlanScene] = []
+    jobs: list[PlanJob] = []
     for info in infos:
         entry = info.to_dict()
         entry["stretched_range"] = None
@@ -154,7 +97,7 @@ def sequence_state(out_dir: str | os.PathLike, frame_start: int, frame_end: int)
             "complete": complete == n and has_transforms}
 
 
-def write_manifest(plan: dict[str, Any], summary: dict[str, Any] | None = None) -> Path:
+def write_manifest(plan: PlanDoc, summary: Summary | None = None) -> Path:
     """Rewrite ``DATASETS/manifest.json`` atomically from the plan and the files on disk: every
     scene with its status (and reason), every sequence with its frame counts and status."""
     datasets = Path(plan["datasets_dir"])
@@ -217,102 +160,7 @@ def _unchanged_since(seq_dir: str, when: float) -> bool:
         return False
 
 
-def make_plan_runner(plan: dict[str, Any], settings: Settings,
-                     env: dict[str, str] | None = None, *, executor: str = "local",
-                     ray_options: dict[str, Any] | None = None) -> Runner:
-    """Write ``DATASETS/plan.json`` and return the (not started) :class:`Runner` of ``plan``:
-    for a caller that drives :meth:`Runner.poll` itself (the panel's modal operator).
-    ``executor``: ``local`` (worker processes here) or ``ray`` (a Ray task per scene, see
-    :mod:`engine.ray_executor`; ``ray_options``: ``address``, ``num_cpus``, ``num_gpus``)."""
-    if executor not in ("local", "ray"):
-        raise PlanError(f"unknown executor {executor!r}: choose local or ray")
-    datasets = ensure_writable(plan["datasets_dir"])
-    lock = RunLock(datasets).acquire()
-    write_json_atomic(datasets / PLAN_NAME, plan)
-    jobs = [Job(blend=j["blend"], scene_name=j["scene"], sequences=[dict(q) for q in j["sequences"]],
-                settings=settings.to_dict()) for j in plan["jobs"]]
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    if executor == "ray":
-        from .ray_executor import RayExecutor
-
-        try:
-            runner = RayExecutor(
-                jobs, work_dir=datasets / ".dataset_forge" / "logs" / f"{stamp}-{os.getpid()}",
-                executable=settings.executable, timeout=settings.timeout, retries=settings.retries,
-                frame_budget=settings.recycle_frames, probe_dir=datasets, **(ray_options or {}))
-        except BaseException:
-            lock.release()
-            raise
-        runner.lock = lock
-        return runner
-    runner = Runner.from_settings(
-        jobs, settings, datasets / ".dataset_forge" / "logs" / f"{stamp}-{os.getpid()}", env=env)
-    runner.lock = lock  # released by finish_plan
-    return runner
-
-
-def finish_plan(plan: dict[str, Any], runner: Runner, seconds: float) -> dict[str, Any]:
-    """Rewrite ``DATASETS/manifest.json`` and return the summary of a finished (or cancelled)
-    runner (see :func:`run_plan`)."""
-    try:
-        rs = runner.summary()
-        summary = _summarise(plan, rs, seconds)
-        summary["manifest"] = str(write_manifest(plan, rs))
-        summary["plan"] = str(Path(plan["datasets_dir"]) / PLAN_NAME)
-        summary["logs"] = str(runner.work_dir)
-        summary.update({k: rs[k] for k in ("executor", "nodes") if k in rs})
-        # Beside the workers' logs: what this run did, for later questions.
-        write_json_atomic(runner.work_dir / "summary.json", summary)
-    finally:
-        if getattr(runner, "lock", None) is not None:
-            runner.lock.release()
-    return summary
-
-
-def run_plan(plan: dict[str, Any], settings: Settings, on_event=None, *,
-             env: dict[str, str] | None = None, executor: str = "local",
-             ray_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Render ``plan`` and return the summary.
-
-    Summary keys: ``ok`` (everything planned is complete), ``exit_code`` (0 or 1), ``done``
-    (scenes rendered now), ``skipped`` (scenes that were already complete), ``failed``
-    ({scene: reason}), ``scenes`` (per scene and sequence detail), ``frames_rendered``,
-    ``frames_skipped``, ``frames_total``, ``seconds``, ``plan`` and ``manifest`` (paths); with
-    ``executor="ray"`` also ``executor`` and ``nodes`` (see :func:`make_plan_runner`).
-    """
-    runner = make_plan_runner(plan, settings, env, executor=executor, ray_options=ray_options)
-    t0 = time.monotonic()
-    summary: dict[str, Any] = {}
-    try:
-        runner.run(on_event=on_event)
-    finally:
-        # Also after Ctrl-C: the manifest tells what is on disk.
-        summary = finish_plan(plan, runner, time.monotonic() - t0)
-    return summary
-
-
-def _summarise(plan: dict[str, Any], rs: dict[str, Any], seconds: float) -> dict[str, Any]:
-    failed: dict[str, str] = {}
-    scenes: dict[str, Any] = {}
-    for sc in plan["scenes"]:
-        if sc.get("error"):
-            failed[sc["name"]] = sc["error"]
-            scenes[sc["name"]] = {"blend": sc["blend"], "status": "failed", "errors": [sc["error"]],
-                                  "attempts": 0, "sequences": []}
-    for name, reasons in rs["scenes_failed"].items():
-        failed[name] = "; ".join(dict.fromkeys(reasons)) or "failed without a message"
-    scenes.update(rs["scenes"])
-    order = [sc["name"] for sc in plan["scenes"]]
-    scenes = {k: scenes[k] for k in order if k in scenes}
-    ok = not failed and not rs["cancelled"] and rs["ok"]
-    return {"ok": ok, "exit_code": 0 if ok else 1, "cancelled": rs["cancelled"],
-            "done": rs["scenes_done"], "skipped": rs["scenes_skipped"], "failed": failed,
-            "scenes": scenes, "frames_rendered": rs["frames_rendered"],
-            "frames_skipped": rs["frames_skipped"], "frames_total": rs["frames_total"],
-            "seconds": round(seconds, 2)}
-
-
-def format_summary(summary: dict[str, Any]) -> str:
+def format_summary(summary: Summary) -> str:
     """The end-of-run text: one line per scene (done / skipped / failed with its reason)."""
     lines = []
     for name, sc in summary.get("scenes", {}).items():

@@ -1,17 +1,18 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The ``ray`` executor: the same jobs as :class:`runner.Runner`, rendered on a Ray cluster.
+"""The ``ray`` executor: the same jobs as a local :class:`runner.Runner`, rendered on a Ray cluster.
 
-:class:`RayExecutor` is a :class:`runner.Runner` whose workers are Ray tasks: one task per scene
-job (one ``.blend`` and its sequences, opened once), with declared resources (``num_cpus``,
-``num_gpus``, fractional allowed). The task starts the very same worker process on its node
-(:func:`launch.worker_command`: the node's Blender, or the ``bpy`` wheel of the task's Python) and
-streams the worker's events to the driver through a small actor, so :meth:`poll` returns the same
-events as a local run (plus ``task_started``: ``node``, ``host``, ``pid`` of the Ray worker).
-Retries, recycling, per-scene results and the summary are the runner's own code.
+:class:`RayLauncher` is a launcher (:mod:`engine.launchers`) whose workers are Ray tasks: one
+task per scene job (one ``.blend`` and its sequences, opened once), with declared resources
+(``num_cpus``, ``num_gpus``, fractional allowed). The task starts the very same worker process on
+its node (:func:`launchers.popen_worker`: the node's Blender, or the ``bpy`` wheel of the task's
+Python) and streams the worker's events to the driver through a small actor, so the runner's
+``poll()`` returns the same events as a local run (plus ``task_started``: ``node``, ``host``,
+``pid`` of the Ray worker). Retries, recycling, per-scene results and the summary are the
+runner's own (its ledger). :func:`ray_runner` builds such a runner.
 
-Output must lie on a filesystem that every node sees: :meth:`RayExecutor.start` writes a probe
-file in the datasets folder and a task on every node must read it back (and see the scenes and
-this package), else it raises :class:`RayExecutorError` before anything renders. A task lost with
+Output must lie on a filesystem that every node sees: the launcher writes a probe file in the
+datasets folder and a task on every node must read it back (and see the scenes and this package),
+else the runner's ``start()`` raises :class:`RayExecutorError` before anything renders. A task lost with
 its node or its process is submitted again (``retries``); the frame journal in each sequence
 folder makes the new task render only the unfinished frames, on whichever node it lands.
 
@@ -20,25 +21,27 @@ Ray is optional: it is imported only when this executor is created. Pure Python 
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import secrets
 import socket
-import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import DatasetForgeError
 from .events import decode
-from .launch import PACKAGE_ROOT, worker_command, worker_env
-from .plan import PlanError
-from .runner import Job, Runner, _kill
+from .launch import PACKAGE_ROOT, worker_env
+from .launchers import Exit, Launcher, Placement, WorkerSpec, kill_process_group, popen_worker
+from .ledger import Job
+from .protocol import Ev, Event
+from .runner import Runner
 
-__all__ = ["INSTALL_HINT", "RAY_REQUIREMENT", "RayExecutor", "RayExecutorError", "import_ray"]
+__all__ = ["INSTALL_HINT", "RAY_REQUIREMENT", "RayExecutorError", "RayLauncher", "import_ray",
+           "ray_runner"]
 
 RAY_REQUIREMENT = "ray==2.60.0"  # keep in step with requirements-ray.txt
 INSTALL_HINT = (f"pip install -r requirements-ray.txt (or pip install \"{RAY_REQUIREMENT}\") into "
@@ -47,7 +50,7 @@ PROBE_PREFIX = ".dataset_forge_ray_probe_"
 BLENDER_ENV = "DATASET_FORGE_BLENDER"  # per-node Blender executable, when the nodes differ
 
 
-class RayExecutorError(PlanError):
+class RayExecutorError(DatasetForgeError, RuntimeError):
     """The cluster run cannot start (Ray missing, no shared filesystem ...): one sentence + fix."""
 
 
@@ -62,32 +65,17 @@ def import_ray():
 
 
 @dataclass
-class _LogRef:
-    """The worker log that the task writes on its node (into the shared run folder)."""
+class RayHandle:
+    """One submitted Ray task (a worker process on some node)."""
 
-    name: str
-
-    def close(self) -> None:
-        pass
-
-
-@dataclass
-class _Task:
-    """One submitted Ray task; duck-types the runner's worker record (job, slot, log, errors...)."""
-
-    job: Job
-    key: str
-    slot: int
-    log: _LogRef
+    spec: WorkerSpec
     ref: Any = None
-    last_seen: float = field(default_factory=time.monotonic)
-    recycle: bool = False
-    errors: list[dict[str, Any]] = field(default_factory=list)
     started: bool = False  # the task sent task_started (it runs on a node)
     node: str | None = None
     result: Any = None  # the task's return value, or the Ray exception that ended it
-    final_drain: int | None = None  # reap after this drain of the event sink was read
-    timed_out: bool = False
+    final_drain: int | None = None  # report its exit after this drain of the event sink
+    cancelled_at: float | None = None  # when a gentle cancel was sent (force it 15 s later)
+    forced: bool = False
 
 
 class _EventSink:
@@ -132,7 +120,7 @@ def _scene_task(key: str, job_path: str, log_path: str, probe: str, token: str, 
 
     ctx = ray.get_runtime_context()
     node, host = ctx.get_node_id(), socket.gethostname()
-    last = sink.push.remote(key, [{"event": "task_started", "node": node, "host": host,
+    last = sink.push.remote(key, [{"event": Ev.TASK_STARTED.value, "node": node, "host": host,
                                    "pid": os.getpid()}])
     try:
         seen = Path(probe).read_text(encoding="utf-8").strip() == token
@@ -141,17 +129,14 @@ def _scene_task(key: str, job_path: str, log_path: str, probe: str, token: str, 
     if not seen:  # a node that joined after the check, without the shared folder
         msg = (f"node {host} ({node}) cannot read {probe}: the datasets folder must be on a "
                "filesystem that every node mounts at the same path")
-        ray.get(sink.push.remote(key, [{"event": "error", "scene": None, "job": None,
+        ray.get(sink.push.remote(key, [{"event": Ev.ERROR.value, "scene": None, "job": None,
                                         "message": msg}]))
         return {"rc": 1, "node": node, "host": host}
     ids = ray.get_gpu_ids()
     gpu = int(ids[0]) if ids else None
     exe = executable or os.environ.get(BLENDER_ENV, "")
     env = worker_env({**os.environ, **env_extra}, gpu=gpu)
-    proc = subprocess.Popen(worker_command(job_path, exe), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, text=True,
-                            encoding="utf-8", errors="replace", bufsize=1,
-                            start_new_session=os.name == "posix")
+    proc = popen_worker(job_path, exe, env)
     # A reader thread: ray.cancel's KeyboardInterrupt reaches this loop even when Blender is
     # frozen and prints nothing (a blocking read would never return to Python).
     lines: queue.Queue = queue.Queue()
@@ -177,7 +162,7 @@ def _scene_task(key: str, job_path: str, log_path: str, probe: str, token: str, 
                 if e is not None:
                     last = sink.push.remote(key, [e])
     except BaseException:  # ray.cancel raises KeyboardInterrupt here: Blender goes too
-        _kill(proc)  # the worker and what it started (its process group)
+        kill_process_group(proc)  # the worker and what it started
         proc.wait()
         raise
     rc = proc.wait()
@@ -185,37 +170,36 @@ def _scene_task(key: str, job_path: str, log_path: str, probe: str, token: str, 
     return {"rc": rc, "node": node, "host": host}
 
 
-class RayExecutor(Runner):
-    """Run :class:`runner.Job` s as Ray tasks; drive it like a :class:`runner.Runner`.
+class RayLauncher(Launcher):
+    """Workers as Ray tasks. ``address``: the cluster (``auto``: the running one; None:
+    ``RAY_ADDRESS`` or a new local one); ignored when Ray is already initialised in this process.
+    ``num_cpus`` / ``num_gpus``: resources of one task (``num_gpus`` 0.5 puts two workers on a
+    GPU; None: 1 when the settings ask for a GPU device and the cluster has GPUs, else 0;
+    ``num_cpus`` None: the settings' ``threads``, else 1; with ``threads`` 0 Blender gets as many
+    threads as the task's CPUs). ``parallel``: tasks submitted at once (0: all; Ray queues what
+    does not fit). ``env``: extra environment variables for the workers (the node's own
+    environment is the base). ``probe_dir``: where the shared-filesystem probe goes (default: the
+    datasets folder above the sequences). ``init_kwargs``: more :func:`ray.init` arguments."""
 
-    ``address``: the cluster (``auto``: the running one; None: ``RAY_ADDRESS`` or a new local
-    one); ignored when Ray is already initialised in this process. ``num_cpus`` / ``num_gpus``:
-    resources of one task (``num_gpus`` 0.5 puts two workers on a GPU; None: 1 when the settings
-    ask for a GPU device and the cluster has GPUs, else 0; ``num_cpus`` None: the settings'
-    ``threads``, else 1; with ``threads`` 0 Blender gets as many threads as the task's CPUs).
-    ``parallel``: tasks submitted at once (0: all; Ray queues what does not fit). ``env``: extra
-    environment variables for the workers (the node's own environment is the base).
-    ``init_kwargs``: more :func:`ray.init` arguments. Other arguments as for :class:`runner.Runner`.
-    """
+    name = "ray"
+    FORCE_AFTER = 15.0  # s after a gentle cancel that did not end a task: kill its Ray worker
 
-    def __init__(self, jobs: list[Job], *, work_dir: str | os.PathLike, address: str | None = None,
-                 num_cpus: float | None = None, num_gpus: float | None = None, parallel: int = 0,
-                 executable: str = "", timeout: float = 300.0, retries: int = 1,
-                 frame_budget: int = 0, env: dict[str, str] | None = None,
-                 probe_dir: str | os.PathLike | None = None,
+    def __init__(self, *, address: str | None = None, num_cpus: float | None = None,
+                 num_gpus: float | None = None, parallel: int = 0, executable: str = "",
+                 env: dict[str, str] | None = None, probe_dir: str | os.PathLike | None = None,
                  init_kwargs: dict[str, Any] | None = None):
         self.ray = import_ray()
-        super().__init__(jobs, work_dir=work_dir, parallel=max(1, len(jobs)), executable=executable,
-                         timeout=timeout, retries=retries, frame_budget=frame_budget)
-        self.max_in_flight = int(parallel) if parallel else 0
+        self.capacity = int(parallel) if parallel else 0
         self.address = address or None
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
+        self.executable = executable
         self.env_extra = dict(env or {})
         self.probe_dir = Path(probe_dir) if probe_dir else None
         self.init_kwargs = dict(init_kwargs or {})
-        self.workers: list[_Task] = []  # type: ignore[assignment]
         self.nodes: dict[str, str] = {}  # node id -> host name, from the probe
+        self.work_dir: Path | None = None
+        self._jobs: list[Job] = []
         self._sink: Any = None
         self._remote: Any = None
         self._drain_ref: Any = None
@@ -223,11 +207,12 @@ class RayExecutor(Runner):
         self._token = ""
         self._probe_path: Path | None = None
 
-    # -- driving -----------------------------------------------------------------------------
-    def start(self) -> None:
-        """Connect to the cluster, check the shared filesystem on every node, submit the tasks.
-        Raises :class:`RayExecutorError` (nothing rendered) when a node cannot see the folders."""
+    # -- the launcher interface ------------------------------------------------------------------
+    def open(self, work_dir: Path, jobs: list[Job]) -> None:
+        """Connect to the cluster, check the shared filesystem on every node. Raises
+        :class:`RayExecutorError` (nothing rendered) when a node cannot see the folders."""
         ray = self.ray
+        self.work_dir, self._jobs = work_dir, jobs
         if not ray.is_initialized():
             kw = {"ignore_reinit_error": True, "include_dashboard": False, "log_to_driver": False,
                   **self.init_kwargs}
@@ -242,8 +227,7 @@ class RayExecutor(Runner):
         package = __name__.rsplit(".engine.", 1)[0]
         if package in sys.modules:
             ray.cloudpickle.register_pickle_by_value(sys.modules[package])
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        self._resolve_resources()
+        self._resolve_resources(jobs)
         self.check_shared_filesystem()
         # On the driver's node: a sink on a node that dies would take every task's events along.
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -252,89 +236,127 @@ class RayExecutor(Runner):
         self._sink = ray.remote(num_cpus=0)(_EventSink).options(scheduling_strategy=here).remote()
         self._remote = ray.remote(_scene_task).options(
             num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0)
-        self.started_at = time.monotonic()
-        self._fill()
 
-    def poll(self) -> list[dict[str, Any]]:
-        """What the tasks reported since the last call, finished tasks reaped, new ones submitted.
-        Never blocks (one outstanding drain of the event actor, read when it is ready)."""
+    def placement(self, slot: int, job: Job) -> Placement:
+        # The task's GPU (Ray's choice) is the only one its worker sees: device 0.
+        return Placement(None, 0 if self.num_gpus else None, job.settings)
+
+    def start(self, spec: WorkerSpec) -> RayHandle:
+        h = RayHandle(spec)
+        h.ref = self._remote.remote(spec.key, str(spec.job_path), str(spec.log_path),
+                                    str(self._probe_path), self._token, self._sink,
+                                    self.executable, self.env_extra)
+        return h
+
+    def started(self, handle: RayHandle) -> bool:
+        return handle.started
+
+    def running(self, handles: list[RayHandle]) -> int:
+        return sum(h.started and h.final_drain is None for h in handles)
+
+    def poll(self, handles: list[RayHandle]) -> tuple[list[tuple[Any, Event]], list[Exit]]:
+        """Never blocks: one outstanding drain of the event actor, read when it is ready; a task
+        that ended is reported once a drain issued after its end was read (its last events
+        were in the sink before it returned)."""
         ray = self.ray
-        out: list[dict[str, Any]] = []
         if self._sink is None:
-            return out
-        refs = [t.ref for t in self.workers if t.final_drain is None]
-        if refs:
-            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            return [], []
+        waiting = [h for h in handles if h.final_drain is None]
+        if waiting:
+            ready, _ = ray.wait([h.ref for h in waiting], num_returns=len(waiting), timeout=0)
             ready_ids = {r.hex() for r in ready}
-            for t in self.workers:
-                if t.final_drain is None and t.ref.hex() in ready_ids:
-                    t.result = self._result(t)
-                    # Its last event was in the sink before it returned: a drain issued from now
-                    # on holds it (one already in flight may have run before).
-                    t.final_drain = self._drains_issued + 1
+            for h in waiting:
+                if h.ref.hex() in ready_ids:
+                    h.result = self._result(h)
+                    h.final_drain = self._drains_issued + 1
         if self._drain_ref is None:
             self._drain_ref = self._sink.drain.remote()
             self._drains_issued += 1
-        ready, _ = ray.wait([self._drain_ref], timeout=0)
-        if ready:
-            batch = ray.get(self._drain_ref)
-            drained = self._drains_issued
-            self._drain_ref = None
-            by_key = {t.key: t for t in self.workers}
-            for key, e in batch:
-                t = by_key.get(key)
-                if t is not None:
-                    out.extend(self._on_event(t, e))
-            for t in list(self.workers):
-                if t.final_drain is not None and t.final_drain <= drained:
-                    out.extend(self._reap(t, self._rc(t)))
         now = time.monotonic()
-        for t in self.workers:
-            if t.timed_out and t.final_drain is None and now - t.last_seen > 15:
-                ray.cancel(t.ref, force=True)  # the gentle cancel did not end it: kill the worker
-            if t.started and t.final_drain is None and not t.timed_out and \
-                    now - t.last_seen > self.timeout:
-                ray.cancel(t.ref, force=False)  # the task kills its Blender's process group
-                t.timed_out = True
-                t.errors.append({"message": f"worker silent for more than {self.timeout:g} s on "
-                                            f"{self.nodes.get(t.node or '', t.node)}, task cancelled"})
-                t.last_seen = now
-                out.append(self._runner_event("worker_timeout", t, seconds=round(self.timeout)))
-        if not self.cancelled:
-            self._fill()
-        key = (self.frames_done, self.frames_skipped, self.frames_total, self._running(), self.done)
-        if key != self._last_progress:
-            self._last_progress = key
-            out.append(self.progress_event())
-        return out
+        for h in handles:
+            if h.cancelled_at is not None and h.final_drain is None and not h.forced and \
+                    now - h.cancelled_at > self.FORCE_AFTER:
+                ray.cancel(h.ref, force=True)  # the gentle cancel did not end it
+                h.forced = True
+        if not ray.wait([self._drain_ref], timeout=0)[0]:
+            return [], []
+        batch = ray.get(self._drain_ref)
+        drained, self._drain_ref = self._drains_issued, None
+        return self._events(handles, batch), [
+            self._exit(h) for h in handles if h.final_drain is not None and h.final_drain <= drained]
 
-    def progress_event(self) -> dict[str, Any]:
-        return {**super().progress_event(), "workers": self._running()}
+    def kill(self, handle: RayHandle) -> None:
+        if handle.final_drain is None:
+            self.ray.cancel(handle.ref, force=False)  # the task kills its Blender's process group
+            handle.cancelled_at = time.monotonic()
 
-    def cancel(self) -> None:
-        """Cancel every task (its Blender dies with it); journaled frames stay for a rerun."""
-        self.cancelled = True
-        refs = [t.ref for t in self.workers if t.ref is not None]
+    def stop(self, handles: list[RayHandle]) -> tuple[list[tuple[Any, Event]], list[Exit]]:
+        """Cancel every task (its Blender dies with it) and read their last events."""
+        ray = self.ray
+        refs = [h.ref for h in handles if h.ref is not None]
         # Gently first (the task kills its Blender and returns), then by killing the Ray worker
         # (its Blender dies with it: PR_SET_PDEATHSIG).
         for force in (False, True):
             for r in refs:
-                self.ray.cancel(r, force=force)
-            if refs and len(self.ray.wait(refs, num_returns=len(refs), timeout=10)[0]) == len(refs):
+                ray.cancel(r, force=force)
+            if refs and len(ray.wait(refs, num_returns=len(refs), timeout=10)[0]) == len(refs):
                 break
-        for t in self.workers:
-            self._close(t)
-        self.workers.clear()
+        events: list[tuple[Any, Event]] = []
+        if self._sink is not None:
+            try:
+                if self._drain_ref is not None:
+                    events += self._events(handles, ray.get(self._drain_ref, timeout=10))
+                events += self._events(handles, ray.get(self._sink.drain.remote(), timeout=10))
+            except ray.exceptions.RayError:
+                pass
+            self._drain_ref = None
+        for h in handles:
+            h.result = h.result if h.result is not None else {"rc": -9}
+        return events, [self._exit(h, cancelled=True) for h in handles]
 
-    def summary(self) -> dict[str, Any]:
-        return {**super().summary(), "executor": "ray", "nodes": dict(self.nodes)}
+    def where(self, handle: RayHandle) -> str:
+        return f" on {self.nodes.get(handle.node or '', handle.node)}" if handle.node else ""
 
-    # -- checks --------------------------------------------------------------------------------
-    def _resolve_resources(self) -> None:
+    def close(self) -> None:
+        """Remove the probe file (the run folder's logs stay)."""
+        if self._probe_path is not None:
+            self._probe_path.unlink(missing_ok=True)
+
+    # -- internals -------------------------------------------------------------------------------
+    def _events(self, handles: list[RayHandle], batch) -> list[tuple[Any, Event]]:
+        by_key = {h.spec.key: h for h in handles}
+        out = []
+        for key, e in batch:
+            h = by_key.get(key)
+            if h is None:
+                continue
+            if e.get("event") == Ev.TASK_STARTED:
+                h.started, h.node = True, e.get("node")
+            out.append((h, e))
+        return out
+
+    def _result(self, h: RayHandle) -> Any:
+        try:
+            return self.ray.get(h.ref)
+        except self.ray.exceptions.RayError as exc:
+            return exc
+
+    def _exit(self, h: RayHandle, cancelled: bool = False) -> Exit:
+        r = h.result
+        if isinstance(r, dict):
+            return Exit(h, int(r.get("rc", 1)))
+        if cancelled or h.cancelled_at is not None:
+            return Exit(h, -9)
+        where = self.nodes.get(h.node or "", h.node or "an unknown node")
+        first = str(r).strip().splitlines()[0] if str(r).strip() else ""
+        return Exit(h, -9, f"the Ray task on {where} was lost ({type(r).__name__}: {first[:200]}); "
+                           f"see {h.spec.log_path}")
+
+    def _resolve_resources(self, jobs: list[Job]) -> None:
         ray = self.ray
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         gpus = max((n["Resources"].get("GPU", 0) for n in nodes), default=0)
-        first = self.pending[0].settings if self.pending else {}
+        first = jobs[0].settings if jobs else {}
         if self.num_gpus is None:
             device = str(first.get("device_type", "CPU"))
             self.num_gpus = 1.0 if device != "CPU" and gpus >= 1 else 0.0
@@ -349,18 +371,18 @@ class RayExecutor(Runner):
             raise RayExecutorError(f"no node of the Ray cluster has {self.num_cpus:g} CPU and "
                                    f"{self.num_gpus:g} GPU for one task ({have}); ask for less "
                                    "(num_cpus / num_gpus) or add such a node")
-        for j in self.pending:
+        for j in jobs:
             if int(j.settings.get("threads") or 0) == 0:  # Blender: as many threads as CPUs held
                 j.settings = {**j.settings, "threads": max(1, int(self.num_cpus))}
 
     def _probe_folder(self) -> Path:
         if self.probe_dir is not None:
             return self.probe_dir
-        outs = [Path(s["out_dir"]) for j in self.pending for s in j.sequences]
+        outs = [Path(s["out_dir"]) for j in self._jobs for s in j.sequences]
         if outs:  # the datasets folder: the deepest folder above every sequence folder
             common = Path(os.path.commonpath([str(p.parent) for p in outs]))
             return common.parent if common.name == "renders" else common
-        return self.work_dir
+        return self.work_dir or Path.cwd()
 
     def check_shared_filesystem(self, timeout: float = 120.0) -> dict[str, str]:
         """Write a probe file into the datasets folder; a task pinned to each alive node must read
@@ -374,7 +396,7 @@ class RayExecutor(Runner):
         self._token = secrets.token_hex(16)
         self._probe_path = folder / f"{PROBE_PREFIX}{self._token[:8]}"
         self._probe_path.write_text(self._token, encoding="utf-8")
-        paths = sorted({j.blend for j in self.pending} | {str(PACKAGE_ROOT / "__init__.py")})
+        paths = sorted({j.blend for j in self._jobs} | {str(PACKAGE_ROOT / "__init__.py")})
         remote = ray.remote(_node_probe)
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         refs = {n["NodeID"]: remote.options(num_cpus=0, max_retries=0, scheduling_strategy=
@@ -411,68 +433,10 @@ class RayExecutor(Runner):
                 "on a filesystem that every node mounts at the same path (NFS, Lustre ...)")
         return dict(self.nodes)
 
-    # -- internals -----------------------------------------------------------------------------
-    def _running(self) -> int:
-        return sum(t.started and t.final_drain is None for t in self.workers)
 
-    def _fill(self) -> None:
-        while self.pending and (not self.max_in_flight or len(self.workers) < self.max_in_flight):
-            self._spawn(self.pending.pop(0))
-
-    def _spawn(self, job: Job) -> None:
-        busy = {t.slot for t in self.workers}
-        slot = next(i for i in range(len(busy) + 1) if i not in busy)
-        self.spawned += 1
-        job.attempts += 1
-        self.results[job.scene_name].attempts += 1
-        gpu_index = 0 if self.num_gpus else None  # the task's GPU is the only one it sees
-        payload = {"blend": job.blend, "scene_name": job.scene_name, "settings": job.settings,
-                   "sequences": job.sequences, "frame_budget": self.frame_budget,
-                   "gpu_index": gpu_index, "gpu": None}
-        job_path = self.work_dir / f"job-{self.spawned:05d}.json"
-        job_path.write_text(json.dumps(payload, indent=1), encoding="utf-8")
-        log = _LogRef(str(self.work_dir / f"worker-{self.spawned:05d}.log"))
-        key = f"{self.spawned:05d}"
-        t = _Task(job=job, key=key, slot=slot, log=log)
-        t.ref = self._remote.remote(key, str(job_path), log.name, str(self._probe_path),
-                                    self._token, self._sink, self.executable, self.env_extra)
-        self.workers.append(t)
-        self.results[job.scene_name].status = "running"
-
-    def _on_event(self, t: _Task, e: dict[str, Any]) -> list[dict[str, Any]]:  # type: ignore[override]
-        if e.get("event") == "task_started":
-            t.started, t.node = True, e.get("node")
-            t.last_seen = time.monotonic()
-            return [{**e, "scene": t.job.scene_name, "slot": t.slot}]
-        return super()._on_event(t, e)  # type: ignore[arg-type]
-
-    def _result(self, t: _Task) -> Any:
-        try:
-            return self.ray.get(t.ref)
-        except self.ray.exceptions.RayError as exc:
-            return exc
-
-    def _rc(self, t: _Task) -> int:
-        r = t.result
-        if isinstance(r, dict):
-            return int(r.get("rc", 1))
-        if not self.cancelled and not t.timed_out:
-            where = self.nodes.get(t.node or "", t.node or "an unknown node")
-            first = str(r).strip().splitlines()[0] if str(r).strip() else ""
-            t.errors.append({"message": f"the Ray task on {where} was lost ({type(r).__name__}: "
-                                        f"{first[:200]}); see {t.log.name}"})
-        return -9
-
-    def _close(self, t: _Task) -> None:  # type: ignore[override]
-        t.log.close()
-
-    def close(self) -> None:
-        """Remove the probe file (the run folder's logs stay)."""
-        if self._probe_path is not None:
-            self._probe_path.unlink(missing_ok=True)
-
-    def run(self, on_event=None, interval: float = 0.05):
-        try:
-            return super().run(on_event=on_event, interval=interval)
-        finally:
-            self.close()
+def ray_runner(jobs: list[Job], *, work_dir: str | os.PathLike, timeout: float = 300.0,
+               retries: int = 1, frame_budget: int = 0, **launcher_options: Any) -> Runner:
+    """A :class:`runner.Runner` of ``jobs`` whose workers are Ray tasks (``launcher_options``:
+    see :class:`RayLauncher`). Raises :class:`RayExecutorError` when Ray is not installed."""
+    return Runner(jobs, work_dir=work_dir, timeout=timeout, retries=retries,
+                  frame_budget=frame_budget, launcher=RayLauncher(**launcher_options))

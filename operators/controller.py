@@ -1,11 +1,11 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The state machine behind the *Render* operators. No ``bpy`` here.
 
-A :class:`RunController` owns one :class:`engine.runner.Runner`, turns its events into what the
-panel shows (overall progress, ETA, frames/s, one row per busy worker, messages, per-scene
-errors) and into the final report. The modal operator calls :meth:`step` on every timer tick and
-:meth:`cancel` on Esc / *Abort*; ``execute()`` calls :meth:`run_blocking`. Both drive the same
-engine, so a script and the panel render identically.
+A :class:`RunController` owns one :class:`engine.session.RunSession` (lock, plan, runner,
+manifest), turns its events into what the panel shows (overall progress, ETA, frames/s, one row
+per busy worker, messages, per-scene errors) and into the final report. The modal operator calls
+:meth:`step` on every timer tick and :meth:`cancel` on Esc / *Abort*; ``execute()`` calls
+:meth:`run_blocking`. Both drive the same engine, so a script and the panel render identically.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
+from ..engine.protocol import Ev, Event, PlanDoc, Summary
 from ..engine.runner import Runner
+from ..engine.session import RunSession
 from . import planning
 
 MAX_MESSAGES = 50
@@ -44,55 +45,60 @@ class Message:
 
 @dataclass
 class RunController:
-    """Drive ``runner`` step by step. ``output_dir`` is shown and reported; ``cleanup`` lists
+    """Drive ``session`` step by step. ``output_dir`` is shown and reported; ``cleanup`` lists
     temporary folders removed when the run ends (e.g. the copy of an unsaved file)."""
 
-    runner: Runner
+    session: RunSession
     output_dir: str
     title: str = "Render Dataset"
     cleanup: list[str] = field(default_factory=list)
-    plan: dict[str, Any] | None = None
-    plan_summary: dict[str, Any] | None = None
     slots: dict[int, SlotState] = field(default_factory=dict)
     messages: list[Message] = field(default_factory=list)
     scene_errors: dict[str, str] = field(default_factory=dict)
     current_job: str = ""
     started: bool = False
     finished: bool = False
-    events_seen: int = 0
-    rendered_scenes: set[str] = field(default_factory=set)
-    started_at: float = 0.0
     kept: tuple[int, int] | None = None  # (frames complete on disk, planned) after a cancel
 
     def __post_init__(self) -> None:
+        self.session.open()  # the lock and plan.json now: a busy folder is refused at once
         # Scenes the plan already rejected (unreadable, no camera, range too short) never reach
         # a worker: they are failures of this run all the same.
         for sc in (self.plan or {}).get("scenes", []):
             if sc.get("error"):
                 self.scene_errors[sc["name"]] = str(sc["error"]).splitlines()[0]
 
+    @property
+    def runner(self) -> Runner:
+        assert self.session.runner is not None
+        return self.session.runner
+
+    @property
+    def plan(self) -> PlanDoc | None:
+        return self.session.plan
+
     # -- driving ---------------------------------------------------------------------------------
     def start(self) -> None:
-        self.started_at = time.monotonic()
-        self.runner.start()
+        self.session.start()
         self.started = True
 
     def step(self) -> list[Message]:
         """Poll the runner once (never blocks); returns the new messages for the Info log."""
         before = len(self.messages)
-        for e in self.runner.poll():
+        for e in self.session.poll():
             self._on_event(e)
-        if self.runner.done:
+        if self.session.done:
             self._finish()
         return self.messages[before:]
 
     def cancel(self) -> None:
         """Kill every worker now; finished frames stay on disk and in the journal."""
         if not self.finished:
-            self.runner.cancel()
-            # cancel() joined the output readers: count the frames finished before the kill.
-            for e in self.runner.poll():
-                self._on_event(e)
+            self.session.cancel()
+            # cancel() read the workers' last output: count the frames finished before the kill.
+            if self.session.runner is not None:
+                for e in self.session.poll():
+                    self._on_event(e)
             self.slots.clear()
             self._finish()
 
@@ -132,8 +138,10 @@ class RunController:
     def active_slots(self) -> list[SlotState]:
         return [self.slots[k] for k in sorted(self.slots)]
 
-    def summary(self) -> dict[str, Any]:
-        return self.runner.summary()
+    def summary(self) -> Summary:
+        """The run's summary (once it ended)."""
+        assert self.session.summary is not None
+        return self.session.summary
 
     def final_report(self) -> tuple[str, str]:
         """(level, sentence) for ``Operator.report`` once the run ended: done / skipped / failed."""
@@ -147,18 +155,10 @@ class RunController:
             return ("WARNING", f"Aborted: kept {kept} of {total} frames "
                                f"({s['frames_rendered']} rendered now, {s['frames_skipped']} from "
                                f"before) in {where}; render again to resume")
-        ps = self.plan_summary
-        if ps is not None:
-            done, skipped, failed = len(ps["done"]), len(ps["skipped"]), dict(ps["failed"])
-        else:
-            complete = [r.scene for r in self.runner.results.values() if r.status == "done"]
-            skipped = sum(1 for n in complete if n not in self.rendered_scenes)
-            done = len(complete) - skipped
-            failed = {n: "; ".join(v) for n, v in s["scenes_failed"].items()}
-            failed.update({n: r for n, r in self.scene_errors.items() if n not in failed})
-        text = (f"{done} scene(s) done, {skipped} skipped (already complete), {len(failed)} failed; "
-                f"{s['frames_rendered']} frames rendered, {s['frames_skipped']} already complete, "
-                f"in {where}")
+        failed = s["failed"]
+        text = (f"{len(s['done'])} scene(s) done, {len(s['skipped'])} skipped (already complete), "
+                f"{len(failed)} failed; {s['frames_rendered']} frames rendered, "
+                f"{s['frames_skipped']} already complete, in {where}")
         if failed:
             name, reason = next(iter(failed.items()))
             # WARNING, not ERROR: the other scenes rendered (and bpy.ops raises on ERROR).
@@ -170,40 +170,37 @@ class RunController:
         self.messages.append(Message(level, text))
         del self.messages[:-MAX_MESSAGES]
 
-    def _on_event(self, e: dict[str, Any]) -> None:
-        self.events_seen += 1
+    def _on_event(self, e: Event) -> None:
         kind = e.get("event")
         slot = e.get("slot")
         scene = e.get("scene") or ""
-        if kind == "job_started" and slot is not None:
+        if kind == Ev.JOB_STARTED and slot is not None:
             self.slots[slot] = SlotState(slot, scene, e.get("job") or "", 0, int(e.get("frames", 0)))
             self.current_job = f"{scene} {e.get('job') or ''}".strip()
-        elif kind in ("frame_done", "frame_skipped") and slot is not None:
+        elif kind in (Ev.FRAME_DONE, Ev.FRAME_SKIPPED) and slot is not None:
             st = self.slots.get(slot)
             if st is None:
                 st = self.slots[slot] = SlotState(slot, scene, e.get("job") or "")
             st.frames_done += 1
-            if kind == "frame_done":
-                self.rendered_scenes.add(scene)
-        elif kind == "scene_opened" and slot is not None:
+        elif kind == Ev.SCENE_OPENED and slot is not None:
             self.slots.setdefault(slot, SlotState(slot, scene))
             self.current_job = scene
-        elif kind == "error":
+        elif kind == Ev.ERROR:
             where = f"{scene} {e.get('job') or ''}".strip() or "worker"
             self._say("ERROR", f"{where}: {e.get('message', '')}".splitlines()[0])
-        elif kind == "retry":
+        elif kind == Ev.RETRY:
             self._say("WARNING", f"{scene}: retrying (attempt {e.get('attempt')}): "
                                  f"{str(e.get('reason', '')).splitlines()[0]}")
-        elif kind == "worker_timeout":
+        elif kind == Ev.WORKER_TIMEOUT:
             self._say("WARNING", f"{scene}: worker silent for {e.get('seconds')} s, killed")
-        elif kind == "scene_failed":
+        elif kind == Ev.SCENE_FAILED:
             reasons = e.get("reasons") or ["unknown reason"]
             self.scene_errors[scene] = str(reasons[-1]).splitlines()[0]
             self._say("ERROR", f"{scene}: failed: {self.scene_errors[scene]}")
-        elif kind == "scene_done":
+        elif kind == Ev.SCENE_DONE:
             self._say("INFO", f"{scene}: done")
-        if kind in ("scene_done", "scene_failed", "retry", "worker_recycled", "worker_timeout") \
-                and slot is not None:
+        if kind in (Ev.SCENE_DONE, Ev.SCENE_FAILED, Ev.RETRY, Ev.WORKER_RECYCLED,
+                    Ev.WORKER_TIMEOUT) and slot is not None:
             self.slots.pop(slot, None)
 
     def _finish(self) -> None:
@@ -211,17 +208,15 @@ class RunController:
             return
         self.finished = True
         self.slots.clear()
-        if self.plan is not None and self.runner.cancelled:
+        if self.plan is not None and self.session.runner is not None and self.runner.cancelled:
             try:
                 self.kept = planning.frames_on_disk(self.plan)
             except (OSError, KeyError, ValueError):
                 self.kept = None
-        if self.plan is not None:
-            try:
-                self.plan_summary = planning.finish_plan(self.plan, self.runner,
-                                                         time.monotonic() - self.started_at)
-            except (OSError, KeyError, ValueError) as exc:
-                self._say("WARNING", f"manifest.json not written: {exc}")
+        try:
+            self.session.finish()
+        except (OSError, KeyError, ValueError) as exc:
+            self._say("WARNING", f"manifest.json not written: {exc}")
         for path in self.cleanup:
             shutil.rmtree(path, ignore_errors=True)
         level, text = self.final_report()

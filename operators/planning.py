@@ -1,8 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Glue between the panel and :mod:`engine.plan`. No ``bpy`` here, no planning logic either.
 
-The modal operator drives ``run_plan`` in two halves: :func:`make_plan_runner` (the Runner of a
-plan, not started) and, once it is done, :func:`finish_plan` (manifest and summary).
+The operators build a plan here and run it with an :class:`engine.session.RunSession`.
 """
 
 from __future__ import annotations
@@ -12,11 +11,10 @@ from typing import Any
 
 from ..engine import plan as engine_plan
 from ..engine.discovery import SceneInfo
-from ..engine.plan import PlanError, build_plan, finish_plan, make_plan_runner
+from ..engine.plan import PlanError, build_plan
 from ..settings import Settings
 
-__all__ = ["PlanError", "finish_plan", "frames_on_disk", "make_plan", "make_plan_runner",
-           "scene_infos"]
+__all__ = ["PlanError", "frames_on_disk", "make_plan", "scene_infos"]
 
 
 def scene_infos(items: Iterable[Any]) -> list[SceneInfo]:

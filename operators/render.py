@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """*Render Dataset*, *Render This File* and *Abort*.
 
-The operators only read the panel's settings, ask the engine for a :class:`Runner` and drive it
-through a :class:`controller.RunController`:
+The operators only read the panel's settings, ask the engine for a :class:`RunSession` and drive
+it through a :class:`controller.RunController`:
 
 * ``invoke()`` (a button in a window): modal. A window timer calls :meth:`modal`, which polls
   the runner (never blocks), copies the state to ``WindowManager.dataset_forge_run`` and redraws
@@ -20,6 +20,7 @@ from pathlib import Path
 import bpy
 
 from ..engine.discovery import SceneInfo, safe_name
+from ..engine.session import RunSession
 from ..properties import settings_from_context
 from ..settings import Settings, SettingsError
 from . import controller, planning, scan
@@ -240,8 +241,8 @@ class DATASETFORGE_OT_render_dataset(_RunOperator, bpy.types.Operator):
         excluded = {i.name for i in pg.scenes if not i.include}
         plan = planning.make_plan(bpy.path.abspath(pg.scenes_dir), out, settings,
                                   scenes=planning.scene_infos(pg.scenes), exclude=excluded)
-        runner = planning.make_plan_runner(plan, settings)
-        return RunController(runner, output_dir=out, title="Render Dataset", plan=plan)
+        return RunController(RunSession.for_plan(plan, settings), output_dir=out,
+                             title="Render Dataset")
 
 
 def render_file_reason(context) -> str:
@@ -274,13 +275,12 @@ class DATASETFORGE_OT_render_file(_RunOperator, bpy.types.Operator):
         try:
             plan = planning.make_plan(str(Path(blend).parent), out, settings,
                                       scenes=[current_scene_info(context, blend)])
-            runner = planning.make_plan_runner(plan, settings)
+            return RunController(RunSession.for_plan(plan, settings), output_dir=out,
+                                 title="Render This File", cleanup=cleanup)
         except Exception:
             for p in cleanup:
                 _rmtree(p)
             raise
-        return RunController(runner, output_dir=out, title="Render This File", cleanup=cleanup,
-                             plan=plan)
 
 
 def current_scene_info(context, blend: str) -> SceneInfo:

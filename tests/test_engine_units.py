@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 from dataset_forge.engine.discovery import DiscoveryError, SceneInfo, find_blends, safe_name, scene_names
+from dataset_forge.engine.launch import gpu_for_slot, gpu_pinning
+from dataset_forge.engine.launchers import worker_settings
 from dataset_forge.engine.plan import build_plan, format_summary
 from dataset_forge.engine.progress import ProgressPrinter, format_bar, format_seconds
-from dataset_forge.engine.runner import gpu_for_slot, gpu_pinning, worker_settings
 from dataset_forge.settings import Settings
 
 
@@ -198,3 +199,85 @@ def test_workers_share_the_cores():
     assert worker_settings(s, 32, cpu_count=16)["threads"] == 1
     assert worker_settings(s, 1, cpu_count=16)["threads"] == 0  # one worker: all cores
     assert worker_settings({**s, "threads": 2}, 4, cpu_count=16)["threads"] == 2  # as asked
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _progress(done: int, total: int = 4, finished: bool = False) -> dict:
+    return {"event": "progress", "frames_done": done, "frames_skipped": 0, "frames_total": total,
+            "fraction": done / total, "eta": 1.0, "fps": 1.0, "workers": 1, "scenes_total": 1,
+            "scenes_finished": int(finished), "done": finished}
+
+
+def test_console_draws_the_cli_line_on_a_terminal_and_prints_log_messages_above_it():
+    from dataset_forge.engine.progress import LOG, console
+
+    out, got = _Terminal(), []
+    handlers = list(LOG.handlers)
+    retry = {"event": "retry", "scene": "s", "attempt": 2, "reason": "worker was killed by SIGKILL"}
+    with console(got.append, stream=out, show_messages=True) as report:
+        report(_progress(1))
+        report(retry)
+        report(_progress(4, finished=True))
+    assert got == [_progress(1), retry, _progress(4, finished=True)]  # the caller's callback
+    text = out.getvalue()
+    assert text.startswith("\r\033[K[######------------------]  25.0%  1/4 frames")
+    assert "\r\033[Kretrying s (attempt 2): worker was killed by SIGKILL\n\r\033[K[####" in text
+    assert text.endswith("workers 1\n")
+    assert LOG.handlers == handlers  # the run's handler is gone
+
+
+def test_console_without_a_terminal_draws_nothing_and_only_logs(caplog):
+    from dataset_forge.engine.progress import console
+
+    caplog.set_level("INFO", logger="dataset_forge")
+    out = io.StringIO()
+    with console(stream=out) as report:
+        report(_progress(1))
+        report({"event": "scene_failed", "scene": "s", "reasons": ["s.blend: no camera"]})
+    assert out.getvalue() == ""
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("ERROR", "FAILED s: s.blend: no camera")]
+
+
+def test_a_closed_or_missing_stream_is_never_written():
+    from dataset_forge.engine.progress import is_terminal
+
+    closed = io.StringIO()
+    closed.close()
+    assert not is_terminal(closed) and not is_terminal(None)
+    for stream in (closed, None):
+        p = ProgressPrinter(stream, tty=True)
+        p(_progress(1))
+        p({"event": "scene_done", "scene": "s", "status": "done"})
+        p.close()
+
+
+def test_sigterm_and_sighup_become_one_interrupt_and_handlers_are_restored():
+    import signal
+
+    from dataset_forge.engine.session import Interrupted, interrupt_on_signals
+
+    with pytest.raises(Interrupted) as info:
+        with interrupt_on_signals():
+            signal.raise_signal(signal.SIGTERM)
+    assert (info.value.signum, info.value.exit_code, info.value.name) == (15, 143, "SIGTERM")
+    assert isinstance(info.value, KeyboardInterrupt)  # what Ctrl-C's cleanup paths catch
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    with pytest.raises(Interrupted):
+        with interrupt_on_signals():
+            try:
+                signal.raise_signal(signal.SIGHUP)
+            finally:
+                signal.raise_signal(signal.SIGHUP)  # a second one during the cleanup: ignored
+    # nohup: an ignored SIGHUP stays ignored.
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with interrupt_on_signals():
+            signal.raise_signal(signal.SIGHUP)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, old)

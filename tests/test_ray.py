@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 from conftest import REPO, bpy_env, build_scenes
 from dataset_forge.engine.journal import JOURNAL_NAME
-from dataset_forge.engine.runner import Job, Runner
+from dataset_forge.engine.ledger import Job
+from dataset_forge.engine.runner import Runner
 from dataset_forge.sampling import sequence_id
 from dataset_forge.settings import Settings
 from PIL import Image
@@ -105,19 +106,20 @@ def local_run(scenes, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ray_run(cluster, scenes, tmp_path_factory):
-    from dataset_forge.engine.ray_executor import RayExecutor
+    from dataset_forge.engine.ray_executor import ray_runner
 
     out = tmp_path_factory.mktemp("ray_ds")
     events: list[dict] = []
-    ex = RayExecutor(make_jobs(scenes, out), work_dir=out / ".dataset_forge" / "logs",
-                     num_cpus=1, num_gpus=0)
+    ex = ray_runner(make_jobs(scenes, out), work_dir=out / ".dataset_forge" / "logs",
+                    num_cpus=1, num_gpus=0)
     ex.run(on_event=events.append)
     return out, ex.summary(), events
 
 
 def test_ray_renders_the_same_files_as_local(ray_run, local_run):
     (lo, ls, _), (ro, rs, _) = local_run, ray_run
-    assert ls["ok"] and rs["ok"], (ls["scenes_failed"], rs["scenes_failed"])
+    assert ls["ok"] and rs["ok"], (ls["failed"], rs["failed"])
+    assert set(ls) == set(rs) and ls["executor"] == "local" and ls["nodes"] == {}
     assert rs["executor"] == "ray" and list(rs["nodes"].values()) == [socket.gethostname()]
     lf, rf = dataset_files(lo), dataset_files(ro)
     assert sorted(lf) == sorted(rf)
@@ -171,27 +173,28 @@ def test_ray_events_stream_like_a_local_run(ray_run, local_run):
 def test_shared_filesystem_probe(cluster, scenes, tmp_path):
     """Every node reads the driver's probe back; a scene no node can see is one clear error
     before anything renders."""
-    from dataset_forge.engine.ray_executor import PROBE_PREFIX, RayExecutor, RayExecutorError
+    from dataset_forge.engine.ray_executor import PROBE_PREFIX, RayExecutorError, RayLauncher, ray_runner
 
-    ex = RayExecutor(make_jobs(scenes, tmp_path), work_dir=tmp_path / "logs")
-    assert ex.check_shared_filesystem() == {n["NodeID"]: socket.gethostname()
-                                            for n in cluster.nodes() if n["Alive"]}
+    ex = RayLauncher()
+    ex.open(tmp_path / "logs", make_jobs(scenes, tmp_path))
+    assert ex.nodes == {n["NodeID"]: socket.gethostname() for n in cluster.nodes() if n["Alive"]}
     probe = ex._probe_path
     assert probe.parent == tmp_path and probe.name.startswith(PROBE_PREFIX)
     assert not list(tmp_path.glob(f"{PROBE_PREFIX}*.*"))  # the nodes' answers were cleaned up
 
     jobs = make_jobs(scenes, tmp_path / "b")
     jobs[1].blend = str(scenes / "not_on_the_nodes.blend")
-    bad = RayExecutor(jobs, work_dir=tmp_path / "b" / "logs")
+    bad = ray_runner(jobs, work_dir=tmp_path / "b" / "logs")
     with pytest.raises(RayExecutorError, match="not_on_the_nodes.blend.*same path"):
         bad.run()
+    assert not list(tmp_path.glob(f"b/{PROBE_PREFIX}*"))  # run() removed its probe file
     assert not (tmp_path / "b" / "renders").exists()
 
 
 def test_killed_ray_worker_is_retried_and_renders_no_frame_twice(cluster, scenes, tmp_path):
     """SIGKILL the Ray worker process of the orbit task after its first frame: Ray reports the
     task lost, the executor submits it again, the journal makes it render only the rest."""
-    from dataset_forge.engine.ray_executor import RayExecutor
+    from dataset_forge.engine.ray_executor import ray_runner
 
     out = tmp_path / "ds"
     events: list[dict] = []
@@ -210,11 +213,11 @@ def test_killed_ray_worker_is_retried_and_renders_no_frame_twice(cluster, scenes
             os.kill(pids[e["slot"]], signal.SIGKILL)
 
     # Slower frames (64x48, 64 samples) so that the orbit task is mid-sequence when killed.
-    ex = RayExecutor(make_jobs(scenes, out, width=64, height=48, max_samples=64, depths=False),
-                     work_dir=out / ".dataset_forge" / "logs", retries=2)
+    ex = ray_runner(make_jobs(scenes, out, width=64, height=48, max_samples=64, depths=False),
+                    work_dir=out / ".dataset_forge" / "logs", retries=2)
     ex.run(on_event=on_event)
     s = ex.summary()
-    assert killed and s["ok"], s["scenes_failed"]
+    assert killed and s["ok"], s["failed"]
     retries = [e for e in events if e["event"] == "retry"]
     assert [e["scene"] for e in retries] == ["orbit"] and "was lost" in retries[0]["reason"]
     assert s["scenes"]["orbit"]["attempts"] == 2 and s["scenes"]["basic"]["attempts"] == 1
@@ -247,11 +250,11 @@ def test_cancel_stops_every_task_and_a_rerun_resumes(cluster, scenes, tmp_path):
     again render only the frames that were not journaled."""
     import time
 
-    from dataset_forge.engine.ray_executor import RayExecutor
+    from dataset_forge.engine.ray_executor import ray_runner
 
     out = tmp_path / "ds"
     opts = dict(width=64, height=48, max_samples=64, depths=False)
-    ex = RayExecutor(make_jobs(scenes, out, **opts), work_dir=out / "logs1")
+    ex = ray_runner(make_jobs(scenes, out, **opts), work_dir=out / "logs1")
     ex.start()
     events: list[dict] = []
     t0 = time.monotonic()
@@ -259,6 +262,7 @@ def test_cancel_stops_every_task_and_a_rerun_resumes(cluster, scenes, tmp_path):
         events.extend(ex.poll())
         time.sleep(0.05)
     ex.cancel()
+    events.extend(ex.poll())  # the tasks' last events
     ex.close()
     assert ex.done and ex.summary()["cancelled"] and not ex.summary()["ok"]
     blenders = [e["pid"] for e in events if e["event"] == "worker_started"]
@@ -266,7 +270,7 @@ def test_cancel_stops_every_task_and_a_rerun_resumes(cluster, scenes, tmp_path):
     assert all(gone(pid, wait=0) for pid in blenders)  # no Blender left rendering
     journaled = sum(len(journal_counts(p.parent)) for p in out.rglob(JOURNAL_NAME))
     assert 1 <= journaled < 12
-    again = RayExecutor(make_jobs(scenes, out, **opts), work_dir=out / "logs2")
+    again = ray_runner(make_jobs(scenes, out, **opts), work_dir=out / "logs2")
     again.run()
     s = again.summary()
     assert s["ok"] and s["frames_skipped"] == journaled and s["frames_rendered"] == 12 - journaled
@@ -275,7 +279,7 @@ def test_cancel_stops_every_task_and_a_rerun_resumes(cluster, scenes, tmp_path):
 def test_silent_worker_times_out_and_is_retried(cluster, scenes, tmp_path):
     """A frozen Blender (SIGSTOP) sends nothing, not even heartbeats: after ``timeout`` s the
     task is cancelled (its Blender killed) and retried; the dataset completes."""
-    from dataset_forge.engine.ray_executor import RayExecutor
+    from dataset_forge.engine.ray_executor import ray_runner
 
     out = tmp_path / "ds"
     events: list[dict] = []
@@ -291,7 +295,7 @@ def test_silent_worker_times_out_and_is_retried(cluster, scenes, tmp_path):
 
     jobs = [j for j in make_jobs(scenes, out, width=64, height=48, max_samples=64, depths=False,
                                  timeout=4.0) if j.scene_name == "orbit"]
-    ex = RayExecutor(jobs, work_dir=out / "logs", timeout=4.0, retries=1)
+    ex = ray_runner(jobs, work_dir=out / "logs", timeout=4.0, retries=1)
     ex.run(on_event=on_event)
     s = ex.summary()
     assert stopped and s["ok"] and s["scenes"]["orbit"]["attempts"] == 2, s
@@ -306,8 +310,8 @@ def test_silent_worker_times_out_and_is_retried(cluster, scenes, tmp_path):
 def test_missing_ray_says_how_to_install():
     """Runs without Ray too: a Python where ``import ray`` fails gets the install line."""
     code = ("import sys; sys.modules['ray'] = None\n"
-            "from dataset_forge.engine.ray_executor import RayExecutor, RayExecutorError\n"
-            "try:\n    RayExecutor([], work_dir='/nonexistent')\n"
+            "from dataset_forge.engine.ray_executor import RayExecutorError, ray_runner\n"
+            "try:\n    ray_runner([], work_dir='/nonexistent')\n"
             "except RayExecutorError as exc:\n    print(exc)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=bpy_env(), cwd=REPO, timeout=60)
@@ -320,8 +324,8 @@ NODE_DEATH = r'''
 import json, sys
 import ray
 from ray.cluster_utils import Cluster
-from dataset_forge.engine.runner import Job
-from dataset_forge.engine.ray_executor import RayExecutor
+from dataset_forge.engine.ledger import Job
+from dataset_forge.engine.ray_executor import ray_runner
 
 blend, out, settings = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 mem = 80 * 2**20
@@ -343,8 +347,8 @@ def on_event(e):
 
 seqs = [{"id": f"seq{a}", "out_dir": f"{out}/renders/orbit/seq{a}", "frame_start": a,
          "frame_end": a + 2} for a in (1, 6)]
-ex = RayExecutor([Job(blend=blend, scene_name="orbit", sequences=seqs, settings=settings)],
-                 work_dir=f"{out}/logs", retries=2)
+ex = ray_runner([Job(blend=blend, scene_name="orbit", sequences=seqs, settings=settings)],
+                work_dir=f"{out}/logs", retries=2)
 ex.run(on_event=on_event)
 print("RESULT " + json.dumps({"summary": ex.summary(), "events": events, "killed": state["killed"],
                               "workers": list(workers)}))
