@@ -102,6 +102,7 @@ def test_missing_scenes_folder_and_help(capsys, tmp_path):
     assert "--keyframe-multiplier" in out and "--no-depths" in out and "--render-config.width" in out
 
 
+@pytest.mark.render
 def test_register_unregister_symmetric_in_blender(tmp_path):
     """Inside Blender (the bpy wheel, in a subprocess): register twice is one command, unregister
     removes it (registering again gives no 'duplicate' warning), the command returns its code."""

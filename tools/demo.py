@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if found != expected:
         ok = False
         print(f"demo: {found} sequences written, expected {expected}", file=sys.stderr)
-    for name, why in (summary.get("scenes_failed") or {}).items():
+    for name, why in (summary.get("failed") or {}).items():
         print(f"demo: scene {name} failed: {why}", file=sys.stderr)
     print(f"demo dataset {'ready' if ok else 'INCOMPLETE'} in {datasets / 'renders'} "
           f"({time.perf_counter() - t0:.0f} s)")
