@@ -18,6 +18,6 @@ if __name__ == "__main__":
             pass
     if "bpy" in sys.modules:
         # A bpy module with a handler or timer left registered hangs (4.5) or crashes (4.2) at
-        # exit (BLENDER_FACTS §7).
+        # exit (docs/blender_notes.md).
         os._exit(rc)
     sys.exit(rc)

@@ -178,7 +178,7 @@ def main() -> None:
     result = prepare(spec) if spec.get("mode") == "prepare" else floor(spec)
     sys.stdout.write("\n@bench " + json.dumps(result) + "\n")
     sys.stdout.flush()
-    os._exit(0)  # like our worker: no Blender teardown (BLENDER_FACTS §7)
+    os._exit(0)  # like our worker: no Blender teardown (docs/blender_notes.md)
 
 
 if __name__ == "__main__":

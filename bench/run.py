@@ -474,7 +474,7 @@ def build_tables(raw: dict[str, Any]) -> str:
             for cfg, m in r["rows"].items():
                 lines.append(f"| {name} | {cfg} | {m['wall']:.4f} | {m['cpu']:.4f} | "
                              f"{m['cpu_ratio']:.3f} | {m['frames']} |")
-    lines += ["", "### Targets of issue 8 (measured above)", "",
+    lines += ["", "### Targets (measured above)", "",
               "| workload | check | measured | target | met |", "|---|---|---|---|---|"]
     for name, med in s["workloads"].items():
         if "fixed costs" in name:
