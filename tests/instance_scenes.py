@@ -17,7 +17,7 @@ tests/test_camera_cuts.py)::
 * ``Flag``: a grid at (3, -2.5, 0) with an animated shape key; ``Arm``: a bar at (-1.2, 3.2, 0)
   deformed by the armature ``Rig`` (bone turning); ``Ground``: a 30 m plane at z = -0.5;
 * cameras ``CamA`` (frames 1-2) and ``CamB`` (from frame 3, bound by a timeline marker; 0.5 m
-  to +x and rolled 10 deg): the camera cut is between frames 2 and 3.
+  to +x, rolled 10 deg, lens 33 mm instead of 30 mm): the camera cut is between frames 2 and 3.
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ from pathlib import Path
 RES = (64, 48)
 FRAMES = 4
 CUT_FRAME = 3  # first frame of CamB
+LENSES = (30.0, 33.0)  # mm on a 36 mm sensor (HORIZONTAL fit): CamA, CamB
 SPECS = {
     "gt_instances": dict(desc=__doc__.split("``gt_instances``")[1].strip(), frames=FRAMES,
-                         cut=CUT_FRAME, cameras=("CamA", "CamB"),
+                         cut=CUT_FRAME, cameras=("CamA", "CamB"), lenses=LENSES,
+                         camera_locations=((0.0, 0.0, 12.0), (0.5, 0.0, 12.0)),
                          instanced=("Rock", "Turntable", "Pebble"),
                          deforming=("Flag", "Arm"), rigid=("Ground", "Rock", "Pebble",
                                                            "Turntable")),
@@ -190,9 +192,10 @@ def build(name: str, path: str | Path) -> Path:
     ground["dataset_class"] = "floor"
 
     cams = []
-    for nm, loc, roll in (("CamA", (0.0, 0.0, 12.0), 0.0), ("CamB", (0.5, 0.0, 12.0), 10.0)):
+    for nm, loc, roll, lens in (("CamA", (0.0, 0.0, 12.0), 0.0, LENSES[0]),
+                                ("CamB", (0.5, 0.0, 12.0), 10.0, LENSES[1])):
         cd = bpy.data.cameras.new(nm)
-        cd.lens, cd.sensor_width, cd.sensor_fit = 30.0, 36.0, "HORIZONTAL"
+        cd.lens, cd.sensor_width, cd.sensor_fit = lens, 36.0, "HORIZONTAL"
         c = _obj(bpy, nm, cd, scene.collection, loc=loc)
         c.rotation_euler = (0.0, 0.0, math.radians(roll))
         cams.append(c)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -151,6 +152,9 @@ def inst(request, tmp_path_factory) -> dict:
     blend = build(root / "scenes", python)
     out = {"blend": blend, "python": python}
     out["a"] = load(render(blend, root / "a", 1, 4, python))
+    want = re.search(r"\d+\.\d+", label)
+    if want:  # a label naming a version must get that version
+        assert out["a"]["tf"]["blender_version"].startswith(want.group()), label
     out["a2"] = load(render(blend, root / "a2", 1, 4, python))
     out["b"] = load(render(blend, root / "b", 2, 4, python))
     out["off"] = load(render(blend, root / "off", 1, 4, python, segmentations=False))
