@@ -37,6 +37,8 @@ SPECS = {
                          instanced=("Rock", "Turntable", "Pebble"),
                          deforming=("Flag", "Arm"), rigid=("Ground", "Rock", "Pebble",
                                                            "Turntable")),
+    "gt_linked": dict(desc="a linked collection instanced twice beside a local cube (see "
+                           "build_linked)", linked="LibCube", linked_pass_index=1),
 }
 
 
@@ -107,9 +109,59 @@ def _gn_scatter(bpy, ob, cube_size):
     mod.node_group = tree
 
 
+def build_linked(path: str | Path) -> Path:
+    """``gt_linked``: ``lib_assets.blend`` (saved beside ``path``) holds collection ``Assets``
+    with the 1 m cube ``LibCube`` (``pass_index`` 1, which the scene cannot change); the scene
+    links the collection and instances it with empties ``LinkA`` at (-1.5, 0, 0) and ``LinkB``
+    at (1.5, 0, 0), beside a local 1 m cube ``Local`` at (0, 1.8, 0), over ``Ground``; camera
+    10 m above the origin looking down."""
+    import bpy
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lib = path.parent / "lib_assets.blend"
+    bpy.ops.wm.read_homefile(use_empty=True)
+    assets = bpy.data.collections.new("Assets")
+    bpy.context.scene.collection.children.link(assets)
+    cube = _obj(bpy, "LibCube", _cube_mesh(bpy, "LibCube", 1.0), assets, color=(0.8, 0.4, 0.1))
+    cube.pass_index = 1
+    bpy.ops.wm.save_as_mainfile(filepath=str(lib), compress=False)
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    scene.name = "gt_linked"
+    scene.frame_start, scene.frame_end = 1, 2
+    scene.render.engine = "CYCLES"
+    scene.render.resolution_x, scene.render.resolution_y = RES
+    scene.cycles.samples = 4
+    scene.world = bpy.data.worlds.new("World")
+    with bpy.data.libraries.load(str(lib), link=True) as (src, dst):
+        dst.collections = ["Assets"]
+    linked = dst.collections[0]
+    props = bpy.data.collections.new("Props")
+    scene.collection.children.link(props)
+    for nm, x in (("LinkA", -1.5), ("LinkB", 1.5)):
+        e = _obj(bpy, nm, None, props, loc=(x, 0.0, 0.0))
+        e.instance_type, e.instance_collection = "COLLECTION", linked
+    _obj(bpy, "Local", _cube_mesh(bpy, "Local", 1.0), props, loc=(0.0, 1.8, 0.0),
+         color=(0.2, 0.5, 0.8))
+    _obj(bpy, "Ground", _grid_mesh(bpy, "Ground", 30.0), props, loc=(0.0, 0.0, -0.5),
+         color=(0.6, 0.6, 0.6))
+    sun = bpy.data.objects.new("Sun", bpy.data.lights.new("Sun", "SUN"))
+    scene.collection.objects.link(sun)
+    cd = bpy.data.cameras.new("Cam")
+    cd.lens, cd.sensor_width, cd.sensor_fit = 30.0, 36.0, "HORIZONTAL"
+    cam = _obj(bpy, "Cam", cd, scene.collection, loc=(0.0, 0.0, 10.0))
+    scene.camera = cam
+    bpy.ops.wm.save_as_mainfile(filepath=str(path), compress=False, relative_remap=True)
+    return path
+
+
 def build(name: str, path: str | Path) -> Path:
     import bpy
 
+    if name == "gt_linked":
+        return build_linked(path)
     if name != "gt_instances":
         raise KeyError(name)
     bpy.ops.wm.read_homefile(use_empty=True)
