@@ -29,7 +29,7 @@ from . import scene_setup
 # Modifiers whose result changes over time without the object's matrix changing.
 DEFORMERS = {"ARMATURE", "CLOTH", "SOFT_BODY", "FLUID", "DYNAMIC_PAINT", "OCEAN", "WAVE",
              "EXPLODE", "MESH_CACHE", "MESH_SEQUENCE_CACHE", "SURFACE_DEFORM", "MESH_DEFORM",
-             "LATTICE", "HOOK", "CURVE", "COLLISION"}
+             "LATTICE", "HOOK", "CURVE"}
 
 
 def _m(mat) -> np.ndarray:
@@ -158,7 +158,7 @@ class ObjectTracker:
 
         t0 = time.perf_counter()
         records: list[dict[str, Any]] = []
-        geoms: dict[int, _Geometry | None] = {}
+        geoms: dict[tuple[int, int], _Geometry | None] = {}
         for inst in dg.object_instances:
             ob = inst.object
             orig = ob.original
@@ -177,7 +177,9 @@ class ObjectTracker:
                 if getattr(orig, "particle_systems", None) and not orig.show_instancer_for_render:
                     continue
                 chain, pid = [], []
-            key = ob.data.as_pointer() if ob.data is not None else ob.as_pointer()
+            # Evaluated data is shared by the copies of one thing (and outlives the iteration);
+            # non-mesh data (curves, text) is meshed per object.
+            key = (orig.as_pointer(), ob.data.as_pointer() if ob.data is not None else 0)
             if key not in geoms:
                 geoms[key] = _geometry(ob)
             g = geoms[key]
