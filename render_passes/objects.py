@@ -79,6 +79,22 @@ class _Geometry:
         return self._bvh
 
 
+BOX_EDGES = np.array([[0, 1], [2, 3], [4, 5], [6, 7], [0, 2], [1, 3], [4, 6], [5, 7],
+                      [0, 4], [1, 5], [2, 6], [3, 7]])
+
+
+def _box_geometry(ob) -> _Geometry | None:
+    """The evaluated bounding box as geometry, for things that do not convert to a mesh
+    (hair curves, point clouds, volumes): boxes are then those of ``bound_box``."""
+    try:
+        c = np.array([[float(x) for x in v] for v in ob.bound_box])
+    except (AttributeError, TypeError):
+        return None
+    if not np.isfinite(c).all() or not np.ptp(c, 0).any():
+        return None
+    return _Geometry(od.box_corners(c.min(0), c.max(0)), BOX_EDGES, np.zeros((0, 3), np.int32))
+
+
 def _geometry(ob) -> _Geometry | None:
     """Vertices/edges/triangles of an evaluated object (``None`` when it has no surface)."""
     me, tmp = None, False
@@ -87,11 +103,13 @@ def _geometry(ob) -> _Geometry | None:
     else:
         try:
             me, tmp = ob.to_mesh(), True
-        except RuntimeError:
-            me = None
+        except Exception:  # noqa: BLE001 - types without a mesh form: use the box
+            return _box_geometry(ob)
     try:
-        if me is None or not len(me.vertices):
-            return None
+        if me is None:
+            return _box_geometry(ob)
+        if not len(me.vertices):
+            return None if ob.type == "MESH" else _box_geometry(ob)
         n = len(me.vertices)
         v = np.empty(n * 3, np.float32)
         me.vertices.foreach_get("co", v)
@@ -124,6 +142,7 @@ class ObjectTracker:
         self._target: int | None = None
         self.timings = {"collect": 0.0, "resolve": 0.0}
         self.resolve_stats: dict[str, int] = {}
+        self.sources = {"render_depsgraph": 0, "viewport_depsgraph": 0}  # frames collected from
         self._handler = self._on_frame
         bpy.app.handlers.frame_change_post.append(self._handler)
 
@@ -220,6 +239,9 @@ class ObjectTracker:
 
         if frame not in self._current:
             self.collect_viewport(frame)
+            self.sources["viewport_depsgraph"] += 1
+        else:
+            self.sources["render_depsgraph"] += 1
         records, cam_name, pose, k, near = self._current.pop(frame)
         t0 = time.perf_counter()
         if raw is not None:
@@ -235,6 +257,8 @@ class ObjectTracker:
                 r = by_iid[c["instance_id"]]
                 m = r["matrix"]
                 q = (pts - m[:3, 3]) @ np.linalg.inv(m[:3, :3]).T
+                if not len(r["geom"].tris):  # a box stand-in: inside its box is all we know
+                    return np.zeros(len(q))
                 bvh = r["geom"].bvh()
                 out = np.empty(len(q))
                 for i, p in enumerate(q):

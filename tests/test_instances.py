@@ -218,6 +218,12 @@ def test_stable_across_sequences_and_runs(inst):
         assert _entries(a, f) == _entries(b, f)
 
 
+def test_metadata_comes_from_the_render_depsgraph(inst):
+    info = json.loads((inst["a"]["root"] / "info.json").read_text())["objects"]
+    assert info["sources"] == {"render_depsgraph": 4, "viewport_depsgraph": 0}
+    assert info["pixels"]["unidentified"] == 0
+
+
 def test_resumed_run_writes_the_same_metadata(inst):
     """Frames skipped on a resumed run take their metadata from the viewport depsgraph and the
     existing id files: the result equals the rendering run's."""
