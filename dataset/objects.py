@@ -35,7 +35,8 @@ No material, object or RGB sample is changed.
 
 * ``instances``: one :class:`InstanceInfo` per instance drawn in any frame of the sequence;
   ``deforming`` is true when its evaluated object-space vertices change within the sequence or
-  it has an armature/shape-key/physics deformer (its pose then does not explain its motion).
+  it has an armature, animated or driven shape keys, a physics/cache/lattice/hook-type modifier
+  or animated modifier settings (its pose then does not explain its motion).
 * ``frames[i].instances``: one :class:`InstanceFrame` per instance drawn in that frame (in front
   of the camera or not), sorted by ``instance_id``:
 

@@ -37,13 +37,14 @@ def _m(mat) -> np.ndarray:
 
 
 def structural_deformer(ob) -> bool:
-    """Armature/physics/cache modifiers, shape keys, or animated modifier settings."""
+    """Armature/physics/cache modifiers, animated shape keys, or animated modifier settings."""
     if any(m.type in DEFORMERS for m in getattr(ob, "modifiers", ())):
         return True
     data = ob.data
     keys = getattr(data, "shape_keys", None)
-    if keys is not None and len(keys.key_blocks) > 1:
-        return True
+    if keys is not None and len(keys.key_blocks) > 1 and keys.animation_data is not None and (
+            keys.animation_data.action is not None or len(keys.animation_data.drivers)):
+        return True  # animated or driven shape keys (static ones change nothing over time)
     ad = ob.animation_data
     if ad is not None:
         from . import compat
@@ -259,13 +260,12 @@ class ObjectTracker:
                 q = (pts - m[:3, 3]) @ np.linalg.inv(m[:3, :3]).T
                 if not len(r["geom"].tris):  # a box stand-in: inside its box is all we know
                     return np.zeros(len(q))
-                bvh = r["geom"].bvh()
-                out = np.empty(len(q))
-                for i, p in enumerate(q):
-                    hit = bvh.find_nearest(p)
-                    out[i] = np.inf if hit[0] is None else np.linalg.norm(
-                        (np.asarray(hit[0]) - p) @ m[:3, :3].T)
-                return out
+                nearest = r["geom"].bvh().find_nearest
+                nan = (np.nan, np.nan, np.nan)
+                hits = np.array([(lambda h: nan if h is None else h[:])(nearest(p)[0])
+                                 for p in q.tolist()], float).reshape(-1, 3)
+                out = np.linalg.norm((hits - q) @ m[:3, :3].T, axis=1)
+                return np.where(np.isnan(out), np.inf, out)
 
             obj, ins, stats = od.resolve_pixels(ch["R"], ch["G"], k.K, pose, cands, surface)
             for s, n in stats.items():
