@@ -161,6 +161,8 @@ def inst(request, tmp_path_factory) -> dict:
     out["resumed"] = (root / "a2" / "objects.json").read_text()
     assert out["resumed"] != "" and a2_doc != ""
     out["b"] = load(render(blend, root / "b", 2, 4, python))
+    # workers recycled every frame: each process renders one frame and skips the done ones
+    out["recycled"] = load(render(blend, root / "rec", 1, 4, python, recycle_frames=1))
     out["off"] = load(render(blend, root / "off", 1, 4, python, segmentations=False))
     out["oracle"] = oracle(blend, out["a"], python)
     return out
@@ -228,6 +230,11 @@ def test_resumed_run_writes_the_same_metadata(inst):
     """Frames skipped on a resumed run take their metadata from the viewport depsgraph and the
     existing id files: the result equals the rendering run's."""
     assert json.loads(inst["resumed"]) == inst["a2"]["objects"] == inst["a"]["objects"]
+
+
+def test_recycled_workers_write_the_same_metadata(inst):
+    assert inst["recycled"]["objects"] == inst["a"]["objects"]
+    assert inst["recycled"]["ids"] == inst["a"]["ids"]
 
 
 def test_pixels_carry_their_instance(inst):
