@@ -14,6 +14,8 @@ tests/test_camera_cuts.py)::
   (Instance on Points, nothing else realised), turning 15 deg/frame about z, at (0, 0, 0);
 * ``Emitter``: a 2 m square at (0, -3.5, 0) with a particle system of 5 static particles (born
   at frame -5) drawn as the object ``Pebble`` (a 0.5 m cube, in the hidden collection ``Parts``);
+* ``Stand``: 3 points at (-0.5 + {-0.6, 0, 0.6}, -1.6, 0) whose geometry nodes instance the real
+  object ``Bolt`` (a 0.35 m cube in ``Parts``, Object Info "As Instance") on each point;
 * ``Flag``: a grid at (3, -2.5, 0) with an animated shape key; ``Arm``: a bar at (-1.2, 3.2, 0)
   deformed by the armature ``Rig`` (bone turning); ``Ground``: a 30 m plane at z = -0.5;
 * cameras ``CamA`` (frames 1-2) and ``CamB`` (from frame 3, bound by a timeline marker; 0.5 m
@@ -34,9 +36,9 @@ SPECS = {
     "gt_instances": dict(desc=__doc__.split("``gt_instances``")[1].strip(), frames=FRAMES,
                          cut=CUT_FRAME, cameras=("CamA", "CamB"), lenses=LENSES,
                          camera_locations=((0.0, 0.0, 12.0), (0.5, 0.0, 12.0)),
-                         instanced=("Rock", "Turntable", "Pebble"),
+                         instanced=("Rock", "Turntable", "Pebble", "Bolt"),
                          deforming=("Flag", "Arm"), rigid=("Ground", "Rock", "Pebble",
-                                                           "Turntable")),
+                                                           "Turntable", "Bolt")),
     "gt_linked": dict(desc="a linked collection instanced twice beside a local cube (see "
                            "build_linked)", linked="LibCube", linked_pass_index=1),
 }
@@ -157,6 +159,25 @@ def build_linked(path: str | Path) -> Path:
     return path
 
 
+def _gn_object_scatter(bpy, ob, target):
+    """Geometry nodes on ``ob``: ``target`` (a real object, via Object Info) on every vertex."""
+    tree = bpy.data.node_groups.new("ObjectScatter", "GeometryNodeTree")
+    tree.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
+    tree.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+    n = tree.nodes
+    gin, gout = n.new("NodeGroupInput"), n.new("NodeGroupOutput")
+    pts = n.new("GeometryNodeMeshToPoints")
+    info = n.new("GeometryNodeObjectInfo")
+    info.inputs["Object"].default_value = target
+    info.inputs["As Instance"].default_value = True  # instance the object, not a geometry copy
+    inst = n.new("GeometryNodeInstanceOnPoints")
+    tree.links.new(gin.outputs[0], pts.inputs["Mesh"])
+    tree.links.new(pts.outputs[0], inst.inputs["Points"])
+    tree.links.new(info.outputs["Geometry"], inst.inputs["Instance"])
+    tree.links.new(inst.outputs[0], gout.inputs[0])
+    ob.modifiers.new("ObjectScatter", "NODES").node_group = tree
+
+
 def build(name: str, path: str | Path) -> Path:
     import bpy
 
@@ -213,6 +234,13 @@ def build(name: str, path: str | Path) -> Path:
     ps.use_rotation_instance = False
     emitter.show_instancer_for_render = False
     emitter.show_instancer_for_viewport = False
+
+    bolt = _obj(bpy, "Bolt", _cube_mesh(bpy, "Bolt", 0.35), parts, loc=(0.0, 0.0, -30.0),
+                color=(0.9, 0.9, 0.9))
+    bolt["dataset_class"] = "bolt"
+    stand = _obj(bpy, "Stand", _mesh(bpy, "Stand", [(-0.6, 0, 0), (0, 0, 0), (0.6, 0, 0)], []),
+                 props, loc=(-0.5, -1.6, 0.0))
+    _gn_object_scatter(bpy, stand, bolt)
 
     flag = _obj(bpy, "Flag", _grid_mesh(bpy, "Flag", 1.6, 4), props, loc=(3.0, -2.5, 0.0),
                 color=(0.8, 0.8, 0.2))

@@ -189,12 +189,15 @@ def test_every_instance_has_ids(inst):
     for i in infos.values():
         assert i["object_id"] > 0 and 0 < i["instance_id"] <= od.MAX_INSTANCE_ID
         by_obj.setdefault(i["object"], []).append(i)
-    # 3 rocks (RockA, RockB, nested PileA > Inner), 4 scattered cubes, 5 particles.
+    # 3 rocks (RockA, RockB, nested PileA > Inner), 4 scattered cubes, 5 particles, 3 bolts.
     assert len(by_obj["Rock"]) == 3 and len(by_obj["Turntable"]) == 4
     assert len(by_obj["Pebble"]) == 5
     assert sorted(tuple(i["instancer_chain"]) for i in by_obj["Rock"]) == [
         ("PileA", "Inner"), ("RockA",), ("RockB",)]
     assert all(i["instancer_chain"] == ["Emitter"] for i in by_obj["Pebble"])
+    # geometry nodes instancing a real object: the object's own id and class
+    assert len(by_obj["Bolt"]) == 3 and all(i["instancer_chain"] == ["Stand"] and
+                                            i["category"] == "bolt" for i in by_obj["Bolt"])
     assert by_obj["Rock"][0]["category"] == "rock"
     ids = seq["ids"]
     assert set(ids["instances"]) == {str(i) for i in infos}
