@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Ground truth against known geometry (issue 3), rendered through the public API.
+"""Ground truth against known geometry, rendered through the public API.
 
 Every oracle scene of ``tests/scenes.py`` (GT_SPECS) is rendered once per Blender version with
 ``dataset_forge.render_animation`` (the real worker process); the tests then compare the EXR
@@ -25,6 +25,8 @@ import pytest
 from conftest import REPO, bpy_env, build_scenes
 from PIL import Image
 from scenes import GT_SPECS
+
+pytestmark = pytest.mark.render  # every test here renders
 
 GT_SCENES = list(GT_SPECS)
 KINDS = dict(depths=True, normals=True, flows=True, segmentations=True)
