@@ -132,3 +132,7 @@ def ray_norm(K: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     ``distance = planar * ray_norm``."""
     x, y = pixel_rays(K, shape)
     return np.sqrt(1.0 + x ** 2 + y ** 2)
+
+
+# -- Provenance (what produced a sequence; see engine/provenance.py) ------------------------------
+PROVENANCE = "provenance.json"

@@ -3,8 +3,9 @@
 
 A frame counts as done only when a journal line for it exists **and** every file it lists still
 has the recorded size. The line is appended (and fsync'ed) only after all of the frame's files
-were written, so a worker killed mid-frame leaves either no line (frame re-rendered) or a torn
-last line (ignored). A truncated or deleted file fails the size check, so it is re-rendered too.
+were written, checked complete (``dataset.verify``) and flushed to the disk with their folders,
+so a worker killed mid-frame leaves either no line (frame re-rendered) or a torn last line
+(ignored). A truncated or deleted file fails the size check, so it is re-rendered too.
 """
 
 from __future__ import annotations
@@ -13,7 +14,18 @@ import json
 import os
 from pathlib import Path
 
+from ..dataset.verify import verify_written, write_error
+
 JOURNAL_NAME = ".dataset_forge_journal.jsonl"
+
+
+def _fsync_dir(folder: Path) -> None:
+    if os.name == "posix":
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 class Journal:
@@ -54,20 +66,25 @@ class Journal:
         return True
 
     def mark_done(self, frame: int, files: list[str]) -> None:
-        """Record ``frame`` as complete with the current sizes of ``files`` (relative paths)."""
-        sizes = {}
-        for rel in files:
-            p = self.seq_dir / rel
-            size = p.stat().st_size  # raises if the renderer did not write it
-            if size == 0:
-                raise OSError(f"{p} is empty")
-            sizes[rel] = size
+        """Record ``frame`` as complete with the sizes of ``files`` (relative paths), after
+        checking that each one is a complete image and flushing files and folders to the disk
+        (:func:`dataset.verify.verify_written`). Raises :class:`dataset.verify.WriteError` (one
+        line: path, cause, fix) when a file is missing or incomplete or the journal cannot be
+        written; the frame then stays not done."""
+        checked = verify_written([self.seq_dir / rel for rel in files])
+        sizes = {rel: checked[os.fspath(self.seq_dir / rel)] for rel in files}
         line = json.dumps({"frame": int(frame), "files": sizes}, sort_keys=True) + "\n"
-        self.seq_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            self.seq_dir.mkdir(parents=True, exist_ok=True)
+            new = not self.path.exists()
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if new:
+                _fsync_dir(self.seq_dir)
+        except OSError as exc:
+            raise write_error(exc, self.path) from None
         self._done[int(frame)] = sizes
 
     @property

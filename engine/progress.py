@@ -95,6 +95,8 @@ class ProgressPrinter:
             # per change rather than once per scene.
             self._device = e.get("device")
             self._line(f"{scene}: {e.get('device')}")
+        elif kind == "notice":  # something the run did on its own, e.g. a re-render
+            self._line(str(e.get("message")))
         elif kind == "error" and self.verbose:
             self._line(f"{scene}: {e.get('message')}")
 

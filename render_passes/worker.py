@@ -27,9 +27,13 @@ from typing import Any
 import bpy
 
 from ..dataset import camera as cam_model
+from ..dataset import layout
 from ..dataset.transforms import build_transforms, write_json_atomic
+from ..dataset.verify import WriteError
+from ..engine import provenance
 from ..engine.events import Emit, stdout_emitter
 from ..engine.journal import Journal
+from ..errors import DatasetForgeError
 from ..sampling import sequence_id
 from ..settings import Settings, SettingsError
 from ..version import __version__
@@ -96,6 +100,10 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
         seq["id"] = sequence_id(settings.keyframe_multiplier, a, b - a + 1)
     if b < a:
         raise scene_setup.SceneError(f"{scene_name}: empty frame range {a}..{b}")
+    notice = provenance.prepare(out, job["blend"], settings, _blender_version(), scene.name,
+                                scene_name)
+    if notice:
+        emit({"event": "notice", "scene": scene_name, "job": seq["id"], "message": notice})
     (out / "frames").mkdir(parents=True, exist_ok=True)
     journal = Journal(out)
     ext = EXTENSIONS[settings.file_format]
@@ -142,7 +150,8 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
             t0 = time.perf_counter()
             bpy.ops.render.render(write_still=True)
             dt = time.perf_counter() - t0
-            journal.mark_done(f, [rgb, *gt_files.values()])
+            journal.mark_done(f, [rgb, *gt_files.values(), *(
+                layout.preview_file(k, f) for k in rig.kinds if settings.debug)])
             if budget[0] is not None:
                 budget[0] -= 1
             emit({"event": "frame_done", "job": seq["id"], "scene": scene_name, "frame": f,
@@ -200,6 +209,8 @@ def run_job(job: dict[str, Any], emit: Emit) -> int:
             emit({"event": "error", "scene": scene_name, "job": seq["id"],
                   "message": _message(exc), "permanent": _permanent(exc)})
             rc = 1
+            if isinstance(exc, WriteError):
+                return rc  # the next sequences would hit the same disk, quota or limit
     return rc
 
 
@@ -226,11 +237,12 @@ def _heartbeat(emit: Emit, scene_name: str, timeout: float) -> None:
 
 def _permanent(exc: BaseException) -> bool:
     """Errors of the input that a retry cannot fix."""
-    return isinstance(exc, (scene_setup.SceneError, cam_model.CameraModelError, SettingsError))
+    return (isinstance(exc, (scene_setup.SceneError, cam_model.CameraModelError, SettingsError))
+            or getattr(exc, "permanent", False))
 
 
 def _message(exc: BaseException) -> str:
-    if isinstance(exc, (scene_setup.SceneError, cam_model.CameraModelError)):
+    if isinstance(exc, DatasetForgeError):
         return str(exc)
     if isinstance(exc, OSError) and exc.filename:
         return (f"cannot write {exc.filename}: {exc.strerror}; choose a writable output folder "
