@@ -32,6 +32,8 @@ EXR_MAGIC = b"\x76\x2f\x31\x01"
 # Scanlines per chunk of each EXR compression (OpenEXR's table; index = compression byte).
 _EXR_LINES = {0: 1, 1: 1, 2: 1, 3: 16, 4: 32, 5: 16, 6: 32, 7: 32, 8: 32, 9: 256}
 
+UNEXPLAINED = "incomplete although a test write succeeded (the renderer stopped writing it)"
+
 _ERRNO_CAUSES = {
     errno.ENOSPC: "no space left on the device (disk full)",
     getattr(errno, "EDQUOT", -1): "disk quota exceeded",
@@ -51,8 +53,10 @@ class WriteError(DatasetForgeError, OSError):
 
     def __init__(self, path: str | os.PathLike, cause: str):
         self.path, self.cause = os.fspath(path), cause
-        super().__init__(f"cannot write {self.path}: {cause}; free space or lift the limit, then "
-                         "rerun the same command (it renders only the frames that are not complete)")
+        fix = ("make the folder writable" if "permi" in cause or "read-only" in cause else
+               "free space or lift the limit")
+        super().__init__(f"cannot write {self.path}: {cause}; {fix}, then rerun the same command "
+                         "(it renders only the frames that are not complete)")
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -270,7 +274,7 @@ def cause(path: str | os.PathLike, probe_bytes: int = 1 << 20) -> str:
             probe.unlink()
         except OSError:
             pass
-    return "the file is incomplete although a test write succeeded (the renderer stopped writing it)"
+    return UNEXPLAINED
 
 
 def verify_written(files: list[str | os.PathLike]) -> dict[str, int]:
@@ -282,14 +286,17 @@ def verify_written(files: list[str | os.PathLike]) -> dict[str, int]:
         try:
             sizes[os.fspath(f)] = check_file(f)
         except FileNotFoundError:
-            raise WriteError(f, f"was not written ({cause(f)})") from None
+            why = cause(f)
+            raise WriteError(f, "not written" if why == UNEXPLAINED else why) from None
         except IncompleteFile as exc:
             why = cause(f)
             try:
                 os.unlink(f)
             except OSError:
                 pass
-            raise WriteError(f, f"{why} ({str(exc).removeprefix(os.fspath(f) + ' ')})") from None
+            if why == UNEXPLAINED:  # say what is wrong with the file instead
+                why = str(exc).removeprefix(os.fspath(f) + " ")
+            raise WriteError(f, why) from None
         except OSError as exc:
             raise write_error(exc, f) from None
     try:
