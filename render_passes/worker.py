@@ -37,7 +37,7 @@ from ..errors import DatasetForgeError
 from ..sampling import sequence_id
 from ..settings import Settings, SettingsError
 from ..version import __version__
-from . import compat, devices, scene_setup
+from . import compat, containment, devices, scene_setup
 from .passes import PassRig
 
 EXTENSIONS = {"PNG": "png", "OPEN_EXR": "exr", "JPEG": "jpg"}
@@ -199,6 +199,7 @@ def run_job(job: dict[str, Any], emit: Emit) -> int:
           "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")})
     budget = [int(job.get("frame_budget") or 0) or None]
     rc = 0
+    containment.mute_scene_outputs(scene, settings.allow_scene_outputs, emit, scene_name)
     for seq in job["sequences"]:
         try:
             render_sequence(scene, seq, job, settings, emit, budget, choice.reason)
@@ -254,8 +255,12 @@ def _message(exc: BaseException) -> str:
 def _clean_exit(rc: int) -> None:
     """Exit without running Blender's own teardown: with a handler or timer still registered the
     4.5 module hangs at exit and 4.2 segfaults (BLENDER_FACTS §7)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    containment.leave()  # unmute the scene's File Output nodes, remove Blender's temp folder
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
     os._exit(rc)
 
 

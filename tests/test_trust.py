@@ -234,3 +234,80 @@ def test_numbers_must_be_finite_and_sizes_sane():
     Settings.from_dict({"width": 3840, "height": 2160, "depths": True, "normals": True,
                         "flows": True, "segmentations": True})
     assert math.isfinite(Settings().timeout)
+
+
+def _hostile_scene(scenes: Path, dst: Path, outside: Path, victim_frames: Path) -> Path:
+    """``basic`` with three compositor File Output nodes fed by the render: one writing to an
+    absolute folder, one to ``//../`` (beside the scenes folder), one over another dataset's
+    frame (its ``frame_######`` PNG)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    run_bpy(f"""
+import bpy
+from dataset_forge.render_passes import compat
+bpy.ops.wm.open_mainfile(filepath={str(scenes / 'basic.blend')!r})
+scene = bpy.context.scene
+tree, _ = compat.acquire_compositor(scene)
+rl = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeRLayers")
+for label, folder, stem in (("abs", {str(outside)!r}, "abs_######"),
+                            ("up", "//../escaped", "up_######"),
+                            ("victim", {str(victim_frames)!r}, "frame_######")):
+    fo = compat.file_output(tree, folder, file_format="PNG", color_mode="RGB", color_depth="8")
+    fo.name = fo.label = "Evil " + label
+    tree.links.new(rl.outputs["Image"], compat.file_output_input(fo, stem, "RGBA"))
+bpy.ops.wm.save_as_mainfile(filepath={str(dst)!r})
+print("saved")
+""")
+    return dst
+
+
+@pytest.mark.render
+def test_a_scenes_own_file_outputs_are_muted_and_named_unless_allowed(scenes, tmp_path):
+    other = tmp_path / "other_ds"
+    src_other = _copy(scenes / "basic.blend", tmp_path / "other_scenes" / "basic.blend").parent
+    assert create_datasets(src_other, other, **TINY)["exit_code"] == 0
+    victim = _seq(other, "basic") / "frames"
+    before = {p.name: p.read_bytes() for p in victim.iterdir()}
+    outside = tmp_path / "outside"
+    src = tmp_path / "box" / "scenes"
+    _hostile_scene(scenes, src / "evil.blend", outside, victim)
+    events: list[dict] = []
+    ds = tmp_path / "box" / "ds"
+    s = create_datasets(src, ds, **TINY, on_event=events.append)
+    assert s["exit_code"] == 0, s["failed"]
+    notices = [e["message"] for e in events if e["event"] == "notice"]
+    assert len(notices) == 3, notices
+    for name, where in (("Evil abs", str(outside)), ("Evil up", str(tmp_path / "box" / "escaped")),
+                        ("Evil victim", str(victim))):
+        line = next(n for n in notices if f"'{name}'" in n)
+        assert line.startswith("evil: muted the scene's own File Output node") and where in line
+        assert "allow_scene_outputs" in line
+    # Nothing was written outside the sequence folder.
+    assert not outside.exists() and not (tmp_path / "box" / "escaped").exists()
+    assert {p.name: p.read_bytes() for p in victim.iterdir()} == before
+    inside = sorted(p.relative_to(ds).as_posix() for p in ds.rglob("*") if p.is_file()
+                    and ".dataset_forge" not in p.parts)
+    assert all(p.startswith(f"renders/evil/{SEQ}/") or p in ("plan.json", "manifest.json")
+               for p in inside), inside
+    # With the opt-in they write where they point (the test above could fail).
+    s = create_datasets(src, tmp_path / "box" / "ds2", **TINY, allow_scene_outputs=True)
+    assert s["exit_code"] == 0
+    assert sorted(p.name for p in outside.iterdir()) == ["abs_000001.png", "abs_000002.png"]
+    assert sorted(p.name for p in (tmp_path / "box" / "escaped").iterdir()) == [
+        "up_000001.png", "up_000002.png"]
+    assert {p.name: p.read_bytes() for p in victim.iterdir()} != before
+
+
+@pytest.mark.render
+def test_the_worker_leaves_no_blender_temp_folder(scenes, tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    src = _copy(scenes / "basic.blend", tmp_path / "scenes" / "basic.blend").parent
+    proc = subprocess.run([sys.executable, "-m", "dataset_forge", "create-datasets",
+                           "--scenes-dir", str(src), "--datasets-dir", str(tmp_path / "ds"),
+                           "--num-frames", "1", "--width", "32", "--height", "24",
+                           "--max-samples", "1", "--threads", "1"],
+                          capture_output=True, text=True, timeout=300, cwd=REPO,
+                          env=bpy_env(TMPDIR=str(tmp), PYTHONPATH=os.environ.get("PYTHONPATH", "")))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "done basic" in proc.stderr  # a probe and a render worker ran with this TMPDIR
+    assert [p.name for p in tmp.iterdir()] == []
