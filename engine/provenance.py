@@ -24,7 +24,7 @@ import hashlib
 import json
 import math
 import os
-import shutil
+import re
 from dataclasses import fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,7 +50,7 @@ NOT_FINGERPRINTED = frozenset({
     "allow_scene_outputs", "executable", "timeout", "retries", "recycle_frames", "gpus",
 })
 
-# What a reset removes: every file the layout defines for a sequence (user files stay).
+# What a reset removes: the files the layout defines for a sequence (user files stay).
 _DATA_FOLDERS = (layout.RGB_FOLDER, *(k.folder for k in layout.KINDS.values()), layout.PREVIEWS)
 _META_FILES = (layout.TRANSFORMS, layout.INFO, layout.OBJECTS_FILE, layout.IDS_FILE)
 
@@ -159,27 +159,48 @@ def _has_frames(seq_dir: Path) -> bool:
     return bool(Journal(seq_dir).done_frames)
 
 
+def _ours(folder: str, name: str) -> bool:
+    """Whether ``name`` in ``folder`` (relative to the sequence) is a file the layout defines."""
+    stems = {layout.RGB_FOLDER: layout.RGB_STEM,
+             **{k.folder: k.stem for k in layout.KINDS.values()}}
+    parts = folder.split("/")
+    if parts[0] == layout.PREVIEWS and len(parts) == 2:
+        stem = parts[1]
+    elif folder in stems:
+        stem = stems[folder]
+    else:
+        return False
+    return re.fullmatch(rf"{re.escape(stem)}_-?\d+\.(png|exr|jpg)", name) is not None
+
+
 def reset_sequence(seq_dir: str | os.PathLike) -> None:
-    """Remove everything a sequence folder holds that the layout defines (frames, ground truth,
-    previews, metadata, journal, provenance); other files stay. The journal goes first, so a
-    kill in between leaves nothing vouched for."""
+    """Remove the files of a sequence folder that the layout defines (frames, ground truth,
+    previews, metadata, journal, provenance) and the folders left empty; any other file stays
+    (``render-animation`` may write into a folder that holds other things). The journal goes
+    first, so a kill in between leaves nothing vouched for."""
     root = Path(seq_dir)
-    for name in (layout.JOURNAL, layout.PROVENANCE):
+    for name in (layout.JOURNAL, layout.PROVENANCE, *_META_FILES):
         try:
             (root / name).unlink()
         except FileNotFoundError:
             pass
-    for folder in _DATA_FOLDERS:
-        p = root / folder
-        if p.is_symlink():
-            p.unlink()
-        elif p.is_dir():
-            shutil.rmtree(p)
-    for name in _META_FILES:
+    folders = [f for f in _DATA_FOLDERS if f != layout.PREVIEWS]
+    try:
+        folders += [f"{layout.PREVIEWS}/{p.name}" for p in (root / layout.PREVIEWS).iterdir()
+                    if p.is_dir() and not p.is_symlink()]
+    except OSError:
+        pass
+    for folder in [*folders, layout.PREVIEWS]:
+        d = root / folder
+        if d.is_symlink() or not d.is_dir():
+            continue
+        for p in d.iterdir():
+            if _ours(folder, p.name) and (p.is_file() or p.is_symlink()):
+                p.unlink()
         try:
-            (root / name).unlink()
-        except FileNotFoundError:
-            pass
+            d.rmdir()
+        except OSError:
+            pass  # not empty: something of the user's
 
 
 def clean_stale_tmp(folder: str | os.PathLike) -> list[Path]:

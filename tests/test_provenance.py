@@ -77,6 +77,7 @@ def test_a_changed_setting_is_refused_by_default_and_rerendered_on_request(tmp_p
     base = Settings(width=32, height=24, max_samples=1)
     assert _render(seq, blend, base) == []
     (seq / "notes.txt").write_text("mine")
+    (seq / "frames" / "mine.png").write_text("mine too")
     changed = base.replace(**change)
     with pytest.raises(pv.ProvenanceError) as err:
         _render(seq, blend, changed)
@@ -88,8 +89,8 @@ def test_a_changed_setting_is_refused_by_default_and_rerendered_on_request(tmp_p
     why = _render(seq, blend, changed.replace(on_change="rerender"), ext=ext)
     assert why == [named]
     # Re-rendered from scratch: only this run's files, the user's own file kept.
-    assert sorted(p.name for p in (seq / "frames").iterdir()) == [f"frame_00000{i}.{ext}"
-                                                                  for i in (1, 2)]
+    assert sorted(p.name for p in (seq / "frames").iterdir()) == [
+        *(f"frame_00000{i}.{ext}" for i in (1, 2)), "mine.png"]
     assert (seq / "notes.txt").read_text() == "mine"
     assert pv.settings_match(seq, changed)
     # Resuming with the same settings reuses everything.
@@ -141,9 +142,15 @@ def test_unvouched_leftovers_and_stale_temp_files_are_removed_at_the_start(tmp_p
     blend = _blend(tmp_path, "a.blend")
     seq = tmp_path / "seq"
     _frame(seq, 7, "jpg")  # written by a run killed before its journal line
+    (seq / "previews" / "depth").mkdir(parents=True)
+    _png_at = seq / layout.preview_file("depth", 7)
+    Image.new("RGB", (2, 2)).save(_png_at)
+    (seq / "depths").mkdir()
+    (seq / layout.gt_file("depth", 7)).write_bytes(b"torn")
     (seq / ".transforms.json.abc123.tmp").write_text("{")
     assert _render(seq, blend, Settings(), frames=(1,)) == []
     assert sorted(p.name for p in (seq / "frames").iterdir()) == ["frame_000001.png"]
+    assert not (seq / "previews").exists() and not (seq / "depths").exists()
     assert not list(seq.glob(".*.tmp"))
 
 
