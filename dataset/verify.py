@@ -277,10 +277,10 @@ def cause(path: str | os.PathLike, probe_bytes: int = 1 << 20) -> str:
     return UNEXPLAINED
 
 
-def verify_written(files: list[str | os.PathLike]) -> dict[str, int]:
-    """Check every file of a frame (:func:`check_file`) and make them durable (:func:`fsync_files`).
-    Returns ``{path: size}``. On the first missing or incomplete file, removes it (it is worthless,
-    and on a full disk its space is needed) and raises :class:`WriteError` naming it and why."""
+def check_written(files: list[str | os.PathLike]) -> dict[str, int]:
+    """Check every file of a frame (:func:`check_file`); returns ``{path: size}``. On the first
+    missing or incomplete file, removes it (it is worthless, and on a full disk its space is
+    needed) and raises :class:`WriteError` naming it and why."""
     sizes: dict[str, int] = {}
     for f in files:
         try:
@@ -299,8 +299,19 @@ def verify_written(files: list[str | os.PathLike]) -> dict[str, int]:
             raise WriteError(f, why) from None
         except OSError as exc:
             raise write_error(exc, f) from None
+    return sizes
+
+
+def sync_written(files: list[str | os.PathLike]) -> None:
+    """:func:`fsync_files`, with a failure as :class:`WriteError`."""
     try:
         fsync_files(list(files))
     except OSError as exc:
         raise write_error(exc, exc.filename or (files[0] if files else None)) from None
+
+
+def verify_written(files: list[str | os.PathLike]) -> dict[str, int]:
+    """:func:`check_written` then :func:`sync_written`: complete, then durable."""
+    sizes = check_written(files)
+    sync_written(files)
     return sizes

@@ -21,6 +21,7 @@ import os
 import sys
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,7 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
     if notice:
         emit({"event": "notice", "scene": scene_name, "job": seq["id"], "message": notice})
     (out / "frames").mkdir(parents=True, exist_ok=True)
-    journal = Journal(out)
+    journal = Journal(out, background=True)
     ext = EXTENSIONS[settings.file_format]
     rig = PassRig(scene, settings, out)
     frames_meta: list[dict[str, Any]] = []
@@ -150,13 +151,17 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
             t0 = time.perf_counter()
             bpy.ops.render.render(write_still=True)
             dt = time.perf_counter() - t0
+            # Verified now; fsync'ed and journaled by the journal's thread during the next
+            # render, and only then reported done.
             journal.mark_done(f, [rgb, *gt_files.values(), *(
-                layout.preview_file(k, f) for k in rig.kinds if settings.debug)])
+                layout.preview_file(k, f) for k in rig.kinds if settings.debug)], then=partial(
+                emit, {"event": "frame_done", "job": seq["id"], "scene": scene_name, "frame": f,
+                       "seconds": round(dt, 4), "rss_mib": _rss_mib()}))
             if budget[0] is not None:
                 budget[0] -= 1
-            emit({"event": "frame_done", "job": seq["id"], "scene": scene_name, "frame": f,
-                  "seconds": round(dt, 4), "rss_mib": _rss_mib()})
+        journal.flush()
     finally:
+        journal.close()
         rig.teardown()
     fps = scene_setup.frame_rate(scene)
     transforms = build_transforms(

@@ -208,3 +208,31 @@ def test_metadata_gets_the_images_permissions(tmp_path):
     assert out.split() == ["0o640"]
     write_json_atomic(tmp_path / "same.json", {"k": [1, 2]})
     assert json.loads((tmp_path / "same.json").read_text()) == {"k": [1, 2]}
+
+
+def test_the_background_journal_commits_in_order_and_reports_its_failure(tmp_path):
+    seq = tmp_path / "seq"
+    (seq / "frames").mkdir(parents=True)
+    j = Journal(seq, background=True)
+    said: list[int] = []
+    for f in range(1, 6):
+        _png(seq / "frames" / f"frame_{f:06d}.png")
+        j.mark_done(f, [f"frames/frame_{f:06d}.png"], then=lambda f=f: said.append(f))
+    j.flush()
+    assert said == [1, 2, 3, 4, 5]  # reported only once committed, in order
+    assert [json.loads(x)["frame"] for x in (seq / ".dataset_forge_journal.jsonl").read_text()
+            .splitlines()] == [1, 2, 3, 4, 5]
+    j.close()
+    # A commit that fails (here: the journal cannot be opened) is raised by flush, and nothing
+    # after it is vouched for.
+    bad = tmp_path / "bad"
+    (bad / "frames").mkdir(parents=True)
+    (bad / ".dataset_forge_journal.jsonl").mkdir()
+    j = Journal(bad, background=True)
+    for f in (1, 2):
+        _png(bad / "frames" / f"frame_{f:06d}.png")
+        j.mark_done(f, [f"frames/frame_{f:06d}.png"], then=lambda f=f: said.append(10 + f))
+    with pytest.raises(verify.WriteError, match=r"cannot write .*\.dataset_forge_journal\.jsonl: "):
+        j.flush()
+    j.close()
+    assert said == [1, 2, 3, 4, 5] and j.done_frames == set()
