@@ -227,8 +227,8 @@ def test_the_background_journal_commits_in_order_and_reports_its_failure(tmp_pat
     # after it is vouched for.
     bad = tmp_path / "bad"
     (bad / "frames").mkdir(parents=True)
-    (bad / ".dataset_forge_journal.jsonl").mkdir()
     j = Journal(bad, background=True)
+    (bad / ".dataset_forge_journal.jsonl").mkdir()
     for f in (1, 2):
         _png(bad / "frames" / f"frame_{f:06d}.png")
         j.mark_done(f, [f"frames/frame_{f:06d}.png"], then=lambda f=f: said.append(10 + f))
