@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -315,3 +316,17 @@ def verify_written(files: list[str | os.PathLike]) -> dict[str, int]:
     sizes = check_written(files)
     sync_written(files)
     return sizes
+
+
+_RENDER_SAVE = re.compile(r"cannot save: '(?P<path>[^']+)'")
+
+
+def render_save_error(message: str) -> WriteError | None:
+    """The :class:`WriteError` of Blender's "Render error (...) cannot save: 'PATH'" (its errno
+    is lost on the way: the cause is found again by :func:`cause`), or None for other errors."""
+    m = _RENDER_SAVE.search(message)
+    if m is None:
+        return None
+    path = m.group("path")
+    why = cause(path)
+    return WriteError(path, "the renderer could not save it" if why == UNEXPLAINED else why)

@@ -92,7 +92,7 @@ class Journal:
             self._commit(int(frame), sizes, paths, then)
             return
         if self._thread is None:
-            self._queue = queue.Queue()
+            self._queue = queue.Queue(maxsize=2)  # a slow disk holds the render back
             self._thread = threading.Thread(target=self._run, daemon=True,
                                             name="dataset_forge_journal")
             self._thread.start()

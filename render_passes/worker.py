@@ -30,7 +30,7 @@ import bpy
 from ..dataset import camera as cam_model
 from ..dataset import layout
 from ..dataset.transforms import build_transforms, write_json_atomic
-from ..dataset.verify import WriteError
+from ..dataset.verify import WriteError, render_save_error
 from ..engine import provenance
 from ..engine.events import Emit, stdout_emitter
 from ..engine.journal import Journal
@@ -149,7 +149,10 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
             # write_still does not expand '#': name the file of this frame explicitly.
             scene.render.filepath = str(out / "frames" / f"frame_{f:06d}")
             t0 = time.perf_counter()
-            bpy.ops.render.render(write_still=True)
+            try:
+                bpy.ops.render.render(write_still=True)
+            except RuntimeError as exc:  # "cannot save": a write error, said in one line
+                raise (render_save_error(str(exc)) or exc) from None
             dt = time.perf_counter() - t0
             # Verified now; fsync'ed and journaled by the journal's thread during the next
             # render, and only then reported done.

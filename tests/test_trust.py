@@ -311,3 +311,24 @@ def test_the_worker_leaves_no_blender_temp_folder(scenes, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "done basic" in proc.stderr  # a probe and a render worker ran with this TMPDIR
     assert [p.name for p in tmp.iterdir()] == []
+
+
+@pytest.mark.render
+def test_a_folder_that_refuses_writes_is_one_line_then_resume_renders_all(scenes, tmp_path):
+    src = _copy(scenes / "basic.blend", tmp_path / "scenes" / "basic.blend").parent
+    ds = tmp_path / "ds"
+    frames = _seq(ds, "basic") / "frames"
+    frames.mkdir(parents=True)
+    # Immutable: even root gets EPERM (stands in for a folder without write permission).
+    if subprocess.run(["chattr", "+i", str(frames)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available on this file system")
+    try:
+        s = create_datasets(src, ds, **TINY)
+    finally:
+        subprocess.run(["chattr", "-i", str(frames)], check=True)
+    reason = s["failed"]["basic"]
+    assert reason.startswith(f"cannot write {frames / 'frame_000001.png'}: operation not permitted;")
+    assert "\n" not in reason and s["scenes"]["basic"]["attempts"] == 1  # no pointless retry
+    assert (ds / "manifest.json").is_file()
+    s = create_datasets(src, ds, **TINY)
+    assert s["exit_code"] == 0 and s["frames_rendered"] == 2
