@@ -26,7 +26,7 @@ from ..settings import Settings
 from ..version import __version__
 from .discovery import SceneInfo, discover
 from .journal import JOURNAL_NAME, Journal
-from .provenance import bind_scene_names, settings_match
+from .provenance import bind_scene_names, clean_stale_tmp, settings_match
 from .runner import Job, Runner
 
 PLAN_VERSION = 1
@@ -234,6 +234,7 @@ def make_plan_runner(plan: dict[str, Any], settings: Settings,
         raise PlanError(f"unknown executor {executor!r}: choose local or ray")
     datasets = ensure_writable(plan["datasets_dir"])
     lock = RunLock(datasets).acquire()
+    clean_stale_tmp(datasets)  # a killed run's half-written manifest or plan
     write_json_atomic(datasets / PLAN_NAME, plan)
     jobs = [Job(blend=j["blend"], scene_name=j["scene"], sequences=[dict(q) for q in j["sequences"]],
                 settings=settings.to_dict()) for j in plan["jobs"]]

@@ -203,6 +203,10 @@ def reset_sequence(seq_dir: str | os.PathLike) -> None:
             pass  # not empty: something of the user's
 
 
+# ``write_json_atomic``'s temp files (mkstemp: 8 random characters) and ``verify.cause``'s probe.
+_STALE_TMP = re.compile(r"\.[^/\\]+\.[a-z0-9_]{8}\.tmp|\.dataset_forge_probe_\d+\.tmp")
+
+
 def clean_stale_tmp(folder: str | os.PathLike) -> list[Path]:
     """Remove the ``.NAME.*.tmp`` files an atomic write left behind when its process was killed
     (call it only while holding the folder: the run lock). Returns what was removed."""
@@ -212,7 +216,7 @@ def clean_stale_tmp(folder: str | os.PathLike) -> list[Path]:
     except OSError:
         return removed
     for p in entries:
-        if p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file():
+        if _STALE_TMP.fullmatch(p.name) and p.is_file():
             try:
                 p.unlink()
                 removed.append(p)

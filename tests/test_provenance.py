@@ -147,11 +147,12 @@ def test_unvouched_leftovers_and_stale_temp_files_are_removed_at_the_start(tmp_p
     Image.new("RGB", (2, 2)).save(_png_at)
     (seq / "depths").mkdir()
     (seq / layout.gt_file("depth", 7)).write_bytes(b"torn")
-    (seq / ".transforms.json.abc123.tmp").write_text("{")
+    (seq / ".transforms.json.abc12_yz.tmp").write_text("{")
+    (seq / ".my own.tmp").write_text("not ours")
     assert _render(seq, blend, Settings(), frames=(1,)) == []
     assert sorted(p.name for p in (seq / "frames").iterdir()) == ["frame_000001.png"]
     assert not (seq / "previews").exists() and not (seq / "depths").exists()
-    assert not list(seq.glob(".*.tmp"))
+    assert [p.name for p in seq.glob(".*.tmp")] == [".my own.tmp"]
 
 
 def test_the_blend_hash_is_reused_while_size_and_mtime_are_unchanged(tmp_path):
