@@ -301,14 +301,16 @@ def prepare(seq_dir: str | os.PathLike, blend: str | os.PathLike, settings: Sett
             blender_version: str, scene: str, label: str = "") -> str | None:
     """The worker's call at the start of a sequence: build this run's record (reusing the
     folder's ``.blend`` hash when the file is unchanged) and :func:`begin_sequence` with
-    ``settings.on_change``. Returns the one-line notice of a re-render from scratch, or None."""
+    ``settings.on_change`` (``rerender`` when ``allow_skips`` is off). Returns the one-line
+    notice of a re-render from scratch, or None."""
     record = make_record(blend, settings, blender_version, scene,
                          recorded=read_record(seq_dir))
-    why = begin_sequence(seq_dir, record, settings.on_change)
+    # Without allow_skips every frame is rendered again anyway: nothing old is reused.
+    why = begin_sequence(seq_dir, record, settings.on_change if settings.allow_skips else "rerender")
     if not why:
         return None
     return (f"{label or os.path.basename(os.fspath(blend))}: re-rendering sequence "
-            f"{Path(seq_dir).name} from scratch (on_change=rerender), changed: {'; '.join(why)}")
+            f"{Path(seq_dir).name} from scratch, changed: {'; '.join(why)}")
 
 
 def settings_match(seq_dir: str | os.PathLike, settings: Settings | dict[str, Any]) -> bool:

@@ -224,3 +224,16 @@ def test_a_moved_scenes_folder_keeps_its_names_and_bindings_come_from_the_record
              zip(scene_names(find_blends(new_dir), new_dir), find_blends(new_dir))]
     bound = {i.blend: i.name for i in pv.bind_scene_names(infos, new_dir, ds)}
     assert bound == {str(new_dir / "a_b.blend"): "a_b", str(other): "a_b-2"}
+
+
+def test_prepare_without_allow_skips_starts_over_and_names_the_change(tmp_path):
+    blend = _blend(tmp_path, "a.blend")
+    seq = tmp_path / "seq"
+    _render(seq, blend, Settings(width=32))
+    assert pv.prepare(seq, blend, Settings(width=32), "5.0.1", "Scene", "a") is None
+    with pytest.raises(pv.ProvenanceError):
+        pv.prepare(seq, blend, Settings(width=40), "5.0.1", "Scene", "a")
+    note = pv.prepare(seq, blend, Settings(width=40, allow_skips=False), "5.0.1", "Scene", "a")
+    assert note == ("a: re-rendering sequence seq from scratch, changed: "
+                    "width 32 -> 40")
+    assert not (seq / "frames").exists() and pv.settings_match(seq, Settings(width=40))
