@@ -80,8 +80,12 @@ def test_each_changed_setting_is_refused_by_name_then_rerendered_from_scratch(sc
         assert s["exit_code"] == 1 and named in reason and "--on-change rerender" in reason
         assert "\n" not in reason and s["frames_rendered"] == 0
         assert _manifest_status(ds) == {"basic": "incomplete"}  # never "complete" over it
-        s = create_datasets(src, ds, **new, on_change="rerender")
+        events: list[dict] = []
+        s = create_datasets(src, ds, **new, on_change="rerender", on_event=events.append)
         assert s["exit_code"] == 0 and _rendered(s, "basic") == 2 and s["frames_skipped"] == 0
+        said = [e["message"] for e in events if e["event"] == "notice"]
+        assert len(said) == 1 and said[0].startswith(f"basic: re-rendering sequence {SEQ} from "
+                                                     f"scratch, changed: {named}")
         assert _manifest_status(ds) == {"basic": "complete"}
         assert sorted(Journal(seq).done_frames) == [1, 2]
         assert len((seq / layout.JOURNAL).read_text().splitlines()) == 2  # from scratch
