@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -216,11 +218,17 @@ class Settings:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     def check(self) -> None:
-        """Raise ``SettingsError`` for values outside their choices or bounds."""
+        """Raise ``SettingsError`` for values outside their choices or bounds, non-finite numbers,
+        a width without a height (or the reverse) and a frame size whose buffers would not fit in
+        this machine's memory."""
         problems = []
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             m = f.metadata
+            if isinstance(v, float) and not math.isfinite(v):
+                # NaN passes every comparison below: refuse it here, by name.
+                problems.append(f"{f.name}={v!r} is not a finite number (default {f.default!r})")
+                continue
             if m.get("choices") and v not in m["choices"]:
                 problems.append(f"{f.name}={v!r} is not one of {', '.join(map(str, m['choices']))}")
             if m.get("min") is not None and v < m["min"]:
@@ -235,8 +243,29 @@ class Settings:
             problems.append("JPEG frames are 8-bit: set bit_depth=8")
         if self.gpus and not all(p.strip().isdigit() for p in self.gpus.split(",")):
             problems.append(f"gpus={self.gpus!r} must be a comma-separated list of indices, e.g. 0,1")
+        if (self.width == 0) != (self.height == 0):
+            problems.append(f"width and height are both 0 (the file's own resolution) or both set, "
+                            f"not width={self.width} with height={self.height}")
+        elif self.width and self.height and not problems:
+            need, per_px = self.frame_buffer_bytes()
+            have = _memory_bytes()
+            if need > have:
+                problems.append(
+                    f"{self.width}x{self.height} needs about {need / 2**30:.0f} GiB of frame "
+                    f"buffers ({per_px} bytes per pixel for the RGB frame and the enabled passes), "
+                    f"more than this machine's {have / 2**30:.0f} GiB of memory; choose a smaller "
+                    "width and height")
         if problems:
             raise SettingsError("; ".join(problems))
+
+    def frame_buffer_bytes(self) -> tuple[int, int]:
+        """Estimated memory of one frame's buffers (bytes, bytes per pixel): Cycles' float RGBA
+        render and display buffers, the denoiser's albedo and normal, each enabled pass with its
+        compositor intermediates (float RGBA images)."""
+        per_px = 16 * 3 + (24 if self.use_denoising else 0)
+        per_px += sum({"depths": 4 + 2 * 16, "normals": 12 + 4 + 4 * 16, "flows": 16 + 3 * 16,
+                       "segmentations": 4 + 2 * 16}[k] for k in self.ground_truths)
+        return self.width * self.height * per_px, per_px
 
     @property
     def ground_truths(self) -> tuple[str, ...]:
@@ -246,6 +275,14 @@ class Settings:
     @property
     def gpu_list(self) -> list[int]:
         return [int(p) for p in self.gpus.split(",") if p.strip()]
+
+
+def _memory_bytes() -> int:
+    """This machine's physical memory in bytes (64 GiB where it cannot be read)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return 64 * 2**30
 
 
 class SettingsError(DatasetForgeError, ValueError):

@@ -141,3 +141,6 @@ FRAME_CAMERA_KEY = "camera"                  # transforms.json frames[i]: the fr
 CAMERAS_KEY = "cameras"                      # transforms.json top level: cameras in order of use
 FLOW_FORWARD_VALID = "flow_forward_valid"    # transforms.json frames[i], false across a cut
 FLOW_BACKWARD_VALID = "flow_backward_valid"
+
+# -- Provenance (what produced a sequence; see engine/provenance.py) ------------------------------
+PROVENANCE = "provenance.json"

@@ -73,22 +73,52 @@ def build_transforms(*, intrinsics: Intrinsics, channels: int, frames: list[dict
     return doc
 
 
+def _file_mode() -> int:
+    """The mode ``open()`` gives a new file under the current umask (0644 under the usual 022):
+    metadata gets the same permissions as the images beside it, not ``mkstemp``'s 0600."""
+    global _MODE
+    if _MODE is None:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        _MODE = 0o666 & ~mask
+    return _MODE
+
+
+_MODE: int | None = None
+
+
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Write JSON to a temporary file in the same folder, fsync, then rename over ``path``: a
-    reader sees the old file or the new one, never a torn one."""
+    """Write JSON to a temporary file in the same folder, fsync, then rename over ``path`` and
+    fsync the folder: a reader sees the old file or the new one, never a torn one. A write error
+    (disk full, quota, file-size limit, permission) raises :class:`dataset.verify.WriteError`
+    naming ``path`` and the cause; the temporary file is removed."""
+    from .verify import write_error
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            if hasattr(os, "fchmod"):
+                os.fchmod(fh.fileno(), _file_mode())
             json.dump(data, fh, indent=2)
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        tmp = None
+        if os.name == "posix":
+            dfd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+    except OSError as exc:
+        raise write_error(exc, path) from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass

@@ -16,6 +16,7 @@ import re
 import signal
 import subprocess
 import tempfile
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -80,47 +81,95 @@ def find_blends(scenes_dir: str | os.PathLike) -> list[Path]:
     return sorted(found, key=lambda p: [natural_key(part) for part in p.relative_to(root).parts])
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
-             *(f"lpt{i}" for i in range(1, 10))}
+# Characters no folder name may hold on Windows, macOS or Linux, plus control characters.
+_ILLEGAL = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f-\x9f]')
+_RESERVED = {"con", "prn", "aux", "nul", "conin$", "conout$",
+             *(f"{d}{i}" for d in ("com", "lpt") for i in (*range(1, 10), "\u00b9", "\u00b2",
+                                                          "\u00b3"))}
+# Bytes of one folder name: most file systems allow 255; leave room for suffixes like ``-12``.
+_MAX_BYTES = 200
 
 
 def safe_name(text: str, max_len: int = 80) -> str:
-    """A folder name that is valid on Linux, macOS and Windows: letters, digits, ``. _ -`` only,
-    no leading dot, no Windows device name, at most ``max_len`` characters."""
-    name = _UNSAFE.sub("_", text).strip("._ ") or "scene"
-    name = name[:max_len].rstrip("._ ") or "scene"
-    if name.split(".")[0].lower() in _RESERVED:
+    """A folder name valid on Linux, macOS and Windows that keeps the letters of every script:
+    Unicode NFC; only characters illegal somewhere (``< > : " / \\ | ? *``) and control
+    characters become ``_``; no leading dot or space, no trailing dot or space, no Windows device
+    name (``CON``, ``com1.x`` ...); at most ``max_len`` characters and 200 UTF-8 bytes."""
+    name = unicodedata.normalize("NFC", text)
+    name = _ILLEGAL.sub("_", name)
+    name = name.strip(" .")
+    name = name[:max_len]
+    while len(name.encode("utf-8")) > _MAX_BYTES:
+        name = name[:-1]
+    name = unicodedata.normalize("NFC", name).rstrip(" .")
+    if not name.strip(" ._"):
+        return "scene"
+    if name.split(".")[0].rstrip(" ").lower() in _RESERVED:
         name = "_" + name
     return name
 
 
-def scene_names(blends: list[Path], scenes_dir: str | os.PathLike) -> list[str]:
+def _fold(name: str) -> str:
+    """The form two folder names share when a case-insensitive file system (macOS, Windows)
+    would see one folder."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def _bound_to(ident: dict[str, Any], blend: Path) -> bool:
+    """Whether a recorded binding ``ident`` (``path`` and optionally ``size``, ``mtime_ns``) is
+    ``blend``: the same path, or, when the recorded path is gone, a moved file (same name, size
+    and modification time; the worker's content hash has the last word)."""
+    here = str(blend.resolve())
+    if ident.get("path") == here:
+        return True
+    old = ident.get("path") or ""
+    if not old or os.path.exists(old) or os.path.basename(old) != blend.name:
+        return False
+    try:
+        st = blend.stat()
+    except OSError:
+        return False
+    return ident.get("size") == st.st_size and ident.get("mtime_ns") == st.st_mtime_ns
+
+
+def scene_names(blends: list[Path], scenes_dir: str | os.PathLike,
+                bindings: dict[str, dict[str, Any]] | None = None) -> list[str]:
     """Unique folder names for ``blends`` (in the same order).
 
-    A file's name is its sanitised stem. When several files share a stem (case-insensitively:
-    macOS and Windows folders ignore case), each of them is named after its path instead
-    (``sub_scene``), so adding a duplicate never renames an unrelated scene; a remaining clash gets
-    ``-2``, ``-3`` ... in natural order.
+    ``bindings`` maps existing scene folder names to the ``.blend`` they hold (``path`` and, to
+    recognise a moved file, ``size`` and ``mtime_ns``; see ``engine.provenance.read_bindings``):
+    a file keeps its folder, and a folder bound to any other file (even one no longer present) is
+    never given to a new file. Other files are named after their stem (:func:`safe_name`). When
+    several share a stem (case-insensitively: macOS and Windows folders ignore case), each of them
+    is named after its path instead (``sub_scene``), so adding a duplicate never renames an
+    unrelated scene; a remaining clash gets ``-2``, ``-3`` ... in natural order.
     """
     root = Path(scenes_dir).expanduser().resolve()
+    bindings = bindings or {}
+    kept: dict[int, str] = {}
+    for i, p in enumerate(blends):
+        own = sorted((n for n, ident in bindings.items()
+                      if n not in kept.values() and _bound_to(ident, p)), key=natural_key)
+        if own:
+            natural = safe_name(p.stem)
+            kept[i] = natural if natural in own else own[0]
+    taken = {_fold(n) for n in bindings} | {_fold(n) for n in kept.values()}
     stems = [safe_name(p.stem) for p in blends]
     counts: dict[str, int] = {}
     for s in stems:
-        counts[s.lower()] = counts.get(s.lower(), 0) + 1
-    names = []
-    for p, s in zip(blends, stems):
-        if counts[s.lower()] > 1:
-            s = safe_name("_".join(_relative(p, root).with_suffix("").parts))
-        names.append(s)
-    taken: set[str] = set()
+        counts[_fold(s)] = counts.get(_fold(s), 0) + 1
     out = []
-    for s in names:
-        cand, i = s, 1
-        while cand.lower() in taken:
-            i += 1
-            cand = f"{s}-{i}"
-        taken.add(cand.lower())
+    for i, (p, s) in enumerate(zip(blends, stems)):
+        if i in kept:
+            out.append(kept[i])
+            continue
+        if counts[_fold(s)] > 1:
+            s = safe_name("_".join(_relative(p, root).with_suffix("").parts))
+        cand, k = s, 1
+        while _fold(cand) in taken:
+            k += 1
+            cand = f"{s}-{k}"
+        taken.add(_fold(cand))
         out.append(cand)
     return out
 

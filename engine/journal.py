@@ -3,28 +3,51 @@
 
 A frame counts as done only when a journal line for it exists **and** every file it lists still
 has the recorded size. The line is appended (and fsync'ed) only after all of the frame's files
-were written, so a worker killed mid-frame leaves either no line (frame re-rendered) or a torn
-last line (ignored). A truncated or deleted file fails the size check, so it is re-rendered too.
+were written, checked complete (``dataset.verify``) and flushed to the disk with their folders,
+so a worker killed mid-frame leaves either no line (frame re-rendered) or a torn last line
+(ignored). A truncated or deleted file fails the size check, so it is re-rendered too.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
+import threading
+from collections.abc import Callable
 from pathlib import Path
+
+from ..dataset.verify import check_written, sync_written, write_error
 
 JOURNAL_NAME = ".dataset_forge_journal.jsonl"
 
 
-class Journal:
-    """Append-only record of the completed frames of one sequence folder."""
+def _fsync_dir(folder: Path) -> None:
+    if os.name == "posix":
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
-    def __init__(self, seq_dir: str | os.PathLike):
+
+class Journal:
+    """Append-only record of the completed frames of one sequence folder.
+
+    With ``background``, :meth:`mark_done` checks the files at once (cheap) and leaves the slow
+    part (fsync of the files, their folders and the journal line) to one writer thread, in
+    order, so that it overlaps the next frame's render; :meth:`flush` waits for it and raises
+    its error, :meth:`close` waits without raising."""
+
+    def __init__(self, seq_dir: str | os.PathLike, *, background: bool = False):
         self.seq_dir = Path(seq_dir)
         self.path = self.seq_dir / JOURNAL_NAME
         self._done: dict[int, dict[str, int]] = {}
+        self._background = background
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
         self._load()
-
     def _load(self) -> None:
         try:
             text = self.path.read_text(encoding="utf-8")
@@ -53,22 +76,80 @@ class Journal:
                 return False
         return True
 
-    def mark_done(self, frame: int, files: list[str]) -> None:
-        """Record ``frame`` as complete with the current sizes of ``files`` (relative paths)."""
-        sizes = {}
-        for rel in files:
-            p = self.seq_dir / rel
-            size = p.stat().st_size  # raises if the renderer did not write it
-            if size == 0:
-                raise OSError(f"{p} is empty")
-            sizes[rel] = size
-        line = json.dumps({"frame": int(frame), "files": sizes}, sort_keys=True) + "\n"
-        self.seq_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
-        self._done[int(frame)] = sizes
+    def mark_done(self, frame: int, files: list[str],
+                  then: Callable[[], None] | None = None) -> None:
+        """Record ``frame`` as complete with the sizes of ``files`` (relative paths), after
+        checking that each one is a complete image and flushing files and folders to the disk
+        (:mod:`dataset.verify`); then call ``then`` (the frame is vouched for). Raises
+        :class:`dataset.verify.WriteError` (one line: path, cause, fix) when a file is missing or
+        incomplete or the journal cannot be written (in background mode: a failure of an earlier
+        frame's commit); the frame then stays not done."""
+        self._raise_pending()
+        paths = [self.seq_dir / rel for rel in files]
+        checked = check_written(paths)
+        sizes = {rel: checked[os.fspath(p)] for rel, p in zip(files, paths)}
+        if not self._background:
+            self._commit(int(frame), sizes, paths, then)
+            return
+        if self._thread is None:
+            self._queue = queue.Queue(maxsize=2)  # a slow disk holds the render back
+            self._thread = threading.Thread(target=self._run, daemon=True,
+                                            name="dataset_forge_journal")
+            self._thread.start()
+        self._queue.put((int(frame), sizes, paths, then))
+
+    def _commit(self, frame: int, sizes: dict[str, int], paths: list[Path],
+                then: Callable[[], None] | None) -> None:
+        sync_written(paths)
+        line = json.dumps({"frame": frame, "files": sizes}, sort_keys=True) + "\n"
+        try:
+            self.seq_dir.mkdir(parents=True, exist_ok=True)
+            new = not self.path.exists()
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if new:
+                _fsync_dir(self.seq_dir)
+        except OSError as exc:
+            raise write_error(exc, self.path) from None
+        self._done[frame] = sizes
+        if then is not None:
+            then()
+
+    def _run(self) -> None:
+        assert self._queue is not None
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                if self._error is None:  # after a failure nothing more is vouched for
+                    self._commit(*item)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller by flush()
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            exc, self._error = self._error, None
+            raise exc
+
+    def flush(self) -> None:
+        """Wait until every frame passed to :meth:`mark_done` is committed; raise the first
+        error of the background writer."""
+        if self._queue is not None:
+            self._queue.join()
+        self._raise_pending()
+
+    def close(self) -> None:
+        """Wait for the background writer and stop it (errors are left to :meth:`flush`)."""
+        if self._thread is not None and self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+            self._queue = None
 
     @property
     def done_frames(self) -> set[int]:

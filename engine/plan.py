@@ -27,6 +27,7 @@ from ..version import __version__
 from .discovery import SceneInfo, discover
 from .journal import JOURNAL_NAME, Journal
 from .protocol import PlanDoc, PlanJob, PlanScene, Summary
+from .provenance import bind_scene_names, settings_match
 
 PLAN_VERSION = 1
 PLAN_NAME = "plan.json"
@@ -54,6 +55,7 @@ def build_plan(scenes_dir: str | os.PathLike, datasets_dir: str | os.PathLike,
     """
     datasets = Path(datasets_dir).expanduser().resolve()
     infos = scenes if scenes is not None else discover(scenes_dir, settings)
+    infos = bind_scene_names(infos, scenes_dir, datasets)  # a scene folder stays with its .blend
     m = settings.keyframe_multiplier
     plan_scenes: list[PlanScene] = []
     jobs: list[PlanJob] = []
@@ -84,13 +86,17 @@ def build_plan(scenes_dir: str | os.PathLike, datasets_dir: str | os.PathLike,
             "settings": settings.to_dict(), "scenes": plan_scenes, "jobs": jobs}
 
 
-def sequence_state(out_dir: str | os.PathLike, frame_start: int, frame_end: int) -> dict[str, Any]:
+def sequence_state(out_dir: str | os.PathLike, frame_start: int, frame_end: int,
+                   settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """What is on disk for one sequence: frames whose journal entry and files are intact, and
-    whether ``transforms.json`` exists."""
+    whether ``transforms.json`` exists. With ``settings``, frames recorded with other settings
+    (``provenance.json``) count as not complete."""
     out = Path(out_dir)
     journal = Journal(out)
     complete = sum(1 for f in range(frame_start, frame_end + 1)
                    if f in journal.done_frames and journal.is_done(f))
+    if settings is not None and complete and not settings_match(out, settings):
+        complete = 0
     n = frame_end - frame_start + 1
     has_transforms = (out / "transforms.json").is_file()
     return {"frames": n, "frames_complete": complete, "transforms": has_transforms,
@@ -111,7 +117,7 @@ def write_manifest(plan: PlanDoc, summary: Summary | None = None) -> Path:
         job = jobs.get(sc["name"])
         seqs = []
         for q in (job or {}).get("sequences", []):
-            st = sequence_state(q["out_dir"], q["frame_start"], q["frame_end"])
+            st = sequence_state(q["out_dir"], q["frame_start"], q["frame_end"], plan["settings"])
             seqs.append({"id": q["id"], "path": Path(q["out_dir"]).relative_to(datasets).as_posix(),
                          "frame_start": q["frame_start"], "frame_end": q["frame_end"],
                          "num_frames": st["frames"], "frames_complete": st["frames_complete"],

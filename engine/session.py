@@ -28,6 +28,7 @@ from ..settings import Settings
 from .ledger import Job
 from .plan import PLAN_NAME, PlanError, write_manifest
 from .protocol import Event, PlanDoc, SequenceSpec, Summary
+from .provenance import clean_stale_tmp
 from .runner import Runner
 
 __all__ = ["Interrupted", "RunLock", "RunSession", "ensure_writable", "interrupt_on_signals"]
@@ -193,6 +194,7 @@ class RunSession:
         out = ensure_writable(self.output_dir)
         self._lock = RunLock(out).acquire()
         try:
+            clean_stale_tmp(out)  # a killed run's half-written manifest or plan
             if self.plan is not None:
                 write_json_atomic(out / PLAN_NAME, self.plan)
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

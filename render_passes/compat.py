@@ -167,3 +167,30 @@ def file_output_input(fo, name: str, socket_type: str):
     slot.path = name
     slot.save_as_render = False
     return fo.inputs[-1]
+
+
+# -- Containment of a scene's own File Output nodes (render_passes/containment.py) ----------------
+def compositor_trees(scene) -> list:
+    """Every compositor node tree that can run when ``scene`` renders: its own tree and every
+    compositor node group of the file (groups may be nested in it)."""
+    trees = []
+    own = scene.compositing_node_group if IS5 else scene.node_tree
+    if own is not None:
+        trees.append(own)
+    for group in bpy.data.node_groups:
+        if group.bl_idname == "CompositorNodeTree" and group not in trees:
+            trees.append(group)
+    return trees
+
+
+def file_output_paths(node) -> list[str]:
+    """Where a File Output node writes: its folder joined with each input's file name (5.0:
+    ``directory`` + ``file_name`` + items; 4.x: ``base_path`` + slot paths), as Blender stores
+    them (``//`` means the .blend's folder)."""
+    if FILE_OUTPUT_ITEMS:
+        base = node.directory + (node.file_name or "")
+        items = [item.name for item in node.file_output_items]
+    else:
+        base = node.base_path
+        items = [slot.path for slot in node.file_slots]
+    return [base + ("" if base.endswith(("/", "\\")) or not base else "/") + i for i in items] or [base]

@@ -21,19 +21,24 @@ import os
 import sys
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import bpy
 
 from ..dataset import camera as cam_model
+from ..dataset import layout
 from ..dataset.transforms import build_transforms, write_json_atomic
+from ..dataset.verify import WriteError, render_save_error
+from ..engine import provenance
 from ..engine.events import Emit, stdout_emitter
 from ..engine.journal import Journal
+from ..errors import DatasetForgeError
 from ..sampling import sequence_id
 from ..settings import Settings, SettingsError
 from ..version import __version__
-from . import compat, devices, scene_setup
+from . import compat, containment, devices, scene_setup
 from .passes import PassRig
 
 EXTENSIONS = {"PNG": "png", "OPEN_EXR": "exr", "JPEG": "jpg"}
@@ -96,8 +101,12 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
         seq["id"] = sequence_id(settings.keyframe_multiplier, a, b - a + 1)
     if b < a:
         raise scene_setup.SceneError(f"{scene_name}: empty frame range {a}..{b}")
+    notice = provenance.prepare(out, job["blend"], settings, _blender_version(), scene.name,
+                                scene_name)
+    if notice:
+        emit({"event": "notice", "scene": scene_name, "job": seq["id"], "message": notice})
     (out / "frames").mkdir(parents=True, exist_ok=True)
-    journal = Journal(out)
+    journal = Journal(out, background=True)
     ext = EXTENSIONS[settings.file_format]
     rig = PassRig(scene, settings, out)
     frames_meta: list[dict[str, Any]] = []
@@ -142,17 +151,25 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
             # write_still does not expand '#': name the file of this frame explicitly.
             scene.render.filepath = str(out / "frames" / f"frame_{f:06d}")
             t0 = time.perf_counter()
-            bpy.ops.render.render(write_still=True)
+            try:
+                bpy.ops.render.render(write_still=True)
+            except RuntimeError as exc:  # "cannot save": a write error, said in one line
+                raise (render_save_error(str(exc)) or exc) from None
             dt = time.perf_counter() - t0
             rig.finish_frame(f, rendered=True)
-            journal.mark_done(f, [rgb, *gt_files.values()])
+            # Verified now; fsync'ed and journaled by the journal's thread during the next
+            # render, and only then reported done.
+            journal.mark_done(f, [rgb, *gt_files.values(), *(
+                layout.preview_file(k, f) for k in rig.kinds if settings.debug)], then=partial(
+                emit, {"event": "frame_done", "job": seq["id"], "scene": scene_name, "frame": f,
+                       "seconds": round(dt, 4), "rss_mib": _rss_mib()}))
             if budget[0] is not None:
                 budget[0] -= 1
-            emit({"event": "frame_done", "job": seq["id"], "scene": scene_name, "frame": f,
-                  "seconds": round(dt, 4), "rss_mib": _rss_mib()})
+        journal.flush()
         object_stats = rig.finish_sequence()
         cameras = mark_camera_cuts(scene, frames_meta, a, b, flows=settings.flows)
     finally:
+        journal.close()
         rig.teardown()
     fps = scene_setup.frame_rate(scene)
     transforms = build_transforms(
@@ -219,6 +236,7 @@ def run_job(job: dict[str, Any], emit: Emit) -> int:
           "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")})
     budget = [int(job.get("frame_budget") or 0) or None]
     rc = 0
+    containment.mute_scene_outputs(scene, settings.allow_scene_outputs, emit, scene_name)
     for seq in job["sequences"]:
         try:
             render_sequence(scene, seq, job, settings, emit, budget, choice.reason)
@@ -229,6 +247,8 @@ def run_job(job: dict[str, Any], emit: Emit) -> int:
             emit({"event": "error", "scene": scene_name, "job": seq["id"],
                   "message": _message(exc), "permanent": _permanent(exc)})
             rc = 1
+            if isinstance(exc, WriteError):
+                return rc  # the next sequences would hit the same disk, quota or limit
     return rc
 
 
@@ -255,11 +275,12 @@ def _heartbeat(emit: Emit, scene_name: str, timeout: float) -> None:
 
 def _permanent(exc: BaseException) -> bool:
     """Errors of the input that a retry cannot fix."""
-    return isinstance(exc, (scene_setup.SceneError, cam_model.CameraModelError, SettingsError))
+    return (isinstance(exc, (scene_setup.SceneError, cam_model.CameraModelError, SettingsError))
+            or getattr(exc, "permanent", False))
 
 
 def _message(exc: BaseException) -> str:
-    if isinstance(exc, (scene_setup.SceneError, cam_model.CameraModelError)):
+    if isinstance(exc, DatasetForgeError):
         return str(exc)
     if isinstance(exc, OSError) and exc.filename:
         return (f"cannot write {exc.filename}: {exc.strerror}; choose a writable output folder "
@@ -271,8 +292,12 @@ def _message(exc: BaseException) -> str:
 def _clean_exit(rc: int) -> None:
     """Exit without running Blender's own teardown: with a handler or timer still registered the
     4.5 module hangs at exit and 4.2 segfaults (BLENDER_FACTS §7)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    containment.leave()  # unmute the scene's File Output nodes, remove Blender's temp folder
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
     os._exit(rc)
 
 

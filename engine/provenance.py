@@ -1,0 +1,324 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What produced a sequence folder, and whether a resume may reuse its frames. Pure Python.
+
+Every sequence folder holds ``provenance.json`` (:data:`dataset.layout.PROVENANCE`): the ``.blend``
+(path, size, mtime and a SHA-256 of its content), the Blender version, the scene rendered and the
+settings that change pixels or their meaning (:func:`fingerprint_settings`). At the start of a
+sequence the worker calls :func:`begin_sequence` with the record of the current run:
+
+* nothing journaled in the folder: the record is written, stale files are removed, render;
+* the record matches: resume (the journal decides frame by frame);
+* the folder belongs to another ``.blend`` (other path and other content): always refused, whatever
+  ``on_change`` says, so that a name collision can never hand one file's frames to another;
+* otherwise (settings, file content or Blender changed, or no record): ``on_change`` decides:
+  ``refuse`` raises :class:`ProvenanceError` naming what changed and the fix; ``rerender`` removes
+  the sequence's files and renders it again from scratch (the caller says so).
+
+The ``.blend`` hash is computed at most once per process and file, and not at all when the file's
+size and mtime still equal the recorded ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from dataclasses import fields, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..dataset import layout
+from ..dataset.transforms import write_json_atomic
+from ..errors import DatasetForgeError
+from ..settings import Settings
+from ..version import __version__
+from .discovery import SceneInfo, scene_names
+from .journal import Journal
+
+FORMAT = 1
+
+# Settings that never change a pixel or its meaning: how the run is driven, where it runs, and
+# which sequences are sampled (a sequence folder's name already encodes its frame range).
+# Every other field, including one added later, is part of the fingerprint.
+NOT_FINGERPRINTED = frozenset({
+    "sequences_per_scene", "num_frames", "strategy", "seed", "min_gap",
+    "scene",  # the scene actually rendered is recorded instead (``""`` may name the same one)
+    "device_type", "threads", "use_persistent_data", "jobs", "allow_skips", "on_change",
+    "allow_scene_outputs", "executable", "timeout", "retries", "recycle_frames", "gpus",
+})
+
+# What a reset removes: the files the layout defines for a sequence (user files stay).
+_DATA_FOLDERS = (layout.RGB_FOLDER, *(k.folder for k in layout.KINDS.values()), layout.PREVIEWS)
+_META_FILES = (layout.TRANSFORMS, layout.INFO, layout.OBJECTS_FILE, layout.IDS_FILE)
+
+
+class ProvenanceError(DatasetForgeError, RuntimeError):
+    """A sequence folder holds frames that this run must not reuse; one line with the fix."""
+
+    permanent = True  # a retry cannot change the answer
+
+
+def fingerprint_settings(settings: Settings | dict[str, Any]) -> dict[str, Any]:
+    """The settings that change pixels or meaning (a JSON-able dict, sorted keys)."""
+    d = settings.to_dict() if isinstance(settings, Settings) else dict(settings)
+    return {k: d[k] for k in sorted(d) if k not in NOT_FINGERPRINTED}
+
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's content."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def blend_identity(path: str | os.PathLike, recorded: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``{"path", "size", "mtime_ns", "sha256"}`` of a ``.blend``. The hash of ``recorded`` is
+    reused when path, size and mtime are unchanged; otherwise it is computed (once per process)."""
+    p = os.path.abspath(os.fspath(path))
+    st = os.stat(p)
+    key = (p, st.st_size, st.st_mtime_ns)
+    if (recorded and recorded.get("path") == p and recorded.get("size") == st.st_size
+            and recorded.get("mtime_ns") == st.st_mtime_ns and recorded.get("sha256")):
+        _HASHES.setdefault(key, recorded["sha256"])
+    if key not in _HASHES:
+        _HASHES[key] = file_sha256(p)
+    return {"path": p, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _HASHES[key]}
+
+
+def make_record(blend: str | os.PathLike, settings: Settings, blender_version: str, scene: str, *,
+                recorded: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The provenance record of a sequence rendered now (``recorded``: the folder's current
+    record, whose ``.blend`` hash is reused when the file did not change)."""
+    ident = blend_identity(blend, (recorded or {}).get("blend"))
+    fp = fingerprint_settings(settings)
+    digest = hashlib.sha256(json.dumps(
+        {"blend": ident["sha256"], "blender": _major_minor(blender_version), "scene": scene,
+         "settings": fp}, sort_keys=True).encode()).hexdigest()
+    return {"format": FORMAT, "blend": ident, "blender_version": blender_version, "scene": scene,
+            "settings": fp, "fingerprint": digest, "dataset_forge_version": __version__,
+            "created": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def read_record(seq_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The folder's provenance record, or None (missing or unreadable)."""
+    try:
+        rec = json.loads((Path(seq_dir) / layout.PROVENANCE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) and isinstance(rec.get("blend"), dict) else None
+
+
+def _major_minor(version: str) -> str:
+    return ".".join(str(version).split(" ")[0].split(".")[:2])
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
+
+
+def foreign(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """True when ``old`` was made from another ``.blend``: other path **and** other content (a
+    moved file keeps its frames; an edited file at the same path is a change, not a stranger)."""
+    ob, nb = old.get("blend", {}), new.get("blend", {})
+    return ob.get("path") != nb.get("path") and ob.get("sha256") != nb.get("sha256")
+
+
+def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between two records, one short phrase each (empty: the frames are reusable).
+    A setting missing from ``old`` (recorded before the setting existed) matches its default."""
+    out: list[str] = []
+    ob, nb = old.get("blend", {}), new.get("blend", {})
+    if ob.get("sha256") != nb.get("sha256"):
+        out.append(f"the content of {os.path.basename(nb.get('path', '?'))} (the .blend was "
+                   "modified since these frames were rendered)")
+    if _major_minor(old.get("blender_version", "?")) != _major_minor(new.get("blender_version", "")):
+        out.append(f"Blender {old.get('blender_version')} -> {new.get('blender_version')}")
+    if old.get("scene") != new.get("scene"):
+        out.append(f"scene {old.get('scene')!r} -> {new.get('scene')!r}")
+    defaults = {f.name: f.default for f in fields(Settings)}
+    os_, ns = old.get("settings", {}), new.get("settings", {})
+    for k in sorted(set(os_) | set(ns)):
+        a = os_[k] if k in os_ else defaults.get(k)
+        b = ns[k] if k in ns else defaults.get(k)
+        if not _same(a, b):
+            out.append(f"{k} {a!r} -> {b!r}")
+    return out
+
+
+def _has_frames(seq_dir: Path) -> bool:
+    return bool(Journal(seq_dir).done_frames)
+
+
+def _ours(folder: str, name: str) -> bool:
+    """Whether ``name`` in ``folder`` (relative to the sequence) is a file the layout defines."""
+    stems = {layout.RGB_FOLDER: layout.RGB_STEM,
+             **{k.folder: k.stem for k in layout.KINDS.values()}}
+    parts = folder.split("/")
+    if parts[0] == layout.PREVIEWS and len(parts) == 2:
+        stem = parts[1]
+    elif folder in stems:
+        stem = stems[folder]
+    else:
+        return False
+    return re.fullmatch(rf"{re.escape(stem)}_-?\d+\.(png|exr|jpg)", name) is not None
+
+
+def reset_sequence(seq_dir: str | os.PathLike) -> None:
+    """Remove the files of a sequence folder that the layout defines (frames, ground truth,
+    previews, metadata, journal, provenance) and the folders left empty; any other file stays
+    (``render-animation`` may write into a folder that holds other things). The journal goes
+    first, so a kill in between leaves nothing vouched for."""
+    root = Path(seq_dir)
+    for name in (layout.JOURNAL, layout.PROVENANCE, *_META_FILES):
+        try:
+            (root / name).unlink()
+        except FileNotFoundError:
+            pass
+    folders = [f for f in _DATA_FOLDERS if f != layout.PREVIEWS]
+    try:
+        folders += [f"{layout.PREVIEWS}/{p.name}" for p in (root / layout.PREVIEWS).iterdir()
+                    if p.is_dir() and not p.is_symlink()]
+    except OSError:
+        pass
+    for folder in [*folders, layout.PREVIEWS]:
+        d = root / folder
+        if d.is_symlink() or not d.is_dir():
+            continue
+        for p in d.iterdir():
+            if _ours(folder, p.name) and (p.is_file() or p.is_symlink()):
+                p.unlink()
+        try:
+            d.rmdir()
+        except OSError:
+            pass  # not empty: something of the user's
+
+
+# ``write_json_atomic``'s temp files (mkstemp: 8 random characters) and ``verify.cause``'s probe.
+_STALE_TMP = re.compile(r"\.[^/\\]+\.[a-z0-9_]{8}\.tmp|\.dataset_forge_probe_\d+\.tmp")
+
+
+def clean_stale_tmp(folder: str | os.PathLike) -> list[Path]:
+    """Remove the ``.NAME.*.tmp`` files an atomic write left behind when its process was killed
+    (call it only while holding the folder: the run lock). Returns what was removed."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        if _STALE_TMP.fullmatch(p.name) and p.is_file():
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed
+
+
+def begin_sequence(seq_dir: str | os.PathLike, record: dict[str, Any],
+                   on_change: str) -> list[str]:
+    """Decide what a sequence folder's frames are worth to this run (see the module docstring)
+    and leave the folder ready: the current record written, stale temp files removed.
+
+    Returns the changes that made it re-render from scratch (empty: fresh folder or resume).
+    Raises :class:`ProvenanceError` when the frames belong to another file, or when something
+    changed and ``on_change`` is ``refuse``."""
+    root = Path(seq_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    clean_stale_tmp(root)
+    old = read_record(root)
+    why: list[str] = []
+    if old is not None and foreign(old, record):
+        raise ProvenanceError(
+            f"{root} holds frames of {old['blend'].get('path')}, not of {record['blend']['path']}; "
+            "refusing to mix two files' frames: use another datasets folder, or delete that "
+            "folder to render this file into it")
+    if old is None:
+        if _has_frames(root):
+            why = ["no provenance record (rendered by an older Dataset Forge or another tool)"]
+    else:
+        why = changes(old, record)
+        if why and not _has_frames(root):
+            why = []  # nothing was vouched for: nothing to reuse or to refuse
+    if why:
+        if on_change != "rerender":
+            raise ProvenanceError(
+                f"{root} was rendered with other settings ({'; '.join(why)}); rerun with "
+                "--on-change rerender (on_change='rerender') to render it again, or use another "
+                "datasets folder")
+    if why or old is None or not _has_frames(root):
+        # Fresh or re-rendered: nothing in the folder is vouched for, so no stale file of an
+        # earlier format (PNG after JPEG ...) may stay next to the new ones.
+        reset_sequence(root)
+    write_json_atomic(root / layout.PROVENANCE, record)
+    return why
+
+
+def read_bindings(datasets_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """``{scene folder name: .blend identity}`` of every scene folder under ``DATASETS/renders``
+    whose sequences carry a provenance record (the first record found per folder)."""
+    out: dict[str, dict[str, Any]] = {}
+    renders = Path(datasets_dir) / "renders"
+    try:
+        scenes = sorted(p for p in renders.iterdir() if p.is_dir())
+    except OSError:
+        return out
+    for scene in scenes:
+        try:
+            seqs = sorted(p for p in scene.iterdir() if p.is_dir())
+        except OSError:
+            continue
+        for seq in seqs:
+            rec = read_record(seq)
+            if rec is not None and rec["blend"].get("path"):
+                out[scene.name] = dict(rec["blend"])
+                break
+    return out
+
+
+def bind_scene_names(infos: list[SceneInfo], scenes_dir: str | os.PathLike,
+                     datasets_dir: str | os.PathLike) -> list[SceneInfo]:
+    """``infos`` renamed so that every scene folder already in ``datasets_dir`` stays with the
+    ``.blend`` that made it (see :func:`discovery.scene_names`)."""
+    bindings = read_bindings(datasets_dir)
+    if not bindings:
+        return infos
+    names = scene_names([Path(i.blend) for i in infos], scenes_dir, bindings)
+    return [replace(i, name=n) for i, n in zip(infos, names)]
+
+
+def prepare(seq_dir: str | os.PathLike, blend: str | os.PathLike, settings: Settings,
+            blender_version: str, scene: str, label: str = "") -> str | None:
+    """The worker's call at the start of a sequence: build this run's record (reusing the
+    folder's ``.blend`` hash when the file is unchanged) and :func:`begin_sequence` with
+    ``settings.on_change`` (``rerender`` when ``allow_skips`` is off). Returns the one-line
+    notice of a re-render from scratch, or None."""
+    record = make_record(blend, settings, blender_version, scene,
+                         recorded=read_record(seq_dir))
+    # Without allow_skips every frame is rendered again anyway: nothing old is reused.
+    why = begin_sequence(seq_dir, record, settings.on_change if settings.allow_skips else "rerender")
+    if not why:
+        return None
+    return (f"{label or os.path.basename(os.fspath(blend))}: re-rendering sequence "
+            f"{Path(seq_dir).name} from scratch, changed: {'; '.join(why)}")
+
+
+def settings_match(seq_dir: str | os.PathLike, settings: Settings | dict[str, Any]) -> bool:
+    """Whether the folder's recorded settings equal ``settings`` (the ``.blend`` and Blender are
+    not checked: that needs the worker). False without a record."""
+    old = read_record(seq_dir)
+    if old is None:
+        return False
+    new = {"blend": old.get("blend"), "blender_version": old.get("blender_version"),
+           "scene": old.get("scene"), "settings": fingerprint_settings(settings)}
+    return not changes(old, new)
