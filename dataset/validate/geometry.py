@@ -1,0 +1,218 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Geometry of the checks: back-projection, rigid flow per thing, normals and an intrinsics fit
+from depth, grouped percentiles. Pure numpy; every image is ``(H, W)`` row 0 at the top, points
+and normals in the **OpenCV camera frame** (x right, y down, z forward) unless said otherwise."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..layout import pixel_rays
+
+PATCH_DEG = 3.0  # neighbouring normals further apart than this mark a crease (intrinsics fit)
+FLIP = np.diag([1.0, -1.0, -1.0, 1.0])  # Blender camera axes <-> OpenCV camera axes
+
+
+def backproject(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` float64 points from planar ``depth`` ``(H, W)`` through ``K``."""
+    x, y = pixel_rays(K, depth.shape)
+    d = depth.astype(np.float64)
+    return np.stack([x * d, y * d, d], axis=-1)
+
+
+def relative_transform(pose_a: np.ndarray, pose_b: np.ndarray, obj_a: np.ndarray | None = None,
+                       obj_b: np.ndarray | None = None) -> np.ndarray:
+    """``(4, 4)`` map of a point seen in camera a (OpenCV axes) to where camera b sees it, for
+    camera-to-world ``pose_a``/``pose_b`` (Blender axes, as ``transform_matrix``) and, for a thing
+    that moves, its object-to-world at a and b (None: a static thing)."""
+    ca, cb = pose_a @ FLIP, pose_b @ FLIP
+    motion = np.eye(4) if obj_a is None else obj_b @ np.linalg.inv(obj_a)
+    return np.linalg.inv(cb) @ motion @ ca
+
+
+def rigid_flow(depth: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, idx: np.ndarray, lab: np.ndarray,
+               transforms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted flow of pixels ``idx`` (flat indices into ``depth`` of frame a) whose thing has
+    the transform ``transforms[lab]`` (``(L, 4, 4)`` from :func:`relative_transform`): ``(M, 2)``
+    float64 pixels, and ``(M,)`` True where the point is in front of camera b."""
+    h, w = depth.shape
+    x, y = pixel_rays(K_a, depth.shape)
+    r, c = np.divmod(idx, w)
+    d = depth.reshape(-1)[idx].astype(np.float64)
+    X = (x[0, c] * d, y[r, 0] * d, d)
+    T = transforms[lab]
+    Y = [T[:, k, 0] * X[0] + T[:, k, 1] * X[1] + T[:, k, 2] * X[2] + T[:, k, 3] for k in range(3)]
+    front = Y[2] > 1e-9
+    z = np.where(front, Y[2], 1.0)
+    u_b = K_b[0, 0] * Y[0] / z + K_b[0, 2]
+    v_b = K_b[1, 1] * Y[1] / z + K_b[1, 2]
+    return np.stack([u_b - (c + 0.5), v_b - (r + 0.5)], axis=-1), front
+
+
+def interior(depth: np.ndarray | None, labels: np.ndarray | None, depth_jump: float = 0.05) -> np.ndarray:
+    """``(H, W)`` mask of covered pixels away from silhouettes: depth > 0 and the 4 neighbours on
+    the same thing (same label; without labels: covered, no relative depth step over
+    ``depth_jump``). Image-border pixels count their missing neighbours as equal."""
+    ref = labels if labels is not None else depth
+    out = np.ones(ref.shape, bool) if depth is None else depth > 0
+    pad = np.pad(ref, 1, mode="edge")
+    centre = pad[1:-1, 1:-1]
+    for nb in (pad[:-2, 1:-1], pad[2:, 1:-1], pad[1:-1, :-2], pad[1:-1, 2:]):
+        if labels is not None:
+            out &= nb == centre
+        else:
+            out &= (nb > 0) & (np.abs(nb - centre) <= depth_jump * centre)
+    return out
+
+
+def _chords(depth: np.ndarray, labels: np.ndarray | None, depth_jump: float):
+    """Central-difference chords of the back-projected surface (``(h-2, w-2)`` interior grid) and
+    the mask where both chords stay on one smooth surface of one thing."""
+    c = depth[1:-1, 1:-1]
+    nb = [depth[1:-1, 2:], depth[1:-1, :-2], depth[2:, 1:-1], depth[:-2, 1:-1]]
+    good = c > 0
+    for d in nb:
+        good &= (d > 0) & (np.abs(d - c) <= depth_jump * c)
+    if labels is not None:
+        ci = labels[1:-1, 1:-1]
+        for i in (labels[1:-1, 2:], labels[1:-1, :-2], labels[2:, 1:-1], labels[:-2, 1:-1]):
+            good &= i == ci
+    return nb, good
+
+
+def depth_normals(depth: np.ndarray, K: np.ndarray, labels: np.ndarray | None = None,
+                  depth_jump: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Normals ``(H, W, 3)`` (facing the camera) of the surface back-projected from planar
+    ``depth``, and the mask where they are defined (the 4 neighbours covered, on the same thing,
+    without a depth jump)."""
+    n = np.zeros(depth.shape + (3,))
+    ok = np.zeros(depth.shape, bool)
+    if min(depth.shape) < 3:
+        return n, ok
+    P = backproject(depth, K)
+    _, good = _chords(depth, labels, depth_jump)
+    dx = P[1:-1, 2:] - P[1:-1, :-2]
+    dy = P[2:, 1:-1] - P[:-2, 1:-1]
+    cr = np.cross(dy, dx)
+    norm = np.linalg.norm(cr, axis=-1)
+    good &= norm > 0
+    cr /= np.where(norm > 0, norm, 1.0)[..., None]
+    cr[np.sum(cr * P[1:-1, 1:-1], axis=-1) > 0] *= -1
+    n[1:-1, 1:-1] = cr
+    ok[1:-1, 1:-1] = good
+    return n, ok
+
+
+def normals_to_opencv_camera(normals: np.ndarray, frame: str, pose: np.ndarray) -> np.ndarray:
+    """Stored normals (``camera``: Blender camera axes; ``world``) to the OpenCV camera frame."""
+    n = normals.astype(np.float64)
+    if frame == "world":
+        n = n @ pose[:3, :3]  # R^T n for row vectors
+    return n * np.array([1.0, -1.0, -1.0])
+
+
+def intrinsics_rows(depth: np.ndarray, normals_cv: np.ndarray, K: np.ndarray, mask: np.ndarray,
+                    labels: np.ndarray | None = None, depth_jump: float = 0.05
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Linear equations for ``theta = (1/fx, cx/fx, 1/fy, cy/fy)`` from one frame: the chords
+    ``P(u+1) - P(u-1)`` and ``P(v+1) - P(v-1)`` of the surface back-projected from depth are
+    perpendicular to the stored normal; ``P = d * ((u - cx)/fx, (v - cy)/fy, 1)`` makes that
+    linear in ``theta`` and exact for planar surfaces, so no camera motion is needed.
+    Returns ``A`` ``(m, 4)`` and ``b`` ``(m,)`` (``A @ theta = b``), each row divided by the
+    chord length under ``K`` (residuals read as the sine of the normal-to-chord angle)."""
+    h, w = depth.shape
+    if min(h, w) < 3:
+        return np.zeros((0, 4)), np.zeros(0)
+    (dr, dl, dd, du), good = _chords(depth.astype(np.float64), labels, depth_jump)
+    good &= mask[1:-1, 1:-1]
+    n = normals_cv[1:-1, 1:-1]
+    # one smooth patch: the neighbours' normals within PATCH_DEG of the centre's (no crease)
+    cos_lim = np.cos(np.radians(PATCH_DEG))
+    for nb in (normals_cv[1:-1, 2:], normals_cv[1:-1, :-2], normals_cv[2:, 1:-1], normals_cv[:-2, 1:-1]):
+        good &= np.sum(nb * n, axis=-1) >= cos_lim
+    rows, cols = np.nonzero(good)
+    n = n[rows, cols]
+    u = cols + 1.5  # pixel centre of the middle pixel (interior grid starts at column 1)
+    v = rows + 1.5
+    A_list, b_list = [], []
+    for (dp, dm, axis) in ((dr[rows, cols], dl[rows, cols], 0), (dd[rows, cols], du[rows, cols], 1)):
+        # P+ - P- with u+-1 (axis 0) or v+-1 (axis 1)
+        up = u + (1 if axis == 0 else 0)
+        um = u - (1 if axis == 0 else 0)
+        vp = v + (1 if axis == 1 else 0)
+        vm = v - (1 if axis == 1 else 0)
+        a_x = dp * up - dm * um     # coefficient of 1/fx in chord_x
+        a_cx = -(dp - dm)           # coefficient of cx/fx
+        a_y = dp * vp - dm * vm
+        a_cy = -(dp - dm)
+        A = np.stack([n[:, 0] * a_x, n[:, 0] * a_cx, n[:, 1] * a_y, n[:, 1] * a_cy], axis=-1)
+        b = -n[:, 2] * (dp - dm)
+        chord = np.stack([(a_x + a_cx * K[0, 2]) / K[0, 0], (a_y + a_cy * K[1, 2]) / K[1, 1], dp - dm], -1)
+        length = np.linalg.norm(chord, axis=-1)
+        keep = length > 0
+        A_list.append(A[keep] / length[keep, None])
+        b_list.append(b[keep] / length[keep])
+    return np.concatenate(A_list), np.concatenate(b_list)
+
+
+def fit_intrinsics(A: np.ndarray, b: np.ndarray, K: np.ndarray, noise_floor: float = 1e-6
+                   ) -> dict[str, np.ndarray] | None:
+    """Least-squares ``(fx, fy, cx, cy)`` from :func:`intrinsics_rows` (one trimmed refit drops
+    rows off by more than 3x the robust spread) and their standard errors from the residuals (at
+    least ``noise_floor``), counting neighbouring rows as correlated (an effective sample 1/9 of
+    the rows). An axis the rows do not constrain (``(fx, cx)`` when no surface is slanted in x, say)
+    is held at ``K``'s values with an infinite standard error. None when nothing can be fitted."""
+    if len(b) < 8:
+        return None
+    theta0 = np.array([1 / K[0, 0], K[0, 2] / K[0, 0], 1 / K[1, 1], K[1, 2] / K[1, 1]])
+    scale = np.abs(theta0) + 1e-12
+    As = A * scale  # columns in units of the stored values: conditioning means something
+    active = [j for pair in ((0, 1), (2, 3))
+              if np.linalg.cond(As[:, pair].T @ As[:, pair]) < 1e10 for j in pair]
+    if not active:
+        return None
+    fixed = [j for j in range(4) if j not in active]
+    rhs = b - As[:, fixed] @ np.ones(len(fixed))
+    Aa = As[:, active]
+    keep = np.ones(len(b), bool)
+    x = None
+    for _ in range(2):
+        AtA = Aa[keep].T @ Aa[keep]
+        if np.linalg.cond(AtA) > 1e12:
+            return None
+        x = np.linalg.solve(AtA, Aa[keep].T @ rhs[keep])
+        r = Aa @ x - rhs
+        spread = max(1.4826 * float(np.median(np.abs(r[keep]))), noise_floor / 3)
+        keep = np.abs(r) <= 3 * spread
+        if keep.sum() < 8:
+            return None
+    r = (Aa @ x - rhs)[keep]
+    sigma = max(float(np.sqrt(np.mean(r ** 2))), noise_floor)
+    AtA = Aa[keep].T @ Aa[keep]
+    if np.linalg.cond(AtA) > 1e12:
+        return None
+    cov_a = np.linalg.inv(AtA) * sigma ** 2 * 9.0
+    theta = theta0.copy()
+    theta[active] = x * scale[active]
+    cov = np.zeros((4, 4))
+    cov[np.ix_(active, active)] = cov_a * np.outer(scale[active], scale[active])
+    a, acx, bb, bcy = theta
+    fx, fy = 1.0 / a, 1.0 / bb
+    # first-order error propagation from theta to (fx, fy, cx, cy)
+    J = np.array([[-fx ** 2, 0, 0, 0], [0, 0, -fy ** 2, 0],
+                  [-acx * fx ** 2, fx, 0, 0], [0, 0, -bcy * fy ** 2, fy]])
+    err = np.sqrt(np.maximum(np.diag(J @ cov @ J.T), 0))
+    err[[k for k, j in ((0, 0), (2, 0), (1, 2), (3, 2)) if j in fixed]] = np.inf
+    return {"value": np.array([fx, fy, acx * fx, bcy * fy]), "stderr": err, "rows": int(keep.sum())}
+
+
+def group_quantile(values: np.ndarray, labels: np.ndarray, q: float) -> dict[int, tuple[float, int]]:
+    """``{label: (q-quantile of its values (nearest rank), count)}`` for 1-D ``values``/``labels``."""
+    if values.size == 0:
+        return {}
+    order = np.lexsort((values, labels))
+    v, g = values[order], labels[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    counts = np.diff(np.r_[starts, g.size])
+    pick = starts + np.floor(q * (counts - 1)).astype(np.int64)
+    return {int(k): (float(x), int(n)) for k, x, n in zip(g[starts], v[pick], counts)}
