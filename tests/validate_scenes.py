@@ -274,7 +274,7 @@ def _rock(j: int) -> Box:
     def pose(k):
         return (trans(-1.4 + 0.7 * (j % 3), -0.9 + 1.2 * (j // 3) + (0.06 * k if moving else 0),
                       0.2 + (0.03 * k if j == 3 else 0)) @ rot("z", 20 * j + (4 * k if moving else 0)))
-    return Box("Rock", 2, 100 + j, (0.25, 0.2, 0.2), pose, category="rock", chain=["Scatter"])
+    return Box("Rock", 2, 100 + j, (0.3, 0.25, 0.3), pose, category="rock", chain=["Scatter"])
 
 
 def scenes() -> dict[str, Scene]:
@@ -296,7 +296,7 @@ def scenes() -> dict[str, Scene]:
         deform=lambda k: (1.0 + 0.06 * k * k, 1.0 - 0.04 * k, 1.0 + 0.08 * k), category="blob")], _still())
     rocks = [_rock(j) for j in range(6)]
     out["instances"] = Scene("instances", [_ground(), *rocks],
-                             lambda k: ("Camera", look_at((4.0 - 0.1 * k, -5.0, 3.5), (0, 0, 0.2))))
+                             lambda k: ("Camera", look_at((-0.7 - 0.08 * k, -3.5, 3.5), (-0.7, -0.2, 0.1))))
     cam_b = look_at((-4.5, -4.0, 2.5), (0.0, 0.0, 0.4))
 
     def cut(k):
@@ -391,6 +391,15 @@ def _missing_frame(seq: Path) -> None:
         p.unlink()
 
 
+def _cut_not_marked(seq: Path) -> None:
+    """The flow across a camera cut left marked valid."""
+    tf = _tf(seq)
+    for f in tf["frames"]:
+        f.pop("flow_forward_valid", None)
+        f.pop("flow_backward_valid", None)
+    _put_tf(seq, tf)
+
+
 FAULTS: dict[str, Callable[[Path], None]] = {
     "flip_forward_u": _flip("R"), "flip_forward_v": _flip("G"),
     "flip_backward_u": _flip("B"), "flip_backward_v": _flip("A"),
@@ -404,6 +413,7 @@ FAULTS: dict[str, Callable[[Path], None]] = {
     "id_changed_in_one_frame": _id_changed,
     "truncated_exr": _truncate,
     "missing_frame": _missing_frame,
+    "cut_not_marked": _cut_not_marked,
 }
 
 
