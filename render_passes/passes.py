@@ -21,7 +21,10 @@ need no fix afterwards (docs/ground_truth.md):
   surface (depth and ids come from a pixel's first sample), so background stays 0.
 * flow: Vector pass routed through a Switch node (4.5/5.0 Separate Color and 4.2 File Output lose
   its 4th channel otherwise), split, forward = (-Z, W), backward = (X, -Y) in pixels, v down.
-* segmentation: Object Index pass with ``pass_index`` = our id (restored in teardown).
+* segmentation: Object Index pass with ``pass_index`` = our object id (restored in teardown) and
+  the Depth pass, written raw to ``segmentations/.raw/``; after the render
+  :class:`objects.ObjectTracker` turns them into object + instance ids and ``objects.json``
+  (``finish_frame``, ``finish_sequence``; format in ``dataset/objects.py``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from ..dataset.transforms import write_json_atomic
 from ..settings import Settings
 from . import compat, scene_setup, segmentation
 from .compositor import Graph
+from .objects import ObjectTracker
 
 # kind -> (settings flag, folder, file stem, transforms.json key, File Output socket type)
 KINDS = {
@@ -50,6 +54,8 @@ PASS_FLAGS = {"depth": "use_pass_z", "normal": "use_pass_normal", "flow": "use_p
               "segmentation": "use_pass_object_index"}
 DIGITS = 6
 IDS_FILE = "segmentation_ids.json"
+OBJECTS_FILE = "objects.json"
+RAW_SEG = ".raw"  # raw Object Index + Depth files, replaced by the final segmentation files
 BACKGROUND_DEPTH = 1e9  # Cycles writes 1e10 where no surface was hit
 # Flow preview: saturation = |flow| / (this fraction of the image width), clamped to 1; a fixed
 # scale (not per-frame max) keeps the colours of a video steady.
@@ -79,6 +85,8 @@ class PassRig:
         self._factor_image = None
         self._factor_k: cam_model.Intrinsics | None = None
         self.ids: dict[str, int] = {}
+        self.tracker: ObjectTracker | None = None
+        self._ids_doc: dict[str, Any] = {}
         if not self.kinds:
             return
         try:
@@ -107,6 +115,32 @@ class PassRig:
                     self._rot_inputs[j][i].default_value = m[j][i]
         if self._factor_image is not None:
             self._update_factor()
+        if self.tracker is not None:
+            self.tracker.expect(frame)
+
+    def finish_frame(self, frame: int, rendered: bool) -> None:
+        """After ``frame`` was rendered (or skipped as done): final segmentation file and the
+        frame's object metadata. Call after ``scene.frame_set(frame)``."""
+        if self.tracker is None:
+            return
+        final = self.seq_dir / self.frame_files(frame)["segmentation_file_path"]
+        raw = self.seq_dir / "segmentations" / RAW_SEG / f"segraw_{frame:0{DIGITS}d}.exr"
+        self.tracker.finish_frame(frame, raw if rendered else None, final)
+
+    def finish_sequence(self) -> dict[str, Any]:
+        """Write ``objects.json`` and the instance map of ``segmentation_ids.json``; returns
+        timing and pixel-resolution statistics."""
+        if self.tracker is None:
+            return {}
+        t = self.tracker
+        write_json_atomic(self.seq_dir / OBJECTS_FILE, t.document())
+        write_json_atomic(self.seq_dir / IDS_FILE, {**self._ids_doc,
+                                                    "instances": t.instances_doc()})
+        try:
+            (self.seq_dir / "segmentations" / RAW_SEG).rmdir()
+        except OSError:
+            pass
+        return {"timings": t.timings, "pixels": t.resolve_stats}
 
     def conventions(self) -> dict[str, Any]:
         conv: dict[str, Any] = {}
@@ -137,12 +171,21 @@ class PassRig:
                 "units": "pixels", "axes": "u right, v down",
                 "forward": "pixel displacement from frame t to t+1",
                 "backward": "pixel displacement from frame t to t-1",
-                "static_value": 0.0, "dtype": "float32"}
+                "static_value": 0.0, "dtype": "float32",
+                "valid_if": ("the frame's flow_forward_valid / flow_backward_valid is true: they "
+                             "are false where the active camera changes between t and t+1 "
+                             "(forward of t) or t-1 and t (backward of t), a camera cut")}
         if "segmentation" in self.kinds:
             conv["segmentation"] = {
                 "file": f"segmentations/segmentation_{'N' * DIGITS}.exr",
-                "channel": ch["FLOAT"][0], "ids_file": IDS_FILE, "background": 0,
-                "dtype": "float32 holding exact integers"}
+                "channel": "V", "ids_file": IDS_FILE, "background": 0,
+                "dtype": "float32 holding exact integers",
+                "instance_channel": "instance", "instance_dtype": "uint32",
+                "instance_ids": "per drawn instance, hash of object name + instancer chain + "
+                                "persistent id (stable across frames, sequences and reruns); "
+                                "mapped in ids_file['instances']",
+                "source": "first Cycles sample of the pixel (never averaged), like depth",
+                "objects_file": OBJECTS_FILE}
         if self.settings.debug and self.kinds:
             conv["previews"] = {k: f"previews/{k}/{k}_{'N' * DIGITS}.png" for k in self.kinds}
         return conv
@@ -169,6 +212,8 @@ class PassRig:
             if ob is not None:
                 ob.pass_index = idx
         self._undo_pass_index = {}
+        if self.tracker is not None:
+            self.tracker.close()
         self._rot_inputs = []
 
     # -- graph -----------------------------------------------------------------------------
@@ -176,8 +221,8 @@ class PassRig:
         scene, s = self.scene, self.settings
         vl = _view_layer(scene)
         # Normals need the Depth pass too: covered pixels are those whose depth is valid.
-        attrs = {PASS_FLAGS[k] for k in self.kinds} | ({"use_pass_z"} if "normal" in self.kinds
-                                                       else set())
+        attrs = {PASS_FLAGS[k] for k in self.kinds} | (
+            {"use_pass_z"} if {"normal", "segmentation"} & set(self.kinds) else set())
         for attr in sorted(attrs):
             self._undo_passes[attr] = getattr(vl, attr)
             setattr(vl, attr, True)
@@ -232,7 +277,13 @@ class PassRig:
                 previews["flow"] = g.combine_color(hue, sat, 1.0, mode="HSV")
         if "segmentation" in self.kinds:
             idx = compat.render_layer_output(rl, "index_ob")
-            self._write(g, "segmentation", idx)
+            fo = compat.file_output(
+                g.tree, str(self.seq_dir / "segmentations" / RAW_SEG), file_format="OPEN_EXR",
+                color_mode="RGBA", color_depth="32", exr_codec=s.exr_codec)
+            g.nodes.append(fo)
+            fo.label = "DF"
+            raw = g.combine_color(idx, compat.render_layer_output(rl, "Depth"), 0.0, 1.0)
+            g.link(raw, compat.file_output_input(fo, f"segraw_{'#' * DIGITS}", "RGBA"))
             if s.debug:
                 hue = g.math("FRACT", g.math("MULTIPLY", idx, 0.618033988749895))
                 val = g.math("GREATER_THAN", idx, 0.5)
@@ -299,9 +350,16 @@ class PassRig:
 
     def _assign_ids(self, vl) -> None:
         self.ids, doc = segmentation.assign_ids(self.scene, vl, self.settings.class_property)
-        for ob in self.scene.objects:
-            want = self.ids.get(ob.name, 0)
+        for ob in bpy.data.objects:
+            if ob.library is not None:
+                continue  # linked: read-only, keeps its pass_index (see assign_ids)
+            want = self.ids.get(ob.name_full, 0)
             if ob.pass_index != want:
                 self._undo_pass_index[ob.name] = ob.pass_index
                 ob.pass_index = want
+        self._ids_doc = doc
         write_json_atomic(self.seq_dir / IDS_FILE, doc)
+        classes = {v["name"]: v["class"] for v in doc["ids"].values()}
+        rendered = {o.name_full for o in segmentation.rendered_objects(self.scene, vl, True)}
+        self.tracker = ObjectTracker(self.scene, self.seq_dir, self.ids, classes, rendered,
+                                     self.settings.exr_codec)

@@ -12,16 +12,17 @@ RENDERABLE = {"MESH", "CURVE", "SURFACE", "META", "FONT", "CURVES", "POINTCLOUD"
 MAX_ID = 32767  # Object.pass_index is a short
 
 
-def rendered_objects(scene, view_layer) -> list:
-    """Objects of ``view_layer`` that the render can show: renderable type, not hidden from
-    render, in a collection that is neither excluded from the layer nor hidden from render."""
+def rendered_objects(scene, view_layer, any_type: bool = False) -> list:
+    """Objects of ``view_layer`` that the render can show: renderable type (any type with
+    ``any_type``, e.g. instancing empties), not hidden from render, in a collection that is
+    neither excluded from the layer nor hidden from render."""
     seen: dict[str, Any] = {}
 
     def walk(lc) -> None:
         if lc.exclude or lc.collection.hide_render:
             return
         for ob in lc.collection.objects:
-            if ob.type in RENDERABLE and not ob.hide_render:
+            if (any_type or ob.type in RENDERABLE) and not ob.hide_render:
                 seen[ob.name] = ob
         for child in lc.children:
             walk(child)
@@ -37,23 +38,55 @@ def _top_collection(scene, ob) -> str | None:
     return None
 
 
-def assign_ids(scene, view_layer, class_property: str) -> tuple[dict[str, int], dict[str, Any]]:
-    """Ids 1..N in sorted name order (same scene, same ids in every sequence and process).
+def object_class(scene, ob, class_property: str) -> str | None:
+    """``ob[class_property]``, else its top-level collection in the scene, else the first
+    collection it belongs to (objects that are only instanced)."""
+    cls = ob.get(class_property) if class_property else None
+    if cls is not None:
+        return str(cls)
+    top = _top_collection(scene, ob)
+    if top is None and ob.users_collection:
+        top = sorted(c.name for c in ob.users_collection)[0]
+    return top
 
-    Returns ``{object name: id}`` and the ``segmentation_ids.json`` document."""
-    objs = rendered_objects(scene, view_layer)
-    if len(objs) > MAX_ID:
-        raise ValueError(f"{len(objs)} rendered objects, but segmentation ids stop at {MAX_ID} "
-                         "(Object.pass_index is 16-bit); hide objects from render or turn "
-                         "segmentations off")
+
+def assign_ids(scene, view_layer, class_property: str) -> tuple[dict[str, int], dict[str, Any]]:
+    """Object ids for every renderable object of the file (also those only reached through
+    collection instances, particles or geometry nodes), sorted by library-qualified name.
+
+    Editable objects: id = the ``pass_index`` to set for the render, 1, 2, ... skipping values
+    that linked (read-only) objects already use. Linked objects keep their ``pass_index`` and get
+    the next ids after that. Returns ``{name_full: id}`` and the ``segmentation_ids.json``
+    document (without ``instances``, which the render adds)."""
+    import bpy
+
+    objs = sorted((o for o in bpy.data.objects if o.type in RENDERABLE),
+                  key=lambda o: o.name_full)
+    linked = [o for o in objs if o.library is not None]
+    editable = [o for o in objs if o.library is None]
+    taken = {int(o.pass_index) for o in linked}
     ids: dict[str, int] = {}
+    nxt = 1
+    for ob in editable:
+        while nxt in taken:
+            nxt += 1
+        ids[ob.name_full] = nxt
+        nxt += 1
+    if nxt - 1 > MAX_ID:
+        raise ValueError(f"{len(editable)} renderable objects, but segmentation ids stop at "
+                         f"{MAX_ID} (Object.pass_index is 16-bit); delete unused objects or turn "
+                         "segmentations off")
+    for ob in linked:
+        ids[ob.name_full] = nxt
+        nxt += 1
     doc_ids: dict[str, Any] = {}
-    for i, ob in enumerate(objs, start=1):
-        ids[ob.name] = i
-        top = _top_collection(scene, ob)
-        cls = ob.get(class_property) if class_property else None
-        doc_ids[str(i)] = {"name": ob.name, "collection": top,
-                           "class": str(cls) if cls is not None else top}
-    doc = {"background": 0, "id_source": "objects sorted by name, numbered from 1",
+    for ob in objs:
+        doc_ids[str(ids[ob.name_full])] = {
+            "name": ob.name_full, "collection": _top_collection(scene, ob),
+            "class": object_class(scene, ob, class_property),
+            "library": ob.library.filepath if ob.library is not None else None}
+    doc = {"background": 0,
+           "id_source": "renderable objects of the file sorted by library-qualified name, "
+                        "numbered from 1 (values used by linked objects' pass_index skipped)",
            "class_property": class_property, "ids": doc_ids}
     return ids, doc

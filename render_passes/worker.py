@@ -126,12 +126,14 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
             gt_files = rig.frame_files(f)
             rgb = f"frames/frame_{f:06d}.{ext}"
             entry: dict[str, Any] = {"file_path": rgb, "transform_matrix": pose, "frame": f,
-                                     "time": (f - a) / scene_setup.frame_rate(scene), **gt_files}
+                                     "time": (f - a) / scene_setup.frame_rate(scene),
+                                     "camera": cam.name, **gt_files}
             if k != k0:  # animated lens or shift: per-frame intrinsics
                 entry.update({"fl_x": k.fl_x, "fl_y": k.fl_y, "cx": k.cx, "cy": k.cy,
                               "intrinsics": k.K})
             frames_meta.append(entry)
             if f not in todo_set:
+                rig.finish_frame(f, rendered=False)
                 emit({"event": "frame_skipped", "job": seq["id"], "scene": scene_name, "frame": f})
                 continue
             if budget[0] is not None and budget[0] <= 0:
@@ -142,11 +144,14 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
             t0 = time.perf_counter()
             bpy.ops.render.render(write_still=True)
             dt = time.perf_counter() - t0
+            rig.finish_frame(f, rendered=True)
             journal.mark_done(f, [rgb, *gt_files.values()])
             if budget[0] is not None:
                 budget[0] -= 1
             emit({"event": "frame_done", "job": seq["id"], "scene": scene_name, "frame": f,
                   "seconds": round(dt, 4), "rss_mib": _rss_mib()})
+        object_stats = rig.finish_sequence()
+        cameras = mark_camera_cuts(scene, frames_meta, a, b, flows=settings.flows)
     finally:
         rig.teardown()
     fps = scene_setup.frame_rate(scene)
@@ -155,8 +160,9 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
         frames=frames_meta, frame_rate=fps, keyframe_multiplier=settings.keyframe_multiplier,
         frame_start=a, frame_end=b, scene=scene_name, blend_file=job["blend"],
         sequence_id=seq["id"], blender_version=_blender_version(),
-        dataset_forge_version=__version__, camera=scene.camera.name,
-        unit_scale=scene.unit_settings.scale_length, conventions=rig.conventions())
+        dataset_forge_version=__version__, camera=frames_meta[0]["camera"],
+        unit_scale=scene.unit_settings.scale_length, conventions=rig.conventions(),
+        extra={"cameras": cameras} if len(cameras) > 1 else None)
     write_json_atomic(out / "transforms.json", transforms)
     # Camera path length (scene units) over the time from the first to the last frame (s).
     dist = sum(math.dist(p, q) for p, q in zip(positions, positions[1:]))
@@ -167,9 +173,32 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
         "unit_scale_m": scene.unit_settings.scale_length,
         "render_seconds": round(time.perf_counter() - t_job, 3), "device": device,
         "blender_version": _blender_version(), "keyframe_multiplier": settings.keyframe_multiplier,
+        **({"objects": object_stats} if object_stats else {}),
     })
     emit({"event": "job_done", "job": seq["id"], "scene": scene_name,
           "seconds": round(time.perf_counter() - t_job, 4)})
+
+
+def mark_camera_cuts(scene, frames_meta: list[dict[str, Any]], a: int, b: int,
+                     flows: bool) -> list[str]:
+    """Camera cuts (timeline markers bound to cameras): with flows, set every frame's
+    ``flow_forward_valid`` / ``flow_backward_valid``, false where the active camera of the
+    neighbouring frame (also ``a - 1`` and ``b + 1``, outside the sequence) differs. Returns the
+    camera names in order of first use. Leaves the scene at frame ``b``."""
+    names = [fr["camera"] for fr in frames_meta]
+    if flows:
+        def camera_at(f: int) -> str | None:
+            scene.frame_set(f)
+            return scene.camera.name if scene.camera is not None else None
+
+        before, after = camera_at(a - 1), camera_at(b + 1)
+        scene.frame_set(b)
+        for i, fr in enumerate(frames_meta):
+            prev = names[i - 1] if i > 0 else before
+            nxt = names[i + 1] if i + 1 < len(names) else after
+            fr["flow_backward_valid"] = prev == fr["camera"]
+            fr["flow_forward_valid"] = nxt == fr["camera"]
+    return list(dict.fromkeys(names))
 
 
 def run_job(job: dict[str, Any], emit: Emit) -> int:

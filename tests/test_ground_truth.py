@@ -356,9 +356,10 @@ def test_files_channels_dtypes_and_previews(gt):
         c = seq.conv
         want = {"depth": [c["depth"]["channel"]], "normal": c["normal"]["channels"],
                 "flow": sorted(c["flow"]["channels"].values()),
-                "segmentation": [c["segmentation"]["channel"]]}
+                "segmentation": [c["segmentation"]["channel"],
+                                 c["segmentation"]["instance_channel"]]}
         assert want == {"depth": ["V"], "normal": ["X", "Y", "Z"], "flow": ["A", "B", "G", "R"],
-                        "segmentation": ["V"]}
+                        "segmentation": ["V", "instance"]}
         assert c["flow"]["channels"] == {"forward_u": "R", "forward_v": "G", "backward_u": "B",
                                          "backward_v": "A"}
         assert c["normal"]["frame"] == "camera" and c["depth"]["type"] == "planar"
@@ -368,8 +369,9 @@ def test_files_channels_dtypes_and_previews(gt):
                 assert meta[f"{kind}_file_path"] == f"{kind}s/{kind}_{fr:06d}.exr"
                 with OpenEXR.File(str(path), separate_channels=True) as f:
                     assert sorted(f.channels()) == sorted(names), (path, list(f.channels()))
-                for arr in read_exr(path).values():
-                    assert arr.dtype == np.float32 and arr.shape == (48, 64)
+                for ch, arr in read_exr(path).items():
+                    dtype = np.uint32 if ch == "instance" else np.float32  # exact 31-bit ids
+                    assert arr.dtype == dtype and arr.shape == (48, 64), (ch, arr.dtype)
                 png = seq.root / "previews" / kind / f"{kind}_{fr:06d}.png"
                 with Image.open(png) as im:
                     assert im.size == (64, 48) and im.mode in ("RGB", "RGBA")
@@ -403,7 +405,7 @@ sc = bpy.context.scene
 sc.render.resolution_x, sc.render.resolution_y, sc.cycles.samples = 32, 24, 1
 s = Settings.from_dict(dict(depths=True, normals=True, flows=True, segmentations=True))
 res = {}
-# objects that never render get no id: hidden from render, in an excluded collection, an empty
+# hidden from render, in an excluded collection, an empty
 hidden = bpy.data.objects.new("Hidden", bpy.data.objects["Cube"].data.copy())
 hidden.hide_render = True
 sc.collection.objects.link(hidden)
@@ -474,7 +476,10 @@ def test_rig_restores_compositor_and_pass_index(python, tmp_path):
     assert not any(n[1] for n in res["off_after"]["nodes"])
     assert res["pass_index"] == 7 and res["ground"] == 0
     ids = json.loads((tmp_path / "o" / "fresh" / "segmentation_ids.json").read_text())
-    assert sorted(v["name"] for v in ids["ids"].values()) == ["Cube", "Ground", "Sphere"]
+    # every renderable object of the file has an id (hidden ones may still be drawn through
+    # collection instances or particles); an empty has none
+    assert sorted(v["name"] for v in ids["ids"].values()) == ["Cube", "Ground", "Hidden",
+                                                              "InExcluded", "Sphere"]
     files = set(res["files"])
     assert "user/a_01.exr" in files and "user/a_02.exr" not in files
     for tag, f in (("fresh", 1), ("user", 1), ("off", 2)):

@@ -1,0 +1,286 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Per-instance ground truth: who is drawn, where, and which pixels are whose.
+
+:class:`ObjectTracker` (one per sequence, owned by the pass rig) records every drawn instance of
+each frame from the depsgraph **the render itself evaluates** (a ``frame_change_post`` handler
+that only acts on the first ``RENDER``-mode evaluation of the frame being rendered), so viewport-only
+settings (particle display amounts, subdivision levels) cannot make the metadata disagree with
+the picture. Frames skipped on a resumed run fall back to the viewport depsgraph.
+
+After the frame's render it turns the raw Object Index + Depth pass file into the final
+segmentation EXR (object and instance ids, :func:`dataset.objects.resolve_pixels`) and measures
+the visible boxes. :meth:`ObjectTracker.write` writes ``objects.json`` and the ``instances``
+part of ``segmentation_ids.json``. The file format is documented in ``dataset/objects.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import bpy
+import numpy as np
+
+from ..dataset import camera as cam_model
+from ..dataset import objects as od
+from . import scene_setup
+
+# Modifiers whose result changes over time without the object's matrix changing.
+DEFORMERS = {"ARMATURE", "CLOTH", "SOFT_BODY", "FLUID", "DYNAMIC_PAINT", "OCEAN", "WAVE",
+             "EXPLODE", "MESH_CACHE", "MESH_SEQUENCE_CACHE", "SURFACE_DEFORM", "MESH_DEFORM",
+             "LATTICE", "HOOK", "CURVE", "COLLISION"}
+
+
+def _m(mat) -> np.ndarray:
+    return np.array([[float(mat[r][c]) for c in range(4)] for r in range(4)])
+
+
+def structural_deformer(ob) -> bool:
+    """Armature/physics/cache modifiers, shape keys, or animated modifier settings."""
+    if any(m.type in DEFORMERS for m in getattr(ob, "modifiers", ())):
+        return True
+    data = ob.data
+    keys = getattr(data, "shape_keys", None)
+    if keys is not None and len(keys.key_blocks) > 1:
+        return True
+    ad = ob.animation_data
+    if ad is not None:
+        from . import compat
+
+        paths = []
+        if ad.action is not None:
+            paths += [fc.data_path for fc in compat.iter_fcurves(ad.action)]
+        paths += [d.data_path for d in ad.drivers]
+        if any(p.startswith("modifiers[") for p in paths):
+            return True
+    return False
+
+
+class _Geometry:
+    """Evaluated object-space geometry of one drawn thing in one frame."""
+
+    __slots__ = ("verts", "edges", "tris", "lo", "hi", "_bvh")
+
+    def __init__(self, verts, edges, tris):
+        self.verts, self.edges, self.tris = verts, edges, tris
+        if len(verts):
+            self.lo, self.hi = verts.min(0), verts.max(0)
+        else:
+            self.lo = self.hi = np.zeros(3)
+        self._bvh = None
+
+    def bvh(self):
+        if self._bvh is None:
+            from mathutils.bvhtree import BVHTree
+
+            self._bvh = BVHTree.FromPolygons([tuple(v) for v in self.verts],
+                                             [tuple(t) for t in self.tris])
+        return self._bvh
+
+
+def _geometry(ob) -> _Geometry | None:
+    """Vertices/edges/triangles of an evaluated object (``None`` when it has no surface)."""
+    me, tmp = None, False
+    if ob.type == "MESH":
+        me = ob.data
+    else:
+        try:
+            me, tmp = ob.to_mesh(), True
+        except RuntimeError:
+            me = None
+    try:
+        if me is None or not len(me.vertices):
+            return None
+        n = len(me.vertices)
+        v = np.empty(n * 3, np.float32)
+        me.vertices.foreach_get("co", v)
+        e = np.empty(len(me.edges) * 2, np.int32)
+        me.edges.foreach_get("vertices", e)
+        me.calc_loop_triangles()
+        t = np.empty(len(me.loop_triangles) * 3, np.int32)
+        me.loop_triangles.foreach_get("vertices", t)
+        return _Geometry(v.reshape(-1, 3).astype(np.float64), e.reshape(-1, 2), t.reshape(-1, 3))
+    finally:
+        if tmp:
+            ob.to_mesh_clear()
+
+
+class ObjectTracker:
+    """See the module docstring. ``ids``: object name (``name_full``) -> object id;
+    ``classes``: object name -> class; ``rendered``: names of objects the render can draw by
+    themselves (visible collections, not hidden)."""
+
+    def __init__(self, scene, seq_dir: Path, ids: dict[str, int], classes: dict[str, str],
+                 rendered: set[str], compression: str):
+        self.scene = scene
+        self.seq_dir = Path(seq_dir)
+        self.ids, self.classes, self.rendered = ids, classes, rendered
+        self.compression = compression
+        self.infos: dict[int, dict[str, Any]] = {}
+        self.frames: dict[int, dict[str, Any]] = {}
+        self._current: dict[int, Any] = {}  # frame -> (records, geometries, camera info)
+        self._last_verts: dict[int, np.ndarray] = {}
+        self._target: int | None = None
+        self.timings = {"collect": 0.0, "resolve": 0.0}
+        self.resolve_stats: dict[str, int] = {}
+        self._handler = self._on_frame
+        bpy.app.handlers.frame_change_post.append(self._handler)
+
+    def close(self) -> None:
+        hs = bpy.app.handlers.frame_change_post
+        while self._handler in hs:
+            hs.remove(self._handler)
+
+    # -- collection ------------------------------------------------------------------------
+    def expect(self, frame: int) -> None:
+        """The next render is of ``frame``: capture its render depsgraph."""
+        self._target = frame
+        self._current.pop(frame, None)
+
+    def _on_frame(self, scene, depsgraph=None) -> None:
+        if (depsgraph is None or depsgraph.mode != "RENDER" or self._target is None
+                or scene.frame_current != self._target or scene.frame_subframe != 0.0):
+            return
+        # The first evaluation of the frame is the state Cycles syncs (camera included); the
+        # motion steps for the Vector pass evaluate frame +-1 and come back to it afterwards,
+        # and marker camera switching is not reliable on that return.
+        frame, self._target = self._target, None
+        self._collect(frame, depsgraph, depsgraph.scene_eval.camera)
+
+    def collect_viewport(self, frame: int) -> None:
+        """Collect ``frame`` from the viewport depsgraph (frames not rendered in this run)."""
+        dg = bpy.context.evaluated_depsgraph_get()
+        self._collect(frame, dg, self.scene.camera)
+
+    def _collect(self, frame: int, dg, camera) -> None:
+        import time
+
+        t0 = time.perf_counter()
+        records: list[dict[str, Any]] = []
+        geoms: dict[int, _Geometry | None] = {}
+        for inst in dg.object_instances:
+            ob = inst.object
+            orig = ob.original
+            name = orig.name_full
+            if name not in self.ids:
+                continue
+            if inst.is_instance:
+                parent = inst.parent.original if inst.parent is not None else None
+                if parent is None or parent.name_full not in self.rendered:
+                    continue
+                chain = self._chain(parent, orig)
+                pid = od.trim_pid(inst.persistent_id)
+            else:
+                if name not in self.rendered or not inst.show_self:
+                    continue
+                if getattr(orig, "particle_systems", None) and not orig.show_instancer_for_render:
+                    continue
+                chain, pid = [], []
+            key = ob.data.as_pointer() if ob.data is not None else ob.as_pointer()
+            if key not in geoms:
+                geoms[key] = _geometry(ob)
+            g = geoms[key]
+            if g is None:
+                continue
+            iid = od.instance_id(od.instance_key(name, chain, pid))
+            records.append({"iid": iid, "name": name, "chain": chain, "pid": pid,
+                            "matrix": _m(inst.matrix_world), "geom": g,
+                            "pass_value": int(orig.pass_index),
+                            "structural": structural_deformer(orig)})
+        pose = cam_model.orthonormal_pose(_m(camera.matrix_world).tolist())
+        k = cam_model.intrinsics(scene_setup.camera_params(self.scene, camera))
+        self._current[frame] = (records, camera.name, pose, k, float(camera.data.clip_start))
+        self.timings["collect"] += time.perf_counter() - t0
+
+    def _chain(self, parent, orig) -> list[str]:
+        """Instancer names, outermost first: the top instancer, then nested collection
+        instancers on the unique path to ``orig`` (when the path is unique)."""
+        paths: list[list[str]] = []
+
+        def walk(inst_ob, path, depth):
+            col = inst_ob.instance_collection if inst_ob.instance_type == "COLLECTION" else None
+            if col is None or depth > 8:
+                return
+            for o in col.all_objects:
+                if o == orig:
+                    paths.append(path)
+                if o.instance_type == "COLLECTION" and o.instance_collection is not None:
+                    walk(o, path + [o.name_full], depth + 1)
+
+        walk(parent, [parent.name_full], 0)
+        return paths[0] if len(paths) == 1 else [parent.name_full]
+
+    # -- after the render ------------------------------------------------------------------
+    def finish_frame(self, frame: int, raw: Path | None, final: Path) -> None:
+        """Write ``final`` from ``raw`` (when given; then removed) and record the frame."""
+        import time
+
+        if frame not in self._current:
+            self.collect_viewport(frame)
+        records, cam_name, pose, k, near = self._current.pop(frame)
+        t0 = time.perf_counter()
+        if raw is not None:
+            from ..dataset import exr
+
+            ch = exr.read_channels(raw, ["R", "G"])
+            cands = [od.Candidate(instance_id=r["iid"], object_id=self.ids[r["name"]],
+                                  pass_value=r["pass_value"], matrix=r["matrix"],
+                                  lo=r["geom"].lo, hi=r["geom"].hi) for r in records]
+            by_iid = {r["iid"]: r for r in records}
+
+            def surface(c, pts):
+                r = by_iid[c["instance_id"]]
+                m = r["matrix"]
+                q = (pts - m[:3, 3]) @ np.linalg.inv(m[:3, :3]).T
+                bvh = r["geom"].bvh()
+                out = np.empty(len(q))
+                for i, p in enumerate(q):
+                    hit = bvh.find_nearest(p)
+                    out[i] = np.inf if hit[0] is None else np.linalg.norm(
+                        (np.asarray(hit[0]) - p) @ m[:3, :3].T)
+                return out
+
+            obj, ins, stats = od.resolve_pixels(ch["R"], ch["G"], k.K, pose, cands, surface)
+            for s, n in stats.items():
+                self.resolve_stats[s] = self.resolve_stats.get(s, 0) + n
+            od.write_ids(final, obj, ins, self.compression)
+            os.unlink(raw)
+        else:
+            _, ins = od.read_ids(final)
+        vis = od.visible_boxes(ins)
+        w2c = od.world_to_cv(pose)
+        entries = []
+        for r in sorted(records, key=lambda r: r["iid"]):
+            iid, g, m = r["iid"], r["geom"], r["matrix"]
+            if iid not in self.infos:
+                self.infos[iid] = {
+                    "instance_id": iid, "object_id": self.ids[r["name"]], "object": r["name"],
+                    "instancer_chain": r["chain"], "persistent_id": r["pid"],
+                    "category": self.classes.get(r["name"], ""),
+                    "deforming": bool(r["structural"])}
+            last = self._last_verts.get(iid)
+            if last is not None and (last.shape != g.verts.shape or
+                                     np.abs(last - g.verts).max() > 1e-6 * (1.0 + np.abs(last).max())):
+                self.infos[iid]["deforming"] = True
+            self._last_verts[iid] = g.verts
+            o2c = w2c @ m
+            box, count = vis.get(iid, ([0, 0, 0, 0], 0))
+            entries.append({
+                "instance_id": iid, "object_to_world": m.tolist(), "object_to_camera": o2c.tolist(),
+                "bbox_3d": od.transform(m, od.box_corners(g.lo, g.hi)).tolist(),
+                "bbox_obj": od.amodal_box(od.transform(o2c, g.verts), g.edges, k.K, k.w, k.h, near),
+                "bbox_visib": box, "px_count_visib": int(count)})
+        self.frames[frame] = {"frame": frame, "camera": cam_name, "instances": entries}
+        self.timings["resolve"] += time.perf_counter() - t0
+
+    def document(self) -> dict[str, Any]:
+        return {"schema": od.OBJECTS_SCHEMA,
+                "instances": [self.infos[i] for i in sorted(self.infos)],
+                "frames": [self.frames[f] for f in sorted(self.frames)]}
+
+    def instances_doc(self) -> dict[str, Any]:
+        return {str(i): {"object": v["object"], "object_id": v["object_id"],
+                         "instancer_chain": v["instancer_chain"],
+                         "persistent_id": v["persistent_id"], "class": v["category"]}
+                for i, v in sorted(self.infos.items())}

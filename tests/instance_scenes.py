@@ -1,0 +1,228 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Scenes with instances, deformation and a camera cut, built by code (tests/test_instances.py,
+tests/test_camera_cuts.py)::
+
+    python tests/instance_scenes.py OUT_DIR [NAME ...]
+
+``gt_instances`` (64x48 px, frames 1-4, camera 12 m above the origin looking down):
+
+* collection ``Rocks`` (not in the scene) holds the 0.8 m cube ``Rock``; empties ``RockA``
+  (static, at (-3, 2, 0)) and ``RockB`` (moving +0.3 m/frame in x from (-3, -1, 0)) instance it;
+  empty ``PileA`` at (3, 2.5, 0) instances collection ``Pile``, whose empty ``Inner`` instances
+  ``Rocks`` again (a nested collection instance);
+* ``Turntable``: a 2 m square whose geometry nodes put a 0.4 m cube on each of its 4 corners
+  (Instance on Points, nothing else realised), turning 15 deg/frame about z, at (0, 0, 0);
+* ``Emitter``: a 2 m square at (0, -3.5, 0) with a particle system of 5 static particles (born
+  at frame -5) drawn as the object ``Pebble`` (a 0.5 m cube, in the hidden collection ``Parts``);
+* ``Flag``: a grid at (3, -2.5, 0) with an animated shape key; ``Arm``: a bar at (-1.2, 3.2, 0)
+  deformed by the armature ``Rig`` (bone turning); ``Ground``: a 30 m plane at z = -0.5;
+* cameras ``CamA`` (frames 1-2) and ``CamB`` (from frame 3, bound by a timeline marker; 0.5 m
+  to +x, rolled 10 deg, lens 33 mm instead of 30 mm): the camera cut is between frames 2 and 3.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+RES = (64, 48)
+FRAMES = 4
+CUT_FRAME = 3  # first frame of CamB
+LENSES = (30.0, 33.0)  # mm on a 36 mm sensor (HORIZONTAL fit): CamA, CamB
+SPECS = {
+    "gt_instances": dict(desc=__doc__.split("``gt_instances``")[1].strip(), frames=FRAMES,
+                         cut=CUT_FRAME, cameras=("CamA", "CamB"), lenses=LENSES,
+                         camera_locations=((0.0, 0.0, 12.0), (0.5, 0.0, 12.0)),
+                         instanced=("Rock", "Turntable", "Pebble"),
+                         deforming=("Flag", "Arm"), rigid=("Ground", "Rock", "Pebble",
+                                                           "Turntable")),
+}
+
+
+def _mesh(bpy, name, verts, faces):
+    me = bpy.data.meshes.new(name)
+    me.from_pydata(verts, [], faces)
+    me.update()
+    return me
+
+
+def _cube_mesh(bpy, name, size):
+    h = size / 2
+    v = [(x, y, z) for z in (-h, h) for y in (-h, h) for x in (-h, h)]
+    f = [(0, 2, 3, 1), (4, 5, 7, 6), (0, 1, 5, 4), (2, 6, 7, 3), (0, 4, 6, 2), (1, 3, 7, 5)]
+    return _mesh(bpy, name, v, f)
+
+
+def _grid_mesh(bpy, name, size, n=1):
+    h = size / 2
+    verts = [(-h + size * i / n, -h + size * j / n, 0.0) for j in range(n + 1) for i in range(n + 1)]
+    faces = [(j * (n + 1) + i, j * (n + 1) + i + 1, (j + 1) * (n + 1) + i + 1, (j + 1) * (n + 1) + i)
+             for j in range(n) for i in range(n)]
+    return _mesh(bpy, name, verts, faces)
+
+
+def _obj(bpy, name, data, coll, loc=(0.0, 0.0, 0.0), color=None):
+    ob = bpy.data.objects.new(name, data)
+    ob.location = loc
+    if color is not None and data is not None:
+        mat = bpy.data.materials.new(f"{name}_mat")
+        mat.use_nodes = True
+        bsdf = mat.node_tree.nodes.get("Principled BSDF")
+        if bsdf is not None:
+            bsdf.inputs["Base Color"].default_value = (*color, 1.0)
+        data.materials.append(mat)
+    coll.objects.link(ob)
+    return ob
+
+
+def _linear_keys(bpy, ob, path, values, index=-1):
+    for f, v in values.items():
+        if index < 0:
+            setattr(ob, path, v)
+        else:
+            getattr(ob, path)[index] = v
+        ob.keyframe_insert(path, frame=f, index=index)
+
+
+def _gn_scatter(bpy, ob, cube_size):
+    tree = bpy.data.node_groups.new("Scatter", "GeometryNodeTree")
+    tree.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
+    tree.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+    n = tree.nodes
+    gin, gout = n.new("NodeGroupInput"), n.new("NodeGroupOutput")
+    pts = n.new("GeometryNodeMeshToPoints")
+    cube = n.new("GeometryNodeMeshCube")
+    for i in range(3):
+        cube.inputs["Size"].default_value[i] = cube_size
+    inst = n.new("GeometryNodeInstanceOnPoints")
+    setm = n.new("GeometryNodeSetMaterial")
+    setm.inputs["Material"].default_value = ob.data.materials[0]
+    tree.links.new(gin.outputs[0], pts.inputs["Mesh"])
+    tree.links.new(pts.outputs[0], inst.inputs["Points"])
+    tree.links.new(cube.outputs[0], setm.inputs["Geometry"])
+    tree.links.new(setm.outputs[0], inst.inputs["Instance"])
+    tree.links.new(inst.outputs[0], gout.inputs[0])
+    mod = ob.modifiers.new("Scatter", "NODES")
+    mod.node_group = tree
+
+
+def build(name: str, path: str | Path) -> Path:
+    import bpy
+
+    if name != "gt_instances":
+        raise KeyError(name)
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    scene.name = name
+    scene.frame_start, scene.frame_end = 1, FRAMES
+    scene.render.fps = 24
+    scene.render.engine = "CYCLES"
+    scene.render.resolution_x, scene.render.resolution_y = RES
+    scene.render.resolution_percentage = 100
+    scene.cycles.samples = 4
+    scene.world = bpy.data.worlds.new("World")
+    sun = bpy.data.objects.new("Sun", bpy.data.lights.new("Sun", "SUN"))
+    sun.rotation_euler = (0.4, 0.2, 0.3)
+    scene.collection.objects.link(sun)
+    props = bpy.data.collections.new("Props")
+    scene.collection.children.link(props)
+
+    rocks = bpy.data.collections.new("Rocks")  # not linked to the scene: only instanced
+    rock = _obj(bpy, "Rock", _cube_mesh(bpy, "Rock", 0.8), rocks, color=(0.7, 0.3, 0.2))
+    rock["dataset_class"] = "rock"
+    pile = bpy.data.collections.new("Pile")
+    inner = _obj(bpy, "Inner", None, pile, loc=(0.0, 0.0, 0.3))
+    inner.instance_type, inner.instance_collection = "COLLECTION", rocks
+    for nm, loc, coll in (("RockA", (-3.0, 2.0, 0.0), rocks), ("RockB", (-3.0, -1.0, 0.0), rocks),
+                          ("PileA", (3.0, 2.5, 0.0), pile)):
+        e = _obj(bpy, nm, None, props, loc=loc)
+        e.instance_type, e.instance_collection = "COLLECTION", coll
+    rock_b = bpy.data.objects["RockB"]
+    _linear_keys(bpy, rock_b, "location", {1: -3.0, FRAMES: -3.0 + 0.3 * (FRAMES - 1)}, index=0)
+
+    turn = _obj(bpy, "Turntable", _grid_mesh(bpy, "Turntable", 2.0), props, color=(0.2, 0.6, 0.3))
+    _gn_scatter(bpy, turn, 0.4)
+    _linear_keys(bpy, turn, "rotation_euler",
+                 {1: 0.0, FRAMES: math.radians(15.0) * (FRAMES - 1)}, index=2)
+
+    parts = bpy.data.collections.new("Parts")
+    scene.collection.children.link(parts)
+    pebble = _obj(bpy, "Pebble", _cube_mesh(bpy, "Pebble", 0.5), parts, loc=(0.0, 0.0, -30.0),
+                  color=(0.2, 0.3, 0.8))
+    parts.hide_render = True
+    emitter = _obj(bpy, "Emitter", _grid_mesh(bpy, "Emitter", 2.0, 2), props, loc=(0.0, -3.5, 0.0),
+                   color=(0.5, 0.5, 0.5))
+    emitter.modifiers.new("Particles", "PARTICLE_SYSTEM")
+    ps = emitter.particle_systems[0].settings
+    ps.count, ps.frame_start, ps.frame_end, ps.lifetime = 5, -5, -5, 1000
+    ps.emit_from, ps.use_emit_random, ps.physics_type = "VERT", False, "NO"
+    ps.render_type, ps.instance_object, ps.particle_size = "OBJECT", pebble, 1.0
+    ps.use_rotation_instance = False
+    emitter.show_instancer_for_render = False
+    emitter.show_instancer_for_viewport = False
+
+    flag = _obj(bpy, "Flag", _grid_mesh(bpy, "Flag", 1.6, 4), props, loc=(3.0, -2.5, 0.0),
+                color=(0.8, 0.8, 0.2))
+    flag.shape_key_add(name="Basis")
+    kb = flag.shape_key_add(name="Wave")
+    for v in kb.data:
+        v.co.z += 0.4 * math.sin(v.co.x * 2.0)
+    _linear_keys(bpy, kb, "value", {1: 0.0, FRAMES: 1.0})
+
+    rig_data = bpy.data.armatures.new("Rig")
+    rig = _obj(bpy, "Rig", rig_data, props, loc=(-1.6, 3.2, 0.0))
+    bpy.context.view_layer.objects.active = rig
+    bpy.ops.object.mode_set(mode="EDIT")
+    bone = rig_data.edit_bones.new("Bone")
+    bone.head, bone.tail = (0.0, 0.0, 0.0), (1.6, 0.0, 0.0)
+    bpy.ops.object.mode_set(mode="OBJECT")
+    bar = _obj(bpy, "Arm", _grid_mesh(bpy, "Arm", 1.0, 2), props, loc=(-1.2, 3.2, 0.0),
+               color=(0.9, 0.5, 0.7))
+    bar.scale = (1.6, 0.3, 1.0)
+    vg = bar.vertex_groups.new(name="Bone")
+    vg.add(list(range(len(bar.data.vertices))), 1.0, "REPLACE")
+    bar.modifiers.new("Armature", "ARMATURE").object = rig
+    pb = rig.pose.bones["Bone"]
+    pb.rotation_mode = "XYZ"
+    _linear_keys(bpy, pb, "rotation_euler", {1: 0.0, FRAMES: math.radians(30.0)}, index=1)
+
+    ground = _obj(bpy, "Ground", _grid_mesh(bpy, "Ground", 30.0), props, loc=(0.0, 0.0, -0.5),
+                  color=(0.6, 0.6, 0.6))
+    ground["dataset_class"] = "floor"
+
+    cams = []
+    for nm, loc, roll, lens in (("CamA", (0.0, 0.0, 12.0), 0.0, LENSES[0]),
+                                ("CamB", (0.5, 0.0, 12.0), 10.0, LENSES[1])):
+        cd = bpy.data.cameras.new(nm)
+        cd.lens, cd.sensor_width, cd.sensor_fit = lens, 36.0, "HORIZONTAL"
+        c = _obj(bpy, nm, cd, scene.collection, loc=loc)
+        c.rotation_euler = (0.0, 0.0, math.radians(roll))
+        cams.append(c)
+    scene.camera = cams[0]
+    scene.timeline_markers.new("A", frame=1).camera = cams[0]
+    scene.timeline_markers.new("B", frame=CUT_FRAME).camera = cams[1]
+
+    for act in bpy.data.actions:
+        try:
+            fcs = list(act.fcurves)
+        except AttributeError:
+            fcs = [fc for layer in act.layers for strip in layer.strips
+                   for bag in strip.channelbags for fc in bag.fcurves]
+        for fc in fcs:
+            for kp in fc.keyframe_points:
+                kp.interpolation = "LINEAR"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(path), compress=False)
+    return path
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1])
+    for n in sys.argv[2:] or list(SPECS):
+        print(build(n, out / f"{n}.blend"))
+    sys.stdout.flush()
+    import os
+
+    os._exit(0)
