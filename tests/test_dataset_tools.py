@@ -5,7 +5,7 @@ The scene (written with numpy + dataset/exr.py exactly as the ground-truth contr
 tilted ground plane (id 1) seen by a camera translating by (0.1, 0.05, 0) per frame, and a
 fronto-parallel square (id 2) 3 units in front of the camera's start, moving +0.3 in world x per
 frame. Depth, camera-frame normals, forward/backward flow and ids are computed per pixel by ray
-casting (independently of dataset/validate.py's vectorised reprojection), so the checks are
+casting (independently of dataset/validate/geometry.py's vectorised prediction), so the checks are
 proven against geometry, and every planted fault is one known change to those files.
 """
 
@@ -501,9 +501,9 @@ def test_cli_validate_exit_codes_without_bpy(tmp_path, clean):
         "print('RC', a, b, c, [m for m in sys.modules if m.split('.')[0] == 'bpy' and sys.modules[m]])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "PYTHONPATH": ""})
+                         env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
     assert "RC 0 1 0 []" in out.stdout, out.stdout + out.stderr
-    assert "FAILED " in out.stdout and "reprojection" in out.stdout
+    assert "FAILED " in out.stdout and "flow_rigid" in out.stdout
     assert json.loads((tmp_path / "r.json").read_text())["ok"] is False
     assert (tmp_path / "p" / "contact_sheet.png").is_file()
 

@@ -230,7 +230,9 @@ class FrameStats:
                 continue
             val, err = fit["value"], fit["stderr"]
             tol = np.array([t.focal_rel * stored[0], t.focal_rel * stored[1], t.principal_px, t.principal_px])
-            entry = {"stored": [num(x) for x in stored], "fitted": [num(x) for x in val],
+            # a parameter the surfaces do not constrain has no fitted value worth printing
+            entry = {"stored": [num(x) for x in stored],
+                     "fitted": [num(x) if e <= tol_k else None for x, e, tol_k in zip(val, err, tol)],
                      "stderr": [num(x) for x in err], "rows": fit["rows"]}
             fits.append(entry)
             for k, name in enumerate(names):
