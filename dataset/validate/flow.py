@@ -175,14 +175,16 @@ class FlowStats:
             out["flow_cycle"] = check(None, msg)
             return out
         not_checked = {k: v for k, v in self.not_checked.items() if k not in self.rigid}
+        if self.unassigned_px:
+            not_checked[f"{self.unassigned_px} interior pixel(s) of no listed instance"] = (
+                self.things.reason or "their instance id is not in objects.json")
         out["flow_rigid"] = _verdict(
             self.rigid, f"p{100 * t.quantile:g} of |flow - predicted| / ({t.flow_px} px + "
             f"{100 * t.flow_rel:g}% of the motion)", "stored flow disagrees with depth + K + camera and "
             "object poses (flipped or swapped flow channels, wrong pose or intrinsics?)",
             not_checked, self.things.reason if self.things.objs is None or not self.rigid else "",
             unassigned_pixels=self.unassigned_px)
-        cyc_nc = {k: v for k, v in self.not_checked.items() if k not in self.rigid and k not in self.cycle
-                  and not v.startswith("deforms")}
+        cyc_nc = {k: v for k, v in not_checked.items() if k not in self.cycle and not v.startswith("deforms")}
         if self.image_cycle and not self.cycle:
             med = float(np.median(self.image_cycle))
             ok = med <= t.cycle_px

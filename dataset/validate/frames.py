@@ -119,7 +119,7 @@ class FrameStats:
         counts = np.bincount(L, minlength=n_i)
         starts = np.concatenate([[0], np.cumsum(counts)])
         want = objs.px_count_visib[i]
-        for c in np.flatnonzero((want >= 0) & (counts != np.maximum(want, 0))):
+        for c in np.flatnonzero((want >= 0) & (counts != np.maximum(want, 0)) & self.things.mappable):
             p.append(f"{tag}: {self.things.name(int(c))}: {int(counts[c])} visible pixel(s), objects.json "
                      f"says {int(want[c])}")
             break

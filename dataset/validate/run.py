@@ -132,8 +132,13 @@ def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds |
     root = Path(path)
     if root.is_file() and root.name == TRANSFORMS:
         root = root.parent
-    src = load(root)
-    seq_paths = [src.path] if isinstance(src, Sequence) else list(src.sequence_paths)
+    try:
+        src: Sequence | Dataset | None = load(root)
+    except DatasetError:
+        if not (root / TRANSFORMS).is_file():
+            raise
+        src = None  # a sequence folder that does not load: validate_sequence reports why
+    seq_paths = list(src.sequence_paths) if isinstance(src, Dataset) else [root]
     manifest_root = root if isinstance(src, Dataset) else _manifest_above(root)
     manifest = None
     if manifest_root is not None and (manifest_root / "manifest.json").is_file():

@@ -45,6 +45,7 @@ class ThingMap:
         single = uniq[counts == 1]
         self.obj_order = np.array([int(np.flatnonzero(objs.object_ids == o)[0]) for o in single], np.int64)
         self.obj_sorted = single
+        self.mappable = np.ones(len(objs.instance_ids), bool)  # columns the last label image can show
 
     @staticmethod
     def _lookup(keys: np.ndarray, cols: np.ndarray, img: np.ndarray) -> np.ndarray:
@@ -58,11 +59,13 @@ class ThingMap:
         if self.objs is None:
             return None
         if inst is not None:
+            self.mappable[:] = True
             return self._lookup(self.sorted_ids, self.order, inst)
         if ids is not None:
             if self.shared:
                 self.reason = (f"object id(s) {', '.join(map(str, sorted(self.shared)[:5]))} are drawn as "
                                "several instances and there is no instance-id image")
+            self.mappable = ~np.isin(self.objs.object_ids, list(self.shared))
             return self._lookup(self.obj_sorted, self.obj_order, ids)
         self.reason = "no segmentation (pixels cannot be assigned to things)"
         return None
