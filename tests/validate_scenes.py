@@ -422,3 +422,35 @@ def planted(clean: Path, fault: str, dst: Path) -> Path:
     shutil.copytree(clean, dst)
     FAULTS[fault](dst)
     return dst
+
+
+def bench(name: str = "instances", out: str | None = None, frames: int = 3) -> float:
+    """Write scene ``name`` at 1920x1080 (``frames`` frames) and time ``validate_sequence`` on it;
+    returns seconds per frame (all checks; EXR decoding included). Run it on one core:
+    ``OMP_NUM_THREADS=1 taskset -c 0 python tests/validate_scenes.py bench instances``."""
+    import tempfile
+    import time
+
+    from dataset_forge.dataset.validate import validate_sequence
+
+    global W, H, K
+    W, H = 1920, 1080
+    K = Intrinsics(fl_x=1560.0, fl_y=1500.0, cx=959.5, cy=540.5, w=W, h=H)
+    scene = scenes()[name]
+    scene.frames = frames
+    root = Path(out or tempfile.mkdtemp(prefix="validate_bench_")) / name
+    write_scene(scene, root)
+    t0 = time.perf_counter()
+    rep = validate_sequence(root)
+    per_frame = (time.perf_counter() - t0) / frames
+    print(f"{name}: {W}x{H}, {frames} frames, ok={rep['ok']}, {per_frame:.2f} s per frame")
+    return per_frame
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) >= 2 and sys.argv[1] == "bench":
+        bench(*(sys.argv[2:3] or ["instances"]))
+    else:
+        print("usage: python tests/validate_scenes.py bench [SCENE]  (scenes: " + ", ".join(scenes()) + ")")

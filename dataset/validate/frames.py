@@ -11,12 +11,21 @@ import numpy as np
 
 from ..layout import pixel_rays
 from .files import present
-from .geometry import FLIP, depth_normals, fit_intrinsics, intrinsics_rows, normals_to_opencv_camera
+from .geometry import (
+    FLIP,
+    depth_normals_at,
+    fit_intrinsics,
+    intrinsics_rows,
+    normals_to_opencv_camera,
+    regular_sample,
+    surface_mask,
+)
 from .things import FrameData, ThingMap
 from .thresholds import Thresholds, check, num
 
 _ROWS_PER_FRAME = 60000  # intrinsics equations kept per frame (a regular subsample on big frames)
 _ANGLES_PER_FRAME = 20000
+_BOX_SAMPLES = 20000  # depth points per thing and frame tested against its 3D box
 
 
 class FrameStats:
@@ -37,35 +46,42 @@ class FrameStats:
     def frame(self, f: FrameData) -> None:
         t = self.t
         seg_labels = f.labels if f.labels is not None else f.ids
+        cov = None
         if f.normals is not None:
-            length = np.linalg.norm(f.normals, axis=-1)
+            length = np.sqrt(np.einsum("hwc,hwc->hw", f.normals, f.normals))
             cov = length > 0
             if cov.any():
                 self.unit_err = max(self.unit_err, float(np.abs(length[cov] - 1).max()))
             if f.depth is not None:
-                sn = normals_to_opencv_camera(f.normals, self.seq.normal_frame, f.pose)
-                sn /= np.where(cov, length, 1.0)[..., None]
-                gn, ok = depth_normals(f.depth, f.K, seg_labels, t.depth_jump)
-                ok &= cov
-                if ok.any():
-                    cosang = np.clip(np.sum(sn[ok] * gn[ok], axis=-1), -1, 1)
-                    a = np.degrees(np.arccos(cosang)).astype(np.float32)
-                    self.angles.append(a[:: max(1, a.size // _ANGLES_PER_FRAME)])
-                A, b = intrinsics_rows(f.depth, sn, f.K, cov, seg_labels, t.depth_jump)
-                if len(b) > _ROWS_PER_FRAME:
-                    step = len(b) // _ROWS_PER_FRAME
-                    A, b = A[::step], b[::step]
+                frame_name, pose = self.seq.normal_frame, f.pose
+
+                def normal_at(r, c):
+                    n = normals_to_opencv_camera(f.normals[r, c], frame_name, pose)
+                    ln = np.linalg.norm(n, axis=-1, keepdims=True)
+                    return n / np.where(ln > 0, ln, 1.0)
+                surf = surface_mask(f.depth, seg_labels, t.depth_jump) & cov
+                rows, cols = regular_sample(surf, _ANGLES_PER_FRAME)
+                if rows.size:
+                    gn = depth_normals_at(f.depth, f.K, rows, cols)
+                    cosang = np.clip(np.sum(normal_at(rows, cols) * gn, axis=-1), -1, 1)
+                    self.angles.append(np.degrees(np.arccos(cosang)).astype(np.float32))
+                # the crease test of the intrinsics rows reads the 4 neighbours' normals
+                surf[1:-1, 1:-1] &= cov[1:-1, 2:] & cov[1:-1, :-2] & cov[2:, 1:-1] & cov[:-2, 1:-1]
+                rows, cols = regular_sample(surf, _ROWS_PER_FRAME // 2)
+                A, b = intrinsics_rows(f.depth, normal_at, f.K, rows, cols)
                 key = tuple(np.round(f.K[[0, 1, 0, 1], [0, 1, 2, 2]], 9))
                 self.rows.setdefault(key, []).append((A, b))
         if f.ids is not None:
             self.non_integer += f.non_integer
             self.unknown |= present(f.ids) - self.known
         masks = [m for m in (None if f.depth is None else f.depth > 0, None if f.ids is None else f.ids > 0,
-                             None if f.normals is None else np.linalg.norm(f.normals, axis=-1) > 0)
-                 if m is not None]
+                             cov) if m is not None]
         if len(masks) >= 2:
             self.pixels += masks[0].size
-            self.disagree += int(np.count_nonzero(np.any([m != masks[0] for m in masks[1:]], axis=0)))
+            bad = np.zeros(masks[0].shape, bool)
+            for m in masks[1:]:
+                bad |= m != masks[0]
+            self.disagree += int(np.count_nonzero(bad))
         self._objects(f)
 
     def _objects(self, f: FrameData) -> None:
@@ -96,8 +112,7 @@ class FrameStats:
         lab = f.labels
         # every instance id in the image is listed, and carries its object's id
         if f.inst is not None:
-            listed = set(objs.instance_ids.tolist())
-            extra = set(np.unique(f.inst).tolist()) - listed - {0}
+            extra = set(np.unique(f.inst[(lab < 0) & (f.inst != 0)]).tolist())
             if extra:
                 listed_not = ", ".join(map(str, sorted(extra)[:5]))
                 p.append(f"{tag}: instance id(s) {listed_not} not in objects.json")
@@ -143,7 +158,8 @@ class FrameStats:
             M = objs.object_to_world[i, c]
             if not (np.isfinite(box).all() and np.isfinite(M).all()):
                 continue
-            sl = slice(starts[c], starts[c + 1])
+            step = max(1, int(counts[c]) // _BOX_SAMPLES)  # a regular subsample: enough for a quantile
+            sl = slice(starts[c], starts[c + 1], step)
             d = dflat[idx[sl]].astype(np.float64)
             keep = d > 0
             if not keep.any():

@@ -13,13 +13,6 @@ PATCH_DEG = 3.0  # neighbouring normals further apart than this mark a crease (i
 FLIP = np.diag([1.0, -1.0, -1.0, 1.0])  # Blender camera axes <-> OpenCV camera axes
 
 
-def backproject(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """``(H, W, 3)`` float64 points from planar ``depth`` ``(H, W)`` through ``K``."""
-    x, y = pixel_rays(K, depth.shape)
-    d = depth.astype(np.float64)
-    return np.stack([x * d, y * d, d], axis=-1)
-
-
 def relative_transform(pose_a: np.ndarray, pose_b: np.ndarray, obj_a: np.ndarray | None = None,
                        obj_b: np.ndarray | None = None) -> np.ndarray:
     """``(4, 4)`` map of a point seen in camera a (OpenCV axes) to where camera b sees it, for
@@ -40,8 +33,9 @@ def rigid_flow(depth: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, idx: np.ndar
     r, c = np.divmod(idx, w)
     d = depth.reshape(-1)[idx].astype(np.float64)
     X = (x[0, c] * d, y[r, 0] * d, d)
-    T = transforms[lab]
-    Y = [T[:, k, 0] * X[0] + T[:, k, 1] * X[1] + T[:, k, 2] * X[2] + T[:, k, 3] for k in range(3)]
+    # gather the 12 used entries one by one: transforms[lab] would copy a (M, 4, 4) array
+    Y = [transforms[:, k, 0][lab] * X[0] + transforms[:, k, 1][lab] * X[1]
+         + transforms[:, k, 2][lab] * X[2] + transforms[:, k, 3][lab] for k in range(3)]
     front = Y[2] > 1e-9
     z = np.where(front, Y[2], 1.0)
     u_b = K_b[0, 0] * Y[0] / z + K_b[0, 2]
@@ -65,89 +59,92 @@ def interior(depth: np.ndarray | None, labels: np.ndarray | None, depth_jump: fl
     return out
 
 
-def _chords(depth: np.ndarray, labels: np.ndarray | None, depth_jump: float):
-    """Central-difference chords of the back-projected surface (``(h-2, w-2)`` interior grid) and
-    the mask where both chords stay on one smooth surface of one thing."""
+def surface_mask(depth: np.ndarray, labels: np.ndarray | None, depth_jump: float = 0.05) -> np.ndarray:
+    """``(H, W)`` pixels whose 4 neighbours are covered, on the same thing (label) and without a
+    relative depth step over ``depth_jump``: where central-difference chords of the
+    back-projected surface stay on one surface. Border pixels are False."""
+    h, w = depth.shape
+    out = np.zeros((h, w), bool)
+    if min(h, w) < 3:
+        return out
     c = depth[1:-1, 1:-1]
-    nb = [depth[1:-1, 2:], depth[1:-1, :-2], depth[2:, 1:-1], depth[:-2, 1:-1]]
     good = c > 0
-    for d in nb:
+    for d in (depth[1:-1, 2:], depth[1:-1, :-2], depth[2:, 1:-1], depth[:-2, 1:-1]):
         good &= (d > 0) & (np.abs(d - c) <= depth_jump * c)
     if labels is not None:
         ci = labels[1:-1, 1:-1]
         for i in (labels[1:-1, 2:], labels[1:-1, :-2], labels[2:, 1:-1], labels[:-2, 1:-1]):
             good &= i == ci
-    return nb, good
+    out[1:-1, 1:-1] = good
+    return out
 
 
-def depth_normals(depth: np.ndarray, K: np.ndarray, labels: np.ndarray | None = None,
-                  depth_jump: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """Normals ``(H, W, 3)`` (facing the camera) of the surface back-projected from planar
-    ``depth``, and the mask where they are defined (the 4 neighbours covered, on the same thing,
-    without a depth jump)."""
-    n = np.zeros(depth.shape + (3,))
-    ok = np.zeros(depth.shape, bool)
-    if min(depth.shape) < 3:
-        return n, ok
-    P = backproject(depth, K)
-    _, good = _chords(depth, labels, depth_jump)
-    dx = P[1:-1, 2:] - P[1:-1, :-2]
-    dy = P[2:, 1:-1] - P[:-2, 1:-1]
-    cr = np.cross(dy, dx)
-    norm = np.linalg.norm(cr, axis=-1)
-    good &= norm > 0
-    cr /= np.where(norm > 0, norm, 1.0)[..., None]
-    cr[np.sum(cr * P[1:-1, 1:-1], axis=-1) > 0] *= -1
-    n[1:-1, 1:-1] = cr
-    ok[1:-1, 1:-1] = good
-    return n, ok
+def regular_sample(mask: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of ``mask``'s pixels, every k-th so that at most about ``limit`` remain."""
+    idx = np.flatnonzero(mask)
+    if limit and idx.size > limit:
+        idx = idx[:: idx.size // limit]
+    return np.divmod(idx, mask.shape[1])
+
+
+def depth_normals_at(depth: np.ndarray, K: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``(M, 3)`` unit normals (OpenCV camera frame, facing the camera) of the surface
+    back-projected from planar ``depth`` at pixels ``(rows, cols)`` (inside the border, see
+    :func:`surface_mask`), from the cross product of the central-difference chords; 0 where
+    the chords are degenerate."""
+    x, y = pixel_rays(K, depth.shape)
+
+    def P(r, c):
+        d = depth[r, c].astype(np.float64)
+        return np.stack([x[0, c] * d, y[r, 0] * d, d], axis=-1)
+    dx = P(rows, cols + 1) - P(rows, cols - 1)
+    dy = P(rows + 1, cols) - P(rows - 1, cols)
+    n = np.cross(dy, dx)
+    norm = np.linalg.norm(n, axis=-1, keepdims=True)
+    n = np.where(norm > 0, n / np.where(norm > 0, norm, 1.0), 0.0)
+    n[np.sum(n * P(rows, cols), axis=-1) > 0] *= -1
+    return n
 
 
 def normals_to_opencv_camera(normals: np.ndarray, frame: str, pose: np.ndarray) -> np.ndarray:
-    """Stored normals (``camera``: Blender camera axes; ``world``) to the OpenCV camera frame."""
+    """Stored normals ``(..., 3)`` (``camera``: Blender camera axes; ``world``) to the OpenCV
+    camera frame."""
     n = normals.astype(np.float64)
     if frame == "world":
         n = n @ pose[:3, :3]  # R^T n for row vectors
     return n * np.array([1.0, -1.0, -1.0])
 
 
-def intrinsics_rows(depth: np.ndarray, normals_cv: np.ndarray, K: np.ndarray, mask: np.ndarray,
-                    labels: np.ndarray | None = None, depth_jump: float = 0.05
+def intrinsics_rows(depth: np.ndarray, normal_at, K: np.ndarray, rows: np.ndarray, cols: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Linear equations for ``theta = (1/fx, cx/fx, 1/fy, cy/fy)`` from one frame: the chords
-    ``P(u+1) - P(u-1)`` and ``P(v+1) - P(v-1)`` of the surface back-projected from depth are
-    perpendicular to the stored normal; ``P = d * ((u - cx)/fx, (v - cy)/fy, 1)`` makes that
-    linear in ``theta`` and exact for planar surfaces, so no camera motion is needed.
-    Returns ``A`` ``(m, 4)`` and ``b`` ``(m,)`` (``A @ theta = b``), each row divided by the
-    chord length under ``K`` (residuals read as the sine of the normal-to-chord angle)."""
-    h, w = depth.shape
-    if min(h, w) < 3:
-        return np.zeros((0, 4)), np.zeros(0)
-    (dr, dl, dd, du), good = _chords(depth.astype(np.float64), labels, depth_jump)
-    good &= mask[1:-1, 1:-1]
-    n = normals_cv[1:-1, 1:-1]
-    # one smooth patch: the neighbours' normals within PATCH_DEG of the centre's (no crease)
+    """Linear equations for ``theta = (1/fx, cx/fx, 1/fy, cy/fy)`` at pixels ``(rows, cols)``
+    (from :func:`surface_mask`): the chords ``P(u+1) - P(u-1)`` and ``P(v+1) - P(v-1)`` of the
+    surface back-projected from depth are perpendicular to the stored normal; ``P = d * ((u - cx)/fx,
+    (v - cy)/fy, 1)`` makes that linear in ``theta`` and exact for planar surfaces, so no camera
+    motion is needed. ``normal_at(rows, cols) -> (M, 3)`` gives unit stored normals in the OpenCV
+    camera frame; pixels whose 4 neighbours' normals are more than ``PATCH_DEG`` from their own
+    (a crease) are left out. Returns ``A`` ``(m, 4)`` and ``b`` ``(m,)`` (``A @ theta = b``), each
+    row divided by the chord length under ``K`` (residuals read as the sine of the
+    normal-to-chord angle)."""
+    n = normal_at(rows, cols)
     cos_lim = np.cos(np.radians(PATCH_DEG))
-    for nb in (normals_cv[1:-1, 2:], normals_cv[1:-1, :-2], normals_cv[2:, 1:-1], normals_cv[:-2, 1:-1]):
-        good &= np.sum(nb * n, axis=-1) >= cos_lim
-    rows, cols = np.nonzero(good)
-    n = n[rows, cols]
-    u = cols + 1.5  # pixel centre of the middle pixel (interior grid starts at column 1)
-    v = rows + 1.5
+    flat = np.ones(rows.size, bool)
+    for dr, dc in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+        flat &= np.sum(normal_at(rows + dr, cols + dc) * n, axis=-1) >= cos_lim
+    rows, cols, n = rows[flat], cols[flat], n[flat]
+    u = cols + 0.5
+    v = rows + 0.5
+    d = depth.astype(np.float64)
     A_list, b_list = [], []
-    for (dp, dm, axis) in ((dr[rows, cols], dl[rows, cols], 0), (dd[rows, cols], du[rows, cols], 1)):
-        # P+ - P- with u+-1 (axis 0) or v+-1 (axis 1)
-        up = u + (1 if axis == 0 else 0)
-        um = u - (1 if axis == 0 else 0)
-        vp = v + (1 if axis == 1 else 0)
-        vm = v - (1 if axis == 1 else 0)
-        a_x = dp * up - dm * um     # coefficient of 1/fx in chord_x
-        a_cx = -(dp - dm)           # coefficient of cx/fx
-        a_y = dp * vp - dm * vm
-        a_cy = -(dp - dm)
-        A = np.stack([n[:, 0] * a_x, n[:, 0] * a_cx, n[:, 1] * a_y, n[:, 1] * a_cy], axis=-1)
+    for axis in (0, 1):
+        dr, dc = (0, 1) if axis == 0 else (1, 0)
+        dp, dm = d[rows + dr, cols + dc], d[rows - dr, cols - dc]
+        a_x = dp * (u + dc) - dm * (u - dc)   # coefficient of 1/fx in the chord's x
+        a_y = dp * (v + dr) - dm * (v - dr)
+        a_c = -(dp - dm)                      # coefficient of cx/fx (and cy/fy)
+        A = np.stack([n[:, 0] * a_x, n[:, 0] * a_c, n[:, 1] * a_y, n[:, 1] * a_c], axis=-1)
         b = -n[:, 2] * (dp - dm)
-        chord = np.stack([(a_x + a_cx * K[0, 2]) / K[0, 0], (a_y + a_cy * K[1, 2]) / K[1, 1], dp - dm], -1)
+        chord = np.stack([(a_x + a_c * K[0, 2]) / K[0, 0], (a_y + a_c * K[1, 2]) / K[1, 1], dp - dm], -1)
         length = np.linalg.norm(chord, axis=-1)
         keep = length > 0
         A_list.append(A[keep] / length[keep, None])
@@ -206,13 +203,21 @@ def fit_intrinsics(A: np.ndarray, b: np.ndarray, K: np.ndarray, noise_floor: flo
     return {"value": np.array([fx, fy, acx * fx, bcy * fy]), "stderr": err, "rows": int(keep.sum())}
 
 
-def group_quantile(values: np.ndarray, labels: np.ndarray, q: float) -> dict[int, tuple[float, int]]:
-    """``{label: (q-quantile of its values (nearest rank), count)}`` for 1-D ``values``/``labels``."""
-    if values.size == 0:
+def group_quantile(values: np.ndarray | list[np.ndarray], labels: np.ndarray, q: float
+                   ) -> dict[int, tuple]:
+    """``{label: (q-quantile of each values array (nearest rank)..., count)}`` for 1-D
+    ``labels`` and one or several 1-D ``values`` arrays of the same length."""
+    vals = [values] if isinstance(values, np.ndarray) else list(values)
+    if labels.size == 0:
         return {}
-    order = np.lexsort((values, labels))
-    v, g = values[order], labels[order]
+    order = np.argsort(labels, kind="stable")  # integer keys: a radix sort
+    g = labels[order]
     starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
-    counts = np.diff(np.r_[starts, g.size])
-    pick = starts + np.floor(q * (counts - 1)).astype(np.int64)
-    return {int(k): (float(x), int(n)) for k, x, n in zip(g[starts], v[pick], counts)}
+    ends = np.r_[starts[1:], g.size]
+    sorted_vals = [v[order] for v in vals]
+    out = {}
+    for a, b in zip(starts, ends):
+        k = int(np.floor(q * (b - a - 1)))
+        qs = tuple(float(np.partition(v[a:b], k)[k]) for v in sorted_vals)
+        out[int(g[a])] = (*qs, int(b - a))
+    return out
