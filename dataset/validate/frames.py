@@ -39,6 +39,7 @@ class FrameStats:
         self.disagree = self.pixels = 0
         self.obj_problems: list[str] = []
         self.obj_frames = 0
+        self.box_ratio = 0.0  # worst per-thing quantile of (distance outside the 3D box) / tolerance
         ids = seq.ids
         self.known = {int(k) for k in (ids.get("ids") or {})} if ids else set()
         self.known.add(int(ids.get("background", 0)) if ids else 0)
@@ -175,6 +176,7 @@ class FrameStats:
             s = float(np.cbrt(abs(np.linalg.det(M[:3, :3])))) or 1.0
             ratio = out * s / (d * (t.depth_rel + lateral))
             qv = float(np.quantile(ratio, t.quantile))
+            self.box_ratio = max(self.box_ratio, qv)
             if qv > 1:
                 p.append(f"{tag}: {self.things.name(int(c))}: p{100 * t.quantile:g} of its depth points lie "
                          f"{qv:.3g}x the tolerance outside its 3D box (depth type, K or pose wrong?)")
@@ -227,6 +229,7 @@ class FrameStats:
             p = self.obj_problems
             out["objects"] = check(not p, "; ".join(p[:5]) + (f" (+{len(p) - 5} more)" if len(p) > 5 else ""),
                                    instances=len(self.things.objs.instance_ids), frames=self.obj_frames,
+                                   depth_box_ratio=num(self.box_ratio),
                                    instance_image=self.seq.instance_channel is not None)
         return out
 
@@ -235,14 +238,14 @@ class FrameStats:
         if not self.rows:
             return check(None, "needs depth and normals")
         names = ("fl_x", "fl_y", "cx", "cy")
-        fits, problems, unresolved = [], [], set()
+        fits, problems, resolved_any = [], [], set()
         for key, parts in self.rows.items():
             A = np.concatenate([a for a, _ in parts])
             b = np.concatenate([b for _, b in parts])
             fit = fit_intrinsics(A, b, np.array([[key[0], 0, key[2]], [0, key[1], key[3]], [0, 0, 1]]))
             stored = np.array(key)
             if fit is None:
-                unresolved.update(names)
+                fits.append({"stored": [num(x) for x in stored], "fitted": None, "rows": len(b)})
                 continue
             val, err = fit["value"], fit["stderr"]
             tol = np.array([t.focal_rel * stored[0], t.focal_rel * stored[1], t.principal_px, t.principal_px])
@@ -253,16 +256,18 @@ class FrameStats:
             fits.append(entry)
             for k, name in enumerate(names):
                 if not err[k] <= tol[k] / 3:
-                    unresolved.add(name)
-                elif abs(val[k] - stored[k]) > tol[k]:
+                    continue
+                resolved_any.add(name)
+                if abs(val[k] - stored[k]) > tol[k]:
                     if k < 2:
                         what, lim = f"{100 * (val[k] / stored[k] - 1):+.3g}%", f"{100 * t.focal_rel:.3g}%"
                     else:
                         what, lim = f"{val[k] - stored[k]:+.3g} px", f"{t.principal_px} px"
                     problems.append(f"{name} = {stored[k]:.6g} but depth + normals say {val[k]:.6g} "
                                     f"({what}, tolerance {lim})")
-        resolved = [n for n in names if n not in unresolved]
-        note = (f"not checked: {', '.join(sorted(unresolved, key=names.index))} (the surfaces do not "
+        resolved = [n for n in names if n in resolved_any]
+        unresolved = [n for n in names if n not in resolved_any]
+        note = (f"not checked: {', '.join(unresolved)} (the surfaces do not "
                 "constrain them: too few slanted or curved surfaces)") if unresolved else ""
         if problems:
             return check(False, "; ".join(problems) + (f"; {note}" if note else ""), fits=fits,

@@ -44,18 +44,25 @@ def rigid_flow(depth: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, idx: np.ndar
 
 
 def interior(depth: np.ndarray | None, labels: np.ndarray | None, depth_jump: float = 0.05) -> np.ndarray:
-    """``(H, W)`` mask of covered pixels away from silhouettes: depth > 0 and the 4 neighbours on
+    """``(H, W)`` mask of covered pixels away from silhouettes: depth > 0 and the 8 neighbours on
     the same thing (same label; without labels: covered, no relative depth step over
-    ``depth_jump``). Image-border pixels count their missing neighbours as equal."""
+    ``depth_jump``). Cycles' pixel filter (1.5 px wide) reaches into the diagonal neighbours, so
+    a pixel touching another thing only at a corner still holds a blend of both motions.
+    Image-border pixels count their missing neighbours as equal."""
     ref = labels if labels is not None else depth
     out = np.ones(ref.shape, bool) if depth is None else depth > 0
     pad = np.pad(ref, 1, mode="edge")
+    h, w = ref.shape
     centre = pad[1:-1, 1:-1]
-    for nb in (pad[:-2, 1:-1], pad[2:, 1:-1], pad[1:-1, :-2], pad[1:-1, 2:]):
-        if labels is not None:
-            out &= nb == centre
-        else:
-            out &= (nb > 0) & (np.abs(nb - centre) <= depth_jump * centre)
+    for dr in (0, 1, 2):
+        for dc in (0, 1, 2):
+            if dr == dc == 1:
+                continue
+            nb = pad[dr:dr + h, dc:dc + w]
+            if labels is not None:
+                out &= nb == centre
+            else:
+                out &= (nb > 0) & (np.abs(nb - centre) <= depth_jump * centre)
     return out
 
 
