@@ -25,8 +25,8 @@ from dataset_forge.dataset.objects import OBJECTS_SCHEMA
 from dataset_forge.dataset.transforms import build_transforms, write_json_atomic
 from PIL import Image
 
-W, H = 64, 48
-K = Intrinsics(fl_x=52.0, fl_y=50.0, cx=31.5, cy=24.5, w=W, h=H)
+W, H = 96, 72
+K = Intrinsics(fl_x=78.0, fl_y=75.0, cx=47.5, cy=36.5, w=W, h=H)
 FRAMES = 6
 INSTANCE_CHANNEL = "instance"
 CONVENTIONS = {
@@ -323,10 +323,15 @@ def _flows(seq: Path, fn) -> None:
 
 
 def _scale_k(seq: Path, key: str, factor: float = 1.0, add: float = 0.0) -> None:
+    """``key`` of K scaled/shifted everywhere it is written (top level and per frame), with the
+    ``intrinsics`` matrices kept consistent: the hard case."""
     tf = _tf(seq)
-    tf[key] = tf[key] * factor + add
     r, c = {"fl_x": (0, 0), "fl_y": (1, 1), "cx": (0, 2), "cy": (1, 2)}[key]
-    tf["intrinsics"][r][c] = tf[key]  # consistent: the hard case
+    for d in (tf, *tf["frames"]):
+        if key in d:
+            d[key] = d[key] * factor + add
+            if "intrinsics" in d:
+                d["intrinsics"][r][c] = d[key]
     _put_tf(seq, tf)
 
 
@@ -354,8 +359,8 @@ def _depth_label(seq: Path, label: str) -> None:
     tf["conventions"]["depth"]["type"] = label
     _put_tf(seq, tf)
     if label == "planar":  # data converted to distance, still labelled planar
-        v, u = np.mgrid[0:H, 0:W] + 0.5
-        ray = np.sqrt(1 + ((u - K.cx) / K.fl_x) ** 2 + ((v - K.cy) / K.fl_y) ** 2)
+        v, u = np.mgrid[0:tf["h"], 0:tf["w"]] + 0.5
+        ray = np.sqrt(1 + ((u - tf["cx"]) / tf["fl_x"]) ** 2 + ((v - tf["cy"]) / tf["fl_y"]) ** 2)
         for p in (seq / "depths").glob("*.exr"):
             exr.write_channels(p, {"V": exr.read_channels(p)["V"] * ray})
 

@@ -77,6 +77,8 @@ class FlowStats:
         t = self.t
         lab = a.labels
         core = interior(a.depth, lab, t.depth_jump)
+        if a.smooth is not None:
+            core &= a.smooth
         covered = core & (lab >= 0)
         self.unassigned_px += int(np.count_nonzero(core & (lab < 0)))
         cols = np.unique(lab[covered])
@@ -127,6 +129,8 @@ class FlowStats:
             return
         h, w = lab_a.shape
         core = interior(a.depth, lab_a, t.depth_jump) & (lab_a > (-1 if a.labels is not None else 0))
+        if a.smooth is not None:
+            core &= a.smooth
         if a.labels is not None and rigid_cols.size:
             core &= ~np.isin(lab_a, rigid_cols)
         idx = np.flatnonzero(core)

@@ -13,6 +13,7 @@ from ..layout import pixel_rays
 from .files import present
 from .geometry import (
     FLIP,
+    GATE_DEG,
     depth_normals_at,
     fit_intrinsics,
     intrinsics_rows,
@@ -69,7 +70,9 @@ class FrameStats:
                 # the crease test of the intrinsics rows reads the 4 neighbours' normals
                 surf[1:-1, 1:-1] &= cov[1:-1, 2:] & cov[1:-1, :-2] & cov[2:, 1:-1] & cov[:-2, 1:-1]
                 rows, cols = regular_sample(surf, _ROWS_PER_FRAME // 2)
-                A, b = intrinsics_rows(f.depth, normal_at, f.K, rows, cols)
+                agree = np.sum(normal_at(rows, cols) * depth_normals_at(f.depth, f.K, rows, cols), axis=-1)
+                keep = agree >= np.cos(np.radians(GATE_DEG))
+                A, b = intrinsics_rows(f.depth, normal_at, f.K, rows[keep], cols[keep])
                 key = tuple(np.round(f.K[[0, 1, 0, 1], [0, 1, 2, 2]], 9))
                 self.rows.setdefault(key, []).append((A, b))
         if f.ids is not None:

@@ -9,7 +9,12 @@ import numpy as np
 
 from ..layout import pixel_rays
 
-PATCH_DEG = 3.0  # neighbouring normals further apart than this mark a crease (intrinsics fit)
+# The intrinsics fit uses flat patches only: the 4 neighbours' stored normals within PATCH_DEG of
+# the pixel's (excludes creases and curved, smooth-shaded surfaces, whose interpolated normals
+# are not perpendicular to the facets the depth sees), and the stored normal within GATE_DEG of
+# the depth-derived one (a wrong K tilts it by well under a degree; shading does by more).
+PATCH_DEG = 0.5
+GATE_DEG = 3.0
 FLIP = np.diag([1.0, -1.0, -1.0, 1.0])  # Blender camera axes <-> OpenCV camera axes
 
 
@@ -43,12 +48,14 @@ def rigid_flow(depth: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, idx: np.ndar
     return np.stack([u_b - (c + 0.5), v_b - (r + 0.5)], axis=-1), front
 
 
-def interior(depth: np.ndarray | None, labels: np.ndarray | None, depth_jump: float = 0.05) -> np.ndarray:
-    """``(H, W)`` mask of covered pixels away from silhouettes: depth > 0 and the 8 neighbours on
-    the same thing (same label; without labels: covered, no relative depth step over
-    ``depth_jump``). Cycles' pixel filter (1.5 px wide) reaches into the diagonal neighbours, so
-    a pixel touching another thing only at a corner still holds a blend of both motions.
-    Image-border pixels count their missing neighbours as equal."""
+def interior(depth: np.ndarray | None, labels: np.ndarray | None, depth_jump: float = 0.05,
+             radius: int = 1) -> np.ndarray:
+    """``(H, W)`` mask of covered pixels at least ``radius`` pixels (8-connected) inside one thing:
+    depth > 0 and every pixel of the ``(2 radius + 1)``-square around on the same thing (same
+    label; without labels: covered, no relative depth step over ``depth_jump`` between
+    neighbours). Cycles filters each pixel over 1.5 px, so a pixel touching another thing, even
+    only at a corner, holds a blend of both motions. Image-border pixels count their missing
+    neighbours as equal."""
     ref = labels if labels is not None else depth
     out = np.ones(ref.shape, bool) if depth is None else depth > 0
     pad = np.pad(ref, 1, mode="edge")
@@ -63,6 +70,13 @@ def interior(depth: np.ndarray | None, labels: np.ndarray | None, depth_jump: fl
                 out &= nb == centre
             else:
                 out &= (nb > 0) & (np.abs(nb - centre) <= depth_jump * centre)
+    for _ in range(radius - 1):  # erode: every 8-neighbour already inside
+        p = np.pad(out, 1, mode="edge")
+        grown = out.copy()
+        for dr in (0, 1, 2):
+            for dc in (0, 1, 2):
+                grown &= p[dr:dr + h, dc:dc + w]
+        out = grown
     return out
 
 
