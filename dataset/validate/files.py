@@ -34,16 +34,12 @@ def schema(seq: Sequence) -> dict[str, Any]:
             return _check(False, str(exc), schema=seq.schema, assumed=seq.assumed)
         if K[0, 0] <= 0 or K[1, 1] <= 0:
             problems.append(f"focal lengths must be positive (fl_x={K[0, 0]}, fl_y={K[1, 1]})")
-        if "intrinsics" in m:
-            try:
-                Ki = np.array(m["intrinsics"], dtype=float).reshape(3, 3)
-                if not np.allclose(Ki, K, rtol=1e-6, atol=1e-6):
-                    bad = [name for name, (r, c) in (("fl_x", (0, 0)), ("fl_y", (1, 1)), ("cx", (0, 2)),
-                                                     ("cy", (1, 2))) if not np.isclose(Ki[r, c], K[r, c])]
-                    problems.append(f"'intrinsics' disagrees with {', '.join(bad) or 'K'} "
-                                    f"({Ki.tolist()} vs {K.tolist()})")
-            except (ValueError, TypeError):
-                problems.append("'intrinsics' is not a 3x3 matrix")
+        top = np.array([[m.get("fl_x", K[0, 0]), 0, m.get("cx", K[0, 2])],
+                        [0, m.get("fl_y", K[1, 1]), m.get("cy", K[1, 2])], [0, 0, 1]], float)
+        problems += _intrinsics_agree(m, top, "")
+        for i, f in enumerate(seq.frames_meta):
+            if "intrinsics" in f:
+                problems += _intrinsics_agree(f, seq.intrinsics_of(i), f"frame {seq.frame_numbers[i]}: ")
     for i, f in enumerate(seq.frames_meta):
         if "file_path" not in f:
             problems.append(f"frame {i}: no file_path")
@@ -62,6 +58,22 @@ def schema(seq: Sequence) -> dict[str, Any]:
             if any(f"{kind}_file_path" in f for f in seq.frames_meta) and kind not in seq.conventions:
                 problems.append(f"frames list {kind}_file_path but conventions has no '{kind}' entry")
     return _check(not problems, "; ".join(problems[:10]), schema=seq.schema, assumed=seq.assumed)
+
+
+def _intrinsics_agree(d: dict[str, Any], K: np.ndarray, where: str) -> list[str]:
+    """``d["intrinsics"]`` (when present) against ``K`` built from the ``fl_x, fl_y, cx, cy`` that
+    apply there."""
+    if "intrinsics" not in d:
+        return []
+    try:
+        Ki = np.array(d["intrinsics"], dtype=float).reshape(3, 3)
+    except (ValueError, TypeError):
+        return [f"{where}'intrinsics' is not a 3x3 matrix"]
+    if np.allclose(Ki, K, rtol=1e-6, atol=1e-6):
+        return []
+    bad = [name for name, (r, c) in (("fl_x", (0, 0)), ("fl_y", (1, 1)), ("cx", (0, 2)), ("cy", (1, 2)))
+           if not np.isclose(Ki[r, c], K[r, c])]
+    return [f"{where}'intrinsics' disagrees with {', '.join(bad) or 'K'} ({Ki.tolist()} vs {K.tolist()})"]
 
 
 def frame_count(seq: Sequence, manifest_frames: int | None) -> dict[str, Any]:
