@@ -132,3 +132,12 @@ def ray_norm(K: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     ``distance = planar * ray_norm``."""
     x, y = pixel_rays(K, shape)
     return np.sqrt(1.0 + x ** 2 + y ** 2)
+
+
+# -- Instances, objects.json and camera cuts (object-level ground truth) ---------------------------
+SEGMENTATION_OBJECT_CHANNEL = "V"            # float32 holding exact object ids
+SEGMENTATION_INSTANCE_CHANNEL = "instance"   # uint32 instance ids (read as stored, not float32)
+FRAME_CAMERA_KEY = "camera"                  # transforms.json frames[i]: the frame's camera name
+CAMERAS_KEY = "cameras"                      # transforms.json top level: cameras in order of use
+FLOW_FORWARD_VALID = "flow_forward_valid"    # transforms.json frames[i], false across a cut
+FLOW_BACKWARD_VALID = "flow_backward_valid"

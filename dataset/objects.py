@@ -35,7 +35,8 @@ No material, object or RGB sample is changed.
 
 * ``instances``: one :class:`InstanceInfo` per instance drawn in any frame of the sequence;
   ``deforming`` is true when its evaluated object-space vertices change within the sequence or
-  it has an armature/shape-key/physics deformer (its pose then does not explain its motion).
+  it has an armature, animated or driven shape keys, a physics/cache/lattice/hook-type modifier
+  or animated modifier settings (its pose then does not explain its motion).
 * ``frames[i].instances``: one :class:`InstanceFrame` per instance drawn in that frame (in front
   of the camera or not), sorted by ``instance_id``:
 
@@ -62,9 +63,10 @@ from typing import TypedDict
 
 import numpy as np
 
+from .layout import SEGMENTATION_INSTANCE_CHANNEL as INSTANCE_CHANNEL
+from .layout import SEGMENTATION_OBJECT_CHANNEL as OBJECT_CHANNEL
+
 OBJECTS_SCHEMA = "dataset_forge.objects/1"
-INSTANCE_CHANNEL = "instance"
-OBJECT_CHANNEL = "V"
 MAX_INSTANCE_ID = 2**31 - 1
 PID_UNUSED = 2**31 - 1  # fills the unused tail of the depsgraph's persistent_id
 
@@ -231,20 +233,30 @@ def resolve_pixels(index: np.ndarray, depth: np.ndarray, K, cam_to_world_gl,
     pose = np.asarray(cam_to_world_gl, float) @ CV_FROM_GL
     xr, yr = pixel_rays(K, (h, w))
     foot = 2.0 * np.sqrt(2.0) * max(1.0 / K[0, 0], 1.0 / K[1, 1])
-    for value in np.unique(idx[hit]):
-        mask = hit & (idx == value)
-        group = groups.get(int(value), [])
-        n = int(mask.sum())
-        if not group:
-            stats["unidentified"] += n
-            continue
-        if len(group) == 1:
-            obj[mask] = group[0]["object_id"]
-            ins[mask] = group[0]["instance_id"]
-            stats["unique"] += n
-            continue
-        rows, cols = np.nonzero(mask)
-        d = depth[rows, cols].astype(np.float64)
+    hp = np.flatnonzero(hit)
+    vals = idx.ravel()[hp]
+    keys = np.array(sorted(groups), np.int64)
+    pos = np.searchsorted(keys, vals) if len(keys) else np.zeros(len(vals), np.int64)
+    pos = np.minimum(pos, max(len(keys) - 1, 0))
+    found = (keys[pos] == vals) if len(keys) else np.zeros(len(vals), bool)
+    stats["unidentified"] = int((~found).sum())
+    single = np.array([len(groups[int(k)]) == 1 for k in keys], bool)
+    lut_o = np.array([groups[int(k)][0]["object_id"] for k in keys], np.int32)
+    lut_i = np.array([groups[int(k)][0]["instance_id"] for k in keys], np.uint32)
+    one = found & single[pos] if len(keys) else found
+    obj.ravel()[hp[one]] = lut_o[pos[one]]
+    ins.ravel()[hp[one]] = lut_i[pos[one]]
+    stats["unique"] = int(one.sum())
+    many = np.flatnonzero(found & ~one)
+    order = many[np.argsort(vals[many], kind="stable")]
+    sv = vals[order]
+    starts = np.flatnonzero(np.r_[True, sv[1:] != sv[:-1]]) if len(sv) else np.array([], int)
+    for s0, s1 in zip(starts, np.r_[starts[1:], len(sv)]):
+        group = groups[int(sv[s0])]
+        px = hp[order[s0:s1]]
+        rows, cols = px // w, px % w
+        n = len(px)
+        d = depth.ravel()[px].astype(np.float64)
         p_cam = np.stack([xr[0, cols] * d, yr[rows, 0] * d, d], -1)
         p = p_cam @ pose[:3, :3].T + pose[:3, 3]
         tol = foot * d + 1e-6
@@ -271,8 +283,8 @@ def resolve_pixels(index: np.ndarray, depth: np.ndarray, K, cam_to_world_gl,
                 pick[amb] = np.argmin(sd, 0)
         oid = np.array([c["object_id"] for c in group], np.int32)
         iid = np.array([c["instance_id"] for c in group], np.uint32)
-        obj[rows, cols] = oid[pick]
-        ins[rows, cols] = iid[pick]
+        obj.ravel()[px] = oid[pick]
+        ins.ravel()[px] = iid[pick]
     return obj, ins, stats
 
 

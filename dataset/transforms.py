@@ -8,7 +8,13 @@ multiplier), ``keyframe_multiplier``, ``frame_start``/``frame_end`` (inclusive, 
 ``conventions`` and ``frames``. Each frame: ``file_path`` (relative to the sequence folder),
 ``transform_matrix`` (4x4 camera-to-world, Blender/OpenGL camera axes: x right, y up, looking down
 -z; world units), ``frame`` (stretched frame number), ``time`` (seconds from ``frame_start``),
-plus one ``*_file_path`` per enabled ground truth.
+``camera`` (the name of the frame's active camera; timeline markers can switch it), plus one
+``*_file_path`` per enabled ground truth; with flows ``flow_forward_valid`` /
+``flow_backward_valid`` (false across a camera cut); per-frame ``fl_x ... intrinsics`` where
+they differ from the top level.
+
+The top-level ``camera`` and intrinsics are the first frame's; ``cameras`` (names in order of
+first use) is added when a sequence uses more than one camera.
 """
 
 from __future__ import annotations

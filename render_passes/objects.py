@@ -29,7 +29,7 @@ from . import scene_setup
 # Modifiers whose result changes over time without the object's matrix changing.
 DEFORMERS = {"ARMATURE", "CLOTH", "SOFT_BODY", "FLUID", "DYNAMIC_PAINT", "OCEAN", "WAVE",
              "EXPLODE", "MESH_CACHE", "MESH_SEQUENCE_CACHE", "SURFACE_DEFORM", "MESH_DEFORM",
-             "LATTICE", "HOOK", "CURVE", "COLLISION"}
+             "LATTICE", "HOOK", "CURVE"}
 
 
 def _m(mat) -> np.ndarray:
@@ -37,13 +37,14 @@ def _m(mat) -> np.ndarray:
 
 
 def structural_deformer(ob) -> bool:
-    """Armature/physics/cache modifiers, shape keys, or animated modifier settings."""
+    """Armature/physics/cache modifiers, animated shape keys, or animated modifier settings."""
     if any(m.type in DEFORMERS for m in getattr(ob, "modifiers", ())):
         return True
     data = ob.data
     keys = getattr(data, "shape_keys", None)
-    if keys is not None and len(keys.key_blocks) > 1:
-        return True
+    if keys is not None and len(keys.key_blocks) > 1 and keys.animation_data is not None and (
+            keys.animation_data.action is not None or len(keys.animation_data.drivers)):
+        return True  # animated or driven shape keys (static ones change nothing over time)
     ad = ob.animation_data
     if ad is not None:
         from . import compat
@@ -79,6 +80,22 @@ class _Geometry:
         return self._bvh
 
 
+BOX_EDGES = np.array([[0, 1], [2, 3], [4, 5], [6, 7], [0, 2], [1, 3], [4, 6], [5, 7],
+                      [0, 4], [1, 5], [2, 6], [3, 7]])
+
+
+def _box_geometry(ob) -> _Geometry | None:
+    """The evaluated bounding box as geometry, for things that do not convert to a mesh
+    (hair curves, point clouds, volumes): boxes are then those of ``bound_box``."""
+    try:
+        c = np.array([[float(x) for x in v] for v in ob.bound_box])
+    except (AttributeError, TypeError):
+        return None
+    if not np.isfinite(c).all() or not np.ptp(c, 0).any():
+        return None
+    return _Geometry(od.box_corners(c.min(0), c.max(0)), BOX_EDGES, np.zeros((0, 3), np.int32))
+
+
 def _geometry(ob) -> _Geometry | None:
     """Vertices/edges/triangles of an evaluated object (``None`` when it has no surface)."""
     me, tmp = None, False
@@ -87,11 +104,13 @@ def _geometry(ob) -> _Geometry | None:
     else:
         try:
             me, tmp = ob.to_mesh(), True
-        except RuntimeError:
-            me = None
+        except Exception:  # noqa: BLE001 - types without a mesh form: use the box
+            return _box_geometry(ob)
     try:
-        if me is None or not len(me.vertices):
-            return None
+        if me is None:
+            return _box_geometry(ob)
+        if not len(me.vertices):
+            return None if ob.type == "MESH" else _box_geometry(ob)
         n = len(me.vertices)
         v = np.empty(n * 3, np.float32)
         me.vertices.foreach_get("co", v)
@@ -124,6 +143,7 @@ class ObjectTracker:
         self._target: int | None = None
         self.timings = {"collect": 0.0, "resolve": 0.0}
         self.resolve_stats: dict[str, int] = {}
+        self.sources = {"render_depsgraph": 0, "viewport_depsgraph": 0}  # frames collected from
         self._handler = self._on_frame
         bpy.app.handlers.frame_change_post.append(self._handler)
 
@@ -158,7 +178,7 @@ class ObjectTracker:
 
         t0 = time.perf_counter()
         records: list[dict[str, Any]] = []
-        geoms: dict[int, _Geometry | None] = {}
+        geoms: dict[tuple[int, int], _Geometry | None] = {}
         for inst in dg.object_instances:
             ob = inst.object
             orig = ob.original
@@ -177,7 +197,9 @@ class ObjectTracker:
                 if getattr(orig, "particle_systems", None) and not orig.show_instancer_for_render:
                     continue
                 chain, pid = [], []
-            key = ob.data.as_pointer() if ob.data is not None else ob.as_pointer()
+            # Evaluated data is shared by the copies of one thing (and outlives the iteration);
+            # non-mesh data (curves, text) is meshed per object.
+            key = (orig.as_pointer(), ob.data.as_pointer() if ob.data is not None else 0)
             if key not in geoms:
                 geoms[key] = _geometry(ob)
             g = geoms[key]
@@ -218,6 +240,9 @@ class ObjectTracker:
 
         if frame not in self._current:
             self.collect_viewport(frame)
+            self.sources["viewport_depsgraph"] += 1
+        else:
+            self.sources["render_depsgraph"] += 1
         records, cam_name, pose, k, near = self._current.pop(frame)
         t0 = time.perf_counter()
         if raw is not None:
@@ -233,13 +258,14 @@ class ObjectTracker:
                 r = by_iid[c["instance_id"]]
                 m = r["matrix"]
                 q = (pts - m[:3, 3]) @ np.linalg.inv(m[:3, :3]).T
-                bvh = r["geom"].bvh()
-                out = np.empty(len(q))
-                for i, p in enumerate(q):
-                    hit = bvh.find_nearest(p)
-                    out[i] = np.inf if hit[0] is None else np.linalg.norm(
-                        (np.asarray(hit[0]) - p) @ m[:3, :3].T)
-                return out
+                if not len(r["geom"].tris):  # a box stand-in: inside its box is all we know
+                    return np.zeros(len(q))
+                nearest = r["geom"].bvh().find_nearest
+                nan = (np.nan, np.nan, np.nan)
+                hits = np.array([(lambda h: nan if h is None else h[:])(nearest(p)[0])
+                                 for p in q.tolist()], float).reshape(-1, 3)
+                out = np.linalg.norm((hits - q) @ m[:3, :3].T, axis=1)
+                return np.where(np.isnan(out), np.inf, out)
 
             obj, ins, stats = od.resolve_pixels(ch["R"], ch["G"], k.K, pose, cands, surface)
             for s, n in stats.items():

@@ -140,7 +140,7 @@ class PassRig:
             (self.seq_dir / "segmentations" / RAW_SEG).rmdir()
         except OSError:
             pass
-        return {"timings": t.timings, "pixels": t.resolve_stats}
+        return {"timings": t.timings, "pixels": t.resolve_stats, "sources": t.sources}
 
     def conventions(self) -> dict[str, Any]:
         conv: dict[str, Any] = {}

@@ -14,6 +14,8 @@ tests/test_camera_cuts.py)::
   (Instance on Points, nothing else realised), turning 15 deg/frame about z, at (0, 0, 0);
 * ``Emitter``: a 2 m square at (0, -3.5, 0) with a particle system of 5 static particles (born
   at frame -5) drawn as the object ``Pebble`` (a 0.5 m cube, in the hidden collection ``Parts``);
+* ``Stand``: 3 points at (-0.5 + {-0.6, 0, 0.6}, -1.6, 0) whose geometry nodes instance the real
+  object ``Bolt`` (a 0.35 m cube in ``Parts``, Object Info "As Instance") on each point;
 * ``Flag``: a grid at (3, -2.5, 0) with an animated shape key; ``Arm``: a bar at (-1.2, 3.2, 0)
   deformed by the armature ``Rig`` (bone turning); ``Ground``: a 30 m plane at z = -0.5;
 * cameras ``CamA`` (frames 1-2) and ``CamB`` (from frame 3, bound by a timeline marker; 0.5 m
@@ -34,9 +36,11 @@ SPECS = {
     "gt_instances": dict(desc=__doc__.split("``gt_instances``")[1].strip(), frames=FRAMES,
                          cut=CUT_FRAME, cameras=("CamA", "CamB"), lenses=LENSES,
                          camera_locations=((0.0, 0.0, 12.0), (0.5, 0.0, 12.0)),
-                         instanced=("Rock", "Turntable", "Pebble"),
+                         instanced=("Rock", "Turntable", "Pebble", "Bolt"),
                          deforming=("Flag", "Arm"), rigid=("Ground", "Rock", "Pebble",
-                                                           "Turntable")),
+                                                           "Turntable", "Bolt")),
+    "gt_linked": dict(desc="a linked collection instanced twice beside a local cube (see "
+                           "build_linked)", linked="LibCube", linked_pass_index=1),
 }
 
 
@@ -107,9 +111,78 @@ def _gn_scatter(bpy, ob, cube_size):
     mod.node_group = tree
 
 
+def build_linked(path: str | Path) -> Path:
+    """``gt_linked``: ``lib_assets.blend`` (saved beside ``path``) holds collection ``Assets``
+    with the 1 m cube ``LibCube`` (``pass_index`` 1, which the scene cannot change); the scene
+    links the collection and instances it with empties ``LinkA`` at (-1.5, 0, 0) and ``LinkB``
+    at (1.5, 0, 0), beside a local 1 m cube ``Local`` at (0, 1.8, 0), over ``Ground``; camera
+    10 m above the origin looking down."""
+    import bpy
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lib = path.parent / "lib_assets.blend"
+    bpy.ops.wm.read_homefile(use_empty=True)
+    assets = bpy.data.collections.new("Assets")
+    bpy.context.scene.collection.children.link(assets)
+    cube = _obj(bpy, "LibCube", _cube_mesh(bpy, "LibCube", 1.0), assets, color=(0.8, 0.4, 0.1))
+    cube.pass_index = 1
+    bpy.ops.wm.save_as_mainfile(filepath=str(lib), compress=False)
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    scene.name = "gt_linked"
+    scene.frame_start, scene.frame_end = 1, 2
+    scene.render.engine = "CYCLES"
+    scene.render.resolution_x, scene.render.resolution_y = RES
+    scene.cycles.samples = 4
+    scene.world = bpy.data.worlds.new("World")
+    with bpy.data.libraries.load(str(lib), link=True) as (src, dst):
+        dst.collections = ["Assets"]
+    linked = dst.collections[0]
+    props = bpy.data.collections.new("Props")
+    scene.collection.children.link(props)
+    for nm, x in (("LinkA", -1.5), ("LinkB", 1.5)):
+        e = _obj(bpy, nm, None, props, loc=(x, 0.0, 0.0))
+        e.instance_type, e.instance_collection = "COLLECTION", linked
+    _obj(bpy, "Local", _cube_mesh(bpy, "Local", 1.0), props, loc=(0.0, 1.8, 0.0),
+         color=(0.2, 0.5, 0.8))
+    _obj(bpy, "Ground", _grid_mesh(bpy, "Ground", 30.0), props, loc=(0.0, 0.0, -0.5),
+         color=(0.6, 0.6, 0.6))
+    sun = bpy.data.objects.new("Sun", bpy.data.lights.new("Sun", "SUN"))
+    scene.collection.objects.link(sun)
+    cd = bpy.data.cameras.new("Cam")
+    cd.lens, cd.sensor_width, cd.sensor_fit = 30.0, 36.0, "HORIZONTAL"
+    cam = _obj(bpy, "Cam", cd, scene.collection, loc=(0.0, 0.0, 10.0))
+    scene.camera = cam
+    bpy.ops.wm.save_as_mainfile(filepath=str(path), compress=False, relative_remap=True)
+    return path
+
+
+def _gn_object_scatter(bpy, ob, target):
+    """Geometry nodes on ``ob``: ``target`` (a real object, via Object Info) on every vertex."""
+    tree = bpy.data.node_groups.new("ObjectScatter", "GeometryNodeTree")
+    tree.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
+    tree.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+    n = tree.nodes
+    gin, gout = n.new("NodeGroupInput"), n.new("NodeGroupOutput")
+    pts = n.new("GeometryNodeMeshToPoints")
+    info = n.new("GeometryNodeObjectInfo")
+    info.inputs["Object"].default_value = target
+    info.inputs["As Instance"].default_value = True  # instance the object, not a geometry copy
+    inst = n.new("GeometryNodeInstanceOnPoints")
+    tree.links.new(gin.outputs[0], pts.inputs["Mesh"])
+    tree.links.new(pts.outputs[0], inst.inputs["Points"])
+    tree.links.new(info.outputs["Geometry"], inst.inputs["Instance"])
+    tree.links.new(inst.outputs[0], gout.inputs[0])
+    ob.modifiers.new("ObjectScatter", "NODES").node_group = tree
+
+
 def build(name: str, path: str | Path) -> Path:
     import bpy
 
+    if name == "gt_linked":
+        return build_linked(path)
     if name != "gt_instances":
         raise KeyError(name)
     bpy.ops.wm.read_homefile(use_empty=True)
@@ -161,6 +234,13 @@ def build(name: str, path: str | Path) -> Path:
     ps.use_rotation_instance = False
     emitter.show_instancer_for_render = False
     emitter.show_instancer_for_viewport = False
+
+    bolt = _obj(bpy, "Bolt", _cube_mesh(bpy, "Bolt", 0.35), parts, loc=(0.0, 0.0, -30.0),
+                color=(0.9, 0.9, 0.9))
+    bolt["dataset_class"] = "bolt"
+    stand = _obj(bpy, "Stand", _mesh(bpy, "Stand", [(-0.6, 0, 0), (0, 0, 0), (0.6, 0, 0)], []),
+                 props, loc=(-0.5, -1.6, 0.0))
+    _gn_object_scatter(bpy, stand, bolt)
 
     flag = _obj(bpy, "Flag", _grid_mesh(bpy, "Flag", 1.6, 4), props, loc=(3.0, -2.5, 0.0),
                 color=(0.8, 0.8, 0.2))

@@ -156,7 +156,13 @@ def inst(request, tmp_path_factory) -> dict:
     if want:  # a label naming a version must get that version
         assert out["a"]["tf"]["blender_version"].startswith(want.group()), label
     out["a2"] = load(render(blend, root / "a2", 1, 4, python))
+    a2_doc = (root / "a2" / "objects.json").read_text()
+    render(blend, root / "a2", 1, 4, python)  # a resumed run: every frame is skipped
+    out["resumed"] = (root / "a2" / "objects.json").read_text()
+    assert out["resumed"] != "" and a2_doc != ""
     out["b"] = load(render(blend, root / "b", 2, 4, python))
+    # workers recycled every frame: each process renders one frame and skips the done ones
+    out["recycled"] = load(render(blend, root / "rec", 1, 4, python, recycle_frames=1))
     out["off"] = load(render(blend, root / "off", 1, 4, python, segmentations=False))
     out["oracle"] = oracle(blend, out["a"], python)
     return out
@@ -183,12 +189,15 @@ def test_every_instance_has_ids(inst):
     for i in infos.values():
         assert i["object_id"] > 0 and 0 < i["instance_id"] <= od.MAX_INSTANCE_ID
         by_obj.setdefault(i["object"], []).append(i)
-    # 3 rocks (RockA, RockB, nested PileA > Inner), 4 scattered cubes, 5 particles.
+    # 3 rocks (RockA, RockB, nested PileA > Inner), 4 scattered cubes, 5 particles, 3 bolts.
     assert len(by_obj["Rock"]) == 3 and len(by_obj["Turntable"]) == 4
     assert len(by_obj["Pebble"]) == 5
     assert sorted(tuple(i["instancer_chain"]) for i in by_obj["Rock"]) == [
         ("PileA", "Inner"), ("RockA",), ("RockB",)]
     assert all(i["instancer_chain"] == ["Emitter"] for i in by_obj["Pebble"])
+    # geometry nodes instancing a real object: the object's own id and class
+    assert len(by_obj["Bolt"]) == 3 and all(i["instancer_chain"] == ["Stand"] and
+                                            i["category"] == "bolt" for i in by_obj["Bolt"])
     assert by_obj["Rock"][0]["category"] == "rock"
     ids = seq["ids"]
     assert set(ids["instances"]) == {str(i) for i in infos}
@@ -212,6 +221,23 @@ def test_stable_across_sequences_and_runs(inst):
             o2, i2 = od.read_ids(other["root"] / other["frames"][f]["segmentation_file_path"])
             assert np.array_equal(o1, o2) and np.array_equal(i1, i2), f
         assert _entries(a, f) == _entries(b, f)
+
+
+def test_metadata_comes_from_the_render_depsgraph(inst):
+    info = json.loads((inst["a"]["root"] / "info.json").read_text())["objects"]
+    assert info["sources"] == {"render_depsgraph": 4, "viewport_depsgraph": 0}
+    assert info["pixels"]["unidentified"] == 0
+
+
+def test_resumed_run_writes_the_same_metadata(inst):
+    """Frames skipped on a resumed run take their metadata from the viewport depsgraph and the
+    existing id files: the result equals the rendering run's."""
+    assert json.loads(inst["resumed"]) == inst["a2"]["objects"] == inst["a"]["objects"]
+
+
+def test_recycled_workers_write_the_same_metadata(inst):
+    assert inst["recycled"]["objects"] == inst["a"]["objects"]
+    assert inst["recycled"]["ids"] == inst["a"]["ids"]
 
 
 def test_pixels_carry_their_instance(inst):
@@ -321,3 +347,33 @@ print("RES" + json.dumps([before == after, changed,
 '''
     out = run_bpy(code, python=inst["python"] or None)
     assert json.loads(out.split("RES", 1)[1].splitlines()[0]) == [True, True, True]
+
+
+@pytest.fixture(scope="module", params=PYTHONS, ids=[p[0] for p in PYTHONS])
+def linked(request, tmp_path_factory) -> dict:
+    label, python = request.param
+    root = tmp_path_factory.mktemp(f"linked-{label}")
+    build(root / "scenes", python)
+    return load(render(root / "scenes" / "gt_linked.blend", root / "out", 1, 1, python))
+
+
+def test_linked_library_objects_get_ids(linked):
+    """Two instances of a linked object (read-only ``pass_index`` 1) and a local cube: each has a
+    non-zero object id, its own instance id, and carries them at the centre of its box; the
+    local objects' ids skip the linked object's pass_index."""
+    infos = {i["instance_id"]: i for i in linked["objects"]["instances"]}
+    libs = [i for i in infos.values() if i["object"].startswith("LibCube")]
+    assert len(libs) == 2 and sorted(i["instancer_chain"][0] for i in libs) == ["LinkA", "LinkB"]
+    entry = next(v for v in linked["ids"]["ids"].values() if v["name"].startswith("LibCube"))
+    assert entry["library"] and libs[0]["object_id"] == libs[1]["object_id"] > 0
+    local = next(i for i in infos.values() if i["object"] == "Local")
+    assert local["object_id"] not in (0, SPECS["gt_linked"]["linked_pass_index"])
+    obj, ins = od.read_ids(linked["root"] / linked["frames"][1]["segmentation_file_path"])
+    for e in _entries(linked, 1).values():
+        i = infos[e["instance_id"]]
+        if i["object"] == "Ground":
+            continue
+        x, y, w, h = e["bbox_obj"]
+        r, c = int(y + h / 2), int(x + w / 2)
+        assert ins[r, c] == e["instance_id"] and obj[r, c] == i["object_id"], i
+        assert e["px_count_visib"] > 0.5 * w * h

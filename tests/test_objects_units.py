@@ -1,0 +1,98 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Pure functions of dataset/objects.py: instance ids, boxes, the pixel resolver, the id file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from dataset_forge.dataset import objects as od
+
+
+def test_instance_id_is_a_fixed_hash_of_the_key():
+    key = od.instance_key("Rock", ["PileA", "Inner"], [0, 0])
+    assert key == '["Rock",["PileA","Inner"],[0,0]]'
+    # the value is part of the on-disk contract: it must never change between versions
+    assert od.instance_id(key) == od.instance_id(key) == 2017138932
+    ids = {od.instance_id(od.instance_key("Pebble", ["Emitter"], [i, 0])) for i in range(1000)}
+    assert len(ids) == 1000 and all(0 < i <= od.MAX_INSTANCE_ID for i in ids)
+
+
+def test_trim_pid_drops_the_unused_tail():
+    assert od.trim_pid([3, 0, 2**31 - 1, 2**31 - 1]) == [3, 0]
+    assert od.trim_pid([0, 2**31 - 1]) == [0]
+    assert od.trim_pid([]) == []
+
+
+def test_box_corners_order():
+    c = od.box_corners([0, 0, 0], [1, 2, 3])
+    assert c.shape == (8, 3)
+    for i, p in enumerate(c):
+        assert list(p) == [1 if i & 1 else 0, 2 if i & 2 else 0, 3 if i & 4 else 0]
+
+
+def test_amodal_box_projects_clips_and_handles_the_near_plane():
+    K = np.array([[100.0, 0, 32], [0, 100.0, 24], [0, 0, 1]])
+    pts = np.array([[-0.1, -0.1, 2.0], [0.1, 0.05, 2.0]])
+    assert od.amodal_box(pts, None, K, 64, 48, 0.1) == pytest.approx([27.0, 19.0, 10.0, 7.5])
+    big = np.array([[-5.0, 0, 2.0], [5.0, 0.1, 2.0]])
+    assert od.amodal_box(big, None, K, 64, 48, 0.1) == pytest.approx([0.0, 24.0, 64.0, 5.0])
+    # an edge from in front of the camera to behind it: its near-plane crossing counts
+    # (crossing at (0.475, 0.2375, 0.1) projects to (507, 261.5): clipped to the corner)
+    edge = np.array([[0.0, 0.0, 2.0], [1.0, 0.5, -2.0]])
+    assert od.amodal_box(edge, np.array([[0, 1]]), K, 64, 48, 0.1) == pytest.approx(
+        [32.0, 24.0, 32.0, 24.0])
+    assert od.amodal_box(np.array([[0.0, 0, -1.0]]), None, K, 64, 48, 0.1) == [0.0] * 4
+
+
+def test_visible_boxes():
+    img = np.zeros((5, 6), np.uint32)
+    img[1:3, 2:5] = 7
+    img[4, 0] = 3_000_000_000
+    out = od.visible_boxes(img)
+    assert out == {7: ([2, 1, 3, 2], 6), 3_000_000_000: ([0, 4, 1, 1], 1)}
+
+
+def _cand(iid, oid, pv, x):
+    m = np.eye(4)
+    m[0, 3] = x
+    return od.Candidate(instance_id=iid, object_id=oid, pass_value=pv, matrix=m,
+                        lo=np.array([-0.5, -0.5, -0.5]), hi=np.array([0.5, 0.5, 0.5]))
+
+
+def test_resolve_pixels_picks_the_instance_under_each_pixel():
+    """Two unit cubes of one object (pass value 5) at x = -1 and x = +1, 10 m in front of a
+    camera at the origin looking down -z; one single-instance object (pass value 6)."""
+    w, h, f = 40, 10, 100.0
+    K = np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]])
+    pose = np.eye(4)
+    pose[2, 3] = 10.5  # camera 10 m from the cube fronts at z = 0.5
+    u = np.arange(w) + 0.5
+    x_world = (u - w / 2) / f * 10.0
+    index = np.zeros((h, w), np.float32)
+    index[:, np.abs(x_world + 1) < 0.5] = 5
+    index[:, np.abs(x_world - 1) < 0.5] = 5
+    index[:, np.abs(x_world) < 0.2] = 6
+    depth = np.where(index > 0, 10.0, 1e10).astype(np.float32)
+    cands = [_cand(11, 1, 5, -1.0), _cand(22, 1, 5, 1.0), _cand(33, 2, 6, 0.0)]
+    obj, ins, stats = od.resolve_pixels(index, depth, K, pose, cands)
+    assert (ins[:, np.abs(x_world + 1) < 0.5] == 11).all()
+    assert (ins[:, np.abs(x_world - 1) < 0.5] == 22).all()
+    assert (ins[:, np.abs(x_world) < 0.2] == 33).all() and (obj[index == 6] == 2).all()
+    assert (ins[index == 0] == 0).all() and (obj[index == 5] == 1).all()
+    assert stats["by_box"] == int((index == 5).sum()) and stats["unidentified"] == 0
+
+
+def test_resolve_pixels_leaves_unknown_values_unidentified():
+    index = np.full((2, 2), 9.0, np.float32)
+    depth = np.full((2, 2), 5.0, np.float32)
+    K = np.array([[10.0, 0, 1], [0, 10.0, 1], [0, 0, 1]])
+    obj, ins, stats = od.resolve_pixels(index, depth, K, np.eye(4), [])
+    assert not obj.any() and not ins.any() and stats["unidentified"] == 4
+
+
+def test_ids_file_round_trip_is_exact(tmp_path):
+    obj = np.array([[0, 1], [32767, 2]], np.int32)
+    ins = np.array([[0, 2**31 - 1], [16_777_217, 5]], np.uint32)  # beyond float32's exact range
+    od.write_ids(tmp_path / "s.exr", obj, ins, "NONE")
+    o2, i2 = od.read_ids(tmp_path / "s.exr")
+    assert np.array_equal(o2, obj) and np.array_equal(i2, ins) and i2.dtype == np.uint32
