@@ -204,7 +204,7 @@ class FlowStats:
             out["flow_cycle"] = _verdict(
                 self.cycle, f"p{100 * t.quantile:g} of |F(p) + B(p + F(p))| / ({t.cycle_px} px + "
                 f"{100 * t.cycle_rel:g}% of the motion)", "forward and backward flow disagree",
-                cyc_nc, "every thing is rigid and checked by flow_rigid" if self.rigid else
+                cyc_nc, "not needed: every thing is rigid and judged by flow_rigid" if self.rigid else
                 "no thing with enough interior pixels")
         return out
 

@@ -270,8 +270,8 @@ class FrameStats:
                                     f"({what}, tolerance {lim})")
         resolved = [n for n in names if n in resolved_any]
         unresolved = [n for n in names if n not in resolved_any]
-        note = (f"not checked: {', '.join(unresolved)} (the surfaces do not "
-                "constrain them: too few slanted or curved surfaces)") if unresolved else ""
+        note = (f"not checked: {', '.join(unresolved)} (the surfaces seen do not constrain them: too "
+                "few differently slanted flat surfaces)") if unresolved else ""
         if problems:
             return check(False, "; ".join(problems) + (f"; {note}" if note else ""), fits=fits,
                          checked=resolved)

@@ -108,8 +108,10 @@ def format_report(report: dict[str, Any]) -> str:
     for r in report["sequences"]:
         for k in CHECKS:
             c = r["checks"].get(k)
-            if c and c.get("ok") is None and c.get("message") and not r.get("failed") == ["schema"]:
-                lines.append(f"not checked {r['path']}: {k}: {c['message']}")
+            if (c and c.get("ok") is None and c.get("message") and not r.get("failed") == ["schema"]
+                    and not c["message"].startswith("not needed")):
+                msg = c["message"].removeprefix("not checked: ")
+                lines.append(f"not checked {r['path']}: {k}: {msg}")
     n = len(report["sequences"])
     nf = len(report["failed"])
     lines.append(f"{n - nf}/{n} sequence(s) passed" + ("" if report["ok"] else f", {nf} failed")
