@@ -113,7 +113,7 @@ def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds |
     """Validate a sequence folder or every sequence of a datasets folder.
 
     ``jobs``: sequences checked in parallel (processes). Threshold overrides can be passed as
-    keywords (``reprojection_px=0.05``) or as a :class:`Thresholds`. ``write``: also write
+    keywords (``flow_px=0.1``) or as a :class:`Thresholds`. ``write``: also write
     ``validation.json`` / ``validation.txt`` into ``path``. ``update_manifest``: record each
     sequence's result in ``path/manifest.json`` (when it exists). ``progress``: True prints to
     stderr, or a callable taking one line. Returns ``{"ok", "path", "thresholds", "sequences": [...],
