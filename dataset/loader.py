@@ -49,13 +49,14 @@ import numpy as np
 
 from ..errors import DatasetForgeError
 from . import exr, layout
-from .layout import FLOW_KEYS, IDS_FILE, OBJECTS_FILE, TRANSFORMS, ray_norm
+from .layout import FLOW_KEYS, IDS_FILE, OBJECTS_FILE, TRANSFORMS, frame_digits, ray_norm
+from .objects import INSTANCE_CHANNEL
 
 KINDS = tuple(layout.KINDS)
 FOLDERS = {k.name: (k.folder, k.stem) for k in layout.KINDS.values()}
 # Channels of the segmentation EXR that may hold the per-pixel instance id when ``conventions``
 # does not name one (``conventions.segmentation.instance_channel``).
-INSTANCE_CHANNELS = ("instance", "instance_id", "I")
+INSTANCE_CHANNELS = (INSTANCE_CHANNEL, "instance_id")
 
 __all__ = ["FLOW_KEYS", "KINDS", "TRANSFORMS", "Dataset", "DatasetError", "Frame", "FrameObjects",
            "Objects", "Sequence", "as_torch", "load", "ray_norm", "read_image"]
@@ -594,7 +595,7 @@ class Sequence:
                 found = []
                 for f, num in zip(self.frames_meta, self.frame_numbers):
                     digits = re.findall(r"\d+", Path(str(f.get("file_path", ""))).stem)
-                    name = f"{prefix}_{digits[-1] if digits else f'{num:06d}'}.exr"
+                    name = f"{prefix}_{digits[-1] if digits else frame_digits(num)}.exr"
                     found.append(self.path / folder / name)
                 self._files[kind] = found
                 self.assumed.append(f"{kind} files {folder}/{prefix}_N.exr (no {key} in frames)")
