@@ -67,7 +67,8 @@ class FlowStats:
                 continue
             self.directions += 1
             rigid_cols = self._rigid(src, dst, own, name)
-            self._cycle(src, dst, own, other, name, rigid_cols)
+            if fwd_ok and bwd_ok:  # the cycle reads the other frame's opposite flow too
+                self._cycle(src, dst, own, other, name, rigid_cols)
 
     def _rigid(self, a: FrameData, b: FrameData, flow: np.ndarray, pair: str) -> np.ndarray:
         """Judge every rigid thing of ``a``; returns the columns judged."""
