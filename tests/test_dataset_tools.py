@@ -393,6 +393,8 @@ def test_report_files_and_manifest_entries(tmp_path):
     assert man["totals"] == {"scenes": 2}  # other keys kept
     assert man["scenes"][0]["custom"] == 7 and man["scenes"][0]["sequences"][0]["status"] == "complete"
     assert man["scenes"][0]["sequences"][0]["validation"]["ok"] is True
+    # one tilted plane and a fronto-parallel card do not constrain K: named, neither passed nor failed
+    assert man["scenes"][0]["sequences"][0]["validation"]["not_checked"] == ["intrinsics"]
     v = man["scenes"][1]["sequences"][0]["validation"]
     assert v["ok"] is False and v["failed"] == ["flow_rigid"]
     assert man["validation"]["sequences_failed"] == 1
