@@ -20,7 +20,9 @@ def add_commands(sub) -> None:
 
     v = sub.add_parser("validate", help="check a sequence or datasets folder (exit 1 on failure)",
                        description="Check every sequence below PATH: files, schema, frame count, "
-                       "flow cycle, flow vs depth + K + pose, normals vs depth, segmentation ids. "
+                       "objects.json, camera cuts, flow of every thing vs depth + K + camera and "
+                       "object poses, forward/backward cycle of deforming things, K fitted from "
+                       "depth + normals, normals vs depth, segmentation ids (docs/validate.md). "
                        "Writes validation.json and validation.txt into PATH and marks each sequence "
                        "in manifest.json; exits 1 when any check fails.")
     v.add_argument("path", metavar="PATH", help="a sequence folder or a datasets folder")

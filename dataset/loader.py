@@ -41,23 +41,40 @@ import json
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import DatasetForgeError
-from . import exr
+from . import exr, layout
+from .layout import FLOW_KEYS, IDS_FILE, OBJECTS_FILE, TRANSFORMS, frame_digits, ray_norm
+from .objects import INSTANCE_CHANNEL
 
-KINDS = ("depth", "normal", "flow", "segmentation")
-FOLDERS = {"depth": ("depths", "depth"), "normal": ("normals", "normal"),
-           "flow": ("flows", "flow"), "segmentation": ("segmentations", "segmentation")}
-TRANSFORMS = "transforms.json"
-FLOW_KEYS = ("forward_u", "forward_v", "backward_u", "backward_v")
+KINDS = tuple(layout.KINDS)
+FOLDERS = {k.name: (k.folder, k.stem) for k in layout.KINDS.values()}
+# Channels of the segmentation EXR that may hold the per-pixel instance id when ``conventions``
+# does not name one (``conventions.segmentation.instance_channel``).
+INSTANCE_CHANNELS = (INSTANCE_CHANNEL, "instance_id")
+
+__all__ = ["FLOW_KEYS", "KINDS", "TRANSFORMS", "Dataset", "DatasetError", "Frame", "FrameObjects",
+           "Objects", "Sequence", "as_torch", "load", "ray_norm", "read_image"]
 
 
 class DatasetError(DatasetForgeError, ValueError):
     """A folder that is not a sequence or dataset, or a ``transforms.json`` that cannot be used."""
+
+
+def _inside(seq_dir: Path, rel: Any, what: str) -> Path:
+    """``seq_dir / rel`` after checking that it stays inside ``seq_dir`` (nothing is read)."""
+    if not isinstance(rel, (str, os.PathLike)):
+        raise DatasetError(f"{seq_dir / TRANSFORMS}: {what} {rel!r} is not a path")
+    try:
+        layout.contained(seq_dir, rel, what)
+    except layout.LayoutError as exc:
+        raise DatasetError(str(exc)) from None
+    return seq_dir / rel
 
 
 def _read_json(path: Path) -> Any:
@@ -180,6 +197,41 @@ class Frame:
         return self._get("segmentation", lambda: np.rint(
             exr.read_single(self._need("segmentation"), c)).astype(np.int32))
 
+    @property
+    def instances(self) -> np.ndarray | None:
+        """``(H, W)`` int64 instance ids (0 = background; see ``Sequence.objects``), or None
+        when the segmentation has no instance channel."""
+        c = self.sequence.instance_channel
+        if c is None:
+            return None
+
+        def read():
+            raw = exr._read(self._need("segmentation"), [c])[0][c]
+            return (raw.astype(np.int64) if raw.dtype.kind in "ui"
+                    else np.rint(raw.astype(np.float64)).astype(np.int64))
+        return self._get("instances", read)
+
+    @property
+    def objects(self) -> FrameObjects | None:
+        """This frame's instances from ``objects.json`` as arrays, or None without one."""
+        objs = self.sequence.objects
+        return None if objs is None else objs.frame(self.index)
+
+    @property
+    def camera(self) -> str | None:
+        """Name of the camera that rendered this frame (changes at a camera cut)."""
+        return self.sequence.camera_of(self.index)
+
+    @property
+    def flow_forward_valid(self) -> bool:
+        """False when the forward flow describes no motion (the camera changes to t+1)."""
+        return self.sequence.flow_valid(self.index, "forward")
+
+    @property
+    def flow_backward_valid(self) -> bool:
+        """False when the backward flow describes no motion (the camera changed from t-1)."""
+        return self.sequence.flow_valid(self.index, "backward")
+
     def to_dict(self, keys: tuple[str, ...] | None = None) -> dict[str, Any]:
         """The frame as a dict of arrays: ``rgb``, ``K``, ``pose`` and every ground truth the
         sequence has (or just ``keys``)."""
@@ -189,6 +241,125 @@ class Frame:
     def clear(self) -> None:
         """Forget the cached arrays."""
         self._cache.clear()
+
+
+@dataclass(frozen=True)
+class FrameObjects:
+    """The ``N`` instances visible in one frame (``objects.json``), as arrays (see
+    ``dataset/objects.py`` for the conventions)."""
+
+    frame: int
+    camera: str | None
+    instance_ids: np.ndarray      # (N,) int64
+    object_ids: np.ndarray        # (N,) int64
+    names: list[str]              # (N,) the instanced object's name
+    categories: list[str]         # (N,) class
+    deforming: np.ndarray         # (N,) bool
+    object_to_world: np.ndarray   # (N, 4, 4) float64
+    object_to_camera: np.ndarray  # (N, 4, 4) float64, OpenCV camera axes
+    bbox_3d: np.ndarray           # (N, 8, 3) float64 world-space corners
+    bbox_obj: np.ndarray          # (N, 4) float64 [x, y, w, h] amodal, clipped
+    bbox_visib: np.ndarray        # (N, 4) int64 [x, y, w, h] of the visible pixels
+    px_count_visib: np.ndarray    # (N,) int64
+
+    def __len__(self) -> int:
+        return len(self.instance_ids)
+
+
+@dataclass
+class Objects:
+    """``objects.json`` of a sequence as dense arrays over ``F`` frames (the sequence's, in
+    order) and ``I`` instances; an instance absent from a frame has ``present[f, i] = False`` and
+    NaN (``-1`` for integers) in that frame's entries."""
+
+    instance_ids: np.ndarray      # (I,) int64
+    object_ids: np.ndarray        # (I,) int64
+    names: list[str]
+    categories: list[str]
+    instancer_chains: list[list[str]]
+    deforming: np.ndarray         # (I,) bool
+    cameras: list[str | None]     # (F,)
+    present: np.ndarray           # (F, I) bool
+    object_to_world: np.ndarray   # (F, I, 4, 4)
+    object_to_camera: np.ndarray  # (F, I, 4, 4)
+    bbox_3d: np.ndarray           # (F, I, 8, 3)
+    bbox_obj: np.ndarray          # (F, I, 4)
+    bbox_visib: np.ndarray        # (F, I, 4) int64
+    px_count_visib: np.ndarray    # (F, I) int64
+    frames: list[int] = field(default_factory=list)
+
+    def index(self) -> dict[int, int]:
+        """``{instance_id: column}``."""
+        return {int(k): i for i, k in enumerate(self.instance_ids)}
+
+    def frame(self, f: int) -> FrameObjects:
+        """Frame ``f`` (index into the sequence) with only its present instances."""
+        m = self.present[f]
+        pick = np.flatnonzero(m)
+        return FrameObjects(
+            frame=self.frames[f], camera=self.cameras[f], instance_ids=self.instance_ids[m],
+            object_ids=self.object_ids[m], names=[self.names[i] for i in pick],
+            categories=[self.categories[i] for i in pick], deforming=self.deforming[m],
+            object_to_world=self.object_to_world[f, m], object_to_camera=self.object_to_camera[f, m],
+            bbox_3d=self.bbox_3d[f, m], bbox_obj=self.bbox_obj[f, m], bbox_visib=self.bbox_visib[f, m],
+            px_count_visib=self.px_count_visib[f, m])
+
+    @classmethod
+    def from_doc(cls, doc: Any, frame_numbers: list[int], path: Path) -> Objects:
+        """Arrays from an ``objects.json`` document; frames are matched by frame number (a frame
+        of the sequence that ``objects.json`` lacks has no instances and camera None)."""
+        def bad(msg: str) -> DatasetError:
+            return DatasetError(f"{path}: {msg}")
+        if not isinstance(doc, dict) or not isinstance(doc.get("instances"), list) \
+                or not isinstance(doc.get("frames"), list):
+            raise bad("not an objects.json document (needs 'instances' and 'frames' lists)")
+        try:
+            infos = doc["instances"]
+            ids = np.array([int(i["instance_id"]) for i in infos], np.int64)
+            col = {int(k): i for i, k in enumerate(ids)}
+            if len(col) != len(ids):
+                raise bad("an instance_id is listed twice")
+            n_f, n_i = len(frame_numbers), len(ids)
+            row = {int(n): f for f, n in enumerate(frame_numbers)}
+            out = cls(
+                instance_ids=ids, object_ids=np.array([int(i.get("object_id", 0)) for i in infos], np.int64),
+                names=[str(i.get("object", "")) for i in infos],
+                categories=[str(i.get("category", "")) for i in infos],
+                instancer_chains=[list(i.get("instancer_chain") or []) for i in infos],
+                deforming=np.array([bool(i.get("deforming", False)) for i in infos], bool),
+                cameras=[None] * n_f, present=np.zeros((n_f, n_i), bool),
+                object_to_world=np.full((n_f, n_i, 4, 4), np.nan),
+                object_to_camera=np.full((n_f, n_i, 4, 4), np.nan),
+                bbox_3d=np.full((n_f, n_i, 8, 3), np.nan), bbox_obj=np.full((n_f, n_i, 4), np.nan),
+                bbox_visib=np.full((n_f, n_i, 4), -1, np.int64),
+                px_count_visib=np.full((n_f, n_i), -1, np.int64), frames=[int(n) for n in frame_numbers])
+            for fr in doc["frames"]:
+                f = row.get(int(fr["frame"]))
+                if f is None:
+                    continue
+                out.cameras[f] = None if fr.get("camera") is None else str(fr["camera"])
+                for inst in fr.get("instances", []):
+                    i = col.get(int(inst["instance_id"]))
+                    if i is None:
+                        raise bad(f"frame {fr['frame']}: instance {inst['instance_id']} is not in "
+                                  "'instances'")
+                    out.present[f, i] = True
+                    out.object_to_world[f, i] = np.asarray(inst["object_to_world"], float).reshape(4, 4)
+                    if inst.get("object_to_camera") is not None:
+                        out.object_to_camera[f, i] = np.asarray(inst["object_to_camera"], float).reshape(4, 4)
+                    if inst.get("bbox_3d") is not None:
+                        out.bbox_3d[f, i] = np.asarray(inst["bbox_3d"], float).reshape(8, 3)
+                    if inst.get("bbox_obj") is not None:
+                        out.bbox_obj[f, i] = np.asarray(inst["bbox_obj"], float).reshape(4)
+                    if inst.get("bbox_visib") is not None:
+                        out.bbox_visib[f, i] = np.asarray(inst["bbox_visib"], np.int64).reshape(4)
+                    if inst.get("px_count_visib") is not None:
+                        out.px_count_visib[f, i] = int(inst["px_count_visib"])
+        except DatasetError:
+            raise
+        except (KeyError, ValueError, TypeError) as exc:
+            raise bad(f"malformed ({type(exc).__name__}: {exc})") from None
+        return out
 
 
 class Sequence:
@@ -211,8 +382,16 @@ class Sequence:
         self.conventions: dict[str, Any] = dict(self.meta.get("conventions") or {})
         self._files: dict[str, list[Path | None]] = {}
         self.channels: dict[str, Any] = {}
+        # every path transforms.json names is checked before anything is read
+        self._rgb: list[Path | None] = [
+            None if f.get("file_path") is None else _inside(self.path, f["file_path"], "file_path")
+            for f in frames]
         self._resolve_files()
+        seg = self.conventions.get("segmentation") or {}
+        self._ids_path = _inside(self.path, seg.get("ids_file", IDS_FILE), "ids_file")
+        self._objects_path = _inside(self.path, self.meta.get("objects_file", OBJECTS_FILE), "objects_file")
         self._ids: dict[str, Any] | None = None
+        self._objects: Objects | None | bool = False
         self._poses: np.ndarray | None = None
 
     def __repr__(self) -> str:
@@ -333,16 +512,59 @@ class Sequence:
     def ids(self) -> dict[str, Any]:
         """``segmentation_ids.json`` (``{"background": 0, "ids": {"1": {...}}}``) or {}."""
         if self._ids is None:
-            name = self.conventions.get("segmentation", {}).get("ids_file", "segmentation_ids.json")
-            p = self.path / name
+            p = self._ids_path
             self._ids = _read_json(p) if p.is_file() else {}
         return self._ids
+
+    @property
+    def objects(self) -> Objects | None:
+        """``objects.json`` as arrays (:class:`Objects`), or None when the sequence has none."""
+        if self._objects is False:
+            p = self._objects_path
+            self._objects = Objects.from_doc(_read_json(p), self.frame_numbers, p) if p.is_file() else None
+        return self._objects  # type: ignore[return-value]
+
+    @property
+    def instance_channel(self) -> str | None:
+        """Channel of the segmentation EXR holding per-pixel instance ids, or None."""
+        if "segmentation" not in self.kinds:
+            return None
+        if "_instance_channel" not in self.__dict__:
+            name = (self.conventions.get("segmentation") or {}).get("instance_channel")
+            if name is None:
+                p = self._first_file("segmentation")
+                try:
+                    names = set(exr.read_channels(p)) if p is not None else set()
+                except exr.ExrError:
+                    names = set()
+                name = next((n for n in INSTANCE_CHANNELS if n in names), None)
+            self._instance_channel = None if name is None else str(name)
+        return self._instance_channel
+
+    def camera_of(self, index: int) -> str | None:
+        """Name of the camera that rendered frame ``index`` (per-frame ``camera`` in
+        ``transforms.json``, else ``objects.json``'s, else the top-level one), or None."""
+        name = self.frames_meta[index].get("camera")
+        if name is None and self.objects is not None:
+            name = self.objects.cameras[index]
+        if name is None:
+            name = self.meta.get("camera")
+        return None if name is None else str(name)
+
+    def flow_valid(self, index: int, direction: str) -> bool:
+        """Whether frame ``index``'s ``forward`` (to t+1) or ``backward`` (to t-1) flow describes
+        motion. False where ``transforms.json`` marks it invalid (a camera cut: per-frame
+        ``flow_forward_valid`` / ``flow_backward_valid``, or ``flow_valid: {forward, backward}``)."""
+        f = self.frames_meta[index]
+        v = f.get(f"flow_{direction}_valid")
+        if v is None and isinstance(f.get("flow_valid"), dict):
+            v = f["flow_valid"].get(direction)
+        return True if v is None else bool(v)
 
     def file(self, kind: str, index: int) -> Path | None:
         """Path of ``kind`` (``rgb`` or one of :data:`KINDS`) for frame ``index`` (may not exist)."""
         if kind == "rgb":
-            fp = self.frames_meta[index].get("file_path")
-            return None if fp is None else self.path / fp
+            return self._rgb[index]
         files = self._files.get(kind)
         return None if files is None else files[index]
 
@@ -365,7 +587,7 @@ class Sequence:
             key = f"{kind}_file_path"
             listed = [f.get(key) for f in self.frames_meta]
             if any(p is not None for p in listed):
-                self._files[kind] = [None if p is None else self.path / p for p in listed]
+                self._files[kind] = [None if p is None else _inside(self.path, p, key) for p in listed]
             else:
                 folder, prefix = FOLDERS[kind]
                 if self.schema != "tutorial" or not (self.path / folder).is_dir():
@@ -373,7 +595,7 @@ class Sequence:
                 found = []
                 for f, num in zip(self.frames_meta, self.frame_numbers):
                     digits = re.findall(r"\d+", Path(str(f.get("file_path", ""))).stem)
-                    name = f"{prefix}_{digits[-1] if digits else f'{num:06d}'}.exr"
+                    name = f"{prefix}_{digits[-1] if digits else frame_digits(num)}.exr"
                     found.append(self.path / folder / name)
                 self._files[kind] = found
                 self.assumed.append(f"{kind} files {folder}/{prefix}_N.exr (no {key} in frames)")
@@ -524,14 +746,6 @@ def _png16(path: Path) -> np.ndarray | None:
         lo = np.asarray(im)
     return hi.astype(np.uint16) << 8 | lo.astype(np.uint16)
 
-
-def ray_norm(K: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """``(H, W)`` length of the camera ray through each pixel centre per unit planar depth:
-    ``distance = planar * ray_norm``."""
-    h, w = shape
-    u = (np.arange(w) + 0.5 - K[0, 2]) / K[0, 0]
-    v = (np.arange(h) + 0.5 - K[1, 2]) / K[1, 1]
-    return np.sqrt(1.0 + u[None, :] ** 2 + v[:, None] ** 2)
 
 
 def as_torch(source: Sequence | Dataset | str | os.PathLike, keys: tuple[str, ...] | None = None,

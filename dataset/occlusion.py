@@ -23,13 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .layout import KINDS, pixel_centres
+
+OCCLUSION_STEM = "occlusion"
+
 VALID, OCCLUDED, OUT_OF_FRAME = 0, 128, 255
-
-
-def pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel-centre coordinates ``(u, v)``, each ``(H, W)`` float64: ``u = column + 0.5``."""
-    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
-    return u + 0.5, v + 0.5
 
 
 def sample_bilinear(img: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -59,10 +57,9 @@ def landing(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where each pixel lands: ``(u + flow_u, v + flow_v, inside)`` for ``flow`` ``(H, W, 2)``;
     ``inside`` is True when the landing point is within the image."""
     h, w = flow.shape[:2]
-    u = (np.arange(w, dtype=np.float32) + 0.5)[None, :]
-    v = (np.arange(h, dtype=np.float32) + 0.5)[:, None]
-    qu = u + flow[..., 0].astype(np.float32)
-    qv = v + flow[..., 1].astype(np.float32)
+    u, v = pixel_centres(h, w)
+    qu = (u + flow[..., 0]).astype(np.float32)
+    qv = (v + flow[..., 1]).astype(np.float32)
     inside = (qu >= 0) & (qu <= w) & (qv >= 0) & (qv <= h)
     return qu, qv, inside
 
@@ -109,7 +106,8 @@ def sequence_masks(sequence, alpha: float = 0.01, beta: float = 0.5):
 def mask_path(flow_path: str | os.PathLike) -> Path:
     """``flows/flow_000001.exr`` -> ``flows/occlusion_000001.png``."""
     p = Path(flow_path)
-    stem = p.stem.replace("flow", "occlusion", 1) if "flow" in p.stem else f"occlusion_{p.stem}"
+    stem = KINDS["flow"].stem
+    stem = p.stem.replace(stem, OCCLUSION_STEM, 1) if stem in p.stem else f"{OCCLUSION_STEM}_{p.stem}"
     return p.with_name(stem + ".png")
 
 

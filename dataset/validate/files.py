@@ -1,0 +1,175 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""File-level checks of a sequence: ``schema``, ``frame_count``, ``files``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import exr
+from ..layout import RGB_FOLDER, RGB_STEM
+from ..loader import FOLDERS, KINDS, DatasetError, Sequence, read_image
+from .thresholds import check as _check
+
+
+def schema(seq: Sequence) -> dict[str, Any]:
+    m = seq.meta
+    problems = []
+    for k in ("fl_x", "fl_y", "cx", "cy", "w", "h"):
+        v = m.get(k, seq.frames_meta[0].get(k) if seq.frames_meta else None)
+        if v is None and seq.schema == "tutorial":
+            continue  # derived (camera_angle_x, image centre, first frame's size): see 'assumed'
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            problems.append(f"'{k}' missing or not a number")
+    if not seq.frames_meta:
+        problems.append("no frames")
+    if not problems:
+        try:
+            K = seq.K
+        except DatasetError as exc:
+            return _check(False, str(exc), schema=seq.schema, assumed=seq.assumed)
+        if K[0, 0] <= 0 or K[1, 1] <= 0:
+            problems.append(f"focal lengths must be positive (fl_x={K[0, 0]}, fl_y={K[1, 1]})")
+        top = np.array([[m.get("fl_x", K[0, 0]), 0, m.get("cx", K[0, 2])],
+                        [0, m.get("fl_y", K[1, 1]), m.get("cy", K[1, 2])], [0, 0, 1]], float)
+        problems += _intrinsics_agree(m, top, "")
+        for i, f in enumerate(seq.frames_meta):
+            if "intrinsics" in f:
+                problems += _intrinsics_agree(f, seq.intrinsics_of(i), f"frame {seq.frame_numbers[i]}: ")
+    for i, f in enumerate(seq.frames_meta):
+        if "file_path" not in f:
+            problems.append(f"frame {i}: no file_path")
+        try:
+            T = np.array(f["transform_matrix"], dtype=float).reshape(4, 4)
+            R = T[:3, :3]
+            if not (np.allclose(R.T @ R, np.eye(3), atol=1e-4) and np.isclose(np.linalg.det(R), 1, atol=1e-4)
+                    and np.allclose(T[3], [0, 0, 0, 1])):
+                problems.append(f"frame {seq.frame_numbers[i]}: transform_matrix is not a rigid pose")
+        except (KeyError, ValueError, TypeError):
+            problems.append(f"frame {i}: no 4x4 transform_matrix")
+        if len(problems) > 10:
+            break
+    if seq.schema == "dataset_forge":
+        for kind in KINDS:
+            if any(f"{kind}_file_path" in f for f in seq.frames_meta) and kind not in seq.conventions:
+                problems.append(f"frames list {kind}_file_path but conventions has no '{kind}' entry")
+    return _check(not problems, "; ".join(problems[:10]), schema=seq.schema, assumed=seq.assumed)
+
+
+def _intrinsics_agree(d: dict[str, Any], K: np.ndarray, where: str) -> list[str]:
+    """``d["intrinsics"]`` (when present) against ``K`` built from the ``fl_x, fl_y, cx, cy`` that
+    apply there."""
+    if "intrinsics" not in d:
+        return []
+    try:
+        Ki = np.array(d["intrinsics"], dtype=float).reshape(3, 3)
+    except (ValueError, TypeError):
+        return [f"{where}'intrinsics' is not a 3x3 matrix"]
+    if np.allclose(Ki, K, rtol=1e-6, atol=1e-6):
+        return []
+    bad = [name for name, (r, c) in (("fl_x", (0, 0)), ("fl_y", (1, 1)), ("cx", (0, 2)), ("cy", (1, 2)))
+           if not np.isclose(Ki[r, c], K[r, c])]
+    return [f"{where}'intrinsics' disagrees with {', '.join(bad) or 'K'} ({Ki.tolist()} vs {K.tolist()})"]
+
+
+def frame_count(seq: Sequence, manifest_frames: int | None) -> dict[str, Any]:
+    m = seq.meta
+    n = len(seq)
+    nums = seq.frame_numbers
+    problems = []
+    gaps = [f"{a}->{b}" for a, b in zip(nums, nums[1:]) if b != a + 1]
+    if gaps:
+        problems.append(f"frame numbers not consecutive ({', '.join(gaps[:5])}): a frame is missing "
+                        "from transforms.json")
+    if "frame_start" in m and "frame_end" in m:
+        expect = int(m["frame_end"]) - int(m["frame_start"]) + 1
+        if expect != n:
+            problems.append(f"{n} frames listed but frame_start..frame_end is {expect}")
+    info = seq.path / "info.json"
+    if info.is_file():
+        try:
+            num = json.loads(info.read_text()).get("num_frames")
+            if num is not None and int(num) != n:
+                problems.append(f"info.json says {num} frames, transforms.json lists {n}")
+        except (ValueError, OSError):
+            problems.append("info.json unreadable")
+    if manifest_frames is not None and manifest_frames != n:
+        problems.append(f"manifest.json says {manifest_frames} frames, transforms.json lists {n}")
+    for _kind, (folder, prefix) in [("rgb", (RGB_FOLDER, RGB_STEM)), *FOLDERS.items()]:
+        d = seq.path / folder
+        if d.is_dir():
+            count = sum(1 for p in d.iterdir() if p.name.startswith(prefix + "_"))
+            if count > n:
+                problems.append(f"{folder}/ holds {count} files for {n} frames")
+    return _check(not problems, "; ".join(problems), frames=n,
+                  expected=(int(m["frame_end"]) - int(m["frame_start"]) + 1)
+                  if "frame_start" in m and "frame_end" in m else None)
+
+
+def files(seq: Sequence) -> tuple[dict[str, Any], dict[str, set[int]]]:
+    """Every file of every frame; returns the check and, per kind, the frame indices that read."""
+    w, h = seq.width, seq.height
+    c = seq.meta.get("c")
+    problems: list[str] = []
+    good: dict[str, set[int]] = {k: set() for k in ("rgb", *KINDS)}
+    wanted = {"depth": lambda: [seq.channels["depth"]], "normal": lambda: list(seq.channels["normal"]),
+              "flow": lambda: list(seq.channels["flow"].values()),
+              "segmentation": lambda: [seq.channels["segmentation"]]
+              + ([seq.instance_channel] if seq.instance_channel else [])}
+    checked = 0
+    for i in range(len(seq)):
+        p = seq.file("rgb", i)
+        try:
+            if p is None:
+                raise DatasetError("no file_path")
+            im = read_image(p)
+            checked += 1
+            ch = 1 if im.ndim == 2 else im.shape[2]
+            if im.shape[:2] != (h, w):
+                problems.append(f"{p.relative_to(seq.path)}: {im.shape[1]}x{im.shape[0]} px, "
+                                f"expected {w}x{h}")
+            elif c is not None and int(c) != ch:
+                problems.append(f"{p.relative_to(seq.path)}: {ch} channels, expected {c}")
+            else:
+                good["rgb"].add(i)
+        except (DatasetError, OSError) as exc:
+            problems.append(_short(exc, seq.path))
+        for kind in seq.kinds:
+            p = seq.file(kind, i)
+            if p is None:
+                problems.append(f"frame {seq.frame_numbers[i]}: no {kind} file listed")
+                continue
+            try:
+                names = wanted[kind]()
+                chans, types = exr._read(p, names)
+                checked += 1
+                shapes = {a.shape for a in chans.values()}
+                bad_types = sorted(n for n, t in types.items()
+                                   if t != "FLOAT" and not (n == seq.instance_channel and t == "UINT"))
+                if shapes != {(h, w)}:
+                    problems.append(f"{p.relative_to(seq.path)}: shape {sorted(shapes)}, expected {(h, w)}")
+                elif bad_types:
+                    problems.append(f"{p.relative_to(seq.path)}: channel(s) {', '.join(bad_types)} "
+                                    "not float32")
+                else:
+                    good[kind].add(i)
+            except (exr.ExrError, OSError) as exc:
+                problems.append(_short(exc, seq.path))
+    bad = len(problems)
+    return _check(not problems, "; ".join(problems[:8]) + (f" (+{bad - 8} more)" if bad > 8 else ""),
+                  files_read=checked, problems=bad), good
+
+
+def _short(exc: BaseException, root: Path) -> str:
+    return str(exc).replace(str(root) + os.sep, "")
+
+
+def present(ids: np.ndarray) -> set[int]:
+    """Distinct values of an integer image (bincount: much faster than np.unique on big frames)."""
+    lo = int(ids.min()) if ids.size else 0
+    counts = np.bincount((ids.ravel() - lo).astype(np.int64))
+    return set((np.flatnonzero(counts) + lo).tolist())

@@ -1,0 +1,280 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Per-frame checks: ``normals`` (stored vs depth-derived), ``intrinsics`` (fl_x, fl_y, cx, cy
+fitted from depth + normals: no camera motion needed), ``objects`` (``objects.json`` against
+the images and poses), ``segmentation_ids`` and ``coverage``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..layout import pixel_rays
+from .files import present
+from .geometry import (
+    FLIP,
+    GATE_DEG,
+    depth_normals_at,
+    fit_intrinsics,
+    intrinsics_rows,
+    normals_to_opencv_camera,
+    regular_sample,
+    surface_mask,
+)
+from .things import FrameData, ThingMap
+from .thresholds import Thresholds, check, num
+
+_ROWS_PER_FRAME = 60000  # intrinsics equations kept per frame (a regular subsample on big frames)
+_ANGLES_PER_FRAME = 20000
+_BOX_SAMPLES = 20000  # depth points per thing and frame tested against its 3D box
+
+
+class FrameStats:
+    def __init__(self, seq, t: Thresholds, things: ThingMap):
+        self.seq, self.t, self.things = seq, t, things
+        self.angles: list[np.ndarray] = []
+        self.unit_err = 0.0
+        self.rows: dict[tuple, list[tuple[np.ndarray, np.ndarray]]] = {}
+        self.unknown: set[int] = set()
+        self.non_integer = 0
+        self.disagree = self.pixels = 0
+        self.obj_problems: list[str] = []
+        self.obj_frames = 0
+        self.box_ratio = 0.0  # worst per-thing quantile of (distance outside the 3D box) / tolerance
+        ids = seq.ids
+        self.known = {int(k) for k in (ids.get("ids") or {})} if ids else set()
+        self.known.add(int(ids.get("background", 0)) if ids else 0)
+
+    def frame(self, f: FrameData) -> None:
+        t = self.t
+        seg_labels = f.labels if f.labels is not None else f.ids
+        cov = None
+        if f.normals is not None:
+            length = np.sqrt(np.einsum("hwc,hwc->hw", f.normals, f.normals))
+            cov = length > 0
+            if cov.any():
+                self.unit_err = max(self.unit_err, float(np.abs(length[cov] - 1).max()))
+            if f.depth is not None:
+                frame_name, pose = self.seq.normal_frame, f.pose
+
+                def normal_at(r, c):
+                    n = normals_to_opencv_camera(f.normals[r, c], frame_name, pose)
+                    ln = np.linalg.norm(n, axis=-1, keepdims=True)
+                    return n / np.where(ln > 0, ln, 1.0)
+                surf = surface_mask(f.depth, seg_labels, t.depth_jump) & cov
+                rows, cols = regular_sample(surf, _ANGLES_PER_FRAME)
+                if rows.size:
+                    gn = depth_normals_at(f.depth, f.K, rows, cols)
+                    cosang = np.clip(np.sum(normal_at(rows, cols) * gn, axis=-1), -1, 1)
+                    self.angles.append(np.degrees(np.arccos(cosang)).astype(np.float32))
+                # the crease test of the intrinsics rows reads the 4 neighbours' normals
+                surf[1:-1, 1:-1] &= cov[1:-1, 2:] & cov[1:-1, :-2] & cov[2:, 1:-1] & cov[:-2, 1:-1]
+                rows, cols = regular_sample(surf, _ROWS_PER_FRAME // 2)
+                agree = np.sum(normal_at(rows, cols) * depth_normals_at(f.depth, f.K, rows, cols), axis=-1)
+                keep = agree >= np.cos(np.radians(GATE_DEG))
+                A, b = intrinsics_rows(f.depth, normal_at, f.K, rows[keep], cols[keep])
+                key = tuple(np.round(f.K[[0, 1, 0, 1], [0, 1, 2, 2]], 9))
+                self.rows.setdefault(key, []).append((A, b))
+        if f.ids is not None:
+            self.non_integer += f.non_integer
+            self.unknown |= present(f.ids) - self.known
+        masks = [m for m in (None if f.depth is None else f.depth > 0, None if f.ids is None else f.ids > 0,
+                             cov) if m is not None]
+        if len(masks) >= 2:
+            self.pixels += masks[0].size
+            bad = np.zeros(masks[0].shape, bool)
+            for m in masks[1:]:
+                bad |= m != masks[0]
+            self.disagree += int(np.count_nonzero(bad))
+        self._objects(f)
+
+    def _objects(self, f: FrameData) -> None:
+        objs = self.things.objs
+        if objs is None:
+            return
+        self.obj_frames += 1
+        t = self.t
+        p = self.obj_problems
+        i = f.index
+        tag = f"frame {f.number}"
+        cam = self.seq.frames_meta[i].get("camera")
+        if cam is not None and objs.cameras[i] is not None and cam != objs.cameras[i]:
+            p.append(f"{tag}: camera {objs.cameras[i]!r} in objects.json, {cam!r} in transforms.json")
+        cols = np.flatnonzero(objs.present[i])
+        o2w = objs.object_to_world[i, cols]
+        o2c = objs.object_to_camera[i, cols]
+        expect = np.linalg.inv(f.pose @ FLIP) @ o2w
+        scale = 1.0 + np.abs(expect).max(axis=(1, 2))
+        off = np.nanmax(np.abs(o2c - expect), axis=(1, 2)) / scale
+        for c, e in zip(cols, off):
+            if np.isfinite(e) and e > t.pose_tol:
+                p.append(f"{tag}: {self.things.name(int(c))}: object_to_camera disagrees with "
+                         f"transform_matrix and object_to_world by {e:.3g} (camera pose wrong?)")
+                break
+        if f.labels is None:
+            return
+        lab = f.labels
+        # every instance id in the image is listed, and carries its object's id
+        if f.inst is not None:
+            extra = set(np.unique(f.inst[(lab < 0) & (f.inst != 0)]).tolist())
+            if extra:
+                listed_not = ", ".join(map(str, sorted(extra)[:5]))
+                p.append(f"{tag}: instance id(s) {listed_not} not in objects.json")
+            if f.ids is not None:
+                inside = lab >= 0
+                wrong = inside & (f.ids != objs.object_ids[np.maximum(lab, 0)])
+                if wrong.any():
+                    c = int(np.bincount(lab[wrong]).argmax())
+                    got = ", ".join(map(str, np.unique(f.ids[wrong])[:5].tolist()))
+                    p.append(f"{tag}: {int(wrong.sum())} pixel(s) of {self.things.name(c)} carry object "
+                             f"id(s) {got}, objects.json says {int(objs.object_ids[c])}")
+        h, w = lab.shape
+        flat = lab.reshape(-1)
+        idx = np.flatnonzero(flat >= 0)
+        L = flat[idx]
+        order = np.argsort(L, kind="stable")
+        idx, L = idx[order], L[order]
+        n_i = len(objs.instance_ids)
+        counts = np.bincount(L, minlength=n_i)
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        want = objs.px_count_visib[i]
+        for c in np.flatnonzero((want >= 0) & (counts != np.maximum(want, 0)) & self.things.mappable):
+            p.append(f"{tag}: {self.things.name(int(c))}: {int(counts[c])} visible pixel(s), objects.json "
+                     f"says {int(want[c])}")
+            break
+        rr, cc = np.divmod(idx, w)
+        for c in np.flatnonzero(counts > 0):
+            r, q = rr[starts[c]:starts[c + 1]], cc[starts[c]:starts[c + 1]]
+            box = [int(q.min()), int(r.min()), int(q.max() - q.min() + 1), int(r.max() - r.min() + 1)]
+            if objs.bbox_visib[i, c, 0] >= 0 and box != objs.bbox_visib[i, c].tolist():
+                p.append(f"{tag}: {self.things.name(int(c))}: visible box {box}, objects.json says "
+                         f"{objs.bbox_visib[i, c].tolist()}")
+                break
+        # depth: every point of a thing lies inside its 3D box
+        if f.depth is None:
+            return
+        cw = f.pose @ FLIP
+        lateral = 0.75 / min(f.K[0, 0], f.K[1, 1])  # first-sample depth off the pixel centre
+        x, y = pixel_rays(f.K, f.depth.shape)
+        dflat = f.depth.reshape(-1)
+        for c in np.flatnonzero(counts >= t.min_object_pixels):
+            box = objs.bbox_3d[i, c]
+            M = objs.object_to_world[i, c]
+            if not (np.isfinite(box).all() and np.isfinite(M).all()):
+                continue
+            step = max(1, int(counts[c]) // _BOX_SAMPLES)  # a regular subsample: enough for a quantile
+            sl = slice(starts[c], starts[c + 1], step)
+            d = dflat[idx[sl]].astype(np.float64)
+            keep = d > 0
+            if not keep.any():
+                continue
+            d = d[keep]
+            Pc = np.stack([x[0, cc[sl][keep]] * d, y[rr[sl][keep], 0] * d, d], axis=-1)
+            inv = np.linalg.inv(M)
+            corners = box @ inv[:3, :3].T + inv[:3, 3]
+            lo, hi = corners.min(0), corners.max(0)
+            to_obj = inv @ cw
+            Xo = Pc @ to_obj[:3, :3].T + to_obj[:3, 3]
+            out = np.maximum(np.maximum(lo - Xo, Xo - hi), 0).max(axis=-1)
+            s = float(np.cbrt(abs(np.linalg.det(M[:3, :3])))) or 1.0
+            ratio = out * s / (d * (t.depth_rel + lateral))
+            qv = float(np.quantile(ratio, t.quantile))
+            self.box_ratio = max(self.box_ratio, qv)
+            if qv > 1:
+                p.append(f"{tag}: {self.things.name(int(c))}: p{100 * t.quantile:g} of its depth points lie "
+                         f"{qv:.3g}x the tolerance outside its 3D box (depth type, K or pose wrong?)")
+                break
+
+    def results(self) -> dict[str, dict[str, Any]]:
+        t, seq = self.t, self.seq
+        kinds = set(seq.kinds)
+        out: dict[str, dict[str, Any]] = {}
+        if "normal" not in kinds:
+            out["normals"] = check(None, "no normals")
+        else:
+            problems = []
+            med = p90 = None
+            if self.angles:
+                a = np.concatenate(self.angles)
+                med, p90 = float(np.median(a)), float(np.percentile(a, 90))
+                if med > t.normal_deg:
+                    problems.append(f"median angle to depth-derived normals {med:.3g}° > {t.normal_deg}° "
+                                    f"(normal frame '{seq.normal_frame}', depth type '{seq.depth_type}')")
+            if self.unit_err > t.unit_tol:
+                problems.append(f"normals deviate from unit length by {self.unit_err:.3g} > {t.unit_tol}")
+            out["normals"] = check(not problems, "; ".join(problems), median_deg=num(med), p90_deg=num(p90),
+                                   unit_error=num(self.unit_err))
+        out["intrinsics"] = self._intrinsics()
+        if "segmentation" not in kinds:
+            out["segmentation_ids"] = check(None, "no segmentation")
+        else:
+            problems = []
+            if not seq.ids:
+                problems.append("segmentation_ids.json missing")
+            elif self.unknown:
+                problems.append(f"id(s) {', '.join(map(str, sorted(self.unknown)[:10]))} not in "
+                                "segmentation_ids.json")
+            if self.non_integer:
+                problems.append(f"{self.non_integer} pixel(s) hold non-integer ids (blended edges?)")
+            out["segmentation_ids"] = check(not problems, "; ".join(problems),
+                                            unknown_ids=sorted(self.unknown),
+                                            non_integer_pixels=self.non_integer)
+        if self.pixels:
+            frac = self.disagree / self.pixels
+            out["coverage"] = check(frac <= t.coverage_frac, "" if frac <= t.coverage_frac else
+                                    f"depth > 0, id > 0 and |n| > 0 disagree on {100 * frac:.3g}% of pixels",
+                                    disagree_fraction=num(frac))
+        else:
+            out["coverage"] = check(None, "fewer than two of depth, segmentation, normals")
+        if self.things.objs is None:
+            out["objects"] = check(None, self.things.reason)
+        else:
+            p = self.obj_problems
+            out["objects"] = check(not p, "; ".join(p[:5]) + (f" (+{len(p) - 5} more)" if len(p) > 5 else ""),
+                                   instances=len(self.things.objs.instance_ids), frames=self.obj_frames,
+                                   depth_box_ratio=num(self.box_ratio),
+                                   instance_image=self.seq.instance_channel is not None)
+        return out
+
+    def _intrinsics(self) -> dict[str, Any]:
+        t = self.t
+        if not self.rows:
+            return check(None, "needs depth and normals")
+        names = ("fl_x", "fl_y", "cx", "cy")
+        fits, problems, resolved_any = [], [], set()
+        for key, parts in self.rows.items():
+            A = np.concatenate([a for a, _ in parts])
+            b = np.concatenate([b for _, b in parts])
+            fit = fit_intrinsics(A, b, np.array([[key[0], 0, key[2]], [0, key[1], key[3]], [0, 0, 1]]))
+            stored = np.array(key)
+            if fit is None:
+                fits.append({"stored": [num(x) for x in stored], "fitted": None, "rows": len(b)})
+                continue
+            val, err = fit["value"], fit["stderr"]
+            tol = np.array([t.focal_rel * stored[0], t.focal_rel * stored[1], t.principal_px, t.principal_px])
+            # a parameter the surfaces do not constrain has no fitted value worth printing
+            entry = {"stored": [num(x) for x in stored],
+                     "fitted": [num(x) if e <= tol_k else None for x, e, tol_k in zip(val, err, tol)],
+                     "stderr": [num(x) for x in err], "rows": fit["rows"]}
+            fits.append(entry)
+            for k, name in enumerate(names):
+                if not err[k] <= tol[k] / 3:
+                    continue
+                resolved_any.add(name)
+                if abs(val[k] - stored[k]) > tol[k]:
+                    if k < 2:
+                        what, lim = f"{100 * (val[k] / stored[k] - 1):+.3g}%", f"{100 * t.focal_rel:.3g}%"
+                    else:
+                        what, lim = f"{val[k] - stored[k]:+.3g} px", f"{t.principal_px} px"
+                    problems.append(f"{name} = {stored[k]:.6g} but depth + normals say {val[k]:.6g} "
+                                    f"({what}, tolerance {lim})")
+        resolved = [n for n in names if n in resolved_any]
+        unresolved = [n for n in names if n not in resolved_any]
+        note = (f"not checked: {', '.join(unresolved)} (the surfaces seen do not constrain them: too "
+                "few differently slanted flat surfaces)") if unresolved else ""
+        if problems:
+            return check(False, "; ".join(problems) + (f"; {note}" if note else ""), fits=fits,
+                         checked=resolved)
+        if not resolved:
+            return check(None, note or "nothing to fit", fits=fits, checked=[])
+        return check(True, note, fits=fits, checked=resolved)

@@ -1,0 +1,204 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Run validate over a sequence or a datasets folder (see the package docstring)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+from ..layout import TRANSFORMS
+from ..loader import Dataset, DatasetError, Sequence, load
+from .files import files, frame_count, schema
+from .flow import FlowStats
+from .frames import FrameStats
+from .report import CHECKS, now, progress_bar, update_manifest_file, verdict, write_report
+from .things import ThingMap, load_frame
+from .thresholds import Thresholds
+from .thresholds import check as _check
+
+
+def _geometry(seq: Sequence, good: dict[str, set[int]], t: Thresholds, stride: int,
+              progress) -> dict[str, dict[str, Any]]:
+    """Every geometric check in one pass over the frames (two frames in memory at a time)."""
+    things = ThingMap(seq.objects)
+    fstats = FrameStats(seq, t, things)
+    flow = FlowStats(t, things)
+    n = len(seq)
+    has_flow = "flow" in seq.kinds
+    last = time.monotonic()
+    prev = None
+    for i in range(n):
+        pair_with_prev = (prev is not None and prev.index == i - 1
+                          and seq.frame_numbers[i] == seq.frame_numbers[i - 1] + 1)
+        need = i % stride == 0 or (i - 1) % stride == 0
+        if not need:
+            prev = None
+            continue
+        cur = load_frame(seq, i, good, things, want_flow=has_flow)
+        if i % stride == 0:
+            fstats.frame(cur)
+        if pair_with_prev and (i - 1) % stride == 0:
+            flow.pair(seq, prev, cur)
+        prev = cur
+        if progress and time.monotonic() - last > 2.0:
+            progress(f"{seq.path.name}: frame {i + 1}/{n}")
+            last = time.monotonic()
+    out = fstats.results()
+    out.update(flow.results(has_flow))
+    return out
+
+
+def validate_sequence(path: str | os.PathLike, thresholds: Thresholds | None = None, *,
+                      stride: int = 1, manifest_frames: int | None = None,
+                      progress=None) -> dict[str, Any]:
+    """Validate one sequence folder; returns ``{"path", "ok", "checks": {name: check}, ...}``.
+    ``stride``: check geometry on every ``stride``-th frame (pair) only."""
+    t = thresholds or Thresholds()
+    t0 = time.monotonic()
+    path = Path(path)
+    rep: dict[str, Any] = {"path": str(path), "ok": False, "checks": {}}
+    try:
+        seq = Sequence(path)
+    except (DatasetError, OSError) as exc:
+        rep["checks"]["schema"] = _check(False, str(exc))
+        rep["failed"] = ["schema"]
+        return rep
+    rep["sequence_id"] = seq.id
+    rep["frames"] = len(seq)
+    rep["kinds"] = list(seq.kinds)
+    checks = rep["checks"]
+    try:
+        checks["schema"] = schema(seq)
+    except (DatasetError, ValueError, TypeError) as exc:
+        checks["schema"] = _check(False, str(exc))
+    checks["frame_count"] = frame_count(seq, manifest_frames)
+    checks["files"], good = files(seq)
+    if checks["schema"]["ok"]:
+        try:
+            checks.update(_geometry(seq, good, t, max(1, stride), progress))
+        except DatasetError as exc:  # objects.json malformed or pointing outside
+            checks["objects"] = _check(False, str(exc))
+            for name in CHECKS[3:]:
+                checks.setdefault(name, _check(None, "skipped: objects.json unusable"))
+    else:
+        for name in CHECKS[3:]:
+            checks[name] = _check(None, "skipped: schema check failed")
+    rep["failed"] = [k for k in CHECKS if checks.get(k, {}).get("ok") is False]
+    rep["not_checked"] = {k: checks[k]["message"] for k in CHECKS if checks.get(k, {}).get("ok") is None}
+    rep["ok"] = not rep["failed"]
+    rep["seconds"] = round(time.monotonic() - t0, 3)
+    return rep
+
+
+# --- datasets, reports, manifest ---------------------------------------------------------
+
+def _manifest_frames(manifest: dict[str, Any] | None) -> dict[str, int]:
+    out = {}
+    for sc in (manifest or {}).get("scenes", []):
+        for q in sc.get("sequences", []):
+            if "path" in q and "num_frames" in q:
+                out[q["path"]] = int(q["num_frames"])
+    return out
+
+
+def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds | None = None,
+             stride: int = 1, write: bool = True, update_manifest: bool = True,
+             progress: bool | Any = False, **limits: float) -> dict[str, Any]:
+    """Validate a sequence folder or every sequence of a datasets folder.
+
+    ``jobs``: sequences checked in parallel (processes). Threshold overrides can be passed as
+    keywords (``flow_px=0.1``) or as a :class:`Thresholds`. ``write``: also write
+    ``validation.json`` / ``validation.txt`` into ``path``. ``update_manifest``: record each
+    sequence's result in ``path/manifest.json`` (when it exists). ``progress``: True prints to
+    stderr, or a callable taking one line. Returns ``{"ok", "path", "thresholds", "sequences": [...],
+    "failed": [...]}`` (``failed``: relative paths of failing sequences).
+    """
+    t = thresholds or Thresholds()
+    if limits:
+        names = {f.name for f in fields(Thresholds)}
+        unknown = set(limits) - names
+        if unknown:
+            raise TypeError(f"unknown threshold(s) {', '.join(sorted(unknown))}; "
+                            f"use {', '.join(sorted(names))}")
+        t = Thresholds(**{**asdict(t), **limits})
+    say = (lambda line: print(f"validate: {line}", file=sys.stderr, flush=True)) if progress is True \
+        else (progress or None)
+    root = Path(path)
+    if root.is_file() and root.name == TRANSFORMS:
+        root = root.parent
+    try:
+        src: Sequence | Dataset | None = load(root)
+    except DatasetError:
+        if not (root / TRANSFORMS).is_file():
+            raise
+        src = None  # a sequence folder that does not load: validate_sequence reports why
+    seq_paths = list(src.sequence_paths) if isinstance(src, Dataset) else [root]
+    manifest_root = root if isinstance(src, Dataset) else _manifest_above(root)
+    manifest = None
+    if manifest_root is not None and (manifest_root / "manifest.json").is_file():
+        try:
+            manifest = json.loads((manifest_root / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            manifest = None
+    listed = _manifest_frames(manifest)
+    if isinstance(src, Dataset):
+        # sequences the manifest promises but that have no transforms.json fail as such
+        seq_paths += [root / q for q in listed if (root / q) not in seq_paths]
+    rel = {p: (p.relative_to(root).as_posix() if p != root else ".") for p in seq_paths}
+    mrel = {p: p.relative_to(manifest_root).as_posix() for p in seq_paths} if manifest_root else {}
+    mframes = {p: listed.get(mrel.get(p, ""), None) for p in seq_paths}
+    results: dict[Path, dict[str, Any]] = {}
+    t0 = time.monotonic()
+    if jobs > 1 and len(seq_paths) > 1:
+        # Inside Blender forking the bpy process is unsafe: threads there (numpy releases the GIL).
+        pool = ThreadPoolExecutor if "bpy" in sys.modules else ProcessPoolExecutor
+        with pool(max_workers=jobs) as ex:
+            futs = {ex.submit(validate_sequence, p, t, stride=stride,
+                              manifest_frames=mframes[p]): p for p in seq_paths}
+            for fut in as_completed(futs):
+                p = futs[fut]
+                results[p] = fut.result()
+                if say:
+                    say(progress_bar(len(results), len(seq_paths), t0, verdict(rel[p], results[p])))
+    else:
+        for p in seq_paths:
+            results[p] = validate_sequence(p, t, stride=stride, manifest_frames=mframes[p],
+                                           progress=say)
+            if say:
+                say(progress_bar(len(results), len(seq_paths), t0, verdict(rel[p], results[p])))
+    seqs = []
+    for p in seq_paths:
+        r = results[p]
+        r["path"] = rel[p]
+        seqs.append(r)
+    report = {"ok": all(r["ok"] for r in seqs), "path": str(root), "checked": now(),
+              "seconds": round(time.monotonic() - t0, 3), "thresholds": asdict(t),
+              "sequences": seqs, "failed": [r["path"] for r in seqs if not r["ok"]]}
+    if write:
+        write_report(report, root)
+    if update_manifest and manifest is not None:
+        update_manifest_file(manifest_root / "manifest.json", report,
+                             {rel[p]: mrel[p] for p in seq_paths}, summary=isinstance(src, Dataset))
+    return report
+
+
+def _manifest_above(seq: Path) -> Path | None:
+    """The datasets folder whose manifest.json lists sequence folder ``seq`` (renders/SCENE/SEQ)."""
+    for up in list(seq.resolve().parents)[:3]:
+        m = up / "manifest.json"
+        if m.is_file():
+            rel = seq.resolve().relative_to(up).as_posix()
+            try:
+                doc = json.loads(m.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return None
+            return up if rel in _manifest_frames(doc) else None
+    return None
+
+

@@ -1,0 +1,107 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The fault matrix: seven analytic scenes (tests/validate_scenes.py, each written once) times
+seventeen planted faults. Every fault must be caught on every scene where it is observable, by
+a check that can see it; the pairs where it is not observable are listed with the reason (and
+must then validate clean: nothing there to see); every clean scene validates clean, never
+assuming a static world. Run with ``-s`` to print the matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import validate_scenes as vs
+from dataset_forge.dataset.validate import validate
+
+SCENES = list(vs.scenes())
+FAULTS = list(vs.FAULTS)
+
+_STILL = "the camera does not move: the neighbour's pose is the same pose"
+UNOBSERVABLE: dict[tuple[str, str], str] = {
+    ("static_camera", "pose_from_neighbour"): _STILL,
+    ("empty_world", "pose_from_neighbour"): _STILL,
+    ("deforming", "pose_from_neighbour"): _STILL,
+    **{(s, "cut_not_marked"): "no camera cut in this scene: nothing is marked invalid"
+       for s in SCENES if s != "camera_cut"},
+}
+
+# the checks that can see each fault (one of them must fail)
+FLOW = {"flow_rigid", "flow_cycle"}
+EXPECT: dict[str, set[str]] = {
+    **{f: FLOW for f in ("flip_forward_u", "flip_forward_v", "flip_backward_u", "flip_backward_v",
+                         "swap_forward_backward", "swap_u_v")},
+    "fl_x_x1.02": {"intrinsics"}, "fl_y_x1.02": {"intrinsics"}, "cx_+1px": {"intrinsics"},
+    "pose_from_neighbour": {"objects", "flow_rigid"},
+    "distance_labelled_planar": {"normals", "intrinsics", "flow_rigid", "objects"},
+    "planar_labelled_distance": {"normals", "intrinsics", "flow_rigid", "objects"},
+    "normal_frame_mislabelled": {"normals"},
+    "id_changed_in_one_frame": {"objects", "segmentation_ids"},
+    "truncated_exr": {"files"}, "missing_frame": {"files"},
+    "cut_not_marked": {"camera_cuts"},
+}
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("fault_scenes")
+    return {name: vs.write_scene(scene, root / name) for name, scene in vs.scenes().items()}
+
+
+@pytest.fixture(scope="module")
+def matrix(clean, tmp_path_factory) -> dict[tuple[str, str], dict]:
+    """Every (scene, fault) validated once: the sequence's report."""
+    root = tmp_path_factory.mktemp("faults")
+    out = {}
+    for s in SCENES:
+        for f in FAULTS:
+            seq = vs.planted(clean[s], f, root / f"{s}-{f}")
+            out[s, f] = validate(seq, write=False)["sequences"][0]
+    return out
+
+
+@pytest.mark.parametrize("scene", SCENES)
+def test_every_clean_scene_validates_clean(clean, scene):
+    s = validate(clean[scene], write=False)["sequences"][0]
+    assert s["ok"] and s["failed"] == [], s["checks"]
+    c = s["checks"]
+    assert c["flow_rigid"]["ok"] is True and c["flow_rigid"]["worst_px"] < 1e-3
+    if scene == "deforming":  # bilinear sampling of the other frame's flow: a few hundredths of a pixel
+        assert c["flow_cycle"]["ok"] is True and c["flow_cycle"]["worst_px"] < 0.1
+    assert c["intrinsics"]["ok"] is True and c["normals"]["median_deg"] < 0.05
+    assert c["objects"]["ok"] is True and c["objects"]["instance_image"] is True
+    if scene == "deforming":  # the blob is not judged as rigid, and says so
+        assert c["flow_rigid"]["not_checked"] == {"Blob#2": "deforms: checked by flow_cycle only"}
+    if scene == "camera_cut":
+        assert c["camera_cuts"]["invalid_directions"] == ["3->4 forward", "4->3 backward"]
+    if scene == "instances":
+        assert {f"Rock#{100 + j}" for j in range(6)} <= set(c["flow_rigid"]["things"])
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("scene", SCENES)
+def test_fault_is_caught_where_observable(matrix, scene, fault):
+    s = matrix[scene, fault]
+    if (scene, fault) in UNOBSERVABLE:
+        assert s["ok"], (UNOBSERVABLE[scene, fault], s["failed"])
+        return
+    assert not s["ok"], f"{fault} on {scene} not caught: {s['checks']}"
+    assert EXPECT[fault] & set(s["failed"]), (fault, s["failed"])
+    if scene == "instances" and EXPECT[fault] == FLOW:  # on the instances themselves, not only the ground
+        assert {f"Rock#{100 + j}" for j in range(6)} <= set(s["checks"]["flow_rigid"]["failed_things"])
+
+
+def test_fault_matrix_table(matrix, capsys):
+    """The matrix as text (caught: the failing checks; clean: passed; n/o: not observable)."""
+    width = max(map(len, FAULTS))
+    lines = [" " * width + "  " + "  ".join(f"{s[:14]:<14}" for s in SCENES)]
+    for f in FAULTS:
+        cells = []
+        for s in SCENES:
+            r = matrix[s, f]
+            cell = "n/o" if (s, f) in UNOBSERVABLE else ("caught" if not r["ok"] else "MISSED")
+            cells.append(f"{cell:<14}")
+        lines.append(f"{f:<{width}}  " + "  ".join(cells))
+    lines += [f"n/o {s} x {f}: {why}" for (s, f), why in sorted(UNOBSERVABLE.items())]
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))
+    assert not any("MISSED" in line for line in lines)
