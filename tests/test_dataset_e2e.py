@@ -20,6 +20,8 @@ from dataset_forge.dataset.occlusion import VALID, sequence_masks
 from PIL import Image
 from test_dataset_tools import drop_frame_entry, flip_flow_v, swap_forward_backward, truncate, wrong_fl_y
 
+pytestmark = pytest.mark.render  # every test here renders
+
 FRAMES = 5
 ORBIT = f"renders/orbit/001-00001-{FRAMES + 1:05d}"
 BASIC = f"renders/basic/001-00001-{FRAMES + 1:05d}"
