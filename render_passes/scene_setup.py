@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-import math
-
-import bpy
-
 from ..dataset.camera import CameraParams
 from ..errors import DatasetForgeError
 from ..settings import Settings
-from . import compat
+
+RATE_PROP = "dataset_forge_frame_rate"  # stretched frames per second
 
 
 class SceneError(DatasetForgeError, RuntimeError):
@@ -44,6 +41,25 @@ def check_scene(scene, settings: Settings, blend_name: str) -> None:
         raise SceneError(f"{blend_name}: motion blur is on and flows were requested, but Cycles "
                          "writes an all-zero flow with motion blur; turn motion blur off in the "
                          "file or pass --disable-motion-blur")
+    if settings.flows:
+        sim = next(iter(simulation_objects(scene)), None)
+        if sim is not None:
+            raise SceneError(f"{blend_name}: '{sim}' moves by a geometry-nodes simulation zone, "
+                             "whose motion Cycles' Vector pass does not see (its flow would read "
+                             "0); render this scene without flows (--no-flows)")
+
+
+def simulation_objects(scene) -> list[str]:
+    """Names of the rendered objects whose geometry nodes hold a simulation zone."""
+    out = []
+    for ob in scene.objects:
+        for mod in ob.modifiers:
+            if mod.type == "NODES" and mod.show_render and any(
+                    b.node is not None and b.node.bl_idname == "GeometryNodeSimulationOutput"
+                    for b in getattr(mod, "bakes", ())):
+                out.append(ob.name)
+                break
+    return out
 
 
 def apply_render_settings(scene, settings: Settings) -> None:
@@ -79,35 +95,19 @@ def apply_render_settings(scene, settings: Settings) -> None:
         img.compression = 15  # fast zlib level; PNG is lossless at every level
 
 
-def stretch_time(scene, multiplier: float) -> None:
-    """Scale every keyframe (all actions: objects, cameras, shape keys, materials, worlds, node
-    trees), the frame range and the frame rate by ``multiplier`` (keyframe f -> f*m).
+def stretch_time(scene, multiplier: float, blend_name: str = "") -> None:
+    """Stretch the scene in time by ``multiplier`` (see :mod:`.timing`); raises
+    :class:`SceneError` naming what cannot be stretched."""
+    from . import timing
 
-    Not stretched: NLA strip placement, drivers that read the frame number, simulation caches.
-    """
-    if multiplier == 1.0:
-        return
-    m = float(multiplier)
-    for action in bpy.data.actions:
-        for fc in compat.iter_fcurves(action):
-            for kp in fc.keyframe_points:
-                kp.co.x *= m
-                kp.handle_left.x *= m
-                kp.handle_right.x *= m
-            fc.update()
-    for s in bpy.data.scenes:
-        a, b = s.frame_start, s.frame_end
-        # Set the end first when growing so frame_start never exceeds frame_end in between.
-        s.frame_end = int(math.floor(b * m + 0.5))
-        s.frame_start = int(math.floor(a * m + 0.5))
-        fps = s.render.fps / s.render.fps_base * m
-        s.render.fps = max(1, int(math.ceil(fps - 1e-9)))
-        s.render.fps_base = s.render.fps / fps
+    timing.stretch(scene, multiplier, blend_name or scene.name)
 
 
 def frame_rate(scene) -> float:
-    """Frames per second of the scene (after stretching)."""
-    return scene.render.fps / scene.render.fps_base
+    """Frames per second of the rendered frames (after stretching: the scene's own rate times
+    the multiplier, kept in a scene property by :mod:`.timing`)."""
+    rate = scene.get(RATE_PROP)
+    return float(rate) if rate else scene.render.fps / scene.render.fps_base
 
 
 def scene_range(scene) -> tuple[int, int]:

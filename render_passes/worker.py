@@ -75,7 +75,7 @@ def open_scene(job: dict[str, Any], settings: Settings, emit: Emit):
     scene = bpy.context.scene
     scene_setup.check_scene(scene, settings, name)
     scene_setup.apply_render_settings(scene, settings)
-    scene_setup.stretch_time(scene, settings.keyframe_multiplier)
+    scene_setup.stretch_time(scene, settings.keyframe_multiplier, name)
     emit({"event": "scene_opened", "scene": job.get("scene_name", name), "blend": blend,
           "seconds": round(time.perf_counter() - t0, 4)})
     return scene

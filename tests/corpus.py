@@ -1,0 +1,299 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The production test corpus: scenes as artists make them, built by code (no binary assets).
+
+Run it with a bpy Python::
+
+    python tests/corpus.py OUT_DIR [NAME ...]
+
+Every scene is described in :data:`CORPUS` by the numbers its oracle needs, so that the tests
+compute the ground truth without opening the file:
+
+* ``ramp_*`` / ``cam_*`` (time sources): a tilted plane ("Ramp", z = -D + S*x in its own frame)
+  fills the view of a 64x48 camera (lens 50, sensor 36) at the origin looking down -Z. One time
+  source moves the ramp along +X by ``x0(t)`` or moves/turns the camera; :func:`motion` gives the
+  analytic state at any time ``t`` of the file's own clock (frames, possibly fractional).
+* ``refuse_*``: a time source that no stretch puts on the remapped clock; the multiplier must be
+  refused with ``refusal`` in the message.
+* other scenes: see their ``desc``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+RES = (64, 48)
+LENS, SENSOR = 50.0, 36.0
+FX = RES[0] * LENS / SENSOR  # px per unit of x/z
+D, S = 6.0, 0.3  # ramp: distance at x = 0 and slope dz/dx
+V = 0.05  # scene units per frame of the file's own clock
+FPS = 24
+
+_TS = "time source"
+CORPUS: dict[str, dict] = {
+    "ramp_keyframes": dict(kind=_TS, desc="ramp moved by linear location keyframes",
+                           range=(1, 12), t0=3.0),
+    "ramp_nla": dict(kind=_TS, desc="ramp moved by an NLA strip (starts at 5, scale 2) of an "
+                                    "action keyed 1..11; no active action", range=(5, 20), t0=6.0),
+    "ramp_driver": dict(kind=_TS, desc="ramp location.x driven by the expression on 'frame'",
+                        range=(1, 12), t0=3.0),
+    "ramp_gn_sim": dict(kind=_TS, desc="geometry-nodes simulation zone moving the ramp by "
+                                       "velocity x delta time every step", range=(1, 12), t0=1.0,
+                        no_flow=True),
+    "cam_follow_path": dict(kind=_TS, desc="camera on a Follow Path constraint along +X, the "
+                                           "path's evaluation time keyed linearly",
+                            range=(1, 12), t0=3.0),
+    "cam_track_to": dict(kind=_TS, desc="camera at (0, -2, 0) with Track To on an empty moving "
+                                        "along +X at z = -6", range=(1, 12), t0=3.0),
+    "refuse_rigid_body": dict(kind="refuse", desc="a crate dropping under a rigid-body world",
+                              refusal="rigid-body cache of 'Crate' cannot be stretched"),
+    "refuse_cloth": dict(kind="refuse", desc="a cloth plane", refusal="cloth simulation of 'Flag'"),
+    "refuse_image_sequence": dict(kind="refuse", desc="the ramp textured with an image sequence",
+                                  refusal="image sequence texture 'frames'"),
+    "refuse_frame_current": dict(kind="refuse", desc="a driver reading scene.frame_current",
+                                 refusal="reads frame_current"),
+    "two_scenes": dict(kind="scenes", desc="two scenes: 'Main' (active, frames 1..10, camera "
+                                           "CamMain) and 'Other' (frames 20..25, 30 fps, camera "
+                                           "CamOther, ramp 1 unit further)",
+                       scenes={"Main": dict(range=(1, 10), fps=24, camera="CamMain", d=D),
+                               "Other": dict(range=(20, 25), fps=30, camera="CamOther",
+                                             d=D + 1.0)}),
+}
+TIME_SOURCES = [n for n, s in CORPUS.items() if s["kind"] == _TS]
+REFUSALS = [n for n, s in CORPUS.items() if s["kind"] == "refuse"]
+
+
+# -- analytic motion (pure Python: the tests use it) ------------------------------------------------
+def x0(name: str, t: float) -> float:
+    """The ramp's offset along +X at time ``t`` of the file's own clock (scene units)."""
+    if name in ("ramp_keyframes", "ramp_driver", "ramp_gn_sim"):
+        return V * (t - 1.0)
+    if name == "ramp_nla":
+        return V * (t - 5.0)
+    return 0.0
+
+
+def camera_location(name: str, t: float) -> tuple[float, float, float]:
+    if name == "cam_follow_path":
+        return (V * (t - 1.0), 0.0, 0.0)
+    if name == "cam_track_to":
+        return (0.0, -2.0, 0.0)
+    return (0.0, 0.0, 0.0)
+
+
+def target(name: str, t: float) -> tuple[float, float, float] | None:
+    """Where the camera looks at time ``t`` (Track To), else None (camera looks down -Z)."""
+    if name == "cam_track_to":
+        return (4 * V * (t - 1.0), 0.0, -D)
+    return None
+
+
+# -- builders (bpy) ----------------------------------------------------------------------------
+def _base(bpy, name: str, frame_range=(1, 12)):
+    bpy.ops.wm.read_homefile(use_empty=True)
+    sc = bpy.context.scene
+    sc.name = name
+    sc.frame_start, sc.frame_end = frame_range
+    sc.render.fps, sc.render.fps_base = FPS, 1.0
+    sc.render.engine = "CYCLES"
+    sc.render.resolution_x, sc.render.resolution_y = RES
+    sc.render.resolution_percentage = 100
+    sc.cycles.samples = 1
+    world = bpy.data.worlds.new("World")
+    sc.world = world
+    sun = bpy.data.objects.new("Sun", bpy.data.lights.new("Sun", "SUN"))
+    sun.rotation_euler = (0.3, 0.2, 0.0)
+    sc.collection.objects.link(sun)
+    cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    cam.data.lens, cam.data.sensor_width, cam.data.sensor_fit = LENS, SENSOR, "HORIZONTAL"
+    sc.collection.objects.link(cam)
+    sc.camera = cam
+    return sc, cam
+
+
+def _ramp(bpy, sc, name="Ramp", d=D, collection=None):
+    me = bpy.data.meshes.new(name)
+    xs, ys = (-8.0, 8.0), (-5.0, 5.0)
+    me.from_pydata([(x, y, -d + S * x) for y in ys for x in xs], [], [(0, 1, 3, 2)])
+    ob = bpy.data.objects.new(name, me)
+    mat = bpy.data.materials.new(name + "Mat")
+    ob.data.materials.append(mat)
+    (collection or sc.collection).objects.link(ob)
+    return ob
+
+
+def _linear_keys(bpy, idb, path: str, keys: dict, index: int = -1) -> None:
+    for f, v in keys.items():
+        if index >= 0:
+            getattr(idb, path)[index] = v
+        else:
+            setattr(idb, path, v)
+        idb.keyframe_insert(path, index=index, frame=f)
+    for fc in _fcurves(idb.animation_data.action):
+        for kp in fc.keyframe_points:
+            kp.interpolation = "LINEAR"
+
+
+def _fcurves(action) -> list:
+    import bpy
+
+    if "layers" not in bpy.types.Action.bl_rna.properties:
+        return list(action.fcurves)
+    return [fc for layer in action.layers for strip in layer.strips
+            for bag in strip.channelbags for fc in bag.fcurves]
+
+
+def _gn_group(bpy, name: str):
+    g = bpy.data.node_groups.new(name, "GeometryNodeTree")
+    g.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
+    g.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+    return g, g.nodes.new("NodeGroupInput"), g.nodes.new("NodeGroupOutput")
+
+
+def build_time_source(bpy, name: str) -> None:
+    spec = CORPUS[name]
+    sc, cam = _base(bpy, name, spec["range"])
+    ramp = _ramp(bpy, sc)
+    if name == "ramp_keyframes":
+        _linear_keys(bpy, ramp, "location", {1: 0.0, 21: 20 * V}, index=0)
+    elif name == "ramp_nla":
+        _linear_keys(bpy, ramp, "location", {1: 0.0, 11: 20 * V}, index=0)
+        ad = ramp.animation_data
+        strip = ad.nla_tracks.new().strips.new("Walk", 5, ad.action)
+        strip.scale = 2.0
+        ad.action = None
+    elif name == "ramp_driver":
+        fc = ramp.driver_add("location", 0)
+        fc.driver.type = "SCRIPTED"
+        fc.driver.expression = f"{V}*(frame-1)"
+    elif name == "ramp_gn_sim":
+        g, gi, go = _gn_group(bpy, "Slide")
+        si = g.nodes.new("GeometryNodeSimulationInput")
+        so = g.nodes.new("GeometryNodeSimulationOutput")
+        si.pair_with_output(so)
+        sp = g.nodes.new("GeometryNodeSetPosition")
+        vx = g.nodes.new("ShaderNodeMath")
+        vx.operation = "MULTIPLY"
+        vx.inputs[1].default_value = V * FPS  # units per second
+        cx = g.nodes.new("ShaderNodeCombineXYZ")
+        g.links.new(gi.outputs[0], si.inputs["Geometry"])
+        g.links.new(si.outputs["Geometry"], sp.inputs["Geometry"])
+        g.links.new(si.outputs["Delta Time"], vx.inputs[0])
+        g.links.new(vx.outputs[0], cx.inputs["X"])
+        g.links.new(cx.outputs[0], sp.inputs["Offset"])
+        g.links.new(sp.outputs[0], so.inputs["Geometry"])
+        g.links.new(so.outputs["Geometry"], go.inputs[0])
+        ramp.modifiers.new("Slide", "NODES").node_group = g
+    elif name == "cam_follow_path":
+        cu = bpy.data.curves.new("Rail", "CURVE")
+        cu.dimensions = "3D"
+        sp = cu.splines.new("POLY")
+        sp.points.add(1)
+        sp.points[0].co = (0.0, 0.0, 0.0, 1.0)
+        sp.points[1].co = (40 * V, 0.0, 0.0, 1.0)
+        cu.use_path, cu.path_duration = True, 40
+        rail = bpy.data.objects.new("Rail", cu)
+        sc.collection.objects.link(rail)
+        _linear_keys(bpy, cu, "eval_time", {1: 0.0, 41: 40.0})
+        c = cam.constraints.new("FOLLOW_PATH")
+        c.target, c.use_curve_follow = rail, False
+    elif name == "cam_track_to":
+        cam.location = camera_location(name, 1.0)
+        tgt = bpy.data.objects.new("Target", None)
+        sc.collection.objects.link(tgt)
+        tgt.location = target(name, 1.0)
+        _linear_keys(bpy, tgt, "location", {1: 0.0, 21: 80 * V}, index=0)
+        c = cam.constraints.new("TRACK_TO")
+        c.target, c.track_axis, c.up_axis = tgt, "TRACK_NEGATIVE_Z", "UP_Y"
+
+
+def build_refusal(bpy, name: str, out_dir: Path) -> None:
+    sc, cam = _base(bpy, name)
+    ramp = _ramp(bpy, sc)
+    if name == "refuse_rigid_body":
+        me = bpy.data.meshes.new("Crate")
+        me.from_pydata([(x, y, z) for x in (-.5, .5) for y in (-.5, .5) for z in (-.5, .5)], [],
+                       [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4),
+                        (1, 5, 7, 3)])
+        crate = bpy.data.objects.new("Crate", me)
+        crate.location = (0.0, 0.0, -2.0)
+        sc.collection.objects.link(crate)
+        with bpy.context.temp_override(scene=sc):
+            bpy.ops.rigidbody.world_add()
+        sc.rigidbody_world.collection = bpy.data.collections.new("RigidBodyWorld")
+        sc.rigidbody_world.collection.objects.link(crate)
+    elif name == "refuse_cloth":
+        me = bpy.data.meshes.new("Flag")
+        me.from_pydata([(0, 0, -3), (1, 0, -3), (0, 1, -3), (1, 1, -3)], [], [(0, 1, 3, 2)])
+        flag = bpy.data.objects.new("Flag", me)
+        sc.collection.objects.link(flag)
+        flag.modifiers.new("Cloth", "CLOTH")
+    elif name == "refuse_image_sequence":
+        folder = out_dir / "frames"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(1, 4):
+            im = bpy.data.images.new(f"f{i}", 2, 2)
+            im.pixels = [i / 4, 0.0, 0.0, 1.0] * 4
+            im.filepath_raw = str(folder / f"frame_{i:04d}.png")
+            im.file_format = "PNG"
+            im.save()
+            bpy.data.images.remove(im)
+        img = bpy.data.images.load(str(folder / "frame_0001.png"))
+        img.name, img.source = "frames", "SEQUENCE"
+        mat = ramp.data.materials[0]
+        mat.use_nodes = True
+        tex = mat.node_tree.nodes.new("ShaderNodeTexImage")
+        tex.image = img
+        tex.image_user.frame_duration = 3
+    elif name == "refuse_frame_current":
+        fc = ramp.driver_add("location", 0)
+        var = fc.driver.variables.new()
+        var.name = "f"
+        var.targets[0].id_type = "SCENE"
+        var.targets[0].id = sc
+        var.targets[0].data_path = "frame_current"
+        fc.driver.expression = f"{V}*(f-1)"
+
+
+def build_two_scenes(bpy) -> None:
+    sc, cam = _base(bpy, "Main", CORPUS["two_scenes"]["scenes"]["Main"]["range"])
+    cam.name = "CamMain"
+    _ramp(bpy, sc)
+    spec = CORPUS["two_scenes"]["scenes"]["Other"]
+    other = bpy.data.scenes.new("Other")
+    other.frame_start, other.frame_end = spec["range"]
+    other.render.fps = spec["fps"]
+    other.render.resolution_x, other.render.resolution_y = RES
+    cam2 = bpy.data.objects.new("CamOther", bpy.data.cameras.new("CamOther"))
+    cam2.data.lens, cam2.data.sensor_width, cam2.data.sensor_fit = LENS, SENSOR, "HORIZONTAL"
+    other.collection.objects.link(cam2)
+    other.camera = cam2
+    _ramp(bpy, other, "RampOther", d=spec["d"])  # the context scene ("Main") stays active
+
+
+def build(name: str, out_dir: Path) -> Path:
+    import bpy
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kind = CORPUS[name]["kind"]
+    if kind == _TS:
+        build_time_source(bpy, name)
+    elif kind == "refuse":
+        build_refusal(bpy, name, out_dir)
+    elif name == "two_scenes":
+        build_two_scenes(bpy)
+    path = out_dir / f"{name}.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path), compress=False)
+    return path
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        print("usage: python tests/corpus.py OUT_DIR [NAME ...]", file=sys.stderr)
+        sys.exit(2)
+    for n in sys.argv[2:] or list(CORPUS):
+        print(build(n, Path(sys.argv[1])))
+    sys.stdout.flush()
+    import os
+
+    os._exit(0)
