@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import bpy
+
 from ..dataset.camera import CameraParams
 from ..errors import DatasetForgeError
 from ..settings import Settings
@@ -23,6 +25,25 @@ def camera_params(scene, cam_obj) -> CameraParams:
         resolution_x=r.resolution_x, resolution_y=r.resolution_y,
         resolution_percentage=r.resolution_percentage, pixel_aspect_x=r.pixel_aspect_x,
         pixel_aspect_y=r.pixel_aspect_y, type=c.type)
+
+
+def select_scene(wanted: str, blend_name: str):
+    """The scene named ``wanted`` made the context scene (what a render renders), or the file's
+    active scene when ``wanted`` is empty; raises :class:`SceneError` listing the file's scenes."""
+    if not wanted:
+        return bpy.context.scene
+    scene = bpy.data.scenes.get(wanted)
+    if scene is None:
+        names = ", ".join(f"'{s.name}'" for s in bpy.data.scenes)
+        raise SceneError(f"{blend_name}: has no scene '{wanted}'; its scenes are {names} (active: "
+                         f"'{bpy.context.scene.name}'); pass one of them as the scene option, or "
+                         "leave it empty for the active scene")
+    for win in bpy.context.window_manager.windows:
+        win.scene = scene
+    if bpy.context.scene != scene:
+        raise SceneError(f"{blend_name}: cannot make scene '{wanted}' the active scene in this "
+                         "Blender (no window); save the file with that scene active")
+    return scene
 
 
 def check_scene(scene, settings: Settings, blend_name: str) -> None:

@@ -33,7 +33,7 @@ from ..engine.journal import Journal
 from ..sampling import sequence_id
 from ..settings import Settings, SettingsError
 from ..version import __version__
-from . import compat, devices, scene_setup
+from . import compat, devices, scene_setup, timing
 from .passes import PassRig
 
 EXTENSIONS = {"PNG": "png", "OPEN_EXR": "exr", "JPEG": "jpg"}
@@ -72,7 +72,7 @@ def open_scene(job: dict[str, Any], settings: Settings, emit: Emit):
         compat.open_blend(blend, use_scripts=settings.autoexec)
     except RuntimeError as exc:
         raise scene_setup.SceneError(_unreadable(name, exc, blend)) from None
-    scene = bpy.context.scene
+    scene = scene_setup.select_scene(settings.scene, name)
     scene_setup.check_scene(scene, settings, name)
     scene_setup.apply_render_settings(scene, settings)
     scene_setup.stretch_time(scene, settings.keyframe_multiplier, name)
@@ -271,11 +271,15 @@ def probe(job: dict[str, Any], emit: Emit) -> int:
                 compat.open_blend(blend, use_scripts=settings.autoexec)
             except RuntimeError as exc:
                 raise scene_setup.SceneError(_unreadable(name, exc, blend)) from None
-            scene = bpy.context.scene
+            info["scenes"] = [s.name for s in bpy.data.scenes]
+            scene = scene_setup.select_scene(settings.scene, name)
             info.update(scene=scene.name, frame_start=scene.frame_start, frame_end=scene.frame_end,
                         fps=scene_setup.frame_rate(scene),
                         camera=scene.camera.name if scene.camera is not None else None)
             scene_setup.check_scene(scene, settings, name)
+            bad = timing.refusals(scene, settings.keyframe_multiplier)
+            if bad:
+                raise scene_setup.SceneError(f"{name}: scene '{scene.name}': {bad[0]}")
             if scene.frame_end < scene.frame_start:
                 raise scene_setup.SceneError(
                     f"{name}: its frame range {scene.frame_start}..{scene.frame_end} is empty; set "

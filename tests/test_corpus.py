@@ -201,3 +201,59 @@ def test_flows_of_a_simulation_zone_are_refused(corpus_dir, tmp_path):
     summary = render(corpus_dir / "ramp_gn_sim.blend", tmp_path / "out", 1, 2, 1.0)
     assert not summary["ok"]
     assert "'Ramp' moves by a geometry-nodes simulation zone" in json.dumps(summary)
+
+
+# -- several scenes per file ------------------------------------------------------------------
+@pytest.mark.render
+def test_scene_option_renders_the_named_scene(corpus_dir, tmp_path):
+    spec = corpus.CORPUS["two_scenes"]["scenes"]["Other"]
+    out = tmp_path / "other"
+    summary = render(corpus_dir / "two_scenes.blend", out, 20, 21, 1.0, scene="Other",
+                     flows=False)
+    assert summary["ok"], json.dumps(summary["scenes"])[:2000]
+    tf = json.loads((out / "transforms.json").read_text())
+    assert tf["camera"] == spec["camera"] and tf["frame_rate"] == pytest.approx(spec["fps"])
+    fr = tf["frames"][0]
+    depth = read_exr(out / fr["depth_file_path"])[tf["conventions"]["depth"]["channel"]]
+    h, w = depth.shape  # the ramp of 'Other' is 1 unit further: D + 1 on the optical axis
+    centre = depth[h // 2 - 1:h // 2 + 1, w // 2 - 1:w // 2 + 1]
+    u = (np.array([w // 2 - 0.5, w // 2 + 0.5]) - w / 2) / corpus.FX
+    want = spec["d"] / (1 + corpus.S * u)
+    assert np.abs(centre - want[None, :]).max() / spec["d"] < 1e-4
+    # Default: the file's active scene ("Main", ramp at D).
+    main = render(corpus_dir / "two_scenes.blend", tmp_path / "main", 1, 1, 1.0, flows=False)
+    assert main["ok"]
+    assert json.loads((tmp_path / "main" / "transforms.json").read_text())["camera"] == "CamMain"
+
+
+@pytest.mark.render
+def test_missing_scene_names_the_files_scenes(corpus_dir, tmp_path):
+    summary = render(corpus_dir / "two_scenes.blend", tmp_path / "x", 1, 1, 1.0, scene="Nope")
+    assert not summary["ok"]
+    text = json.dumps(summary)
+    assert "has no scene 'Nope'; its scenes are 'Main', 'Other' (active: 'Main')" in text
+
+
+@pytest.mark.render
+def test_discovery_lists_scenes_and_reads_the_chosen_one(corpus_dir, tmp_path):
+    from dataset_forge.engine.discovery import discover
+    from dataset_forge.settings import Settings
+
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    (folder / "two_scenes.blend").symlink_to(corpus_dir / "two_scenes.blend")
+    (folder / "rigid.blend").symlink_to(corpus_dir / "refuse_rigid_body.blend")
+    info = {i.name: i for i in discover(folder)}
+    two = info["two_scenes"]
+    assert two.blender_scenes == ["Main", "Other"] and two.blender_scene == "Main"
+    assert (two.frame_start, two.frame_end, two.camera) == (1, 10, "CamMain")
+    assert info["rigid"].error is None
+    other = {i.name: i for i in discover(folder, Settings(scene="Other", keyframe_multiplier=2))}
+    two = other["two_scenes"]
+    assert two.blender_scene == "Other" and two.error is None
+    assert (two.frame_start, two.frame_end, two.fps, two.camera) == (20, 25, 30.0, "CamOther")
+    # The multiplier's refusals show in discovery, before anything renders.
+    assert "has no scene 'Other'" in other["rigid"].error
+    rigid = discover(folder, Settings(keyframe_multiplier=2))
+    assert "rigid-body cache of 'Crate' cannot be stretched" in next(
+        i for i in rigid if i.name == "rigid").error
