@@ -45,6 +45,20 @@ CORPUS: dict[str, dict] = {
                             range=(1, 12), t0=3.0),
     "cam_track_to": dict(kind=_TS, desc="camera at (0, -2, 0) with Track To on an empty moving "
                                         "along +X at z = -6", range=(1, 12), t0=3.0),
+    "cam_parent_chain": dict(kind=_TS, desc="camera parented through a chain of scaled empties "
+                                            "(2 and 0.75); the root turns 1 degree per frame "
+                                            "about Z (linear keys)", range=(1, 12), t0=3.0),
+    "neg_scale": dict(kind="still", desc="a box with scale (-1.2, 0.8, 0.5), rotated (20, 30, 10) "
+                                         "degrees, centred at (0.3, 0.2, -6); nothing behind it",
+                      centre=(0.3, 0.2, -6.0), rot_deg=(20.0, 30.0, 10.0),
+                      scale=(-1.2, 0.8, 0.5)),
+    "centimetres": dict(kind="still", desc="the static ramp in a scene whose unit scale is 0.01 "
+                                           "(centimetres): depth stays in scene units",
+                        unit_scale=0.01),
+    "hide_render": dict(kind="still", desc="a blocker plane at distance 3 in front of the static "
+                                           "ramp, hide_render keyed: rendered up to frame 4, "
+                                           "hidden from frame 5 (constant keys)",
+                        blocker_d=3.0, hidden_from=5),
     "refuse_rigid_body": dict(kind="refuse", desc="a crate dropping under a rigid-body world",
                               refusal="rigid-body cache of 'Crate' cannot be stretched"),
     "refuse_cloth": dict(kind="refuse", desc="a cloth plane", refusal="cloth simulation of 'Flag'"),
@@ -78,7 +92,24 @@ def camera_location(name: str, t: float) -> tuple[float, float, float]:
         return (V * (t - 1.0), 0.0, 0.0)
     if name == "cam_track_to":
         return (0.0, -2.0, 0.0)
+    if name == "cam_parent_chain":  # R_z(t - 1 degrees) applied to (1, 0, 1.5)
+        import math
+
+        a = math.radians(t - 1.0)
+        return (math.cos(a), math.sin(a), 1.5)
     return (0.0, 0.0, 0.0)
+
+
+def camera_rotation(name: str, t: float) -> list[list[float]] | None:
+    """The camera's world rotation at ``t`` when the scene sets it directly (else None)."""
+    import math
+
+    if name == "cam_parent_chain":
+        a = math.radians(t - 1.0)
+        return [[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0.0, 0.0, 1.0]]
+    if name.startswith("ramp_") or name == "cam_follow_path":
+        return [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    return None
 
 
 def target(name: str, t: float) -> tuple[float, float, float] | None:
@@ -207,6 +238,55 @@ def build_time_source(bpy, name: str) -> None:
         c.target, c.track_axis, c.up_axis = tgt, "TRACK_NEGATIVE_Z", "UP_Y"
 
 
+    elif name == "cam_parent_chain":
+        rig = bpy.data.objects.new("Rig", None)
+        arm = bpy.data.objects.new("Arm", None)
+        for o in (rig, arm):
+            sc.collection.objects.link(o)
+        rig.scale = (2.0, 2.0, 2.0)
+        arm.parent, arm.location, arm.scale = rig, (0.5, 0.0, 0.0), (0.75, 0.75, 0.75)
+        cam.parent, cam.location = arm, (0.0, 0.0, 1.0)
+        import math
+
+        _linear_keys(bpy, rig, "rotation_euler", {1: 0.0, 21: math.radians(20.0)}, index=2)
+
+
+def build_still(bpy, name: str) -> None:
+    import math
+
+    spec = CORPUS[name]
+    sc, cam = _base(bpy, name)
+    if name == "neg_scale":
+        me = bpy.data.meshes.new("Box")
+        me.from_pydata([(x, y, z) for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], [],
+                       [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4),
+                        (1, 5, 7, 3)])
+        me.validate()
+        me.update()
+        box = bpy.data.objects.new("Box", me)
+        box.location = spec["centre"]
+        box.rotation_euler = [math.radians(a) for a in spec["rot_deg"]]
+        box.scale = spec["scale"]
+        sc.collection.objects.link(box)
+        return
+    _ramp(bpy, sc)
+    if name == "centimetres":
+        sc.unit_settings.system = "METRIC"
+        sc.unit_settings.scale_length = spec["unit_scale"]
+    elif name == "hide_render":
+        me = bpy.data.meshes.new("Blocker")
+        me.from_pydata([(-.4, -.4, 0), (.4, -.4, 0), (.4, .4, 0), (-.4, .4, 0)], [], [(0, 1, 2, 3)])
+        blocker = bpy.data.objects.new("Blocker", me)
+        blocker.location = (0.0, 0.0, -spec["blocker_d"])
+        sc.collection.objects.link(blocker)
+        for f, hide in ((1, False), (spec["hidden_from"], True)):
+            blocker.hide_render = hide
+            blocker.keyframe_insert("hide_render", frame=f)
+        for fc in _fcurves(blocker.animation_data.action):
+            for kp in fc.keyframe_points:
+                kp.interpolation = "CONSTANT"
+
+
 def build_refusal(bpy, name: str, out_dir: Path) -> None:
     sc, cam = _base(bpy, name)
     ramp = _ramp(bpy, sc)
@@ -280,6 +360,8 @@ def build(name: str, out_dir: Path) -> Path:
         build_time_source(bpy, name)
     elif kind == "refuse":
         build_refusal(bpy, name, out_dir)
+    elif kind == "still":
+        build_still(bpy, name)
     elif name == "two_scenes":
         build_two_scenes(bpy)
     path = out_dir / f"{name}.blend"

@@ -120,6 +120,9 @@ def check_time_source(seq: Frames) -> dict[str, float]:
         t = seq.t(f)
         pose = seq.pose(f)
         assert np.abs(pose[:3, 3] - corpus.camera_location(name, t)).max() < 1e-4, (f, pose)
+        rot = corpus.camera_rotation(name, t)
+        if rot is not None:
+            assert np.abs(pose[:3, :3] - np.array(rot)).max() < 1e-5, (f, pose)
         tgt = corpus.target(name, t)
         look = -pose[:3, 2]
         if tgt is not None:
@@ -257,3 +260,93 @@ def test_discovery_lists_scenes_and_reads_the_chosen_one(corpus_dir, tmp_path):
     rigid = discover(folder, Settings(keyframe_multiplier=2))
     assert "rigid-body cache of 'Crate' cannot be stretched" in next(
         i for i in rigid if i.name == "rigid").error
+
+
+# -- stills: scale, units, visibility ---------------------------------------------------------
+def _euler(deg) -> np.ndarray:
+    ax, ay, az = (math.radians(a) for a in deg)
+    rx = np.array([[1, 0, 0], [0, math.cos(ax), -math.sin(ax)], [0, math.sin(ax), math.cos(ax)]])
+    ry = np.array([[math.cos(ay), 0, math.sin(ay)], [0, 1, 0], [-math.sin(ay), 0, math.cos(ay)]])
+    rz = np.array([[math.cos(az), -math.sin(az), 0], [math.sin(az), math.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def _interior(mask: np.ndarray) -> np.ndarray:
+    out = mask.copy()
+    out[1:] &= mask[:-1]
+    out[:-1] &= mask[1:]
+    out[:, 1:] &= mask[:, :-1]
+    out[:, :-1] &= mask[:, 1:]
+    return out
+
+
+def _still(corpus_dir: Path, tmp_path: Path, name: str, a: int = 1, b: int = 1, m: float = 1.0,
+           **extra) -> Frames:
+    out = tmp_path / name
+    summary = render(corpus_dir / f"{name}.blend", out, a, b, m, **extra)
+    assert summary["ok"], json.dumps(summary["scenes"])[:2000]
+    return Frames(out, name, m)
+
+
+@pytest.mark.render
+def test_negative_non_uniform_scale_keeps_normals_outward_and_unit(corpus_dir, tmp_path):
+    spec = corpus.CORPUS["neg_scale"]
+    seq = _still(corpus_dir, tmp_path, "neg_scale")
+    r = _euler(spec["rot_deg"])
+    half = np.abs(np.array(spec["scale"]))
+    d = seq.rays  # camera = world (identity pose at the origin)
+    o_l = r.T @ (np.zeros(3) - np.array(spec["centre"]))
+    d_l = d @ r  # R^T d per pixel
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t1, t2 = (-half - o_l) / d_l, (half - o_l) / d_l
+    near = np.minimum(t1, t2)
+    t_in, t_out = near.max(-1), np.maximum(t1, t2).min(-1)
+    hit = t_in < t_out
+    face = np.argmax(near, -1)  # the slab entered last is the face hit
+    sign = -np.sign(np.take_along_axis(d_l, face[..., None], -1)[..., 0])
+    n_want = r[:, face].transpose(1, 2, 0) * sign[..., None]  # outward world normal
+    depth = seq.exr(1, "depth")[seq.conv["depth"]["channel"]]
+    nrm = seq.exr(1, "normal")
+    nrm = np.stack([nrm[c] for c in seq.conv["normal"]["channels"]], -1)
+    seen = depth > 0
+    assert np.mean(seen != hit) < 0.01  # only silhouette pixels may differ
+    same = _interior(hit) & np.all([np.roll(face, s, ax) == face for s in (1, -1)
+                                    for ax in (0, 1)], 0)
+    assert same.sum() > 150 and len(np.unique(face[same])) == 3  # three faces seen
+    rel = np.abs(depth[same] - t_in[same]) / t_in[same]
+    assert rel.max() < 1e-4, rel.max()
+    err = np.degrees(np.arccos(np.clip(np.sum(nrm[same] * n_want[same], -1), -1, 1)))
+    assert err.max() < 0.5, err.max()
+    assert np.all(np.sum(nrm[same] * d[same], -1) < 0)  # outward: towards the camera
+    assert np.abs(np.linalg.norm(nrm[seen], axis=-1) - 1).max() < 1e-5
+
+
+@pytest.mark.render
+def test_centimetre_scene_depth_in_scene_units_with_the_metre_factor(corpus_dir, tmp_path):
+    seq = _still(corpus_dir, tmp_path, "centimetres", flows=False)
+    depth = seq.exr(1, "depth")[seq.conv["depth"]["channel"]]
+    want = seq.analytic_depth(1)  # the same numbers as in metres: scene units, not metres
+    assert np.abs(depth - want).max() / want.min() < 1e-4
+    assert seq.tf["unit_scale_m"] == pytest.approx(0.01)
+    info = json.loads((seq.root / "info.json").read_text())
+    assert info["unit_scale_m"] == pytest.approx(0.01)
+
+
+@pytest.mark.render
+@pytest.mark.parametrize("m", [1.0, 2.0], ids=["x1", "x2"])
+def test_animated_hide_render_follows_the_stretched_clock(corpus_dir, tmp_path, m):
+    spec = corpus.CORPUS["hide_render"]
+    last_seen = int(round((spec["hidden_from"] - 1) * m))
+    seq = _still(corpus_dir, tmp_path, "hide_render", last_seen, last_seen + int(m), m,
+                 flows=False)
+    ids = json.loads((seq.root / "segmentation_ids.json").read_text())["ids"]
+    blocker = next(int(k) for k, v in ids.items() if v["name"] == "Blocker")
+    for f in seq.frames:
+        shown = f / m < spec["hidden_from"]
+        seg = seq.exr(f, "segmentation")[seq.conv["segmentation"]["channel"]]
+        depth = seq.exr(f, "depth")[seq.conv["depth"]["channel"]]
+        h, w = depth.shape
+        c = depth[h // 2, w // 2]
+        assert (blocker in seg) == shown, (f, shown)
+        want = spec["blocker_d"] if shown else seq.analytic_depth(f)[h // 2, w // 2]
+        assert abs(c - want) / want < 1e-4, (f, c, want)
