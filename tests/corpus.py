@@ -59,6 +59,11 @@ CORPUS: dict[str, dict] = {
                                            "ramp, hide_render keyed: rendered up to frame 4, "
                                            "hidden from frame 5 (constant keys)",
                         blocker_d=3.0, hidden_from=5),
+    "frame_edges": dict(kind="still", desc="the ramp moved by linear keys (frame: x0) -5: 0, "
+                                           "5: 10V, 100000: 0, 100010: 10V; scene range "
+                                           "-5..100010, frame_step 2, Eevee as the file's engine",
+                        range=(-5, 100010), step=2,
+                        keys={-5: 0.0, 5: 10 * V, 100000: 0.0, 100010: 10 * V}),
     "refuse_rigid_body": dict(kind="refuse", desc="a crate dropping under a rigid-body world",
                               refusal="rigid-body cache of 'Crate' cannot be stretched"),
     "refuse_cloth": dict(kind="refuse", desc="a cloth plane", refusal="cloth simulation of 'Flag'"),
@@ -80,6 +85,12 @@ REFUSALS = [n for n, s in CORPUS.items() if s["kind"] == "refuse"]
 # -- analytic motion (pure Python: the tests use it) ------------------------------------------------
 def x0(name: str, t: float) -> float:
     """The ramp's offset along +X at time ``t`` of the file's own clock (scene units)."""
+    if name == "frame_edges":
+        keys = sorted(CORPUS[name]["keys"].items())
+        for (fa, xa), (fb, xb) in zip(keys, keys[1:]):
+            if fa <= t <= fb:
+                return xa + (xb - xa) * (t - fa) / (fb - fa)
+        raise ValueError(t)
     if name in ("ramp_keyframes", "ramp_driver", "ramp_gn_sim"):
         return V * (t - 1.0)
     if name == "ramp_nla":
@@ -107,7 +118,7 @@ def camera_rotation(name: str, t: float) -> list[list[float]] | None:
     if name == "cam_parent_chain":
         a = math.radians(t - 1.0)
         return [[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0.0, 0.0, 1.0]]
-    if name.startswith("ramp_") or name == "cam_follow_path":
+    if name.startswith("ramp_") or name in ("cam_follow_path", "frame_edges"):
         return [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
     return None
 
@@ -273,6 +284,14 @@ def build_still(bpy, name: str) -> None:
     if name == "centimetres":
         sc.unit_settings.system = "METRIC"
         sc.unit_settings.scale_length = spec["unit_scale"]
+    elif name == "frame_edges":
+        ramp = sc.objects["Ramp"]
+        a, b = spec["range"]
+        sc.frame_end, sc.frame_start, sc.frame_step = b, a, spec["step"]
+        _linear_keys(bpy, ramp, "location", spec["keys"], index=0)
+        sc.render.engine = next(e for e in ("BLENDER_EEVEE_NEXT", "BLENDER_EEVEE")
+                                if e in {i.identifier for i in bpy.types.RenderSettings.bl_rna
+                                         .properties["engine"].enum_items})
     elif name == "hide_render":
         me = bpy.data.meshes.new("Blocker")
         me.from_pydata([(-.4, -.4, 0), (.4, -.4, 0), (.4, .4, 0), (-.4, .4, 0)], [], [(0, 1, 2, 3)])

@@ -350,3 +350,31 @@ def test_animated_hide_render_follows_the_stretched_clock(corpus_dir, tmp_path, 
         assert (blocker in seg) == shown, (f, shown)
         want = spec["blocker_d"] if shown else seq.analytic_depth(f)[h // 2, w // 2]
         assert abs(c - want) / want < 1e-4, (f, c, want)
+
+
+@pytest.mark.render
+@pytest.mark.parametrize("m", [1.0, 2.0], ids=["x1", "x2"])
+def test_frames_past_100000_frame_step_and_eevee_file(corpus_dir, tmp_path, m):
+    """Frame numbers past 100000 keep 6-digit names and the stretched clock; the file's
+    frame_step (2) is not used: every frame of the range renders (sequences are consecutive
+    frames); the file's Eevee engine is replaced by Cycles."""
+    a = int(100002 * m)
+    out = tmp_path / "big"
+    summary = render(corpus_dir / "frame_edges.blend", out, a, a + 2, m)
+    assert summary["ok"], json.dumps(summary["scenes"])[:2000]
+    seq = Frames(out, "frame_edges", m)
+    assert sorted(seq.frames) == [a, a + 1, a + 2]
+    assert (out / seq.frames[a]["file_path"]).name == f"frame_{a:06d}.png"
+    check_time_source(seq)
+
+
+@pytest.mark.render
+def test_negative_frames_render_rgb_and_poses(corpus_dir, tmp_path):
+    """Negative frame numbers (range starting at -5) render and keep their own numbers."""
+    out = tmp_path / "neg"
+    summary = render(corpus_dir / "frame_edges.blend", out, -3, -2, 1.0, depths=False,
+                     normals=False, flows=False, segmentations=False)
+    assert summary["ok"], json.dumps(summary["scenes"])[:2000]
+    tf = json.loads((out / "transforms.json").read_text())
+    assert [fr["frame"] for fr in tf["frames"]] == [-3, -2]
+    assert all((out / fr["file_path"]).is_file() for fr in tf["frames"])
