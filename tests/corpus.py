@@ -64,6 +64,11 @@ CORPUS: dict[str, dict] = {
                                            "-5..100010, frame_step 2, Eevee as the file's engine",
                         range=(-5, 100010), step=2,
                         keys={-5: 0.0, 5: 10 * V, 100000: 0.0, 100010: 10 * V}),
+    "view_layer": dict(kind="still", desc="three 0.4-unit squares at distance 3 in front of the "
+                                          "static ramp, x = -0.6, 0, 0.6, in collections "
+                                          "'Excluded' (excluded from the view layer), 'Holdout' "
+                                          "and 'IndirectOnly'",
+                       squares={"Excluded": -0.6, "Holdout": 0.0, "IndirectOnly": 0.6}, d=3.0),
     "refuse_rigid_body": dict(kind="refuse", desc="a crate dropping under a rigid-body world",
                               refusal="rigid-body cache of 'Crate' cannot be stretched"),
     "refuse_cloth": dict(kind="refuse", desc="a cloth plane", refusal="cloth simulation of 'Flag'"),
@@ -292,6 +297,20 @@ def build_still(bpy, name: str) -> None:
         sc.render.engine = next(e for e in ("BLENDER_EEVEE_NEXT", "BLENDER_EEVEE")
                                 if e in {i.identifier for i in bpy.types.RenderSettings.bl_rna
                                          .properties["engine"].enum_items})
+    elif name == "view_layer":
+        for coll_name, x in spec["squares"].items():
+            coll = bpy.data.collections.new(coll_name)
+            sc.collection.children.link(coll)
+            me = bpy.data.meshes.new(coll_name + "Sq")
+            me.from_pydata([(-.2, -.2, 0), (.2, -.2, 0), (.2, .2, 0), (-.2, .2, 0)], [],
+                           [(0, 1, 2, 3)])
+            sq = bpy.data.objects.new(coll_name + "Sq", me)
+            sq.location = (x, 0.0, -spec["d"])
+            coll.objects.link(sq)
+        lc = sc.view_layers[0].layer_collection.children
+        lc["Excluded"].exclude = True
+        lc["Holdout"].holdout = True
+        lc["IndirectOnly"].indirect_only = True
     elif name == "hide_render":
         me = bpy.data.meshes.new("Blocker")
         me.from_pydata([(-.4, -.4, 0), (.4, -.4, 0), (.4, .4, 0), (-.4, .4, 0)], [], [(0, 1, 2, 3)])

@@ -378,3 +378,32 @@ def test_negative_frames_render_rgb_and_poses(corpus_dir, tmp_path):
     tf = json.loads((out / "transforms.json").read_text())
     assert [fr["frame"] for fr in tf["frames"]] == [-3, -2]
     assert all((out / fr["file_path"]).is_file() for fr in tf["frames"])
+
+
+@pytest.mark.render
+def test_view_layer_ground_truth_follows_what_the_rgb_shows(corpus_dir, tmp_path):
+    """Excluded collection: not rendered, the ramp behind it is in every kind. Holdout: the RGB
+    is transparent there and the ground truth says "no surface" (depth 0, id 0, normal 0).
+    Indirect only: invisible to the camera, the ramp behind it is in every kind."""
+    spec = corpus.CORPUS["view_layer"]
+    seq = _still(corpus_dir, tmp_path, "view_layer", flows=False, color_mode="RGBA",
+                 file_format="OPEN_EXR", bit_depth=32)
+    fr = seq.frames[1]
+    rgba = read_exr(seq.root / fr["file_path"])
+    depth = seq.exr(1, "depth")[seq.conv["depth"]["channel"]]
+    seg = seq.exr(1, "segmentation")[seq.conv["segmentation"]["channel"]]
+    nrm = seq.exr(1, "normal")
+    ids = json.loads((seq.root / "segmentation_ids.json").read_text())["ids"]
+    ramp = next(int(k) for k, v in ids.items() if v["name"] == "Ramp")
+    ramp_depth = seq.analytic_depth(1)
+    v = corpus.RES[1] // 2
+    for coll, x in spec["squares"].items():
+        u = int(corpus.RES[0] / 2 + corpus.FX * x / spec["d"])
+        if coll == "Holdout":
+            assert rgba["A"][v, u] == 0.0
+            assert depth[v, u] == 0.0 and seg[v, u] == 0.0
+            assert all(nrm[c][v, u] == 0.0 for c in seq.conv["normal"]["channels"])
+        else:
+            assert rgba["A"][v, u] == pytest.approx(1.0)
+            assert seg[v, u] == ramp, coll
+            assert abs(depth[v, u] - ramp_depth[v, u]) / ramp_depth[v, u] < 1e-4, coll
