@@ -39,6 +39,16 @@ def corpus_dir(tmp_path_factory) -> Path:
     return build_corpus(tmp_path_factory.mktemp("corpus"), list(corpus.CORPUS))
 
 
+@pytest.fixture(scope="session")
+def lts_corpus(tmp_path_factory) -> dict[str, Path]:
+    """The time-source scenes built by each extra bpy (4.5, 4.2: a 5.0 file does not open there)."""
+    out = {}
+    for label, python in PYTHONS[1:]:
+        out[python] = build_corpus(tmp_path_factory.mktemp(f"corpus-{label}"), corpus.TIME_SOURCES,
+                                   python)
+    return out
+
+
 def read_exr(path: Path) -> dict[str, np.ndarray]:
     with OpenEXR.File(str(path), separate_channels=True) as f:
         return {k: np.array(v.pixels) for k, v in f.channels().items()}
@@ -182,6 +192,21 @@ def test_time_source_scene_matches_geometry_on_the_stretched_clock(corpus_dir, t
     assert summary["ok"], json.dumps(summary["scenes"])[:2000]
     worst = check_time_source(Frames(out, name, m))
     print(name, m, worst)
+
+
+@pytest.mark.render
+@pytest.mark.smoke
+@pytest.mark.parametrize("python", [p for _, p in PYTHONS[1:]])
+@pytest.mark.parametrize("name", corpus.TIME_SOURCES)
+def test_time_sources_on_lts_blender(lts_corpus, tmp_path, name, python):
+    """The oracle of every time source at multiplier 2 on 4.5 / 4.2 (DF_EXTRA_PYTHONS)."""
+    a, b = frames_for(name, 2.0)
+    summary = render(lts_corpus[python] / f"{name}.blend", tmp_path / "out", a, b, 2.0, python,
+                     flows=not corpus.CORPUS[name].get("no_flow"))
+    assert summary["ok"], json.dumps(summary["scenes"])[:2000]
+    seq = Frames(tmp_path / "out", name, 2.0)
+    assert seq.tf["blender_version"][:3] in python  # e.g. "4.2" in ".venv-4.2.23/bin/python"
+    check_time_source(seq)
 
 
 @pytest.mark.render
