@@ -186,3 +186,11 @@ def file_output_input(fo, name: str, socket_type: str):
     slot.path = name
     slot.save_as_render = False
     return fo.inputs[-1]
+
+
+# -- Time stretching (render_passes/timing.py) ----------------------------------------------------
+# Measured in renders through the worker at keyframe_multiplier 2: 5.0 steps a geometry-nodes
+# simulation zone exactly on the remapped clock; 4.2 and 4.5 hold it for one rendered frame when
+# the clock first reaches a whole frame after the start (half a frame late from then on), although
+# frame_set() alone evaluates it exactly there. No RNA feature tells the two apart.
+SIMULATION_FOLLOWS_REMAPPED_CLOCK = VERSION >= (5, 0, 0)

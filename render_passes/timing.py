@@ -12,10 +12,9 @@ Scaling keyframes instead (the earlier approach) is wrong for every one of them 
 Follow Path and Track To.
 
 Handled here: a geometry-nodes simulation zone restarts when the remapped clock reaches the
-(stretched) scene start, so its simulation range is pinned to the file's own range (then exact).
-When the multiplier puts the start frame between two frames (1 x 1.5), 4.2 and 4.5 start the
-simulation at the first stretched frame instead (a third of a frame late, measured; 5.0 is
-exact): refused on every version.
+(stretched) scene start, so its simulation range is pinned to the file's own range (then exact on
+5.0, in renders too, also when the start frame falls between stretched frames). In renders on
+4.2 and 4.5 a simulation zone falls half a frame behind (measured), so it is refused there.
 The scene's own frame rate is left as it is (simulations step by clock time / frame rate, which
 is then exact); the stretched rate is kept in a scene property that
 :func:`scene_setup.frame_rate` reads.
@@ -24,7 +23,7 @@ Refused (the message names the thing and the fix): rigid-body worlds (their cach
 frames: between them the remapped clock shows the previous step), other point-cache physics
 (cloth, soft body, fluid, dynamic paint: not measured to follow the clock), image-sequence and
 movie textures (they pick their image by the integer frame number, not by the clock; measured
-on a render), simulation zones whose start frame the multiplier puts between frames, drivers
+on a render), simulation zones on 4.2 and 4.5, drivers
 that read ``frame_current`` (an integer that is not remapped), and multipliers that are no ratio
 of whole numbers up to 900 (the limit of Blender's remapping fields).
 """
@@ -36,6 +35,7 @@ from fractions import Fraction
 
 import bpy
 
+from . import compat
 from .scene_setup import RATE_PROP, SceneError, simulation_objects
 
 MAP_MAX = 900  # hard limit of render.frame_map_old / frame_map_new
@@ -118,14 +118,12 @@ def refusals(scene, multiplier: float) -> list[str]:
         out.append(f"{kind} texture '{img.name}' picks its image by the frame number and cannot "
                    "be stretched; render the sequence at the target frame rate (one image per "
                    "stretched frame) or use keyframe_multiplier 1")
-    a = scene.frame_start
-    if abs(a * multiplier - round(a * multiplier)) > 1e-9:
+    if not compat.SIMULATION_FOLLOWS_REMAPPED_CLOCK:
         for name in simulation_objects(scene):
-            out.append(f"the simulation zone of '{name}' starts at frame {a}, which "
-                       f"keyframe_multiplier {multiplier:g} puts between two frames "
-                       f"({a * multiplier:g}), where Blender 4.2 and 4.5 restart it; use a "
-                       f"multiplier that makes {a} x multiplier whole, or start the scene at "
-                       "frame 0")
+            out.append(f"the simulation zone of '{name}' cannot be stretched in Blender "
+                       f"{bpy.app.version_string} (its renders fall half a frame behind the "
+                       "stretched clock); render with Blender 5.0 or newer, or use "
+                       "keyframe_multiplier 1")
             break
     for d in _frame_current_drivers():
         out.append(f"{d} reads frame_current, which is not stretched; use the driver variable "

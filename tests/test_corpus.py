@@ -185,10 +185,6 @@ def test_time_source_scene_matches_geometry_on_the_stretched_clock(corpus_dir, t
     out = tmp_path / "out"
     flows = not corpus.CORPUS[name].get("no_flow")
     summary = render(corpus_dir / f"{name}.blend", out, a, b, m, flows=flows)
-    if name == "ramp_gn_sim" and m == 1.5:  # starts at frame 1: 1 x 1.5 falls between frames
-        assert not summary["ok"]
-        assert "simulation zone of 'Ramp' starts at frame 1" in json.dumps(summary)
-        return
     assert summary["ok"], json.dumps(summary["scenes"])[:2000]
     worst = check_time_source(Frames(out, name, m))
     print(name, m, worst)
@@ -203,6 +199,10 @@ def test_time_sources_on_lts_blender(lts_corpus, tmp_path, name, python):
     a, b = frames_for(name, 2.0)
     summary = render(lts_corpus[python] / f"{name}.blend", tmp_path / "out", a, b, 2.0, python,
                      flows=not corpus.CORPUS[name].get("no_flow"))
+    if name == "ramp_gn_sim":  # measured: 4.2 and 4.5 renders hold the simulation a frame
+        assert not summary["ok"]
+        assert "simulation zone of 'Ramp' cannot be stretched in Blender 4." in json.dumps(summary)
+        return
     assert summary["ok"], json.dumps(summary["scenes"])[:2000]
     seq = Frames(tmp_path / "out", name, 2.0)
     assert seq.tf["blender_version"][:3] in python  # e.g. "4.2" in ".venv-4.2.23/bin/python"
