@@ -6,8 +6,8 @@ The stretch uses Blender's own time remapping (``render.frame_map_old`` / ``fram
 the scene clock that everything evaluates against becomes ``F * old / new``. Measured on 5.0,
 4.5 and 4.2 (docs/time_stretching.md), at multipliers 2 and 1.5, against the original file
 evaluated at ``F / m``: keyframes, NLA strips, drivers on ``frame``, Follow Path with an animated
-evaluation time, Track To, the geometry-nodes Scene Time node, particle systems, and the Wave and
-Build modifiers are exact (< 3e-6); so is Cycles' Vector pass (its motion is per stretched frame).
+evaluation time, Track To, the geometry-nodes Scene Time node and the Wave and Build modifiers
+are exact (< 3e-6); so is Cycles' Vector pass (its motion is per stretched frame).
 Scaling keyframes instead (the earlier approach) is wrong for every one of them but keyframes,
 Follow Path and Track To.
 
@@ -21,7 +21,9 @@ is then exact); the stretched rate is kept in a scene property that
 
 Refused (the message names the thing and the fix): rigid-body worlds (their cache holds whole
 frames: between them the remapped clock shows the previous step), other point-cache physics
-(cloth, soft body, fluid, dynamic paint: not measured to follow the clock), image-sequence and
+(cloth, soft body, fluid, dynamic paint: not measured to follow the clock), emitter particle
+systems (exact in frame_set, but a render at a time between the file's frames shows them where
+they were born unless the render before was one frame earlier), image-sequence and
 movie textures (they pick their image by the integer frame number, not by the clock; measured
 on a render), simulation zones on 4.2 and 4.5, drivers
 that read ``frame_current`` (an integer that is not remapped), and multipliers that are no ratio
@@ -113,6 +115,13 @@ def refusals(scene, multiplier: float) -> list[str]:
             what = POINT_CACHE_PHYSICS.get(mod.type)
             if what and mod.show_render:
                 out.append(f"{what} of '{ob.name}' ({mod.name}) cannot be stretched; {_FIX}")
+    for ob in _scene_objects(scene):
+        for mod in ob.modifiers:
+            if mod.type == "PARTICLE_SYSTEM" and mod.show_render and \
+                    mod.particle_system.settings.type == "EMITTER":
+                out.append(f"particle system '{mod.particle_system.name}' of '{ob.name}' cannot "
+                           "be stretched (a render between the file's frames shows the particles "
+                           "where they were born); use keyframe_multiplier 1")
     for img in _images_in_use(scene):
         kind = "movie" if img.source == "MOVIE" else "image sequence"
         out.append(f"{kind} texture '{img.name}' picks its image by the frame number and cannot "
@@ -167,3 +176,13 @@ def stretch(scene, multiplier: float, blend_name: str) -> None:
     # Set the end first when growing so frame_start never exceeds frame_end in between.
     scene.frame_end = int(math.floor(b * m + 0.5))
     scene.frame_start = int(math.floor(a * m + 0.5))
+
+
+def preroll(scene, first: int) -> None:
+    """Evaluate what stretched frame ``first`` depends on before it renders: a geometry-nodes
+    simulation zone steps only from the frame evaluated before, so a render that starts after
+    the scene start shows it one step from its initial state (measured, at any multiplier, 1
+    included); every frame from the scene start up to ``first`` is evaluated first."""
+    if simulation_objects(scene):
+        for f in range(scene.frame_start, first):
+            scene.frame_set(f)

@@ -115,6 +115,7 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
     t_job = time.perf_counter()
     k0 = None
     positions = []
+    timing.preroll(scene, a)
     try:
         for f in range(a, b + 1):
             scene.frame_set(f)

@@ -19,6 +19,7 @@ compute the ground truth without opening the file:
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -38,8 +39,12 @@ CORPUS: dict[str, dict] = {
     "ramp_driver": dict(kind=_TS, desc="ramp location.x driven by the expression on 'frame'",
                         range=(1, 12), t0=3.0),
     "ramp_gn_sim": dict(kind=_TS, desc="geometry-nodes simulation zone moving the ramp by "
-                                       "velocity x delta time every step", range=(1, 12), t0=1.0,
+                                       "velocity x delta time every step", range=(1, 12), t0=4.0,
                         no_flow=True),
+    "ramp_particles": dict(kind=_TS, desc="the ramp instanced by one particle (born at frame 1, "
+                                          "no gravity) moving along +X at V per frame (particle "
+                                          "velocity V / 0.04 per second of particle time)",
+                           range=(1, 12), t0=3.0),
     "cam_follow_path": dict(kind=_TS, desc="camera on a Follow Path constraint along +X, the "
                                            "path's evaluation time keyed linearly",
                             range=(1, 12), t0=3.0),
@@ -96,7 +101,7 @@ def x0(name: str, t: float) -> float:
             if fa <= t <= fb:
                 return xa + (xb - xa) * (t - fa) / (fb - fa)
         raise ValueError(t)
-    if name in ("ramp_keyframes", "ramp_driver", "ramp_gn_sim"):
+    if name in ("ramp_keyframes", "ramp_driver", "ramp_gn_sim", "ramp_particles"):
         return V * (t - 1.0)
     if name == "ramp_nla":
         return V * (t - 5.0)
@@ -109,7 +114,6 @@ def camera_location(name: str, t: float) -> tuple[float, float, float]:
     if name == "cam_track_to":
         return (0.0, -2.0, 0.0)
     if name == "cam_parent_chain":  # R_z(t - 1 degrees) applied to (1, 0, 1.5)
-        import math
 
         a = math.radians(t - 1.0)
         return (math.cos(a), math.sin(a), 1.5)
@@ -118,7 +122,6 @@ def camera_location(name: str, t: float) -> tuple[float, float, float]:
 
 def camera_rotation(name: str, t: float) -> list[list[float]] | None:
     """The camera's world rotation at ``t`` when the scene sets it directly (else None)."""
-    import math
 
     if name == "cam_parent_chain":
         a = math.radians(t - 1.0)
@@ -231,6 +234,23 @@ def build_time_source(bpy, name: str) -> None:
         g.links.new(sp.outputs[0], so.inputs["Geometry"])
         g.links.new(so.outputs["Geometry"], go.inputs[0])
         ramp.modifiers.new("Slide", "NODES").node_group = g
+    elif name == "ramp_particles":
+        ramp.location = (0.0, 0.0, 100.0)  # behind the camera: seen only as the instance
+        # A particle's instance is turned -90 degrees about Z (measured): pre-turn the mesh.
+        import mathutils
+
+        ramp.data.transform(mathutils.Matrix.Rotation(math.pi / 2, 4, "Z"))
+        me = bpy.data.meshes.new("Emitter")
+        me.from_pydata([(0.0, 0.0, 0.0)], [], [])
+        em = bpy.data.objects.new("Emitter", me)
+        sc.collection.objects.link(em)
+        st = em.modifiers.new("Particles", "PARTICLE_SYSTEM").particle_system.settings
+        st.count, st.frame_start, st.frame_end, st.lifetime = 1, 1, 1, 1000
+        st.emit_from, st.normal_factor = "VERT", 0.0
+        st.object_align_factor = (V / 0.04, 0.0, 0.0)
+        st.effector_weights.gravity = 0.0
+        st.render_type, st.instance_object, st.particle_size = "OBJECT", ramp, 1.0
+        em.show_instancer_for_render = False
     elif name == "cam_follow_path":
         cu = bpy.data.curves.new("Rail", "CURVE")
         cu.dimensions = "3D"
@@ -262,13 +282,11 @@ def build_time_source(bpy, name: str) -> None:
         rig.scale = (2.0, 2.0, 2.0)
         arm.parent, arm.location, arm.scale = rig, (0.5, 0.0, 0.0), (0.75, 0.75, 0.75)
         cam.parent, cam.location = arm, (0.0, 0.0, 1.0)
-        import math
 
         _linear_keys(bpy, rig, "rotation_euler", {1: 0.0, 21: math.radians(20.0)}, index=2)
 
 
 def build_still(bpy, name: str) -> None:
-    import math
 
     spec = CORPUS[name]
     sc, cam = _base(bpy, name)
