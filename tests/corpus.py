@@ -41,6 +41,8 @@ CORPUS: dict[str, dict] = {
     "ramp_gn_sim": dict(kind=_TS, desc="geometry-nodes simulation zone moving the ramp by "
                                        "velocity x delta time every step", range=(1, 12), t0=4.0,
                         no_flow=True),
+    "ramp_scene_time": dict(kind=_TS, desc="geometry nodes move the ramp by V x (Scene Time "
+                                           "frame - 1)", range=(1, 12), t0=3.0),
     "ramp_particles": dict(kind=_TS, desc="the ramp instanced by one particle (born at frame 1, "
                                           "no gravity) moving along +X at V per frame (particle "
                                           "velocity V / 0.04 per second of particle time)",
@@ -101,7 +103,8 @@ def x0(name: str, t: float) -> float:
             if fa <= t <= fb:
                 return xa + (xb - xa) * (t - fa) / (fb - fa)
         raise ValueError(t)
-    if name in ("ramp_keyframes", "ramp_driver", "ramp_gn_sim", "ramp_particles"):
+    if name in ("ramp_keyframes", "ramp_driver", "ramp_gn_sim", "ramp_particles",
+                "ramp_scene_time"):
         return V * (t - 1.0)
     if name == "ramp_nla":
         return V * (t - 5.0)
@@ -234,6 +237,19 @@ def build_time_source(bpy, name: str) -> None:
         g.links.new(sp.outputs[0], so.inputs["Geometry"])
         g.links.new(so.outputs["Geometry"], go.inputs[0])
         ramp.modifiers.new("Slide", "NODES").node_group = g
+    elif name == "ramp_scene_time":
+        g, gi, go = _gn_group(bpy, "Clock")
+        tn = g.nodes.new("GeometryNodeInputSceneTime")
+        sub = g.nodes.new("ShaderNodeMath")
+        sub.operation = "MULTIPLY_ADD"
+        sub.inputs[1].default_value, sub.inputs[2].default_value = V, -V
+        sp = g.nodes.new("GeometryNodeSetPosition")
+        cx = g.nodes.new("ShaderNodeCombineXYZ")
+        for x, y in ((gi.outputs[0], sp.inputs["Geometry"]), (tn.outputs["Frame"], sub.inputs[0]),
+                     (sub.outputs[0], cx.inputs["X"]), (cx.outputs[0], sp.inputs["Offset"]),
+                     (sp.outputs[0], go.inputs[0])):
+            g.links.new(x, y)
+        ramp.modifiers.new("Clock", "NODES").node_group = g
     elif name == "ramp_particles":
         ramp.location = (0.0, 0.0, 100.0)  # behind the camera: seen only as the instance
         # A particle's instance is turned -90 degrees about Z (measured): pre-turn the mesh.

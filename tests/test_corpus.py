@@ -221,6 +221,17 @@ def test_time_sources_on_lts_blender(lts_corpus, tmp_path, name, python):
 
 
 @pytest.mark.render
+@pytest.mark.smoke
+@pytest.mark.parametrize("python", [p for _, p in PYTHONS[1:]])
+def test_simulation_from_a_later_frame_on_lts_blender(lts_corpus, tmp_path, python):
+    """A sequence starting after the scene start sees the simulation stepped from the start."""
+    summary = render(lts_corpus[python] / "ramp_gn_sim.blend", tmp_path / "out", 4, 6, 1.0, python,
+                     flows=False)
+    assert summary["ok"], json.dumps(summary["scenes"])[:2000]
+    check_time_source(Frames(tmp_path / "out", "ramp_gn_sim", 1.0))
+
+
+@pytest.mark.render
 @pytest.mark.parametrize("name", corpus.REFUSALS)
 def test_unstretchable_time_source_is_refused_with_its_name(corpus_dir, tmp_path, name):
     summary = render(corpus_dir / f"{name}.blend", tmp_path / "out", 2, 2, 2.0)
