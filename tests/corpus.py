@@ -43,6 +43,12 @@ CORPUS: dict[str, dict] = {
                         no_flow=True),
     "ramp_scene_time": dict(kind=_TS, desc="geometry nodes move the ramp by V x (Scene Time "
                                            "frame - 1)", range=(1, 12), t0=3.0),
+    "ramp_armature": dict(kind=_TS, desc="the ramp skinned (weight 1) to a bone that an action "
+                                         "slides along +X (pose-bone location keys)",
+                          range=(1, 12), t0=3.0),
+    "ramp_shape_key": dict(kind=_TS, desc="the ramp's shape key 'Slid' (every vertex +20V in X) "
+                                          "keyed 0 at frame 1 to 1 at frame 21",
+                           range=(1, 12), t0=3.0),
     "ramp_particles": dict(kind=_TS, desc="the ramp instanced by one particle (born at frame 1, "
                                           "no gravity) moving along +X at V per frame (particle "
                                           "velocity V / 0.04 per second of particle time)",
@@ -104,7 +110,7 @@ def x0(name: str, t: float) -> float:
                 return xa + (xb - xa) * (t - fa) / (fb - fa)
         raise ValueError(t)
     if name in ("ramp_keyframes", "ramp_driver", "ramp_gn_sim", "ramp_particles",
-                "ramp_scene_time"):
+                "ramp_scene_time", "ramp_armature", "ramp_shape_key"):
         return V * (t - 1.0)
     if name == "ramp_nla":
         return V * (t - 5.0)
@@ -250,6 +256,35 @@ def build_time_source(bpy, name: str) -> None:
                      (sp.outputs[0], go.inputs[0])):
             g.links.new(x, y)
         ramp.modifiers.new("Clock", "NODES").node_group = g
+    elif name == "ramp_armature":
+        arm = bpy.data.objects.new("Rig", bpy.data.armatures.new("Rig"))
+        sc.collection.objects.link(arm)
+        bpy.context.view_layer.objects.active = arm
+        bpy.ops.object.mode_set(mode="EDIT")
+        bone = arm.data.edit_bones.new("Slide")
+        bone.head, bone.tail, bone.roll = (0.0, 0.0, -D), (0.0, 1.0, -D), 0.0
+        bpy.ops.object.mode_set(mode="OBJECT")
+        group = ramp.vertex_groups.new(name="Slide")
+        group.add(list(range(len(ramp.data.vertices))), 1.0, "REPLACE")
+        ramp.modifiers.new("Skin", "ARMATURE").object = arm
+        pb = arm.pose.bones["Slide"]  # bone x = world x (bone along +Y, roll 0)
+        for f, x in ((1, 0.0), (21, 20 * V)):
+            pb.location.x = x
+            pb.keyframe_insert("location", index=0, frame=f)
+        for fc in _fcurves(arm.animation_data.action):
+            for kp in fc.keyframe_points:
+                kp.interpolation = "LINEAR"
+    elif name == "ramp_shape_key":
+        ramp.shape_key_add(name="Basis")
+        key = ramp.shape_key_add(name="Slid")
+        for p in key.data:
+            p.co.x += 20 * V
+        for f, v in ((1, 0.0), (21, 1.0)):
+            key.value = v
+            key.keyframe_insert("value", frame=f)
+        for fc in _fcurves(ramp.data.shape_keys.animation_data.action):
+            for kp in fc.keyframe_points:
+                kp.interpolation = "LINEAR"
     elif name == "ramp_particles":
         ramp.location = (0.0, 0.0, 100.0)  # behind the camera: seen only as the instance
         # A particle's instance is turned -90 degrees about Z (measured): pre-turn the mesh.
