@@ -82,6 +82,11 @@ CORPUS: dict[str, dict] = {
                                           "'Excluded' (excluded from the view layer), 'Holdout' "
                                           "and 'IndirectOnly'",
                        squares={"Excluded": -0.6, "Holdout": 0.0, "IndirectOnly": 0.6}, d=3.0),
+    "foliage": dict(kind="still", desc="a 'Leaf' plane at distance 3 in front of the static ramp "
+                                       "whose material alpha is 0.3 for x < 0 and 0.8 for x > 0 "
+                                       "(Principled Alpha); the view layer's pass alpha "
+                                       "threshold is the default 0.5",
+                    d=3.0, alpha=(0.3, 0.8)),
     "refuse_rigid_body": dict(kind="refuse", desc="a crate dropping under a rigid-body world",
                               refusal="rigid-body cache of 'Crate' cannot be stretched"),
     "refuse_cloth": dict(kind="refuse", desc="a cloth plane", refusal="cloth simulation of 'Flag'"),
@@ -380,6 +385,28 @@ def build_still(bpy, name: str) -> None:
         lc["Excluded"].exclude = True
         lc["Holdout"].holdout = True
         lc["IndirectOnly"].indirect_only = True
+    elif name == "foliage":
+        me = bpy.data.meshes.new("Leaf")
+        me.from_pydata([(-1, -.6, 0), (1, -.6, 0), (1, .6, 0), (-1, .6, 0)], [], [(0, 1, 2, 3)])
+        leaf = bpy.data.objects.new("Leaf", me)
+        leaf.location = (0.0, 0.0, -spec["d"])
+        sc.collection.objects.link(leaf)
+        mat = bpy.data.materials.new("LeafMat")
+        mat.use_nodes = True
+        nt = mat.node_tree
+        bsdf = nt.nodes["Principled BSDF"]
+        coord = nt.nodes.new("ShaderNodeTexCoord")
+        sep = nt.nodes.new("ShaderNodeSeparateXYZ")
+        gt = nt.nodes.new("ShaderNodeMath")
+        gt.operation, gt.inputs[1].default_value = "GREATER_THAN", 0.0
+        mix = nt.nodes.new("ShaderNodeMapRange")
+        lo, hi = spec["alpha"]
+        mix.inputs["To Min"].default_value, mix.inputs["To Max"].default_value = lo, hi
+        for x, y in ((coord.outputs["Object"], sep.inputs[0]), (sep.outputs["X"], gt.inputs[0]),
+                     (gt.outputs[0], mix.inputs["Value"]), (mix.outputs["Result"],
+                                                            bsdf.inputs["Alpha"])):
+            nt.links.new(x, y)
+        leaf.data.materials.append(mat)
     elif name == "hide_render":
         me = bpy.data.meshes.new("Blocker")
         me.from_pydata([(-.4, -.4, 0), (.4, -.4, 0), (.4, .4, 0), (-.4, .4, 0)], [], [(0, 1, 2, 3)])
