@@ -83,6 +83,37 @@ def simulation_objects(scene) -> list[str]:
     return out
 
 
+def scene_warnings(scene, blend_name: str, engine_before: str) -> list[str]:
+    """What renders, but not as the file looks in Blender (one sentence each, naming the thing):
+    missing linked libraries (their objects are not drawn), missing image files (Blender renders
+    them pink), and a file set to another engine than Cycles (it renders in Cycles)."""
+    import os
+
+    out = []
+    for lib in bpy.data.libraries:
+        path = bpy.path.abspath(lib.filepath, library=lib.parent)
+        if not os.path.isfile(path):
+            users = [o.name for o in scene.objects if o.library == lib]
+            out.append(f"{blend_name}: linked library '{lib.name}' is missing ({path}); its "
+                       f"objects ({', '.join(users) or 'none in this scene'}) are not rendered: "
+                       "restore the file or relink it (File > External Data > Find Missing Files)")
+    lost = []
+    for img in bpy.data.images:
+        if img.source in {"FILE", "SEQUENCE"} and img.packed_file is None and img.users > 0 \
+                and img.filepath:
+            path = bpy.path.abspath(img.filepath, library=img.library)
+            if img.source == "FILE" and not os.path.isfile(path):
+                lost.append(f"'{img.name}' ({path})")
+    if lost:
+        out.append(f"{blend_name}: missing texture{'s' if len(lost) > 1 else ''} "
+                   f"{', '.join(lost)} render pink; restore the files or pack them "
+                   "(File > External Data > Pack Resources)")
+    if engine_before != "CYCLES":
+        out.append(f"{blend_name}: scene '{scene.name}' is set to {engine_before}; it renders in "
+                   "Cycles (the ground truth passes are Cycles')")
+    return out
+
+
 def apply_render_settings(scene, settings: Settings) -> None:
     """Resolution, Cycles sampling, frame format, persistent data. Device is separate."""
     r = scene.render

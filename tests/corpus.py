@@ -87,6 +87,14 @@ CORPUS: dict[str, dict] = {
                                        "(Principled Alpha); the view layer's pass alpha "
                                        "threshold is the default 0.5",
                     d=3.0, alpha=(0.3, 0.8)),
+    "linked_present": dict(kind="linked", desc="the ramp linked from the library "
+                                               "'asset_lib.blend' next to the file",
+                           library="asset_lib.blend"),
+    "linked_missing": dict(kind="linked", desc="the ramp linked from 'gone_lib.blend', which is "
+                                               "deleted after saving; a static 'Stand' plane at "
+                                               "distance 4 stays", library="gone_lib.blend"),
+    "textures": dict(kind="still", desc="the ramp with a packed texture and a 'Lost' texture "
+                                        "whose file does not exist"),
     "refuse_rigid_body": dict(kind="refuse", desc="a crate dropping under a rigid-body world",
                               refusal="rigid-body cache of 'Crate' cannot be stretched"),
     "refuse_cloth": dict(kind="refuse", desc="a cloth plane", refusal="cloth simulation of 'Flag'"),
@@ -407,6 +415,27 @@ def build_still(bpy, name: str) -> None:
                                                             bsdf.inputs["Alpha"])):
             nt.links.new(x, y)
         leaf.data.materials.append(mat)
+    elif name == "textures":
+        mat = sc.objects["Ramp"].data.materials[0]
+        mat.use_nodes = True
+        packed = bpy.data.images.new("Packed", 4, 4)
+        packed.pixels = [0.2, 0.5, 0.8, 1.0] * 16
+        packed.pack()
+        lost = bpy.data.images.new("Lost", 4, 4)
+        lost.source, lost.filepath = "FILE", "//textures/lost.png"
+        x = 0
+        for img in (packed, lost):
+            tex = mat.node_tree.nodes.new("ShaderNodeTexImage")
+            tex.image = img
+            tex.location.x = x
+            x += 300
+        mix = mat.node_tree.nodes.new("ShaderNodeMix")
+        mix.data_type = "RGBA"
+        nodes = [n for n in mat.node_tree.nodes if n.bl_idname == "ShaderNodeTexImage"]
+        mat.node_tree.links.new(nodes[0].outputs[0], mix.inputs["A"])
+        mat.node_tree.links.new(nodes[1].outputs[0], mix.inputs["B"])
+        mat.node_tree.links.new(mix.outputs["Result"],
+                                mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"])
     elif name == "hide_render":
         me = bpy.data.meshes.new("Blocker")
         me.from_pydata([(-.4, -.4, 0), (.4, -.4, 0), (.4, .4, 0), (-.4, .4, 0)], [], [(0, 1, 2, 3)])
@@ -419,6 +448,24 @@ def build_still(bpy, name: str) -> None:
         for fc in _fcurves(blocker.animation_data.action):
             for kp in fc.keyframe_points:
                 kp.interpolation = "CONSTANT"
+
+
+def build_linked(bpy, name: str, out_dir: Path) -> None:
+    spec = CORPUS[name]
+    lib = out_dir / spec["library"]
+    sc, cam = _base(bpy, "Library")
+    _ramp(bpy, sc, "Asset")
+    bpy.ops.wm.save_as_mainfile(filepath=str(lib), compress=False)
+    sc, cam = _base(bpy, name)
+    with bpy.data.libraries.load(str(lib), link=True, relative=True) as (src, dst):
+        dst.objects = ["Asset"]
+    for ob in dst.objects:
+        sc.collection.objects.link(ob)
+    if name == "linked_missing":
+        me = bpy.data.meshes.new("Stand")
+        me.from_pydata([(-.3, -.3, -4), (.3, -.3, -4), (.3, .3, -4), (-.3, .3, -4)], [],
+                       [(0, 1, 2, 3)])
+        sc.collection.objects.link(bpy.data.objects.new("Stand", me))
 
 
 def build_refusal(bpy, name: str, out_dir: Path) -> None:
@@ -496,10 +543,14 @@ def build(name: str, out_dir: Path) -> Path:
         build_refusal(bpy, name, out_dir)
     elif kind == "still":
         build_still(bpy, name)
+    elif kind == "linked":
+        build_linked(bpy, name, out_dir)
     elif name == "two_scenes":
         build_two_scenes(bpy)
     path = out_dir / f"{name}.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(path), compress=False)
+    if name == "linked_missing":
+        (out_dir / CORPUS[name]["library"]).unlink()
     return path
 
 

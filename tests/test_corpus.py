@@ -64,10 +64,11 @@ def frames_for(name: str, m: float, n: int = 3) -> tuple[int, int]:
     return a, a + n - 1
 
 
-def render(blend: Path, out: Path, a: int, b: int, m: float, python: str = "", **extra) -> dict:
+def render(blend: Path, out: Path, a: int, b: int, m: float, python: str = "",
+           on_event=None, **extra) -> dict:
     return dataset_forge.render_animation(blend, out, frame_start=a, frame_end=b,
                                           executable=python, keyframe_multiplier=m,
-                                          **{**FAST, **KINDS, **extra})
+                                          on_event=on_event, **{**FAST, **KINDS, **extra})
 
 
 class Frames:
@@ -488,3 +489,50 @@ def test_alpha_cut_foliage_follows_the_pass_alpha_threshold(corpus_dir, tmp_path
         else:
             assert abs(share - alpha) < 0.1, share
             assert not np.any(n_[leaf] @ np.array([0.0, 0.0, 1.0]) > 0.5)
+
+
+# -- linked libraries, textures, engines: render, with one warning each ------------------------
+def _warnings(corpus_dir: Path, tmp_path: Path, name: str, **extra) -> tuple[Frames, list[str]]:
+    events: list[dict] = []
+    out = tmp_path / name
+    summary = render(corpus_dir / f"{name}.blend", out, 1, 1, 1.0, on_event=events.append,
+                     flows=False, **extra)
+    assert summary["ok"], json.dumps(summary["scenes"])[:2000]
+    return Frames(out, name, 1.0), [e["message"] for e in events if e["event"] == "warning"]
+
+
+@pytest.mark.render
+def test_linked_asset_present_renders_with_its_ground_truth(corpus_dir, tmp_path):
+    seq, warnings = _warnings(corpus_dir, tmp_path, "linked_present")
+    assert warnings == []
+    depth = seq.exr(1, "depth")[seq.conv["depth"]["channel"]]
+    assert np.abs(depth - seq.analytic_depth(1)).max() / corpus.D < 1e-4
+    ids = json.loads((seq.root / "segmentation_ids.json").read_text())["ids"]
+    assert [v["name"] for v in ids.values()] == ["Asset"]
+
+
+@pytest.mark.render
+def test_missing_library_renders_with_one_warning_naming_it(corpus_dir, tmp_path):
+    seq, warnings = _warnings(corpus_dir, tmp_path, "linked_missing")
+    assert len(warnings) == 1 and "linked library 'gone_lib.blend' is missing" in warnings[0]
+    assert "(Asset)" in warnings[0]
+    depth = seq.exr(1, "depth")[seq.conv["depth"]["channel"]]
+    h, w = depth.shape
+    assert depth[h // 2, w // 2] == pytest.approx(4.0, rel=1e-4)  # the local 'Stand' renders
+    assert depth[0, 0] == 0.0  # the linked ramp is absent
+
+
+@pytest.mark.render
+def test_missing_texture_one_warning_packed_texture_none(corpus_dir, tmp_path):
+    seq, warnings = _warnings(corpus_dir, tmp_path, "textures")
+    assert len(warnings) == 1 and "missing texture 'Lost'" in warnings[0]
+    assert "Packed" not in warnings[0]
+    depth = seq.exr(1, "depth")[seq.conv["depth"]["channel"]]
+    assert np.abs(depth - seq.analytic_depth(1)).max() / corpus.D < 1e-4
+
+
+@pytest.mark.render
+def test_eevee_file_renders_in_cycles_said_once(corpus_dir, tmp_path):
+    seq, warnings = _warnings(corpus_dir, tmp_path, "frame_edges")
+    assert len(warnings) == 1 and "it renders in Cycles" in warnings[0]
+    assert "EEVEE" in warnings[0]
