@@ -68,6 +68,29 @@ def check_scene(scene, settings: Settings, blend_name: str) -> None:
             raise SceneError(f"{blend_name}: '{sim}' moves by a geometry-nodes simulation zone, "
                              "whose motion Cycles' Vector pass does not see (its flow would read "
                              "0); render this scene without flows (--no-flows)")
+        unbaked = next(iter(unbaked_caches(scene)), None)
+        if unbaked is not None:
+            raise SceneError(f"{blend_name}: the {unbaked[0]} cache of '{unbaked[1]}' is not "
+                             "baked, and Cycles' Vector pass sees no motion from an unbaked "
+                             "simulation (its flow would read 0); bake it (Physics or Scene "
+                             "Properties > Cache > Bake) or render without flows (--no-flows)")
+
+
+def unbaked_caches(scene) -> list[tuple[str, str]]:
+    """``(what, object name)`` of the point caches that simulate frame by frame (rigid body,
+    cloth, soft body, dynamic paint) and are not baked."""
+    caches = []
+    rbw = scene.rigidbody_world
+    if rbw is not None and rbw.enabled and rbw.collection is not None and rbw.collection.objects:
+        caches.append((rbw.point_cache, "rigid-body", rbw.collection.objects[0].name))
+    for ob in scene.objects:
+        for mod in ob.modifiers:
+            if mod.type in {"CLOTH", "SOFT_BODY"} and mod.show_render:
+                caches.append((mod.point_cache, mod.type.lower().replace("_", "-"), ob.name))
+            elif mod.type == "DYNAMIC_PAINT" and mod.canvas_settings is not None:
+                caches.extend((s.point_cache, "dynamic-paint", ob.name)
+                              for s in mod.canvas_settings.canvas_surfaces)
+    return [(what, name) for c, what, name in caches if not c.is_baked]
 
 
 def simulation_objects(scene) -> list[str]:

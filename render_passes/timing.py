@@ -38,7 +38,7 @@ from fractions import Fraction
 import bpy
 
 from . import compat
-from .scene_setup import RATE_PROP, SceneError, simulation_objects
+from .scene_setup import RATE_PROP, SceneError, simulation_objects, unbaked_caches
 
 MAP_MAX = 900  # hard limit of render.frame_map_old / frame_map_new
 POINT_CACHE_PHYSICS = {"CLOTH": "cloth simulation", "SOFT_BODY": "soft-body simulation",
@@ -179,10 +179,11 @@ def stretch(scene, multiplier: float, blend_name: str) -> None:
 
 
 def preroll(scene, first: int) -> None:
-    """Evaluate what stretched frame ``first`` depends on before it renders: a geometry-nodes
-    simulation zone steps only from the frame evaluated before, so a render that starts after
-    the scene start shows it one step from its initial state (measured, at any multiplier, 1
-    included); every frame from the scene start up to ``first`` is evaluated first."""
-    if simulation_objects(scene):
+    """Evaluate what stretched frame ``first`` depends on before it renders. A geometry-nodes
+    simulation zone steps only from the frame evaluated before, and an unbaked rigid body does
+    not move at all when a render jumps past its cache: a render that starts after the scene
+    start showed them one step from, or at, their initial state (measured, at multiplier 1 too).
+    For such scenes every frame from the scene start up to ``first`` is evaluated first."""
+    if simulation_objects(scene) or unbaked_caches(scene):
         for f in range(scene.frame_start, first):
             scene.frame_set(f)

@@ -97,7 +97,9 @@ CORPUS: dict[str, dict] = {
                                         "whose file does not exist"),
     "rigid_drop": dict(kind="still", desc="the ramp as an active rigid body, gravity (8, 0, 0) "
                                           "units/s^2 along +X, nothing to hit, cache baked "
-                                          "frames 1..12", gravity=8.0, range=(1, 12)),
+                                          "frames 1..12", gravity=8.0, range=(1, 12), bake=True),
+    "rigid_drop_unbaked": dict(kind="still", desc="rigid_drop without a baked cache",
+                               gravity=8.0, range=(1, 12), bake=False),
     "refuse_rigid_body": dict(kind="refuse", desc="a crate dropping under a rigid-body world",
                               refusal="rigid-body cache of 'Crate' cannot be stretched"),
     "refuse_cloth": dict(kind="refuse", desc="a cloth plane", refusal="cloth simulation of 'Flag'"),
@@ -439,7 +441,7 @@ def build_still(bpy, name: str) -> None:
         mat.node_tree.links.new(nodes[1].outputs[0], mix.inputs["B"])
         mat.node_tree.links.new(mix.outputs["Result"],
                                 mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"])
-    elif name == "rigid_drop":
+    elif name.startswith("rigid_drop"):
         ramp = sc.objects["Ramp"]
         with bpy.context.temp_override(scene=sc):
             bpy.ops.rigidbody.world_add()
@@ -449,8 +451,9 @@ def build_still(bpy, name: str) -> None:
         ramp.rigid_body.collision_shape = "BOX"
         sc.gravity = (spec["gravity"], 0.0, 0.0)
         rbw.point_cache.frame_start, rbw.point_cache.frame_end = spec["range"]
-        with bpy.context.temp_override(scene=sc, point_cache=rbw.point_cache):
-            bpy.ops.ptcache.bake(bake=True)
+        if spec["bake"]:
+            with bpy.context.temp_override(scene=sc, point_cache=rbw.point_cache):
+                bpy.ops.ptcache.bake(bake=True)
     elif name == "hide_render":
         me = bpy.data.meshes.new("Blocker")
         me.from_pydata([(-.4, -.4, 0), (.4, -.4, 0), (.4, .4, 0), (-.4, .4, 0)], [], [(0, 1, 2, 3)])
