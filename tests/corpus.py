@@ -49,6 +49,14 @@ CORPUS: dict[str, dict] = {
     "ramp_shape_key": dict(kind=_TS, desc="the ramp's shape key 'Slid' (every vertex +20V in X) "
                                           "keyed 0 at frame 1 to 1 at frame 21",
                            range=(1, 12), t0=3.0),
+    "ramp_collection_instance": dict(kind=_TS, desc="the ramp drawn as a collection instance "
+                                                    "by the empty 'Holder', whose location.x is "
+                                                    "keyed linearly", range=(1, 12), t0=3.0,
+                                     ids_missing=True),
+    "ramp_gn_scatter": dict(kind=_TS, desc="the ramp instanced on one point by geometry nodes "
+                                           "(Instance on Points) of the object 'Scatter', whose "
+                                           "location.x is keyed linearly",
+                            range=(1, 12), t0=3.0),
     "ramp_particles": dict(kind=_TS, desc="the ramp instanced by one particle (born at frame 1, "
                                           "no gravity) moving along +X at V per frame (particle "
                                           "velocity V / 0.04 per second of particle time)",
@@ -128,7 +136,8 @@ def x0(name: str, t: float) -> float:
                 return xa + (xb - xa) * (t - fa) / (fb - fa)
         raise ValueError(t)
     if name in ("ramp_keyframes", "ramp_driver", "ramp_gn_sim", "ramp_particles",
-                "ramp_scene_time", "ramp_armature", "ramp_shape_key"):
+                "ramp_scene_time", "ramp_armature", "ramp_shape_key",
+                "ramp_collection_instance", "ramp_gn_scatter"):
         return V * (t - 1.0)
     if name == "ramp_nla":
         return V * (t - 5.0)
@@ -303,6 +312,31 @@ def build_time_source(bpy, name: str) -> None:
         for fc in _fcurves(ramp.data.shape_keys.animation_data.action):
             for kp in fc.keyframe_points:
                 kp.interpolation = "LINEAR"
+    elif name == "ramp_collection_instance":
+        sc.collection.objects.unlink(ramp)
+        coll = bpy.data.collections.new("RampAsset")
+        coll.objects.link(ramp)
+        holder = bpy.data.objects.new("Holder", None)
+        holder.instance_type, holder.instance_collection = "COLLECTION", coll
+        sc.collection.objects.link(holder)
+        _linear_keys(bpy, holder, "location", {1: 0.0, 21: 20 * V}, index=0)
+    elif name == "ramp_gn_scatter":
+        ramp.location = (0.0, 0.0, 100.0)  # behind the camera: seen only as the instance
+        me = bpy.data.meshes.new("Scatter")
+        me.from_pydata([(0.0, 0.0, 0.0)], [], [])
+        scatter = bpy.data.objects.new("Scatter", me)
+        sc.collection.objects.link(scatter)
+        g, gi, go = _gn_group(bpy, "ScatterG")
+        iop = g.nodes.new("GeometryNodeInstanceOnPoints")
+        info = g.nodes.new("GeometryNodeObjectInfo")
+        info.inputs["Object"].default_value = ramp
+        info.inputs["As Instance"].default_value = True
+        for x, y in ((gi.outputs[0], iop.inputs["Points"]),
+                     (info.outputs["Geometry"], iop.inputs["Instance"]),
+                     (iop.outputs[0], go.inputs[0])):
+            g.links.new(x, y)
+        scatter.modifiers.new("Scatter", "NODES").node_group = g
+        _linear_keys(bpy, scatter, "location", {1: 0.0, 21: 20 * V}, index=0)
     elif name == "ramp_particles":
         ramp.location = (0.0, 0.0, 100.0)  # behind the camera: seen only as the instance
         # A particle's instance is turned -90 degrees about Z (measured): pre-turn the mesh.

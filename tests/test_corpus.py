@@ -134,8 +134,9 @@ def check_time_source(seq: Frames) -> dict[str, float]:
     assert np.abs(seq.K - k_want).max() < 0.01
     assert seq.tf["frame_rate"] == pytest.approx(corpus.FPS * seq.m)
     ids = json.loads((seq.root / "segmentation_ids.json").read_text())
-    # A particle's instance carries the instanced object's id (measured: "Ramp", not "Emitter").
-    ramp_id = next(int(k) for k, v in ids["ids"].items() if v["name"] == "Ramp")
+    # A particle's or a geometry-nodes Object Info instance carries the instanced object's id.
+    ramp_id = None if corpus.CORPUS[name].get("ids_missing") else next(
+        int(k) for k, v in ids["ids"].items() if v["name"] == "Ramp")
     for f in seq.frames:
         t = seq.t(f)
         pose = seq.pose(f)
@@ -169,7 +170,8 @@ def check_time_source(seq: Frames) -> dict[str, float]:
         worst["normal_deg"] = max(worst["normal_deg"], float(err.max()))
         assert err.max() < 0.5 and np.abs(np.linalg.norm(nrm, axis=-1) - 1).max() < 1e-5
         seg = seq.exr(f, "segmentation")[seq.conv["segmentation"]["channel"]]
-        assert set(np.unique(seg)) == {float(ramp_id)}
+        if ramp_id is not None:
+            assert set(np.unique(seg)) == {float(ramp_id)}
         if "flow" not in seq.conv:
             continue
         fl, ch = seq.exr(f, "flow"), seq.conv["flow"]["channels"]
@@ -238,6 +240,20 @@ def test_simulation_from_a_later_frame_on_lts_blender(lts_corpus, tmp_path, pyth
                      flows=False)
     assert summary["ok"], json.dumps(summary["scenes"])[:2000]
     check_time_source(Frames(tmp_path / "out", "ramp_gn_sim", 1.0))
+
+
+@pytest.mark.render
+@pytest.mark.xfail(strict=True, reason="measured on this branch: an object reached only through a "
+                   "collection instance is not numbered (segmentation_ids.json is empty, its "
+                   "pixels read 0); remove this mark once instances are numbered")
+def test_collection_instance_has_an_id(corpus_dir, tmp_path):
+    out = tmp_path / "out"
+    assert render(corpus_dir / "ramp_collection_instance.blend", out, 3, 3, 1.0, flows=False)["ok"]
+    seq = Frames(out, "ramp_collection_instance", 1.0)
+    ids = json.loads((out / "segmentation_ids.json").read_text())["ids"]
+    assert [v["name"] for v in ids.values()] == ["Ramp"]
+    seg = seq.exr(3, "segmentation")[seq.conv["segmentation"]["channel"]]
+    assert set(np.unique(seg)) == {1.0}
 
 
 @pytest.mark.render
