@@ -30,9 +30,9 @@ from .launch import worker_command, worker_env
 @dataclass
 class SceneInfo:
     """One scene file. Frames are the file's own (before any keyframe multiplier), inclusive, of
-    Blender scene that renders (``blender_scene``: the settings' scene, else the file's active
-    one); ``blender_scenes`` lists every scene of the file. ``error`` is None, or one sentence naming the file
-    and the fix."""
+    the Blender scene that renders (``blender_scene``: the settings' scene, else the file's
+    active one); ``blender_scenes`` lists every scene of the file. ``error`` is None, or one
+    sentence naming the file and the fix."""
 
     name: str
     blend: str
