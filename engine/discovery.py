@@ -30,8 +30,10 @@ from .launch import worker_command, worker_env
 
 @dataclass
 class SceneInfo:
-    """One scene file. Frames are the file's own (before any keyframe multiplier), inclusive.
-    ``error`` is None, or one sentence naming the file and the fix."""
+    """One scene file. Frames are the file's own (before any keyframe multiplier), inclusive, of
+    the Blender scene that renders (``blender_scene``: the settings' scene, else the file's
+    active one); ``blender_scenes`` lists every scene of the file. ``error`` is None, or one
+    sentence naming the file and the fix."""
 
     name: str
     blend: str
@@ -40,6 +42,8 @@ class SceneInfo:
     fps: float | None = None
     camera: str | None = None
     error: str | None = None
+    blender_scene: str | None = None
+    blender_scenes: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -190,7 +194,9 @@ def probe(blends: list[str | os.PathLike], settings: Settings | None = None, *,
           parallel: int | None = None) -> dict[str, dict[str, Any]]:
     """Open every file in a worker process and return ``{blend: probe event}``.
 
-    Each result holds ``frame_start``, ``frame_end``, ``fps``, ``camera``, ``scene`` and ``error``.
+    Each result holds ``frame_start``, ``frame_end``, ``fps``, ``camera``, ``scene`` (the one
+    that renders: ``settings.scene`` or the file's active one), ``scenes`` (all of the file's)
+    and ``error``.
     The files are spread over ``parallel`` processes (default: up to ``settings.jobs``, one per
     64 MiB of files), each opening its share one after the other. If a process dies on a file (a
     crash inside Blender's reader, or a script), that file gets the error and a fresh process
@@ -312,7 +318,8 @@ def discover(scenes_dir: str | os.PathLike, settings: Settings | None = None, *,
         r = found.get(str(path.resolve()), {})
         out.append(SceneInfo(name=name, blend=str(path.resolve()), frame_start=r.get("frame_start"),
                              frame_end=r.get("frame_end"), fps=r.get("fps"),
-                             camera=r.get("camera"),
+                             camera=r.get("camera"), blender_scene=r.get("scene"),
+                             blender_scenes=r.get("scenes"),
                              error=r.get("error") or (None if r else
                                                       f"{path.name}: was not read")))
     return out

@@ -194,3 +194,11 @@ def file_output_paths(node) -> list[str]:
         base = node.base_path
         items = [slot.path for slot in node.file_slots]
     return [base + ("" if base.endswith(("/", "\\")) or not base else "/") + i for i in items] or [base]
+
+
+# -- Time stretching (render_passes/timing.py) ----------------------------------------------------
+# Measured in renders through the worker at keyframe_multiplier 2: 5.0 steps a geometry-nodes
+# simulation zone exactly on the remapped clock; 4.2 and 4.5 hold it for one rendered frame when
+# the clock first reaches a whole frame after the start (half a frame late from then on), although
+# frame_set() alone evaluates it exactly there. No RNA feature tells the two apart.
+SIMULATION_FOLLOWS_REMAPPED_CLOCK = tuple(bpy.app.version) >= (5, 0, 0)

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import math
-
 import bpy
 
 from ..dataset.camera import CameraParams
 from ..errors import DatasetForgeError
 from ..settings import Settings
-from . import compat
+
+RATE_PROP = "dataset_forge_frame_rate"  # stretched frames per second
 
 
 class SceneError(DatasetForgeError, RuntimeError):
@@ -26,6 +25,25 @@ def camera_params(scene, cam_obj) -> CameraParams:
         resolution_x=r.resolution_x, resolution_y=r.resolution_y,
         resolution_percentage=r.resolution_percentage, pixel_aspect_x=r.pixel_aspect_x,
         pixel_aspect_y=r.pixel_aspect_y, type=c.type)
+
+
+def select_scene(wanted: str, blend_name: str):
+    """The scene named ``wanted`` made the context scene (what a render renders), or the file's
+    active scene when ``wanted`` is empty; raises :class:`SceneError` listing the file's scenes."""
+    if not wanted:
+        return bpy.context.scene
+    scene = bpy.data.scenes.get(wanted)
+    if scene is None:
+        names = ", ".join(f"'{s.name}'" for s in bpy.data.scenes)
+        raise SceneError(f"{blend_name}: has no scene '{wanted}'; its scenes are {names} (active: "
+                         f"'{bpy.context.scene.name}'); pass one of them as the scene option, or "
+                         "leave it empty for the active scene")
+    for win in bpy.context.window_manager.windows:
+        win.scene = scene
+    if bpy.context.scene != scene:
+        raise SceneError(f"{blend_name}: cannot make scene '{wanted}' the active scene in this "
+                         "Blender (no window); save the file with that scene active")
+    return scene
 
 
 def check_scene(scene, settings: Settings, blend_name: str) -> None:
@@ -44,6 +62,79 @@ def check_scene(scene, settings: Settings, blend_name: str) -> None:
         raise SceneError(f"{blend_name}: motion blur is on and flows were requested, but Cycles "
                          "writes an all-zero flow with motion blur; turn motion blur off in the "
                          "file or pass --disable-motion-blur")
+    if settings.flows:
+        sim = next(iter(simulation_objects(scene)), None)
+        if sim is not None:
+            raise SceneError(f"{blend_name}: '{sim}' moves by a geometry-nodes simulation zone, "
+                             "whose motion Cycles' Vector pass does not see (its flow would read "
+                             "0); render this scene without flows (--no-flows)")
+        unbaked = next(iter(unbaked_caches(scene)), None)
+        if unbaked is not None:
+            raise SceneError(f"{blend_name}: the {unbaked[0]} cache of '{unbaked[1]}' is not "
+                             "baked, and Cycles' Vector pass sees no motion from an unbaked "
+                             "simulation (its flow would read 0); bake it (Physics or Scene "
+                             "Properties > Cache > Bake) or render without flows (--no-flows)")
+
+
+def unbaked_caches(scene) -> list[tuple[str, str]]:
+    """``(what, object name)`` of the point caches that simulate frame by frame (rigid body,
+    cloth, soft body, dynamic paint) and are not baked."""
+    caches = []
+    rbw = scene.rigidbody_world
+    if rbw is not None and rbw.enabled and rbw.collection is not None and rbw.collection.objects:
+        caches.append((rbw.point_cache, "rigid-body", rbw.collection.objects[0].name))
+    for ob in scene.objects:
+        for mod in ob.modifiers:
+            if mod.type in {"CLOTH", "SOFT_BODY"} and mod.show_render:
+                caches.append((mod.point_cache, mod.type.lower().replace("_", "-"), ob.name))
+            elif mod.type == "DYNAMIC_PAINT" and mod.canvas_settings is not None:
+                caches.extend((s.point_cache, "dynamic-paint", ob.name)
+                              for s in mod.canvas_settings.canvas_surfaces)
+    return [(what, name) for c, what, name in caches if not c.is_baked]
+
+
+def simulation_objects(scene) -> list[str]:
+    """Names of the rendered objects whose geometry nodes hold a simulation zone."""
+    out = []
+    for ob in scene.objects:
+        for mod in ob.modifiers:
+            if mod.type == "NODES" and mod.show_render and any(
+                    b.node is not None and b.node.bl_idname == "GeometryNodeSimulationOutput"
+                    for b in getattr(mod, "bakes", ())):
+                out.append(ob.name)
+                break
+    return out
+
+
+def scene_warnings(scene, blend_name: str, engine_before: str) -> list[str]:
+    """What renders, but not as the file looks in Blender (one sentence each, naming the thing):
+    missing linked libraries (their objects are not drawn), missing image files (Blender renders
+    them pink), and a file set to another engine than Cycles (it renders in Cycles)."""
+    import os
+
+    out = []
+    for lib in bpy.data.libraries:
+        path = bpy.path.abspath(lib.filepath, library=lib.parent)
+        if not os.path.isfile(path):
+            users = [o.name for o in scene.objects if o.library == lib]
+            out.append(f"{blend_name}: linked library '{lib.name}' is missing ({path}); its "
+                       f"objects ({', '.join(users) or 'none in this scene'}) are not rendered: "
+                       "restore the file or relink it (File > External Data > Find Missing Files)")
+    lost = []
+    for img in bpy.data.images:
+        if img.source in {"FILE", "SEQUENCE"} and img.packed_file is None and img.users > 0 \
+                and img.filepath:
+            path = bpy.path.abspath(img.filepath, library=img.library)
+            if img.source == "FILE" and not os.path.isfile(path):
+                lost.append(f"'{img.name}' ({path})")
+    if lost:
+        out.append(f"{blend_name}: missing texture{'s' if len(lost) > 1 else ''} "
+                   f"{', '.join(lost)} render pink; restore the files or pack them "
+                   "(File > External Data > Pack Resources)")
+    if engine_before != "CYCLES":
+        out.append(f"{blend_name}: scene '{scene.name}' is set to {engine_before}; it renders in "
+                   "Cycles (the ground truth passes are Cycles')")
+    return out
 
 
 def apply_render_settings(scene, settings: Settings) -> None:
@@ -79,35 +170,19 @@ def apply_render_settings(scene, settings: Settings) -> None:
         img.compression = 15  # fast zlib level; PNG is lossless at every level
 
 
-def stretch_time(scene, multiplier: float) -> None:
-    """Scale every keyframe (all actions: objects, cameras, shape keys, materials, worlds, node
-    trees), the frame range and the frame rate by ``multiplier`` (keyframe f -> f*m).
+def stretch_time(scene, multiplier: float, blend_name: str = "") -> None:
+    """Stretch the scene in time by ``multiplier`` (see :mod:`.timing`); raises
+    :class:`SceneError` naming what cannot be stretched."""
+    from . import timing
 
-    Not stretched: NLA strip placement, drivers that read the frame number, simulation caches.
-    """
-    if multiplier == 1.0:
-        return
-    m = float(multiplier)
-    for action in bpy.data.actions:
-        for fc in compat.iter_fcurves(action):
-            for kp in fc.keyframe_points:
-                kp.co.x *= m
-                kp.handle_left.x *= m
-                kp.handle_right.x *= m
-            fc.update()
-    for s in bpy.data.scenes:
-        a, b = s.frame_start, s.frame_end
-        # Set the end first when growing so frame_start never exceeds frame_end in between.
-        s.frame_end = int(math.floor(b * m + 0.5))
-        s.frame_start = int(math.floor(a * m + 0.5))
-        fps = s.render.fps / s.render.fps_base * m
-        s.render.fps = max(1, int(math.ceil(fps - 1e-9)))
-        s.render.fps_base = s.render.fps / fps
+    timing.stretch(scene, multiplier, blend_name or scene.name)
 
 
 def frame_rate(scene) -> float:
-    """Frames per second of the scene (after stretching)."""
-    return scene.render.fps / scene.render.fps_base
+    """Frames per second of the rendered frames (after stretching: the scene's own rate times
+    the multiplier, kept in a scene property by :mod:`.timing`)."""
+    rate = scene.get(RATE_PROP)
+    return float(rate) if rate else scene.render.fps / scene.render.fps_base
 
 
 def scene_range(scene) -> tuple[int, int]:

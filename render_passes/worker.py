@@ -38,7 +38,7 @@ from ..errors import DatasetForgeError
 from ..sampling import sequence_id
 from ..settings import Settings, SettingsError
 from ..version import __version__
-from . import compat, containment, devices, scene_setup
+from . import compat, containment, devices, scene_setup, timing
 from .passes import PassRig
 
 EXTENSIONS = {"PNG": "png", "OPEN_EXR": "exr", "JPEG": "jpg"}
@@ -77,10 +77,13 @@ def open_scene(job: dict[str, Any], settings: Settings, emit: Emit):
         compat.open_blend(blend, use_scripts=settings.autoexec)
     except RuntimeError as exc:
         raise scene_setup.SceneError(_unreadable(name, exc, blend)) from None
-    scene = bpy.context.scene
+    scene = scene_setup.select_scene(settings.scene, name)
     scene_setup.check_scene(scene, settings, name)
+    engine_before = scene.render.engine
     scene_setup.apply_render_settings(scene, settings)
-    scene_setup.stretch_time(scene, settings.keyframe_multiplier)
+    scene_setup.stretch_time(scene, settings.keyframe_multiplier, name)
+    for message in scene_setup.scene_warnings(scene, name, engine_before):
+        emit({"event": "warning", "scene": job.get("scene_name", name), "message": message})
     emit({"event": "scene_opened", "scene": job.get("scene_name", name), "blend": blend,
           "seconds": round(time.perf_counter() - t0, 4)})
     return scene
@@ -124,6 +127,7 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
     t_job = time.perf_counter()
     k0 = None
     positions = []
+    timing.preroll(scene, a)
     try:
         for f in range(a, b + 1):
             scene.frame_set(f)
@@ -325,11 +329,15 @@ def probe(job: dict[str, Any], emit: Emit) -> int:
                 compat.open_blend(blend, use_scripts=settings.autoexec)
             except RuntimeError as exc:
                 raise scene_setup.SceneError(_unreadable(name, exc, blend)) from None
-            scene = bpy.context.scene
+            info["scenes"] = [s.name for s in bpy.data.scenes]
+            scene = scene_setup.select_scene(settings.scene, name)
             info.update(scene=scene.name, frame_start=scene.frame_start, frame_end=scene.frame_end,
                         fps=scene_setup.frame_rate(scene),
                         camera=scene.camera.name if scene.camera is not None else None)
             scene_setup.check_scene(scene, settings, name)
+            bad = timing.refusals(scene, settings.keyframe_multiplier)
+            if bad:
+                raise scene_setup.SceneError(f"{name}: scene '{scene.name}': {bad[0]}")
             if scene.frame_end < scene.frame_start:
                 raise scene_setup.SceneError(
                     f"{name}: its frame range {scene.frame_start}..{scene.frame_end} is empty; set "

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""keyframe_multiplier stretches every keyframe (objects, camera, shape keys, materials), the frame
-range and the frame rate, in memory only."""
+"""keyframe_multiplier stretches time for every keyframe (objects, camera, shape keys, materials)
+and for drivers on ``frame``, and scales the frame range and the frame rate, in memory only (see
+docs/time_stretching.md; tests/test_time_stretch.py covers the other time sources)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ rough = mat.node_tree.nodes["Principled BSDF"].inputs["Roughness"]
 for f, v in ((1, 0.1), (31, 0.9)):
     rough.default_value = v
     rough.keyframe_insert("default_value", frame=f)
+drv = bpy.data.objects.new("Drv", None)
+sc.collection.objects.link(drv)
+drv.driver_add("location", 1).driver.expression = "frame*0.1"
 cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
 sc.collection.objects.link(cam)
 for f, v in ((1, 20.0), (41, 80.0)):
@@ -46,7 +50,8 @@ def sample(frames):
     out = []
     for f in frames:
         sc.frame_set(f)
-        out.append([ob.location.x, key.value, rough.default_value, cam.data.lens])
+        out.append([ob.location.x, key.value, rough.default_value, cam.data.lens,
+                    drv.matrix_world.translation.y])
     return out
 
 frames = [1, 6, 11, 16, 21, 31, 41, 50]
@@ -54,7 +59,8 @@ before = sample(frames)
 scene_setup.stretch_time(sc, MULT)
 after = sample([round(f * MULT) for f in frames])
 print("RESULT" + json.dumps({"before": before, "after": after, "range": [sc.frame_start, sc.frame_end],
-                             "fps": sc.render.fps / sc.render.fps_base}))
+                             "fps": scene_setup.frame_rate(sc),
+                             "own_fps": sc.render.fps / sc.render.fps_base}))
 '''
 
 
@@ -67,12 +73,13 @@ def _run(mult: float, python: str | None = None) -> dict:
 @pytest.mark.parametrize("python", [None, *extra_pythons()], ids=lambda p: p or "bpy-default")
 def test_every_keyframe_kind_is_stretched(python):
     r = _run(2.0, python)
-    # Object location, shape key, material node input and camera lens at frame 2f equal their
-    # values at f before stretching: the motion per frame is halved.
+    # Object location, shape key, material node input, camera lens and a driver on 'frame' at
+    # frame 2f equal their values at f before stretching: the motion per frame is halved.
     for b, a in zip(r["before"], r["after"]):
         assert a == pytest.approx(b, abs=1e-5)
     assert r["range"] == [2, 100]
     assert r["fps"] == pytest.approx(100.0)
+    assert r["own_fps"] == pytest.approx(50.0)  # simulations keep stepping in the file's seconds
 
 
 def test_fractional_multiplier_scales_fps_exactly():
