@@ -99,8 +99,9 @@ class Settings:
     min_gap: int = _f(0, "Random strategy: minimum number of frames between two sequences",
                       "Sequences", label="Minimum Gap", min=0, active_if=("strategy", "random"),
                       cli=_PLAN_ONLY)
-    keyframe_multiplier: float = _f(1.0, "Stretch the animation in time before sampling: every "
-                                    "keyframe, the frame range and the frame rate scale by it",
+    keyframe_multiplier: float = _f(1.0, "Stretch time before sampling (Blender's time remapping: "
+                                    "keys, drivers, NLA, constraints follow; the frame range and "
+                                    "frame rate scale by it; unstretchable physics is refused)",
                                     "Sequences", label="Keyframe Multiplier", min=0.01, max=100.0,
                                     soft_max=10.0)
 

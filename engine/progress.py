@@ -139,6 +139,8 @@ class ProgressPrinter:
             # per change rather than once per scene.
             self._device = e.get("device")
             return logging.INFO, f"{scene}: {e.get('device')}"
+        if kind == Ev.WARNING:  # e.g. a missing linked library or texture
+            return logging.WARNING, f"{scene}: {e.get('message')}"
         if kind == Ev.NOTICE:  # something the run did on its own, e.g. a re-render
             return logging.INFO, str(e.get("message"))
         if kind == Ev.ERROR and self.verbose:

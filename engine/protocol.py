@@ -33,6 +33,7 @@ class Ev(StrEnum):
     HEARTBEAT = "heartbeat"  # the worker's CPU time grew though no frame finished lately
     RECYCLE = "recycle"  # frame budget spent: a fresh process renders the rest
     NOTICE = "notice"  # scene, message: something the worker did on its own (e.g. a re-render)
+    WARNING = "warning"  # scene, message: the render goes on, but something in the file is off
     PROBE_STARTED = "probe_started"  # discovery: blend
     PROBE = "probe"  # discovery: blend, frame_start, frame_end, fps, camera, scene, error
     # -- from a Ray task (engine/ray_executor.py) --
