@@ -16,7 +16,8 @@ of spelling them out. A sequence folder::
       .dataset_forge_journal.jsonl               the resume journal
 
 ``NNNNNN`` is the frame number on the (stretched) timeline, :data:`DIGITS` digits, zero-padded
-(a negative frame keeps its sign: ``frame_-00005``, as Blender writes it).
+(a negative frame gets a sign in front of the digits: ``frame_-000005``, as Blender's ``######``
+writes it).
 """
 
 from __future__ import annotations
@@ -69,8 +70,10 @@ class LayoutError(DatasetForgeError, ValueError):
 
 
 def frame_digits(frame: int) -> str:
-    """``frame`` as Blender's ``######`` writes it: ``000012``, ``-00005``."""
-    return f"{int(frame):0{DIGITS}d}"
+    """``frame`` as Blender's ``######`` writes it: ``000012``, ``-000005`` (sign, then
+    :data:`DIGITS` digits)."""
+    f = int(frame)
+    return f"{'-' if f < 0 else ''}{abs(f):0{DIGITS}d}"
 
 
 def rgb_file(frame: int, ext: str) -> str:
