@@ -206,7 +206,7 @@ class Frame:
             return None
 
         def read():
-            raw = exr._read(self._need("segmentation"), [c])[0][c]
+            raw = exr.read_stored(self._need("segmentation"), [c])[c]
             return (raw.astype(np.int64) if raw.dtype.kind in "ui"
                     else np.rint(raw.astype(np.float64)).astype(np.int64))
         return self._get("instances", read)

@@ -145,11 +145,11 @@ def files(seq: Sequence) -> tuple[dict[str, Any], dict[str, set[int]]]:
                 continue
             try:
                 names = wanted[kind]()
-                chans, types = exr._read(p, names)
+                chans = exr.read_stored(p, names)
                 checked += 1
                 shapes = {a.shape for a in chans.values()}
-                bad_types = sorted(n for n, t in types.items()
-                                   if t != "FLOAT" and not (n == seq.instance_channel and t == "UINT"))
+                bad_types = sorted(n for n, a in chans.items() if a.dtype != np.float32 and not (
+                    n == seq.instance_channel and a.dtype == np.uint32))
                 if shapes != {(h, w)}:
                     problems.append(f"{p.relative_to(seq.path)}: shape {sorted(shapes)}, expected {(h, w)}")
                 elif bad_types:
