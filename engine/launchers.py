@@ -20,6 +20,7 @@ and log of every worker come from :func:`write_spec`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import signal
@@ -36,6 +37,8 @@ from .protocol import Event
 
 __all__ = ["Exit", "Launcher", "LocalHandle", "LocalLauncher", "Placement", "WorkerSpec",
            "kill_process_group", "popen_worker", "worker_settings", "write_spec"]
+
+LOG = logging.getLogger("dataset_forge")
 
 
 @dataclass(frozen=True)
@@ -207,12 +210,26 @@ class LocalLauncher(Launcher):
         return h
 
     def _read(self, h: LocalHandle) -> None:
+        # The log is a copy for later reading; the events are the run. A full disk (or any write
+        # error) stops the copy with one warning, never the reading of events.
+        logging_ok = True
         for line in h.proc.stdout:
-            h.log.write(line)
+            if logging_ok:
+                try:
+                    h.log.write(line)
+                except (OSError, ValueError) as exc:
+                    logging_ok = False
+                    LOG.warning("worker log %s: not written further (%s); the run goes on",
+                                h.spec.log_path, exc)
             e = ev.decode(line.strip())
             if e is not None:
                 self._queue.put((h, e))
-        h.log.flush()
+        if logging_ok:
+            try:
+                h.log.flush()
+            except (OSError, ValueError) as exc:
+                LOG.warning("worker log %s: not written further (%s); the run goes on",
+                            h.spec.log_path, exc)
 
     def _drain(self) -> list[tuple[Any, Event]]:
         out = []
