@@ -19,13 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..dataset import layout
 from ..dataset.transforms import write_json_atomic
 from ..errors import DatasetForgeError
 from ..sampling import SamplingError, sample_sequences, stretched_range
 from ..settings import Settings
 from ..version import __version__
 from .discovery import SceneInfo, discover
-from .journal import JOURNAL_NAME, Journal
+from .journal import Journal
 from .protocol import PlanDoc, PlanJob, PlanScene, Summary
 from .provenance import bind_scene_names, settings_match
 
@@ -98,7 +99,7 @@ def sequence_state(out_dir: str | os.PathLike, frame_start: int, frame_end: int,
     if settings is not None and complete and not settings_match(out, settings):
         complete = 0
     n = frame_end - frame_start + 1
-    has_transforms = (out / "transforms.json").is_file()
+    has_transforms = (out / layout.TRANSFORMS).is_file()
     return {"frames": n, "frames_complete": complete, "transforms": has_transforms,
             "complete": complete == n and has_transforms}
 
@@ -161,7 +162,7 @@ def _unchanged_since(seq_dir: str, when: float) -> bool:
     """No frame of the sequence was journaled after ``when`` (a validated sequence that was
     re-rendered since must be validated again)."""
     try:
-        return (Path(seq_dir) / JOURNAL_NAME).stat().st_mtime <= when
+        return (Path(seq_dir) / layout.JOURNAL).stat().st_mtime <= when
     except OSError:
         return False
 
