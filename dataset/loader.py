@@ -651,7 +651,7 @@ class Dataset:
             raise DatasetError(f"{self.path}: no {TRANSFORMS} below this folder (not a dataset)")
         self.sequence_paths: list[Path] = found
         self._seqs: dict[Path, Sequence] = {}
-        mf = self.path / "manifest.json"
+        mf = self.path / layout.MANIFEST
         self.manifest: dict[str, Any] | None = _read_json(mf) if mf.is_file() else None
 
     def __repr__(self) -> str:

@@ -32,7 +32,7 @@ from .provenance import bind_scene_names, settings_match
 
 PLAN_VERSION = 1
 PLAN_NAME = "plan.json"
-MANIFEST_NAME = "manifest.json"
+MANIFEST_NAME = layout.MANIFEST
 
 
 class PlanError(DatasetForgeError, RuntimeError):
@@ -78,7 +78,7 @@ def build_plan(scenes_dir: str | os.PathLike, datasets_dir: str | os.PathLike,
                                   f"{m:g}): {exc}")
             else:
                 jobs.append({"scene": info.name, "blend": info.blend, "sequences": [
-                    {"id": q.id, "out_dir": str(datasets / "renders" / info.name / q.id),
+                    {"id": q.id, "out_dir": str(datasets / layout.RENDERS / info.name / q.id),
                      "frame_start": q.start, "frame_end": q.end} for q in seqs]})
         plan_scenes.append(entry)
     return {"version": PLAN_VERSION, "dataset_forge_version": __version__, "created": _now(),

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..dataset import layout
 from ..errors import DatasetForgeError
 from .events import decode
 from .launch import PACKAGE_ROOT, worker_env
@@ -381,7 +382,7 @@ class RayLauncher(Launcher):
         outs = [Path(s["out_dir"]) for j in self._jobs for s in j.sequences]
         if outs:  # the datasets folder: the deepest folder above every sequence folder
             common = Path(os.path.commonpath([str(p.parent) for p in outs]))
-            return common.parent if common.name == "renders" else common
+            return common.parent if common.name == layout.RENDERS else common
         return self.work_dir or Path.cwd()
 
     def check_shared_filesystem(self, timeout: float = 120.0) -> dict[str, str]:

@@ -41,8 +41,6 @@ from ..version import __version__
 from . import compat, containment, devices, scene_setup
 from .passes import PassRig
 
-EXTENSIONS = {"PNG": "png", "OPEN_EXR": "exr", "JPEG": "jpg"}
-
 
 class BudgetExhausted(Exception):
     """The worker rendered its frame budget; the runner starts a fresh process for the rest."""
@@ -105,16 +103,16 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
                                 scene_name)
     if notice:
         emit({"event": "notice", "scene": scene_name, "job": seq["id"], "message": notice})
-    (out / "frames").mkdir(parents=True, exist_ok=True)
+    (out / layout.RGB_FOLDER).mkdir(parents=True, exist_ok=True)
     journal = Journal(out, background=True)
-    ext = EXTENSIONS[settings.file_format]
+    ext = layout.RGB_EXTENSIONS[settings.file_format]
     rig = PassRig(scene, settings, out)
     frames_meta: list[dict[str, Any]] = []
     todo = [f for f in range(a, b + 1)]
     if settings.allow_skips:
         todo_set = set()
         for f in todo:
-            files = [f"frames/frame_{f:06d}.{ext}", *rig.frame_files(f).values()]
+            files = [layout.rgb_file(f, ext), *rig.frame_files(f).values()]
             if not journal.is_done(f, files):
                 todo_set.add(f)
     else:
@@ -133,7 +131,7 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
             pose = cam_model.orthonormal_pose(_matrix(cam.matrix_world))
             positions.append([pose[0][3], pose[1][3], pose[2][3]])
             gt_files = rig.frame_files(f)
-            rgb = f"frames/frame_{f:06d}.{ext}"
+            rgb = layout.rgb_file(f, ext)
             entry: dict[str, Any] = {"file_path": rgb, "transform_matrix": pose, "frame": f,
                                      "time": (f - a) / scene_setup.frame_rate(scene),
                                      "camera": cam.name, **gt_files}
@@ -149,7 +147,7 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
                 raise BudgetExhausted()
             rig.prepare_frame(f)
             # write_still does not expand '#': name the file of this frame explicitly.
-            scene.render.filepath = str(out / "frames" / f"frame_{f:06d}")
+            scene.render.filepath = str((out / rgb).with_suffix(""))
             t0 = time.perf_counter()
             try:
                 bpy.ops.render.render(write_still=True)
@@ -180,11 +178,11 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
         dataset_forge_version=__version__, camera=frames_meta[0]["camera"],
         unit_scale=scene.unit_settings.scale_length, conventions=rig.conventions(),
         extra={"cameras": cameras} if len(cameras) > 1 else None)
-    write_json_atomic(out / "transforms.json", transforms)
+    write_json_atomic(out / layout.TRANSFORMS, transforms)
     # Camera path length (scene units) over the time from the first to the last frame (s).
     dist = sum(math.dist(p, q) for p, q in zip(positions, positions[1:]))
     elapsed = (b - a) / fps
-    write_json_atomic(out / "info.json", {
+    write_json_atomic(out / layout.INFO, {
         "frame_rate": fps, "num_frames": b - a + 1, "distance_traveled": dist,
         "average_velocity": dist / elapsed if elapsed > 0 else 0.0, "elapsed_time": elapsed,
         "unit_scale_m": scene.unit_settings.scale_length,

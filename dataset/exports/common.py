@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import DatasetForgeError
+from ..layout import KINDS
 from ..loader import Frame, Sequence
 
 MARKER = "dataset_forge_export.json"
@@ -139,14 +140,11 @@ def forward_flow(seq: Sequence, i: int) -> tuple[np.ndarray, np.ndarray, str]:
     return flow, valid, why
 
 
-_FLAGS = {"flow": "flows", "depth": "depths", "segmentation": "segmentations", "normal": "normals"}
-
-
 def need(seq: Sequence, kind: str, fmt: str) -> None:
     """Refuse a sequence without ground truth ``kind``, naming the render option that adds it."""
     if kind not in seq.kinds:
         raise ExportError(f"{seq.path}: no {kind} files; the {fmt} export needs them (render with "
-                          f"--{_FLAGS[kind]})")
+                          f"--{KINDS[kind].flag})")
 
 
 def remove_if_exists(path: Path) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .. import exr
-from ..layout import RGB_FOLDER, RGB_STEM
+from ..layout import INFO, RGB_FOLDER, RGB_STEM
 from ..loader import FOLDERS, KINDS, DatasetError, Sequence, read_image
 from .thresholds import check as _check
 
@@ -89,7 +89,7 @@ def frame_count(seq: Sequence, manifest_frames: int | None) -> dict[str, Any]:
         expect = int(m["frame_end"]) - int(m["frame_start"]) + 1
         if expect != n:
             problems.append(f"{n} frames listed but frame_start..frame_end is {expect}")
-    info = seq.path / "info.json"
+    info = seq.path / INFO
     if info.is_file():
         try:
             num = json.loads(info.read_text()).get("num_frames")
