@@ -104,6 +104,18 @@ def sequence_state(out_dir: str | os.PathLike, frame_start: int, frame_end: int,
             "complete": complete == n and has_transforms}
 
 
+def frames_on_disk(plan: PlanDoc) -> tuple[int, int]:
+    """(complete frames, planned frames) of ``plan``, read from the sequences' journals: what a
+    rerun will skip."""
+    done = total = 0
+    for job in plan["jobs"]:
+        for q in job["sequences"]:
+            st = sequence_state(q["out_dir"], q["frame_start"], q["frame_end"])
+            done += st["frames_complete"]
+            total += st["frames"]
+    return done, total
+
+
 def write_manifest(plan: PlanDoc, summary: Summary | None = None) -> Path:
     """Rewrite ``DATASETS/manifest.json`` atomically from the plan and the files on disk: every
     scene with its status (and reason), every sequence with its frame counts and status."""

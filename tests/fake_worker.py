@@ -10,7 +10,8 @@ on the scene name's first word:
 
 * ``good...``: every frame rendered, then ``job_done``, exit 0;
 * ``broken...``: a permanent ``error`` event naming the file and the fix, exit 1;
-* ``hang...``: the first frame rendered, then it waits (for a cancel or a kill).
+* ``hang...``: in a sequence with no frame done yet, the first frame rendered, then it waits (for
+  a cancel or a kill); where frames are done already (a rerun), like ``good``.
 """
 
 from __future__ import annotations
@@ -48,13 +49,14 @@ for seq in job["sequences"]:
     a, b = seq["frame_start"], seq["frame_end"]
     journal = Journal(seq["out_dir"])
     todo = [f for f in range(a, b + 1) if not journal.is_done(f)]
+    hang = name.startswith("hang") and len(todo) == b - a + 1
     emit({{"event": "job_started", "job": seq["id"], "scene": name, "frames": b - a + 1,
            "todo": len(todo)}})
     for f in range(a, b + 1):
         if f not in todo:
             emit({{"event": "frame_skipped", "job": seq["id"], "scene": name, "frame": f}})
             continue
-        if name.startswith("hang") and f > a:
+        if hang and f > a:
             while True:
                 time.sleep(60)
         rel = layout.rgb_file(f, "png")
