@@ -7,6 +7,9 @@ assuming a static world. Run with ``-s`` to print the matrix."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -79,16 +82,23 @@ def clean(tmp_path_factory) -> dict[str, Path]:
     return {name: vs.write_scene(scene, root / name) for name, scene in vs.scenes().items()}
 
 
+def _planted_report(job: tuple[Path, str, Path]) -> dict:
+    clean, fault, dest = job
+    return validate(vs.planted(clean, fault, dest), write=False)["sequences"][0]
+
+
 @pytest.fixture(scope="module")
 def matrix(clean, tmp_path_factory) -> dict[tuple[str, str], dict]:
-    """Every (scene, fault) validated once: the sequence's report."""
+    """Every (scene, fault) validated once: the sequence's report. The cases are independent:
+    they run on every core (forked workers; in this process where fork is missing)."""
     root = tmp_path_factory.mktemp("faults")
-    out = {}
-    for s in SCENES:
-        for f in FAULTS:
-            seq = vs.planted(clean[s], f, root / f"{s}-{f}")
-            out[s, f] = validate(seq, write=False)["sequences"][0]
-    return out
+    keys = [(s, f) for s in SCENES for f in FAULTS]
+    jobs = [(clean[s], f, root / f"{s}-{f}") for s, f in keys]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cores < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return {k: _planted_report(j) for k, j in zip(keys, jobs)}
+    with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("fork")) as pool:
+        return dict(zip(keys, pool.map(_planted_report, jobs, chunksize=4)))
 
 
 @pytest.mark.parametrize("scene", SCENES)
