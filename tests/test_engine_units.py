@@ -290,8 +290,10 @@ def test_every_event_kind_is_named_in_the_wire_docstring():
     assert [k.value for k in Ev if f"``{k.value}``" not in events.__doc__] == []
 
 
-def test_a_worker_log_that_cannot_be_written_loses_no_event(tmp_path, caplog):
-    """A full disk under the worker logs (/dev/full): one warning, every event still read."""
+@pytest.mark.parametrize("log", ["/dev/full", "missing-folder/worker.log"])
+def test_a_worker_log_that_cannot_be_written_loses_no_event(tmp_path, caplog, log):
+    """A log on a full disk (/dev/full: every write fails) or one that cannot be opened: one
+    warning naming it, and every event is still read."""
     import dataclasses
     import time
 
@@ -304,7 +306,8 @@ def test_a_worker_log_that_cannot_be_written_loses_no_event(tmp_path, caplog):
         {"id": "s1", "out_dir": str(out), "frame_start": 1, "frame_end": 3}])
     launcher = LocalLauncher(executable=write_fake_blender(tmp_path))
     spec = write_spec(tmp_path, 1, job, 0, launcher.placement(0, job), 0)
-    spec = dataclasses.replace(spec, log_path=Path("/dev/full"))
+    log_path = Path(log) if log.startswith("/") else tmp_path / log
+    spec = dataclasses.replace(spec, log_path=log_path)
     events, exits = [], []
     with caplog.at_level("WARNING", logger="dataset_forge"):
         handle = launcher.start(spec)
@@ -317,4 +320,5 @@ def test_a_worker_log_that_cannot_be_written_loses_no_event(tmp_path, caplog):
     assert [e["frame"] for e in events if e["event"] == "frame_done"] == [1, 2, 3]
     assert events[-1]["event"] == "worker_done"
     warnings = [r.getMessage() for r in caplog.records if r.name == "dataset_forge"]
-    assert len(warnings) == 1 and "/dev/full" in warnings[0] and "No space left" in warnings[0]
+    why = "No space left" if log == "/dev/full" else "No such file"
+    assert len(warnings) == 1 and str(log_path) in warnings[0] and why in warnings[0], warnings
