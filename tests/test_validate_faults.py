@@ -87,18 +87,22 @@ def _planted_report(job: tuple[Path, str, Path]) -> dict:
     return validate(vs.planted(clean, fault, dest), write=False)["sequences"][0]
 
 
-@pytest.fixture(scope="module")
-def matrix(clean, tmp_path_factory) -> dict[tuple[str, str], dict]:
-    """Every (scene, fault) validated once: the sequence's report. The cases are independent:
-    they run on every core (forked workers; in this process where fork is missing)."""
-    root = tmp_path_factory.mktemp("faults")
-    keys = [(s, f) for s in SCENES for f in FAULTS]
+def fault_matrix(clean: dict[str, Path], root: Path) -> dict[tuple[str, str], dict]:
+    """Every fault of ``validate_scenes.FAULTS`` planted in a copy (under ``root``) of every clean
+    sequence of ``clean`` and validated once: ``{(scene, fault): the sequence's report}``. The
+    cases are independent: they run on every core (forked workers; here where fork is missing)."""
+    keys = [(s, f) for s in clean for f in vs.FAULTS]
     jobs = [(clean[s], f, root / f"{s}-{f}") for s, f in keys]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if cores < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return {k: _planted_report(j) for k, j in zip(keys, jobs)}
     with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("fork")) as pool:
         return dict(zip(keys, pool.map(_planted_report, jobs, chunksize=4)))
+
+
+@pytest.fixture(scope="module")
+def matrix(clean, tmp_path_factory) -> dict[tuple[str, str], dict]:
+    return fault_matrix(clean, tmp_path_factory.mktemp("faults"))
 
 
 @pytest.mark.parametrize("scene", SCENES)

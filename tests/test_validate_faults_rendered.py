@@ -22,7 +22,7 @@ import pytest
 import validate_scenes as vs
 from conftest import REPO, bpy_env, build_scenes
 from dataset_forge.dataset.validate import validate
-from test_validate_faults import EXPECT, FLOW, caught_where_observable, print_matrix
+from test_validate_faults import EXPECT, FLOW, caught_where_observable, fault_matrix, print_matrix
 
 pytestmark = pytest.mark.render
 
@@ -70,9 +70,7 @@ def renders(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def matrix(renders, tmp_path_factory) -> dict[tuple[str, str], dict]:
-    root = tmp_path_factory.mktemp("vr_faults")
-    return {(s, f): validate(vs.planted(renders[s], f, root / f"{s}-{f}"), write=False)["sequences"][0]
-            for s in SCENES for f in FAULTS}
+    return fault_matrix(renders, tmp_path_factory.mktemp("vr_faults"))
 
 
 @pytest.mark.parametrize("scene", list(SCENES))
