@@ -134,7 +134,7 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
             rgb = layout.rgb_file(f, ext)
             entry: dict[str, Any] = {"file_path": rgb, "transform_matrix": pose, "frame": f,
                                      "time": (f - a) / scene_setup.frame_rate(scene),
-                                     "camera": cam.name, **gt_files}
+                                     layout.FRAME_CAMERA_KEY: cam.name, **gt_files}
             if k != k0:  # animated lens or shift: per-frame intrinsics
                 entry.update({"fl_x": k.fl_x, "fl_y": k.fl_y, "cx": k.cx, "cy": k.cy,
                               "intrinsics": k.K})
@@ -175,9 +175,9 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
         frames=frames_meta, frame_rate=fps, keyframe_multiplier=settings.keyframe_multiplier,
         frame_start=a, frame_end=b, scene=scene_name, blend_file=job["blend"],
         sequence_id=seq["id"], blender_version=_blender_version(),
-        dataset_forge_version=__version__, camera=frames_meta[0]["camera"],
+        dataset_forge_version=__version__, camera=frames_meta[0][layout.FRAME_CAMERA_KEY],
         unit_scale=scene.unit_settings.scale_length, conventions=rig.conventions(),
-        extra={"cameras": cameras} if len(cameras) > 1 else None)
+        extra={layout.CAMERAS_KEY: cameras} if len(cameras) > 1 else None)
     write_json_atomic(out / layout.TRANSFORMS, transforms)
     # Camera path length (scene units) over the time from the first to the last frame (s).
     dist = sum(math.dist(p, q) for p, q in zip(positions, positions[1:]))
@@ -200,7 +200,7 @@ def mark_camera_cuts(scene, frames_meta: list[dict[str, Any]], a: int, b: int,
     ``flow_forward_valid`` / ``flow_backward_valid``, false where the active camera of the
     neighbouring frame (also ``a - 1`` and ``b + 1``, outside the sequence) differs. Returns the
     camera names in order of first use. Leaves the scene at frame ``b``."""
-    names = [fr["camera"] for fr in frames_meta]
+    names = [fr[layout.FRAME_CAMERA_KEY] for fr in frames_meta]
     if flows:
         def camera_at(f: int) -> str | None:
             scene.frame_set(f)
@@ -211,8 +211,8 @@ def mark_camera_cuts(scene, frames_meta: list[dict[str, Any]], a: int, b: int,
         for i, fr in enumerate(frames_meta):
             prev = names[i - 1] if i > 0 else before
             nxt = names[i + 1] if i + 1 < len(names) else after
-            fr["flow_backward_valid"] = prev == fr["camera"]
-            fr["flow_forward_valid"] = nxt == fr["camera"]
+            fr[layout.FLOW_BACKWARD_VALID] = prev == names[i]
+            fr[layout.FLOW_FORWARD_VALID] = nxt == names[i]
     return list(dict.fromkeys(names))
 
 

@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 
 from ...errors import DatasetForgeError
-from ..layout import KINDS
+from ..layout import FLOW_BACKWARD_VALID, FLOW_FORWARD_VALID, KINDS
 from ..loader import Frame, Sequence
 
 MARKER = "dataset_forge_export.json"
 
 # Per-frame keys of transforms.json that mark a frame's flow as unusable (a camera cut, ...).
-FORWARD_VALID_KEYS = ("flow_forward_valid",)
-BACKWARD_VALID_KEYS = ("flow_backward_valid",)
+FORWARD_VALID_KEYS = (FLOW_FORWARD_VALID,)
+BACKWARD_VALID_KEYS = (FLOW_BACKWARD_VALID,)
 
 
 class ExportError(DatasetForgeError, ValueError):
