@@ -34,6 +34,7 @@ from ..dataset.verify import WriteError, render_save_error
 from ..engine import provenance
 from ..engine.events import Emit, stdout_emitter
 from ..engine.journal import Journal
+from ..engine.protocol import Ev
 from ..errors import DatasetForgeError
 from ..sampling import sequence_id
 from ..settings import Settings, SettingsError
@@ -102,7 +103,7 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
     notice = provenance.prepare(out, job["blend"], settings, _blender_version(), scene.name,
                                 scene_name)
     if notice:
-        emit({"event": "notice", "scene": scene_name, "job": seq["id"], "message": notice})
+        emit({"event": Ev.NOTICE, "scene": scene_name, "job": seq["id"], "message": notice})
     (out / layout.RGB_FOLDER).mkdir(parents=True, exist_ok=True)
     journal = Journal(out, background=True)
     ext = layout.RGB_EXTENSIONS[settings.file_format]
@@ -117,7 +118,7 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
                 todo_set.add(f)
     else:
         todo_set = set(todo)
-    emit({"event": "job_started", "job": seq["id"], "scene": scene_name, "frames": b - a + 1,
+    emit({"event": Ev.JOB_STARTED, "job": seq["id"], "scene": scene_name, "frames": b - a + 1,
           "todo": len(todo_set)})
     t_job = time.perf_counter()
     k0 = None
@@ -141,7 +142,7 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
             frames_meta.append(entry)
             if f not in todo_set:
                 rig.finish_frame(f, rendered=False)
-                emit({"event": "frame_skipped", "job": seq["id"], "scene": scene_name, "frame": f})
+                emit({"event": Ev.FRAME_SKIPPED, "job": seq["id"], "scene": scene_name, "frame": f})
                 continue
             if budget[0] is not None and budget[0] <= 0:
                 raise BudgetExhausted()
@@ -159,7 +160,7 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
             # render, and only then reported done.
             journal.mark_done(f, [rgb, *gt_files.values(), *(
                 layout.preview_file(k, f) for k in rig.kinds if settings.debug)], then=partial(
-                emit, {"event": "frame_done", "job": seq["id"], "scene": scene_name, "frame": f,
+                emit, {"event": Ev.FRAME_DONE, "job": seq["id"], "scene": scene_name, "frame": f,
                        "seconds": round(dt, 4), "rss_mib": _rss_mib()}))
             if budget[0] is not None:
                 budget[0] -= 1
@@ -190,7 +191,7 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
         "blender_version": _blender_version(), "keyframe_multiplier": settings.keyframe_multiplier,
         **({"objects": object_stats} if object_stats else {}),
     })
-    emit({"event": "job_done", "job": seq["id"], "scene": scene_name,
+    emit({"event": Ev.JOB_DONE, "job": seq["id"], "scene": scene_name,
           "seconds": round(time.perf_counter() - t_job, 4)})
 
 
@@ -226,10 +227,10 @@ def run_job(job: dict[str, Any], emit: Emit) -> int:
         scene = open_scene(job, settings, emit)
         choice = devices.configure_device(scene, settings.device_type, job.get("gpu_index"))
     except Exception as exc:  # noqa: BLE001 - every failure becomes one clear event
-        emit({"event": "error", "scene": scene_name, "job": None, "message": _message(exc),
+        emit({"event": Ev.ERROR, "scene": scene_name, "job": None, "message": _message(exc),
               "permanent": _permanent(exc)})
         return 1
-    emit({"event": "device", "scene": scene_name, "device": choice.reason,
+    emit({"event": Ev.DEVICE, "scene": scene_name, "device": choice.reason,
           "gpu": choice.is_gpu, "gpu_index": job.get("gpu_index"),
           "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")})
     budget = [int(job.get("frame_budget") or 0) or None]
@@ -239,10 +240,10 @@ def run_job(job: dict[str, Any], emit: Emit) -> int:
         try:
             render_sequence(scene, seq, job, settings, emit, budget, choice.reason)
         except BudgetExhausted:
-            emit({"event": "recycle", "scene": scene_name, "job": seq["id"]})
+            emit({"event": Ev.RECYCLE, "scene": scene_name, "job": seq["id"]})
             return 3
         except Exception as exc:  # noqa: BLE001
-            emit({"event": "error", "scene": scene_name, "job": seq["id"],
+            emit({"event": Ev.ERROR, "scene": scene_name, "job": seq["id"],
                   "message": _message(exc), "permanent": _permanent(exc)})
             rc = 1
             if isinstance(exc, WriteError):
@@ -265,7 +266,7 @@ def _heartbeat(emit: Emit, scene_name: str, timeout: float) -> None:
             time.sleep(every)
             cpu = sum(os.times()[:2])
             if cpu - last > 0.01:
-                emit({"event": "heartbeat", "scene": scene_name, "cpu_seconds": round(cpu, 2)})
+                emit({"event": Ev.HEARTBEAT, "scene": scene_name, "cpu_seconds": round(cpu, 2)})
             last = cpu
 
     threading.Thread(target=run, daemon=True, name="dataset_forge_heartbeat").start()
@@ -404,10 +405,10 @@ def main(argv: list[str] | None = None) -> None:
     _die_with_parent()
     try:
         job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-        emit({"event": "worker_started", "pid": os.getpid(), "blender": _blender_version()})
+        emit({"event": Ev.WORKER_STARTED, "pid": os.getpid(), "blender": _blender_version()})
         rc = probe(job, emit) if job.get("mode") == "probe" else run_job(job, emit)
-        emit({"event": "worker_done", "rc": rc})
+        emit({"event": Ev.WORKER_DONE, "rc": rc})
     except BaseException as exc:  # noqa: BLE001
-        emit({"event": "error", "scene": None, "job": None, "message": _message(exc)})
+        emit({"event": Ev.ERROR, "scene": None, "job": None, "message": _message(exc)})
     finally:
         _clean_exit(rc)
