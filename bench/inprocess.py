@@ -49,6 +49,7 @@ def main() -> int:
     bench._import_package()
     import bpy
     import floor
+    from dataset_forge.dataset import layout
     from dataset_forge.render_passes import scene_setup
     from dataset_forge.render_passes.passes import PassRig
     from dataset_forge.settings import Settings
@@ -68,6 +69,9 @@ def main() -> int:
         return lambda: [_tree(scene).nodes.remove(n) for n in added if n.bl_idname !=
                         "NodeGroupOutput" and n.bl_idname != "CompositorNodeRLayers"]
 
+    def still_path(cfg: str, f: int) -> str:  # write_still does not expand '#'
+        return str(out / cfg / layout.RGB_FOLDER / f"{layout.RGB_STEM}_{layout.frame_digits(f)}")
+
     def render_chunk(cfg: str, f0: int, f1: int) -> list[tuple[float, float]]:
         marks: list[tuple[float, float]] = []
         if cfg.startswith("loop_rig"):
@@ -76,7 +80,7 @@ def main() -> int:
                 for f in range(f0, f1 + 1):
                     scene.frame_set(f)
                     rig.prepare_frame(f)
-                    scene.render.filepath = str(out / cfg / "frames" / f"frame_{f:06d}")
+                    scene.render.filepath = still_path(cfg, f)
                     bpy.ops.render.render(write_still=True)
                     marks.append((time.perf_counter(), time.process_time()))
             finally:
@@ -88,7 +92,8 @@ def main() -> int:
                 def on_write(*_):
                     marks.append((time.perf_counter(), time.process_time()))
                 scene.frame_start, scene.frame_end = f0, f1
-                scene.render.filepath = str(out / cfg / "frames" / "frame_######")
+                scene.render.filepath = str(out / cfg / layout.RGB_FOLDER /
+                                             layout.blender_stem(layout.RGB_STEM))
                 bpy.app.handlers.render_write.append(on_write)
                 try:
                     bpy.ops.render.render(animation=True)
@@ -97,7 +102,7 @@ def main() -> int:
             else:
                 for f in range(f0, f1 + 1):
                     scene.frame_set(f)
-                    scene.render.filepath = str(out / cfg / "frames" / f"frame_{f:06d}")
+                    scene.render.filepath = still_path(cfg, f)
                     bpy.ops.render.render(write_still=True)
                     marks.append((time.perf_counter(), time.process_time()))
         finally:

@@ -278,9 +278,9 @@ def measure_codecs(gt_dir: Path, frame: int = 1, reps: int = 10) -> list[dict[st
     (median ms for the four files), bytes, and the largest error against the original."""
     import numpy as np
     import OpenEXR
+    from dataset_forge.dataset import layout
 
-    files = [gt_dir / f"{k}s" / f"{k}_{frame:06d}.exr"
-             for k in ("depth", "normal", "flow", "segmentation")]
+    files = [gt_dir / layout.gt_file(k, frame) for k in ("depth", "normal", "flow", "segmentation")]
     data = []
     for p in files:
         with OpenEXR.File(str(p), separate_channels=True) as f:

@@ -43,6 +43,13 @@ def pixel_types(path: str | os.PathLike) -> dict[str, str]:
     return _read(path, None)[1]
 
 
+def read_stored(path: str | os.PathLike, names: list[str] | tuple[str, ...] | None = None
+                ) -> dict[str, np.ndarray]:
+    """Channels ``(H, W)`` at their stored dtype: float32, float16 or uint32 (ids exact, never
+    rounded through float32). ``names`` as in :func:`read_channels`."""
+    return _read(path, names)[0]
+
+
 def _read(path, names):
     OpenEXR = _module()
     path = Path(path)

@@ -147,3 +147,7 @@ FLOW_BACKWARD_VALID = "flow_backward_valid"
 
 # -- Provenance (what produced a sequence; see engine/provenance.py) ------------------------------
 PROVENANCE = "provenance.json"
+
+# -- The datasets folder around the sequences (create_datasets: DATASETS/renders/SCENE/SEQ-ID/) --
+RENDERS = "renders"                          # DATASETS/renders/SCENE/SEQUENCE-ID/
+MANIFEST = "manifest.json"                   # DATASETS/manifest.json

@@ -206,7 +206,7 @@ class Frame:
             return None
 
         def read():
-            raw = exr._read(self._need("segmentation"), [c])[0][c]
+            raw = exr.read_stored(self._need("segmentation"), [c])[c]
             return (raw.astype(np.int64) if raw.dtype.kind in "ui"
                     else np.rint(raw.astype(np.float64)).astype(np.int64))
         return self._get("instances", read)
@@ -544,7 +544,7 @@ class Sequence:
     def camera_of(self, index: int) -> str | None:
         """Name of the camera that rendered frame ``index`` (per-frame ``camera`` in
         ``transforms.json``, else ``objects.json``'s, else the top-level one), or None."""
-        name = self.frames_meta[index].get("camera")
+        name = self.frames_meta[index].get(layout.FRAME_CAMERA_KEY)
         if name is None and self.objects is not None:
             name = self.objects.cameras[index]
         if name is None:
@@ -556,7 +556,8 @@ class Sequence:
         motion. False where ``transforms.json`` marks it invalid (a camera cut: per-frame
         ``flow_forward_valid`` / ``flow_backward_valid``, or ``flow_valid: {forward, backward}``)."""
         f = self.frames_meta[index]
-        v = f.get(f"flow_{direction}_valid")
+        v = f.get({"forward": layout.FLOW_FORWARD_VALID,
+                   "backward": layout.FLOW_BACKWARD_VALID}[direction])
         if v is None and isinstance(f.get("flow_valid"), dict):
             v = f["flow_valid"].get(direction)
         return True if v is None else bool(v)
@@ -651,7 +652,7 @@ class Dataset:
             raise DatasetError(f"{self.path}: no {TRANSFORMS} below this folder (not a dataset)")
         self.sequence_paths: list[Path] = found
         self._seqs: dict[Path, Sequence] = {}
-        mf = self.path / "manifest.json"
+        mf = self.path / layout.MANIFEST
         self.manifest: dict[str, Any] | None = _read_json(mf) if mf.is_file() else None
 
     def __repr__(self) -> str:

@@ -308,8 +308,8 @@ def write_ids(path: str | os.PathLike, obj: np.ndarray, ins: np.ndarray,
 
 def read_ids(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """``(object ids int32, instance ids uint32)``, each ``(H, W)``, exactly as stored."""
-    from .exr import _read
+    from .exr import read_stored
 
-    ch, _ = _read(path, [OBJECT_CHANNEL, INSTANCE_CHANNEL])
+    ch = read_stored(path, [OBJECT_CHANNEL, INSTANCE_CHANNEL])
     return (np.rint(ch[OBJECT_CHANNEL]).astype(np.int32),
             np.asarray(ch[INSTANCE_CHANNEL]).astype(np.uint32))

@@ -26,6 +26,7 @@ from ..errors import DatasetForgeError
 from ..settings import Settings
 from . import events as ev
 from .launch import worker_command, worker_env
+from .protocol import Ev
 
 
 @dataclass
@@ -265,12 +266,12 @@ def _probe_share(todo: list[str], settings: Settings, timeout: float,
             e = ev.decode(line.strip())
             if e is None:
                 continue
-            if e["event"] == "probe_started":
+            if e["event"] == Ev.PROBE_STARTED:
                 current = e["blend"]
-            elif e["event"] == "probe":
+            elif e["event"] == Ev.PROBE:
                 results[e["blend"]] = e
                 current = None
-            elif e["event"] == "error" and not e.get("job"):
+            elif e["event"] == Ev.ERROR and not e.get("job"):
                 fatal = e.get("message")
         todo = [b for b in todo if b not in results]
         if not todo:
@@ -295,7 +296,7 @@ def _probe_share(todo: list[str], settings: Settings, timeout: float,
                "file's scripts" if settings.autoexec else
                "the file is damaged or needs a newer Blender: re-save it from Blender or remove it "
                "from the folder")
-        results[current] = {"event": "probe", "blend": current, "frame_start": None,
+        results[current] = {"event": Ev.PROBE.value, "blend": current, "frame_start": None,
                             "frame_end": None, "fps": None, "camera": None, "scene": None,
                             "error": f"{name}: opening it {why}; {fix}"}
         todo = [b for b in todo if b != current]

@@ -17,9 +17,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from ..dataset.layout import JOURNAL
 from ..dataset.verify import check_written, sync_written, write_error
-
-JOURNAL_NAME = ".dataset_forge_journal.jsonl"
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -41,18 +40,21 @@ class Journal:
 
     def __init__(self, seq_dir: str | os.PathLike, *, background: bool = False):
         self.seq_dir = Path(seq_dir)
-        self.path = self.seq_dir / JOURNAL_NAME
+        self.path = self.seq_dir / JOURNAL
         self._done: dict[int, dict[str, int]] = {}
         self._background = background
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._torn_tail = False  # the file ends inside a line: the next line starts a new one
         self._load()
+
     def _load(self) -> None:
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return
+        self._torn_tail = bool(text) and not text.endswith("\n")
         for line in text.splitlines():
             try:
                 rec = json.loads(line)
@@ -102,6 +104,8 @@ class Journal:
                 then: Callable[[], None] | None) -> None:
         sync_written(paths)
         line = json.dumps({"frame": frame, "files": sizes}, sort_keys=True) + "\n"
+        if self._torn_tail:
+            line = "\n" + line
         try:
             self.seq_dir.mkdir(parents=True, exist_ok=True)
             new = not self.path.exists()
@@ -113,6 +117,7 @@ class Journal:
                 _fsync_dir(self.seq_dir)
         except OSError as exc:
             raise write_error(exc, self.path) from None
+        self._torn_tail = False
         self._done[frame] = sizes
         if then is not None:
             then()

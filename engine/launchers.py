@@ -20,6 +20,7 @@ and log of every worker come from :func:`write_spec`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import signal
@@ -34,8 +35,52 @@ from .launch import gpu_for_slot, gpu_pinning, worker_command, worker_env
 from .ledger import Job
 from .protocol import Event
 
-__all__ = ["Exit", "Launcher", "LocalHandle", "LocalLauncher", "Placement", "WorkerSpec",
+__all__ = ["Exit", "Launcher", "LocalHandle", "LocalLauncher", "LogCopy", "Placement", "WorkerSpec",
            "kill_process_group", "popen_worker", "worker_settings", "write_spec"]
+
+LOG = logging.getLogger("dataset_forge")
+
+
+class LogCopy:
+    """A worker's output copied, line-buffered, to its log file ``path``. The log is for reading
+    later; the events are the run: a log that cannot be opened or written (a full disk) costs one
+    warning and the rest of the copy, never an event."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = path
+        self._fh: Any = None
+        try:
+            # Line-buffered: the log is complete up to the last line even if the runner is killed.
+            self._fh = open(path, "w", encoding="utf-8", buffering=1)
+        except OSError as exc:
+            self._give_up(exc)
+
+    def write(self, text: str) -> None:
+        if self._fh is not None:
+            try:
+                self._fh.write(text)
+            except (OSError, ValueError) as exc:  # ValueError: closed by a kill meanwhile
+                self._give_up(exc)
+
+    def close(self) -> None:
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            try:
+                fh.close()
+            except OSError as exc:
+                self._warn(exc)
+
+    def _give_up(self, exc: BaseException) -> None:
+        self._warn(exc)
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            try:
+                fh.close()
+            except OSError:
+                pass
+
+    def _warn(self, exc: BaseException) -> None:
+        LOG.warning("worker log %s: not written further (%s); the run goes on", self.path, exc)
 
 
 @dataclass(frozen=True)
@@ -167,7 +212,7 @@ class LocalHandle:
 
     spec: WorkerSpec
     proc: subprocess.Popen
-    log: Any
+    log: LogCopy
     reader: threading.Thread | None = None
     exited: bool = False
 
@@ -192,8 +237,7 @@ class LocalLauncher(Launcher):
         return Placement(gpu, gpu_pinning(gpu)[1], worker_settings(job.settings, self.capacity))
 
     def start(self, spec: WorkerSpec) -> LocalHandle:
-        # Line-buffered: the log is complete up to the last line even if the runner is killed.
-        log = open(spec.log_path, "w", encoding="utf-8", buffering=1)
+        log = LogCopy(spec.log_path)
         try:
             proc = popen_worker(spec.job_path, self.executable,
                                 worker_env(self.base_env, gpu=spec.gpu))
@@ -212,7 +256,6 @@ class LocalLauncher(Launcher):
             e = ev.decode(line.strip())
             if e is not None:
                 self._queue.put((h, e))
-        h.log.flush()
 
     def _drain(self) -> list[tuple[Any, Event]]:
         out = []
@@ -247,8 +290,5 @@ class LocalLauncher(Launcher):
 
     @staticmethod
     def _close_log(h: LocalHandle) -> None:
-        try:
-            h.log.close()
-        except OSError:
-            pass
+        h.log.close()
 

@@ -19,19 +19,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..dataset import layout
 from ..dataset.transforms import write_json_atomic
 from ..errors import DatasetForgeError
 from ..sampling import SamplingError, sample_sequences, stretched_range
 from ..settings import Settings
 from ..version import __version__
 from .discovery import SceneInfo, discover
-from .journal import JOURNAL_NAME, Journal
+from .journal import Journal
 from .protocol import PlanDoc, PlanJob, PlanScene, Summary
 from .provenance import bind_scene_names, settings_match
 
 PLAN_VERSION = 1
 PLAN_NAME = "plan.json"
-MANIFEST_NAME = "manifest.json"
+MANIFEST_NAME = layout.MANIFEST
 
 
 class PlanError(DatasetForgeError, RuntimeError):
@@ -77,7 +78,7 @@ def build_plan(scenes_dir: str | os.PathLike, datasets_dir: str | os.PathLike,
                                   f"{m:g}): {exc}")
             else:
                 jobs.append({"scene": info.name, "blend": info.blend, "sequences": [
-                    {"id": q.id, "out_dir": str(datasets / "renders" / info.name / q.id),
+                    {"id": q.id, "out_dir": str(datasets / layout.RENDERS / info.name / q.id),
                      "frame_start": q.start, "frame_end": q.end} for q in seqs]})
         plan_scenes.append(entry)
     return {"version": PLAN_VERSION, "dataset_forge_version": __version__, "created": _now(),
@@ -98,9 +99,21 @@ def sequence_state(out_dir: str | os.PathLike, frame_start: int, frame_end: int,
     if settings is not None and complete and not settings_match(out, settings):
         complete = 0
     n = frame_end - frame_start + 1
-    has_transforms = (out / "transforms.json").is_file()
+    has_transforms = (out / layout.TRANSFORMS).is_file()
     return {"frames": n, "frames_complete": complete, "transforms": has_transforms,
             "complete": complete == n and has_transforms}
+
+
+def frames_on_disk(plan: PlanDoc) -> tuple[int, int]:
+    """(complete frames, planned frames) of ``plan``, read from the sequences' journals: what a
+    rerun will skip."""
+    done = total = 0
+    for job in plan["jobs"]:
+        for q in job["sequences"]:
+            st = sequence_state(q["out_dir"], q["frame_start"], q["frame_end"])
+            done += st["frames_complete"]
+            total += st["frames"]
+    return done, total
 
 
 def write_manifest(plan: PlanDoc, summary: Summary | None = None) -> Path:
@@ -161,7 +174,7 @@ def _unchanged_since(seq_dir: str, when: float) -> bool:
     """No frame of the sequence was journaled after ``when`` (a validated sequence that was
     re-rendered since must be validated again)."""
     try:
-        return (Path(seq_dir) / JOURNAL_NAME).stat().st_mtime <= when
+        return (Path(seq_dir) / layout.JOURNAL).stat().st_mtime <= when
     except OSError:
         return False
 

@@ -268,7 +268,7 @@ def read_bindings(datasets_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
     """``{scene folder name: .blend identity}`` of every scene folder under ``DATASETS/renders``
     whose sequences carry a provenance record (the first record found per folder)."""
     out: dict[str, dict[str, Any]] = {}
-    renders = Path(datasets_dir) / "renders"
+    renders = Path(datasets_dir) / layout.RENDERS
     try:
         scenes = sorted(p for p in renders.iterdir() if p.is_dir())
     except OSError:

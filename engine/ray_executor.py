@@ -32,10 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..dataset import layout
 from ..errors import DatasetForgeError
 from .events import decode
 from .launch import PACKAGE_ROOT, worker_env
-from .launchers import Exit, Launcher, Placement, WorkerSpec, kill_process_group, popen_worker
+from .launchers import Exit, Launcher, LogCopy, Placement, WorkerSpec, kill_process_group, popen_worker
 from .ledger import Job
 from .protocol import Ev, Event
 from .runner import Runner
@@ -147,24 +148,26 @@ def _scene_task(key: str, job_path: str, log_path: str, probe: str, token: str, 
         lines.put(None)
 
     threading.Thread(target=read, daemon=True, name="dataset_forge_task_reader").start()
+    log = LogCopy(log_path)
     try:
-        with open(log_path, "w", encoding="utf-8", buffering=1) as log:
-            log.write(f"# node {host} ({node}), ray worker pid {os.getpid()}, gpu {gpu}\n")
-            while True:
-                try:
-                    line = lines.get(timeout=0.2)
-                except queue.Empty:
-                    continue
-                if line is None:
-                    break
-                log.write(line)
-                e = decode(line.strip())
-                if e is not None:
-                    last = sink.push.remote(key, [e])
+        log.write(f"# node {host} ({node}), ray worker pid {os.getpid()}, gpu {gpu}\n")
+        while True:
+            try:
+                line = lines.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            log.write(line)
+            e = decode(line.strip())
+            if e is not None:
+                last = sink.push.remote(key, [e])
     except BaseException:  # ray.cancel raises KeyboardInterrupt here: Blender goes too
         kill_process_group(proc)  # the worker and what it started
         proc.wait()
         raise
+    finally:
+        log.close()
     rc = proc.wait()
     ray.get(last)  # every event is in the sink before the driver sees this task end
     return {"rc": rc, "node": node, "host": host}
@@ -381,7 +384,7 @@ class RayLauncher(Launcher):
         outs = [Path(s["out_dir"]) for j in self._jobs for s in j.sequences]
         if outs:  # the datasets folder: the deepest folder above every sequence folder
             common = Path(os.path.commonpath([str(p.parent) for p in outs]))
-            return common.parent if common.name == "renders" else common
+            return common.parent if common.name == layout.RENDERS else common
         return self.work_dir or Path.cwd()
 
     def check_shared_filesystem(self, timeout: float = 120.0) -> dict[str, str]:

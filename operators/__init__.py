@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import bpy
 
-from . import controller, render, scan
+from ..engine import controller
+from . import render, scan
 
 CLASSES = (*scan.CLASSES, *render.CLASSES)
 

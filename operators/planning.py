@@ -9,12 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..engine import plan as engine_plan
 from ..engine.discovery import SceneInfo
 from ..engine.plan import PlanError, build_plan
 from ..settings import Settings
 
-__all__ = ["PlanError", "frames_on_disk", "make_plan", "scene_infos"]
+__all__ = ["PlanError", "make_plan", "scene_infos"]
 
 
 def scene_infos(items: Iterable[Any]) -> list[SceneInfo]:
@@ -35,15 +34,3 @@ def make_plan(scenes_dir: str, datasets_dir: str, settings: Settings,
         plan["scenes"] = [s for s in plan["scenes"] if s["name"] not in skip]
         plan["jobs"] = [j for j in plan["jobs"] if j["scene"] not in skip]
     return plan
-
-
-def frames_on_disk(plan: dict[str, Any]) -> tuple[int, int]:
-    """(complete frames, planned frames) of the plan, read from the sequences' journals: what a
-    rerun will skip."""
-    done = total = 0
-    for job in plan["jobs"]:
-        for q in job["sequences"]:
-            st = engine_plan.sequence_state(q["out_dir"], q["frame_start"], q["frame_end"])
-            done += st["frames_complete"]
-            total += st["frames"]
-    return done, total

@@ -2,7 +2,7 @@
 """*Render Dataset*, *Render This File* and *Abort*.
 
 The operators only read the panel's settings, ask the engine for a :class:`RunSession` and drive
-it through a :class:`controller.RunController`:
+it through an :class:`engine.controller.RunController`:
 
 * ``invoke()`` (a button in a window): modal. A window timer calls :meth:`modal`, which polls
   the runner (never blocks), copies the state to ``WindowManager.dataset_forge_run`` and redraws
@@ -19,12 +19,13 @@ from pathlib import Path
 
 import bpy
 
+from ..engine import controller
+from ..engine.controller import RunController
 from ..engine.discovery import SceneInfo, safe_name
 from ..engine.session import RunSession
 from ..properties import settings_from_context
 from ..settings import Settings, SettingsError
-from . import controller, planning, scan
-from .controller import RunController
+from . import planning, scan
 from .scan import _redraw
 
 TIMER_SECONDS = 0.25

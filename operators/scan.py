@@ -14,10 +14,10 @@ from typing import Any
 
 import bpy
 
+from ..engine import controller
 from ..engine.discovery import DiscoveryError, SceneInfo, discover
 from ..properties import settings_from_context
 from ..settings import SettingsError
-from . import controller
 
 
 def fill_scene_list(pg, infos: list[SceneInfo]) -> tuple[int, int]:

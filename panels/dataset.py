@@ -11,7 +11,8 @@ import textwrap
 
 import bpy
 
-from ..operators import controller, planning, scan
+from ..engine import controller
+from ..operators import planning, scan
 from ..properties import preferences, settings_from_context
 from ..settings import Settings, SettingsError
 

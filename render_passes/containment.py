@@ -19,6 +19,7 @@ from typing import Any
 import bpy
 
 from ..engine.events import Emit
+from ..engine.protocol import Ev
 from . import compat
 
 FILE_OUTPUT = "CompositorNodeOutputFile"
@@ -38,13 +39,13 @@ def mute_scene_outputs(scene, allow: bool, emit: Emit, scene_name: str) -> list[
             where = ", ".join(os.path.normpath(bpy.path.abspath(p))
                               for p in compat.file_output_paths(node))
             if allow:
-                emit({"event": "notice", "scene": scene_name, "job": None,
+                emit({"event": Ev.NOTICE, "scene": scene_name, "job": None,
                       "message": f"{scene_name}: the scene's own File Output node "
                                  f"'{node.name}' writes to {where} (allow_scene_outputs is on)"})
                 continue
             node.mute = True
             muted.append((tree, node.name))
-            emit({"event": "notice", "scene": scene_name, "job": None,
+            emit({"event": Ev.NOTICE, "scene": scene_name, "job": None,
                   "message": f"{scene_name}: muted the scene's own File Output node '{node.name}' "
                              f"in '{tree.name}' (it would write to {where}); set "
                              "allow_scene_outputs to let it write"})

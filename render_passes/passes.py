@@ -36,26 +36,21 @@ from typing import Any
 import bpy
 
 from ..dataset import camera as cam_model
+from ..dataset import layout
 from ..dataset.transforms import write_json_atomic
 from ..settings import Settings
 from . import compat, scene_setup, segmentation
 from .compositor import Graph
 from .objects import ObjectTracker
 
-# kind -> (settings flag, folder, file stem, transforms.json key, File Output socket type)
-KINDS = {
-    "depth": ("depths", "depths", "depth", "depth_file_path", "FLOAT"),
-    "normal": ("normals", "normals", "normal", "normal_file_path", "VECTOR"),
-    "flow": ("flows", "flows", "flow", "flow_file_path", "RGBA"),
-    "segmentation": ("segmentations", "segmentations", "segmentation", "segmentation_file_path",
-                     "FLOAT"),
-}
+# Where each kind's files go (flag, folder, stem, transforms.json key): dataset.layout.KINDS.
+# What Blender needs for it: the view-layer pass and the File Output socket type.
 PASS_FLAGS = {"depth": "use_pass_z", "normal": "use_pass_normal", "flow": "use_pass_vector",
               "segmentation": "use_pass_object_index"}
-DIGITS = 6
-IDS_FILE = "segmentation_ids.json"
-OBJECTS_FILE = "objects.json"
-RAW_SEG = ".raw"  # raw Object Index + Depth files, replaced by the final segmentation files
+SOCKET_TYPES = {"depth": "FLOAT", "normal": "VECTOR", "flow": "RGBA", "segmentation": "FLOAT"}
+# Raw Object Index + Depth files (segmentations/.raw/segraw_NNNNNN.exr), replaced by the final
+# segmentation files after each render: the writer's own scratch, not part of the layout.
+RAW_SEG, RAW_STEM = ".raw", "segraw"
 BACKGROUND_DEPTH = 1e9  # Cycles writes 1e10 where no surface was hit
 # Flow preview: saturation = |flow| / (this fraction of the image width), clamped to 1; a fixed
 # scale (not per-frame max) keeps the colours of a video steady.
@@ -76,7 +71,7 @@ class PassRig:
         self.scene = scene
         self.settings = settings
         self.seq_dir = Path(seq_dir)
-        self.kinds = [k for k, spec in KINDS.items() if getattr(settings, spec[0])]
+        self.kinds = [k for k, spec in layout.KINDS.items() if getattr(settings, spec.flag)]
         self.graph: Graph | None = None
         self._undo_tree: dict[str, Any] | None = None
         self._undo_passes: dict[str, bool] = {}
@@ -97,11 +92,7 @@ class PassRig:
 
     # -- worker interface ------------------------------------------------------------------
     def frame_files(self, frame: int) -> dict[str, str]:
-        out = {}
-        for k in self.kinds:
-            _, folder, stem, key, _ = KINDS[k]
-            out[key] = f"{folder}/{stem}_{frame:0{DIGITS}d}.exr"
-        return out
+        return {layout.KINDS[k].key: layout.gt_file(k, frame) for k in self.kinds}
 
     def prepare_frame(self, frame: int) -> None:
         if not self.kinds:
@@ -123,8 +114,8 @@ class PassRig:
         frame's object metadata. Call after ``scene.frame_set(frame)``."""
         if self.tracker is None:
             return
-        final = self.seq_dir / self.frame_files(frame)["segmentation_file_path"]
-        raw = self.seq_dir / "segmentations" / RAW_SEG / f"segraw_{frame:0{DIGITS}d}.exr"
+        final = self.seq_dir / layout.gt_file("segmentation", frame)
+        raw = self._raw_dir() / f"{RAW_STEM}_{layout.frame_digits(frame)}.exr"
         self.tracker.finish_frame(frame, raw if rendered else None, final)
 
     def finish_sequence(self) -> dict[str, Any]:
@@ -133,21 +124,28 @@ class PassRig:
         if self.tracker is None:
             return {}
         t = self.tracker
-        write_json_atomic(self.seq_dir / OBJECTS_FILE, t.document())
-        write_json_atomic(self.seq_dir / IDS_FILE, {**self._ids_doc,
-                                                    "instances": t.instances_doc()})
+        write_json_atomic(self.seq_dir / layout.OBJECTS_FILE, t.document())
+        write_json_atomic(self.seq_dir / layout.IDS_FILE, {**self._ids_doc,
+                                                           "instances": t.instances_doc()})
         try:
-            (self.seq_dir / "segmentations" / RAW_SEG).rmdir()
+            self._raw_dir().rmdir()
         except OSError:
             pass
         return {"timings": t.timings, "pixels": t.resolve_stats, "sources": t.sources}
 
+    def _raw_dir(self) -> Path:
+        return self.seq_dir / layout.KINDS["segmentation"].folder / RAW_SEG
+
     def conventions(self) -> dict[str, Any]:
         conv: dict[str, Any] = {}
         ch = compat.EXR_CHANNELS
+
+        def pattern(kind: str) -> str:
+            return layout.pattern(layout.gt_file(kind, 0))
+
         if "depth" in self.kinds:
             conv["depth"] = {
-                "file": f"depths/depth_{'N' * DIGITS}.exr", "channel": ch["FLOAT"][0],
+                "file": pattern("depth"), "channel": ch["FLOAT"][0],
                 "type": self.settings.depth_type,
                 "definition": ("distance along the camera's viewing axis (-z)"
                                if self.settings.depth_type == "planar"
@@ -157,17 +155,15 @@ class PassRig:
         if "normal" in self.kinds:
             cam = self.settings.normal_frame == "camera"
             conv["normal"] = {
-                "file": f"normals/normal_{'N' * DIGITS}.exr", "channels": ch["VECTOR"],
+                "file": pattern("normal"), "channels": ch["VECTOR"],
                 "frame": self.settings.normal_frame,
                 "axes": ("x right, y up, z towards the viewer (Blender camera axes; the camera "
                          "looks down -z)" if cam else "world x, y, z"),
                 "unit_length": True, "background": [0.0, 0.0, 0.0], "valid_if": "|n| > 0",
                 "dtype": "float32"}
         if "flow" in self.kinds:
-            r, g, b, a = ch["RGBA"]
             conv["flow"] = {
-                "file": f"flows/flow_{'N' * DIGITS}.exr",
-                "channels": {"forward_u": r, "forward_v": g, "backward_u": b, "backward_v": a},
+                "file": pattern("flow"), "channels": dict(zip(layout.FLOW_KEYS, ch["RGBA"])),
                 "units": "pixels", "axes": "u right, v down",
                 "forward": "pixel displacement from frame t to t+1",
                 "backward": "pixel displacement from frame t to t-1",
@@ -177,17 +173,17 @@ class PassRig:
                              "(forward of t) or t-1 and t (backward of t), a camera cut")}
         if "segmentation" in self.kinds:
             conv["segmentation"] = {
-                "file": f"segmentations/segmentation_{'N' * DIGITS}.exr",
-                "channel": "V", "ids_file": IDS_FILE, "background": 0,
-                "dtype": "float32 holding exact integers",
-                "instance_channel": "instance", "instance_dtype": "uint32",
+                "file": pattern("segmentation"),
+                "channel": layout.SEGMENTATION_OBJECT_CHANNEL, "ids_file": layout.IDS_FILE,
+                "background": 0, "dtype": "float32 holding exact integers",
+                "instance_channel": layout.SEGMENTATION_INSTANCE_CHANNEL, "instance_dtype": "uint32",
                 "instance_ids": "per drawn instance, hash of object name + instancer chain + "
                                 "persistent id (stable across frames, sequences and reruns); "
                                 "mapped in ids_file['instances']",
                 "source": "first Cycles sample of the pixel (never averaged), like depth",
-                "objects_file": OBJECTS_FILE}
+                "objects_file": layout.OBJECTS_FILE}
         if self.settings.debug and self.kinds:
-            conv["previews"] = {k: f"previews/{k}/{k}_{'N' * DIGITS}.png" for k in self.kinds}
+            conv["previews"] = {k: layout.pattern(layout.preview_file(k, 0)) for k in self.kinds}
         return conv
 
     def teardown(self) -> None:
@@ -278,32 +274,32 @@ class PassRig:
         if "segmentation" in self.kinds:
             idx = compat.render_layer_output(rl, "index_ob")
             fo = compat.file_output(
-                g.tree, str(self.seq_dir / "segmentations" / RAW_SEG), file_format="OPEN_EXR",
+                g.tree, str(self._raw_dir()), file_format="OPEN_EXR",
                 color_mode="RGBA", color_depth="32", exr_codec=s.exr_codec)
             g.nodes.append(fo)
             fo.label = "DF"
             raw = g.combine_color(idx, compat.render_layer_output(rl, "Depth"), 0.0, 1.0)
-            g.link(raw, compat.file_output_input(fo, f"segraw_{'#' * DIGITS}", "RGBA"))
+            g.link(raw, compat.file_output_input(fo, layout.blender_stem(RAW_STEM), "RGBA"))
             if s.debug:
                 hue = g.math("FRACT", g.math("MULTIPLY", idx, 0.618033988749895))
                 val = g.math("GREATER_THAN", idx, 0.5)
                 previews["segmentation"] = g.combine_color(hue, 0.75, val, mode="HSV")
         for k, sock in previews.items():
-            fo = compat.file_output(tree, str(self.seq_dir / "previews" / k),
+            fo = compat.file_output(tree, str(self.seq_dir / layout.PREVIEWS / k),
                                     file_format="PNG", color_mode="RGB", color_depth="8")
             g.nodes.append(fo)
             fo.label = "DF"
-            g.link(g.for_png(sock), compat.file_output_input(fo, f"{k}_{'#' * DIGITS}", "RGBA"))
+            g.link(g.for_png(sock), compat.file_output_input(fo, layout.blender_stem(k), "RGBA"))
 
     def _write(self, g: Graph, kind: str, sock) -> None:
-        _, folder, stem, _, stype = KINDS[kind]
+        spec, stype = layout.KINDS[kind], SOCKET_TYPES[kind]
         fo = compat.file_output(
-            g.tree, str(self.seq_dir / folder), file_format="OPEN_EXR",
+            g.tree, str(self.seq_dir / spec.folder), file_format="OPEN_EXR",
             color_mode={"FLOAT": "BW", "VECTOR": "RGB", "RGBA": "RGBA"}[stype],
             color_depth="32", exr_codec=self.settings.exr_codec)
         g.nodes.append(fo)
         fo.label = "DF"
-        g.link(sock, compat.file_output_input(fo, f"{stem}_{'#' * DIGITS}", stype))
+        g.link(sock, compat.file_output_input(fo, layout.blender_stem(spec.stem), stype))
 
     def _rotate(self, g: Graph, n: list) -> list:
         """n_cam[i] = sum_j R[j][i] * n_world[j]; R (world-from-camera) is set per frame."""
@@ -338,10 +334,8 @@ class PassRig:
             img = bpy.data.images.new("DF ray factor", k.w, k.h, alpha=True, float_buffer=True)
             img.colorspace_settings.is_data = True
             self._factor_image = img
-        u = (np.arange(k.w, dtype=np.float64) + 0.5 - k.cx) / k.fl_x
         # Blender image rows start at the bottom: row r is image row v = h - 1 - r.
-        v = (np.arange(k.h, dtype=np.float64)[::-1] + 0.5 - k.cy) / k.fl_y
-        f = np.sqrt(1.0 + u[None, :] ** 2 + v[:, None] ** 2).astype(np.float32)
+        f = layout.ray_norm(np.asarray(k.K, np.float64), (k.h, k.w))[::-1].astype(np.float32)
         rgba = np.ones((k.h, k.w, 4), np.float32)
         rgba[..., :3] = f[..., None]
         img.pixels.foreach_set(rgba.ravel())
@@ -358,7 +352,7 @@ class PassRig:
                 self._undo_pass_index[ob.name] = ob.pass_index
                 ob.pass_index = want
         self._ids_doc = doc
-        write_json_atomic(self.seq_dir / IDS_FILE, doc)
+        write_json_atomic(self.seq_dir / layout.IDS_FILE, doc)
         classes = {v["name"]: v["class"] for v in doc["ids"].values()}
         rendered = {o.name_full for o in segmentation.rendered_objects(self.scene, vl, True)}
         self.tracker = ObjectTracker(self.scene, self.seq_dir, self.ids, classes, rendered,

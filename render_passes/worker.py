@@ -34,14 +34,13 @@ from ..dataset.verify import WriteError, render_save_error
 from ..engine import provenance
 from ..engine.events import Emit, stdout_emitter
 from ..engine.journal import Journal
+from ..engine.protocol import Ev
 from ..errors import DatasetForgeError
 from ..sampling import sequence_id
 from ..settings import Settings, SettingsError
 from ..version import __version__
 from . import compat, containment, devices, scene_setup, timing
 from .passes import PassRig
-
-EXTENSIONS = {"PNG": "png", "OPEN_EXR": "exr", "JPEG": "jpg"}
 
 
 class BudgetExhausted(Exception):
@@ -107,22 +106,22 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
     notice = provenance.prepare(out, job["blend"], settings, _blender_version(), scene.name,
                                 scene_name)
     if notice:
-        emit({"event": "notice", "scene": scene_name, "job": seq["id"], "message": notice})
-    (out / "frames").mkdir(parents=True, exist_ok=True)
+        emit({"event": Ev.NOTICE, "scene": scene_name, "job": seq["id"], "message": notice})
+    (out / layout.RGB_FOLDER).mkdir(parents=True, exist_ok=True)
     journal = Journal(out, background=True)
-    ext = EXTENSIONS[settings.file_format]
+    ext = layout.RGB_EXTENSIONS[settings.file_format]
     rig = PassRig(scene, settings, out)
     frames_meta: list[dict[str, Any]] = []
     todo = [f for f in range(a, b + 1)]
     if settings.allow_skips:
         todo_set = set()
         for f in todo:
-            files = [f"frames/frame_{f:06d}.{ext}", *rig.frame_files(f).values()]
+            files = [layout.rgb_file(f, ext), *rig.frame_files(f).values()]
             if not journal.is_done(f, files):
                 todo_set.add(f)
     else:
         todo_set = set(todo)
-    emit({"event": "job_started", "job": seq["id"], "scene": scene_name, "frames": b - a + 1,
+    emit({"event": Ev.JOB_STARTED, "job": seq["id"], "scene": scene_name, "frames": b - a + 1,
           "todo": len(todo_set)})
     t_job = time.perf_counter()
     k0 = None
@@ -137,23 +136,23 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
             pose = cam_model.orthonormal_pose(_matrix(cam.matrix_world))
             positions.append([pose[0][3], pose[1][3], pose[2][3]])
             gt_files = rig.frame_files(f)
-            rgb = f"frames/frame_{f:06d}.{ext}"
+            rgb = layout.rgb_file(f, ext)
             entry: dict[str, Any] = {"file_path": rgb, "transform_matrix": pose, "frame": f,
                                      "time": (f - a) / scene_setup.frame_rate(scene),
-                                     "camera": cam.name, **gt_files}
+                                     layout.FRAME_CAMERA_KEY: cam.name, **gt_files}
             if k != k0:  # animated lens or shift: per-frame intrinsics
                 entry.update({"fl_x": k.fl_x, "fl_y": k.fl_y, "cx": k.cx, "cy": k.cy,
                               "intrinsics": k.K})
             frames_meta.append(entry)
             if f not in todo_set:
                 rig.finish_frame(f, rendered=False)
-                emit({"event": "frame_skipped", "job": seq["id"], "scene": scene_name, "frame": f})
+                emit({"event": Ev.FRAME_SKIPPED, "job": seq["id"], "scene": scene_name, "frame": f})
                 continue
             if budget[0] is not None and budget[0] <= 0:
                 raise BudgetExhausted()
             rig.prepare_frame(f)
             # write_still does not expand '#': name the file of this frame explicitly.
-            scene.render.filepath = str(out / "frames" / f"frame_{f:06d}")
+            scene.render.filepath = str((out / rgb).with_suffix(""))
             t0 = time.perf_counter()
             try:
                 bpy.ops.render.render(write_still=True)
@@ -165,7 +164,7 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
             # render, and only then reported done.
             journal.mark_done(f, [rgb, *gt_files.values(), *(
                 layout.preview_file(k, f) for k in rig.kinds if settings.debug)], then=partial(
-                emit, {"event": "frame_done", "job": seq["id"], "scene": scene_name, "frame": f,
+                emit, {"event": Ev.FRAME_DONE, "job": seq["id"], "scene": scene_name, "frame": f,
                        "seconds": round(dt, 4), "rss_mib": _rss_mib()}))
             if budget[0] is not None:
                 budget[0] -= 1
@@ -181,14 +180,14 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
         frames=frames_meta, frame_rate=fps, keyframe_multiplier=settings.keyframe_multiplier,
         frame_start=a, frame_end=b, scene=scene_name, blend_file=job["blend"],
         sequence_id=seq["id"], blender_version=_blender_version(),
-        dataset_forge_version=__version__, camera=frames_meta[0]["camera"],
+        dataset_forge_version=__version__, camera=frames_meta[0][layout.FRAME_CAMERA_KEY],
         unit_scale=scene.unit_settings.scale_length, conventions=rig.conventions(),
-        extra={"cameras": cameras} if len(cameras) > 1 else None)
-    write_json_atomic(out / "transforms.json", transforms)
+        extra={layout.CAMERAS_KEY: cameras} if len(cameras) > 1 else None)
+    write_json_atomic(out / layout.TRANSFORMS, transforms)
     # Camera path length (scene units) over the time from the first to the last frame (s).
     dist = sum(math.dist(p, q) for p, q in zip(positions, positions[1:]))
     elapsed = (b - a) / fps
-    write_json_atomic(out / "info.json", {
+    write_json_atomic(out / layout.INFO, {
         "frame_rate": fps, "num_frames": b - a + 1, "distance_traveled": dist,
         "average_velocity": dist / elapsed if elapsed > 0 else 0.0, "elapsed_time": elapsed,
         "unit_scale_m": scene.unit_settings.scale_length,
@@ -196,7 +195,7 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
         "blender_version": _blender_version(), "keyframe_multiplier": settings.keyframe_multiplier,
         **({"objects": object_stats} if object_stats else {}),
     })
-    emit({"event": "job_done", "job": seq["id"], "scene": scene_name,
+    emit({"event": Ev.JOB_DONE, "job": seq["id"], "scene": scene_name,
           "seconds": round(time.perf_counter() - t_job, 4)})
 
 
@@ -206,7 +205,7 @@ def mark_camera_cuts(scene, frames_meta: list[dict[str, Any]], a: int, b: int,
     ``flow_forward_valid`` / ``flow_backward_valid``, false where the active camera of the
     neighbouring frame (also ``a - 1`` and ``b + 1``, outside the sequence) differs. Returns the
     camera names in order of first use. Leaves the scene at frame ``b``."""
-    names = [fr["camera"] for fr in frames_meta]
+    names = [fr[layout.FRAME_CAMERA_KEY] for fr in frames_meta]
     if flows:
         def camera_at(f: int) -> str | None:
             scene.frame_set(f)
@@ -217,8 +216,8 @@ def mark_camera_cuts(scene, frames_meta: list[dict[str, Any]], a: int, b: int,
         for i, fr in enumerate(frames_meta):
             prev = names[i - 1] if i > 0 else before
             nxt = names[i + 1] if i + 1 < len(names) else after
-            fr["flow_backward_valid"] = prev == fr["camera"]
-            fr["flow_forward_valid"] = nxt == fr["camera"]
+            fr[layout.FLOW_BACKWARD_VALID] = prev == names[i]
+            fr[layout.FLOW_FORWARD_VALID] = nxt == names[i]
     return list(dict.fromkeys(names))
 
 
@@ -232,10 +231,10 @@ def run_job(job: dict[str, Any], emit: Emit) -> int:
         scene = open_scene(job, settings, emit)
         choice = devices.configure_device(scene, settings.device_type, job.get("gpu_index"))
     except Exception as exc:  # noqa: BLE001 - every failure becomes one clear event
-        emit({"event": "error", "scene": scene_name, "job": None, "message": _message(exc),
+        emit({"event": Ev.ERROR, "scene": scene_name, "job": None, "message": _message(exc),
               "permanent": _permanent(exc)})
         return 1
-    emit({"event": "device", "scene": scene_name, "device": choice.reason,
+    emit({"event": Ev.DEVICE, "scene": scene_name, "device": choice.reason,
           "gpu": choice.is_gpu, "gpu_index": job.get("gpu_index"),
           "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")})
     budget = [int(job.get("frame_budget") or 0) or None]
@@ -245,10 +244,10 @@ def run_job(job: dict[str, Any], emit: Emit) -> int:
         try:
             render_sequence(scene, seq, job, settings, emit, budget, choice.reason)
         except BudgetExhausted:
-            emit({"event": "recycle", "scene": scene_name, "job": seq["id"]})
+            emit({"event": Ev.RECYCLE, "scene": scene_name, "job": seq["id"]})
             return 3
         except Exception as exc:  # noqa: BLE001
-            emit({"event": "error", "scene": scene_name, "job": seq["id"],
+            emit({"event": Ev.ERROR, "scene": scene_name, "job": seq["id"],
                   "message": _message(exc), "permanent": _permanent(exc)})
             rc = 1
             if isinstance(exc, WriteError):
@@ -271,7 +270,7 @@ def _heartbeat(emit: Emit, scene_name: str, timeout: float) -> None:
             time.sleep(every)
             cpu = sum(os.times()[:2])
             if cpu - last > 0.01:
-                emit({"event": "heartbeat", "scene": scene_name, "cpu_seconds": round(cpu, 2)})
+                emit({"event": Ev.HEARTBEAT, "scene": scene_name, "cpu_seconds": round(cpu, 2)})
             last = cpu
 
     threading.Thread(target=run, daemon=True, name="dataset_forge_heartbeat").start()
@@ -414,10 +413,10 @@ def main(argv: list[str] | None = None) -> None:
     _die_with_parent()
     try:
         job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-        emit({"event": "worker_started", "pid": os.getpid(), "blender": _blender_version()})
+        emit({"event": Ev.WORKER_STARTED, "pid": os.getpid(), "blender": _blender_version()})
         rc = probe(job, emit) if job.get("mode") == "probe" else run_job(job, emit)
-        emit({"event": "worker_done", "rc": rc})
+        emit({"event": Ev.WORKER_DONE, "rc": rc})
     except BaseException as exc:  # noqa: BLE001
-        emit({"event": "error", "scene": None, "job": None, "message": _message(exc)})
+        emit({"event": Ev.ERROR, "scene": None, "job": None, "message": _message(exc)})
     finally:
         _clean_exit(rc)

@@ -28,6 +28,10 @@ REPO = Path(__file__).resolve().parent.parent
 _USER = tempfile.mkdtemp(prefix="df-blender-user-")
 os.environ["BLENDER_USER_RESOURCES"] = _USER
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
+# The tests run many small numpy operations, often several processes at once: OpenBLAS worker
+# threads only spin (validate's fault matrix took twice the CPU time with them, for no gain in
+# wall time). Set before numpy is imported; a value the caller set wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 sys.path.insert(0, str(REPO / "tests"))
 

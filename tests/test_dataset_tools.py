@@ -28,6 +28,7 @@ from dataset_forge.dataset.preview import colorize_flow, preview
 from dataset_forge.dataset.transforms import build_transforms, write_json_atomic
 from dataset_forge.dataset.validate import Thresholds, validate
 from PIL import Image
+from validate_scenes import conventions
 
 W, H = 64, 48
 K = Intrinsics(fl_x=50.0, fl_y=50.0, cx=32.0, cy=24.0, w=W, h=H)
@@ -37,17 +38,7 @@ OBJ_STEP = np.array([0.3, 0.0, 0.0])
 PLANE_N = np.array([0.0, 0.35, 1.0]) / np.linalg.norm([0.0, 0.35, 1.0])  # world, Blender axes
 PLANE_P = np.array([0.0, 0.0, -5.0])
 SQUARE_Z, SQUARE_HALF = -3.0, 0.35
-CONVENTIONS = {
-    "depth": {"file": "depths/depth_NNNNNN.exr", "channel": "V", "type": "planar", "units": "scene units",
-              "unit_scale_m": 1.0, "invalid_value": 0.0, "valid_if": "depth > 0"},
-    "normal": {"file": "normals/normal_NNNNNN.exr", "channels": ["X", "Y", "Z"], "frame": "camera",
-               "axes": "x right, y up, z towards the viewer"},
-    "flow": {"file": "flows/flow_NNNNNN.exr",
-             "channels": {"forward_u": "R", "forward_v": "G", "backward_u": "B", "backward_v": "A"},
-             "units": "pixels", "axes": "u right, v down"},
-    "segmentation": {"file": "segmentations/segmentation_NNNNNN.exr", "channel": "V",
-                     "ids_file": "segmentation_ids.json", "background": 0},
-}
+CONVENTIONS = conventions(instance_channel=None)  # these sequences carry object ids only
 
 
 def cam_pos(k: float) -> np.ndarray:

@@ -22,7 +22,7 @@ import OpenEXR
 import pytest
 from conftest import REPO, bpy_env, build_scenes
 from dataset_forge import cli, create_datasets
-from dataset_forge.engine.journal import JOURNAL_NAME
+from dataset_forge.dataset.layout import JOURNAL as JOURNAL_NAME
 from PIL import Image
 
 pytestmark = pytest.mark.render

@@ -281,3 +281,44 @@ def test_sigterm_and_sighup_become_one_interrupt_and_handlers_are_restored():
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGHUP, old)
+
+
+def test_every_event_kind_is_named_in_the_wire_docstring():
+    from dataset_forge.engine import events
+    from dataset_forge.engine.protocol import Ev
+
+    assert [k.value for k in Ev if f"``{k.value}``" not in events.__doc__] == []
+
+
+@pytest.mark.parametrize("log", ["/dev/full", "missing-folder/worker.log"])
+def test_a_worker_log_that_cannot_be_written_loses_no_event(tmp_path, caplog, log):
+    """A log on a full disk (/dev/full: every write fails) or one that cannot be opened: one
+    warning naming it, and every event is still read."""
+    import dataclasses
+    import time
+
+    from dataset_forge.engine.launchers import LocalLauncher, write_spec
+    from dataset_forge.engine.ledger import Job
+    from fake_worker import write_fake_blender
+
+    out = tmp_path / "seq"
+    job = Job(blend=str(tmp_path / "good.blend"), scene_name="good", settings={}, sequences=[
+        {"id": "s1", "out_dir": str(out), "frame_start": 1, "frame_end": 3}])
+    launcher = LocalLauncher(executable=write_fake_blender(tmp_path))
+    spec = write_spec(tmp_path, 1, job, 0, launcher.placement(0, job), 0)
+    log_path = Path(log) if log.startswith("/") else tmp_path / log
+    spec = dataclasses.replace(spec, log_path=log_path)
+    events, exits = [], []
+    with caplog.at_level("WARNING", logger="dataset_forge"):
+        handle = launcher.start(spec)
+        deadline = time.monotonic() + 60  # a safety net only: the loop ends on the exit
+        while not exits and time.monotonic() < deadline:
+            new, exits = launcher.poll([handle])
+            events += [e for _, e in new]
+            time.sleep(0.01)
+    assert [x.rc for x in exits] == [0]
+    assert [e["frame"] for e in events if e["event"] == "frame_done"] == [1, 2, 3]
+    assert events[-1]["event"] == "worker_done"
+    warnings = [r.getMessage() for r in caplog.records if r.name == "dataset_forge"]
+    why = "No space left" if log == "/dev/full" else "No such file"
+    assert len(warnings) == 1 and str(log_path) in warnings[0] and why in warnings[0], warnings

@@ -96,3 +96,8 @@ def test_ids_file_round_trip_is_exact(tmp_path):
     od.write_ids(tmp_path / "s.exr", obj, ins, "NONE")
     o2, i2 = od.read_ids(tmp_path / "s.exr")
     assert np.array_equal(o2, obj) and np.array_equal(i2, ins) and i2.dtype == np.uint32
+    from dataset_forge.dataset import exr
+
+    stored = exr.read_stored(tmp_path / "s.exr")
+    assert stored["V"].dtype == np.float32 and stored["instance"].dtype == np.uint32
+    assert np.array_equal(stored["instance"], ins)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO, bpy_env, build_scenes
-from dataset_forge.engine.journal import JOURNAL_NAME
+from dataset_forge.dataset.layout import JOURNAL as JOURNAL_NAME
 from dataset_forge.engine.ledger import Job
 from dataset_forge.engine.runner import Runner
 from dataset_forge.sampling import sequence_id

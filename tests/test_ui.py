@@ -471,7 +471,8 @@ def _driver(work: Path, out: Path) -> None:  # noqa: C901 - one scripted session
     import bpy
     import dataset_forge
     from dataset_forge import operators, panels, properties
-    from dataset_forge.operators import controller, render, scan
+    from dataset_forge.engine import controller
+    from dataset_forge.operators import render, scan
     from dataset_forge.panels import dataset as pd
     from dataset_forge.settings import Settings, SettingsError
 

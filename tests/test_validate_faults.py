@@ -7,6 +7,9 @@ assuming a static world. Run with ``-s`` to print the matrix."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -41,22 +44,65 @@ EXPECT: dict[str, set[str]] = {
 }
 
 
+def caught_where_observable(s: dict, scene: str, fault: str,
+                            unobservable: dict[tuple[str, str], str]) -> bool:
+    """Assert that validation report ``s`` of ``fault`` planted in ``scene`` passed where the fault
+    cannot be seen there, else failed in one of the checks that can see it. Returns whether the
+    fault was observable (the caller may check more then)."""
+    if (scene, fault) in unobservable:
+        assert s["ok"], (unobservable[scene, fault], s["failed"])
+        return False
+    assert not s["ok"], f"{fault} on {scene} not caught: {s['checks']}"
+    assert EXPECT[fault] & set(s["failed"]), (fault, s["failed"])
+    return True
+
+
+def print_matrix(matrix: dict, scenes, unobservable: dict[tuple[str, str], str], capsys,
+                 col: int) -> None:
+    """Print the fault matrix (caught / n/o: not observable, with the reasons) and assert that
+    no observable fault was missed."""
+    faults = list(vs.FAULTS)
+    width = max(map(len, faults))
+    lines = [" " * width + "  " + "  ".join(f"{s[:col]:<{col}}" for s in scenes)]
+    for f in faults:
+        cells = []
+        for s in scenes:
+            cell = "n/o" if (s, f) in unobservable else ("caught" if not matrix[s, f]["ok"] else "MISSED")
+            cells.append(f"{cell:<{col}}")
+        lines.append(f"{f:<{width}}  " + "  ".join(cells))
+    lines += [f"n/o {s} x {f}: {why}" for (s, f), why in sorted(unobservable.items())]
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))
+    assert not any("MISSED" in line for line in lines)
+
+
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("fault_scenes")
     return {name: vs.write_scene(scene, root / name) for name, scene in vs.scenes().items()}
 
 
+def _planted_report(job: tuple[Path, str, Path]) -> dict:
+    clean, fault, dest = job
+    return validate(vs.planted(clean, fault, dest), write=False)["sequences"][0]
+
+
+def fault_matrix(clean: dict[str, Path], root: Path) -> dict[tuple[str, str], dict]:
+    """Every fault of ``validate_scenes.FAULTS`` planted in a copy (under ``root``) of every clean
+    sequence of ``clean`` and validated once: ``{(scene, fault): the sequence's report}``. The
+    cases are independent: they run on every core (forked workers; here where fork is missing)."""
+    keys = [(s, f) for s in clean for f in vs.FAULTS]
+    jobs = [(clean[s], f, root / f"{s}-{f}") for s, f in keys]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cores < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return {k: _planted_report(j) for k, j in zip(keys, jobs)}
+    with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("fork")) as pool:
+        return dict(zip(keys, pool.map(_planted_report, jobs, chunksize=4)))
+
+
 @pytest.fixture(scope="module")
 def matrix(clean, tmp_path_factory) -> dict[tuple[str, str], dict]:
-    """Every (scene, fault) validated once: the sequence's report."""
-    root = tmp_path_factory.mktemp("faults")
-    out = {}
-    for s in SCENES:
-        for f in FAULTS:
-            seq = vs.planted(clean[s], f, root / f"{s}-{f}")
-            out[s, f] = validate(seq, write=False)["sequences"][0]
-    return out
+    return fault_matrix(clean, tmp_path_factory.mktemp("faults"))
 
 
 @pytest.mark.parametrize("scene", SCENES)
@@ -81,27 +127,12 @@ def test_every_clean_scene_validates_clean(clean, scene):
 @pytest.mark.parametrize("scene", SCENES)
 def test_fault_is_caught_where_observable(matrix, scene, fault):
     s = matrix[scene, fault]
-    if (scene, fault) in UNOBSERVABLE:
-        assert s["ok"], (UNOBSERVABLE[scene, fault], s["failed"])
+    if not caught_where_observable(s, scene, fault, UNOBSERVABLE):
         return
-    assert not s["ok"], f"{fault} on {scene} not caught: {s['checks']}"
-    assert EXPECT[fault] & set(s["failed"]), (fault, s["failed"])
     if scene == "instances" and EXPECT[fault] == FLOW:  # on the instances themselves, not only the ground
         assert {f"Rock#{100 + j}" for j in range(6)} <= set(s["checks"]["flow_rigid"]["failed_things"])
 
 
 def test_fault_matrix_table(matrix, capsys):
-    """The matrix as text (caught: the failing checks; clean: passed; n/o: not observable)."""
-    width = max(map(len, FAULTS))
-    lines = [" " * width + "  " + "  ".join(f"{s[:14]:<14}" for s in SCENES)]
-    for f in FAULTS:
-        cells = []
-        for s in SCENES:
-            r = matrix[s, f]
-            cell = "n/o" if (s, f) in UNOBSERVABLE else ("caught" if not r["ok"] else "MISSED")
-            cells.append(f"{cell:<14}")
-        lines.append(f"{f:<{width}}  " + "  ".join(cells))
-    lines += [f"n/o {s} x {f}: {why}" for (s, f), why in sorted(UNOBSERVABLE.items())]
-    with capsys.disabled():
-        print("\n" + "\n".join(lines))
-    assert not any("MISSED" in line for line in lines)
+    """The matrix as text (caught: a check failed; n/o: not observable, with the reason)."""
+    print_matrix(matrix, SCENES, UNOBSERVABLE, capsys, col=14)

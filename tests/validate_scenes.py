@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from dataset_forge.dataset import exr
+from dataset_forge.dataset import exr, layout
 from dataset_forge.dataset.camera import Intrinsics
 from dataset_forge.dataset.objects import OBJECTS_SCHEMA
 from dataset_forge.dataset.transforms import build_transforms, write_json_atomic
@@ -28,19 +28,31 @@ from PIL import Image
 W, H = 96, 72
 K = Intrinsics(fl_x=78.0, fl_y=75.0, cx=47.5, cy=36.5, w=W, h=H)
 FRAMES = 6
-INSTANCE_CHANNEL = "instance"
-CONVENTIONS = {
-    "depth": {"file": "depths/depth_NNNNNN.exr", "channel": "V", "type": "planar", "units": "scene units",
-              "unit_scale_m": 1.0, "invalid_value": 0.0, "valid_if": "depth > 0"},
-    "normal": {"file": "normals/normal_NNNNNN.exr", "channels": ["X", "Y", "Z"], "frame": "camera",
-               "axes": "x right, y up, z towards the viewer"},
-    "flow": {"file": "flows/flow_NNNNNN.exr",
-             "channels": {"forward_u": "R", "forward_v": "G", "backward_u": "B", "backward_v": "A"},
-             "units": "pixels", "axes": "u right, v down"},
-    "segmentation": {"file": "segmentations/segmentation_NNNNNN.exr", "channel": "V",
-                     "instance_channel": INSTANCE_CHANNEL, "ids_file": "segmentation_ids.json",
-                     "background": 0},
-}
+INSTANCE_CHANNEL = layout.SEGMENTATION_INSTANCE_CHANNEL
+
+
+def conventions(instance_channel: str | None = INSTANCE_CHANNEL) -> dict:
+    """``transforms.json`` conventions of a synthetic sequence with every kind (planar depth,
+    camera normals); the segmentation names ``instance_channel`` unless it is None."""
+    def pattern(kind: str) -> str:
+        return layout.pattern(layout.gt_file(kind, 0))
+
+    seg = {"file": pattern("segmentation"), "channel": layout.SEGMENTATION_OBJECT_CHANNEL,
+           "ids_file": layout.IDS_FILE, "background": 0}
+    if instance_channel is not None:
+        seg["instance_channel"] = instance_channel
+    return {
+        "depth": {"file": pattern("depth"), "channel": "V", "type": "planar", "units": "scene units",
+                  "unit_scale_m": 1.0, "invalid_value": 0.0, "valid_if": "depth > 0"},
+        "normal": {"file": pattern("normal"), "channels": ["X", "Y", "Z"], "frame": "camera",
+                   "axes": "x right, y up, z towards the viewer"},
+        "flow": {"file": pattern("flow"), "channels": dict(zip(layout.FLOW_KEYS, "RGBA")),
+                 "units": "pixels", "axes": "u right, v down"},
+        "segmentation": seg,
+    }
+
+
+CONVENTIONS = conventions()
 
 
 def rot(axis: str, deg: float) -> np.ndarray:

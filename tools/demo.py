@@ -77,24 +77,28 @@ def main(argv: list[str] | None = None) -> int:
         width=args.width, height=args.height, max_samples=args.samples, use_denoising=False,
         depths=True, normals=True, flows=True, segmentations=True, debug=True, jobs=args.jobs)
 
+    from dataset_forge.dataset import layout
+
+    renders = datasets / layout.RENDERS
     ok = bool(summary.get("ok", False))
-    for tf in sorted((datasets / "renders").glob("*/*/transforms.json")):
+    for tf in sorted(renders.glob(f"*/*/{layout.TRANSFORMS}")):
         meta = json.loads(tf.read_text(encoding="utf-8"))
-        frames = sorted((tf.parent / "frames").glob("frame_*"))
+        frames = sorted((tf.parent / layout.RGB_FOLDER).glob(f"{layout.RGB_STEM}_*"))
         kinds = sorted(p.name for p in tf.parent.iterdir() if p.is_dir() and not p.name.startswith("."))
         print(f"{tf.parent.relative_to(datasets)}: {len(frames)} frames, {meta['w']}x{meta['h']}, "
               f"fl_x={meta['fl_x']:.2f} fl_y={meta['fl_y']:.2f}; {' '.join(kinds)}")
         if len(frames) != len(meta["frames"]) or not frames:
             ok = False
-            print(f"  expected {len(meta['frames'])} frames in {tf.parent / 'frames'}", file=sys.stderr)
+            print(f"  expected {len(meta['frames'])} frames in {tf.parent / layout.RGB_FOLDER}",
+                  file=sys.stderr)
     expected = len(blends) * args.sequences
-    found = len(list((datasets / "renders").glob("*/*/transforms.json")))
+    found = len(list(renders.glob(f"*/*/{layout.TRANSFORMS}")))
     if found != expected:
         ok = False
         print(f"demo: {found} sequences written, expected {expected}", file=sys.stderr)
     for name, why in (summary.get("failed") or {}).items():
         print(f"demo: scene {name} failed: {why}", file=sys.stderr)
-    print(f"demo dataset {'ready' if ok else 'INCOMPLETE'} in {datasets / 'renders'} "
+    print(f"demo dataset {'ready' if ok else 'INCOMPLETE'} in {renders} "
           f"({time.perf_counter() - t0:.0f} s)")
     return 0 if ok else 1
 

@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 
 from ...errors import DatasetForgeError
+from ..layout import FLOW_BACKWARD_VALID, FLOW_FORWARD_VALID, KINDS
 from ..loader import Frame, Sequence
 
 MARKER = "dataset_forge_export.json"
 
 # Per-frame keys of transforms.json that mark a frame's flow as unusable (a camera cut, ...).
-FORWARD_VALID_KEYS = ("flow_forward_valid",)
-BACKWARD_VALID_KEYS = ("flow_backward_valid",)
+FORWARD_VALID_KEYS = (FLOW_FORWARD_VALID,)
+BACKWARD_VALID_KEYS = (FLOW_BACKWARD_VALID,)
 
 
 class ExportError(DatasetForgeError, ValueError):
@@ -139,14 +140,11 @@ def forward_flow(seq: Sequence, i: int) -> tuple[np.ndarray, np.ndarray, str]:
     return flow, valid, why
 
 
-_FLAGS = {"flow": "flows", "depth": "depths", "segmentation": "segmentations", "normal": "normals"}
-
-
 def need(seq: Sequence, kind: str, fmt: str) -> None:
     """Refuse a sequence without ground truth ``kind``, naming the render option that adds it."""
     if kind not in seq.kinds:
         raise ExportError(f"{seq.path}: no {kind} files; the {fmt} export needs them (render with "
-                          f"--{_FLAGS[kind]})")
+                          f"--{KINDS[kind].flag})")
 
 
 def remove_if_exists(path: Path) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .. import exr
-from ..layout import RGB_FOLDER, RGB_STEM
+from ..layout import INFO, RGB_FOLDER, RGB_STEM
 from ..loader import FOLDERS, KINDS, DatasetError, Sequence, read_image
 from .thresholds import check as _check
 
@@ -89,7 +89,7 @@ def frame_count(seq: Sequence, manifest_frames: int | None) -> dict[str, Any]:
         expect = int(m["frame_end"]) - int(m["frame_start"]) + 1
         if expect != n:
             problems.append(f"{n} frames listed but frame_start..frame_end is {expect}")
-    info = seq.path / "info.json"
+    info = seq.path / INFO
     if info.is_file():
         try:
             num = json.loads(info.read_text()).get("num_frames")
@@ -145,11 +145,11 @@ def files(seq: Sequence) -> tuple[dict[str, Any], dict[str, set[int]]]:
                 continue
             try:
                 names = wanted[kind]()
-                chans, types = exr._read(p, names)
+                chans = exr.read_stored(p, names)
                 checked += 1
                 shapes = {a.shape for a in chans.values()}
-                bad_types = sorted(n for n, t in types.items()
-                                   if t != "FLOAT" and not (n == seq.instance_channel and t == "UINT"))
+                bad_types = sorted(n for n, a in chans.items() if a.dtype != np.float32 and not (
+                    n == seq.instance_channel and a.dtype == np.uint32))
                 if shapes != {(h, w)}:
                     problems.append(f"{p.relative_to(seq.path)}: shape {sorted(shapes)}, expected {(h, w)}")
                 elif bad_types:

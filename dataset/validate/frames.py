@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..layout import pixel_rays
+from ..layout import FRAME_CAMERA_KEY, pixel_rays
 from .files import present
 from .geometry import (
     FLIP,
@@ -97,7 +97,7 @@ class FrameStats:
         p = self.obj_problems
         i = f.index
         tag = f"frame {f.number}"
-        cam = self.seq.frames_meta[i].get("camera")
+        cam = self.seq.frames_meta[i].get(FRAME_CAMERA_KEY)
         if cam is not None and objs.cameras[i] is not None and cam != objs.cameras[i]:
             p.append(f"{tag}: camera {objs.cameras[i]!r} in objects.json, {cam!r} in transforms.json")
         cols = np.flatnonzero(objs.present[i])

@@ -12,7 +12,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from ..layout import TRANSFORMS
+from ..layout import MANIFEST, TRANSFORMS
 from ..loader import Dataset, DatasetError, Sequence, load
 from .files import files, frame_count, schema
 from .flow import FlowStats
@@ -141,9 +141,9 @@ def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds |
     seq_paths = list(src.sequence_paths) if isinstance(src, Dataset) else [root]
     manifest_root = root if isinstance(src, Dataset) else _manifest_above(root)
     manifest = None
-    if manifest_root is not None and (manifest_root / "manifest.json").is_file():
+    if manifest_root is not None and (manifest_root / MANIFEST).is_file():
         try:
-            manifest = json.loads((manifest_root / "manifest.json").read_text(encoding="utf-8"))
+            manifest = json.loads((manifest_root / MANIFEST).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             manifest = None
     listed = _manifest_frames(manifest)
@@ -183,7 +183,7 @@ def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds |
     if write:
         write_report(report, root)
     if update_manifest and manifest is not None:
-        update_manifest_file(manifest_root / "manifest.json", report,
+        update_manifest_file(manifest_root / MANIFEST, report,
                              {rel[p]: mrel[p] for p in seq_paths}, summary=isinstance(src, Dataset))
     return report
 
@@ -191,7 +191,7 @@ def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds |
 def _manifest_above(seq: Path) -> Path | None:
     """The datasets folder whose manifest.json lists sequence folder ``seq`` (renders/SCENE/SEQ)."""
     for up in list(seq.resolve().parents)[:3]:
-        m = up / "manifest.json"
+        m = up / MANIFEST
         if m.is_file():
             rel = seq.resolve().relative_to(up).as_posix()
             try:

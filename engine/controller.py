@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The state machine behind the *Render* operators. No ``bpy`` here.
+"""The panel's run controller: the state machine behind the *Render* operators. Pure Python.
 
 A :class:`RunController` owns one :class:`engine.session.RunSession` (lock, plan, runner,
 manifest), turns its events into what the panel shows (overall progress, ETA, frames/s, one row
@@ -14,10 +14,10 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-from ..engine.protocol import Ev, Event, PlanDoc, Summary
-from ..engine.runner import Runner
-from ..engine.session import RunSession
-from . import planning
+from .plan import frames_on_disk
+from .protocol import Ev, Event, PlanDoc, Summary
+from .runner import Runner
+from .session import RunSession
 
 MAX_MESSAGES = 50
 
@@ -210,7 +210,7 @@ class RunController:
         self.slots.clear()
         if self.plan is not None and self.session.runner is not None and self.runner.cancelled:
             try:
-                self.kept = planning.frames_on_disk(self.plan)
+                self.kept = frames_on_disk(self.plan)
             except (OSError, KeyError, ValueError):
                 self.kept = None
         try:
