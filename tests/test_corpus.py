@@ -442,12 +442,18 @@ def test_frames_past_100000_frame_step_and_eevee_file(corpus_dir, tmp_path, m):
 def test_negative_frames_render_rgb_and_poses(corpus_dir, tmp_path):
     """Negative frame numbers (range starting at -5) render and keep their own numbers."""
     out = tmp_path / "neg"
-    summary = render(corpus_dir / "frame_edges.blend", out, -3, -2, 1.0, depths=False,
-                     normals=False, flows=False, segmentations=False)
+    summary = render(corpus_dir / "frame_edges.blend", out, -3, -2, 1.0)
     assert summary["ok"], json.dumps(summary["scenes"])[:2000]
     tf = json.loads((out / "transforms.json").read_text())
     assert [fr["frame"] for fr in tf["frames"]] == [-3, -2]
-    assert all((out / fr["file_path"]).is_file() for fr in tf["frames"])
+    # Blender's '######' writes a sign, then six digits; every file follows that one pattern.
+    assert (out / tf["frames"][0]["file_path"]).name == "frame_-000003.png"
+    for fr in tf["frames"]:
+        for key in ("file_path", "depth_file_path", "normal_file_path", "flow_file_path",
+                    "segmentation_file_path"):
+            assert (out / fr[key]).is_file(), fr[key]
+            assert f"_-{-fr['frame']:06d}." in fr[key], fr[key]
+    check_time_source(Frames(out, "frame_edges", 1.0))
 
 
 @pytest.mark.render
