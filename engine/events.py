@@ -5,7 +5,7 @@ A worker writes one event per line on stdout, prefixed with :data:`PREFIX` so th
 output on the same stream is ignored. Each event is a JSON object whose ``event`` key is one of
 :class:`protocol.Ev`, the one list of kinds and their keys: the worker's (``worker_started``,
 ``scene_opened``, ``device``, ``job_started``, ``frame_done``, ``frame_skipped``, ``job_done``,
-``notice``, ``error``, ``heartbeat``, ``recycle``, ``worker_done``; discovery's ``probe_started``
+``notice``, ``warning``, ``error``, ``heartbeat``, ``recycle``, ``worker_done``; discovery's ``probe_started``
 and ``probe``; a Ray task's ``task_started``) and the runner's. The runner passes worker events on
 (with the worker's ``slot``; not ``heartbeat``) and adds its own (``progress``, ``scene_done``,
 ``scene_failed``, ``retry``, ``worker_timeout``, ``worker_recycled``). New keys may

@@ -170,20 +170,9 @@ def apply_render_settings(scene, settings: Settings) -> None:
         img.compression = 15  # fast zlib level; PNG is lossless at every level
 
 
-def stretch_time(scene, multiplier: float, blend_name: str = "") -> None:
-    """Stretch the scene in time by ``multiplier`` (see :mod:`.timing`); raises
-    :class:`SceneError` naming what cannot be stretched."""
-    from . import timing
-
-    timing.stretch(scene, multiplier, blend_name or scene.name)
-
-
 def frame_rate(scene) -> float:
     """Frames per second of the rendered frames (after stretching: the scene's own rate times
     the multiplier, kept in a scene property by :mod:`.timing`)."""
     rate = scene.get(RATE_PROP)
     return float(rate) if rate else scene.render.fps / scene.render.fps_base
 
-
-def scene_range(scene) -> tuple[int, int]:
-    return scene.frame_start, scene.frame_end

@@ -156,7 +156,7 @@ def _pin_simulations(scene, a: int, b: int) -> None:
                     bake.frame_start, bake.frame_end = a, b
 
 
-def stretch(scene, multiplier: float, blend_name: str) -> None:
+def stretch(scene, multiplier: float, blend_name: str = "") -> None:
     """Stretch ``scene`` in time by ``multiplier`` (frame range ``a..b -> round(a*m)..round(b*m)``,
     frame rate times ``m``) or raise :class:`SceneError` naming what cannot be stretched."""
     fps = scene.render.fps / scene.render.fps_base
@@ -166,7 +166,7 @@ def stretch(scene, multiplier: float, blend_name: str) -> None:
     bad = refusals(scene, multiplier)
     if bad:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise SceneError(f"{blend_name}: scene '{scene.name}': {bad[0]}{more}")
+        raise SceneError(f"{blend_name or bpy.data.filepath}: scene '{scene.name}': {bad[0]}{more}")
     m = float(multiplier)
     r = scene.render
     old, new = remap_ratio(m, r.frame_map_old, r.frame_map_new)  # type: ignore[misc]

@@ -80,7 +80,7 @@ def open_scene(job: dict[str, Any], settings: Settings, emit: Emit):
     scene_setup.check_scene(scene, settings, name)
     engine_before = scene.render.engine
     scene_setup.apply_render_settings(scene, settings)
-    scene_setup.stretch_time(scene, settings.keyframe_multiplier, name)
+    timing.stretch(scene, settings.keyframe_multiplier, name)
     for message in scene_setup.scene_warnings(scene, name, engine_before):
         emit({"event": "warning", "scene": job.get("scene_name", name), "message": message})
     emit({"event": "scene_opened", "scene": job.get("scene_name", name), "blend": blend,

@@ -536,7 +536,10 @@ def test_linked_asset_present_renders_with_its_ground_truth(corpus_dir, tmp_path
     depth = seq.exr(1, "depth")[seq.conv["depth"]["channel"]]
     assert np.abs(depth - seq.analytic_depth(1)).max() / corpus.D < 1e-4
     ids = json.loads((seq.root / "segmentation_ids.json").read_text())["ids"]
-    assert [v["name"] for v in ids.values()] == ["Asset"]
+    # A linked object is named with its library (two libraries may both hold an "Asset").
+    assert [v["name"] for v in ids.values()] == ["Asset [asset_lib.blend]"]
+    seg = seq.exr(1, "segmentation")[seq.conv["segmentation"]["channel"]]
+    assert set(np.unique(seg[depth > 0])) == {float(next(iter(ids)))}
 
 
 @pytest.mark.render

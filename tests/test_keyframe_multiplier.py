@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.render, pytest.mark.smoke]
 
 SCRIPT = r'''
 import json, bpy
-from dataset_forge.render_passes import scene_setup
+from dataset_forge.render_passes import scene_setup, timing
 
 bpy.ops.wm.read_homefile(use_empty=True)
 sc = bpy.context.scene
@@ -56,7 +56,7 @@ def sample(frames):
 
 frames = [1, 6, 11, 16, 21, 31, 41, 50]
 before = sample(frames)
-scene_setup.stretch_time(sc, MULT)
+timing.stretch(sc, MULT)
 after = sample([round(f * MULT) for f in frames])
 print("RESULT" + json.dumps({"before": before, "after": after, "range": [sc.frame_start, sc.frame_end],
                              "fps": scene_setup.frame_rate(sc),

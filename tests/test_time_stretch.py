@@ -3,7 +3,7 @@
 
 One scene holds every time source the stretch accepts (particle systems are refused: exact
 here, but not in renders, see docs/time_stretching.md); it is evaluated frame by frame twice: as
-saved (the reference, at integer and fractional times t), and after ``stretch_time`` (frame F,
+saved (the reference, at integer and fractional times t), and after ``timing.stretch`` (frame F,
 which must show time F/m). Simulations are stepped frame by frame from the scene start in both.
 Renders of the same sources (with depth, normals, flow) are in tests/test_corpus.py.
 """
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.render, pytest.mark.smoke]
 
 BUILD = r'''
 import bpy, json, math, os, sys
-from dataset_forge.render_passes import compat, scene_setup
+from dataset_forge.render_passes import compat, scene_setup, timing
 
 def build():
     bpy.ops.wm.read_homefile(use_empty=True)
@@ -111,7 +111,7 @@ for F in range(round(a * M), round(b * M) + 1):     # fractional times of the fi
         sc.frame_set(int(math.floor(t)), subframe=t - math.floor(t)); ref[t] = sample()
 bpy.ops.wm.open_mainfile(filepath=path, load_ui=False)
 sc = bpy.context.scene
-scene_setup.stretch_time(sc, M, "sources.blend")
+timing.stretch(sc, M, "sources.blend")
 got = {}
 for F in range(sc.frame_start, sc.frame_end + 1):
     sc.frame_set(F); got[F / M] = sample()
@@ -157,7 +157,7 @@ out = {"plain": timing.refusals(sc, 2.0), "odd": timing.refusals(sc, 1.0 / 7.123
                  timing.remap_ratio(1.37), timing.remap_ratio(2.0, 100, 200),
                  timing.remap_ratio(100.0), timing.remap_ratio(0.01)]}
 sc.render.frame_map_old, sc.render.frame_map_new = 100, 50    # the file's own remapping
-scene_setup.stretch_time(sc, 2.0)
+timing.stretch(sc, 2.0)
 out["own_map"] = [sc.render.frame_map_old, sc.render.frame_map_new]
 print("RESULT" + json.dumps(out))
 '''
