@@ -17,7 +17,7 @@ import pytest
 from instance_scenes import SPECS
 from test_instances import PYTHONS, build, render
 
-pytestmark = [pytest.mark.render, pytest.mark.smoke]
+pytestmark = pytest.mark.render  # 4.5/4.2 through DF_EXTRA_PYTHONS, from the 5.0 run
 SPEC = SPECS["gt_instances"]
 
 

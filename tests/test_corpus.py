@@ -208,8 +208,7 @@ def test_time_source_scene_matches_geometry_on_the_stretched_clock(corpus_dir, t
     print(name, m, worst)
 
 
-@pytest.mark.render
-@pytest.mark.smoke
+@pytest.mark.render  # on 4.5/4.2 through DF_EXTRA_PYTHONS, from the 5.0 run
 @pytest.mark.parametrize("python", [p for _, p in PYTHONS], ids=[v for v, _ in PYTHONS])
 @pytest.mark.parametrize("name", corpus.TIME_SOURCES)
 def test_time_sources_on_lts_blender(lts_corpus, tmp_path, name, python):
@@ -231,8 +230,7 @@ def test_time_sources_on_lts_blender(lts_corpus, tmp_path, name, python):
     check_time_source(seq)
 
 
-@pytest.mark.render
-@pytest.mark.smoke
+@pytest.mark.render  # on 4.5/4.2 through DF_EXTRA_PYTHONS, from the 5.0 run
 @pytest.mark.parametrize("python", [p for _, p in PYTHONS], ids=[v for v, _ in PYTHONS])
 def test_simulation_from_a_later_frame_on_lts_blender(lts_corpus, tmp_path, python):
     """A sequence starting after the scene start sees the simulation stepped from the start."""

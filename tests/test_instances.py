@@ -27,7 +27,7 @@ from dataset_forge.dataset import exr
 from dataset_forge.dataset import objects as od
 from instance_scenes import SPECS
 
-pytestmark = [pytest.mark.render, pytest.mark.smoke]
+pytestmark = pytest.mark.render  # 4.5/4.2 through DF_EXTRA_PYTHONS, from the 5.0 run
 
 SPEC = SPECS["gt_instances"]
 FAST = dict(width=64, height=48, max_samples=4, adaptive_threshold=0.0, use_denoising=False,
