@@ -126,6 +126,15 @@ class Frames:
         return self.project(pts, g) - self.uv
 
 
+def stored_flows(seq: Frames, f: int):
+    """``(g, flow)`` for the neighbours ``g = f + 1`` (forward) and ``f - 1`` (backward) that are
+    in the sequence; ``flow`` ``(H, W, 2)`` as stored in frame ``f``'s flow EXR."""
+    fl, ch = seq.exr(f, "flow"), seq.conv["flow"]["channels"]
+    for g, (cu, cv) in ((f + 1, ("forward_u", "forward_v")), (f - 1, ("backward_u", "backward_v"))):
+        if g in seq.frames:
+            yield g, np.stack([fl[ch[cu]], fl[ch[cv]]], -1)
+
+
 def check_time_source(seq: Frames) -> dict[str, float]:
     """Assert every ground-truth kind of every frame against the oracle; returns the worst errors."""
     name, worst = seq.name, {"depth_rel": 0.0, "normal_deg": 0.0, "flow_px": 0.0, "pos_px": 0.0}
@@ -174,12 +183,7 @@ def check_time_source(seq: Frames) -> dict[str, float]:
             assert set(np.unique(seg)) == {float(ramp_id)}
         if "flow" not in seq.conv:
             continue
-        fl, ch = seq.exr(f, "flow"), seq.conv["flow"]["channels"]
-        for g, (cu, cv) in ((f + 1, ("forward_u", "forward_v")), (f - 1, ("backward_u",
-                                                                            "backward_v"))):
-            if g not in seq.frames:
-                continue
-            got = np.stack([fl[ch[cu]], fl[ch[cv]]], -1)
+        for g, got in stored_flows(seq, f):
             want = seq.analytic_flow(f, g)
             mag = np.linalg.norm(want, axis=-1)
             assert np.median(mag) > 0.05  # the scene really moves in this frame
@@ -590,12 +594,7 @@ def test_rigid_body_drop_depth_and_flow(corpus_dir, tmp_path, name):
         fall = 0.5 * spec["gravity"] * ((f - 1) / corpus.FPS) ** 2
         assert abs(x_seen[f] - fall) < 0.03 * fall, (f, x_seen[f], fall)
     for f in seq.frames if spec["bake"] else ():
-        fl, ch = seq.exr(f, "flow"), seq.conv["flow"]["channels"]
-        for g, (cu, cv) in ((f + 1, ("forward_u", "forward_v")), (f - 1, ("backward_u",
-                                                                            "backward_v"))):
-            if g not in seq.frames:
-                continue
-            got = np.stack([fl[ch[cu]], fl[ch[cv]]], -1)
+        for g, got in stored_flows(seq, f):
             want = seq.analytic_flow(f, g, dx=x_seen[g] - x_seen[f], depth=depths[f])
             mag = np.linalg.norm(want, axis=-1)
             assert np.median(mag) > 0.3
