@@ -97,75 +97,35 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
     """
     out = Path(seq["out_dir"])
     scene_name = job.get("scene_name", Path(job["blend"]).stem)
-    a = scene.frame_start if seq.get("frame_start") is None else int(seq["frame_start"])
-    b = scene.frame_end if seq.get("frame_end") is None else int(seq["frame_end"])
-    if not seq.get("id"):
-        seq["id"] = sequence_id(settings.keyframe_multiplier, a, b - a + 1)
-    if b < a:
-        raise scene_setup.SceneError(f"{scene_name}: empty frame range {a}..{b}")
-    notice = provenance.prepare(out, job["blend"], settings, _blender_version(), scene.name,
-                                scene_name)
-    if notice:
-        emit({"event": Ev.NOTICE, "scene": scene_name, "job": seq["id"], "message": notice})
+    a, b = _frame_range(scene, seq, settings, scene_name)
+    _check_provenance(out, scene, job["blend"], settings, scene_name, seq["id"], emit)
     (out / layout.RGB_FOLDER).mkdir(parents=True, exist_ok=True)
     journal = Journal(out, background=True)
     ext = layout.RGB_EXTENSIONS[settings.file_format]
     rig = PassRig(scene, settings, out)
-    frames_meta: list[dict[str, Any]] = []
-    todo = [f for f in range(a, b + 1)]
-    if settings.allow_skips:
-        todo_set = set()
-        for f in todo:
-            files = [layout.rgb_file(f, ext), *rig.frame_files(f).values()]
-            if not journal.is_done(f, files):
-                todo_set.add(f)
-    else:
-        todo_set = set(todo)
+    todo = _todo_frames(journal, rig, a, b, ext) if settings.allow_skips else set(range(a, b + 1))
     emit({"event": Ev.JOB_STARTED, "job": seq["id"], "scene": scene_name, "frames": b - a + 1,
-          "todo": len(todo_set)})
+          "todo": len(todo)})
     t_job = time.perf_counter()
+    frames_meta: list[dict[str, Any]] = []
     k0 = None
-    positions = []
     timing.preroll(scene, a)
     try:
         for f in range(a, b + 1):
-            scene.frame_set(f)
-            cam = scene.camera
-            k = cam_model.intrinsics(scene_setup.camera_params(scene, cam))
+            rgb, gt_files = layout.rgb_file(f, ext), rig.frame_files(f)
+            entry, k = _frame_entry(scene, f, a, rgb, gt_files, k0)
             k0 = k0 or k
-            pose = cam_model.orthonormal_pose(_matrix(cam.matrix_world))
-            positions.append([pose[0][3], pose[1][3], pose[2][3]])
-            gt_files = rig.frame_files(f)
-            rgb = layout.rgb_file(f, ext)
-            entry: dict[str, Any] = {"file_path": rgb, "transform_matrix": pose, "frame": f,
-                                     "time": (f - a) / scene_setup.frame_rate(scene),
-                                     layout.FRAME_CAMERA_KEY: cam.name, **gt_files}
-            if k != k0:  # animated lens or shift: per-frame intrinsics
-                entry.update({"fl_x": k.fl_x, "fl_y": k.fl_y, "cx": k.cx, "cy": k.cy,
-                              "intrinsics": k.K})
             frames_meta.append(entry)
-            if f not in todo_set:
+            if f not in todo:
                 rig.finish_frame(f, rendered=False)
                 emit({"event": Ev.FRAME_SKIPPED, "job": seq["id"], "scene": scene_name, "frame": f})
                 continue
             if budget[0] is not None and budget[0] <= 0:
                 raise BudgetExhausted()
-            rig.prepare_frame(f)
-            # write_still does not expand '#': name the file of this frame explicitly.
-            scene.render.filepath = str((out / rgb).with_suffix(""))
-            t0 = time.perf_counter()
-            try:
-                bpy.ops.render.render(write_still=True)
-            except RuntimeError as exc:  # "cannot save": a write error, said in one line
-                raise (render_save_error(str(exc)) or exc) from None
-            dt = time.perf_counter() - t0
-            rig.finish_frame(f, rendered=True)
-            # Verified now; fsync'ed and journaled by the journal's thread during the next
-            # render, and only then reported done.
-            journal.mark_done(f, [rgb, *gt_files.values(), *(
-                layout.preview_file(k, f) for k in rig.kinds if settings.debug)], then=partial(
-                emit, {"event": Ev.FRAME_DONE, "job": seq["id"], "scene": scene_name, "frame": f,
-                       "seconds": round(dt, 4), "rss_mib": _rss_mib()}))
+            files = [rgb, *gt_files.values(), *(
+                layout.preview_file(kind, f) for kind in rig.kinds if settings.debug)]
+            _render_and_journal(scene, rig, journal, out, f, rgb, files, emit, {
+                "event": Ev.FRAME_DONE, "job": seq["id"], "scene": scene_name, "frame": f})
             if budget[0] is not None:
                 budget[0] -= 1
         journal.flush()
@@ -174,17 +134,110 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
     finally:
         journal.close()
         rig.teardown()
-    fps = scene_setup.frame_rate(scene)
+    _write_transforms(out, scene, seq, job, settings, scene_name, a, b, k0, frames_meta,
+                      cameras, rig.conventions())
+    _write_info(out, scene, settings, a, b, frames_meta, object_stats, t_job, device)
+    emit({"event": Ev.JOB_DONE, "job": seq["id"], "scene": scene_name,
+          "seconds": round(time.perf_counter() - t_job, 4)})
+
+
+def _frame_range(scene, seq: dict[str, Any], settings: Settings,
+                 scene_name: str) -> tuple[int, int]:
+    """First and last frame (inclusive) of ``seq``, the scene's own where unset; names the
+    sequence (``seq['id']``) when it has no id yet. Raises SceneError on an empty range."""
+    a = scene.frame_start if seq.get("frame_start") is None else int(seq["frame_start"])
+    b = scene.frame_end if seq.get("frame_end") is None else int(seq["frame_end"])
+    if not seq.get("id"):
+        seq["id"] = sequence_id(settings.keyframe_multiplier, a, b - a + 1)
+    if b < a:
+        raise scene_setup.SceneError(f"{scene_name}: empty frame range {a}..{b}")
+    return a, b
+
+
+def _check_provenance(out: Path, scene, blend: str, settings: Settings, scene_name: str,
+                      job_id: str, emit: Emit) -> None:
+    """Compare what ``out`` was rendered from (``.blend``, settings, Blender, scene) with this
+    run and record this run (:func:`engine.provenance.prepare`); emits the one-line notice
+    when the folder is re-rendered from scratch because something changed."""
+    notice = provenance.prepare(out, blend, settings, _blender_version(), scene.name, scene_name)
+    if notice:
+        emit({"event": Ev.NOTICE, "scene": scene_name, "job": job_id, "message": notice})
+
+
+def _todo_frames(journal: Journal, rig: PassRig, a: int, b: int, ext: str) -> set[int]:
+    """Frames of ``a..b`` the journal does not hold complete: the RGB file (extension ``ext``)
+    and every ground-truth file of the frame, as journaled and still on disk."""
+    return {f for f in range(a, b + 1)
+            if not journal.is_done(f, [layout.rgb_file(f, ext), *rig.frame_files(f).values()])}
+
+
+def _frame_entry(scene, f: int, a: int, rgb: str, gt_files: dict[str, str],
+                 k0: cam_model.Intrinsics | None) -> tuple[dict[str, Any], cam_model.Intrinsics]:
+    """Set the scene to frame ``f`` and return its ``transforms.json`` entry and intrinsics.
+
+    The entry holds the file names, the camera-to-world pose, the time since frame ``a`` (s)
+    and the active camera's name; per-frame intrinsics only where they differ from ``k0``
+    (the first frame's, None while there is none: an animated lens or shift)."""
+    scene.frame_set(f)
+    cam = scene.camera
+    k = cam_model.intrinsics(scene_setup.camera_params(scene, cam))
+    pose = cam_model.orthonormal_pose(_matrix(cam.matrix_world))
+    entry: dict[str, Any] = {"file_path": rgb, "transform_matrix": pose, "frame": f,
+                             "time": (f - a) / scene_setup.frame_rate(scene),
+                             layout.FRAME_CAMERA_KEY: cam.name, **gt_files}
+    if k0 is not None and k != k0:
+        entry.update({"fl_x": k.fl_x, "fl_y": k.fl_y, "cx": k.cx, "cy": k.cy, "intrinsics": k.K})
+    return entry, k
+
+
+def _render_and_journal(scene, rig: PassRig, journal: Journal, out: Path, f: int, rgb: str,
+                        files: list[str], emit: Emit, done: dict[str, Any]) -> None:
+    """Render frame ``f`` (the scene is at it) to ``out / rgb`` and its ground truth, then hand
+    ``files`` (relative to ``out``) to the journal.
+
+    They are verified now; the journal's thread fsyncs and journals them during the next
+    render, and only then emits ``done`` with the render time (s) and memory added. A
+    "cannot save" from Blender becomes a one-line :class:`WriteError`."""
+    rig.prepare_frame(f)
+    # write_still does not expand '#': name the file of this frame explicitly.
+    scene.render.filepath = str((out / rgb).with_suffix(""))
+    t0 = time.perf_counter()
+    try:
+        bpy.ops.render.render(write_still=True)
+    except RuntimeError as exc:  # "cannot save": a write error, said in one line
+        raise (render_save_error(str(exc)) or exc) from None
+    dt = time.perf_counter() - t0
+    rig.finish_frame(f, rendered=True)
+    journal.mark_done(f, files, then=partial(
+        emit, {**done, "seconds": round(dt, 4), "rss_mib": _rss_mib()}))
+
+
+def _write_transforms(out: Path, scene, seq: dict[str, Any], job: dict[str, Any],
+                      settings: Settings, scene_name: str, a: int, b: int,
+                      k0: cam_model.Intrinsics, frames_meta: list[dict[str, Any]],
+                      cameras: list[str], conventions: dict[str, Any]) -> None:
+    """Write the ``transforms.json`` of frames ``a..b``: intrinsics ``k0`` of the first frame,
+    the frame entries, and the cameras in order of use where a camera cut switches them."""
     transforms = build_transforms(
         intrinsics=k0, channels=len(settings.color_mode) if settings.color_mode != "BW" else 1,
-        frames=frames_meta, frame_rate=fps, keyframe_multiplier=settings.keyframe_multiplier,
+        frames=frames_meta, frame_rate=scene_setup.frame_rate(scene),
+        keyframe_multiplier=settings.keyframe_multiplier,
         frame_start=a, frame_end=b, scene=scene_name, blend_file=job["blend"],
         sequence_id=seq["id"], blender_version=_blender_version(),
         dataset_forge_version=__version__, camera=frames_meta[0][layout.FRAME_CAMERA_KEY],
-        unit_scale=scene.unit_settings.scale_length, conventions=rig.conventions(),
+        unit_scale=scene.unit_settings.scale_length, conventions=conventions,
         extra={layout.CAMERAS_KEY: cameras} if len(cameras) > 1 else None)
     write_json_atomic(out / layout.TRANSFORMS, transforms)
-    # Camera path length (scene units) over the time from the first to the last frame (s).
+
+
+def _write_info(out: Path, scene, settings: Settings, a: int, b: int,
+                frames_meta: list[dict[str, Any]], object_stats: dict[str, Any], t_job: float,
+                device: str) -> None:
+    """Write the ``info.json`` of frames ``a..b``: camera path length (scene units) and mean
+    speed over the time from the first to the last frame (s), render time since ``t_job``
+    (``time.perf_counter``), device, versions and the object statistics if any."""
+    fps = scene_setup.frame_rate(scene)
+    positions = [[fr["transform_matrix"][r][3] for r in range(3)] for fr in frames_meta]
     dist = sum(math.dist(p, q) for p, q in zip(positions, positions[1:]))
     elapsed = (b - a) / fps
     write_json_atomic(out / layout.INFO, {
@@ -195,8 +248,6 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
         "blender_version": _blender_version(), "keyframe_multiplier": settings.keyframe_multiplier,
         **({"objects": object_stats} if object_stats else {}),
     })
-    emit({"event": Ev.JOB_DONE, "job": seq["id"], "scene": scene_name,
-          "seconds": round(time.perf_counter() - t_job, 4)})
 
 
 def mark_camera_cuts(scene, frames_meta: list[dict[str, Any]], a: int, b: int,
