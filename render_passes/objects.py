@@ -9,8 +9,9 @@ the picture. Frames skipped on a resumed run fall back to the viewport depsgraph
 
 After the frame's render it turns the raw Object Index + Depth pass file into the final
 segmentation EXR (object and instance ids, :func:`dataset.objects.resolve_pixels`) and measures
-the visible boxes. :meth:`ObjectTracker.write` writes ``objects.json`` and the ``instances``
-part of ``segmentation_ids.json``. The file format is documented in ``dataset/objects.py``.
+the visible boxes. :meth:`ObjectTracker.document` and :meth:`ObjectTracker.instances_doc` give
+``objects.json`` and the ``instances`` part of ``segmentation_ids.json``, which the pass rig
+writes (``PassRig.finish_sequence``). The file format is documented in ``dataset/objects.py``.
 """
 
 from __future__ import annotations

@@ -345,7 +345,8 @@ def _message(exc: BaseException) -> str:
 
 def _clean_exit(rc: int) -> None:
     """Exit without running Blender's own teardown: with a handler or timer still registered the
-    4.5 module hangs at exit and 4.2 segfaults (BLENDER_FACTS §7)."""
+    4.5 module hangs at exit and 4.2 segfaults (docs/blender_notes.md, the bpy module as a
+    process)."""
     containment.leave()  # unmute the scene's File Output nodes, remove Blender's temp folder
     for stream in (sys.stdout, sys.stderr):
         try:
