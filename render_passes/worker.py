@@ -69,13 +69,8 @@ def open_scene(job: dict[str, Any], settings: Settings, emit: Emit):
     """Open the job's .blend and prepare it; raises SceneError with the fix on bad input."""
     blend = job["blend"]
     name = os.path.basename(blend)
-    if not os.path.isfile(blend):
-        raise scene_setup.SceneError(f"{name}: file not found at {blend}")
     t0 = time.perf_counter()
-    try:
-        compat.open_blend(blend, use_scripts=settings.autoexec)
-    except RuntimeError as exc:
-        raise scene_setup.SceneError(_unreadable(name, exc, blend)) from None
+    _open_blend(blend, settings)
     scene = scene_setup.select_scene(settings.scene, name)
     scene_setup.check_scene(scene, settings, name)
     engine_before = scene.render.engine
@@ -86,6 +81,18 @@ def open_scene(job: dict[str, Any], settings: Settings, emit: Emit):
     emit({"event": "scene_opened", "scene": job.get("scene_name", name), "blend": blend,
           "seconds": round(time.perf_counter() - t0, 4)})
     return scene
+
+
+def _open_blend(blend: str, settings: Settings) -> None:
+    """Open ``blend`` (embedded scripts only with ``autoexec``); raises SceneError naming the
+    file when it is missing or Blender cannot read it."""
+    name = os.path.basename(blend)
+    if not os.path.isfile(blend):
+        raise scene_setup.SceneError(f"{name}: file not found at {blend}")
+    try:
+        compat.open_blend(blend, use_scripts=settings.autoexec)
+    except RuntimeError as exc:
+        raise scene_setup.SceneError(_unreadable(name, exc, blend)) from None
 
 
 def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: Settings,
@@ -374,12 +381,7 @@ def probe(job: dict[str, Any], emit: Emit) -> int:
                                 "frame_end": None, "fps": None, "camera": None, "scene": None,
                                 "error": None}
         try:
-            if not os.path.isfile(blend):
-                raise scene_setup.SceneError(f"{name}: file not found at {blend}")
-            try:
-                compat.open_blend(blend, use_scripts=settings.autoexec)
-            except RuntimeError as exc:
-                raise scene_setup.SceneError(_unreadable(name, exc, blend)) from None
+            _open_blend(blend, settings)
             info["scenes"] = [s.name for s in bpy.data.scenes]
             scene = scene_setup.select_scene(settings.scene, name)
             info.update(scene=scene.name, frame_start=scene.frame_start, frame_end=scene.frame_end,
