@@ -180,6 +180,7 @@ class ObjectTracker:
         t0 = time.perf_counter()
         records: list[dict[str, Any]] = []
         geoms: dict[tuple[int, int], _Geometry | None] = {}
+        structural: dict[str, bool] = {}  # per object, not per drawn copy
         for inst in dg.object_instances:
             ob = inst.object
             orig = ob.original
@@ -207,10 +208,12 @@ class ObjectTracker:
             if g is None:
                 continue
             iid = od.instance_id(od.instance_key(name, chain, pid))
+            if name not in structural:
+                structural[name] = structural_deformer(orig)
             records.append({"iid": iid, "name": name, "chain": chain, "pid": pid,
                             "matrix": _m(inst.matrix_world), "geom": g,
                             "pass_value": int(orig.pass_index),
-                            "structural": structural_deformer(orig)})
+                            "structural": structural[name]})
         pose = cam_model.orthonormal_pose(_m(camera.matrix_world).tolist())
         k = cam_model.intrinsics(scene_setup.camera_params(self.scene, camera))
         self._current[frame] = (records, camera.name, pose, k, float(camera.data.clip_start))
