@@ -21,6 +21,7 @@ import os
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,18 @@ from .passes import PassRig
 
 class BudgetExhausted(Exception):
     """The worker rendered its frame budget; the runner starts a fresh process for the rest."""
+
+
+@dataclass(frozen=True)
+class _Sequence:
+    """One sequence being rendered: its folder, id, scene name (for events and files) and
+    frame range ``a..b`` (inclusive)."""
+
+    out: Path
+    id: str
+    scene_name: str
+    a: int
+    b: int
 
 
 def _matrix(m) -> list[list[float]]:
@@ -105,7 +118,8 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
     out = Path(seq["out_dir"])
     scene_name = job.get("scene_name", Path(job["blend"]).stem)
     a, b = _frame_range(scene, seq, settings, scene_name)
-    _check_provenance(out, scene, job["blend"], settings, scene_name, seq["id"], emit)
+    sq = _Sequence(out, seq["id"], scene_name, a, b)
+    _check_provenance(sq, scene, job["blend"], settings, emit)
     (out / layout.RGB_FOLDER).mkdir(parents=True, exist_ok=True)
     journal = Journal(out, background=True)
     ext = layout.RGB_EXTENSIONS[settings.file_format]
@@ -131,8 +145,7 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
                 raise BudgetExhausted()
             files = [rgb, *gt_files.values(), *(
                 layout.preview_file(kind, f) for kind in rig.kinds if settings.debug)]
-            _render_and_journal(scene, rig, journal, out, f, rgb, files, emit, {
-                "event": Ev.FRAME_DONE, "job": seq["id"], "scene": scene_name, "frame": f})
+            _render_and_journal(scene, rig, journal, sq, f, rgb, files, emit)
             if budget[0] is not None:
                 budget[0] -= 1
         journal.flush()
@@ -141,9 +154,9 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
     finally:
         journal.close()
         rig.teardown()
-    _write_transforms(out, scene, seq, job, settings, scene_name, a, b, k0, frames_meta,
-                      cameras, rig.conventions())
-    _write_info(out, scene, settings, a, b, frames_meta, object_stats, t_job, device)
+    _write_transforms(sq, scene, job["blend"], settings, k0, frames_meta, cameras,
+                      rig.conventions())
+    _write_info(sq, scene, settings, frames_meta, object_stats, t_job, device)
     emit({"event": Ev.JOB_DONE, "job": seq["id"], "scene": scene_name,
           "seconds": round(time.perf_counter() - t_job, 4)})
 
@@ -161,14 +174,14 @@ def _frame_range(scene, seq: dict[str, Any], settings: Settings,
     return a, b
 
 
-def _check_provenance(out: Path, scene, blend: str, settings: Settings, scene_name: str,
-                      job_id: str, emit: Emit) -> None:
-    """Compare what ``out`` was rendered from (``.blend``, settings, Blender, scene) with this
+def _check_provenance(sq: _Sequence, scene, blend: str, settings: Settings, emit: Emit) -> None:
+    """Compare what ``sq.out`` was rendered from (``.blend``, settings, Blender, scene) with this
     run and record this run (:func:`engine.provenance.prepare`); emits the one-line notice
     when the folder is re-rendered from scratch because something changed."""
-    notice = provenance.prepare(out, blend, settings, _blender_version(), scene.name, scene_name)
+    notice = provenance.prepare(sq.out, blend, settings, _blender_version(), scene.name,
+                                sq.scene_name)
     if notice:
-        emit({"event": Ev.NOTICE, "scene": scene_name, "job": job_id, "message": notice})
+        emit({"event": Ev.NOTICE, "scene": sq.scene_name, "job": sq.id, "message": notice})
 
 
 def _todo_frames(journal: Journal, rig: PassRig, a: int, b: int, ext: str) -> set[int]:
@@ -197,17 +210,17 @@ def _frame_entry(scene, f: int, a: int, rgb: str, gt_files: dict[str, str],
     return entry, k
 
 
-def _render_and_journal(scene, rig: PassRig, journal: Journal, out: Path, f: int, rgb: str,
-                        files: list[str], emit: Emit, done: dict[str, Any]) -> None:
-    """Render frame ``f`` (the scene is at it) to ``out / rgb`` and its ground truth, then hand
-    ``files`` (relative to ``out``) to the journal.
+def _render_and_journal(scene, rig: PassRig, journal: Journal, sq: _Sequence, f: int, rgb: str,
+                        files: list[str], emit: Emit) -> None:
+    """Render frame ``f`` (the scene is at it) to ``sq.out / rgb`` and its ground truth, then
+    hand ``files`` (relative to ``sq.out``) to the journal.
 
     They are verified now; the journal's thread fsyncs and journals them during the next
-    render, and only then emits ``done`` with the render time (s) and memory added. A
+    render, and only then emits ``frame_done`` with the render time (s) and memory. A
     "cannot save" from Blender becomes a one-line :class:`WriteError`."""
     rig.prepare_frame(f)
     # write_still does not expand '#': name the file of this frame explicitly.
-    scene.render.filepath = str((out / rgb).with_suffix(""))
+    scene.render.filepath = str((sq.out / rgb).with_suffix(""))
     t0 = time.perf_counter()
     try:
         bpy.ops.render.render(write_still=True)
@@ -216,39 +229,39 @@ def _render_and_journal(scene, rig: PassRig, journal: Journal, out: Path, f: int
     dt = time.perf_counter() - t0
     rig.finish_frame(f, rendered=True)
     journal.mark_done(f, files, then=partial(
-        emit, {**done, "seconds": round(dt, 4), "rss_mib": _rss_mib()}))
+        emit, {"event": Ev.FRAME_DONE, "job": sq.id, "scene": sq.scene_name, "frame": f,
+               "seconds": round(dt, 4), "rss_mib": _rss_mib()}))
 
 
-def _write_transforms(out: Path, scene, seq: dict[str, Any], job: dict[str, Any],
-                      settings: Settings, scene_name: str, a: int, b: int,
+def _write_transforms(sq: _Sequence, scene, blend: str, settings: Settings,
                       k0: cam_model.Intrinsics, frames_meta: list[dict[str, Any]],
                       cameras: list[str], conventions: dict[str, Any]) -> None:
-    """Write the ``transforms.json`` of frames ``a..b``: intrinsics ``k0`` of the first frame,
-    the frame entries, and the cameras in order of use where a camera cut switches them."""
+    """Write the ``transforms.json`` of the sequence (rendered from ``blend``): intrinsics
+    ``k0`` of the first frame, the frame entries, and the cameras in order of use where a
+    camera cut switches them."""
     transforms = build_transforms(
         intrinsics=k0, channels=len(settings.color_mode) if settings.color_mode != "BW" else 1,
         frames=frames_meta, frame_rate=scene_setup.frame_rate(scene),
         keyframe_multiplier=settings.keyframe_multiplier,
-        frame_start=a, frame_end=b, scene=scene_name, blend_file=job["blend"],
-        sequence_id=seq["id"], blender_version=_blender_version(),
+        frame_start=sq.a, frame_end=sq.b, scene=sq.scene_name, blend_file=blend,
+        sequence_id=sq.id, blender_version=_blender_version(),
         dataset_forge_version=__version__, camera=frames_meta[0][layout.FRAME_CAMERA_KEY],
         unit_scale=scene.unit_settings.scale_length, conventions=conventions,
         extra={layout.CAMERAS_KEY: cameras} if len(cameras) > 1 else None)
-    write_json_atomic(out / layout.TRANSFORMS, transforms)
+    write_json_atomic(sq.out / layout.TRANSFORMS, transforms)
 
 
-def _write_info(out: Path, scene, settings: Settings, a: int, b: int,
-                frames_meta: list[dict[str, Any]], object_stats: dict[str, Any], t_job: float,
-                device: str) -> None:
-    """Write the ``info.json`` of frames ``a..b``: camera path length (scene units) and mean
+def _write_info(sq: _Sequence, scene, settings: Settings, frames_meta: list[dict[str, Any]],
+                object_stats: dict[str, Any], t_job: float, device: str) -> None:
+    """Write the ``info.json`` of the sequence: camera path length (scene units) and mean
     speed over the time from the first to the last frame (s), render time since ``t_job``
     (``time.perf_counter``), device, versions and the object statistics if any."""
     fps = scene_setup.frame_rate(scene)
     positions = [[fr["transform_matrix"][r][3] for r in range(3)] for fr in frames_meta]
     dist = sum(math.dist(p, q) for p, q in zip(positions, positions[1:]))
-    elapsed = (b - a) / fps
-    write_json_atomic(out / layout.INFO, {
-        "frame_rate": fps, "num_frames": b - a + 1, "distance_traveled": dist,
+    elapsed = (sq.b - sq.a) / fps
+    write_json_atomic(sq.out / layout.INFO, {
+        "frame_rate": fps, "num_frames": sq.b - sq.a + 1, "distance_traveled": dist,
         "average_velocity": dist / elapsed if elapsed > 0 else 0.0, "elapsed_time": elapsed,
         "unit_scale_m": scene.unit_settings.scale_length,
         "render_seconds": round(time.perf_counter() - t_job, 3), "device": device,
