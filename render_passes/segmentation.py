@@ -12,17 +12,17 @@ RENDERABLE = {"MESH", "CURVE", "SURFACE", "META", "FONT", "CURVES", "POINTCLOUD"
 MAX_ID = 32767  # Object.pass_index is a short
 
 
-def rendered_objects(scene, view_layer, any_type: bool = False) -> list:
-    """Objects of ``view_layer`` that the render can show: renderable type (any type with
-    ``any_type``, e.g. instancing empties), not hidden from render, in a collection that is
-    neither excluded from the layer nor hidden from render."""
+def rendered_objects(scene, view_layer) -> list:
+    """Objects of ``view_layer`` that the render can show or instance from (any type, e.g.
+    instancing empties): not hidden from render, in a collection that is neither excluded from
+    the layer nor hidden from render."""
     seen: dict[str, Any] = {}
 
     def walk(lc) -> None:
         if lc.exclude or lc.collection.hide_render:
             return
         for ob in lc.collection.objects:
-            if (any_type or ob.type in RENDERABLE) and not ob.hide_render:
+            if not ob.hide_render:
                 seen[ob.name] = ob
         for child in lc.children:
             walk(child)
