@@ -261,6 +261,10 @@ class Ledger:
             return 0.0
         return min(1.0, (self.frames_done + self.frames_skipped) / self.frames_total)
 
+    def overall(self, done: bool) -> float:
+        """:attr:`fraction`, but 1.0 once a run with no planned frames is ``done``."""
+        return 1.0 if done and self.frames_total <= 0 else self.fraction
+
     def elapsed(self, now: float) -> float:
         return max(0.0, now - self.started_at) if self.started_at is not None else 0.0
 
@@ -280,7 +284,7 @@ class Ledger:
         eta = self.eta_seconds(now)
         return {"event": Ev.PROGRESS.value, "frames_done": self.frames_done,
                 "frames_skipped": self.frames_skipped, "frames_total": self.frames_total,
-                "fraction": round(1.0 if done and self.frames_total <= 0 else self.fraction, 4),
+                "fraction": round(self.overall(done), 4),
                 "eta": None if eta is None else round(eta, 1),
                 "fps": round(self.frames_per_second(now), 3), "workers": workers,
                 "scenes_total": len(self.results),

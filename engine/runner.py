@@ -149,7 +149,7 @@ class Runner:
 
     @property
     def progress(self) -> float:
-        return 1.0 if self.done and self.frames_total <= 0 else self.ledger.fraction
+        return self.ledger.overall(self.done)
 
     @property
     def eta_seconds(self) -> float | None:
