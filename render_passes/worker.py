@@ -90,8 +90,8 @@ def open_scene(job: dict[str, Any], settings: Settings, emit: Emit):
     scene_setup.apply_render_settings(scene, settings)
     timing.stretch(scene, settings.keyframe_multiplier, name)
     for message in scene_setup.scene_warnings(scene, name, engine_before):
-        emit({"event": "warning", "scene": job.get("scene_name", name), "message": message})
-    emit({"event": "scene_opened", "scene": job.get("scene_name", name), "blend": blend,
+        emit({"event": Ev.WARNING, "scene": job.get("scene_name", name), "message": message})
+    emit({"event": Ev.SCENE_OPENED, "scene": job.get("scene_name", name), "blend": blend,
           "seconds": round(time.perf_counter() - t0, 4)})
     return scene
 
@@ -385,12 +385,13 @@ def probe(job: dict[str, Any], emit: Emit) -> int:
     try:
         settings = Settings.from_dict(job.get("settings") or {})
     except SettingsError as exc:
-        emit({"event": "error", "scene": None, "job": None, "message": str(exc), "permanent": True})
+        emit({"event": Ev.ERROR, "scene": None, "job": None, "message": str(exc),
+              "permanent": True})
         return 1
     for blend in job.get("blends", []):
-        emit({"event": "probe_started", "blend": blend})
+        emit({"event": Ev.PROBE_STARTED, "blend": blend})
         name = os.path.basename(blend)
-        info: dict[str, Any] = {"event": "probe", "blend": blend, "frame_start": None,
+        info: dict[str, Any] = {"event": Ev.PROBE, "blend": blend, "frame_start": None,
                                 "frame_end": None, "fps": None, "camera": None, "scene": None,
                                 "error": None}
         try:
