@@ -17,6 +17,7 @@ writes (``PassRig.finish_sequence``). The file format is documented in ``dataset
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import numpy as np
 
 from ..dataset import camera as cam_model
 from ..dataset import objects as od
-from . import scene_setup
+from . import compat, scene_setup
 
 # Modifiers whose result changes over time without the object's matrix changing.
 DEFORMERS = {"ARMATURE", "CLOTH", "SOFT_BODY", "FLUID", "DYNAMIC_PAINT", "OCEAN", "WAVE",
@@ -48,8 +49,6 @@ def structural_deformer(ob) -> bool:
         return True  # animated or driven shape keys (static ones change nothing over time)
     ad = ob.animation_data
     if ad is not None:
-        from . import compat
-
         paths = []
         if ad.action is not None:
             paths += [fc.data_path for fc in compat.iter_fcurves(ad.action)]
@@ -175,8 +174,6 @@ class ObjectTracker:
         self._collect(frame, dg, self.scene.camera)
 
     def _collect(self, frame: int, dg, camera) -> None:
-        import time
-
         t0 = time.perf_counter()
         records: list[dict[str, Any]] = []
         geoms: dict[tuple[int, int], _Geometry | None] = {}
@@ -240,8 +237,6 @@ class ObjectTracker:
     # -- after the render ------------------------------------------------------------------
     def finish_frame(self, frame: int, raw: Path | None, final: Path) -> None:
         """Write ``final`` from ``raw`` (when given; then removed) and record the frame."""
-        import time
-
         if frame not in self._current:
             self.collect_viewport(frame)
             self.sources["viewport_depsgraph"] += 1
