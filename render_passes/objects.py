@@ -130,10 +130,9 @@ class ObjectTracker:
     ``classes``: object name -> class; ``rendered``: names of objects the render can draw by
     themselves (visible collections, not hidden)."""
 
-    def __init__(self, scene, seq_dir: Path, ids: dict[str, int], classes: dict[str, str],
-                 rendered: set[str], compression: str):
+    def __init__(self, scene, ids: dict[str, int], classes: dict[str, str], rendered: set[str],
+                 compression: str):
         self.scene = scene
-        self.seq_dir = Path(seq_dir)
         self.ids, self.classes, self.rendered = ids, classes, rendered
         self.compression = compression
         self.infos: dict[int, dict[str, Any]] = {}

@@ -355,5 +355,5 @@ class PassRig:
         write_json_atomic(self.seq_dir / layout.IDS_FILE, doc)
         classes = {v["name"]: v["class"] for v in doc["ids"].values()}
         rendered = {o.name_full for o in segmentation.rendered_objects(self.scene, vl)}
-        self.tracker = ObjectTracker(self.scene, self.seq_dir, self.ids, classes, rendered,
+        self.tracker = ObjectTracker(self.scene, self.ids, classes, rendered,
                                      self.settings.exr_codec)
