@@ -94,8 +94,7 @@ def sequence_state(out_dir: str | os.PathLike, frame_start: int, frame_end: int,
     (``provenance.json``) count as not complete."""
     out = Path(out_dir)
     journal = Journal(out)
-    complete = sum(1 for f in range(frame_start, frame_end + 1)
-                   if f in journal.done_frames and journal.is_done(f))
+    complete = sum(1 for f in range(frame_start, frame_end + 1) if journal.is_done(f))
     if settings is not None and complete and not settings_match(out, settings):
         complete = 0
     n = frame_end - frame_start + 1
