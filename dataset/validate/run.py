@@ -54,17 +54,19 @@ def _geometry(seq: Sequence, good: dict[str, set[int]], t: Thresholds, stride: i
     return out
 
 
-def validate_sequence(path: str | os.PathLike, thresholds: Thresholds | None = None, *,
+def validate_sequence(path: str | os.PathLike | Sequence, thresholds: Thresholds | None = None, *,
                       stride: int = 1, manifest_frames: int | None = None,
                       progress=None) -> dict[str, Any]:
-    """Validate one sequence folder; returns ``{"path", "ok", "checks": {name: check}, ...}``.
-    ``stride``: check geometry on every ``stride``-th frame (pair) only."""
+    """Validate one sequence folder (or an already loaded :class:`Sequence`); returns ``{"path",
+    "ok", "checks": {name: check}, ...}``. ``stride``: check geometry on every ``stride``-th frame
+    (pair) only."""
     t = thresholds or Thresholds()
     t0 = time.monotonic()
-    path = Path(path)
+    loaded = path if isinstance(path, Sequence) else None
+    path = loaded.path if loaded is not None else Path(path)
     rep: dict[str, Any] = {"path": str(path), "ok": False, "checks": {}}
     try:
-        seq = Sequence(path)
+        seq = loaded if loaded is not None else Sequence(path)
     except (DatasetError, OSError) as exc:
         rep["checks"]["schema"] = _check(False, str(exc))
         rep["failed"] = ["schema"]
@@ -168,7 +170,9 @@ def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds |
                     say(progress_bar(len(results), len(seq_paths), t0, verdict(rel[p], results[p])))
     else:
         for p in seq_paths:
-            results[p] = validate_sequence(p, t, stride=stride, manifest_frames=mframes[p],
+            # a sequence folder was loaded above already: validate that Sequence, not a second read
+            results[p] = validate_sequence(src if isinstance(src, Sequence) else p, t, stride=stride,
+                                           manifest_frames=mframes[p],
                                            progress=say)
             if say:
                 say(progress_bar(len(results), len(seq_paths), t0, verdict(rel[p], results[p])))
