@@ -77,6 +77,12 @@ def _inside(seq_dir: Path, rel: Any, what: str) -> Path:
     return seq_dir / rel
 
 
+def _instance_ids(raw: np.ndarray) -> np.ndarray:
+    """``(H, W)`` int64 instance ids from the stored channel (uint32 exact, float rounded)."""
+    return (raw.astype(np.int64) if raw.dtype.kind in "ui"
+            else np.rint(raw.astype(np.float64)).astype(np.int64))
+
+
 def _read_json(path: Path) -> Any:
     try:
         with open(path, encoding="utf-8") as fh:
@@ -205,11 +211,25 @@ class Frame:
         if c is None:
             return None
 
-        def read():
-            raw = exr.read_stored(self._need("segmentation"), [c])[c]
-            return (raw.astype(np.int64) if raw.dtype.kind in "ui"
-                    else np.rint(raw.astype(np.float64)).astype(np.int64))
-        return self._get("instances", read)
+        return self._get("instances", lambda: _instance_ids(
+            exr.read_stored(self._need("segmentation"), [c])[c]))
+
+    def adopt(self, kind: str, channels: dict[str, np.ndarray]) -> None:
+        """Use ``channels`` already decoded from this frame's ``kind`` file (float32, the
+        instance channel uint32 or float32, as :func:`exr.read_stored` gives them) instead of
+        reading the file again."""
+        c = self.sequence.channels.get(kind)
+        if kind == "depth":
+            self._cache["depth"] = channels[c].astype(np.float32, copy=False)
+        elif kind == "normal":
+            self._cache["normal"] = np.stack([channels[n] for n in c], axis=-1).astype(np.float32, copy=False)
+        elif kind == "flow":
+            self._cache["flow"] = np.stack([channels[c[k]] for k in FLOW_KEYS],
+                                           axis=-1).astype(np.float32, copy=False)
+        elif kind == "segmentation":  # the instance ids (object ids are cheap to round again)
+            inst = self.sequence.instance_channel
+            if inst is not None and inst in channels:
+                self._cache["instances"] = _instance_ids(channels[inst])
 
     @property
     def objects(self) -> FrameObjects | None:
