@@ -66,12 +66,13 @@ class DatasetError(DatasetForgeError, ValueError):
     """A folder that is not a sequence or dataset, or a ``transforms.json`` that cannot be used."""
 
 
-def _inside(seq_dir: Path, rel: Any, what: str) -> Path:
-    """``seq_dir / rel`` after checking that it stays inside ``seq_dir`` (nothing is read)."""
+def _inside(seq_dir: Path, rel: Any, what: str, root: Path) -> Path:
+    """``seq_dir / rel`` after checking that it stays inside ``seq_dir`` (nothing is read);
+    ``root``: ``seq_dir`` resolved (once per sequence)."""
     if not isinstance(rel, (str, os.PathLike)):
         raise DatasetError(f"{seq_dir / TRANSFORMS}: {what} {rel!r} is not a path")
     try:
-        layout.contained(seq_dir, rel, what)
+        layout.contained(root, rel, what, resolved=True)
     except layout.LayoutError as exc:
         raise DatasetError(str(exc)) from None
     return seq_dir / rel
@@ -403,13 +404,16 @@ class Sequence:
         self._files: dict[str, list[Path | None]] = {}
         self.channels: dict[str, Any] = {}
         # every path transforms.json names is checked before anything is read
+        self._root = self.path.resolve()
         self._rgb: list[Path | None] = [
-            None if f.get("file_path") is None else _inside(self.path, f["file_path"], "file_path")
+            None if f.get("file_path") is None
+            else _inside(self.path, f["file_path"], "file_path", self._root)
             for f in frames]
         self._resolve_files()
         seg = self.conventions.get("segmentation") or {}
-        self._ids_path = _inside(self.path, seg.get("ids_file", IDS_FILE), "ids_file")
-        self._objects_path = _inside(self.path, self.meta.get("objects_file", OBJECTS_FILE), "objects_file")
+        self._ids_path = _inside(self.path, seg.get("ids_file", IDS_FILE), "ids_file", self._root)
+        self._objects_path = _inside(self.path, self.meta.get("objects_file", OBJECTS_FILE), "objects_file",
+                                     self._root)
         self._ids: dict[str, Any] | None = None
         self._objects: Objects | None | bool = False
         self._poses: np.ndarray | None = None
@@ -608,7 +612,8 @@ class Sequence:
             key = f"{kind}_file_path"
             listed = [f.get(key) for f in self.frames_meta]
             if any(p is not None for p in listed):
-                self._files[kind] = [None if p is None else _inside(self.path, p, key) for p in listed]
+                self._files[kind] = [None if p is None else _inside(self.path, p, key, self._root)
+                                     for p in listed]
             else:
                 folder, prefix = FOLDERS[kind]
                 if self.schema != "tutorial" or not (self.path / folder).is_dir():
