@@ -50,7 +50,7 @@ import numpy as np
 from ..errors import DatasetForgeError
 from . import exr, layout
 from .layout import FLOW_KEYS, IDS_FILE, OBJECTS_FILE, TRANSFORMS, frame_digits, ray_norm
-from .objects import INSTANCE_CHANNEL
+from .objects import CV_FROM_GL, INSTANCE_CHANNEL
 
 KINDS = tuple(layout.KINDS)
 FOLDERS = {k.name: (k.folder, k.stem) for k in layout.KINDS.values()}
@@ -128,7 +128,7 @@ class Frame:
     @property
     def pose_opencv(self) -> np.ndarray:
         """4x4 camera-to-world, OpenCV camera axes (x right, y down, z forward)."""
-        return self.pose @ np.diag([1.0, -1.0, -1.0, 1.0])
+        return self.pose @ CV_FROM_GL
 
     def path(self, kind: str) -> Path | None:
         """File of ``kind`` (``rgb`` or one of :data:`KINDS`) or None when the sequence has none."""
