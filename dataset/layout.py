@@ -102,10 +102,12 @@ def blender_stem(stem: str) -> str:
     return f"{stem}_{'#' * DIGITS}"
 
 
-def contained(seq_dir: str | os.PathLike, rel: str | os.PathLike, what: str = "path") -> Path:
+def contained(seq_dir: str | os.PathLike, rel: str | os.PathLike, what: str = "path", *,
+              resolved: bool = False) -> Path:
     """``seq_dir / rel`` resolved, refusing anything that leaves ``seq_dir`` (``..``, absolute
-    paths, symlinks pointing out). Raises :class:`LayoutError` naming the file and the fix."""
-    root = Path(seq_dir).resolve()
+    paths, symlinks pointing out). Raises :class:`LayoutError` naming the file and the fix.
+    ``resolved``: ``seq_dir`` is already resolved (a caller checking many paths resolves it once)."""
+    root = Path(seq_dir) if resolved else Path(seq_dir).resolve()
     rel_s = os.fspath(rel)
     p = (root / rel_s).resolve()
     if os.path.isabs(rel_s) or (p != root and root not in p.parents):

@@ -50,7 +50,7 @@ import numpy as np
 from ..errors import DatasetForgeError
 from . import exr, layout
 from .layout import FLOW_KEYS, IDS_FILE, OBJECTS_FILE, TRANSFORMS, frame_digits, ray_norm
-from .objects import INSTANCE_CHANNEL
+from .objects import CV_FROM_GL, INSTANCE_CHANNEL
 
 KINDS = tuple(layout.KINDS)
 FOLDERS = {k.name: (k.folder, k.stem) for k in layout.KINDS.values()}
@@ -66,15 +66,22 @@ class DatasetError(DatasetForgeError, ValueError):
     """A folder that is not a sequence or dataset, or a ``transforms.json`` that cannot be used."""
 
 
-def _inside(seq_dir: Path, rel: Any, what: str) -> Path:
-    """``seq_dir / rel`` after checking that it stays inside ``seq_dir`` (nothing is read)."""
+def _inside(seq_dir: Path, rel: Any, what: str, root: Path) -> Path:
+    """``seq_dir / rel`` after checking that it stays inside ``seq_dir`` (nothing is read);
+    ``root``: ``seq_dir`` resolved (once per sequence)."""
     if not isinstance(rel, (str, os.PathLike)):
         raise DatasetError(f"{seq_dir / TRANSFORMS}: {what} {rel!r} is not a path")
     try:
-        layout.contained(seq_dir, rel, what)
+        layout.contained(root, rel, what, resolved=True)
     except layout.LayoutError as exc:
         raise DatasetError(str(exc)) from None
     return seq_dir / rel
+
+
+def _instance_ids(raw: np.ndarray) -> np.ndarray:
+    """``(H, W)`` int64 instance ids from the stored channel (uint32 exact, float rounded)."""
+    return (raw.astype(np.int64) if raw.dtype.kind in "ui"
+            else np.rint(raw.astype(np.float64)).astype(np.int64))
 
 
 def _read_json(path: Path) -> Any:
@@ -121,7 +128,7 @@ class Frame:
     @property
     def pose_opencv(self) -> np.ndarray:
         """4x4 camera-to-world, OpenCV camera axes (x right, y down, z forward)."""
-        return self.pose @ np.diag([1.0, -1.0, -1.0, 1.0])
+        return self.pose @ CV_FROM_GL
 
     def path(self, kind: str) -> Path | None:
         """File of ``kind`` (``rgb`` or one of :data:`KINDS`) or None when the sequence has none."""
@@ -205,11 +212,25 @@ class Frame:
         if c is None:
             return None
 
-        def read():
-            raw = exr.read_stored(self._need("segmentation"), [c])[c]
-            return (raw.astype(np.int64) if raw.dtype.kind in "ui"
-                    else np.rint(raw.astype(np.float64)).astype(np.int64))
-        return self._get("instances", read)
+        return self._get("instances", lambda: _instance_ids(
+            exr.read_stored(self._need("segmentation"), [c])[c]))
+
+    def adopt(self, kind: str, channels: dict[str, np.ndarray]) -> None:
+        """Use ``channels`` already decoded from this frame's ``kind`` file (float32, the
+        instance channel uint32 or float32, as :func:`exr.read_stored` gives them) instead of
+        reading the file again."""
+        c = self.sequence.channels.get(kind)
+        if kind == "depth":
+            self._cache["depth"] = channels[c].astype(np.float32, copy=False)
+        elif kind == "normal":
+            self._cache["normal"] = np.stack([channels[n] for n in c], axis=-1).astype(np.float32, copy=False)
+        elif kind == "flow":
+            self._cache["flow"] = np.stack([channels[c[k]] for k in FLOW_KEYS],
+                                           axis=-1).astype(np.float32, copy=False)
+        elif kind == "segmentation":  # the instance ids (object ids are cheap to round again)
+            inst = self.sequence.instance_channel
+            if inst is not None and inst in channels:
+                self._cache["instances"] = _instance_ids(channels[inst])
 
     @property
     def objects(self) -> FrameObjects | None:
@@ -383,13 +404,16 @@ class Sequence:
         self._files: dict[str, list[Path | None]] = {}
         self.channels: dict[str, Any] = {}
         # every path transforms.json names is checked before anything is read
+        self._root = self.path.resolve()
         self._rgb: list[Path | None] = [
-            None if f.get("file_path") is None else _inside(self.path, f["file_path"], "file_path")
+            None if f.get("file_path") is None
+            else _inside(self.path, f["file_path"], "file_path", self._root)
             for f in frames]
         self._resolve_files()
         seg = self.conventions.get("segmentation") or {}
-        self._ids_path = _inside(self.path, seg.get("ids_file", IDS_FILE), "ids_file")
-        self._objects_path = _inside(self.path, self.meta.get("objects_file", OBJECTS_FILE), "objects_file")
+        self._ids_path = _inside(self.path, seg.get("ids_file", IDS_FILE), "ids_file", self._root)
+        self._objects_path = _inside(self.path, self.meta.get("objects_file", OBJECTS_FILE), "objects_file",
+                                     self._root)
         self._ids: dict[str, Any] | None = None
         self._objects: Objects | None | bool = False
         self._poses: np.ndarray | None = None
@@ -588,7 +612,8 @@ class Sequence:
             key = f"{kind}_file_path"
             listed = [f.get(key) for f in self.frames_meta]
             if any(p is not None for p in listed):
-                self._files[kind] = [None if p is None else _inside(self.path, p, key) for p in listed]
+                self._files[kind] = [None if p is None else _inside(self.path, p, key, self._root)
+                                     for p in listed]
             else:
                 folder, prefix = FOLDERS[kind]
                 if self.schema != "tutorial" or not (self.path / folder).is_dir():

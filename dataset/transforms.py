@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .camera import Intrinsics
+from .verify import fsync_folder, write_error
 
 SCHEMA_VERSION = 1
 
@@ -92,8 +93,6 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     fsync the folder: a reader sees the old file or the new one, never a torn one. A write error
     (disk full, quota, file-size limit, permission) raises :class:`dataset.verify.WriteError`
     naming ``path`` and the cause; the temporary file is removed."""
-    from .verify import write_error
-
     path = Path(path)
     tmp = None
     try:
@@ -108,12 +107,7 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         tmp = None
-        if os.name == "posix":
-            dfd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+        fsync_folder(path.parent)
     except OSError as exc:
         raise write_error(exc, path) from None
     finally:

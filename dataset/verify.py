@@ -231,9 +231,14 @@ def fsync_files(paths: list[str | os.PathLike]) -> None:
     for p in paths:
         _fsync_path(p, os.O_RDONLY)
         folders[os.path.dirname(os.path.abspath(os.fspath(p)))] = None
+    for d in folders:
+        fsync_folder(d)
+
+
+def fsync_folder(path: str | os.PathLike) -> None:
+    """Flush folder ``path`` (its entries: a rename, a new file) to the disk; POSIX only."""
     if os.name == "posix":
-        for d in folders:
-            _fsync_path(d, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        _fsync_path(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
 
 
 def _fsync_path(path: str | os.PathLike, flags: int) -> None:

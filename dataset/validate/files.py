@@ -110,24 +110,35 @@ def frame_count(seq: Sequence, manifest_frames: int | None) -> dict[str, Any]:
                   if "frame_start" in m and "frame_end" in m else None)
 
 
-def files(seq: Sequence) -> tuple[dict[str, Any], dict[str, set[int]]]:
-    """Every file of every frame; returns the check and, per kind, the frame indices that read."""
-    w, h = seq.width, seq.height
-    c = seq.meta.get("c")
-    problems: list[str] = []
-    good: dict[str, set[int]] = {k: set() for k in ("rgb", *KINDS)}
-    wanted = {"depth": lambda: [seq.channels["depth"]], "normal": lambda: list(seq.channels["normal"]),
-              "flow": lambda: list(seq.channels["flow"].values()),
-              "segmentation": lambda: [seq.channels["segmentation"]]
-              + ([seq.instance_channel] if seq.instance_channel else [])}
-    checked = 0
-    for i in range(len(seq)):
+class FileCheck:
+    """The ``files`` check, one frame at a time (so the geometric checks can reuse what it
+    decoded): :meth:`frame` reads every file of a frame, :meth:`result` gives the check and, per
+    kind, the frame indices that read."""
+
+    def __init__(self, seq: Sequence):
+        self.seq = seq
+        self.problems: list[str] = []
+        self.good: dict[str, set[int]] = {k: set() for k in ("rgb", *KINDS)}
+        self.checked = 0
+        self._wanted = {
+            "depth": lambda: [seq.channels["depth"]], "normal": lambda: list(seq.channels["normal"]),
+            "flow": lambda: list(seq.channels["flow"].values()),
+            "segmentation": lambda: [seq.channels["segmentation"]]
+            + ([seq.instance_channel] if seq.instance_channel else [])}
+
+    def frame(self, i: int) -> dict[str, dict[str, np.ndarray]]:
+        """Check every file of frame ``i``; returns, per kind whose file is good, its channels as
+        :func:`exr.read_stored` decoded them."""
+        seq, problems = self.seq, self.problems
+        w, h = seq.width, seq.height
+        c = seq.meta.get("c")
+        decoded: dict[str, dict[str, np.ndarray]] = {}
         p = seq.file("rgb", i)
         try:
             if p is None:
                 raise DatasetError("no file_path")
             im = read_image(p)
-            checked += 1
+            self.checked += 1
             ch = 1 if im.ndim == 2 else im.shape[2]
             if im.shape[:2] != (h, w):
                 problems.append(f"{p.relative_to(seq.path)}: {im.shape[1]}x{im.shape[0]} px, "
@@ -135,7 +146,7 @@ def files(seq: Sequence) -> tuple[dict[str, Any], dict[str, set[int]]]:
             elif c is not None and int(c) != ch:
                 problems.append(f"{p.relative_to(seq.path)}: {ch} channels, expected {c}")
             else:
-                good["rgb"].add(i)
+                self.good["rgb"].add(i)
         except (DatasetError, OSError) as exc:
             problems.append(_short(exc, seq.path))
         for kind in seq.kinds:
@@ -144,9 +155,9 @@ def files(seq: Sequence) -> tuple[dict[str, Any], dict[str, set[int]]]:
                 problems.append(f"frame {seq.frame_numbers[i]}: no {kind} file listed")
                 continue
             try:
-                names = wanted[kind]()
+                names = self._wanted[kind]()
                 chans = exr.read_stored(p, names)
-                checked += 1
+                self.checked += 1
                 shapes = {a.shape for a in chans.values()}
                 bad_types = sorted(n for n, a in chans.items() if a.dtype != np.float32 and not (
                     n == seq.instance_channel and a.dtype == np.uint32))
@@ -156,12 +167,17 @@ def files(seq: Sequence) -> tuple[dict[str, Any], dict[str, set[int]]]:
                     problems.append(f"{p.relative_to(seq.path)}: channel(s) {', '.join(bad_types)} "
                                     "not float32")
                 else:
-                    good[kind].add(i)
+                    self.good[kind].add(i)
+                    decoded[kind] = chans
             except (exr.ExrError, OSError) as exc:
                 problems.append(_short(exc, seq.path))
-    bad = len(problems)
-    return _check(not problems, "; ".join(problems[:8]) + (f" (+{bad - 8} more)" if bad > 8 else ""),
-                  files_read=checked, problems=bad), good
+        return decoded
+
+    def result(self) -> tuple[dict[str, Any], dict[str, set[int]]]:
+        bad = len(self.problems)
+        return _check(not self.problems, "; ".join(self.problems[:8])
+                      + (f" (+{bad - 8} more)" if bad > 8 else ""),
+                      files_read=self.checked, problems=bad), self.good
 
 
 def _short(exc: BaseException, root: Path) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..layout import pixel_rays
+from ..objects import CV_FROM_GL as FLIP  # Blender camera axes <-> OpenCV camera axes
 
 # The intrinsics fit uses flat patches only: the 4 neighbours' stored normals within PATCH_DEG of
 # the pixel's (excludes creases and curved, smooth-shaded surfaces, whose interpolated normals
@@ -15,7 +16,6 @@ from ..layout import pixel_rays
 # the depth-derived one (a wrong K tilts it by well under a degree; shading does by more).
 PATCH_DEG = 0.5
 GATE_DEG = 3.0
-FLIP = np.diag([1.0, -1.0, -1.0, 1.0])  # Blender camera axes <-> OpenCV camera axes
 
 
 def relative_transform(pose_a: np.ndarray, pose_b: np.ndarray, obj_a: np.ndarray | None = None,

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..layout import MANIFEST, TRANSFORMS
 from ..loader import Dataset, DatasetError, Sequence, load
-from .files import files, frame_count, schema
+from .files import FileCheck, frame_count, schema
 from .flow import FlowStats
 from .frames import FrameStats
 from .report import CHECKS, now, progress_bar, update_manifest_file, verdict, write_report
@@ -23,48 +23,68 @@ from .thresholds import Thresholds
 from .thresholds import check as _check
 
 
-def _geometry(seq: Sequence, good: dict[str, set[int]], t: Thresholds, stride: int,
-              progress) -> dict[str, dict[str, Any]]:
-    """Every geometric check in one pass over the frames (two frames in memory at a time)."""
-    things = ThingMap(seq.objects)
-    fstats = FrameStats(seq, t, things)
-    flow = FlowStats(t, things)
+def _frames(seq: Sequence, geometry: bool, t: Thresholds, stride: int, progress
+            ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], DatasetError | None]:
+    """One pass over the frames: the ``files`` check on every frame and, when ``geometry``,
+    every geometric check on the EXR channels the files check decoded (each file read once, two
+    frames in memory at a time). Returns the files check, the geometric checks and the error
+    that stopped them (objects.json malformed or pointing outside), if any."""
+    fc = FileCheck(seq)
     n = len(seq)
     has_flow = "flow" in seq.kinds
+    err: DatasetError | None = None
+    if geometry:
+        try:
+            things = ThingMap(seq.objects)
+            fstats = FrameStats(seq, t, things)
+            flow = FlowStats(t, things)
+        except DatasetError as exc:
+            err = exc
     last = time.monotonic()
     prev = None
     for i in range(n):
+        decoded = fc.frame(i)
+        if not geometry or err is not None:
+            continue
         pair_with_prev = (prev is not None and prev.index == i - 1
                           and seq.frame_numbers[i] == seq.frame_numbers[i - 1] + 1)
         need = i % stride == 0 or (i - 1) % stride == 0
         if not need:
             prev = None
             continue
-        cur = load_frame(seq, i, good, things, want_flow=has_flow)
-        if i % stride == 0:
-            fstats.frame(cur)
-        if pair_with_prev and (i - 1) % stride == 0:
-            flow.pair(seq, prev, cur)
+        try:
+            cur = load_frame(seq, i, decoded, things, want_flow=has_flow)
+            if i % stride == 0:
+                fstats.frame(cur)
+            if pair_with_prev and (i - 1) % stride == 0:
+                flow.pair(seq, prev, cur)
+        except DatasetError as exc:
+            err = exc
+            continue
         prev = cur
         if progress and time.monotonic() - last > 2.0:
             progress(f"{seq.path.name}: frame {i + 1}/{n}")
             last = time.monotonic()
-    out = fstats.results()
-    out.update(flow.results(has_flow))
-    return out
+    out: dict[str, dict[str, Any]] = {}
+    if geometry and err is None:
+        out = fstats.results()
+        out.update(flow.results(has_flow))
+    return fc.result()[0], out, err
 
 
-def validate_sequence(path: str | os.PathLike, thresholds: Thresholds | None = None, *,
+def validate_sequence(path: str | os.PathLike | Sequence, thresholds: Thresholds | None = None, *,
                       stride: int = 1, manifest_frames: int | None = None,
                       progress=None) -> dict[str, Any]:
-    """Validate one sequence folder; returns ``{"path", "ok", "checks": {name: check}, ...}``.
-    ``stride``: check geometry on every ``stride``-th frame (pair) only."""
+    """Validate one sequence folder (or an already loaded :class:`Sequence`); returns ``{"path",
+    "ok", "checks": {name: check}, ...}``. ``stride``: check geometry on every ``stride``-th frame
+    (pair) only."""
     t = thresholds or Thresholds()
     t0 = time.monotonic()
-    path = Path(path)
+    loaded = path if isinstance(path, Sequence) else None
+    path = loaded.path if loaded is not None else Path(path)
     rep: dict[str, Any] = {"path": str(path), "ok": False, "checks": {}}
     try:
-        seq = Sequence(path)
+        seq = loaded if loaded is not None else Sequence(path)
     except (DatasetError, OSError) as exc:
         rep["checks"]["schema"] = _check(False, str(exc))
         rep["failed"] = ["schema"]
@@ -78,12 +98,12 @@ def validate_sequence(path: str | os.PathLike, thresholds: Thresholds | None = N
     except (DatasetError, ValueError, TypeError) as exc:
         checks["schema"] = _check(False, str(exc))
     checks["frame_count"] = frame_count(seq, manifest_frames)
-    checks["files"], good = files(seq)
+    checks["files"], geometric, err = _frames(seq, bool(checks["schema"]["ok"]), t, max(1, stride),
+                                              progress)
     if checks["schema"]["ok"]:
-        try:
-            checks.update(_geometry(seq, good, t, max(1, stride), progress))
-        except DatasetError as exc:  # objects.json malformed or pointing outside
-            checks["objects"] = _check(False, str(exc))
+        checks.update(geometric)
+        if err is not None:  # objects.json malformed or pointing outside
+            checks["objects"] = _check(False, str(err))
             for name in CHECKS[3:]:
                 checks.setdefault(name, _check(None, "skipped: objects.json unusable"))
     else:
@@ -168,7 +188,9 @@ def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds |
                     say(progress_bar(len(results), len(seq_paths), t0, verdict(rel[p], results[p])))
     else:
         for p in seq_paths:
-            results[p] = validate_sequence(p, t, stride=stride, manifest_frames=mframes[p],
+            # a sequence folder was loaded above already: validate that Sequence, not a second read
+            results[p] = validate_sequence(src if isinstance(src, Sequence) else p, t, stride=stride,
+                                           manifest_frames=mframes[p],
                                            progress=say)
             if say:
                 say(progress_bar(len(results), len(seq_paths), t0, verdict(rel[p], results[p])))

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import exr
 from ..loader import Objects, Sequence
 
 
@@ -76,18 +75,21 @@ class ThingMap:
         return f"{o.names[col] or 'instance'}#{int(o.instance_ids[col])}"
 
 
-def load_frame(seq: Sequence, i: int, good: dict[str, set[int]], things: ThingMap,
+def load_frame(seq: Sequence, i: int, decoded: dict[str, dict[str, np.ndarray]], things: ThingMap,
                want_flow: bool = True) -> FrameData:
+    """Frame ``i`` from ``decoded``: per kind whose file is good, its channels as the files
+    check decoded them (a kind that is absent counts as missing)."""
     fr = seq[i]
-    kinds = set(seq.kinds)
+    for kind, chans in decoded.items():
+        fr.adopt(kind, chans)
 
     def ok(kind):
-        return kind in kinds and i in good[kind]
+        return kind in decoded
     depth = fr.planar_depth if ok("depth") else None
     ids = inst = None
     non_integer = 0
     if ok("segmentation"):
-        raw = exr.read_single(fr.path("segmentation"), seq.channels["segmentation"])
+        raw = decoded["segmentation"][seq.channels["segmentation"]]
         non_integer = int(np.count_nonzero(raw != np.rint(raw)))
         ids = np.rint(raw).astype(np.int64)
         inst = fr.instances
