@@ -223,16 +223,17 @@ def test_the_background_journal_commits_in_order_and_reports_its_failure(tmp_pat
     assert [json.loads(x)["frame"] for x in (seq / ".dataset_forge_journal.jsonl").read_text()
             .splitlines()] == [1, 2, 3, 4, 5]
     j.close()
-    # A commit that fails (here: the journal cannot be opened) is raised by flush, and nothing
-    # after it is vouched for.
+    # A commit that fails (here: the journal cannot be opened) is raised by the next call into
+    # the journal (mark_done of a later frame, or flush, whichever comes after the writer thread
+    # met the failure), and nothing after it is vouched for.
     bad = tmp_path / "bad"
     (bad / "frames").mkdir(parents=True)
     j = Journal(bad, background=True)
     (bad / ".dataset_forge_journal.jsonl").mkdir()
-    for f in (1, 2):
-        _png(bad / "frames" / f"frame_{f:06d}.png")
-        j.mark_done(f, [f"frames/frame_{f:06d}.png"], then=lambda f=f: said.append(10 + f))
     with pytest.raises(verify.WriteError, match=r"cannot write .*\.dataset_forge_journal\.jsonl: "):
+        for f in (1, 2):
+            _png(bad / "frames" / f"frame_{f:06d}.png")
+            j.mark_done(f, [f"frames/frame_{f:06d}.png"], then=lambda f=f: said.append(10 + f))
         j.flush()
     j.close()
     assert said == [1, 2, 3, 4, 5] and j.done_frames == set()
