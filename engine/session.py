@@ -263,11 +263,13 @@ class RunSession:
             summary = self.runner.summary(
                 rejected=rejected, order=order, seconds=time.monotonic() - self._t0,
                 plan=str(self.output_dir / PLAN_NAME) if self.plan is not None else None)
+            # Known before the files below are written: a failed write (disk full) is raised to
+            # the caller, who still gets the run's summary (the panel reports both).
+            self.summary = summary
             if self.plan is not None:
                 summary["manifest"] = str(write_manifest(self.plan, summary))
             # Beside the workers' logs: what this run did, for later questions.
             write_json_atomic(self.runner.work_dir / "summary.json", summary)
-            self.summary = summary
         finally:
             self._release()
         return summary

@@ -153,3 +153,19 @@ def test_the_active_run_is_released_only_by_its_own_controller(tmp_path):
     controller.set_active(None)
     a.cancel()  # never started: cancelling ends it and releases its folder
     assert a.finished and a.final_report()[1].startswith("Aborted: kept 0 of 3 frames")
+
+
+def test_a_manifest_that_cannot_be_written_is_said_and_the_run_still_reports(tmp_path):
+    """A full disk at the very end: the manifest write fails, the panel says so in one line and
+    still gives the run's final report (before, the report itself failed)."""
+    ctl = _controller(tmp_path, ["good_a"])
+    manifest = Path(ctl.output_dir) / layout.MANIFEST
+    manifest.mkdir(parents=True)  # a folder where the file must go: replacing it fails
+    ctl.start()
+    _step_until(ctl, lambda c: c.finished)
+    texts = [m.text for m in ctl.messages]
+    assert any(t.startswith("manifest.json not written: ") and str(manifest) in t for t in texts)
+    level, text = ctl.final_report()
+    assert text.startswith("1 scene(s) done, 0 skipped (already complete), 0 failed; "
+                           f"{FRAMES} frames rendered")
+    assert ctl.summary()["done"] == ["good_a"] and ctl.messages[-1].text == text
