@@ -23,7 +23,7 @@ def rendered_objects(scene, view_layer) -> list:
             return
         for ob in lc.collection.objects:
             if not ob.hide_render:
-                seen[ob.name] = ob
+                seen[ob.name_full] = ob  # a linked and a local object may share a name
         for child in lc.children:
             walk(child)
 
