@@ -89,12 +89,18 @@ def _linear_keys(bpy, ob, path, values, index=-1):
         ob.keyframe_insert(path, frame=f, index=index)
 
 
-def _gn_scatter(bpy, ob, cube_size):
-    tree = bpy.data.node_groups.new("Scatter", "GeometryNodeTree")
+def _gn_tree(bpy, name):
+    """A new geometry-nodes tree with one geometry input and output: (tree, nodes, in, out)."""
+    tree = bpy.data.node_groups.new(name, "GeometryNodeTree")
     tree.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
     tree.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
     n = tree.nodes
     gin, gout = n.new("NodeGroupInput"), n.new("NodeGroupOutput")
+    return tree, n, gin, gout
+
+
+def _gn_scatter(bpy, ob, cube_size):
+    tree, n, gin, gout = _gn_tree(bpy, "Scatter")
     pts = n.new("GeometryNodeMeshToPoints")
     cube = n.new("GeometryNodeMeshCube")
     for i in range(3):
@@ -161,11 +167,7 @@ def build_linked(path: str | Path) -> Path:
 
 def _gn_object_scatter(bpy, ob, target):
     """Geometry nodes on ``ob``: ``target`` (a real object, via Object Info) on every vertex."""
-    tree = bpy.data.node_groups.new("ObjectScatter", "GeometryNodeTree")
-    tree.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
-    tree.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
-    n = tree.nodes
-    gin, gout = n.new("NodeGroupInput"), n.new("NodeGroupOutput")
+    tree, n, gin, gout = _gn_tree(bpy, "ObjectScatter")
     pts = n.new("GeometryNodeMeshToPoints")
     info = n.new("GeometryNodeObjectInfo")
     info.inputs["Object"].default_value = target
