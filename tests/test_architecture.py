@@ -23,13 +23,17 @@ CORE = (*PURE, "render_passes/")
 def _package_files() -> dict[str, Path]:
     """Module name (``dataset_forge.engine.plan``) -> file, for every .py of the package."""
     out = {}
-    for path in sorted(REPO.rglob("*.py")):
-        rel = path.relative_to(REPO)
-        top = rel.parts[0]
-        if top.startswith(".") or top in EXCLUDED_TOP:  # .venv*, .git, ...
+    paths = []
+    for top in REPO.iterdir():
+        if top.name.startswith(".") or top.name in EXCLUDED_TOP:  # .venv*, .git, ...
             continue
-        if len(rel.parts) > 1 and not (REPO / top / "__init__.py").exists():
-            continue  # a folder that is not a subpackage
+        if top.is_dir():
+            if (top / "__init__.py").exists():  # a subpackage; other folders (datasets/) are not walked
+                paths += top.rglob("*.py")
+        elif top.suffix == ".py":
+            paths.append(top)
+    for path in sorted(paths):
+        rel = path.relative_to(REPO)
         parts = list(rel.with_suffix("").parts)
         if parts[-1] == "__init__":
             parts = parts[:-1]
