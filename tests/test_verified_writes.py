@@ -79,8 +79,10 @@ def test_every_truncation_is_caught_and_the_whole_file_passes(tmp_path, kind):
     data = path.read_bytes()
     assert verify.check_file(path) == len(data)
     cut = path.with_name("cut" + path.suffix)
-    for n in _cuts(len(data)):
-        cut.write_bytes(data[:n])
+    cut.write_bytes(data)
+    for n in reversed(_cuts(len(data))):  # longest first: each cut is a truncation of the last
+        os.truncate(cut, n)
+        assert cut.stat().st_size == n
         with pytest.raises(verify.IncompleteFile):
             verify.check_file(cut)
 
