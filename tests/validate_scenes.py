@@ -25,9 +25,9 @@ from dataset_forge.dataset.objects import OBJECTS_SCHEMA
 from dataset_forge.dataset.transforms import build_transforms, write_json_atomic
 from PIL import Image
 
-W, H = 96, 72
-K = Intrinsics(fl_x=78.0, fl_y=75.0, cx=47.5, cy=36.5, w=W, h=H)
-FRAMES = 6
+W, H = 80, 60
+K = Intrinsics(fl_x=65.0, fl_y=62.5, cx=39.5, cy=30.5, w=W, h=H)
+FRAMES = 4  # a camera cut between frames 3 and 4 in camera_cut
 INSTANCE_CHANNEL = layout.SEGMENTATION_INSTANCE_CHANNEL
 
 
