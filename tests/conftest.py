@@ -147,6 +147,20 @@ def pytest_runtest_teardown(item, nextitem):
         _current["item"] = None
 
 
+def pytest_collection_finish(session):
+    """Start the background work of every test module with selected tests that defines
+    ``start_background(config, items)`` (CPU-bound fixtures that can run on the other cores while
+    the modules before them run; see tests/test_validate_faults.py). ``items``: the module's
+    selected tests."""
+    selected: dict = {}
+    for item in session.items:
+        module = getattr(item, "module", None)
+        if module is not None and "start_background" in module.__dict__:
+            selected.setdefault(module, []).append(item)
+    for module, items in selected.items():
+        module.start_background(session.config, items)
+
+
 _FLAG = pytest.StashKey[Path]()
 _SAVED_ENV = pytest.StashKey[dict]()
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -76,9 +78,8 @@ def print_matrix(matrix: dict, scenes, unobservable: dict[tuple[str, str], str],
     assert not any("MISSED" in line for line in lines)
 
 
-@pytest.fixture(scope="module")
-def clean(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("fault_scenes")
+def write_clean(root: Path) -> dict[str, Path]:
+    """Every scene of ``validate_scenes`` written once under ``root``: ``{name: sequence folder}``."""
     return {name: vs.write_scene(scene, root / name) for name, scene in vs.scenes().items()}
 
 
@@ -87,21 +88,73 @@ def _planted_report(job: tuple[Path, str, Path]) -> dict:
     return validate(vs.planted(clean, fault, dest), write=False)["sequences"][0]
 
 
-def fault_matrix(clean: dict[str, Path], root: Path) -> dict[tuple[str, str], dict]:
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _forked_pool(workers: int) -> ProcessPoolExecutor | None:
+    if workers < 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+
+
+def _submit(pool: ProcessPoolExecutor, clean: dict[str, Path], root: Path):
     """Every fault of ``validate_scenes.FAULTS`` planted in a copy (under ``root``) of every clean
-    sequence of ``clean`` and validated once: ``{(scene, fault): the sequence's report}``. The
-    cases are independent: they run on every core (forked workers; here where fork is missing)."""
+    sequence of ``clean``, submitted to ``pool``: ``(keys, an iterator of their reports)``."""
     keys = [(s, f) for s in clean for f in vs.FAULTS]
     jobs = [(clean[s], f, root / f"{s}-{f}") for s, f in keys]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if cores < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return {k: _planted_report(j) for k, j in zip(keys, jobs)}
-    with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("fork")) as pool:
-        return dict(zip(keys, pool.map(_planted_report, jobs, chunksize=4)))
+    return keys, pool.map(_planted_report, jobs, chunksize=4)
+
+
+def fault_matrix(clean: dict[str, Path], root: Path) -> dict[tuple[str, str], dict]:
+    """Every fault planted in a copy of every clean sequence and validated once: ``{(scene, fault):
+    the sequence's report}``. The cases are independent: they run on every core (forked workers;
+    here where fork is missing)."""
+    pool = _forked_pool(_cores()) if _cores() >= 2 else None
+    if pool is None:
+        return {(s, f): _planted_report((clean[s], f, root / f"{s}-{f}")) for s in clean for f in vs.FAULTS}
+    with pool:
+        keys, reports = _submit(pool, clean, root)
+        return dict(zip(keys, reports))
+
+
+# The analytic matrix is started in the background when this module's tests are selected
+# (conftest's ``pytest_collection_finish`` calls ``start_background``): on the cores the test
+# process leaves free, while the tests of the modules before this one run.
+_BACKGROUND: dict = {}
+
+
+def start_background(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Write the clean scenes and submit the fault matrix to ``cores - 1`` forked workers when a
+    selected test (of ``items``) uses it; the fixtures below pick the results up. Nothing starts
+    on one core or without fork."""
+    if not any("matrix" in item.fixturenames for item in items):
+        return
+    pool = _forked_pool(_cores() - 1)
+    if pool is None:
+        return
+    root = Path(tempfile.mkdtemp(prefix="df-fault-matrix-"))
+    clean = write_clean(root / "clean")
+    keys, reports = _submit(pool, clean, root / "faults")
+    _BACKGROUND.update(clean=clean, keys=keys, reports=reports)
+
+    def stop() -> None:
+        pool.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(root, ignore_errors=True)
+    config.add_cleanup(stop)
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory) -> dict[str, Path]:
+    if "clean" in _BACKGROUND:
+        return _BACKGROUND["clean"]
+    return write_clean(tmp_path_factory.mktemp("fault_scenes"))
 
 
 @pytest.fixture(scope="module")
 def matrix(clean, tmp_path_factory) -> dict[tuple[str, str], dict]:
+    if "reports" in _BACKGROUND:
+        return dict(zip(_BACKGROUND["keys"], _BACKGROUND["reports"]))
     return fault_matrix(clean, tmp_path_factory.mktemp("faults"))
 
 
@@ -111,8 +164,8 @@ def test_every_clean_scene_validates_clean(clean, scene):
     assert s["ok"] and s["failed"] == [], s["checks"]
     c = s["checks"]
     assert c["flow_rigid"]["ok"] is True and c["flow_rigid"]["worst_px"] < 1e-3
-    if scene == "deforming":  # bilinear sampling of the other frame's flow: a few hundredths of a pixel
-        assert c["flow_cycle"]["ok"] is True and c["flow_cycle"]["worst_px"] < 0.1
+    if scene == "deforming":  # bilinear sampling of the other frame's flow: 0.0002 px here
+        assert c["flow_cycle"]["ok"] is True and c["flow_cycle"]["worst_px"] < 0.01
     assert c["intrinsics"]["ok"] is True and c["normals"]["median_deg"] < 0.05
     assert c["objects"]["ok"] is True and c["objects"]["instance_image"] is True
     if scene == "deforming":  # the blob is not judged as rigid, and says so
