@@ -92,10 +92,20 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _quiet() -> None:
+    """Worker initializer: the EXR library's complaints about the planted truncations go nowhere
+    (a worker started in the background is outside pytest's capture; reports and exceptions
+    come back through the futures)."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    os.close(null)
+
+
 def _forked_pool(workers: int) -> ProcessPoolExecutor | None:
     if workers < 1 or "fork" not in multiprocessing.get_all_start_methods():
         return None
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_quiet)
 
 
 def _submit(pool: ProcessPoolExecutor, clean: dict[str, Path], root: Path):
