@@ -575,16 +575,24 @@ class Sequence:
             name = self.meta.get("camera")
         return None if name is None else str(name)
 
+    def flow_flags(self, index: int, direction: str) -> dict[str, Any]:
+        """The validity flags frame ``index`` writes for its ``forward`` / ``backward`` flow, by
+        spelling: ``flow_forward_valid`` / ``flow_backward_valid``, or ``flow_valid.forward`` /
+        ``.backward`` (nested); only those present."""
+        f = self.frames_meta[index]
+        key = {"forward": layout.FLOW_FORWARD_VALID, "backward": layout.FLOW_BACKWARD_VALID}[direction]
+        out = {key: f[key]} if key in f else {}
+        nested = f.get("flow_valid")
+        if isinstance(nested, dict) and direction in nested:
+            out[f"flow_valid.{direction}"] = nested[direction]
+        return out
+
     def flow_valid(self, index: int, direction: str) -> bool:
         """Whether frame ``index``'s ``forward`` (to t+1) or ``backward`` (to t-1) flow describes
-        motion. False where ``transforms.json`` marks it invalid (a camera cut: per-frame
-        ``flow_forward_valid`` / ``flow_backward_valid``, or ``flow_valid: {forward, backward}``)."""
-        f = self.frames_meta[index]
-        v = f.get({"forward": layout.FLOW_FORWARD_VALID,
-                   "backward": layout.FLOW_BACKWARD_VALID}[direction])
-        if v is None and isinstance(f.get("flow_valid"), dict):
-            v = f["flow_valid"].get(direction)
-        return True if v is None else bool(v)
+        motion: true unless a flag of :meth:`flow_flags` says otherwise (false across a camera
+        cut). A flag that is not ``true`` (``false``, ``null``, a string ...) makes it invalid,
+        whatever the other spelling says: metadata that contradicts itself is not trusted."""
+        return all(v is True for v in self.flow_flags(index, direction).values())
 
     def file(self, kind: str, index: int) -> Path | None:
         """Path of ``kind`` (``rgb`` or one of :data:`KINDS`) for frame ``index`` (may not exist)."""

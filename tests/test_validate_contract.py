@@ -71,6 +71,35 @@ def test_loader_camera_names_and_flow_validity_at_a_cut(scenes):
     assert seq.objects.cameras == [f.camera for f in seq]
 
 
+@pytest.mark.parametrize("frame2, reason", [
+    ({"flow_forward_valid": None}, "flow_forward_valid is null, not true or false"),
+    ({"flow_forward_valid": "false"}, 'flow_forward_valid is "false", not true or false'),
+    ({"flow_forward_valid": True, "flow_valid": {"forward": False}},
+     "flow_forward_valid and flow_valid.forward disagree"),
+    ({"flow_valid": {"forward": False}}, None),  # the nested spelling alone: a valid way to say it
+])
+def test_a_flow_flag_that_is_not_plainly_true_makes_the_flow_invalid_everywhere(copy, frame2, reason):
+    """The loader, validate and the exports read flow validity through one rule: any flag that is
+    not ``true`` (false, null, a string, one spelling contradicting the other) makes the flow
+    invalid; validate's schema check names a flag that is not a boolean or contradicts the other."""
+    from dataset_forge.dataset.exports.common import flow_pair_ok
+
+    seq_dir = copy("instances")
+    tf = json.loads((seq_dir / "transforms.json").read_text())
+    tf["frames"][1].update(frame2)
+    (seq_dir / "transforms.json").write_text(json.dumps(tf))
+    seq = load(seq_dir)
+    assert [f.flow_forward_valid for f in seq] == [True, False, True, True]
+    assert flow_pair_ok(seq, 0)[0] and not flow_pair_ok(seq, 1)[0] and flow_pair_ok(seq, 2)[0]
+    s = one(seq_dir)
+    if reason is None:
+        assert s["checks"]["schema"]["ok"] is True
+        assert "2->3 forward" in s["checks"]["camera_cuts"]["invalid_directions"]
+    else:
+        assert s["checks"]["schema"]["ok"] is False
+        assert f"frame 2: {reason} (read as invalid)" in s["checks"]["schema"]["message"]
+
+
 def test_deforming_flag_is_read(scenes):
     objs = load(scenes["deforming"]).objects
     assert dict(zip(objs.names, objs.deforming.tolist())) == {"Ground": False, "Crate": False, "Blob": True}

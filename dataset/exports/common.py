@@ -17,14 +17,10 @@ from typing import Any
 import numpy as np
 
 from ...errors import DatasetForgeError
-from ..layout import FLOW_BACKWARD_VALID, FLOW_FORWARD_VALID, KINDS
+from ..layout import KINDS
 from ..loader import Frame, Sequence
 
 MARKER = "dataset_forge_export.json"
-
-# Per-frame keys of transforms.json that mark a frame's flow as unusable (a camera cut, ...).
-FORWARD_VALID_KEYS = (FLOW_FORWARD_VALID,)
-BACKWARD_VALID_KEYS = (FLOW_BACKWARD_VALID,)
 
 
 class ExportError(DatasetForgeError, ValueError):
@@ -88,16 +84,6 @@ def rgb8_is_exact(seq: Sequence) -> bool:
     return seq[0].rgb.dtype == np.uint8 if len(seq) else True
 
 
-def _flag(meta: dict[str, Any], keys: tuple[str, ...], nested: str) -> bool:
-    for k in keys:
-        if k in meta and not bool(meta[k]):
-            return False
-    fv = meta.get("flow_valid")
-    if isinstance(fv, dict) and nested in fv and not bool(fv[nested]):
-        return False
-    return True
-
-
 def surface_mask(frame: Frame) -> np.ndarray | None:
     """``(H, W)`` bool where the frame has a surface (``depth > 0``, else segmentation id > 0);
     None when the sequence has neither."""
@@ -113,10 +99,9 @@ def surface_mask(frame: Frame) -> np.ndarray | None:
 def flow_pair_ok(seq: Sequence, i: int) -> tuple[bool, str]:
     """Whether frame ``i``'s forward flow describes the pair (frame ``i``, frame ``i + 1``):
     the next frame is the next on the timeline and no validity flag says otherwise."""
-    a, b = seq.frames_meta[i], seq.frames_meta[i + 1]
-    if not _flag(a, FORWARD_VALID_KEYS, "forward"):
+    if not seq.flow_valid(i, "forward"):
         return False, f"frame {seq.frame_numbers[i]}: forward flow marked invalid in transforms.json"
-    if not _flag(b, BACKWARD_VALID_KEYS, "backward"):
+    if not seq.flow_valid(i + 1, "backward"):
         return False, f"frame {seq.frame_numbers[i + 1]}: backward flow marked invalid in transforms.json"
     if seq.frame_numbers[i + 1] != seq.frame_numbers[i] + 1:
         return False, (f"frames {seq.frame_numbers[i]} and {seq.frame_numbers[i + 1]} are not "

@@ -51,6 +51,15 @@ def schema(seq: Sequence) -> dict[str, Any]:
                 problems.append(f"frame {seq.frame_numbers[i]}: transform_matrix is not a rigid pose")
         except (KeyError, ValueError, TypeError):
             problems.append(f"frame {i}: no 4x4 transform_matrix")
+        for direction in ("forward", "backward"):
+            flags = seq.flow_flags(i, direction)
+            odd = [f"{k} is {json.dumps(v)}" for k, v in flags.items() if not isinstance(v, bool)]
+            if odd:
+                problems.append(f"frame {seq.frame_numbers[i]}: {', '.join(odd)}, not true or false "
+                                "(read as invalid)")
+            elif len(set(flags.values())) > 1:
+                problems.append(f"frame {seq.frame_numbers[i]}: {' and '.join(flags)} disagree "
+                                "(read as invalid)")
         if len(problems) > 10:
             break
     if seq.schema == "dataset_forge":
