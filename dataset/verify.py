@@ -52,12 +52,13 @@ class WriteError(DatasetForgeError, OSError):
 
     permanent = True  # the same disk, quota or limit fails a retry the same way
 
-    def __init__(self, path: str | os.PathLike, cause: str):
+    RERUN = "rerun the same command (it renders only the frames that are not complete)"
+
+    def __init__(self, path: str | os.PathLike, cause: str, rerun: str = RERUN):
         self.path, self.cause = os.fspath(path), cause
         fix = ("make the folder writable" if "permi" in cause or "read-only" in cause else
                "free space or lift the limit")
-        super().__init__(f"cannot write {self.path}: {cause}; {fix}, then rerun the same command "
-                         "(it renders only the frames that are not complete)")
+        super().__init__(f"cannot write {self.path}: {cause}; {fix}, then {rerun}")
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -72,9 +73,11 @@ def error_cause(exc: OSError) -> str:
     return _ERRNO_CAUSES.get(exc.errno or 0, exc.strerror or str(exc))
 
 
-def write_error(exc: OSError, path: str | os.PathLike | None = None) -> WriteError:
-    """The :class:`WriteError` of an ``OSError`` raised while writing ``path``."""
-    return WriteError(path or exc.filename or "?", error_cause(exc))
+def write_error(exc: OSError, path: str | os.PathLike | None = None, rerun: str = WriteError.RERUN
+                ) -> WriteError:
+    """The :class:`WriteError` of an ``OSError`` raised while writing ``path`` (``rerun``: what
+    to do once the cause is fixed)."""
+    return WriteError(path or exc.filename or "?", error_cause(exc), rerun)
 
 
 def check_file(path: str | os.PathLike) -> int:

@@ -504,3 +504,66 @@ def test_command_line_and_blender_command(rendered, tmp_path):
                        timeout=120, cwd=tmp_path)
     assert "RC 0 1" in p.stdout, p.stdout + p.stderr
     assert (tmp_path / "v" / "frames.npy").is_file()
+
+
+# -- an export is finished or says it is not (without Blender: an analytic sequence) ------------
+
+@pytest.fixture(scope="module")
+def analytic(tmp_path_factory) -> Path:
+    """``camera_cut`` of tests/validate_scenes.py: 4 frames of 80x60 with every ground truth."""
+    import validate_scenes as vs
+
+    return vs.write_scene(vs.scenes()["camera_cut"], tmp_path_factory.mktemp("analytic") / "camera_cut")
+
+
+class _Stop(Exception):
+    """Raised from the progress callback: the export stops between two frames."""
+
+
+def test_an_interrupted_export_is_marked_unfinished_and_replaced_with_overwrite(analytic, tmp_path):
+    from dataset_forge.dataset.exports.common import MARKER
+
+    def stop_after_two_frames(e):
+        if e["frames_done"] == 2:
+            raise _Stop
+
+    dst = tmp_path / "sintel"
+    with pytest.raises(_Stop):
+        export("sintel", analytic, dst, on_progress=stop_after_two_frames)
+    marker = json.loads((dst / MARKER).read_text())
+    assert marker["complete"] is False and marker["format"] == "sintel" and "sequences" not in marker
+    assert len(glob(str(dst / "**" / "*.flo"), recursive=True)) == 2
+    with pytest.raises(ExportError, match=r'unfinished export .*"complete": false.*--overwrite'):
+        export("sintel", analytic, dst)
+    export("sintel", analytic, dst, overwrite=True)
+    assert json.loads((dst / MARKER).read_text())["complete"] is True
+    export("sintel", analytic, tmp_path / "fresh")
+    assert tree(dst) == tree(tmp_path / "fresh") and not list(dst.rglob(".*.tmp"))
+
+
+@pytest.mark.parametrize("fmt, torn", [("sintel", ".flo"), ("visionsim-npy", "frames.npy")])
+def test_a_failed_write_names_the_file_and_leaves_the_export_unfinished(analytic, tmp_path, fmt, torn):
+    """Under a 20 kB file-size limit (a .flo or frames.npy of this sequence is larger): one line
+    naming the file, the cause and the fix; no torn file left under its name; marked unfinished."""
+    from dataset_forge.dataset.exports.common import MARKER
+
+    dst = tmp_path / "out"
+    code = (f"from dataset_forge.dataset.exports import export\n"
+            f"from dataset_forge.dataset.verify import WriteError\n"
+            f"try:\n    export({fmt!r}, {str(analytic)!r}, {str(dst)!r})\n"
+            f"except WriteError as e:\n    print(e)\n")
+
+    def limit():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20000, resource.RLIM_INFINITY))
+
+    proc = subprocess.run([sys.executable, "-c", code], preexec_fn=limit, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stdout.strip().splitlines()
+    path = line.removeprefix("cannot write ").split(": ", 1)[0]
+    assert path.startswith(str(dst)) and path.endswith(torn), line
+    assert ": file too large" in line and "export again with --overwrite" in line
+    assert not Path(path).exists() and not list(dst.rglob(".*.tmp"))  # no torn file under a name
+    assert json.loads((dst / MARKER).read_text())["complete"] is False

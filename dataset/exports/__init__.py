@@ -18,13 +18,17 @@ Formats (see docs/use_the_dataset.md for the layouts and what reads them):
   ``transforms.json``).
 
 Sources are read through :mod:`dataset.loader` only; nothing under SRC is ever written. Every
-export writes ``dataset_forge_export.json`` into DST; exporting the same SRC twice gives
-byte-identical files. A non-empty DST is refused unless ``overwrite`` (which then only replaces a
-previous export, recognised by that file).
+export writes ``dataset_forge_export.json`` into DST first with ``"complete": false`` and, once
+every file is written and flushed to the disk, again with ``"complete": true`` and the summary:
+an interrupted or failed export is never taken for a finished one. Exporting the same SRC twice
+gives byte-identical files. A non-empty DST is refused unless ``overwrite`` (which then only
+replaces a previous export, finished or not, recognised by that file). A failed write raises
+:class:`dataset.verify.WriteError` naming the file and the cause.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -34,7 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import loader
-from .common import MARKER, ExportError, MissingDependency, SeqJob, write_json
+from ..verify import fsync_folder
+from .common import MARKER, ExportError, MissingDependency, SeqJob, sync_tree, write_json
+
+SCHEMA = "dataset_forge.export/1"
 
 __all__ = ["FORMATS", "ExportError", "MissingDependency", "export", "format_progress"]
 
@@ -77,11 +84,22 @@ def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
         raise ExportError(f"{dst}: exists and is not a folder")
     if d.is_dir() and any(d.iterdir()):
         if not overwrite:
+            if (d / MARKER).is_file() and not _complete(d / MARKER):
+                raise ExportError(f"{dst}: holds an unfinished export (its {MARKER} says "
+                                  "\"complete\": false); pass --overwrite to replace it")
             raise ExportError(f"{dst}: not empty; choose an empty or new folder, or pass --overwrite "
                               "to replace a previous export there")
         if not (d / MARKER).is_file():
             raise ExportError(f"{dst}: not empty and holds no {MARKER} (not a previous export); "
                               "refusing to delete it even with --overwrite, choose an empty folder")
+
+
+def _complete(marker: Path) -> bool:
+    """Whether the export marker ``marker`` says its export finished."""
+    try:
+        return json.loads(marker.read_text(encoding="utf-8")).get("complete") is True
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _jobs(seqs: list[loader.Sequence], root: Path | None) -> list[SeqJob]:
@@ -125,6 +143,10 @@ def export(format: str, src: str | os.PathLike, dst: str | os.PathLike, overwrit
     if dst_p.is_dir() and overwrite and (dst_p / MARKER).is_file():
         shutil.rmtree(dst_p)
     dst_p.mkdir(parents=True, exist_ok=True)
+    from ...version import __version__
+
+    head = {"format": format, "schema": SCHEMA, "source": src_p.resolve().name}
+    write_json(dst_p / MARKER, {**head, "complete": False, "dataset_forge_version": __version__})
 
     t0 = time.monotonic()
     total = sum(len(j.sequence) for j in jobs)
@@ -152,11 +174,10 @@ def export(format: str, src: str | os.PathLike, dst: str | os.PathLike, overwrit
         notes += [f"{job.rel or job.name}: {n}" for n in res.pop("notes", [])]
     if hasattr(module, "finish"):
         module.finish(jobs, dst_p, ctx)
-    summary = {"format": format, "schema": "dataset_forge.export/1", "source": src_p.resolve().name,
-               "sequences": per_seq, "notes": notes}
-    from ...version import __version__
-
-    write_json(dst_p / MARKER, {**summary, "dataset_forge_version": __version__})
+    summary = {**head, "sequences": per_seq, "notes": notes}
+    sync_tree(dst_p)  # every file durable before the marker says so
+    write_json(dst_p / MARKER, {**summary, "complete": True, "dataset_forge_version": __version__})
+    fsync_folder(dst_p)
     return {**summary, "dst": str(dst_p)}
 
 

@@ -7,6 +7,7 @@ written by pillow without ancillary chunks, ``.npy`` through ``numpy.lib.format`
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -19,6 +20,7 @@ import numpy as np
 from ...errors import DatasetForgeError
 from ..layout import KINDS
 from ..loader import Frame, Sequence
+from ..verify import fsync_files, write_error
 
 MARKER = "dataset_forge_export.json"
 
@@ -41,10 +43,60 @@ class SeqJob:
     name: str
 
 
+RERUN = "export again with --overwrite (the export is marked unfinished until it completes)"
+
+
 def write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as fh:
-        fh.write(data)
+    """Write ``data`` to ``path`` through a temporary file renamed over it: a reader sees no torn
+    file. A failed write raises :class:`dataset.verify.WriteError` naming ``path`` and the cause.
+    Durable once :func:`sync_tree` has run (before the export is marked complete)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise write_error(exc, path, RERUN) from None
+
+
+def npy_memmap(path: Path, dtype, shape: tuple[int, ...]) -> np.memmap:
+    """A new ``.npy`` file at ``path`` (replacing one there) opened as a writable memory map of
+    ``shape``, its whole size allocated on the disk now: a memory map of a sparse file on a full
+    disk dies with SIGBUS at the first page that cannot be stored, so a full disk or a size
+    limit is a :class:`dataset.verify.WriteError` naming ``path`` here instead."""
+    try:
+        remove_if_exists(path)
+        arr = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        if hasattr(os, "posix_fallocate"):
+            with open(path, "r+b") as fh:
+                try:
+                    os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+                except OSError as exc:  # a file system that cannot allocate ahead
+                    if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                        raise
+        return arr
+    except OSError as exc:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        raise write_error(exc, path, RERUN) from None
+
+
+def sync_tree(root: Path) -> int:
+    """Flush every file below ``root`` and their folders to the disk; returns the file count. A
+    failure raises :class:`dataset.verify.WriteError`."""
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    try:
+        fsync_files(files)
+    except OSError as exc:
+        raise write_error(exc, exc.filename or root, RERUN) from None
+    return len(files)
 
 
 def write_json(path: Path, obj: Any, indent: int | None = 1) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .common import SeqJob, remove_if_exists, rgb8, rgb8_is_exact, write_json
+from .common import SeqJob, npy_memmap, remove_if_exists, rgb8, rgb8_is_exact, write_json
 
 FRAMES, DEPTHS = "frames.npy", "depths.npy"
 
@@ -29,11 +29,9 @@ def export_sequence(job: SeqJob, dst: Path, tick, ctx: dict[str, Any]) -> dict[s
     out.mkdir(parents=True, exist_ok=True)
     n, h, w = len(seq), seq.height, seq.width
     has_depth = "depth" in seq.kinds
-    for name in (FRAMES, DEPTHS):
-        remove_if_exists(out / name)
-    frames = np.lib.format.open_memmap(out / FRAMES, mode="w+", dtype=np.uint8, shape=(n, h, w, 3))
-    depths = np.lib.format.open_memmap(out / DEPTHS, mode="w+", dtype=np.float32, shape=(n, h, w)) \
-        if has_depth else None
+    remove_if_exists(out / DEPTHS)
+    frames = npy_memmap(out / FRAMES, np.uint8, (n, h, w, 3))
+    depths = npy_memmap(out / DEPTHS, np.float32, (n, h, w)) if has_depth else None
     K0 = seq.intrinsics_of(0)
     metas = []
     for i, fr in enumerate(seq):
