@@ -89,10 +89,16 @@ _MODE: int | None = None
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Write JSON to a temporary file in the same folder, fsync, then rename over ``path`` and
-    fsync the folder: a reader sees the old file or the new one, never a torn one. A write error
-    (disk full, quota, file-size limit, permission) raises :class:`dataset.verify.WriteError`
-    naming ``path`` and the cause; the temporary file is removed."""
+    """Write ``data`` as JSON (indent 2, trailing newline) with :func:`write_text_atomic`."""
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to a temporary file in the same folder, fsync, then rename over
+    ``path`` and fsync the folder: a reader sees the old file or the new one, never a torn one. A
+    write error (disk full, quota, file-size limit, permission) raises
+    :class:`dataset.verify.WriteError` naming ``path`` and the cause; the temporary file is
+    removed."""
     path = Path(path)
     tmp = None
     try:
@@ -101,8 +107,7 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             if hasattr(os, "fchmod"):
                 os.fchmod(fh.fileno(), _file_mode())
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

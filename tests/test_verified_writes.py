@@ -161,7 +161,7 @@ def test_a_file_size_limit_is_named_as_the_cause(tmp_path):
         import numpy as np
         from PIL import Image
         from dataset_forge.dataset import verify
-        from dataset_forge.dataset.transforms import write_json_atomic
+        from dataset_forge.dataset.transforms import write_json_atomic, write_text_atomic
         from dataset_forge.engine.journal import Journal
         seq = {str(tmp_path)!r}
         img = np.random.default_rng(1).integers(0, 255, (96, 128, 3), dtype=np.uint8)
@@ -180,14 +180,20 @@ def test_a_file_size_limit_is_named_as_the_cause(tmp_path):
             write_json_atomic(seq + "/transforms.json", {{"x": "y" * 20000}})
         except verify.WriteError as e:
             print("JSON", e)
+        try:
+            write_text_atomic(seq + "/validation.txt", "z" * 20000)
+        except verify.WriteError as e:
+            print("TEXT", e)
         """, limit=8000)
     lines = dict(line.split(" ", 1) for line in out.strip().splitlines())
     assert lines["JOURNAL"].startswith(f"cannot write {tmp_path / 'big.png'}: file too large (the "
                                        "file-size limit of 8000 bytes")
     assert lines["JSON"].startswith(f"cannot write {tmp_path / 'transforms.json'}: file too large")
     assert "rerun the same command" in lines["JSON"]
+    assert lines["TEXT"].startswith(f"cannot write {tmp_path / 'validation.txt'}: file too large")
     assert not (tmp_path / "big.png").exists()  # the torn file is gone
     assert not list(tmp_path.glob(".*.tmp")) and not (tmp_path / "transforms.json").exists()
+    assert not (tmp_path / "validation.txt").exists()
 
 
 def test_metadata_gets_the_images_permissions(tmp_path):

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..transforms import write_json_atomic
+from ..transforms import write_json_atomic, write_text_atomic
 
 REPORT_JSON = "validation.json"
 REPORT_TXT = "validation.txt"
@@ -47,9 +47,7 @@ def write_report(report: dict[str, Any], folder: str | os.PathLike) -> tuple[Pat
     j = folder / REPORT_JSON
     write_json_atomic(j, report)
     txt = folder / REPORT_TXT
-    tmp = txt.with_name(f".{txt.name}.tmp")
-    tmp.write_text(format_report(report) + "\n", encoding="utf-8")
-    os.replace(tmp, txt)
+    write_text_atomic(txt, format_report(report) + "\n")
     return j, txt
 
 
