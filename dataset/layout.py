@@ -153,3 +153,5 @@ PROVENANCE = "provenance.json"
 # -- The datasets folder around the sequences (create_datasets: DATASETS/renders/SCENE/SEQ-ID/) --
 RENDERS = "renders"                          # DATASETS/renders/SCENE/SEQUENCE-ID/
 MANIFEST = "manifest.json"                   # DATASETS/manifest.json
+STATE_DIR = ".dataset_forge"                 # DATASETS/.dataset_forge/: the run lock, logs
+LOCK = "lock"                                # DATASETS/.dataset_forge/lock (see dataset/lock.py)

@@ -23,6 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..dataset.layout import STATE_DIR
+from ..dataset.lock import FolderBusy, FolderLock
 from ..dataset.transforms import write_json_atomic
 from ..settings import Settings
 from .ledger import Job
@@ -33,7 +35,6 @@ from .runner import Runner
 
 __all__ = ["Interrupted", "RunLock", "RunSession", "ensure_writable", "interrupt_on_signals"]
 
-STATE_DIR = ".dataset_forge"  # in the output folder: lock, logs
 
 
 class Interrupted(KeyboardInterrupt):
@@ -90,45 +91,19 @@ def ensure_writable(folder: str | os.PathLike) -> Path:
     return path
 
 
-class RunLock:
-    """An exclusive lock on an output folder for the length of a run (``.dataset_forge/lock``).
+class RunLock(FolderLock):
+    """The lock on an output folder for the length of a run (:class:`dataset.lock.FolderLock`).
 
     Two runs writing the same sequences would render the same frames twice and could interleave
-    their files; the second one fails at once instead. The operating system drops the lock when
-    the process ends, however it ends, so a killed run never leaves a stale lock. (POSIX only:
-    elsewhere it is a no-op.)"""
-
-    def __init__(self, folder: str | os.PathLike):
-        self.path = Path(folder) / STATE_DIR / "lock"
-        self._fh = None
+    their files; the second one fails at once instead, with a :class:`PlanError` saying what to
+    do."""
 
     def acquire(self) -> RunLock:
         try:
-            import fcntl
-        except ImportError:
-            return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+", encoding="utf-8")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            owner = fh.read().strip() or "?"
-            fh.close()
-            raise PlanError(f"another Dataset Forge run (pid {owner}) is writing into "
-                            f"{self.path.parent.parent}; wait for it to finish or stop it, then "
-                            "rerun to resume") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        self._fh = fh
+            super().acquire()
+        except FolderBusy as exc:
+            raise PlanError(f"{exc}; wait for it to finish or stop it, then rerun to resume") from None
         return self
-
-    def release(self) -> None:
-        if self._fh is not None:
-            self._fh.close()  # closing the file releases the lock
-            self._fh = None
 
 
 class RunSession:

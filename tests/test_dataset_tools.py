@@ -391,6 +391,30 @@ def test_report_files_and_manifest_entries(tmp_path):
     assert man["validation"]["sequences_failed"] == 1
 
 
+def test_validate_leaves_the_manifest_of_a_running_run_alone(tmp_path):
+    """A run owns manifest.json while it holds the folder's lock (it rewrites the manifest when it
+    ends): validate still validates and writes its report, says the manifest was not updated, and
+    records its results there once the run is over."""
+    from dataset_forge.engine.session import RunLock
+
+    root = make_dataset(tmp_path / "ds")
+    before = (root / "manifest.json").read_bytes()
+    lock = RunLock(root).acquire()  # as a run in progress holds it
+    try:
+        rep = validate(root)
+    finally:
+        lock.release()
+    assert rep["ok"] and (root / "manifest.json").read_bytes() == before
+    assert rep["manifest_not_updated"] == (
+        f"{root / 'manifest.json'} not updated: another Dataset Forge run (pid {os.getpid()}) is "
+        f"writing into {root}; validate again once it finishes")
+    assert rep["manifest_not_updated"] in (root / "validation.txt").read_text()
+    rep = validate(root)
+    assert "manifest_not_updated" not in rep
+    man = json.loads((root / "manifest.json").read_text())
+    assert man["scenes"][0]["sequences"][0]["validation"]["ok"] is True
+
+
 def test_thresholds_are_parameters(clean):
     assert Thresholds().flow_px == 0.05
     rep = validate(clean, write=False, normal_deg=-1.0)

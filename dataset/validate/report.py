@@ -112,6 +112,8 @@ def format_report(report: dict[str, Any]) -> str:
                     and not c["message"].startswith("not needed")):
                 msg = c["message"].removeprefix("not checked: ")
                 lines.append(f"not checked {r['path']}: {k}: {msg}")
+    if report.get("manifest_not_updated"):
+        lines.append(report["manifest_not_updated"])
     n = len(report["sequences"])
     nf = len(report["failed"])
     lines.append(f"{n - nf}/{n} sequence(s) passed" + ("" if report["ok"] else f", {nf} failed")

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..layout import MANIFEST, TRANSFORMS
 from ..loader import Dataset, DatasetError, Sequence, load
+from ..lock import FolderBusy, FolderLock
 from .files import FileCheck, frame_count, schema
 from .flow import FlowStats
 from .frames import FrameStats
@@ -202,11 +203,18 @@ def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds |
     report = {"ok": all(r["ok"] for r in seqs), "path": str(root), "checked": now(),
               "seconds": round(time.monotonic() - t0, 3), "thresholds": asdict(t),
               "sequences": seqs, "failed": [r["path"] for r in seqs if not r["ok"]]}
+    if update_manifest and manifest is not None:
+        try:  # the manifest's owner is the run that holds the folder: never overwrite its manifest
+            with FolderLock(manifest_root):
+                update_manifest_file(manifest_root / MANIFEST, report, {rel[p]: mrel[p] for p in seq_paths},
+                                     summary=isinstance(src, Dataset))
+        except FolderBusy as exc:
+            report["manifest_not_updated"] = (f"{manifest_root / MANIFEST} not updated: {exc}; "
+                                              "validate again once it finishes")
+            if say:
+                say(report["manifest_not_updated"])
     if write:
         write_report(report, root)
-    if update_manifest and manifest is not None:
-        update_manifest_file(manifest_root / MANIFEST, report,
-                             {rel[p]: mrel[p] for p in seq_paths}, summary=isinstance(src, Dataset))
     return report
 
 
