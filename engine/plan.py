@@ -117,9 +117,14 @@ def frames_on_disk(plan: PlanDoc) -> tuple[int, int]:
 
 def write_manifest(plan: PlanDoc, summary: Summary | None = None) -> Path:
     """Rewrite ``DATASETS/manifest.json`` atomically from the plan and the files on disk: every
-    scene with its status (and reason), every sequence with its frame counts and status."""
+    scene with its status (and reason), every sequence with its frame counts and status. A
+    sequence this run's ``summary`` reports failed (refused because its ``.blend``, Blender or
+    scene changed, say) is never called complete, whatever its old frames look like: it gets
+    its reason instead."""
     datasets = Path(plan["datasets_dir"])
     run = (summary or {}).get("scenes", {})
+    failed_now = {q.get("out_dir"): (q.get("reason") or "failed in the last run").splitlines()[0]
+                  for sc in run.values() for q in sc.get("sequences", []) if q.get("status") == "failed"}
     jobs = {j["scene"]: j for j in plan["jobs"]}
     previous = _previous_validations(datasets / MANIFEST_NAME)
     scenes = []
@@ -130,12 +135,16 @@ def write_manifest(plan: PlanDoc, summary: Summary | None = None) -> Path:
         seqs = []
         for q in (job or {}).get("sequences", []):
             st = sequence_state(q["out_dir"], q["frame_start"], q["frame_end"], plan["settings"])
+            failed = failed_now.get(q["out_dir"])
             seqs.append({"id": q["id"], "path": Path(q["out_dir"]).relative_to(datasets).as_posix(),
                          "frame_start": q["frame_start"], "frame_end": q["frame_end"],
                          "num_frames": st["frames"], "frames_complete": st["frames_complete"],
-                         "status": "complete" if st["complete"] else "incomplete"})
+                         "status": "complete" if st["complete"] and failed is None else "incomplete"})
+            if failed is not None:
+                seqs[-1]["reason"] = failed
+                st["complete"] = False
             kept = previous.get(seqs[-1]["path"])
-            if kept is not None and _unchanged_since(q["out_dir"], kept[1]):
+            if kept is not None and failed is None and _unchanged_since(q["out_dir"], kept[1]):
                 seqs[-1]["validation"] = kept[0]
             totals["sequences"] += 1
             totals["sequences_complete"] += st["complete"]

@@ -237,3 +237,40 @@ def test_prepare_without_allow_skips_starts_over_and_names_the_change(tmp_path):
     assert note == ("a: re-rendering sequence seq from scratch, changed: "
                     "width 32 -> 40")
     assert not (seq / "frames").exists() and pv.settings_match(seq, Settings(width=40))
+
+
+def test_a_sequence_refused_in_this_run_is_never_called_complete_in_the_manifest(tmp_path):
+    """Its old frames are whole and journaled, but they were made from the .blend before an edit:
+    the run refused the sequence, so the manifest says incomplete, with the refusal, and drops
+    the old validation entry."""
+    from dataset_forge.engine.plan import write_manifest
+
+    blend = _blend(tmp_path / "scenes", "a.blend")
+    ds = tmp_path / "ds"
+    seq = ds / layout.RENDERS / "a" / "001-00001-00002"
+    s = Settings()
+    _render(seq, blend, s)
+    (seq / layout.TRANSFORMS).write_text("{}")
+    blend.write_bytes(b"BLENDER-v500 edited scene")
+    with pytest.raises(pv.ProvenanceError) as refused:
+        _render(seq, blend, s)
+    plan = {"datasets_dir": str(ds), "seed": 0, "settings": s.to_dict(),
+            "scenes": [{"name": "a", "blend": str(blend)}],
+            "jobs": [{"scene": "a", "blend": str(blend), "sequences": [
+                {"id": seq.name, "out_dir": str(seq), "frame_start": 1, "frame_end": 2}]}]}
+
+    def manifest(summary):
+        return json.loads(write_manifest(plan, summary).read_text())
+
+    before = manifest(None)  # nothing known of a run: the files on disk decide
+    assert before["scenes"][0]["status"] == "complete"
+    before["scenes"][0]["sequences"][0]["validation"] = {"ok": True}
+    (ds / layout.MANIFEST).write_text(json.dumps(before))
+    summary = {"scenes": {"a": {"status": "failed", "errors": [str(refused.value)], "sequences": [
+        {"id": seq.name, "out_dir": str(seq), "status": "failed", "reason": str(refused.value)}]}}}
+    m = manifest(summary)
+    sc, q = m["scenes"][0], m["scenes"][0]["sequences"][0]
+    assert (sc["status"], q["status"]) == ("failed", "incomplete")
+    assert q["reason"] == str(refused.value) and "the content of a.blend" in q["reason"]
+    assert sc["reason"] == str(refused.value) and "validation" not in q
+    assert m["totals"]["scenes_complete"] == 0 and m["totals"]["sequences_complete"] == 0
