@@ -138,6 +138,7 @@ def test_scene_folders_stay_with_their_file_and_an_edited_file_rerenders_only_it
     assert s["exit_code"] == 1 and list(s["failed"]) == ["a_b"]
     assert "the content of a_b.blend" in s["failed"]["a_b"]
     assert _camera_positions(_seq(ds, "a_b")) == basic_poses
+    assert _manifest_status(ds)["a_b"] == "incomplete"  # its old frames are not this file's
     s = create_datasets(src, ds, **TINY, on_change="rerender")
     assert s["exit_code"] == 0
     assert {n: _rendered(s, n) for n in ("a_b", "a b", "a_b-2")} == {"a_b": 2, "a b": 0, "a_b-2": 0}
