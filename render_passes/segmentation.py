@@ -31,20 +31,25 @@ def rendered_objects(scene, view_layer) -> list:
     return [seen[n] for n in sorted(seen)]
 
 
-def _top_collection(scene, ob) -> str | None:
+def top_collections(scene) -> dict[int, str]:
+    """``{object pointer: name of the scene's top-level collection holding it}`` (the first by
+    name where several do). Keyed by the object itself, never by its name: a linked object and a
+    local one may share a name and sit in different collections."""
+    out: dict[int, str] = {}
     for col in sorted(scene.collection.children, key=lambda c: c.name):
-        if ob.name in col.all_objects:
-            return col.name
-    return None
+        for ob in col.all_objects:
+            out.setdefault(ob.as_pointer(), col.name)
+    return out
 
 
-def object_class(scene, ob, class_property: str) -> str | None:
-    """``ob[class_property]``, else its top-level collection in the scene, else the first
-    collection it belongs to (objects that are only instanced)."""
+def object_class(scene, ob, class_property: str, tops: dict[int, str] | None = None) -> str | None:
+    """``ob[class_property]``, else its top-level collection in the scene (``tops``: from
+    :func:`top_collections`, computed when None), else the first collection it belongs to
+    (objects that are only instanced)."""
     cls = ob.get(class_property) if class_property else None
     if cls is not None:
         return str(cls)
-    top = _top_collection(scene, ob)
+    top = (top_collections(scene) if tops is None else tops).get(ob.as_pointer())
     if top is None and ob.users_collection:
         top = sorted(c.name for c in ob.users_collection)[0]
     return top
@@ -80,10 +85,11 @@ def assign_ids(scene, view_layer, class_property: str) -> tuple[dict[str, int], 
         ids[ob.name_full] = nxt
         nxt += 1
     doc_ids: dict[str, Any] = {}
+    tops = top_collections(scene)
     for ob in objs:
         doc_ids[str(ids[ob.name_full])] = {
-            "name": ob.name_full, "collection": _top_collection(scene, ob),
-            "class": object_class(scene, ob, class_property),
+            "name": ob.name_full, "collection": tops.get(ob.as_pointer()),
+            "class": object_class(scene, ob, class_property, tops),
             "library": ob.library.filepath if ob.library is not None else None}
     doc = {"background": 0,
            "id_source": "renderable objects of the file sorted by library-qualified name, "

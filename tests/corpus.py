@@ -99,8 +99,10 @@ CORPUS: dict[str, dict] = {
                                                "'asset_lib.blend' next to the file",
                            library="asset_lib.blend"),
     "linked_name_clash": dict(kind="linked", desc="the ramp 'Asset' linked from "
-                                                  "'clash_lib.blend' and a local quad also named "
-                                                  "'Asset' in front of it", library="clash_lib.blend"),
+                                                  "'clash_lib.blend' into the collection "
+                                                  "'Library Assets' and a local quad also named "
+                                                  "'Asset' in 'Props', in front of it",
+                              library="clash_lib.blend"),
     "linked_missing": dict(kind="linked", desc="the ramp linked from 'gone_lib.blend', which is "
                                                "deleted after saving; a static 'Stand' plane at "
                                                "distance 4 stays", library="gone_lib.blend"),
@@ -514,15 +516,21 @@ def build_linked(bpy, name: str, out_dir: Path) -> None:
     sc, cam = _base(bpy, name)
     with bpy.data.libraries.load(str(lib), link=True, relative=True) as (src, dst):
         dst.objects = ["Asset"]
+    home = sc.collection
+    if name == "linked_name_clash":  # the linked one in "Library Assets", the local one in "Props"
+        home = bpy.data.collections.new("Library Assets")
+        sc.collection.children.link(home)
     for ob in dst.objects:
-        sc.collection.objects.link(ob)
+        home.objects.link(ob)
     if name == "linked_name_clash":  # a local object with the linked one's name
         me = bpy.data.meshes.new("AssetQuad")
         me.from_pydata([(-.4, -.4, -2), (-.1, -.4, -2), (-.1, -.1, -2), (-.4, -.1, -2)], [],
                        [(0, 1, 2, 3)])
         local = bpy.data.objects.new("Asset", me)
         assert local.name == "Asset" and local.library is None
-        sc.collection.objects.link(local)
+        props = bpy.data.collections.new("Props")
+        sc.collection.children.link(props)
+        props.objects.link(local)
     if name == "linked_missing":
         me = bpy.data.meshes.new("Stand")
         me.from_pydata([(-.3, -.3, -4), (.3, -.3, -4), (.3, .3, -4), (-.3, .3, -4)], [],

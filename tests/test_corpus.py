@@ -547,15 +547,21 @@ def test_linked_asset_present_renders_with_its_ground_truth(corpus_dir, tmp_path
 @pytest.mark.render
 def test_a_linked_and_a_local_object_of_one_name_each_get_their_ids(corpus_dir, tmp_path):
     """Names are library-qualified everywhere: the linked 'Asset' and the local 'Asset' are two
-    objects with two ids, both in objects.json with their own visible pixels."""
+    objects with two ids, each with the class of its own collection, both in objects.json with
+    their own visible pixels."""
     seq, _ = _warnings(corpus_dir, tmp_path, "linked_name_clash")
     ids = json.loads((seq.root / "segmentation_ids.json").read_text())["ids"]
     by_name = {v["name"]: int(k) for k, v in ids.items()}
     assert sorted(by_name) == ["Asset", "Asset [clash_lib.blend]"]
+    classes = {v["name"]: (v["collection"], v["class"]) for v in ids.values()}
+    assert classes == {"Asset": ("Props", "Props"),
+                       "Asset [clash_lib.blend]": ("Library Assets", "Library Assets")}
     seg = seq.exr(1, "segmentation")[seq.conv["segmentation"]["channel"]]
     assert set(np.unique(seg)) == {float(i) for i in by_name.values()}
     objects = json.loads((seq.root / "objects.json").read_text())
     drawn = {i["instance_id"]: i["object"] for i in objects["instances"]}
+    assert {i["object"]: i["category"] for i in objects["instances"]} == {
+        "Asset": "Props", "Asset [clash_lib.blend]": "Library Assets"}
     (frame,) = objects["frames"]
     visible = {drawn[i["instance_id"]]: i["px_count_visib"] for i in frame["instances"]}
     assert sorted(visible) == ["Asset", "Asset [clash_lib.blend]"]
