@@ -38,6 +38,7 @@ point at the centre, size from the first frame when ``w``/``h`` are missing).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -51,6 +52,8 @@ from ..errors import DatasetForgeError
 from . import exr, layout
 from .layout import FLOW_KEYS, IDS_FILE, OBJECTS_FILE, TRANSFORMS, frame_digits, ray_norm
 from .objects import CV_FROM_GL, INSTANCE_CHANNEL
+
+_log = logging.getLogger("dataset_forge")
 
 KINDS = tuple(layout.KINDS)
 FOLDERS = {k.name: (k.folder, k.stem) for k in layout.KINDS.values()}
@@ -672,8 +675,37 @@ class Sequence:
         return dict(zip(FLOW_KEYS, quad))
 
 
+def manifest_sequences(manifest: dict[str, Any] | None) -> dict[str, dict[str, Any]] | None:
+    """``{sequence path relative to the datasets folder: its manifest entry}`` of a Dataset Forge
+    ``manifest.json`` (None when ``manifest`` is not one: no ``scenes`` list)."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("scenes"), list):
+        return None
+    return {str(q["path"]): q for sc in manifest["scenes"] if isinstance(sc, dict)
+            for q in sc.get("sequences", []) if isinstance(q, dict) and "path" in q}
+
+
+def manifest_problem(listed: dict[str, dict[str, Any]] | None, rel: str) -> str | None:
+    """Why the sequence folder at ``rel`` (relative to the datasets folder) is not part of the
+    dataset its manifest describes (``listed``: :func:`manifest_sequences`), or None: not listed
+    (left by an earlier run with other settings) or listed as not complete."""
+    if listed is None:
+        return None
+    q = listed.get(rel)
+    if q is None:
+        return (f"not in {layout.MANIFEST}: left by an earlier run with other settings (another "
+                "seed, strategy or frame count?); delete the folder, or render it again with those "
+                "settings")
+    status = q.get("status", "complete")
+    if status != "complete":
+        why = f" ({q['reason']})" if q.get("reason") else ""
+        return f"{layout.MANIFEST} calls it {status}{why}: render it again"
+    return None
+
+
 class Dataset:
-    """A datasets folder: every sequence (``transforms.json``) below it, sorted by path."""
+    """A datasets folder: every sequence (``transforms.json``) below it, sorted by path. With a
+    Dataset Forge ``manifest.json``, only the sequences it lists as complete: the others are in
+    :attr:`skipped` (``{folder: why}``), and a warning names them."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -683,10 +715,24 @@ class Dataset:
                        if not any(part.startswith(".") for part in p.relative_to(self.path).parts))
         if not found:
             raise DatasetError(f"{self.path}: no {TRANSFORMS} below this folder (not a dataset)")
-        self.sequence_paths: list[Path] = found
-        self._seqs: dict[Path, Sequence] = {}
         mf = self.path / layout.MANIFEST
         self.manifest: dict[str, Any] | None = _read_json(mf) if mf.is_file() else None
+        listed = manifest_sequences(self.manifest)
+        self.skipped: dict[Path, str] = {}
+        for p in found:
+            why = manifest_problem(listed, p.relative_to(self.path).as_posix())
+            if why is not None:
+                self.skipped[p] = why
+        self.sequence_paths: list[Path] = [p for p in found if p not in self.skipped]
+        self._seqs: dict[Path, Sequence] = {}
+        if self.skipped:
+            first = next(iter(self.skipped))
+            _log.warning("%s: %d sequence folder(s) skipped, e.g. %s: %s", self.path, len(self.skipped),
+                         first.relative_to(self.path).as_posix(), self.skipped[first])
+        if not self.sequence_paths:
+            raise DatasetError(f"{self.path}: no sequence below this folder is complete in "
+                               f"{layout.MANIFEST} (e.g. {first.relative_to(self.path).as_posix()}: "
+                               f"{self.skipped[first]})")
 
     def __repr__(self) -> str:
         return f"<Dataset {self.path} ({len(self)} sequences)>"

@@ -415,6 +415,43 @@ def test_validate_leaves_the_manifest_of_a_running_run_alone(tmp_path):
     assert man["scenes"][0]["sequences"][0]["validation"]["ok"] is True
 
 
+def test_only_the_sequences_the_manifest_calls_complete_make_the_dataset(tmp_path, caplog):
+    """A folder left by an earlier run with other settings (another seed: other sequence ids) and
+    a sequence the last run left incomplete are not part of the dataset: the loader skips them
+    and says so, validate fails them by name (also when given one of them), exports leave them
+    out with a note."""
+    from dataset_forge.dataset.exports import export
+
+    root = make_dataset(tmp_path / "ds")
+    stray = make_sequence(root / "renders" / "synth" / "001-00003-00007")
+    man = json.loads((root / "manifest.json").read_text())
+    man["scenes"][1]["sequences"][0].update(status="incomplete", reason="the content of synth2.blend changed")
+    write_json_atomic(root / "manifest.json", man)
+    with caplog.at_level("WARNING", logger="dataset_forge"):
+        ds = load(root)
+    assert [p.relative_to(root).as_posix() for p in ds.sequence_paths] == ["renders/synth/001-00001-00006"]
+    unlisted = ("not in manifest.json: left by an earlier run with other settings (another seed, "
+                "strategy or frame count?); delete the folder, or render it again with those settings")
+    incomplete = ("manifest.json calls it incomplete (the content of synth2.blend changed): render it "
+                  "again")
+    assert {p.relative_to(root).as_posix(): why for p, why in ds.skipped.items()} == {
+        "renders/synth/001-00003-00007": unlisted, "renders/synth2/001-00001-00006": incomplete}
+    assert "2 sequence folder(s) skipped" in caplog.text
+    rep = validate(root, write=False, update_manifest=False)
+    assert rep["failed"] == ["renders/synth/001-00003-00007", "renders/synth2/001-00001-00006"]
+    by = {r["path"]: r for r in rep["sequences"]}
+    assert by["renders/synth/001-00003-00007"]["failed"] == ["frame_count"]
+    assert by["renders/synth/001-00003-00007"]["checks"]["frame_count"]["message"] == unlisted
+    assert by["renders/synth2/001-00001-00006"]["checks"]["frame_count"]["message"] == incomplete
+    assert by["renders/synth/001-00001-00006"]["ok"]
+    alone = one(validate(stray, write=False, update_manifest=False))
+    assert alone["failed"] == ["frame_count"] and alone["checks"]["frame_count"]["message"] == unlisted
+    res = export("visionsim-npy", root, tmp_path / "npy")
+    assert [q["sequence"] for q in res["sequences"]] == ["renders/synth/001-00001-00006"]
+    assert f"renders/synth/001-00003-00007: not exported: {unlisted}" in res["notes"]
+    assert not (tmp_path / "npy" / "renders" / "synth" / "001-00003-00007").exists()
+
+
 def test_thresholds_are_parameters(clean):
     assert Thresholds().flow_px == 0.05
     rep = validate(clean, write=False, normal_deg=-1.0)

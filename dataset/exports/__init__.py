@@ -165,6 +165,9 @@ def export(format: str, src: str | os.PathLike, dst: str | os.PathLike, overwrit
     module = importlib.import_module(f"{__name__}.{fmt.module}")
     per_seq: list[dict[str, Any]] = []
     notes: list[str] = []
+    if isinstance(opened, loader.Dataset):  # not part of the dataset its manifest describes
+        notes += [f"{p.relative_to(opened.path).as_posix()}: not exported: {why}"
+                  for p, why in opened.skipped.items()]
     ctx: dict[str, Any] = {}
     for job in jobs:
         res = module.export_sequence(job, dst_p, lambda n=1, j=job: tick(j, n), ctx)

@@ -85,11 +85,12 @@ def _intrinsics_agree(d: dict[str, Any], K: np.ndarray, where: str) -> list[str]
     return [f"{where}'intrinsics' disagrees with {', '.join(bad) or 'K'} ({Ki.tolist()} vs {K.tolist()})"]
 
 
-def frame_count(seq: Sequence, manifest_frames: int | None) -> dict[str, Any]:
+def frame_count(seq: Sequence, manifest_frames: int | None, manifest_problem: str | None = None
+                ) -> dict[str, Any]:
     m = seq.meta
     n = len(seq)
     nums = seq.frame_numbers
-    problems = []
+    problems = [manifest_problem] if manifest_problem else []
     gaps = [f"{a}->{b}" for a, b in zip(nums, nums[1:]) if b != a + 1]
     if gaps:
         problems.append(f"frame numbers not consecutive ({', '.join(gaps[:5])}): a frame is missing "

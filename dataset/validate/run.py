@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..layout import MANIFEST, TRANSFORMS
-from ..loader import Dataset, DatasetError, Sequence, load
+from ..loader import Dataset, DatasetError, Sequence, load, manifest_problem, manifest_sequences
 from ..lock import FolderBusy, FolderLock
 from .files import FileCheck, frame_count, schema
 from .flow import FlowStats
@@ -75,10 +75,11 @@ def _frames(seq: Sequence, geometry: bool, t: Thresholds, stride: int, progress
 
 def validate_sequence(path: str | os.PathLike | Sequence, thresholds: Thresholds | None = None, *,
                       stride: int = 1, manifest_frames: int | None = None,
-                      progress=None) -> dict[str, Any]:
+                      manifest_problem: str | None = None, progress=None) -> dict[str, Any]:
     """Validate one sequence folder (or an already loaded :class:`Sequence`); returns ``{"path",
     "ok", "checks": {name: check}, ...}``. ``stride``: check geometry on every ``stride``-th frame
-    (pair) only."""
+    (pair) only. ``manifest_frames`` / ``manifest_problem``: what the datasets folder's manifest
+    says of it (its frame count; why it is not part of the dataset, which fails ``frame_count``)."""
     t = thresholds or Thresholds()
     t0 = time.monotonic()
     loaded = path if isinstance(path, Sequence) else None
@@ -98,7 +99,7 @@ def validate_sequence(path: str | os.PathLike | Sequence, thresholds: Thresholds
         checks["schema"] = schema(seq)
     except (DatasetError, ValueError, TypeError) as exc:
         checks["schema"] = _check(False, str(exc))
-    checks["frame_count"] = frame_count(seq, manifest_frames)
+    checks["frame_count"] = frame_count(seq, manifest_frames, manifest_problem)
     checks["files"], geometric, err = _frames(seq, bool(checks["schema"]["ok"]), t, max(1, stride),
                                               progress)
     if checks["schema"]["ok"]:
@@ -119,13 +120,8 @@ def validate_sequence(path: str | os.PathLike | Sequence, thresholds: Thresholds
 
 # --- datasets, reports, manifest ---------------------------------------------------------
 
-def _manifest_frames(manifest: dict[str, Any] | None) -> dict[str, int]:
-    out = {}
-    for sc in (manifest or {}).get("scenes", []):
-        for q in sc.get("sequences", []):
-            if "path" in q and "num_frames" in q:
-                out[q["path"]] = int(q["num_frames"])
-    return out
+def _manifest_frames(listed: dict[str, dict[str, Any]] | None) -> dict[str, int]:
+    return {k: int(q["num_frames"]) for k, q in (listed or {}).items() if "num_frames" in q}
 
 
 def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds | None = None,
@@ -167,21 +163,25 @@ def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds |
             manifest = json.loads((manifest_root / MANIFEST).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             manifest = None
-    listed = _manifest_frames(manifest)
+    listed_seqs = manifest_sequences(manifest)
+    listed = _manifest_frames(listed_seqs)
     if isinstance(src, Dataset):
-        # sequences the manifest promises but that have no transforms.json fail as such
+        # sequences on disk the manifest does not count as complete fail frame_count (the loader
+        # skips them); those it promises but that have no transforms.json fail as such
+        seq_paths = sorted(seq_paths + list(src.skipped))
         seq_paths += [root / q for q in listed if (root / q) not in seq_paths]
     rel = {p: (p.relative_to(root).as_posix() if p != root else ".") for p in seq_paths}
     mrel = {p: p.relative_to(manifest_root).as_posix() for p in seq_paths} if manifest_root else {}
     mframes = {p: listed.get(mrel.get(p, ""), None) for p in seq_paths}
+    mprob = {p: manifest_problem(listed_seqs, mrel[p]) if p in mrel else None for p in seq_paths}
     results: dict[Path, dict[str, Any]] = {}
     t0 = time.monotonic()
     if jobs > 1 and len(seq_paths) > 1:
         # Inside Blender forking the bpy process is unsafe: threads there (numpy releases the GIL).
         pool = ThreadPoolExecutor if "bpy" in sys.modules else ProcessPoolExecutor
         with pool(max_workers=jobs) as ex:
-            futs = {ex.submit(validate_sequence, p, t, stride=stride,
-                              manifest_frames=mframes[p]): p for p in seq_paths}
+            futs = {ex.submit(validate_sequence, p, t, stride=stride, manifest_frames=mframes[p],
+                              manifest_problem=mprob[p]): p for p in seq_paths}
             for fut in as_completed(futs):
                 p = futs[fut]
                 results[p] = fut.result()
@@ -192,7 +192,7 @@ def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds |
             # a sequence folder was loaded above already: validate that Sequence, not a second read
             results[p] = validate_sequence(src if isinstance(src, Sequence) else p, t, stride=stride,
                                            manifest_frames=mframes[p],
-                                           progress=say)
+                                           manifest_problem=mprob[p], progress=say)
             if say:
                 say(progress_bar(len(results), len(seq_paths), t0, verdict(rel[p], results[p])))
     seqs = []
@@ -219,16 +219,16 @@ def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds |
 
 
 def _manifest_above(seq: Path) -> Path | None:
-    """The datasets folder whose manifest.json lists sequence folder ``seq`` (renders/SCENE/SEQ)."""
+    """The datasets folder above sequence folder ``seq`` (renders/SCENE/SEQ) whose Dataset Forge
+    manifest.json describes it (listed or not: an unlisted folder is not part of the dataset)."""
     for up in list(seq.resolve().parents)[:3]:
         m = up / MANIFEST
         if m.is_file():
-            rel = seq.resolve().relative_to(up).as_posix()
             try:
                 doc = json.loads(m.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 return None
-            return up if rel in _manifest_frames(doc) else None
+            return up if manifest_sequences(doc) is not None else None
     return None
 
 
