@@ -20,7 +20,7 @@ import numpy as np
 from ...errors import DatasetForgeError
 from ..layout import KINDS
 from ..loader import Frame, Sequence
-from ..verify import fsync_files, write_error
+from ..verify import WriteError, fsync_files, write_error
 
 MARKER = "dataset_forge_export.json"
 
@@ -46,6 +46,16 @@ class SeqJob:
 RERUN = "export again with --overwrite (the export is marked unfinished until it completes)"
 
 
+def _failed(exc: OSError, path: Path, leftover: Path) -> WriteError:
+    """The :class:`WriteError` of a write to ``path`` that failed, ``leftover`` (its partial file)
+    removed."""
+    try:
+        os.remove(leftover)
+    except OSError:
+        pass
+    return write_error(exc, path, RERUN)
+
+
 def write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file renamed over it: a reader sees no torn
     file. A failed write raises :class:`dataset.verify.WriteError` naming ``path`` and the cause.
@@ -57,11 +67,7 @@ def write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
         os.replace(tmp, path)
     except OSError as exc:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise write_error(exc, path, RERUN) from None
+        raise _failed(exc, path, tmp) from None
 
 
 def npy_memmap(path: Path, dtype, shape: tuple[int, ...]) -> np.memmap:
@@ -81,11 +87,7 @@ def npy_memmap(path: Path, dtype, shape: tuple[int, ...]) -> np.memmap:
                         raise
         return arr
     except OSError as exc:
-        try:
-            os.remove(path)
-        except OSError:
-            pass
-        raise write_error(exc, path, RERUN) from None
+        raise _failed(exc, path, path) from None
 
 
 def sync_tree(root: Path) -> int:
