@@ -149,6 +149,7 @@ FLOW_BACKWARD_VALID = "flow_backward_valid"
 
 # -- Provenance (what produced a sequence; see engine/provenance.py) ------------------------------
 PROVENANCE = "provenance.json"
+RENDER_ID = "render_id"                      # provenance.json: new on each render from scratch
 
 # -- The datasets folder around the sequences (create_datasets: DATASETS/renders/SCENE/SEQ-ID/) --
 RENDERS = "renders"                          # DATASETS/renders/SCENE/SEQUENCE-ID/

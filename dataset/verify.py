@@ -19,12 +19,15 @@ names the cause of an incomplete file by reproducing the failing write.
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import os
 import re
 import struct
 from pathlib import Path
 
 from ..errors import DatasetForgeError
+from .layout import JOURNAL, PROVENANCE, RENDER_ID
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
@@ -338,3 +341,21 @@ def render_save_error(message: str) -> WriteError | None:
     path = m.group("path")
     why = cause(path)
     return WriteError(path, "the renderer could not save it" if why == UNEXPLAINED else why)
+
+
+def journal_digest(seq_dir: str | os.PathLike) -> str | None:
+    """Which frames sequence folder ``seq_dir`` holds now, as a SHA-256 (hex) of its journal and
+    the ``render_id`` of its ``provenance.json`` (new on each render from scratch: the same
+    journal bytes may come from two renders); None without a journal. A verdict about the folder
+    holds while this is unchanged."""
+    try:
+        with open(Path(seq_dir) / JOURNAL, "rb") as fh:
+            journal = fh.read()
+    except OSError:
+        return None
+    try:
+        with open(Path(seq_dir) / PROVENANCE, encoding="utf-8") as fh:
+            render = str(json.load(fh).get(RENDER_ID, ""))
+    except (OSError, ValueError, AttributeError):
+        render = ""
+    return hashlib.sha256(render.encode() + b"\0" + journal).hexdigest()

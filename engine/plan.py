@@ -21,6 +21,7 @@ from typing import Any
 
 from ..dataset import layout
 from ..dataset.transforms import write_json_atomic
+from ..dataset.verify import journal_digest
 from ..errors import DatasetForgeError
 from ..sampling import SamplingError, sample_sequences, stretched_range
 from ..settings import Settings
@@ -144,7 +145,7 @@ def write_manifest(plan: PlanDoc, summary: Summary | None = None) -> Path:
                 seqs[-1]["reason"] = failed
                 st["complete"] = False
             kept = previous.get(seqs[-1]["path"])
-            if kept is not None and failed is None and _unchanged_since(q["out_dir"], kept[1]):
+            if kept is not None and failed is None and _unchanged_since(q["out_dir"], *kept):
                 seqs[-1]["validation"] = kept[0]
             totals["sequences"] += 1
             totals["sequences_complete"] += st["complete"]
@@ -178,9 +179,14 @@ def _previous_validations(manifest: Path) -> dict[str, tuple[dict[str, Any], flo
             for q in sc.get("sequences", []) if "validation" in q and "path" in q}
 
 
-def _unchanged_since(seq_dir: str, when: float) -> bool:
-    """No frame of the sequence was journaled after ``when`` (a validated sequence that was
-    re-rendered since must be validated again)."""
+def _unchanged_since(seq_dir: str, validation: dict[str, Any], when: float) -> bool:
+    """The sequence's frames are still the ones ``validation`` judged (a validated sequence that
+    was re-rendered since must be validated again): its journal is byte for byte the one validate
+    read (``journal_sha256``); for an entry without it, no frame was journaled after ``when``
+    (the manifest's mtime, as coarse as the file system's clock)."""
+    digest = validation.get("journal_sha256") if isinstance(validation, dict) else None
+    if digest is not None:
+        return journal_digest(seq_dir) == digest
     try:
         return (Path(seq_dir) / layout.JOURNAL).stat().st_mtime <= when
     except OSError:

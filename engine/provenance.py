@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import uuid
 from dataclasses import fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -225,6 +226,11 @@ def clean_stale_tmp(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
+# Set anew each time a folder is rendered from scratch, kept while it resumes: with the journal it
+# tells which frames a verdict was about (dataset.verify.journal_digest).
+RENDER_ID = layout.RENDER_ID
+
+
 def begin_sequence(seq_dir: str | os.PathLike, record: dict[str, Any],
                    on_change: str) -> list[str]:
     """Decide what a sequence folder's frames are worth to this run (see the module docstring)
@@ -260,6 +266,9 @@ def begin_sequence(seq_dir: str | os.PathLike, record: dict[str, Any],
         # Fresh or re-rendered: nothing in the folder is vouched for, so no stale file of an
         # earlier format (PNG after JPEG ...) may stay next to the new ones.
         reset_sequence(root)
+        record = {**record, RENDER_ID: uuid.uuid4().hex}
+    else:  # a resume: the same frames, the same render
+        record = {**record, RENDER_ID: old.get(RENDER_ID) or uuid.uuid4().hex}
     write_json_atomic(root / layout.PROVENANCE, record)
     return why
 

@@ -274,3 +274,43 @@ def test_a_sequence_refused_in_this_run_is_never_called_complete_in_the_manifest
     assert q["reason"] == str(refused.value) and "the content of a.blend" in q["reason"]
     assert sc["reason"] == str(refused.value) and "validation" not in q
     assert m["totals"]["scenes_complete"] == 0 and m["totals"]["sequences_complete"] == 0
+
+
+def test_a_validation_is_kept_while_the_frames_are_the_ones_it_judged(tmp_path):
+    """The manifest keeps a sequence's validate verdict across reruns that render nothing, and
+    drops it once the folder is rendered again from scratch, even when the new journal is byte
+    for byte the old one (same file sizes) and the manifest was written in the same second."""
+    from dataset_forge.dataset.verify import journal_digest
+    from dataset_forge.engine.plan import write_manifest
+
+    blend = _blend(tmp_path / "scenes", "a.blend")
+    ds = tmp_path / "ds"
+    seq = ds / layout.RENDERS / "a" / "001-00001-00002"
+    s = Settings()
+    _render(seq, blend, s)
+    (seq / layout.TRANSFORMS).write_text("{}")
+    first = pv.read_record(seq)[pv.RENDER_ID]
+    plan = {"datasets_dir": str(ds), "seed": 0, "settings": s.to_dict(),
+            "scenes": [{"name": "a", "blend": str(blend)}],
+            "jobs": [{"scene": "a", "blend": str(blend), "sequences": [
+                {"id": seq.name, "out_dir": str(seq), "frame_start": 1, "frame_end": 2}]}]}
+
+    def validated() -> dict:
+        """Record a verdict as validate does, then let a run rewrite the manifest."""
+        m = json.loads(write_manifest(plan).read_text())
+        m["scenes"][0]["sequences"][0]["validation"] = {"ok": True, "journal_sha256": journal_digest(seq)}
+        (ds / layout.MANIFEST).write_text(json.dumps(m))
+        return m
+
+    validated()
+    journal = (seq / layout.JOURNAL).read_bytes()
+    assert _render(seq, blend, s) == []  # a rerun: everything done, nothing rendered
+    assert pv.read_record(seq)[pv.RENDER_ID] == first
+    assert "validation" in json.loads(write_manifest(plan).read_text())["scenes"][0]["sequences"][0]
+    s2 = Settings(on_change="rerender", width=s.width + 2)
+    assert _render(seq, blend, s2)  # rendered again from scratch
+    plan["settings"] = s2.to_dict()
+    assert (seq / layout.JOURNAL).read_bytes() == journal and pv.read_record(seq)[pv.RENDER_ID] != first
+    when = (ds / layout.MANIFEST).stat().st_mtime  # a clock of 1 s steps: no later than the manifest
+    os.utime(seq / layout.JOURNAL, (when, when))
+    assert "validation" not in json.loads(write_manifest(plan).read_text())["scenes"][0]["sequences"][0]

@@ -72,7 +72,8 @@ def update_manifest_file(manifest_path: str | os.PathLike, report: dict[str, Any
                                "messages": {k: r["checks"][k]["message"] for k in r["failed"]},
                                "not_checked": sorted(k for k, m in (r.get("not_checked") or {}).items()
                                                      if not m.startswith("not needed")),
-                               "checked": report["checked"], "report": REPORT_JSON}
+                               "checked": report["checked"], "report": REPORT_JSON,
+                               "journal_sha256": r.get("journal_sha256")}
     if summary:
         doc["validation"] = {"ok": report["ok"], "checked": report["checked"],
                              "sequences": len(report["sequences"]),

@@ -15,6 +15,7 @@ from typing import Any
 from ..layout import MANIFEST, TRANSFORMS
 from ..loader import Dataset, DatasetError, Sequence, load, manifest_problem, manifest_sequences
 from ..lock import FolderBusy, FolderLock
+from ..verify import journal_digest
 from .files import FileCheck, frame_count, schema
 from .flow import FlowStats
 from .frames import FrameStats
@@ -84,7 +85,10 @@ def validate_sequence(path: str | os.PathLike | Sequence, thresholds: Thresholds
     t0 = time.monotonic()
     loaded = path if isinstance(path, Sequence) else None
     path = loaded.path if loaded is not None else Path(path)
-    rep: dict[str, Any] = {"path": str(path), "ok": False, "checks": {}}
+    # the frames this verdict is about: a render run keeps the manifest's verdict only while the
+    # journal is still this one
+    rep: dict[str, Any] = {"path": str(path), "ok": False, "checks": {},
+                           "journal_sha256": journal_digest(path)}
     try:
         seq = loaded if loaded is not None else Sequence(path)
     except (DatasetError, OSError) as exc:
