@@ -188,9 +188,12 @@ class PassRig:
                 "forward": "pixel displacement from frame t to t+1",
                 "backward": "pixel displacement from frame t to t-1",
                 "static_value": 0.0, "dtype": "float32",
+                "intrinsics": ("each frame projected with its own K: under an animated lens the "
+                               "Vector pass is re-projected exactly where K changes"),
                 "valid_if": ("the frame's flow_forward_valid / flow_backward_valid is true: they "
                              "are false where the active camera changes between t and t+1 "
-                             "(forward of t) or t-1 and t (backward of t), a camera cut")}
+                             "(forward of t) or t-1 and t (backward of t), a camera cut, or where "
+                             "K changes in a way that cannot be corrected exactly")}
         if "segmentation" in self.kinds:
             conv["segmentation"] = {
                 "file": pattern("segmentation"),
