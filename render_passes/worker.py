@@ -33,7 +33,7 @@ from ..dataset import camera as cam_model
 from ..dataset import exr, layout
 from ..dataset import flow_intrinsics as flow_k
 from ..dataset.transforms import build_transforms, write_json_atomic
-from ..dataset.verify import WriteError, render_save_error
+from ..dataset.verify import WriteError, render_save_error, write_error
 from ..engine import provenance
 from ..engine.events import Emit, stdout_emitter
 from ..engine.journal import Journal
@@ -400,9 +400,14 @@ def fix_flow_file(path: Path, mask_path: Path, cur: _Lens, prev: _Lens, nxt: _Le
             flow[..., sl] = flow_k.correct_flow_for_intrinsics(
                 flow[..., sl], flow_k.used_intrinsics(k_cur, k_other, model), k_other, mask)
         tmp = path.with_name(f".{path.name}.tmp")
-        exr.write_channels(tmp, {n: flow[..., i] for i, n in enumerate(names)},
-                           compression={"NONE": "NO"}.get(codec.upper(), codec.upper()))
-        os.replace(tmp, path)
+        try:
+            exr.write_channels(tmp, {n: flow[..., i] for i, n in enumerate(names)},
+                               compression={"NONE": "NO"}.get(codec.upper(), codec.upper()))
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise write_error(exc, path) from None
+        except RuntimeError as exc:  # OpenEXR's own failure to write (a full disk ...)
+            raise WriteError(path, " ".join(str(exc).split())[:200]) from None
     mask_path.unlink(missing_ok=True)
     return bool(todo)
 
