@@ -202,3 +202,13 @@ def file_output_paths(node) -> list[str]:
 # the clock first reaches a whole frame after the start (half a frame late from then on), although
 # frame_set() alone evaluates it exactly there. No RNA feature tells the two apart.
 SIMULATION_FOLLOWS_REMAPPED_CLOCK = tuple(bpy.app.version) >= (5, 0, 0)
+
+
+# -- Vector pass under animated intrinsics (docs/blender_notes.md, Vector pass and zoom) ----------
+# Which intrinsics Cycles projects the neighbouring frame with in the Vector pass, measured by
+# reprojecting depth on 4.2.23 (the current frame's K), 4.5.15 and 5.0.1 (the neighbour's focal
+# length, the current frame's principal point: lens shift is not followed). Nothing in RNA tells
+# them apart; a version that was not measured gets None (flows across a change of K are then
+# marked invalid instead of corrected).
+VECTOR_PASS_INTRINSICS = {(4, 2): "current", (4, 5): "neighbour_focal",
+                          (5, 0): "neighbour_focal"}.get(tuple(bpy.app.version[:2]))

@@ -51,6 +51,9 @@ SOCKET_TYPES = {"depth": "FLOAT", "normal": "VECTOR", "flow": "RGBA", "segmentat
 # Raw Object Index + Depth files (segmentations/.raw/segraw_NNNNNN.exr), replaced by the final
 # segmentation files after each render: the writer's own scratch, not part of the layout.
 RAW_SEG, RAW_STEM = ".raw", "segraw"
+# With flows: the surface mask (Depth pass < background) of each frame, flows/.raw/flowmask_NNNNNN.exr,
+# read and deleted by the worker's flow fix under animated intrinsics (render_passes/worker.py).
+FLOW_MASK_STEM = "flowmask"
 BACKGROUND_DEPTH = 1e9  # Cycles writes 1e10 where no surface was hit
 # Flow preview: saturation = |flow| / (this fraction of the image width), clamped to 1; a fixed
 # scale (not per-frame max) keeps the colours of a video steady.
@@ -122,16 +125,33 @@ class PassRig:
         """Write ``objects.json`` and the instance map of ``segmentation_ids.json``; returns
         timing and pixel-resolution statistics."""
         if self.tracker is None:
+            self._remove_flow_masks()
             return {}
         t = self.tracker
         write_json_atomic(self.seq_dir / layout.OBJECTS_FILE, t.document())
         write_json_atomic(self.seq_dir / layout.IDS_FILE, {**self._ids_doc,
                                                            "instances": t.instances_doc()})
+        self._remove_flow_masks()
         try:
             self._raw_dir().rmdir()
         except OSError:
             pass
         return {"timings": t.timings, "pixels": t.resolve_stats, "sources": t.sources}
+
+    def flow_mask_path(self, frame: int) -> Path:
+        """The surface mask of ``frame`` written beside its flow (1 channel, 1 = surface)."""
+        return (self.seq_dir / layout.KINDS["flow"].folder / RAW_SEG
+                / f"{FLOW_MASK_STEM}_{layout.frame_digits(frame)}.exr")
+
+    def _remove_flow_masks(self) -> None:
+        folder = self.flow_mask_path(0).parent
+        if folder.is_dir():
+            for p in folder.glob(f"{FLOW_MASK_STEM}_*.exr"):
+                p.unlink(missing_ok=True)
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
 
     def _raw_dir(self) -> Path:
         return self.seq_dir / layout.KINDS["segmentation"].folder / RAW_SEG
@@ -168,9 +188,12 @@ class PassRig:
                 "forward": "pixel displacement from frame t to t+1",
                 "backward": "pixel displacement from frame t to t-1",
                 "static_value": 0.0, "dtype": "float32",
+                "intrinsics": ("each frame projected with its own K: under an animated lens the "
+                               "Vector pass is re-projected exactly where K changes"),
                 "valid_if": ("the frame's flow_forward_valid / flow_backward_valid is true: they "
                              "are false where the active camera changes between t and t+1 "
-                             "(forward of t) or t-1 and t (backward of t), a camera cut")}
+                             "(forward of t) or t-1 and t (backward of t), a camera cut, or where "
+                             "K changes in a way that cannot be corrected exactly")}
         if "segmentation" in self.kinds:
             conv["segmentation"] = {
                 "file": pattern("segmentation"),
@@ -218,7 +241,7 @@ class PassRig:
         vl = _view_layer(scene)
         # Normals need the Depth pass too: covered pixels are those whose depth is valid.
         attrs = {PASS_FLAGS[k] for k in self.kinds} | (
-            {"use_pass_z"} if {"normal", "segmentation"} & set(self.kinds) else set())
+            {"use_pass_z"} if {"normal", "segmentation", "flow"} & set(self.kinds) else set())
         for attr in sorted(attrs):
             self._undo_passes[attr] = getattr(vl, attr)
             setattr(vl, attr, True)
@@ -263,6 +286,13 @@ class PassRig:
             fv, bu = w, x
             bv = g.math("MULTIPLY", y, -1.0)
             self._write(g, "flow", g.combine_color(fu, fv, bu, bv))
+            fo = compat.file_output(
+                g.tree, str(self.flow_mask_path(0).parent), file_format="OPEN_EXR",
+                color_mode="BW", color_depth="32", exr_codec=s.exr_codec)
+            g.nodes.append(fo)
+            fo.label = "DF"
+            g.link(g.math("LESS_THAN", compat.render_layer_output(rl, "Depth"), BACKGROUND_DEPTH),
+                   compat.file_output_input(fo, layout.blender_stem(FLOW_MASK_STEM), "FLOAT"))
             if s.debug:  # colour wheel: hue = direction (Middlebury angle), saturation = |flow|
                 mag = g.math("SQRT", g.math("MULTIPLY_ADD", fu, fu, g.math("MULTIPLY", fv, fv)))
                 scale = 1.0 / max(1.0, FLOW_PREVIEW_SCALE * scene.render.resolution_x

@@ -27,11 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import bpy
+import numpy as np
 
 from ..dataset import camera as cam_model
-from ..dataset import layout
+from ..dataset import exr, layout
+from ..dataset import flow_intrinsics as flow_k
 from ..dataset.transforms import build_transforms, write_json_atomic
-from ..dataset.verify import WriteError, render_save_error
+from ..dataset.verify import WriteError, render_save_error, write_error
 from ..engine import provenance
 from ..engine.events import Emit, stdout_emitter
 from ..engine.journal import Journal
@@ -130,6 +132,10 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
     t_job = time.perf_counter()
     frames_meta: list[dict[str, Any]] = []
     k0 = None
+    # With flows a rendered frame is journaled only once its neighbours' lenses are known and
+    # its flow follows them (_commit_flow_frame): ``pending`` waits for frame f + 1.
+    lenses = {a - 1: _lens_at(scene, a - 1)} if settings.flows else {}
+    pending: _Rendered | None = None
     timing.preroll(scene, a)
     try:
         for f in range(a, b + 1):
@@ -137,6 +143,11 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
             entry, k = _frame_entry(scene, f, a, rgb, gt_files, k0)
             k0 = k0 or k
             frames_meta.append(entry)
+            if settings.flows:
+                lenses[f] = _Lens(entry[layout.FRAME_CAMERA_KEY], k)
+                if pending is not None:
+                    _commit_flow_frame(pending, lenses, rig, journal, sq, settings, emit)
+                    pending = None
             if f not in todo:
                 rig.finish_frame(f, rendered=False)
                 emit({"event": Ev.FRAME_SKIPPED, "job": seq["id"], "scene": scene_name, "frame": f})
@@ -145,12 +156,21 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
                 raise BudgetExhausted()
             files = [rgb, *gt_files.values(), *(
                 layout.preview_file(kind, f) for kind in rig.kinds if settings.debug)]
-            _render_and_journal(scene, rig, journal, sq, f, rgb, files, emit)
+            if settings.flows:
+                pending = _Rendered(f, files, _render_frame(scene, rig, sq, f, rgb))
+            else:
+                _render_and_journal(scene, rig, journal, sq, f, rgb, files, emit)
             if budget[0] is not None:
                 budget[0] -= 1
+        if settings.flows:
+            lenses[b + 1] = _lens_at(scene, b + 1)
+            scene.frame_set(b)
+            if pending is not None:
+                _commit_flow_frame(pending, lenses, rig, journal, sq, settings, emit)
+                pending = None
         journal.flush()
         object_stats = rig.finish_sequence()
-        cameras = mark_camera_cuts(scene, frames_meta, a, b, flows=settings.flows)
+        cameras = mark_camera_cuts(scene, frames_meta, a, b, flows=settings.flows, lenses=lenses)
     finally:
         journal.close()
         rig.teardown()
@@ -218,6 +238,12 @@ def _render_and_journal(scene, rig: PassRig, journal: Journal, sq: _Sequence, f:
     They are verified now; the journal's thread fsyncs and journals them during the next
     render, and only then emits ``frame_done`` with the render time (s) and memory. A
     "cannot save" from Blender becomes a one-line :class:`WriteError`."""
+    _journal_frame(journal, sq, f, files, _render_frame(scene, rig, sq, f, rgb), emit)
+
+
+def _render_frame(scene, rig: PassRig, sq: _Sequence, f: int, rgb: str) -> float:
+    """Render frame ``f`` (the scene is at it) to ``sq.out / rgb`` and its ground truth; returns
+    the render time (s). A "cannot save" from Blender becomes a one-line :class:`WriteError`."""
     rig.prepare_frame(f)
     # write_still does not expand '#': name the file of this frame explicitly.
     scene.render.filepath = str((sq.out / rgb).with_suffix(""))
@@ -228,6 +254,13 @@ def _render_and_journal(scene, rig: PassRig, journal: Journal, sq: _Sequence, f:
         raise (render_save_error(str(exc)) or exc) from None
     dt = time.perf_counter() - t0
     rig.finish_frame(f, rendered=True)
+    return dt
+
+
+def _journal_frame(journal: Journal, sq: _Sequence, f: int, files: list[str], dt: float,
+                   emit: Emit) -> None:
+    """Hand the rendered frame ``f``'s ``files`` to the journal (verified now, journaled during
+    the next render, then ``frame_done`` with the render time ``dt`` (s) and memory)."""
     journal.mark_done(f, files, then=partial(
         emit, {"event": Ev.FRAME_DONE, "job": sq.id, "scene": sq.scene_name, "frame": f,
                "seconds": round(dt, 4), "rss_mib": _rss_mib()}))
@@ -271,25 +304,112 @@ def _write_info(sq: _Sequence, scene, settings: Settings, frames_meta: list[dict
 
 
 def mark_camera_cuts(scene, frames_meta: list[dict[str, Any]], a: int, b: int,
-                     flows: bool) -> list[str]:
+                     flows: bool, lenses: dict[int, _Lens] | None = None) -> list[str]:
     """Camera cuts (timeline markers bound to cameras): with flows, set every frame's
     ``flow_forward_valid`` / ``flow_backward_valid``, false where the active camera of the
-    neighbouring frame (also ``a - 1`` and ``b + 1``, outside the sequence) differs. Returns the
-    camera names in order of first use. Leaves the scene at frame ``b``."""
+    neighbouring frame (also ``a - 1`` and ``b + 1``, outside the sequence) differs, or where its
+    intrinsics differ in a way the flow cannot be made exact for (:func:`_flow_exact`).
+    ``lenses``: every frame ``a - 1 .. b + 1`` (evaluated here where None). Returns the camera
+    names in order of first use. Leaves the scene at frame ``b``."""
     names = [fr[layout.FRAME_CAMERA_KEY] for fr in frames_meta]
     if flows:
-        def camera_at(f: int) -> str | None:
-            scene.frame_set(f)
-            return scene.camera.name if scene.camera is not None else None
-
-        before, after = camera_at(a - 1), camera_at(b + 1)
-        scene.frame_set(b)
-        for i, fr in enumerate(frames_meta):
-            prev = names[i - 1] if i > 0 else before
-            nxt = names[i + 1] if i + 1 < len(names) else after
-            fr[layout.FLOW_BACKWARD_VALID] = prev == names[i]
-            fr[layout.FLOW_FORWARD_VALID] = nxt == names[i]
+        if lenses is None:
+            lenses = {f: _lens_at(scene, f) for f in range(a - 1, b + 2)}
+            scene.frame_set(b)
+        for fr in frames_meta:
+            f = fr["frame"]
+            fr[layout.FLOW_BACKWARD_VALID] = _flow_exact(lenses[f], lenses[f - 1])
+            fr[layout.FLOW_FORWARD_VALID] = _flow_exact(lenses[f], lenses[f + 1])
     return list(dict.fromkeys(names))
+
+
+# -- Flow under animated intrinsics (dataset/flow_intrinsics.py, docs/ground_truth.md) -----------
+@dataclass(frozen=True)
+class _Lens:
+    """The active camera's name and intrinsics at one frame (``k`` None: no camera, or one
+    without a pinhole ``K``)."""
+
+    camera: str | None
+    k: cam_model.Intrinsics | None
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    """A rendered frame waiting for its flow fix before the journal: its files and render time."""
+
+    frame: int
+    files: list[str]
+    seconds: float
+
+
+def _lens_at(scene, f: int) -> _Lens:
+    """Set the scene to frame ``f`` and return its camera and intrinsics."""
+    scene.frame_set(f)
+    cam = scene.camera
+    if cam is None:
+        return _Lens(None, None)
+    try:
+        return _Lens(cam.name, cam_model.intrinsics(scene_setup.camera_params(scene, cam)))
+    except cam_model.CameraModelError:
+        return _Lens(cam.name, None)
+
+
+def _vector_pass_model() -> flow_k.VectorPassModel | None:
+    m = compat.VECTOR_PASS_INTRINSICS
+    return None if m is None else flow_k.VectorPassModel(m)
+
+
+def _flow_exact(cur: _Lens, other: _Lens) -> bool:
+    """Is the flow from the frame of ``cur`` towards the frame of ``other`` right once
+    :func:`_commit_flow_frame` has run: the same camera, and the same intrinsics or intrinsics
+    whose change is corrected exactly."""
+    if cur.camera is None or cur.camera != other.camera or cur.k is None or other.k is None:
+        return False
+    return flow_k.correctable(np.asarray(cur.k.K), np.asarray(other.k.K), (cur.k.w, cur.k.h),
+                              (other.k.w, other.k.h), _vector_pass_model())
+
+
+def _commit_flow_frame(done: _Rendered, lenses: dict[int, _Lens], rig: PassRig,
+                       journal: Journal, sq: _Sequence, settings: Settings, emit: Emit) -> None:
+    """Make the flow file of the rendered frame follow its neighbours' intrinsics, then hand the
+    frame to the journal. ``lenses`` holds the frames ``done.frame - 1 .. + 1``."""
+    f = done.frame
+    fix_flow_file(sq.out / layout.gt_file("flow", f), rig.flow_mask_path(f), lenses[f],
+                  lenses[f - 1], lenses[f + 1], settings.exr_codec)
+    _journal_frame(journal, sq, f, done.files, done.seconds, emit)
+
+
+def fix_flow_file(path: Path, mask_path: Path, cur: _Lens, prev: _Lens, nxt: _Lens,
+                  codec: str) -> bool:
+    """Rewrite the flow EXR ``path`` of a frame (lens ``cur``) where the neighbour's intrinsics
+    differ and the change is exactly correctable (forward towards ``nxt``, backward towards
+    ``prev``); only surface pixels (``mask_path``, 1 = surface; Cycles' background flow stays
+    0) change. The file keeps its channels and codec and is replaced atomically; the mask file is
+    deleted. Returns True when the file was rewritten."""
+    model = _vector_pass_model()
+    todo = [(sl, other) for sl, other in ((slice(0, 2), nxt), (slice(2, 4), prev))
+            if other.k is not None and cur.k is not None and other.k != cur.k
+            and _flow_exact(cur, other)]
+    if todo:
+        names = compat.EXR_CHANNELS["RGBA"]
+        flow = exr.read_stack(path, names)
+        mask = exr.read_single(mask_path) > 0.5
+        k_cur = np.asarray(cur.k.K, np.float64)
+        for sl, other in todo:
+            k_other = np.asarray(other.k.K, np.float64)
+            flow[..., sl] = flow_k.correct_flow_for_intrinsics(
+                flow[..., sl], flow_k.used_intrinsics(k_cur, k_other, model), k_other, mask)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            exr.write_channels(tmp, {n: flow[..., i] for i, n in enumerate(names)},
+                               compression={"NONE": "NO"}.get(codec.upper(), codec.upper()))
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise write_error(exc, path) from None
+        except RuntimeError as exc:  # OpenEXR's own failure to write (a full disk ...)
+            raise WriteError(path, " ".join(str(exc).split())[:200]) from None
+    mask_path.unlink(missing_ok=True)
+    return bool(todo)
 
 
 def run_job(job: dict[str, Any], emit: Emit) -> int:
