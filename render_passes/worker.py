@@ -86,10 +86,10 @@ def open_scene(job: dict[str, Any], settings: Settings, emit: Emit):
     _open_blend(blend, settings)
     scene = scene_setup.select_scene(settings.scene, name)
     scene_setup.check_scene(scene, settings, name)
-    engine_before = scene.render.engine
+    warnings = scene_setup.scene_warnings(scene, name, scene.render.engine)  # the file as saved
     scene_setup.apply_render_settings(scene, settings)
     timing.stretch(scene, settings.keyframe_multiplier, name)
-    for message in scene_setup.scene_warnings(scene, name, engine_before):
+    for message in warnings:
         emit({"event": Ev.WARNING, "scene": job.get("scene_name", name), "message": message})
     emit({"event": Ev.SCENE_OPENED, "scene": job.get("scene_name", name), "blend": blend,
           "seconds": round(time.perf_counter() - t0, 4)})
@@ -150,6 +150,7 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
                 budget[0] -= 1
         journal.flush()
         object_stats = rig.finish_sequence()
+        _warn_unidentified(sq, object_stats, emit)
         cameras = mark_camera_cuts(scene, frames_meta, a, b, flows=settings.flows)
     finally:
         journal.close()
@@ -268,6 +269,18 @@ def _write_info(sq: _Sequence, scene, settings: Settings, frames_meta: list[dict
         "blender_version": _blender_version(), "keyframe_multiplier": settings.keyframe_multiplier,
         **({"objects": object_stats} if object_stats else {}),
     })
+
+
+def _warn_unidentified(sq: _Sequence, object_stats: dict[str, Any], emit: Emit) -> None:
+    """One warning for the sequence when pixels rendered in this run hit a surface whose Object
+    Index names no drawn instance (their ids read 0, ``pixels.unidentified`` in info.json)."""
+    n = int(object_stats.get("pixels", {}).get("unidentified", 0))
+    if n > 0:
+        emit({"event": Ev.WARNING, "scene": sq.scene_name, "job": sq.id,
+              "message": f"{sq.scene_name}: sequence {sq.id}: {n} pixels show a surface but have "
+                         "no object id (segmentation 0, not in objects.json; info.json "
+                         "objects.pixels.unidentified); the drawn thing is one the object "
+                         "tracker does not see"})
 
 
 def mark_camera_cuts(scene, frames_meta: list[dict[str, Any]], a: int, b: int,
