@@ -58,7 +58,7 @@ def mesh_plane(name, size, collection):
     collection.objects.link(ob)
     return ob
 
-def compositor(s, muted):
+def compositor(s, muted, grouped=False):
     if IS5:
         tree = bpy.data.node_groups.new("Comp", "CompositorNodeTree")
         s.compositing_node_group = tree
@@ -70,11 +70,26 @@ def compositor(s, muted):
         tree = s.node_tree
         rl = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeRLayers")
         out_node = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeComposite")
-    ld = tree.nodes.new("CompositorNodeLensdist")
+    inner = tree
+    if grouped:  # the node inside a node group: Render Layers -> Group "Look" -> output
+        inner = bpy.data.node_groups.new("Look", "CompositorNodeTree")
+        inner.interface.new_socket("Image", in_out="INPUT", socket_type="NodeSocketColor")
+        inner.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+        gin, gout = inner.nodes.new("NodeGroupInput"), inner.nodes.new("NodeGroupOutput")
+        group = tree.nodes.new("CompositorNodeGroup")
+        group.node_tree = inner
+        tree.links.new(rl.outputs["Image"], group.inputs[0])
+        tree.links.new(group.outputs[0], out_node.inputs[0])
+        rl, out_node = gin, gout
+    ld = inner.nodes.new("CompositorNodeLensdist")
     ld.name = "Fisheye"
     ld.mute = muted
-    tree.links.new(rl.outputs["Image"], ld.inputs[0])
-    tree.links.new(ld.outputs[0], out_node.inputs[0])
+    inner.links.new(rl.outputs[0], ld.inputs[0])
+    inner.links.new(ld.outputs[0], out_node.inputs[0])
+    # a warping node that does not feed the frame (a Viewer branch) is no reason to refuse
+    tr = tree.nodes.new("CompositorNodeTranslate")
+    tree.links.new(tree.nodes.new("CompositorNodeRLayers").outputs["Image"], tr.inputs[0])
+    tree.links.new(tr.outputs[0], tree.nodes.new("CompositorNodeViewer").inputs[0])
 
 def save(name):
     bpy.ops.wm.save_as_mainfile(filepath=f"{OUT}/{name}.blend")
@@ -104,9 +119,10 @@ cut.data.dof.use_dof = True
 s.timeline_markers.new("cut", frame=3).camera = cut
 save("dof_marker")
 
-for name, muted in (("lens", False), ("lens_muted", True)):
+for name, muted, grouped in (("lens", False, False), ("lens_muted", True, False),
+                             ("lens_group", False, True)):
     s, cam, plane = base()
-    compositor(s, muted)
+    compositor(s, muted, grouped)
     save(name)
 
 s, cam, plane = base()
@@ -225,9 +241,12 @@ def test_disabled_for_the_run_the_depth_is_the_pinhole_depth(scenes, tmp_path, n
 # -- 3. a compositor node that warps the RGB frame -------------------------------------------
 @pytest.mark.smoke
 def test_a_lens_distortion_node_is_refused_and_renders_when_muted(scenes, tmp_path):
-    summary, _ = render(scenes, "lens", tmp_path / "bad")
-    message = refusal(summary, "lens")
-    assert "compositor node 'Fisheye' (Lens Distortion)" in message and "mute it" in message
+    """Refused in the compositor and inside a node group of it, also for an RGB-only run (K
+    describes the frame); a Translate node feeding only a Viewer does not matter."""
+    for name in ("lens", "lens_group"):
+        summary, _ = render(scenes, name, tmp_path / name)
+        message = refusal(summary, name)
+        assert "compositor node 'Fisheye' (Lens Distortion)" in message and "mute it" in message
     summary, warnings = render(scenes, "lens_muted", tmp_path / "good", depths=True)
     assert summary["ok"], summary["scenes"]
     f = load(tmp_path / "good")[0]
@@ -247,6 +266,7 @@ def test_a_background_set_is_refused_with_segmentations_only(scenes, tmp_path):
     assert depth[H // 2, W // 2] == pytest.approx(3.0, rel=1e-4)  # the backdrop's plane is drawn
 
 
+@pytest.mark.smoke
 def test_pixels_without_an_object_id_are_warned_once_per_sequence(scenes, tmp_path):
     """A blocker hidden from render at frame 1 and shown from frame 2: the object tracker takes
     the drawable objects at the start of the sequence, so at frame 2 the blocker's pixels have a
