@@ -128,9 +128,15 @@ class Settings:
     class_property: str = _f("dataset_class", "Object custom property holding its semantic class "
                              "(else the top-level collection)", "Ground truth",
                              label="Class Property", active_if="segmentations")
-    disable_motion_blur: bool = _f(False, "Turn the scene's motion blur off instead of failing when "
-                                   "flows are requested (Cycles writes zero flow with blur on)",
-                                   "Ground truth", label="Disable Motion Blur", active_if="flows")
+    disable_motion_blur: bool = _f(False, "Turn the scene's motion blur off for the run instead of "
+                                   "failing when ground truth is requested (with blur on, depth, "
+                                   "normals and ids come from a random time in the shutter, and "
+                                   "Cycles writes zero flow)", "Ground truth",
+                                   label="Disable Motion Blur")
+    disable_dof: bool = _f(False, "Turn depth of field off on the scene's cameras for the run "
+                           "instead of failing when ground truth is requested (with it on, depth, "
+                           "normals, flow and ids come from rays through a random point of the "
+                           "lens)", "Ground truth", label="Disable Depth of Field")
 
     # -- Render ------------------------------------------------------------------------------
     width: int = _f(512, "Image width in pixels (0: keep the scene's resolution)", "Render",

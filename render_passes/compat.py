@@ -169,6 +169,42 @@ def file_output_input(fo, name: str, socket_type: str):
     return fo.inputs[-1]
 
 
+# -- What shapes the RGB frame (render_passes/scene_setup.py check_rgb_compositor) -------------
+def rgb_compositor_nodes(scene) -> list:
+    """Every node of the scene's active compositor upstream of its RGB frame (4.x: the Composite
+    node; 5.0: the compositor node group's Group Output), through links and into node groups;
+    ``[]`` when compositing is off (4.x: also ``use_nodes``) or the scene has no tree."""
+    if not scene.render.use_compositing:
+        return []
+    if IS5:
+        tree = scene.compositing_node_group
+    else:
+        tree = scene.node_tree if scene.use_nodes else None
+    if tree is None:
+        return []
+    return _upstream(tree, "NodeGroupOutput" if IS5 else "CompositorNodeComposite", set())
+
+
+def _upstream(tree, output: str, seen: set) -> list:
+    """Nodes of ``tree`` feeding its nodes of type ``output``, with those of the node groups among
+    them (feeding each group's Group Output); ``seen`` holds the visited nodes' pointers."""
+    stack = [n for n in tree.nodes if n.bl_idname == output]
+    found = []
+    while stack:
+        node = stack.pop()
+        if node.as_pointer() in seen:
+            continue
+        seen.add(node.as_pointer())
+        found.append(node)
+        group = getattr(node, "node_tree", None)
+        if group is not None and not node.mute:
+            found.extend(_upstream(group, "NodeGroupOutput", seen))
+        for sock in node.inputs:
+            stack.extend(link.from_node for link in sock.links
+                         if link.is_valid and not link.is_muted)
+    return found
+
+
 # -- Containment of a scene's own File Output nodes (render_passes/containment.py) ----------------
 def compositor_trees(scene) -> list:
     """Every compositor node tree that can run when ``scene`` renders: its own tree and every

@@ -61,10 +61,9 @@ FLOW_PREVIEW_SCALE = 0.05
 
 
 def _view_layer(scene):
-    vl = getattr(bpy.context, "view_layer", None)
-    if vl is not None and scene.view_layers.get(vl.name) == vl:
-        return vl
-    return next((v for v in scene.view_layers if v.use), scene.view_layers[0])
+    """The view layer the ground truth is taken from (scene_setup.check_scene refuses one that is
+    not used for rendering)."""
+    return scene_setup.view_layer(scene)
 
 
 class PassRig:

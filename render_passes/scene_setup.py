@@ -8,6 +8,7 @@ import bpy
 from ..dataset.camera import CameraParams
 from ..errors import DatasetForgeError
 from ..settings import Settings
+from . import compat
 
 RATE_PROP = "dataset_forge_frame_rate"  # stretched frames per second
 
@@ -62,6 +63,8 @@ def check_scene(scene, settings: Settings, blend_name: str) -> None:
         raise SceneError(f"{blend_name}: motion blur is on and flows were requested, but Cycles "
                          "writes an all-zero flow with motion blur; turn motion blur off in the "
                          "file or pass --disable-motion-blur")
+    check_ground_truth_rays(scene, settings, blend_name)
+    check_rgb_compositor(scene, blend_name)
     if settings.flows:
         sim = next(iter(simulation_objects(scene)), None)
         if sim is not None:
@@ -74,6 +77,84 @@ def check_scene(scene, settings: Settings, blend_name: str) -> None:
                              "baked, and Cycles' Vector pass sees no motion from an unbaked "
                              "simulation (its flow would read 0); bake it (Physics or Scene "
                              "Properties > Cache > Bake) or render without flows (--no-flows)")
+
+
+# Compositor nodes that move, warp or crop pixels: between the render and the RGB frame they make
+# the frame disagree with K, depth, normals, flow and ids, which come from the unwarped render.
+WARPING_NODES = {
+    "CompositorNodeLensdist", "CompositorNodeMovieDistortion", "CompositorNodeTransform",
+    "CompositorNodeTranslate", "CompositorNodeRotate", "CompositorNodeScale",
+    "CompositorNodeFlip", "CompositorNodeCrop", "CompositorNodeStabilize",
+    "CompositorNodeDisplace", "CompositorNodeMapUV", "CompositorNodeCornerPin",
+    "CompositorNodePlaneTrackDeform"}
+
+
+def view_layer(scene):
+    """The view layer the ground truth describes: the context's when it belongs to ``scene``,
+    else the first one used for rendering, else the first."""
+    vl = getattr(bpy.context, "view_layer", None)
+    if vl is not None and scene.view_layers.get(vl.name) == vl:
+        return vl
+    return next((v for v in scene.view_layers if v.use), scene.view_layers[0])
+
+
+def sequence_cameras(scene) -> list:
+    """Camera objects a sequence of ``scene`` can render through: the scene camera and every
+    camera bound to a timeline marker (camera cuts), each once."""
+    cams = [scene.camera, *(m.camera for m in scene.timeline_markers)]
+    out: list = []
+    for ob in cams:
+        if ob is not None and ob.type == "CAMERA" and ob not in out:
+            out.append(ob)
+    return out
+
+
+def check_ground_truth_rays(scene, settings: Settings, blend_name: str) -> None:
+    """With any ground truth on, refuse what makes a pixel's first sample leave the pinhole ray
+    of its centre at the frame's time (so depth, normals, flow and ids would not match K and the
+    pose): motion blur, depth of field, unless the run turns them off; also a view layer that
+    does not render, and (segmentations) a background set, whose objects get no id."""
+    if not settings.ground_truths:
+        return
+    if scene.render.use_motion_blur and not settings.disable_motion_blur:
+        raise SceneError(f"{blend_name}: motion blur is on (Render Properties > Motion Blur) and "
+                         "ground truth was requested, but depth, normals and ids then come from "
+                         "a random time within the shutter, not the frame's; turn motion blur "
+                         "off in the file or pass --disable-motion-blur")
+    if not settings.disable_dof:
+        for cam in sequence_cameras(scene):
+            if cam.data.dof.use_dof:
+                raise SceneError(
+                    f"{blend_name}: camera '{cam.name}' has depth of field on (Camera Properties "
+                    "> Depth of Field) and ground truth was requested, but depth, normals, flow "
+                    "and ids then come from a ray through a random point of the lens, not the "
+                    "pixel's pinhole ray; turn Depth of Field off in the file or pass "
+                    "--disable-dof")
+    vl = view_layer(scene)
+    if not vl.use:
+        raise SceneError(f"{blend_name}: view layer '{vl.name}' of scene '{scene.name}' is not "
+                         "used for rendering, so it has no passes to take the ground truth "
+                         "from; tick Use for Rendering (View Layer Properties > View Layer) or "
+                         "make a rendered view layer the active one, and save the file")
+    bg = scene.background_set
+    if settings.segmentations and bg is not None:
+        raise SceneError(f"{blend_name}: scene '{scene.name}' draws the background scene "
+                         f"'{bg.name}' (Scene Properties > Scene > Background Scene), whose "
+                         "objects get no object id (their pixels would read 0); clear the "
+                         "Background Scene (link its collections into this scene instead) or "
+                         "render without segmentations (--no-segmentations)")
+
+
+def check_rgb_compositor(scene, blend_name: str) -> None:
+    """Refuse an active user compositor with an unmuted node that moves pixels between the render
+    and the RGB frame (:data:`WARPING_NODES`): the frame would not match K or any ground truth."""
+    for node in compat.rgb_compositor_nodes(scene):
+        if node.bl_idname in WARPING_NODES and not node.mute:
+            raise SceneError(f"{blend_name}: the compositor node '{node.name}' "
+                             f"({node.bl_label}) of scene '{scene.name}' moves the pixels of the "
+                             "RGB frame, which then no longer match K, depth, normals, flow and "
+                             "ids; mute it (Compositor, select it, M) or remove it, and save the "
+                             "file")
 
 
 def unbaked_caches(scene) -> list[tuple[str, str]]:
@@ -109,7 +190,9 @@ def simulation_objects(scene) -> list[str]:
 def scene_warnings(scene, blend_name: str, engine_before: str) -> list[str]:
     """What renders, but not as the file looks in Blender (one sentence each, naming the thing):
     missing linked libraries (their objects are not drawn), missing image files (Blender renders
-    them pink), and a file set to another engine than Cycles (it renders in Cycles)."""
+    them pink), a file set to another engine than Cycles (it renders in Cycles), a render region
+    (the full frame renders) and more than one view layer used for rendering (the ground truth
+    describes one). Call it before :func:`apply_render_settings`, which turns the region off."""
     import os
 
     out = []
@@ -134,18 +217,37 @@ def scene_warnings(scene, blend_name: str, engine_before: str) -> list[str]:
     if engine_before != "CYCLES":
         out.append(f"{blend_name}: scene '{scene.name}' is set to {engine_before}; it renders in "
                    "Cycles (the ground truth passes are Cycles')")
+    r = scene.render
+    if r.use_border:
+        crop = " with Crop to Render Region" if r.use_crop_to_border else ""
+        out.append(f"{blend_name}: the render region (Output Properties > Format > Render "
+                   f"Region{crop}, x {r.border_min_x:g}..{r.border_max_x:g}, y "
+                   f"{r.border_min_y:g}..{r.border_max_y:g}) of scene '{scene.name}' is ignored: "
+                   "the dataset is the full frame")
+    used = [v.name for v in scene.view_layers if v.use]
+    if len(used) > 1:
+        out.append(f"{blend_name}: scene '{scene.name}' renders {len(used)} view layers "
+                   f"({', '.join(repr(n) for n in used)}); the ground truth describes only "
+                   f"'{view_layer(scene).name}': untick Use for Rendering (View Layer "
+                   "Properties > View Layer) on the others if they differ")
     return out
 
 
 def apply_render_settings(scene, settings: Settings) -> None:
-    """Resolution, Cycles sampling, frame format, persistent data. Device is separate."""
+    """Resolution, Cycles sampling, frame format, persistent data; the render region off (the
+    full frame renders); motion blur and the cameras' depth of field off when the settings ask.
+    Device is separate."""
     r = scene.render
     r.engine = "CYCLES"
     if settings.width and settings.height:
         r.resolution_x, r.resolution_y = settings.width, settings.height
         r.resolution_percentage = 100
-    if settings.flows and settings.disable_motion_blur:
+    r.use_border = False  # the dataset is the full frame (scene_warnings names a region)
+    if settings.disable_motion_blur:
         r.use_motion_blur = False
+    if settings.disable_dof:
+        for cam in sequence_cameras(scene):
+            cam.data.dof.use_dof = False
     cy = scene.cycles
     cy.samples = settings.max_samples
     cy.use_adaptive_sampling = settings.adaptive_threshold > 0

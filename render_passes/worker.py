@@ -88,10 +88,10 @@ def open_scene(job: dict[str, Any], settings: Settings, emit: Emit):
     _open_blend(blend, settings)
     scene = scene_setup.select_scene(settings.scene, name)
     scene_setup.check_scene(scene, settings, name)
-    engine_before = scene.render.engine
+    warnings = scene_setup.scene_warnings(scene, name, scene.render.engine)  # the file as saved
     scene_setup.apply_render_settings(scene, settings)
     timing.stretch(scene, settings.keyframe_multiplier, name)
-    for message in scene_setup.scene_warnings(scene, name, engine_before):
+    for message in warnings:
         emit({"event": Ev.WARNING, "scene": job.get("scene_name", name), "message": message})
     emit({"event": Ev.SCENE_OPENED, "scene": job.get("scene_name", name), "blend": blend,
           "seconds": round(time.perf_counter() - t0, 4)})
@@ -177,6 +177,7 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
     _write_transforms(sq, scene, job["blend"], settings, k0, frames_meta, cameras,
                       rig.conventions())
     _write_info(sq, scene, settings, frames_meta, object_stats, t_job, device)
+    _warn_unidentified(sq, object_stats, emit)
     emit({"event": Ev.JOB_DONE, "job": seq["id"], "scene": scene_name,
           "seconds": round(time.perf_counter() - t_job, 4)})
 
@@ -209,6 +210,19 @@ def _todo_frames(journal: Journal, rig: PassRig, a: int, b: int, ext: str) -> se
     and every ground-truth file of the frame, as journaled and still on disk."""
     return {f for f in range(a, b + 1)
             if not journal.is_done(f, [layout.rgb_file(f, ext), *rig.frame_files(f).values()])}
+
+
+def _warn_unidentified(sq: _Sequence, object_stats: dict[str, Any], emit: Emit) -> None:
+    """One warning for the sequence when pixels rendered in this run hit a surface whose Object
+    Index names no drawn instance (their ids read 0, ``pixels.unidentified`` in info.json)."""
+    n = int(object_stats.get("pixels", {}).get("unidentified", 0))
+    if n > 0:
+        emit({"event": Ev.WARNING, "scene": sq.scene_name, "job": sq.id,
+              "message": f"{sq.scene_name}: sequence {sq.id}: {n} pixels show a surface but have "
+                         "no object id (segmentation 0, not in objects.json; info.json "
+                         "objects.pixels.unidentified): something was drawn that no object "
+                         "id describes, e.g. an object hidden from render at the sequence's "
+                         "first frame and shown later"})
 
 
 def _frame_entry(scene, f: int, a: int, rgb: str, gt_files: dict[str, str],
