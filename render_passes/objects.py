@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,11 +128,12 @@ def _geometry(ob) -> _Geometry | None:
 
 class ObjectTracker:
     """See the module docstring. ``ids``: object name (``name_full``) -> object id;
-    ``classes``: object name -> class; ``rendered``: names of objects the render can draw by
-    themselves (visible collections, not hidden)."""
+    ``classes``: object name -> class; ``rendered()``: names of objects the render can draw by
+    themselves (visible collections, not hidden) at the current frame (``hide_render`` may be
+    animated: asked again for every frame collected)."""
 
-    def __init__(self, scene, ids: dict[str, int], classes: dict[str, str], rendered: set[str],
-                 compression: str):
+    def __init__(self, scene, ids: dict[str, int], classes: dict[str, str],
+                 rendered: Callable[[], set[str]], compression: str):
         self.scene = scene
         self.ids, self.classes, self.rendered = ids, classes, rendered
         self.compression = compression
@@ -177,6 +179,7 @@ class ObjectTracker:
         records: list[dict[str, Any]] = []
         geoms: dict[tuple[int, int], _Geometry | None] = {}
         structural: dict[str, bool] = {}  # per object, not per drawn copy
+        rendered = self.rendered()
         for inst in dg.object_instances:
             ob = inst.object
             orig = ob.original
@@ -185,12 +188,12 @@ class ObjectTracker:
                 continue
             if inst.is_instance:
                 parent = inst.parent.original if inst.parent is not None else None
-                if parent is None or parent.name_full not in self.rendered:
+                if parent is None or parent.name_full not in rendered:
                     continue
                 chain = self._chain(parent, orig)
                 pid = od.trim_pid(inst.persistent_id)
             else:
-                if name not in self.rendered or not inst.show_self:
+                if name not in rendered or not inst.show_self:
                     continue
                 if getattr(orig, "particle_systems", None) and not orig.show_instancer_for_render:
                     continue

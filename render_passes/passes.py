@@ -383,6 +383,8 @@ class PassRig:
         self._ids_doc = doc
         write_json_atomic(self.seq_dir / layout.IDS_FILE, doc)
         classes = {v["name"]: v["class"] for v in doc["ids"].values()}
-        rendered = {o.name_full for o in segmentation.rendered_objects(self.scene, vl)}
+
+        def rendered() -> set[str]:
+            return {o.name_full for o in segmentation.rendered_objects(self.scene, vl)}
         self.tracker = ObjectTracker(self.scene, self.ids, classes, rendered,
                                      self.settings.exr_codec)

@@ -221,8 +221,7 @@ def _warn_unidentified(sq: _Sequence, object_stats: dict[str, Any], emit: Emit) 
               "message": f"{sq.scene_name}: sequence {sq.id}: {n} pixels show a surface but have "
                          "no object id (segmentation 0, not in objects.json; info.json "
                          "objects.pixels.unidentified): something was drawn that no object "
-                         "id describes, e.g. an object hidden from render at the sequence's "
-                         "first frame and shown later"})
+                         "id describes; their segmentation is wrong there"})
 
 
 def _frame_entry(scene, f: int, a: int, rgb: str, gt_files: dict[str, str],

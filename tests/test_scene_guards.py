@@ -11,6 +11,7 @@ tilted 30 degrees about x, so planar depth differs at every pixel row and is kno
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -267,17 +268,40 @@ def test_a_background_set_is_refused_with_segmentations_only(scenes, tmp_path):
 
 
 @pytest.mark.smoke
-def test_pixels_without_an_object_id_are_warned_once_per_sequence(scenes, tmp_path):
-    """A blocker hidden from render at frame 1 and shown from frame 2: the object tracker takes
-    the drawable objects at the start of the sequence, so at frame 2 the blocker's pixels have a
-    surface but no id (render_passes/objects.py); the warning names how many."""
-    summary, warnings = render(scenes, "reveal", tmp_path / "o", 1, 2, segmentations=True)
+def test_an_object_shown_later_gets_its_id_from_the_frame_it_appears(scenes, tmp_path):
+    """A blocker hidden from render at frame 1 and shown from frame 2 (animated hide_render): the
+    object tracker asks which objects the render draws at every frame, so at frame 2 the
+    blocker's pixels carry its id and objects.json counts them; every surface pixel has an id,
+    so nothing is warned. (Taken once per sequence, they read 0 and were only warned about.)"""
+    summary, warnings = render(scenes, "reveal", tmp_path / "o", 1, 2, segmentations=True, depths=True)
     assert summary["ok"], summary["scenes"]
     seq = load(tmp_path / "o")
-    seg2 = seq[1].segmentation
-    n = int((seg2 == 0).sum())
-    assert n > 0
-    assert len(warnings) == 1 and f"{n} pixels show a surface but have no object id" in warnings[0]
+    blocker = next(int(k) for k, v in seq.ids["ids"].items() if v["name"] == "Blocker")
+    assert not (seq[0].segmentation == blocker).any()
+    shown = seq[1].segmentation == blocker
+    assert shown.sum() > 0 and (seq[1].depth[shown] == pytest.approx(3.0, rel=1e-4))
+    for fr in seq:
+        assert ((fr.depth > 0) == (fr.segmentation > 0)).all()
+    (col,) = [i for i, n in enumerate(seq.objects.names) if n == "Blocker"]
+    assert int(seq.objects.px_count_visib[1, col]) == int(shown.sum())
+    assert warnings == [], warnings
+
+
+def test_surface_pixels_without_an_object_id_are_warned_once_per_sequence():
+    """The safety net behind the test above (no scene known to trigger it remains): the count of
+    info.json's ``pixels.unidentified`` becomes one warning naming the sequence; none at 0."""
+    out = run_bpy(
+        "from pathlib import Path\n"
+        "from dataset_forge.render_passes import worker\n"
+        "said = []\n"
+        "sq = worker._Sequence(Path('/x'), '001-00001-00002', 'shot', 1, 2)\n"
+        "worker._warn_unidentified(sq, {'pixels': {'unidentified': 0}}, said.append)\n"
+        "worker._warn_unidentified(sq, {'pixels': {'unidentified': 17}}, said.append)\n"
+        "import json\n"
+        "print(json.dumps([(str(e['event']), e['message']) for e in said]))\n")
+    ((event, message),) = json.loads(out.strip().splitlines()[-1])
+    assert event == "warning" and message.startswith(
+        "shot: sequence 001-00001-00002: 17 pixels show a surface but have no object id")
 
 
 # -- 5. view layers -------------------------------------------------------------------------------
