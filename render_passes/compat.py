@@ -45,6 +45,20 @@ def iter_fcurves(action) -> Iterator:
                 yield from bag.fcurves
 
 
+def animation_curves(animation_data) -> Iterator:
+    """Every F-Curve that can write a property of the owner of ``animation_data`` (None: none):
+    its action's, its NLA strips' actions' and its drivers."""
+    if animation_data is None:
+        return
+    if animation_data.action is not None:
+        yield from iter_fcurves(animation_data.action)
+    for track in animation_data.nla_tracks:
+        for strip in track.strips:
+            if strip.action is not None:
+                yield from iter_fcurves(strip.action)
+    yield from animation_data.drivers
+
+
 def open_blend(path: str, *, use_scripts: bool) -> None:
     """Open a .blend without its UI; embedded scripts run only when ``use_scripts``."""
     bpy.ops.wm.open_mainfile(filepath=path, load_ui=False, use_scripts=use_scripts)

@@ -233,6 +233,30 @@ def scene_warnings(scene, blend_name: str, engine_before: str) -> list[str]:
     return out
 
 
+def hold_ground_truth_rays(scene, settings: Settings, where: str) -> None:
+    """At each frame, after ``frame_set``: what :func:`check_ground_truth_rays` and
+    :func:`apply_render_settings` decided before the first frame still holds, though motion blur
+    or depth of field may be keyframed or driven: turned off again where the run turns them off,
+    else a :class:`SceneError` naming the frame (``where``: the file and frame, for the message)."""
+    if not settings.ground_truths:
+        return
+    r = scene.render
+    if r.use_motion_blur:
+        if not settings.disable_motion_blur:
+            raise SceneError(f"{where}: motion blur is on at this frame (keyframed or driven, "
+                             "Render Properties > Motion Blur) and ground truth was requested; "
+                             "remove its keyframes or driver, or pass --disable-motion-blur")
+        r.use_motion_blur = False
+    cam = scene.camera
+    if cam is not None and cam.type == "CAMERA" and cam.data.dof.use_dof:
+        if not settings.disable_dof:
+            raise SceneError(f"{where}: camera '{cam.name}' has depth of field on at this frame "
+                             "(keyframed or driven, Camera Properties > Depth of Field) and "
+                             "ground truth was requested; remove its keyframes or driver, or "
+                             "pass --disable-dof")
+        cam.data.dof.use_dof = False
+
+
 def apply_render_settings(scene, settings: Settings) -> None:
     """Resolution, Cycles sampling, frame format, persistent data; the render region off (the
     full frame renders); motion blur and the cameras' depth of field off when the settings ask.
@@ -248,6 +272,10 @@ def apply_render_settings(scene, settings: Settings) -> None:
     if settings.disable_dof:
         for cam in sequence_cameras(scene):
             cam.data.dof.use_dof = False
+            # keyframes or a driver would turn it on again when the render evaluates the frame
+            for fc in compat.animation_curves(cam.data.animation_data):
+                if fc.data_path == "dof.use_dof":
+                    fc.mute = True
     cy = scene.cycles
     cy.samples = settings.max_samples
     cy.use_adaptive_sampling = settings.adaptive_threshold > 0

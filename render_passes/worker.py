@@ -154,6 +154,7 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
                 continue
             if budget[0] is not None and budget[0] <= 0:
                 raise BudgetExhausted()
+            scene_setup.hold_ground_truth_rays(scene, settings, f"{scene_name}, frame {f}")
             files = [rgb, *gt_files.values(), *(
                 layout.preview_file(kind, f) for kind in rig.kinds if settings.debug)]
             if settings.flows:

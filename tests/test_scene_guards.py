@@ -120,6 +120,16 @@ cut.data.dof.use_dof = True
 s.timeline_markers.new("cut", frame=3).camera = cut
 save("dof_marker")
 
+s, cam, plane = base()
+cam.data.dof.focus_distance, cam.data.dof.aperture_fstop = 2.0, 0.05
+for f, on in ((1, False), (2, True)):  # depth of field keyed on at frame 2
+    cam.data.dof.use_dof = on
+    cam.data.dof.keyframe_insert("use_dof", frame=f)
+for f, y in ((0, -1.0), (1, 0.0), (2, 1.0), (3, 2.0)):
+    plane.location.y = y
+    plane.keyframe_insert("location", index=1, frame=f)
+save("keyed_on")  # (Render > Motion Blur cannot be keyframed: Blender refuses)
+
 for name, muted, grouped in (("lens", False, False), ("lens_muted", True, False),
                              ("lens_group", False, True)):
     s, cam, plane = base()
@@ -237,6 +247,22 @@ def test_disabled_for_the_run_the_depth_is_the_pinhole_depth(scenes, tmp_path, n
     f = load(tmp_path / "o")[0]
     assert rel_err(f.depth, f.K).max() < 1e-4
     assert set(np.unique(f.segmentation)) == {1}  # the plane fills the frame
+
+
+@pytest.mark.smoke
+def test_depth_of_field_keyed_on_later_is_refused_or_turned_off_at_that_frame(scenes, tmp_path):
+    """Off at frame 1, keyed on at frame 2: checked again at every frame (the check before the
+    first frame sees it off). Refused at frame 2 naming it, or, turned off for the run, every
+    frame's depth is the pinhole depth (the plane moves 1 unit per frame)."""
+    summary, _ = render(scenes, "keyed_on", tmp_path / "o", 1, 2, depths=True)
+    message = refusal(summary, "keyed_on")
+    assert "frame 2" in message and "keyframed or driven" in message, message
+    summary, _ = render(scenes, "keyed_on", tmp_path / "p", 1, 2, depths=True, disable_dof=True)
+    assert summary["ok"], summary["scenes"]
+    for fr in load(tmp_path / "p"):
+        y0 = fr.number - 1.0  # the plane moves 1 unit per frame along y
+        want = analytic_depth(fr.K, y0)
+        assert (np.abs(fr.depth - want) / want).max() < 1e-4, fr.number
 
 
 # -- 3. a compositor node that warps the RGB frame -------------------------------------------
