@@ -308,3 +308,143 @@ class ObjectTracker:
                          "instancer_chain": v["instancer_chain"],
                          "persistent_id": v["persistent_id"], "class": v["category"]}
                 for i, v in sorted(self.infos.items())}
+
+
+# -- Meshes whose vertex count changes: Cycles has no motion for them ---------------------------
+# Cycles' Vector pass matches a mesh's vertices across the motion steps (frames t-1, t, t+1) by
+# index; when the evaluated vertex count differs between them it drops the deformation motion
+# and writes 0 (plus any object-transform motion) for the whole mesh, unless the mesh carries a
+# `velocity` point attribute (FLOAT_VECTOR, units/s), which it then uses instead. Measured on
+# 4.2 and 5.0 (docs/blender_notes.md). Modifier types that usually change the vertex count,
+# named as the likely cause in the warning:
+TOPOLOGY_MODIFIERS = {"BUILD": "Build", "REMESH": "Remesh", "EXPLODE": "Explode",
+                      "NODES": "Geometry Nodes", "FLUID": "Fluid", "DECIMATE": "Decimate",
+                      "BOOLEAN": "Boolean", "OCEAN": "Ocean", "MESH_SEQUENCE_CACHE":
+                      "Mesh Sequence Cache", "WELD": "Weld", "MASK": "Mask",
+                      "PARTICLE_INSTANCE": "Particle Instance", "SKIN": "Skin",
+                      "SOLIDIFY": "Solidify", "TRIANGULATE": "Triangulate"}
+# Object types Cycles renders as a mesh (the rest: hair curves, point clouds, volumes, are not
+# checked here).
+_MESHED = {"CURVE", "FONT", "SURFACE", "META"}
+
+
+def _vertex_count(ob) -> tuple[int, bool] | None:
+    """(vertex count, has a usable ``velocity`` attribute) of an evaluated object drawn as a
+    mesh; None for other types."""
+    me, tmp = None, False
+    if ob.type == "MESH":
+        me = ob.data
+    elif ob.type in _MESHED:
+        try:
+            me, tmp = ob.to_mesh(), True
+        except Exception:  # noqa: BLE001 - nothing Cycles could mesh either
+            return None
+    if me is None:
+        return None
+    try:
+        vel = me.attributes.get("velocity")
+        usable = (vel is not None and vel.domain == "POINT" and vel.data_type == "FLOAT_VECTOR")
+        return len(me.vertices), usable
+    finally:
+        if tmp:
+            ob.to_mesh_clear()
+
+
+def _counts(dg) -> dict[tuple, tuple[int, bool]]:
+    """Vertex counts of every drawn mesh of ``dg``, keyed by (object name, persistent id)."""
+    out: dict[tuple, tuple[int, bool]] = {}
+    for inst in dg.object_instances:
+        if not (inst.show_self or inst.is_instance):
+            continue
+        ob = inst.object
+        if not inst.is_instance and ob.original.hide_render:
+            continue  # drawn in the viewport only
+        n = _vertex_count(ob)
+        if n is not None:
+            pid = tuple(inst.persistent_id) if inst.is_instance else ()
+            out[(ob.original.name_full, pid)] = n
+    return out
+
+
+class TopologyWatch:
+    """Per sequence with flows: the vertex count of every drawn mesh at the frames Cycles
+    evaluates for each frame's Vector pass (the render depsgraph evaluates t, t-1, t+1 during
+    the render of t; a ``frame_change_post`` handler records them), or at the viewport's
+    whole-frame evaluations for frames not rendered in this run (the worker sets every frame
+    a-1 .. b+1). :meth:`invalidate` turns the flow validity off where a count changes."""
+
+    def __init__(self, scene):
+        self.scene = scene
+        self.render: dict[int, dict[int, dict]] = {}  # rendered frame -> frame -> counts
+        self.viewport: dict[int, dict] = {}
+        self._target: int | None = None
+        self._handler = self._on_frame
+        bpy.app.handlers.frame_change_post.append(self._handler)
+
+    def close(self) -> None:
+        hs = bpy.app.handlers.frame_change_post
+        while self._handler in hs:
+            hs.remove(self._handler)
+
+    def expect(self, frame: int) -> None:
+        """The next render is of ``frame``."""
+        self._target = frame
+        self.render[frame] = {}
+
+    def _on_frame(self, scene, depsgraph=None) -> None:
+        if depsgraph is None or scene.frame_subframe != 0.0:
+            return
+        f = scene.frame_current
+        if depsgraph.mode == "RENDER":
+            seen = self.render.get(self._target) if self._target is not None else None
+            if seen is not None and f not in seen:
+                seen[f] = _counts(depsgraph)
+        elif f not in self.viewport:
+            self.viewport[f] = _counts(depsgraph)
+
+    def _at(self, rendered: int, f: int) -> dict | None:
+        """Counts at ``f`` as the render of ``rendered`` saw them; the viewport's where that
+        frame was not rendered in this run (never a mix of the two)."""
+        seen = self.render.get(rendered)
+        return seen.get(f) if seen else self.viewport.get(f)
+
+    def broken(self, f: int, g: int) -> list[tuple[str, int, int]]:
+        """Objects whose flow from frame ``f`` towards ``g`` (f ± 1) has no motion: their vertex
+        count differs between the two frames and frame ``f``'s mesh has no velocity attribute.
+        Each as (object name, count at f, count at g); a mesh absent from either frame is not
+        compared."""
+        cur, other = self._at(f, f), self._at(f, g)
+        if cur is None or other is None:
+            return []
+        out = []
+        for key, (n, velocity) in cur.items():
+            if key in other and other[key][0] != n and not velocity:
+                out.append((key[0], n, other[key][0]))
+        return sorted(set(out))
+
+    def invalidate(self, frames_meta: list[dict[str, Any]], forward_key: str,
+                   backward_key: str) -> list[str]:
+        """Set the frames' ``forward_key`` / ``backward_key`` flags false where :meth:`broken`
+        finds a mesh; returns the warning (at most one, naming the first such mesh)."""
+        first: tuple[str, int, int] | None = None
+        names: set[str] = set()
+        for fr in frames_meta:
+            f = fr["frame"]
+            for key, g in ((forward_key, f + 1), (backward_key, f - 1)):
+                bad = self.broken(f, g)
+                if bad:
+                    fr[key] = False
+                    names.update(b[0] for b in bad)
+                    if first is None:
+                        first = (bad[0][0], min(f, g), max(f, g))
+        if first is None:
+            return []
+        name, lo, hi = first
+        ob = bpy.data.objects.get(name)
+        causes = [f"{TOPOLOGY_MODIFIERS[m.type]} modifier '{m.name}'" for m in
+                  getattr(ob, "modifiers", ()) if m.type in TOPOLOGY_MODIFIERS and m.show_render]
+        why = f" ({causes[0]}?)" if causes else ""
+        more = f" (and {len(names) - 1} more objects)" if len(names) > 1 else ""
+        return [f"object '{name}' changes its vertex count between frames {lo} and {hi}{why}"
+                f"{more}: Cycles has no motion for it; flow marked invalid there; add a "
+                "velocity attribute or turn flows off"]
