@@ -140,7 +140,8 @@ print("BUILT")
 
 
 @pytest.fixture(scope="module", params=PYTHONS, ids=[p[0] for p in PYTHONS])
-def rendered(request, tmp_path_factory) -> dict[str, tuple[Path, list[dict]]]:
+def rendered(request, tmp_path_factory) -> dict[str, tuple[Path, list[dict], str]]:
+    """name -> (sequence folder, events of its run, the python that rendered it)."""
     from conftest import run_bpy
 
     _, python = request.param
@@ -157,7 +158,7 @@ def rendered(request, tmp_path_factory) -> dict[str, tuple[Path, list[dict]]]:
                                                  frame_end=B, executable=python,
                                                  on_progress=events.append, **FAST)
         assert summary["ok"], json.dumps(summary["scenes"], indent=1)[:3000]
-        out[name] = (seq, events)
+        out[name] = (seq, events, python)
     return out
 
 
@@ -194,7 +195,7 @@ def _assert_exact(flow: np.ndarray, mask: np.ndarray, forward: bool) -> None:
 def test_flow_of_moving_geometry_is_exact_and_valid(rendered, name):
     """Same topology (shape key, Set Position), or a changing one with a velocity attribute:
     every surface pixel moves TRUE_U px/frame to the right, both directions valid, no warning."""
-    seq, events = rendered[name]
+    seq, events, _ = rendered[name]
     for f, (fr, flow, mask) in _frames(seq).items():
         assert fr["flow_forward_valid"] and fr["flow_backward_valid"], f
         _assert_exact(flow, mask, True)
@@ -209,7 +210,7 @@ def test_flow_of_moving_geometry_is_exact_and_valid(rendered, name):
 def test_changing_vertex_count_has_no_motion_and_is_marked_invalid(rendered, name, cause):
     """Cycles writes 0 where the true flow is TRUE_U px/frame; every flow of the sequence (also
     towards frames 1 and 5, outside it) is marked invalid and one warning names the object."""
-    seq, events = rendered[name]
+    seq, events, _ = rendered[name]
     for f, (fr, flow, mask) in _frames(seq).items():
         assert np.abs(flow[mask]).max() < 1e-3  # the measured fault: no motion at all
         assert fr["flow_forward_valid"] is False and fr["flow_backward_valid"] is False, f
@@ -224,7 +225,7 @@ def test_changing_vertex_count_has_no_motion_and_is_marked_invalid(rendered, nam
 def test_only_the_flows_across_the_change_are_invalid(rendered):
     """Vertex count 289 on frames 1..3, 272 on 4, 255 on 5: the flows across 3->4 and 4->5 are
     invalid (and 0), the others valid and exact."""
-    seq, events = rendered["gn_late"]
+    seq, events, _ = rendered["gn_late"]
     frames = _frames(seq)
     valid = {f: (fr["flow_forward_valid"], fr["flow_backward_valid"])
              for f, (fr, _, _) in frames.items()}
@@ -240,3 +241,24 @@ def test_only_the_flows_across_the_change_are_invalid(rendered):
         "object 'Blob' changes its vertex count between frames 3 and 4 (Geometry Nodes modifier "
         "'Move'?): Cycles has no motion for it; flow marked invalid there; add a velocity "
         "attribute or turn flows off"]
+
+
+@pytest.mark.render
+@pytest.mark.smoke
+def test_a_resumed_run_marks_the_same_flows_invalid(rendered):
+    """Rendering the finished gn_late sequence again skips every frame (resume): the counts then
+    come from the viewport's evaluation of frames 1..5, with the same verdict and warning."""
+    seq, events, python = rendered["gn_late"]
+    before = {f: (fr["flow_forward_valid"], fr["flow_backward_valid"])
+              for f, (fr, _, _) in _frames(seq).items()}
+    again: list[dict] = []
+    summary = dataset_forge.render_animation(seq.parent / "scenes" / "gn_late.blend", seq,
+                                             frame_start=A, frame_end=B, executable=python,
+                                             on_progress=again.append, **FAST)
+    assert summary["ok"]
+    assert [e["frame"] for e in again if e.get("event") == "frame_skipped"] == [2, 3, 4]
+    after = {f: (fr["flow_forward_valid"], fr["flow_backward_valid"])
+             for f, (fr, _, _) in _frames(seq).items()}
+    assert after == before == {2: (True, True), 3: (False, True), 4: (False, False)}
+    assert [w for w in _warnings(again) if "vertex count" in w] == [
+        w for w in _warnings(events) if "vertex count" in w]
