@@ -443,7 +443,8 @@ class TopologyWatch:
         ob = bpy.data.objects.get(name)
         causes = [f"{TOPOLOGY_MODIFIERS[m.type]} modifier '{m.name}'" for m in
                   getattr(ob, "modifiers", ()) if m.type in TOPOLOGY_MODIFIERS and m.show_render]
-        why = f" ({causes[0]}?)" if causes else ""
+        kind = {"META": "a metaball", "FONT": "animated text"}.get(getattr(ob, "type", ""))
+        why = f" ({causes[0]}?)" if causes else f" ({kind})" if kind else ""
         more = f" (and {len(names) - 1} more objects)" if len(names) > 1 else ""
         return [f"object '{name}' changes its vertex count between frames {lo} and {hi}{why}"
                 f"{more}: Cycles has no motion for it; flow marked invalid there; add a "
