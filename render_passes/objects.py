@@ -353,17 +353,31 @@ def _vertex_count(ob) -> tuple[int, bool] | None:
 def _counts(dg) -> dict[tuple, tuple[int, bool]]:
     """Vertex counts of every drawn mesh of ``dg``, keyed by (object name, persistent id)."""
     out: dict[tuple, tuple[int, bool]] = {}
+    seen: dict[tuple[int, int], tuple[int, bool] | None] = {}  # copies share evaluated data
     for inst in dg.object_instances:
         if not (inst.show_self or inst.is_instance):
             continue
         ob = inst.object
         if not inst.is_instance and ob.original.hide_render:
             continue  # drawn in the viewport only
-        n = _vertex_count(ob)
+        data = (ob.original.as_pointer(), ob.data.as_pointer() if ob.data is not None else 0)
+        if data not in seen:
+            seen[data] = _vertex_count(ob)
+        n = seen[data]
         if n is not None:
             pid = tuple(inst.persistent_id) if inst.is_instance else ()
             out[(ob.original.name_full, pid)] = n
     return out
+
+
+def _broken(cur: dict, other: dict) -> list[tuple[str, int, int]]:
+    """Meshes of ``cur`` (:func:`_counts` at frame f) whose vertex count differs in ``other``
+    (at f ± 1) and that have no velocity attribute at f: the flow from f towards the other frame
+    has no motion for them. Each as (object name, count at f, count at f ± 1); a mesh absent
+    from either frame is not compared."""
+    out = {(key[0], n, other[key][0]) for key, (n, velocity) in cur.items()
+           if key in other and other[key][0] != n and not velocity}
+    return sorted(out)
 
 
 class TopologyWatch:
@@ -371,12 +385,17 @@ class TopologyWatch:
     evaluates for each frame's Vector pass (the render depsgraph evaluates t, t-1, t+1 during
     the render of t; a ``frame_change_post`` handler records them), or at the viewport's
     whole-frame evaluations for frames not rendered in this run (the worker sets every frame
-    a-1 .. b+1). :meth:`invalidate` turns the flow validity off where a count changes."""
+    a-1 .. b+1). Each pair of neighbouring frames is judged as soon as both are evaluated and
+    only the verdicts are kept (a few frames of counts at a time, however many instances).
+    :meth:`invalidate` turns the flow validity off where a count changes."""
 
     def __init__(self, scene):
         self.scene = scene
-        self.render: dict[int, dict[int, dict]] = {}  # rendered frame -> frame -> counts
-        self.viewport: dict[int, dict] = {}
+        # (f, g) -> broken meshes of the flow from f towards g = f ± 1 (:func:`_broken`)
+        self.rendered: dict[tuple[int, int], list[tuple[str, int, int]]] = {}
+        self.viewport: dict[tuple[int, int], list[tuple[str, int, int]]] = {}
+        self._render_counts: dict[int, dict] = {}  # the frames evaluated for the current render
+        self._viewport_counts: dict[int, dict] = {}  # the latest viewport evaluations (<= 3)
         self._target: int | None = None
         self._handler = self._on_frame
         bpy.app.handlers.frame_change_post.append(self._handler)
@@ -389,38 +408,39 @@ class TopologyWatch:
     def expect(self, frame: int) -> None:
         """The next render is of ``frame``."""
         self._target = frame
-        self.render[frame] = {}
+        self._render_counts = {}
 
     def _on_frame(self, scene, depsgraph=None) -> None:
         if depsgraph is None or scene.frame_subframe != 0.0:
             return
         f = scene.frame_current
         if depsgraph.mode == "RENDER":
-            seen = self.render.get(self._target) if self._target is not None else None
-            if seen is not None and f not in seen:
-                seen[f] = _counts(depsgraph)
-        elif f not in self.viewport:
-            self.viewport[f] = _counts(depsgraph)
-
-    def _at(self, rendered: int, f: int) -> dict | None:
-        """Counts at ``f`` as the render of ``rendered`` saw them; the viewport's where that
-        frame was not rendered in this run (never a mix of the two)."""
-        seen = self.render.get(rendered)
-        return seen.get(f) if seen else self.viewport.get(f)
+            t, seen = self._target, self._render_counts
+            if t is None or f in seen or abs(f - t) > 1:
+                return
+            seen[f] = _counts(depsgraph)
+            for g in (t - 1, t + 1):
+                if t in seen and g in seen:
+                    self.rendered[(t, g)] = _broken(seen[t], seen[g])
+            if len(seen) == 3:
+                self._target, self._render_counts = None, {}
+        else:  # the latest evaluation wins (a simulation is right only once rolled forward)
+            window = self._viewport_counts
+            window.pop(f, None)
+            window[f] = _counts(depsgraph)
+            while len(window) > 3:
+                window.pop(next(iter(window)))
+            for g in (f - 1, f + 1):
+                if g in window:
+                    self.viewport[(f, g)] = _broken(window[f], window[g])
+                    self.viewport[(g, f)] = _broken(window[g], window[f])
 
     def broken(self, f: int, g: int) -> list[tuple[str, int, int]]:
-        """Objects whose flow from frame ``f`` towards ``g`` (f ± 1) has no motion: their vertex
-        count differs between the two frames and frame ``f``'s mesh has no velocity attribute.
-        Each as (object name, count at f, count at g); a mesh absent from either frame is not
-        compared."""
-        cur, other = self._at(f, f), self._at(f, g)
-        if cur is None or other is None:
-            return []
-        out = []
-        for key, (n, velocity) in cur.items():
-            if key in other and other[key][0] != n and not velocity:
-                out.append((key[0], n, other[key][0]))
-        return sorted(set(out))
+        """Meshes whose flow from frame ``f`` towards ``g`` (f ± 1) has no motion, as the render
+        of ``f`` saw them, or the viewport where ``f`` was not rendered in this run."""
+        if (f, g) in self.rendered:
+            return self.rendered[(f, g)]
+        return self.viewport.get((f, g), [])
 
     def invalidate(self, frames_meta: list[dict[str, Any]], forward_key: str,
                    backward_key: str) -> list[str]:
