@@ -319,10 +319,8 @@ class ObjectTracker:
 # named as the likely cause in the warning:
 TOPOLOGY_MODIFIERS = {"BUILD": "Build", "REMESH": "Remesh", "EXPLODE": "Explode",
                       "NODES": "Geometry Nodes", "FLUID": "Fluid", "DECIMATE": "Decimate",
-                      "BOOLEAN": "Boolean", "OCEAN": "Ocean", "MESH_SEQUENCE_CACHE":
-                      "Mesh Sequence Cache", "WELD": "Weld", "MASK": "Mask",
-                      "PARTICLE_INSTANCE": "Particle Instance", "SKIN": "Skin",
-                      "SOLIDIFY": "Solidify", "TRIANGULATE": "Triangulate"}
+                      "BOOLEAN": "Boolean", "MESH_SEQUENCE_CACHE": "Mesh Sequence Cache",
+                      "WELD": "Weld", "MASK": "Mask", "PARTICLE_INSTANCE": "Particle Instance"}
 # Object types Cycles renders as a mesh (the rest: hair curves, point clouds, volumes, are not
 # checked here).
 _MESHED = {"CURVE", "FONT", "SURFACE", "META"}
