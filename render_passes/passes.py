@@ -191,8 +191,10 @@ class PassRig:
                                "Vector pass is re-projected exactly where K changes"),
                 "valid_if": ("the frame's flow_forward_valid / flow_backward_valid is true: they "
                              "are false where the active camera changes between t and t+1 "
-                             "(forward of t) or t-1 and t (backward of t), a camera cut, or where "
-                             "K changes in a way that cannot be corrected exactly")}
+                             "(forward of t) or t-1 and t (backward of t), a camera cut, where "
+                             "K changes in a way that cannot be corrected exactly, or where a "
+                             "drawn mesh changes its vertex count between the two frames "
+                             "without a velocity attribute (Cycles has no motion for it)")}
         if "segmentation" in self.kinds:
             conv["segmentation"] = {
                 "file": pattern("segmentation"),

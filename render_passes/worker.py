@@ -42,7 +42,7 @@ from ..errors import DatasetForgeError
 from ..sampling import sequence_id
 from ..settings import Settings, SettingsError
 from ..version import __version__
-from . import compat, containment, devices, scene_setup, timing
+from . import compat, containment, devices, objects, scene_setup, timing
 from .passes import PassRig
 
 
@@ -134,6 +134,7 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
     k0 = None
     # With flows a rendered frame is journaled only once its neighbours' lenses are known and
     # its flow follows them (_commit_flow_frame): ``pending`` waits for frame f + 1.
+    topology = objects.TopologyWatch(scene) if settings.flows else None  # before any frame_set
     lenses = {a - 1: _lens_at(scene, a - 1)} if settings.flows else {}
     pending: _Rendered | None = None
     timing.preroll(scene, a)
@@ -158,6 +159,7 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
             files = [rgb, *gt_files.values(), *(
                 layout.preview_file(kind, f) for kind in rig.kinds if settings.debug)]
             if settings.flows:
+                topology.expect(f)
                 pending = _Rendered(f, files, _render_frame(scene, rig, sq, f, rgb))
             else:
                 _render_and_journal(scene, rig, journal, sq, f, rgb, files, emit)
@@ -172,7 +174,14 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
         journal.flush()
         object_stats = rig.finish_sequence()
         cameras = mark_camera_cuts(scene, frames_meta, a, b, flows=settings.flows, lenses=lenses)
+        if topology is not None:  # meshes whose vertex count changes have no Cycles motion
+            for message in topology.invalidate(frames_meta, layout.FLOW_FORWARD_VALID,
+                                               layout.FLOW_BACKWARD_VALID):
+                emit({"event": Ev.WARNING, "scene": scene_name, "job": seq["id"],
+                      "message": message})
     finally:
+        if topology is not None:
+            topology.close()
         journal.close()
         rig.teardown()
     _write_transforms(sq, scene, job["blend"], settings, k0, frames_meta, cameras,
