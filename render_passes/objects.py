@@ -126,7 +126,21 @@ def _geometry(ob) -> _Geometry | None:
             ob.to_mesh_clear()
 
 
-class ObjectTracker:
+class _FrameListener:
+    """Calls ``self._on_frame(scene, depsgraph)`` after every frame change (``frame_change_post``,
+    also for the render's own evaluations) from :meth:`_listen` until :meth:`close`."""
+
+    def _listen(self) -> None:
+        self._handler = self._on_frame
+        bpy.app.handlers.frame_change_post.append(self._handler)
+
+    def close(self) -> None:
+        hs = bpy.app.handlers.frame_change_post
+        while self._handler in hs:
+            hs.remove(self._handler)
+
+
+class ObjectTracker(_FrameListener):
     """See the module docstring. ``ids``: object name (``name_full``) -> object id;
     ``classes``: object name -> class; ``rendered()``: names of objects the render can draw by
     themselves (visible collections, not hidden) at the current frame (``hide_render`` may be
@@ -145,13 +159,7 @@ class ObjectTracker:
         self.timings = {"collect": 0.0, "resolve": 0.0}
         self.resolve_stats: dict[str, int] = {}
         self.sources = {"render_depsgraph": 0, "viewport_depsgraph": 0}  # frames collected from
-        self._handler = self._on_frame
-        bpy.app.handlers.frame_change_post.append(self._handler)
-
-    def close(self) -> None:
-        hs = bpy.app.handlers.frame_change_post
-        while self._handler in hs:
-            hs.remove(self._handler)
+        self._listen()
 
     # -- collection ------------------------------------------------------------------------
     def expect(self, frame: int) -> None:
@@ -381,7 +389,7 @@ def _broken(cur: dict, other: dict) -> list[tuple[str, int, int]]:
     return sorted(out)
 
 
-class TopologyWatch:
+class TopologyWatch(_FrameListener):
     """Per sequence with flows: the vertex count of every drawn mesh at the frames Cycles
     evaluates for each frame's Vector pass (the render depsgraph evaluates t, t-1, t+1 during
     the render of t; a ``frame_change_post`` handler records them), or at the viewport's
@@ -398,13 +406,7 @@ class TopologyWatch:
         self._render_counts: dict[int, dict] = {}  # the frames evaluated for the current render
         self._viewport_counts: dict[int, dict] = {}  # the latest viewport evaluations (<= 3)
         self._target: int | None = None
-        self._handler = self._on_frame
-        bpy.app.handlers.frame_change_post.append(self._handler)
-
-    def close(self) -> None:
-        hs = bpy.app.handlers.frame_change_post
-        while self._handler in hs:
-            hs.remove(self._handler)
+        self._listen()
 
     def expect(self, frame: int) -> None:
         """The next render is of ``frame``."""

@@ -195,6 +195,12 @@ def extra_pythons() -> list[str]:
     return [p for p in (s.strip() for s in raw.split(",")) if p]
 
 
+def bpy_pythons() -> list[tuple[str, str]]:
+    """``(label, python)`` to run a ground-truth check with: this bpy (``("5.0", "")``) and each
+    of :func:`extra_pythons` (labelled by its venv, e.g. ``venv-4.5.15``)."""
+    return [("5.0", "")] + [(Path(p).parent.parent.name.lstrip(".") or p, p) for p in extra_pythons()]
+
+
 def package_prelude() -> str:
     """Python source that makes this checkout importable as ``dataset_forge`` in any interpreter
     (the other bpy venvs have no link to it)."""

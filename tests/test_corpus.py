@@ -19,12 +19,12 @@ import dataset_forge
 import numpy as np
 import OpenEXR
 import pytest
-from conftest import REPO, bpy_env, extra_pythons
+from conftest import REPO, bpy_env, bpy_pythons
 
 KINDS = dict(depths=True, normals=True, flows=True, segmentations=True)
 FAST = dict(width=corpus.RES[0], height=corpus.RES[1], max_samples=1, adaptive_threshold=0.0,
             use_denoising=False, timeout=240.0, retries=0)
-PYTHONS = [("5.0", "")] + [(Path(p).parent.parent.name.lstrip("."), p) for p in extra_pythons()]
+PYTHONS = bpy_pythons()
 
 
 def build_corpus(out: Path, names: list[str], python: str | None = None) -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import dataset_forge
 import numpy as np
 import OpenEXR
 import pytest
-from conftest import REPO, bpy_env, build_scenes
+from conftest import REPO, bpy_env, bpy_pythons, build_scenes
 from PIL import Image
 from scenes import GT_SPECS
 
@@ -32,9 +31,7 @@ GT_SCENES = list(GT_SPECS)
 KINDS = dict(depths=True, normals=True, flows=True, segmentations=True)
 FAST = dict(width=64, height=48, max_samples=1, adaptive_threshold=0.0, use_denoising=False,
             timeout=240.0, retries=0)
-PYTHONS = [("5.0", "")] + [
-    (Path(p).parent.parent.name.lstrip(".") or p, p)
-    for p in (x.strip() for x in os.environ.get("DF_EXTRA_PYTHONS", "").split(",")) if p]
+PYTHONS = bpy_pythons()
 
 
 # -- helpers --------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ runs), frames 2-4 (another sequence) and frames 1-4 without segmentations (RGB i
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 import dataset_forge
 import numpy as np
 import pytest
-from conftest import REPO, bpy_env, run_bpy
+from conftest import REPO, bpy_env, bpy_pythons, run_bpy
 from dataset_forge.dataset import exr
 from dataset_forge.dataset import objects as od
 from instance_scenes import SPECS
@@ -33,9 +32,7 @@ SPEC = SPECS["gt_instances"]
 FAST = dict(width=64, height=48, max_samples=4, adaptive_threshold=0.0, use_denoising=False,
             timeout=240.0, retries=0, file_format="OPEN_EXR", bit_depth=32, debug=False, depths=True,
             flows=True)
-PYTHONS = [("5.0", "")] + [
-    (Path(p).parent.parent.name.lstrip(".") or p, p)
-    for p in (x.strip() for x in os.environ.get("DF_EXTRA_PYTHONS", "").split(",")) if p]
+PYTHONS = bpy_pythons()
 # Sub-pixel ray offsets: a 5x5 grid over the reach of Cycles' 1.5 px pixel filter.
 OFFSETS = [(dx, dy) for dy in np.linspace(-0.75, 0.75, 5) for dx in np.linspace(-0.75, 0.75, 5)]
 

@@ -239,25 +239,32 @@ def test_prepare_without_allow_skips_starts_over_and_names_the_change(tmp_path):
     assert not (seq / "frames").exists() and pv.settings_match(seq, Settings(width=40))
 
 
-def test_a_sequence_refused_in_this_run_is_never_called_complete_in_the_manifest(tmp_path):
-    """Its old frames are whole and journaled, but they were made from the .blend before an edit:
-    the run refused the sequence, so the manifest says incomplete, with the refusal, and drops
-    the old validation entry."""
-    from dataset_forge.engine.plan import write_manifest
-
+def _one_sequence_rendered(tmp_path: Path) -> tuple[Path, Path, Path, Settings, dict]:
+    """A datasets folder with one sequence (frames 1 and 2 of scene 'a') rendered as a worker
+    does, and its plan: ``(blend, datasets folder, sequence folder, settings, plan)``."""
     blend = _blend(tmp_path / "scenes", "a.blend")
     ds = tmp_path / "ds"
     seq = ds / layout.RENDERS / "a" / "001-00001-00002"
     s = Settings()
     _render(seq, blend, s)
     (seq / layout.TRANSFORMS).write_text("{}")
-    blend.write_bytes(b"BLENDER-v500 edited scene")
-    with pytest.raises(pv.ProvenanceError) as refused:
-        _render(seq, blend, s)
     plan = {"datasets_dir": str(ds), "seed": 0, "settings": s.to_dict(),
             "scenes": [{"name": "a", "blend": str(blend)}],
             "jobs": [{"scene": "a", "blend": str(blend), "sequences": [
                 {"id": seq.name, "out_dir": str(seq), "frame_start": 1, "frame_end": 2}]}]}
+    return blend, ds, seq, s, plan
+
+
+def test_a_sequence_refused_in_this_run_is_never_called_complete_in_the_manifest(tmp_path):
+    """Its old frames are whole and journaled, but they were made from the .blend before an edit:
+    the run refused the sequence, so the manifest says incomplete, with the refusal, and drops
+    the old validation entry."""
+    from dataset_forge.engine.plan import write_manifest
+
+    blend, ds, seq, s, plan = _one_sequence_rendered(tmp_path)
+    blend.write_bytes(b"BLENDER-v500 edited scene")
+    with pytest.raises(pv.ProvenanceError) as refused:
+        _render(seq, blend, s)
 
     def manifest(summary):
         return json.loads(write_manifest(plan, summary).read_text())
@@ -283,17 +290,8 @@ def test_a_validation_is_kept_while_the_frames_are_the_ones_it_judged(tmp_path):
     from dataset_forge.dataset.verify import journal_digest
     from dataset_forge.engine.plan import write_manifest
 
-    blend = _blend(tmp_path / "scenes", "a.blend")
-    ds = tmp_path / "ds"
-    seq = ds / layout.RENDERS / "a" / "001-00001-00002"
-    s = Settings()
-    _render(seq, blend, s)
-    (seq / layout.TRANSFORMS).write_text("{}")
+    blend, ds, seq, s, plan = _one_sequence_rendered(tmp_path)
     first = pv.read_record(seq)[pv.RENDER_ID]
-    plan = {"datasets_dir": str(ds), "seed": 0, "settings": s.to_dict(),
-            "scenes": [{"name": "a", "blend": str(blend)}],
-            "jobs": [{"scene": "a", "blend": str(blend), "sequences": [
-                {"id": seq.name, "out_dir": str(seq), "frame_start": 1, "frame_end": 2}]}]}
 
     def validated() -> dict:
         """Record a verdict as validate does, then let a run rewrite the manifest."""

@@ -23,17 +23,15 @@ also runs as a whole under ``.venv-4.5.15/bin/python`` / ``.venv-4.2.23/bin/pyth
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import dataset_forge
 import numpy as np
 import pytest
+from conftest import bpy_pythons
 from dataset_forge.dataset import exr
 
-PYTHONS = [("5.0", "")] + [
-    (Path(p).parent.parent.name.lstrip(".") or p, p)
-    for p in (x.strip() for x in os.environ.get("DF_EXTRA_PYTHONS", "").split(",")) if p]
+PYTHONS = bpy_pythons()
 FAST = dict(width=64, height=48, max_samples=1, adaptive_threshold=0.0, use_denoising=False,
             timeout=240.0, retries=0, file_format="OPEN_EXR", bit_depth=32, debug=False,
             depths=True, flows=True)
