@@ -132,11 +132,7 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
     t_job = time.perf_counter()
     frames_meta: list[dict[str, Any]] = []
     k0 = None
-    # With flows a rendered frame is journaled only once its neighbours' lenses are known and
-    # its flow follows them (_commit_flow_frame): ``pending`` waits for frame f + 1.
-    topology = objects.TopologyWatch(scene) if settings.flows else None  # before any frame_set
-    lenses = {a - 1: _lens_at(scene, a - 1)} if settings.flows else {}
-    pending: _Rendered | None = None
+    commits = _Commits(scene, rig, journal, sq, settings, emit)  # before any frame_set
     timing.preroll(scene, a)
     try:
         for f in range(a, b + 1):
@@ -144,11 +140,7 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
             entry, k = _frame_entry(scene, f, a, rgb, gt_files, k0)
             k0 = k0 or k
             frames_meta.append(entry)
-            if settings.flows:
-                lenses[f] = _Lens(entry[layout.FRAME_CAMERA_KEY], k)
-                if pending is not None:
-                    _commit_flow_frame(pending, lenses, rig, journal, sq, settings, emit)
-                    pending = None
+            commits.lens_known(f, _Lens(entry[layout.FRAME_CAMERA_KEY], k))
             if f not in todo:
                 rig.finish_frame(f, rendered=False)
                 emit({"event": Ev.FRAME_SKIPPED, "job": seq["id"], "scene": scene_name, "frame": f})
@@ -158,31 +150,14 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
             scene_setup.hold_ground_truth_rays(scene, settings, f"{scene_name}, frame {f}")
             files = [rgb, *gt_files.values(), *(
                 layout.preview_file(kind, f) for kind in rig.kinds if settings.debug)]
-            if settings.flows:
-                topology.expect(f)
-                pending = _Rendered(f, files, _render_frame(scene, rig, sq, f, rgb))
-            else:
-                _render_and_journal(scene, rig, journal, sq, f, rgb, files, emit)
+            commits.render(f, rgb, files)
             if budget[0] is not None:
                 budget[0] -= 1
-        if settings.flows:
-            lenses[b + 1] = _lens_at(scene, b + 1)
-            scene.frame_set(b)
-            if pending is not None:
-                _commit_flow_frame(pending, lenses, rig, journal, sq, settings, emit)
-                pending = None
-        journal.flush()
+        commits.finish()
         object_stats = rig.finish_sequence()
-        cameras = mark_camera_cuts(scene, frames_meta, a, b, flows=settings.flows, lenses=lenses)
-        if topology is not None:  # meshes whose vertex count changes have no Cycles motion
-            for message in topology.invalidate(frames_meta, layout.FLOW_FORWARD_VALID,
-                                               layout.FLOW_BACKWARD_VALID):
-                emit({"event": Ev.WARNING, "scene": scene_name, "job": seq["id"],
-                      "message": message})
+        cameras = commits.mark_flow_validity(frames_meta)
     finally:
-        if topology is not None:
-            topology.close()
-        journal.close()
+        commits.close()
         rig.teardown()
     _write_transforms(sq, scene, job["blend"], settings, k0, frames_meta, cameras,
                       rig.conventions())
@@ -344,6 +319,72 @@ def mark_camera_cuts(scene, frames_meta: list[dict[str, Any]], a: int, b: int,
             fr[layout.FLOW_BACKWARD_VALID] = _flow_exact(lenses[f], lenses[f - 1])
             fr[layout.FLOW_FORWARD_VALID] = _flow_exact(lenses[f], lenses[f + 1])
     return list(dict.fromkeys(names))
+
+
+class _Commits:
+    """Renders the frames of a sequence and hands them to the journal. With flows a rendered frame
+    waits for the next frame's lens: its flow file may need re-projecting first
+    (:func:`_commit_flow_frame`); the lenses of frames ``a - 1 .. b + 1`` and the meshes whose
+    vertex count changes (:class:`objects.TopologyWatch`, created before any ``frame_set``) then
+    decide the flow validity flags."""
+
+    def __init__(self, scene, rig: PassRig, journal: Journal, sq: _Sequence, settings: Settings,
+                 emit: Emit):
+        self.scene, self.rig, self.journal, self.sq = scene, rig, journal, sq
+        self.settings, self.emit = settings, emit
+        self.flows = settings.flows
+        self.topology = objects.TopologyWatch(scene) if self.flows else None
+        self.lenses = {sq.a - 1: _lens_at(scene, sq.a - 1)} if self.flows else {}
+        self.pending: _Rendered | None = None
+
+    def lens_known(self, f: int, lens: _Lens) -> None:
+        """Frame ``f`` is set and its lens known: the frame before it can be journaled."""
+        if self.flows:
+            self.lenses[f] = lens
+            self._commit_pending()
+
+    def render(self, f: int, rgb: str, files: list[str]) -> None:
+        """Render frame ``f`` (the scene is at it); journal it now, or with flows once the next
+        frame's lens is known."""
+        if not self.flows:
+            _render_and_journal(self.scene, self.rig, self.journal, self.sq, f, rgb, files, self.emit)
+            return
+        self.topology.expect(f)
+        self.pending = _Rendered(f, files, _render_frame(self.scene, self.rig, self.sq, f, rgb))
+
+    def finish(self) -> None:
+        """After the last frame: journal the frame still waiting (the lens of ``b + 1`` read) and
+        wait for the journal. Leaves the scene at frame ``b``."""
+        if self.flows:
+            self.lenses[self.sq.b + 1] = _lens_at(self.scene, self.sq.b + 1)
+            self.scene.frame_set(self.sq.b)
+            self._commit_pending()
+        self.journal.flush()
+
+    def mark_flow_validity(self, frames_meta: list[dict[str, Any]]) -> list[str]:
+        """Set the flow validity flags of ``frames_meta`` (:func:`mark_camera_cuts`, then meshes
+        whose vertex count changes, each named in a warning); returns the cameras in order of
+        first use."""
+        sq = self.sq
+        cameras = mark_camera_cuts(self.scene, frames_meta, sq.a, sq.b, flows=self.flows,
+                                   lenses=self.lenses)
+        if self.topology is not None:  # meshes whose vertex count changes have no Cycles motion
+            for message in self.topology.invalidate(frames_meta, layout.FLOW_FORWARD_VALID,
+                                                    layout.FLOW_BACKWARD_VALID):
+                self.emit({"event": Ev.WARNING, "scene": sq.scene_name, "job": sq.id,
+                           "message": message})
+        return cameras
+
+    def close(self) -> None:
+        if self.topology is not None:
+            self.topology.close()
+        self.journal.close()
+
+    def _commit_pending(self) -> None:
+        if self.pending is not None:
+            _commit_flow_frame(self.pending, self.lenses, self.rig, self.journal, self.sq,
+                               self.settings, self.emit)
+            self.pending = None
 
 
 # -- Flow under animated intrinsics (dataset/flow_intrinsics.py, docs/ground_truth.md) -----------
