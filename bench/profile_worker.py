@@ -84,8 +84,8 @@ def main() -> int:
     render = 0.0
     for (file, _line, func), (_cc, nc, _tt, ct, callers) in st.stats.items():
         if func == "__call__" and file.replace("\\", "/").endswith("bpy/ops.py"):
-            # Only the operator calls made by the frame step (worker._render_and_journal): the renders.
-            render += sum(v[3] for (_f, _l, fn), v in callers.items() if fn == "_render_and_journal")
+            # Only the operator calls made by the frame step (worker._render_frame): the renders.
+            render += sum(v[3] for (_f, _l, fn), v in callers.items() if fn == "_render_frame")
         for suffix, name in WATCH:
             if func == name and file.replace("\\", "/").endswith(suffix):
                 key = f"{suffix}:{name}" if suffix else name
