@@ -51,8 +51,9 @@ SOCKET_TYPES = {"depth": "FLOAT", "normal": "VECTOR", "flow": "RGBA", "segmentat
 # Raw Object Index + Depth files (segmentations/.raw/segraw_NNNNNN.exr), replaced by the final
 # segmentation files after each render: the writer's own scratch, not part of the layout.
 RAW_SEG, RAW_STEM = ".raw", "segraw"
-# With flows: the surface mask (Depth pass < background) of each frame, flows/.raw/flowmask_NNNNNN.exr,
-# read and deleted by the worker's flow fix under animated intrinsics (render_passes/worker.py).
+# With flows and without depths: the surface mask (Depth pass < background) of each frame,
+# flows/.raw/flowmask_NNNNNN.exr, read and deleted by the worker's flow fix under animated
+# intrinsics (render_passes/worker.py). With depths the depth file is that mask (depth > 0).
 FLOW_MASK_STEM = "flowmask"
 BACKGROUND_DEPTH = 1e9  # Cycles writes 1e10 where no surface was hit
 # Flow preview: saturation = |flow| / (this fraction of the image width), clamped to 1; a fixed
@@ -138,9 +139,17 @@ class PassRig:
         return {"timings": t.timings, "pixels": t.resolve_stats, "sources": t.sources}
 
     def flow_mask_path(self, frame: int) -> Path:
-        """The surface mask of ``frame`` written beside its flow (1 channel, 1 = surface)."""
+        """The scratch surface mask of ``frame`` written beside its flow when the sequence has no
+        depth (1 channel, 1 = surface)."""
         return (self.seq_dir / layout.KINDS["flow"].folder / RAW_SEG
                 / f"{FLOW_MASK_STEM}_{layout.frame_digits(frame)}.exr")
+
+    def flow_surface(self, frame: int) -> tuple[Path, bool]:
+        """A single-channel EXR of ``frame`` that is > 0 exactly on surface pixels, and whether it
+        is the scratch mask (deleted once read) rather than the depth file."""
+        if "depth" in self.kinds:
+            return self.seq_dir / layout.gt_file("depth", frame), False
+        return self.flow_mask_path(frame), True
 
     def _remove_flow_masks(self) -> None:
         folder = self.flow_mask_path(0).parent
@@ -287,13 +296,14 @@ class PassRig:
             fv, bu = w, x
             bv = g.math("MULTIPLY", y, -1.0)
             self._write(g, "flow", g.combine_color(fu, fv, bu, bv))
-            fo = compat.file_output(
-                g.tree, str(self.flow_mask_path(0).parent), file_format="OPEN_EXR",
-                color_mode="BW", color_depth="32", exr_codec=s.exr_codec)
-            g.nodes.append(fo)
-            fo.label = "DF"
-            g.link(g.math("LESS_THAN", compat.render_layer_output(rl, "Depth"), BACKGROUND_DEPTH),
-                   compat.file_output_input(fo, layout.blender_stem(FLOW_MASK_STEM), "FLOAT"))
+            if "depth" not in self.kinds:  # else the depth file tells the surface
+                fo = compat.file_output(
+                    g.tree, str(self.flow_mask_path(0).parent), file_format="OPEN_EXR",
+                    color_mode="BW", color_depth="32", exr_codec=s.exr_codec)
+                g.nodes.append(fo)
+                fo.label = "DF"
+                g.link(g.math("LESS_THAN", compat.render_layer_output(rl, "Depth"), BACKGROUND_DEPTH),
+                       compat.file_output_input(fo, layout.blender_stem(FLOW_MASK_STEM), "FLOAT"))
             if s.debug:  # colour wheel: hue = direction (Middlebury angle), saturation = |flow|
                 mag = g.math("SQRT", g.math("MULTIPLY_ADD", fu, fu, g.math("MULTIPLY", fv, fv)))
                 scale = 1.0 / max(1.0, FLOW_PREVIEW_SCALE * scene.render.resolution_x

@@ -438,18 +438,18 @@ def _commit_flow_frame(done: _Rendered, lenses: dict[int, _Lens], rig: PassRig,
     """Make the flow file of the rendered frame follow its neighbours' intrinsics, then hand the
     frame to the journal. ``lenses`` holds the frames ``done.frame - 1 .. + 1``."""
     f = done.frame
-    fix_flow_file(sq.out / layout.gt_file("flow", f), rig.flow_mask_path(f), lenses[f],
+    fix_flow_file(sq.out / layout.gt_file("flow", f), *rig.flow_surface(f), lenses[f],
                   lenses[f - 1], lenses[f + 1], settings.exr_codec)
     _journal_frame(journal, sq, f, done.files, done.seconds, emit)
 
 
-def fix_flow_file(path: Path, mask_path: Path, cur: _Lens, prev: _Lens, nxt: _Lens,
-                  codec: str) -> bool:
+def fix_flow_file(path: Path, mask_path: Path, scratch: bool, cur: _Lens, prev: _Lens,
+                  nxt: _Lens, codec: str) -> bool:
     """Rewrite the flow EXR ``path`` of a frame (lens ``cur``) where the neighbour's intrinsics
     differ and the change is exactly correctable (forward towards ``nxt``, backward towards
-    ``prev``); only surface pixels (``mask_path``, 1 = surface; Cycles' background flow stays
-    0) change. The file keeps its channels and codec and is replaced atomically; the mask file is
-    deleted. Returns True when the file was rewritten."""
+    ``prev``); only surface pixels (``mask_path`` > 0: the depth file, or a ``scratch`` mask
+    that is deleted here; Cycles' background flow stays 0) change. The file keeps its channels
+    and codec and is replaced atomically. Returns True when the file was rewritten."""
     model = _vector_pass_model()
     todo = [(sl, other) for sl, other in ((slice(0, 2), nxt), (slice(2, 4), prev))
             if other.k is not None and cur.k is not None and other.k != cur.k
@@ -457,7 +457,7 @@ def fix_flow_file(path: Path, mask_path: Path, cur: _Lens, prev: _Lens, nxt: _Le
     if todo:
         names = compat.EXR_CHANNELS["RGBA"]
         flow = exr.read_stack(path, names)
-        mask = exr.read_single(mask_path) > 0.5
+        mask = exr.read_single(mask_path) > 0
         k_cur = np.asarray(cur.k.K, np.float64)
         for sl, other in todo:
             k_other = np.asarray(other.k.K, np.float64)
@@ -472,7 +472,8 @@ def fix_flow_file(path: Path, mask_path: Path, cur: _Lens, prev: _Lens, nxt: _Le
             raise write_error(exc, path) from None
         except RuntimeError as exc:  # OpenEXR's own failure to write (a full disk ...)
             raise WriteError(path, " ".join(str(exc).split())[:200]) from None
-    mask_path.unlink(missing_ok=True)
+    if scratch:
+        mask_path.unlink(missing_ok=True)
     return bool(todo)
 
 

@@ -164,6 +164,13 @@ def zoomed(request, tmp_path_factory) -> dict[str, Path]:
                                                  segmentations=name == "moving")
         assert summary["ok"], json.dumps(summary["scenes"], indent=1)[:3000]
         out[name] = seq
+    # flows without depths: the surface comes from a scratch mask instead of the depth file
+    seq = root / "moving_flows_only"
+    summary = dataset_forge.render_animation(scenes / "moving.blend", seq, frame_start=1,
+                                             frame_end=3, executable=python,
+                                             **{**FAST, "depths": False})
+    assert summary["ok"], json.dumps(summary["scenes"], indent=1)[:3000]
+    out["moving_flows_only"] = seq
     return out
 
 
@@ -231,7 +238,14 @@ def test_moving_camera_with_zoom_and_shift_matches_reprojected_depth(zoomed):
         assert np.abs(flows[f][..., sl][~surface]).max() == 0.0  # Cycles' background: 0
     assert worst < 0.01, worst
     assert all(fr["flow_forward_valid"] and fr["flow_backward_valid"] for fr in frames.values())
-    assert not (seq / "flows" / ".raw").exists()  # the scratch masks are gone
+    assert not (seq / "flows" / ".raw").exists()  # no scratch mask: the depth file was used
+    # Without depths the scratch mask tells the surface: the same corrected flow, masks removed.
+    alone = zoomed["moving_flows_only"]
+    tf = json.loads((alone / "transforms.json").read_text())
+    for fr in tf["frames"]:
+        np.testing.assert_allclose(exr.read_stack(alone / fr["flow_file_path"], FLOW),
+                                   flows[fr["frame"]], atol=1e-4)
+    assert not (alone / "flows" / ".raw").exists()
     rep = dataset_forge.validate(seq, write=False)["sequences"][0]
     rigid = rep["checks"]["flow_rigid"]
     assert rigid["ok"] is True and rigid["worst_px"] < 0.05, rigid
