@@ -25,10 +25,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..errors import DatasetForgeError
+
+if TYPE_CHECKING:  # numpy is imported where the ray grid is made: a process that only needs
+    import numpy as np  # paths (a worker's events, the command line) starts without it
 
 DIGITS = 6
 
@@ -120,6 +122,8 @@ def pixel_rays(K: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.nd
     """Normalised OpenCV image coordinates of the pixel centres through ``K`` ``(3, 3)``:
     ``x`` ``(1, W)`` and ``y`` ``(H, 1)`` float64, ``x = (col + 0.5 - cx) / fx`` (``y`` likewise,
     rows down). The one pixel-ray grid of the package (centres at ``+0.5``)."""
+    import numpy as np
+
     h, w = shape
     x = (np.arange(w, dtype=np.float64) + 0.5 - K[0, 2]) / K[0, 0]
     y = (np.arange(h, dtype=np.float64) + 0.5 - K[1, 2]) / K[1, 1]
@@ -128,6 +132,8 @@ def pixel_rays(K: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.nd
 
 def pixel_centres(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixel-centre coordinates ``(u, v)``, each ``(H, W)`` float64: ``u = column + 0.5``."""
+    import numpy as np
+
     v, u = np.mgrid[0:h, 0:w].astype(np.float64)
     return u + 0.5, v + 0.5
 
@@ -135,6 +141,8 @@ def pixel_centres(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 def ray_norm(K: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """``(H, W)`` length of the camera ray through each pixel centre per unit planar depth:
     ``distance = planar * ray_norm``."""
+    import numpy as np
+
     x, y = pixel_rays(K, shape)
     return np.sqrt(1.0 + x ** 2 + y ** 2)
 

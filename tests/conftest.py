@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -145,6 +146,24 @@ def pytest_runtest_teardown(item, nextitem):
             finally:
                 flag.unlink(missing_ok=True)
         _current["item"] = None
+
+
+_RENDER_MODULE = re.compile(r"^pytestmark\s*=.*\bpytest\.mark\.render\b", re.M)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Under ``-m "not render"`` (the bpy-free lane) a test module marked ``render`` as a whole
+    (``pytestmark = pytest.mark.render`` at module level) is not imported: none of its tests
+    could be selected, and importing it only costs the lane time."""
+    if (config.getoption("markexpr", "") or "").split() != ["not", "render"]:
+        return None
+    if collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
+        try:
+            if _RENDER_MODULE.search(collection_path.read_text(encoding="utf-8")):
+                return True
+        except OSError:
+            return None
+    return None
 
 
 def pytest_collection_finish(session):

@@ -24,6 +24,7 @@ from conftest import REPO, bpy_env, bpy_pythons
 KINDS = dict(depths=True, normals=True, flows=True, segmentations=True)
 FAST = dict(width=corpus.RES[0], height=corpus.RES[1], max_samples=1, adaptive_threshold=0.0,
             use_denoising=False, timeout=240.0, retries=0)
+pytestmark = pytest.mark.render  # every test here renders
 PYTHONS = bpy_pythons()
 
 

@@ -31,6 +31,7 @@ import pytest
 from conftest import bpy_pythons
 from dataset_forge.dataset import exr
 
+pytestmark = pytest.mark.render  # every test here renders
 PYTHONS = bpy_pythons()
 FAST = dict(width=64, height=48, max_samples=1, adaptive_threshold=0.0, use_denoising=False,
             timeout=240.0, retries=0, file_format="OPEN_EXR", bit_depth=32, debug=False,

@@ -78,11 +78,6 @@ def print_matrix(matrix: dict, scenes, unobservable: dict[tuple[str, str], str],
     assert not any("MISSED" in line for line in lines)
 
 
-def write_clean(root: Path) -> dict[str, Path]:
-    """Every scene of ``validate_scenes`` written once under ``root``: ``{name: sequence folder}``."""
-    return {name: vs.write_scene(scene, root / name) for name, scene in vs.scenes().items()}
-
-
 def _planted_report(job: tuple[Path, str, Path]) -> dict:
     clean, fault, dest = job
     return validate(vs.planted(clean, fault, dest), write=False)["sequences"][0]
@@ -95,7 +90,10 @@ def _cores() -> int:
 def _quiet() -> None:
     """Worker initializer: the EXR library's complaints about the planted truncations go nowhere
     (a worker started in the background is outside pytest's capture; reports and exceptions
-    come back through the futures)."""
+    come back through the futures), and the worker yields the CPU to the test process and the
+    processes its tests start (the lowest priority)."""
+    if hasattr(os, "nice"):
+        os.nice(19)
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
     os.dup2(null, 2)
@@ -108,14 +106,6 @@ def _forked_pool(workers: int) -> ProcessPoolExecutor | None:
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_quiet)
 
 
-def _submit(pool: ProcessPoolExecutor, clean: dict[str, Path], root: Path):
-    """Every fault of ``validate_scenes.FAULTS`` planted in a copy (under ``root``) of every clean
-    sequence of ``clean``, submitted to ``pool``: ``(keys, an iterator of their reports)``."""
-    keys = [(s, f) for s in clean for f in vs.FAULTS]
-    jobs = [(clean[s], f, root / f"{s}-{f}") for s, f in keys]
-    return keys, pool.map(_planted_report, jobs, chunksize=4)
-
-
 def fault_matrix(clean: dict[str, Path], root: Path) -> dict[tuple[str, str], dict]:
     """Every fault planted in a copy of every clean sequence and validated once: ``{(scene, fault):
     the sequence's report}``. The cases are independent: they run on every core (forked workers;
@@ -123,30 +113,38 @@ def fault_matrix(clean: dict[str, Path], root: Path) -> dict[tuple[str, str], di
     pool = _forked_pool(_cores()) if _cores() >= 2 else None
     if pool is None:
         return {(s, f): _planted_report((clean[s], f, root / f"{s}-{f}")) for s in clean for f in vs.FAULTS}
+    keys = [(s, f) for s in clean for f in vs.FAULTS]
     with pool:
-        keys, reports = _submit(pool, clean, root)
-        return dict(zip(keys, reports))
+        return dict(zip(keys, pool.map(_planted_report, [(clean[s], f, root / f"{s}-{f}")
+                                                         for s, f in keys], chunksize=4)))
+
+
+def scene_reports(name: str, root: Path) -> tuple[dict, dict[str, dict]]:
+    """Scene ``name`` of ``validate_scenes`` written under ``root / "clean"`` and validated, then
+    every fault planted in a copy under ``root / "faults"`` and validated: ``(the clean
+    sequence's report, {fault: the planted copy's report})``."""
+    clean = vs.write_scene(vs.scenes()[name], root / "clean" / name)
+    report = validate(clean, write=False)["sequences"][0]
+    return report, {f: _planted_report((clean, f, root / "faults" / f"{name}-{f}")) for f in vs.FAULTS}
 
 
 # The analytic matrix is started in the background when this module's tests are selected
-# (conftest's ``pytest_collection_finish`` calls ``start_background``): on the cores the test
-# process leaves free, while the tests of the modules before this one run.
+# (conftest's ``pytest_collection_finish`` calls ``start_background``): one job per scene on the
+# cores the test process leaves free, while the tests of the modules before this one run.
 _BACKGROUND: dict = {}
 
 
 def start_background(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Write the clean scenes and submit the fault matrix to ``cores - 1`` forked workers when a
-    selected test (of ``items``) uses it; the fixtures below pick the results up. Nothing starts
+    """Submit :func:`scene_reports` of every scene to ``cores - 1`` forked workers when a selected
+    test (of ``items``) uses the matrix; the fixture below picks the results up. Nothing starts
     on one core or without fork."""
-    if not any("matrix" in item.fixturenames for item in items):
+    if not any("reports" in item.fixturenames for item in items):
         return
     pool = _forked_pool(_cores() - 1)
     if pool is None:
         return
     root = Path(tempfile.mkdtemp(prefix="df-fault-matrix-"))
-    clean = write_clean(root / "clean")
-    keys, reports = _submit(pool, clean, root / "faults")
-    _BACKGROUND.update(clean=clean, keys=keys, reports=reports)
+    _BACKGROUND["futures"] = {name: pool.submit(scene_reports, name, root) for name in SCENES}
 
     def stop() -> None:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -155,22 +153,23 @@ def start_background(config: pytest.Config, items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="module")
-def clean(tmp_path_factory) -> dict[str, Path]:
-    if "clean" in _BACKGROUND:
-        return _BACKGROUND["clean"]
-    return write_clean(tmp_path_factory.mktemp("fault_scenes"))
+def reports(tmp_path_factory) -> dict[str, tuple[dict, dict[str, dict]]]:
+    """``{scene: (clean report, {fault: report})}``, from the background or computed here."""
+    futures = _BACKGROUND.get("futures")
+    if futures is not None:
+        return {name: fut.result() for name, fut in futures.items()}
+    root = tmp_path_factory.mktemp("fault_matrix")
+    return {name: scene_reports(name, root) for name in SCENES}
 
 
 @pytest.fixture(scope="module")
-def matrix(clean, tmp_path_factory) -> dict[tuple[str, str], dict]:
-    if "reports" in _BACKGROUND:
-        return dict(zip(_BACKGROUND["keys"], _BACKGROUND["reports"]))
-    return fault_matrix(clean, tmp_path_factory.mktemp("faults"))
+def matrix(reports) -> dict[tuple[str, str], dict]:
+    return {(s, f): r for s, (_, faults) in reports.items() for f, r in faults.items()}
 
 
 @pytest.mark.parametrize("scene", SCENES)
-def test_every_clean_scene_validates_clean(clean, scene):
-    s = validate(clean[scene], write=False)["sequences"][0]
+def test_every_clean_scene_validates_clean(reports, scene):
+    s = reports[scene][0]
     assert s["ok"] and s["failed"] == [], s["checks"]
     c = s["checks"]
     assert c["flow_rigid"]["ok"] is True and c["flow_rigid"]["worst_px"] < 1e-3
