@@ -279,6 +279,7 @@ def measure_codecs(gt_dir: Path, frame: int = 1, reps: int = 10) -> list[dict[st
     import numpy as np
     import OpenEXR
     from dataset_forge.dataset import layout
+    from dataset_forge.dataset.exr import compression_name
 
     files = [gt_dir / layout.gt_file(k, frame) for k in ("depth", "normal", "flow", "segmentation")]
     data = []
@@ -289,7 +290,7 @@ def measure_codecs(gt_dir: Path, frame: int = 1, reps: int = 10) -> list[dict[st
     rows = []
     try:
         for codec in CODECS:
-            comp = getattr(OpenEXR, "NO_COMPRESSION" if codec == "NONE" else f"{codec}_COMPRESSION")
+            comp = getattr(OpenEXR, f"{compression_name(codec)}_COMPRESSION")
             wt, rt, size, err = [], [], 0, 0.0
             for rep in range(reps):
                 t0 = time.perf_counter()

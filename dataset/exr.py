@@ -105,12 +105,18 @@ def read_single(path: str | os.PathLike, name: str | None = None) -> np.ndarray:
     raise ExrError(f"{path}: several channels ({', '.join(sorted(ch))}) and none named")
 
 
+def compression_name(codec: str) -> str:
+    """OpenEXR's name of lossless codec ``codec`` (NO, RLE, ZIPS, ZIP, PIZ), also as Blender and the
+    settings spell it (``NONE``)."""
+    return {"NONE": "NO"}.get(codec.upper(), codec.upper())
+
+
 def write_channels(path: str | os.PathLike, channels: dict[str, np.ndarray], *,
                    compression: str = "ZIP") -> None:
     """Write ``{name: (H, W) array}`` as a single-part float32 EXR (lossless ``compression``:
-    NO, RLE, ZIPS, ZIP, PIZ)."""
+    :func:`compression_name`)."""
     OpenEXR = _module()
-    comp = getattr(OpenEXR, f"{compression.upper()}_COMPRESSION")
+    comp = getattr(OpenEXR, f"{compression_name(compression)}_COMPRESSION")
     arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in channels.items()}
     shapes = {a.shape for a in arrays.values()}
     if len(shapes) != 1 or len(next(iter(shapes))) != 2:

@@ -294,8 +294,9 @@ def write_ids(path: str | os.PathLike, obj: np.ndarray, ins: np.ndarray,
     """The segmentation EXR: ``V`` float32 object ids, ``instance`` uint32 instance ids."""
     import OpenEXR
 
-    codec = {"NONE": "NO"}.get(compression.upper(), compression.upper())
-    comp = getattr(OpenEXR, f"{codec}_COMPRESSION")
+    from .exr import compression_name
+
+    comp = getattr(OpenEXR, f"{compression_name(compression)}_COMPRESSION")
     header = {"compression": comp, "type": OpenEXR.scanlineimage}
     chans = {OBJECT_CHANNEL: np.ascontiguousarray(obj, np.float32),
              INSTANCE_CHANNEL: np.ascontiguousarray(ins, np.uint32)}
