@@ -61,12 +61,6 @@ BACKGROUND_DEPTH = 1e9  # Cycles writes 1e10 where no surface was hit
 FLOW_PREVIEW_SCALE = 0.05
 
 
-def _view_layer(scene):
-    """The view layer the ground truth is taken from (scene_setup.check_scene refuses one that is
-    not used for rendering)."""
-    return scene_setup.view_layer(scene)
-
-
 class PassRig:
     """Ground truth of one sequence (see the module docstring)."""
 
@@ -232,7 +226,7 @@ class PassRig:
         if self._undo_tree is not None:
             compat.release_compositor(self.scene, self._undo_tree)
             self._undo_tree = None
-        vl = _view_layer(self.scene)
+        vl = scene_setup.view_layer(self.scene)
         for attr, val in self._undo_passes.items():
             setattr(vl, attr, val)
         self._undo_passes = {}
@@ -248,7 +242,7 @@ class PassRig:
     # -- graph -----------------------------------------------------------------------------
     def _build(self) -> None:
         scene, s = self.scene, self.settings
-        vl = _view_layer(scene)
+        vl = scene_setup.view_layer(scene)
         # Normals need the Depth pass too: covered pixels are those whose depth is valid.
         attrs = {PASS_FLAGS[k] for k in self.kinds} | (
             {"use_pass_z"} if {"normal", "segmentation", "flow"} & set(self.kinds) else set())

@@ -301,32 +301,12 @@ def _write_info(sq: _Sequence, scene, settings: Settings, frames_meta: list[dict
     })
 
 
-def mark_camera_cuts(scene, frames_meta: list[dict[str, Any]], a: int, b: int,
-                     flows: bool, lenses: dict[int, _Lens] | None = None) -> list[str]:
-    """Camera cuts (timeline markers bound to cameras): with flows, set every frame's
-    ``flow_forward_valid`` / ``flow_backward_valid``, false where the active camera of the
-    neighbouring frame (also ``a - 1`` and ``b + 1``, outside the sequence) differs, or where its
-    intrinsics differ in a way the flow cannot be made exact for (:func:`_flow_exact`).
-    ``lenses``: every frame ``a - 1 .. b + 1`` (evaluated here where None). Returns the camera
-    names in order of first use. Leaves the scene at frame ``b``."""
-    names = [fr[layout.FRAME_CAMERA_KEY] for fr in frames_meta]
-    if flows:
-        if lenses is None:
-            lenses = {f: _lens_at(scene, f) for f in range(a - 1, b + 2)}
-            scene.frame_set(b)
-        for fr in frames_meta:
-            f = fr["frame"]
-            fr[layout.FLOW_BACKWARD_VALID] = _flow_exact(lenses[f], lenses[f - 1])
-            fr[layout.FLOW_FORWARD_VALID] = _flow_exact(lenses[f], lenses[f + 1])
-    return list(dict.fromkeys(names))
-
-
 class _Commits:
     """Renders the frames of a sequence and hands them to the journal. With flows a rendered frame
     waits for the next frame's lens: its flow file may need re-projecting first
     (:func:`_commit_flow_frame`); the lenses of frames ``a - 1 .. b + 1`` and the meshes whose
     vertex count changes (:class:`objects.TopologyWatch`, created before any ``frame_set``) then
-    decide the flow validity flags."""
+    decide the flow validity flags (:meth:`mark_flow_validity`)."""
 
     def __init__(self, scene, rig: PassRig, journal: Journal, sq: _Sequence, settings: Settings,
                  emit: Emit):
@@ -362,18 +342,24 @@ class _Commits:
         self.journal.flush()
 
     def mark_flow_validity(self, frames_meta: list[dict[str, Any]]) -> list[str]:
-        """Set the flow validity flags of ``frames_meta`` (:func:`mark_camera_cuts`, then meshes
-        whose vertex count changes, each named in a warning); returns the cameras in order of
-        first use."""
-        sq = self.sq
-        cameras = mark_camera_cuts(self.scene, frames_meta, sq.a, sq.b, flows=self.flows,
-                                   lenses=self.lenses)
-        if self.topology is not None:  # meshes whose vertex count changes have no Cycles motion
+        """With flows, set every frame's ``flow_forward_valid`` / ``flow_backward_valid``: false
+        where the neighbouring frame (also ``a - 1`` and ``b + 1``, outside the sequence) has
+        another active camera (a camera cut: timeline markers bound to cameras) or intrinsics
+        the flow cannot be made exact for (:func:`_flow_exact`), and where a drawn mesh changes
+        its vertex count (each named in a warning). Returns the camera names in order of first
+        use."""
+        if self.flows:
+            lenses = self.lenses
+            for fr in frames_meta:
+                f = fr["frame"]
+                fr[layout.FLOW_BACKWARD_VALID] = _flow_exact(lenses[f], lenses[f - 1])
+                fr[layout.FLOW_FORWARD_VALID] = _flow_exact(lenses[f], lenses[f + 1])
+            # meshes whose vertex count changes have no Cycles motion
             for message in self.topology.invalidate(frames_meta, layout.FLOW_FORWARD_VALID,
                                                     layout.FLOW_BACKWARD_VALID):
-                self.emit({"event": Ev.WARNING, "scene": sq.scene_name, "job": sq.id,
+                self.emit({"event": Ev.WARNING, "scene": self.sq.scene_name, "job": self.sq.id,
                            "message": message})
-        return cameras
+        return list(dict.fromkeys(fr[layout.FRAME_CAMERA_KEY] for fr in frames_meta))
 
     def close(self) -> None:
         if self.topology is not None:
@@ -465,8 +451,7 @@ def fix_flow_file(path: Path, mask_path: Path, scratch: bool, cur: _Lens, prev: 
                 flow[..., sl], flow_k.used_intrinsics(k_cur, k_other, model), k_other, mask)
         tmp = path.with_name(f".{path.name}.tmp")
         try:
-            exr.write_channels(tmp, {n: flow[..., i] for i, n in enumerate(names)},
-                               compression={"NONE": "NO"}.get(codec.upper(), codec.upper()))
+            exr.write_channels(tmp, {n: flow[..., i] for i, n in enumerate(names)}, compression=codec)
             os.replace(tmp, path)
         except OSError as exc:
             raise write_error(exc, path) from None
