@@ -137,18 +137,18 @@ def write_manifest(plan: PlanDoc, summary: Summary | None = None) -> Path:
         for q in (job or {}).get("sequences", []):
             st = sequence_state(q["out_dir"], q["frame_start"], q["frame_end"], plan["settings"])
             failed = failed_now.get(q["out_dir"])
+            done = st["complete"] and failed is None
             seqs.append({"id": q["id"], "path": Path(q["out_dir"]).relative_to(datasets).as_posix(),
                          "frame_start": q["frame_start"], "frame_end": q["frame_end"],
                          "num_frames": st["frames"], "frames_complete": st["frames_complete"],
-                         "status": "complete" if st["complete"] and failed is None else "incomplete"})
+                         "status": "complete" if done else "incomplete"})
             if failed is not None:
                 seqs[-1]["reason"] = failed
-                st["complete"] = False
             kept = previous.get(seqs[-1]["path"])
             if kept is not None and failed is None and _unchanged_since(q["out_dir"], *kept):
                 seqs[-1]["validation"] = kept[0]
             totals["sequences"] += 1
-            totals["sequences_complete"] += st["complete"]
+            totals["sequences_complete"] += done
             totals["frames"] += st["frames"]
             totals["frames_complete"] += st["frames_complete"]
         complete = job is not None and all(q["status"] == "complete" for q in seqs)
