@@ -159,14 +159,10 @@ def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds |
         if not (root / TRANSFORMS).is_file():
             raise
         src = None  # a sequence folder that does not load: validate_sequence reports why
-    seq_paths = list(src.sequence_paths) if isinstance(src, Dataset) else [root]
-    manifest_root = root if isinstance(src, Dataset) else _manifest_above(root)
-    manifest = None
-    if manifest_root is not None and (manifest_root / MANIFEST).is_file():
-        try:
-            manifest = json.loads((manifest_root / MANIFEST).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            manifest = None
+    if isinstance(src, Dataset):
+        seq_paths, manifest_root, manifest = list(src.sequence_paths), root, src.manifest
+    else:
+        seq_paths, (manifest_root, manifest) = [root], _manifest_above(root)
     listed_seqs = manifest_sequences(manifest)
     listed = _manifest_frames(listed_seqs)
     if isinstance(src, Dataset):
@@ -222,17 +218,18 @@ def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds |
     return report
 
 
-def _manifest_above(seq: Path) -> Path | None:
+def _manifest_above(seq: Path) -> tuple[Path | None, dict[str, Any] | None]:
     """The datasets folder above sequence folder ``seq`` (renders/SCENE/SEQ) whose Dataset Forge
-    manifest.json describes it (listed or not: an unlisted folder is not part of the dataset)."""
+    manifest.json describes it (listed or not: an unlisted folder is not part of the dataset),
+    and that manifest; ``(None, None)`` when there is none."""
     for up in list(seq.resolve().parents)[:3]:
         m = up / MANIFEST
         if m.is_file():
             try:
                 doc = json.loads(m.read_text(encoding="utf-8"))
             except (OSError, ValueError):
-                return None
-            return up if manifest_sequences(doc) is not None else None
-    return None
+                return None, None
+            return (up, doc) if manifest_sequences(doc) is not None else (None, None)
+    return None, None
 
 
