@@ -233,6 +233,17 @@ def scene_warnings(scene, blend_name: str, engine_before: str) -> list[str]:
     return out
 
 
+def lens_may_change(scene) -> bool:
+    """Whether the intrinsics of a camera the scene renders through may differ between frames:
+    an F-Curve or driver on a sequence camera's data (lens, shift, sensor ...), or on the scene's
+    render settings (resolution, pixel aspect)."""
+    if any(True for cam in sequence_cameras(scene)
+           for _ in compat.animation_curves(cam.data.animation_data)):
+        return True
+    return any(fc.data_path.startswith("render.")
+               for fc in compat.animation_curves(scene.animation_data))
+
+
 def hold_ground_truth_rays(scene, settings: Settings, where: str) -> None:
     """At each frame, after ``frame_set``: what :func:`check_ground_truth_rays` and
     :func:`apply_render_settings` decided before the first frame still holds, though motion blur

@@ -302,17 +302,19 @@ def _write_info(sq: _Sequence, scene, settings: Settings, frames_meta: list[dict
 
 
 class _Commits:
-    """Renders the frames of a sequence and hands them to the journal. With flows a rendered frame
-    waits for the next frame's lens: its flow file may need re-projecting first
-    (:func:`_commit_flow_frame`); the lenses of frames ``a - 1 .. b + 1`` and the meshes whose
-    vertex count changes (:class:`objects.TopologyWatch`, created before any ``frame_set``) then
-    decide the flow validity flags (:meth:`mark_flow_validity`)."""
+    """Renders the frames of a sequence and hands them to the journal. With flows and a lens that
+    may change (:func:`scene_setup.lens_may_change`) a rendered frame waits for the next frame's
+    lens: its flow file may need re-projecting first (:func:`_commit_flow_frame`). The lenses of
+    frames ``a - 1 .. b + 1`` and the meshes whose vertex count changes
+    (:class:`objects.TopologyWatch`, created before any ``frame_set``) then decide the flow
+    validity flags (:meth:`mark_flow_validity`)."""
 
     def __init__(self, scene, rig: PassRig, journal: Journal, sq: _Sequence, settings: Settings,
                  emit: Emit):
         self.scene, self.rig, self.journal, self.sq = scene, rig, journal, sq
         self.settings, self.emit = settings, emit
         self.flows = settings.flows
+        self.defer = self.flows and scene_setup.lens_may_change(scene)
         self.topology = objects.TopologyWatch(scene) if self.flows else None
         self.lenses = {sq.a - 1: _lens_at(scene, sq.a - 1)} if self.flows else {}
         self.pending: _Rendered | None = None
@@ -321,15 +323,17 @@ class _Commits:
         """Frame ``f`` is set and its lens known: the frame before it can be journaled."""
         if self.flows:
             self.lenses[f] = lens
+        if self.defer:
             self._commit_pending()
 
     def render(self, f: int, rgb: str, files: list[str]) -> None:
-        """Render frame ``f`` (the scene is at it); journal it now, or with flows once the next
-        frame's lens is known."""
-        if not self.flows:
+        """Render frame ``f`` (the scene is at it); journal it now, or once the next frame's lens
+        is known when its flow may need re-projecting."""
+        if self.flows:
+            self.topology.expect(f)
+        if not self.defer:
             _render_and_journal(self.scene, self.rig, self.journal, self.sq, f, rgb, files, self.emit)
             return
-        self.topology.expect(f)
         self.pending = _Rendered(f, files, _render_frame(self.scene, self.rig, self.sq, f, rgb))
 
     def finish(self) -> None:
@@ -338,6 +342,7 @@ class _Commits:
         if self.flows:
             self.lenses[self.sq.b + 1] = _lens_at(self.scene, self.sq.b + 1)
             self.scene.frame_set(self.sq.b)
+        if self.defer:
             self._commit_pending()
         self.journal.flush()
 
@@ -349,11 +354,14 @@ class _Commits:
         its vertex count (each named in a warning). Returns the camera names in order of first
         use."""
         if self.flows:
+            def exact(cur: _Lens, other: _Lens) -> bool:
+                # a lens that changed although nothing animates it was not re-projected
+                return _flow_exact(cur, other) and (self.defer or cur.k == other.k)
             lenses = self.lenses
             for fr in frames_meta:
                 f = fr["frame"]
-                fr[layout.FLOW_BACKWARD_VALID] = _flow_exact(lenses[f], lenses[f - 1])
-                fr[layout.FLOW_FORWARD_VALID] = _flow_exact(lenses[f], lenses[f + 1])
+                fr[layout.FLOW_BACKWARD_VALID] = exact(lenses[f], lenses[f - 1])
+                fr[layout.FLOW_FORWARD_VALID] = exact(lenses[f], lenses[f + 1])
             # meshes whose vertex count changes have no Cycles motion
             for message in self.topology.invalidate(frames_meta, layout.FLOW_FORWARD_VALID,
                                                     layout.FLOW_BACKWARD_VALID):
