@@ -35,8 +35,8 @@ def render_animation(blend_file, root_path, *, frame_start: int | None = None,
     ``.blend`` into ``root_path`` (frames/, ground truth folders, transforms.json).
 
     ``options`` are field names of :class:`settings.Settings`; ``on_progress`` receives every
-    event of the run (see :class:`engine.protocol.Ev`). Returns the run summary, with the same
-    keys as :func:`create_datasets` (:class:`engine.protocol.Summary`).
+    event of the run (see :class:`wire.protocol.Ev`). Returns the run summary, with the same
+    keys as :func:`create_datasets` (:class:`wire.protocol.Summary`).
     """
     from .engine.api import render_animation as _impl
 
@@ -50,8 +50,8 @@ def create_datasets(scenes_dir, datasets_dir, *, sequences_per_scene: int = 1,
     ``.blend`` in ``scenes_dir`` into ``datasets_dir/renders/SCENE/SEQUENCE-ID/``.
 
     ``options`` are field names of :class:`settings.Settings`; ``on_progress`` receives every
-    event of the run (see :class:`engine.protocol.Ev`). Returns the run summary
-    (:class:`engine.protocol.Summary`).
+    event of the run (see :class:`wire.protocol.Ev`). Returns the run summary
+    (:class:`wire.protocol.Summary`).
     """
     from .engine.api import create_datasets as _impl
 

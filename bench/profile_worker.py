@@ -32,9 +32,9 @@ WATCH = [
     ("render_passes/worker.py", "_matrix"),
     ("render_passes/passes.py", "prepare_frame"),
     ("render_passes/passes.py", "frame_files"),
-    ("engine/journal.py", "mark_done"),
+    ("dataset/journal.py", "mark_done"),
     ("", "<built-in method posix.fsync>"),
-    ("engine/events.py", "emit"),
+    ("wire/events.py", "emit"),
     ("render_passes/worker.py", "_rss_mib"),
     ("dataset/transforms.py", "build_transforms"),
     ("dataset/transforms.py", "write_json_atomic"),
@@ -58,9 +58,9 @@ def main() -> int:
     work = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix="df-bench-prof-"))
     blend = bench.prepare_scene(work, a.frames)
     df = bench._import_package()
-    from dataset_forge.engine.events import stdout_emitter
     from dataset_forge.render_passes import worker
     from dataset_forge.settings import Settings
+    from dataset_forge.wire.events import stdout_emitter
 
     w = {"size": a.size, "samples": a.samples, "frames": a.frames}
     settings = Settings.from_dict(bench._options(w, a.debug))

@@ -155,7 +155,7 @@ CAMERAS_KEY = "cameras"                      # transforms.json top level: camera
 FLOW_FORWARD_VALID = "flow_forward_valid"    # transforms.json frames[i], false across a cut
 FLOW_BACKWARD_VALID = "flow_backward_valid"
 
-# -- Provenance (what produced a sequence; see engine/provenance.py) ------------------------------
+# -- Provenance (what produced a sequence; see dataset/provenance.py) ------------------------------
 PROVENANCE = "provenance.json"
 RENDER_ID = "render_id"                      # provenance.json: new on each render from scratch
 

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..settings import Settings
+from ..wire.protocol import Event, PlanDoc, Summary
 from .progress import console
-from .protocol import Event, PlanDoc, Summary
 from .session import RunSession
 
 OnProgress = Callable[[Event], None]

@@ -14,8 +14,8 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
+from ..wire.protocol import Ev, Event, PlanDoc, Summary
 from .plan import frames_on_disk
-from .protocol import Ev, Event, PlanDoc, Summary
 from .runner import Runner
 from .session import RunSession
 

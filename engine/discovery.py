@@ -18,15 +18,16 @@ import subprocess
 import tempfile
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..dataset.provenance import read_bindings
 from ..errors import DatasetForgeError
 from ..settings import Settings
-from . import events as ev
+from ..wire import events as ev
+from ..wire.protocol import Ev
 from .launch import worker_command, worker_env
-from .protocol import Ev
 
 
 @dataclass
@@ -142,7 +143,7 @@ def scene_names(blends: list[Path], scenes_dir: str | os.PathLike,
     """Unique folder names for ``blends`` (in the same order).
 
     ``bindings`` maps existing scene folder names to the ``.blend`` they hold (``path`` and, to
-    recognise a moved file, ``size`` and ``mtime_ns``; see ``engine.provenance.read_bindings``):
+    recognise a moved file, ``size`` and ``mtime_ns``; see ``dataset.provenance.read_bindings``):
     a file keeps its folder, and a folder bound to any other file (even one no longer present) is
     never given to a new file. Other files are named after their stem (:func:`safe_name`). When
     several share a stem (case-insensitively: macOS and Windows folders ignore case), each of them
@@ -324,3 +325,14 @@ def discover(scenes_dir: str | os.PathLike, settings: Settings | None = None, *,
                              error=r.get("error") or (None if r else
                                                       f"{path.name}: was not read")))
     return out
+
+
+def bind_scene_names(infos: list[SceneInfo], scenes_dir: str | os.PathLike,
+                     datasets_dir: str | os.PathLike) -> list[SceneInfo]:
+    """``infos`` renamed so that every scene folder already in ``datasets_dir`` stays with the
+    ``.blend`` that made it (see :func:`scene_names`)."""
+    bindings = read_bindings(datasets_dir)
+    if not bindings:
+        return infos
+    names = scene_names([Path(i.blend) for i in infos], scenes_dir, bindings)
+    return [replace(i, name=n) for i, n in zip(infos, names)]

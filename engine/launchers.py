@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import events as ev
+from ..wire import events as ev
+from ..wire.protocol import Event
 from .launch import gpu_for_slot, gpu_pinning, worker_command, worker_env
 from .ledger import Job
-from .protocol import Event
 
 __all__ = ["Exit", "Launcher", "LocalHandle", "LocalLauncher", "LogCopy", "Placement", "WorkerSpec",
            "kill_process_group", "popen_worker", "worker_settings", "write_spec"]

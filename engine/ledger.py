@@ -17,7 +17,16 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .protocol import Ev, Event, ProgressEvent, SceneSummary, SequenceSpec, SequenceSummary, Status, Summary
+from ..wire.protocol import (
+    Ev,
+    Event,
+    ProgressEvent,
+    SceneSummary,
+    SequenceSpec,
+    SequenceSummary,
+    Status,
+    Summary,
+)
 
 __all__ = ["Attempt", "Job", "Ledger", "SceneResult", "SequenceResult", "exit_reason"]
 

@@ -20,16 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from ..dataset import layout
+from ..dataset.journal import Journal
+from ..dataset.provenance import settings_match
 from ..dataset.transforms import write_json_atomic
 from ..dataset.verify import journal_digest
 from ..errors import DatasetForgeError
 from ..sampling import SamplingError, sample_sequences, stretched_range
 from ..settings import Settings
 from ..version import __version__
-from .discovery import SceneInfo, discover
-from .journal import Journal
-from .protocol import PlanDoc, PlanJob, PlanScene, Summary
-from .provenance import bind_scene_names, settings_match
+from ..wire.protocol import PlanDoc, PlanJob, PlanScene, Summary
+from .discovery import SceneInfo, bind_scene_names, discover
 
 PLAN_VERSION = 1
 PLAN_NAME = "plan.json"

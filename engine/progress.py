@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from .protocol import Ev, Event
+from ..wire.protocol import Ev, Event
 
 LOG = logging.getLogger("dataset_forge")
 

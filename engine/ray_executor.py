@@ -34,11 +34,11 @@ from typing import Any
 
 from ..dataset import layout
 from ..errors import DatasetForgeError
-from .events import decode
+from ..wire.events import decode
+from ..wire.protocol import Ev, Event
 from .launch import PACKAGE_ROOT, worker_env
 from .launchers import Exit, Launcher, LogCopy, Placement, WorkerSpec, kill_process_group, popen_worker
 from .ledger import Job
-from .protocol import Ev, Event
 from .runner import Runner
 
 __all__ = ["INSTALL_HINT", "RAY_REQUIREMENT", "RayExecutorError", "RayLauncher", "import_ray",

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ..settings import Settings
+from ..wire.protocol import Event, Summary
 from .launchers import Exit, Launcher, LocalLauncher, write_spec
 from .ledger import Attempt, Job, Ledger, SceneResult
-from .protocol import Event, Summary
 
 __all__ = ["Job", "Runner"]
 

@@ -25,12 +25,12 @@ from typing import Any
 
 from ..dataset.layout import STATE_DIR
 from ..dataset.lock import FolderBusy, FolderLock
+from ..dataset.provenance import clean_stale_tmp
 from ..dataset.transforms import write_json_atomic
 from ..settings import Settings
+from ..wire.protocol import Event, PlanDoc, SequenceSpec, Summary
 from .ledger import Job
 from .plan import PLAN_NAME, PlanError, write_manifest
-from .protocol import Event, PlanDoc, SequenceSpec, Summary
-from .provenance import clean_stale_tmp
 from .runner import Runner
 
 __all__ = ["Interrupted", "RunLock", "RunSession", "ensure_writable", "interrupt_on_signals"]

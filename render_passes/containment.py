@@ -18,8 +18,8 @@ from typing import Any
 
 import bpy
 
-from ..engine.events import Emit
-from ..engine.protocol import Ev
+from ..wire.events import Emit
+from ..wire.protocol import Ev
 from . import compat
 
 FILE_OUTPUT = "CompositorNodeOutputFile"

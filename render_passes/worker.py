@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The worker: runs inside a background Blender (or the ``bpy`` module), opens one ``.blend`` once
-and renders all of its sequences, frame by frame, reporting events (see :mod:`engine.events`).
+and renders all of its sequences, frame by frame, reporting events (see :mod:`wire.events`).
 
 Started by the runner as::
 
@@ -30,18 +30,17 @@ import bpy
 import numpy as np
 
 from ..dataset import camera as cam_model
-from ..dataset import exr, layout
+from ..dataset import exr, layout, provenance
 from ..dataset import flow_intrinsics as flow_k
+from ..dataset.journal import Journal
 from ..dataset.transforms import build_transforms, write_json_atomic
 from ..dataset.verify import WriteError, render_save_error, write_error
-from ..engine import provenance
-from ..engine.events import Emit, stdout_emitter
-from ..engine.journal import Journal
-from ..engine.protocol import Ev
 from ..errors import DatasetForgeError
 from ..sampling import sequence_id
 from ..settings import Settings, SettingsError
 from ..version import __version__
+from ..wire.events import Emit, stdout_emitter
+from ..wire.protocol import Ev
 from . import compat, containment, devices, objects, scene_setup, timing
 from .passes import PassRig
 
@@ -182,7 +181,7 @@ def _frame_range(scene, seq: dict[str, Any], settings: Settings,
 
 def _check_provenance(sq: _Sequence, scene, blend: str, settings: Settings, emit: Emit) -> None:
     """Compare what ``sq.out`` was rendered from (``.blend``, settings, Blender, scene) with this
-    run and record this run (:func:`engine.provenance.prepare`); emits the one-line notice
+    run and record this run (:func:`dataset.provenance.prepare`); emits the one-line notice
     when the folder is re-rendered from scratch because something changed."""
     notice = provenance.prepare(sq.out, blend, settings, _blender_version(), scene.name,
                                 sq.scene_name)

@@ -4,7 +4,7 @@ panel's controller) in the bpy-free lane.
 
 :func:`write_fake_blender` writes an executable that the launcher starts exactly as it starts
 Blender (``EXE --background ... --python-expr CODE -- JOB.json``). It reads the job file, imports
-this package (the real :mod:`engine.events` encoder and :mod:`engine.journal`) and, per sequence,
+this package (the real :mod:`wire.events` encoder and :mod:`dataset.journal`) and, per sequence,
 writes real PNG frames, journals them and prints the events a worker prints. What it does depends
 on the scene name's first word:
 
@@ -32,8 +32,8 @@ mod = importlib.util.module_from_spec(spec)
 sys.modules["dataset_forge"] = mod
 spec.loader.exec_module(mod)
 from dataset_forge.dataset import layout
-from dataset_forge.engine.events import stdout_emitter
-from dataset_forge.engine.journal import Journal
+from dataset_forge.wire.events import stdout_emitter
+from dataset_forge.dataset.journal import Journal
 from PIL import Image
 
 emit = stdout_emitter()

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGE = "dataset_forge"
 EXCLUDED_TOP = ("tests", "tools", "bench", "docs")
 # Floors that are plain Python: unit-testable without Blender.
-PURE = ("settings.py", "sampling/", "engine/", "dataset/")
+PURE = ("settings.py", "sampling/", "wire/", "engine/", "dataset/")
 # The core: it must not import the add-on's entry file (which Blender loads for register()).
 CORE = (*PURE, "render_passes/")
 
@@ -190,6 +190,19 @@ def test_pure_floors_never_import_bpy():
     indirect = [f"{_rel(m)}:{line} -> {_rel(n)}" for m in MODULES if _in(m, PURE)
                 for n, line in imports_of(m) if n in MODULES and _in(n, bpy_floors)]
     assert indirect == []
+
+
+def test_worker_and_engine_stand_side_by_side():
+    """The worker (``render_passes/``) and the engine (``engine/``) never import each other: what
+    both need (the wire, the journal, provenance, the layout) lives on the floors below them."""
+    pairs = (("render_passes/", "engine/"), ("engine/", "render_passes/"))
+    offenders = [f"{_rel(m)}:{line} -> {_rel(n)}" for a, b in pairs for m in MODULES
+                 if _in(m, (a,)) for n, line in imports_of(m) if n in MODULES and _in(n, (b,))]
+    assert offenders == []
+    # The wire imports nothing above the base floor.
+    wire = [f"{_rel(m)}:{line} -> {_rel(n)}" for m in MODULES if _in(m, ("wire/",))
+            for n, line in imports_of(m) if n in MODULES and not _in(n, ("wire/", "errors.py"))]
+    assert wire == []
 
 
 def test_manifest_version_is_the_package_version():

@@ -659,7 +659,7 @@ def test_two_render_animations_on_one_folder_the_second_is_refused(good_dir, tmp
 
 def test_python_api_progress_callback_gets_typed_frame_events(good_dir, tmp_path, caplog):
     from dataset_forge import render_animation
-    from dataset_forge.engine.protocol import SUMMARY_KEYS, Ev
+    from dataset_forge.wire.protocol import SUMMARY_KEYS, Ev
 
     caplog.set_level("INFO", logger="dataset_forge")
     events: list[dict] = []

@@ -284,8 +284,8 @@ def test_sigterm_and_sighup_become_one_interrupt_and_handlers_are_restored():
 
 
 def test_every_event_kind_is_named_in_the_wire_docstring():
-    from dataset_forge.engine import events
-    from dataset_forge.engine.protocol import Ev
+    from dataset_forge.wire import events
+    from dataset_forge.wire.protocol import Ev
 
     assert [k.value for k in Ev if f"``{k.value}``" not in events.__doc__] == []
 

@@ -9,7 +9,7 @@ import json
 
 import pytest
 from dataset_forge.dataset import layout
-from dataset_forge.engine.journal import Journal
+from dataset_forge.dataset.journal import Journal
 from PIL import Image
 
 

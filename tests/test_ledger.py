@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from dataset_forge.engine.ledger import Job, Ledger
-from dataset_forge.engine.protocol import SUMMARY_KEYS, Ev, Status
+from dataset_forge.wire.protocol import SUMMARY_KEYS, Ev, Status
 
 
 def _job(name: str = "a", seqs=((1, 4),)) -> Job:

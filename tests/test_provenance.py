@@ -10,9 +10,15 @@ from pathlib import Path
 
 import pytest
 from dataset_forge.dataset import layout
-from dataset_forge.engine import provenance as pv
-from dataset_forge.engine.discovery import SceneInfo, find_blends, safe_name, scene_names
-from dataset_forge.engine.journal import Journal
+from dataset_forge.dataset import provenance as pv
+from dataset_forge.dataset.journal import Journal
+from dataset_forge.engine.discovery import (
+    SceneInfo,
+    bind_scene_names,
+    find_blends,
+    safe_name,
+    scene_names,
+)
 from dataset_forge.settings import Settings
 from PIL import Image
 
@@ -222,7 +228,7 @@ def test_a_moved_scenes_folder_keeps_its_names_and_bindings_come_from_the_record
     other = _blend(new_dir, "a:b.blend", b"C")
     infos = [SceneInfo(name=n, blend=str(p)) for n, p in
              zip(scene_names(find_blends(new_dir), new_dir), find_blends(new_dir))]
-    bound = {i.blend: i.name for i in pv.bind_scene_names(infos, new_dir, ds)}
+    bound = {i.blend: i.name for i in bind_scene_names(infos, new_dir, ds)}
     assert bound == {str(new_dir / "a_b.blend"): "a_b", str(other): "a_b-2"}
 
 

@@ -21,7 +21,7 @@ from conftest import REPO, bpy_env, build_scenes, run_bpy
 from dataset_forge import create_datasets
 from dataset_forge.dataset import layout
 from dataset_forge.dataset.exr import read_single
-from dataset_forge.engine.journal import Journal
+from dataset_forge.dataset.journal import Journal
 from dataset_forge.settings import Settings, SettingsError
 from scenes import SPECS
 

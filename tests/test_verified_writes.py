@@ -16,8 +16,8 @@ import OpenEXR
 import pytest
 from dataset_forge.dataset import verify
 from dataset_forge.dataset.exr import write_channels
+from dataset_forge.dataset.journal import Journal
 from dataset_forge.dataset.transforms import write_json_atomic
-from dataset_forge.engine.journal import Journal
 from PIL import Image
 
 RNG = np.random.default_rng(7)
@@ -162,7 +162,7 @@ def test_a_file_size_limit_is_named_as_the_cause(tmp_path):
         from PIL import Image
         from dataset_forge.dataset import verify
         from dataset_forge.dataset.transforms import write_json_atomic, write_text_atomic
-        from dataset_forge.engine.journal import Journal
+        from dataset_forge.dataset.journal import Journal
         seq = {str(tmp_path)!r}
         img = np.random.default_rng(1).integers(0, 255, (96, 128, 3), dtype=np.uint8)
         buf = io.BytesIO()

@@ -26,18 +26,17 @@ import math
 import os
 import re
 import uuid
-from dataclasses import fields, replace
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..dataset import layout
-from ..dataset.transforms import write_json_atomic
 from ..errors import DatasetForgeError
 from ..settings import Settings
 from ..version import __version__
-from .discovery import SceneInfo, scene_names
+from . import layout
 from .journal import Journal
+from .transforms import write_json_atomic
 
 FORMAT = 1
 
@@ -293,17 +292,6 @@ def read_bindings(datasets_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
                 out[scene.name] = dict(rec["blend"])
                 break
     return out
-
-
-def bind_scene_names(infos: list[SceneInfo], scenes_dir: str | os.PathLike,
-                     datasets_dir: str | os.PathLike) -> list[SceneInfo]:
-    """``infos`` renamed so that every scene folder already in ``datasets_dir`` stays with the
-    ``.blend`` that made it (see :func:`discovery.scene_names`)."""
-    bindings = read_bindings(datasets_dir)
-    if not bindings:
-        return infos
-    names = scene_names([Path(i.blend) for i in infos], scenes_dir, bindings)
-    return [replace(i, name=n) for i, n in zip(infos, names)]
 
 
 def prepare(seq_dir: str | os.PathLike, blend: str | os.PathLike, settings: Settings,

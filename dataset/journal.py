@@ -17,8 +17,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from ..dataset.layout import JOURNAL
-from ..dataset.verify import check_written, sync_written, write_error
+from .layout import JOURNAL
+from .verify import check_written, sync_written, write_error
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The typed protocol between the floors: event kinds, plan, job, sequence and summary. Pure Python.
 
-Events stay plain JSON dicts on the wire (``{"event": KIND, ...}``, see :mod:`engine.events`);
+Events stay plain JSON dicts on the wire (``{"event": KIND, ...}``, see :mod:`wire.events`);
 :class:`Ev` names every kind once. It is a ``str`` enum, so ``e["event"] == Ev.FRAME_DONE`` holds
 for an event decoded from JSON, and a misspelt kind is an ``AttributeError`` rather than a silently
 dropped event. The TypedDicts describe the JSON documents (``plan.json``, the summary) for readers
