@@ -183,7 +183,9 @@ class RunController:
                 st = self.slots[slot] = SlotState(slot, scene, e.get("job") or "")
             st.frames_done += 1
         elif kind == Ev.SCENE_OPENED and slot is not None:
-            self.slots.setdefault(slot, SlotState(slot, scene))
+            # The row shows the scene's planned frames from the start (its first job_started
+            # narrows it to that sequence): never a row of "0/0".
+            self.slots.setdefault(slot, SlotState(slot, scene, "", 0, self._planned_frames(scene)))
             self.current_job = scene
         elif kind == Ev.ERROR:
             where = f"{scene} {e.get('job') or ''}".strip() or "worker"
@@ -202,6 +204,17 @@ class RunController:
         if kind in (Ev.SCENE_DONE, Ev.SCENE_FAILED, Ev.RETRY, Ev.WORKER_RECYCLED,
                     Ev.WORKER_TIMEOUT) and slot is not None:
             self.slots.pop(slot, None)
+
+    def _planned_frames(self, scene: str) -> int:
+        """Frames the plan gives ``scene`` (its sequences with a known range; 0 when none is
+        known before the worker reads the scene's range)."""
+        total = 0
+        for job in (self.plan or {}).get("jobs", []):
+            if job.get("scene") == scene:
+                for s in job.get("sequences", []):
+                    if s.get("frame_start") is not None and s.get("frame_end") is not None:
+                        total += int(s["frame_end"]) - int(s["frame_start"]) + 1
+        return total
 
     def _finish(self) -> None:
         if self.finished:

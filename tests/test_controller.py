@@ -91,6 +91,20 @@ def test_a_clean_run_shows_each_busy_worker_and_reports_every_scene(tmp_path):
                     f"{2 * FRAMES} already complete, in {out}")
 
 
+def test_a_worker_row_shows_its_planned_frames_from_the_moment_the_scene_opens(tmp_path):
+    """Between ``scene_opened`` and ``job_started`` (the worker opening the file) the row already
+    counts the scene's planned frames: the panel never shows "0/0"."""
+    ctl = _controller(tmp_path, ["gate"])
+    ctl.start()
+    seen = _step_until(ctl, lambda c: c.active_slots())
+    assert seen[0] == ("gate", 0, FRAMES)
+    assert ctl.active_slots()[0].progress == 0.0
+    (tmp_path / "scenes" / "gate.blend.go").touch()
+    seen = _step_until(ctl, lambda c: c.finished)
+    assert all(total == FRAMES for _, _, total in seen)
+    assert ctl.final_report()[0] == "INFO"
+
+
 def test_a_scene_that_cannot_render_is_an_error_line_and_the_report_names_it(tmp_path):
     ctl = _controller(tmp_path, ["broken", "good"])
     ctl.run_blocking(interval=0.005)
