@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from ..wire.protocol import Ev, Event, PlanDoc, Summary
 from .plan import frames_on_disk
+from .progress import summary_head
 from .runner import Runner
 from .session import RunSession
 
@@ -156,9 +157,7 @@ class RunController:
                                f"({s['frames_rendered']} rendered now, {s['frames_skipped']} from "
                                f"before) in {where}; render again to resume")
         failed = s["failed"]
-        text = (f"{len(s['done'])} scene(s) done, {len(s['skipped'])} skipped (already complete), "
-                f"{len(failed)} failed; {s['frames_rendered']} frames rendered, "
-                f"{s['frames_skipped']} already complete, in {where}")
+        text = summary_head(s, where)
         if failed:
             name, reason = next(iter(failed.items()))
             # WARNING, not ERROR: the other scenes rendered (and bpy.ops raises on ERROR).

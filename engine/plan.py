@@ -191,27 +191,3 @@ def _unchanged_since(seq_dir: str, validation: dict[str, Any], when: float) -> b
         return (Path(seq_dir) / layout.JOURNAL).stat().st_mtime <= when
     except OSError:
         return False
-
-
-def format_summary(summary: Summary) -> str:
-    """The end-of-run text: one line per scene (done / skipped / failed with its reason)."""
-    lines = []
-    for name, sc in summary.get("scenes", {}).items():
-        st = sc["status"]
-        seqs = sc.get("sequences", [])
-        if st == "failed":
-            reason = summary.get("failed", {}).get(name) or "; ".join(sc.get("errors", []))
-            lines.append(f"  FAILED  {name}: {reason}")
-        else:
-            r = sum(q["rendered"] for q in seqs)
-            k = sum(q["skipped"] for q in seqs)
-            lines.append(f"  {st.upper():7s} {name}: {len(seqs)} sequence(s), {r} frame(s) rendered, "
-                         f"{k} already complete")
-    head = (f"{len(summary.get('done', []))} scene(s) done, {len(summary.get('skipped', []))} "
-            f"skipped (already complete), {len(summary.get('failed', {}))} failed; "
-            f"{summary.get('frames_rendered', 0)} frame(s) rendered, "
-            f"{summary.get('frames_skipped', 0)} already complete, in {summary.get('seconds', 0):.1f} s")
-    if summary.get("cancelled"):
-        head += " (cancelled: rerun the same command to resume)"
-    tail = [f"manifest: {summary['manifest']}"] if summary.get("manifest") else []
-    return "\n".join([head, *lines, *tail])

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGE = "dataset_forge"
 EXCLUDED_TOP = ("tests", "tools", "bench", "docs")
 # Floors that are plain Python: unit-testable without Blender.
-PURE = ("settings.py", "sampling/", "wire/", "engine/", "dataset/")
+PURE = ("settings.py", "text.py", "sampling/", "wire/", "engine/", "dataset/")
 # The core: it must not import the add-on's entry file (which Blender loads for register()).
 CORE = (*PURE, "render_passes/")
 

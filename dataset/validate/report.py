@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ...text import bar, eta, format_duration
 from ..transforms import write_json_atomic, write_text_atomic
 
 REPORT_JSON = "validation.json"
@@ -28,13 +29,9 @@ def verdict(rel: str, r: dict[str, Any]) -> str:
 def progress_bar(done: int, total: int, t0: float, label: str = "", width: int = 20) -> str:
     """``[######----] 3/10  0:12 elapsed, ETA 0:28  label`` (``t0``: ``time.monotonic()`` at start)."""
     el = time.monotonic() - t0
-    fill = int(width * done / total) if total else width
-    eta = el / done * (total - done) if done else 0.0
-
-    def mmss(x: float) -> str:
-        return f"{int(x // 60)}:{int(x % 60):02d}"
-    return (f"[{'#' * fill}{'-' * (width - fill)}] {done}/{total}  {mmss(el)} elapsed, "
-            f"ETA {mmss(eta)}  {label}").rstrip()
+    return (f"{bar(done / total if total else 1.0, width)} {done}/{total}  "
+            f"{format_duration(el)} elapsed, ETA {format_duration(eta(el, done, total))}  "
+            f"{label}").rstrip()
 
 
 def now() -> str:
