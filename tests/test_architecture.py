@@ -244,3 +244,13 @@ def test_an_unmarked_test_cannot_start_bpy(request):
             import bpy  # noqa: F401
         assert "bpy" not in sys.modules
         conftest._current["bpy_in_process"].remove(request.node.nodeid)
+
+
+def test_the_package_face_is_its_api():
+    """``dir(dataset_forge)`` lists the public API (``__all__``) and nothing the module uses
+    internally (no ``Any`` or ``annotations`` beside the functions)."""
+    import dataset_forge
+
+    assert dir(dataset_forge) == sorted(dataset_forge.__all__)
+    assert all(callable(getattr(dataset_forge, n)) for n in dataset_forge.__all__
+               if n != "__version__")
