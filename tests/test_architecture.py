@@ -254,3 +254,32 @@ def test_the_package_face_is_its_api():
     assert dir(dataset_forge) == sorted(dataset_forge.__all__)
     assert all(callable(getattr(dataset_forge, n)) for n in dataset_forge.__all__
                if n != "__version__")
+
+
+def _floor_table() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """``{floor: (module prefixes, floors it may import)}`` from docs/architecture.md's table."""
+    doc = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (\w+) \| (`[^|]+`) \|\s*([\w, ]*?)\s*\|$", doc, flags=re.M)
+    return {name: (tuple(re.findall(r"`([^`]+)`", mods)),
+                   tuple(f.strip() for f in may.split(",") if f.strip()))
+            for name, mods, may in rows}
+
+
+def test_the_floor_picture_in_the_docs_is_the_import_graph():
+    """Every module sits on exactly one floor of docs/architecture.md, and imports only its own
+    floor or the floors its row lists (so the picture is drawn the way the arrows go)."""
+    table = _floor_table()
+    assert set(table) == {"faces", "engine", "worker", "data", "wire", "base"}
+
+    def floor(m: str) -> str:
+        found = [n for n, (mods, _) in table.items() if _in(m, mods)]
+        assert len(found) == 1, f"{_rel(m)} is on floors {found} of docs/architecture.md"
+        return found[0]
+
+    wrong = []
+    for m in MODULES:
+        fm = floor(m)
+        for n, line in imports_of(m):
+            if n in MODULES and (fn := floor(n)) != fm and fn not in table[fm][1]:
+                wrong.append(f"{_rel(m)}:{line} ({fm}) -> {_rel(n)} ({fn})")
+    assert wrong == []
