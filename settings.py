@@ -33,6 +33,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from .dataset.modalities import enabled, frame_buffer_bytes_per_px
 from .errors import DatasetForgeError
 
 GROUPS = ("Sequences", "Ground truth", "Render", "Output", "Run")
@@ -269,15 +270,14 @@ class Settings:
         """Estimated memory of one frame's buffers (bytes, bytes per pixel): Cycles' float RGBA
         render and display buffers, the denoiser's albedo and normal, each enabled pass with its
         compositor intermediates (float RGBA images)."""
-        per_px = 16 * 3 + (24 if self.use_denoising else 0)
-        per_px += sum({"depths": 4 + 2 * 16, "normals": 12 + 4 + 4 * 16, "flows": 16 + 3 * 16,
-                       "segmentations": 4 + 2 * 16}[k] for k in self.ground_truths)
+        per_px = 16 * 3 + (24 if self.use_denoising else 0) + frame_buffer_bytes_per_px(self)
         return self.width * self.height * per_px, per_px
 
     @property
     def ground_truths(self) -> tuple[str, ...]:
-        """Enabled ground-truth kinds, in a fixed order."""
-        return tuple(k for k in ("depths", "normals", "flows", "segmentations") if getattr(self, k))
+        """The flags of the enabled ground truths (``depths`` ...), in the order of
+        ``dataset.modalities.MODALITIES``."""
+        return tuple(m.flag for m in enabled(self))
 
     @property
     def gpu_list(self) -> list[int]:

@@ -46,6 +46,9 @@ from typing import Any
 import numpy as np
 
 from . import layout
+from .documents import manifest as manifest_doc
+from .documents.base import DocumentError
+from .documents.manifest import Manifest, SequenceEntry
 from .layout import FLOW_KEYS, IDS_FILE, OBJECTS_FILE, TRANSFORMS, ray_norm
 from .loader_frame import Frame
 from .loader_images import read_image
@@ -213,13 +216,16 @@ class Sequence(SequenceObjects, SchemaInference):
     # -- resolution -----------------------------------------------------------------------
 
 
-def manifest_sequences(manifest: dict[str, Any] | None) -> dict[str, dict[str, Any]] | None:
+def manifest_sequences(manifest: Manifest | dict[str, Any] | None,
+                       where: str | os.PathLike = layout.MANIFEST) -> dict[str, dict[str, Any]] | None:
     """``{sequence path relative to the datasets folder: its manifest entry}`` of a Dataset Forge
-    ``manifest.json`` (None when ``manifest`` is not one: no ``scenes`` list)."""
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("scenes"), list):
+    ``manifest.json`` (its model, or the decoded document read from ``where``); None when
+    ``manifest`` is not one (no ``scenes`` list)."""
+    doc = manifest if isinstance(manifest, Manifest) or manifest is None \
+        else manifest_doc.parse(manifest, where)
+    if doc is None:
         return None
-    return {str(q["path"]): q for sc in manifest["scenes"] if isinstance(sc, dict)
-            for q in sc.get("sequences", []) if isinstance(q, dict) and "path" in q}
+    return {path: q.to_dict() for path, q in doc.sequences().items()}
 
 
 def manifest_problem(listed: dict[str, dict[str, Any]] | None, rel: str) -> str | None:
@@ -228,15 +234,14 @@ def manifest_problem(listed: dict[str, dict[str, Any]] | None, rel: str) -> str 
     (left by an earlier run with other settings) or listed as not complete."""
     if listed is None:
         return None
-    q = listed.get(rel)
-    if q is None:
+    if rel not in listed:
         return (f"not in {layout.MANIFEST}: left by an earlier run with other settings (another "
                 "seed, strategy or frame count?); delete the folder, or render it again with those "
                 "settings")
-    status = q.get("status", "complete")
-    if status != "complete":
-        why = f" ({q['reason']})" if q.get("reason") else ""
-        return f"{layout.MANIFEST} calls it {status}{why}: render it again"
+    q = SequenceEntry.from_dict(listed[rel], f"{layout.MANIFEST}: {rel}")
+    if not q.complete:
+        why = f" ({q.reason})" if q.reason else ""
+        return f"{layout.MANIFEST} calls it {q.status}{why}: render it again"
     return None
 
 
@@ -254,7 +259,10 @@ class Dataset:
         if not found:
             raise DatasetError(f"{self.path}: no {TRANSFORMS} below this folder (not a dataset)")
         mf = self.path / layout.MANIFEST
-        self.manifest: dict[str, Any] | None = _read_json(mf) if mf.is_file() else None
+        try:
+            self.manifest: Manifest | None = manifest_doc.read(mf)
+        except DocumentError as exc:
+            raise DatasetError(str(exc)) from None
         listed = manifest_sequences(self.manifest)
         self.skipped: dict[Path, str] = {}
         for p in found:
