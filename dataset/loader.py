@@ -49,12 +49,14 @@ from . import layout
 from .documents import manifest as manifest_doc
 from .documents.base import DocumentError
 from .documents.manifest import Manifest, SequenceEntry
+from .documents.transforms import Key
 from .layout import FLOW_KEYS, IDS_FILE, OBJECTS_FILE, TRANSFORMS, ray_norm
 from .loader_frame import Frame
 from .loader_images import read_image
 from .loader_objects import INSTANCE_CHANNELS, FrameObjects, Objects, SequenceObjects
 from .loader_schema import FOLDERS, KINDS, DatasetError, SchemaInference, _inside, _read_json
 from .loader_torch import TorchFrames, need_torch
+from .modalities import MODALITIES
 
 _log = logging.getLogger("dataset_forge")
 
@@ -72,28 +74,28 @@ class Sequence(SequenceObjects, SchemaInference):
         if not tf.is_file():
             raise DatasetError(f"{self.path}: no {TRANSFORMS} (not a sequence folder)")
         self.meta: dict[str, Any] = _read_json(tf)
-        frames = self.meta.get("frames")
+        frames = self.meta.get(Key.FRAMES)
         if not isinstance(frames, list):
             raise DatasetError(f"{tf}: no 'frames' list")
         self.frames_meta: list[dict[str, Any]] = frames
         self.assumed: list[str] = []
-        self.schema = "dataset_forge" if "conventions" in self.meta and "schema_version" in self.meta \
+        self.schema = "dataset_forge" if Key.CONVENTIONS in self.meta and Key.SCHEMA_VERSION in self.meta \
             else "tutorial"
         self.frame_numbers = [self._frame_number(i, f) for i, f in enumerate(frames)]
-        self.conventions: dict[str, Any] = dict(self.meta.get("conventions") or {})
+        self.conventions: dict[str, Any] = dict(self.meta.get(Key.CONVENTIONS) or {})
         self._files: dict[str, list[Path | None]] = {}
         self.channels: dict[str, Any] = {}
         # every path transforms.json names is checked before anything is read
         self._root = self.path.resolve()
         self._rgb: list[Path | None] = [
-            None if f.get("file_path") is None
-            else _inside(self.path, f["file_path"], "file_path", self._root)
+            None if f.get(Key.FILE_PATH) is None
+            else _inside(self.path, f[Key.FILE_PATH], Key.FILE_PATH, self._root)
             for f in frames]
         self._resolve_files()
         seg = self.conventions.get("segmentation") or {}
-        self._ids_path = _inside(self.path, seg.get("ids_file", IDS_FILE), "ids_file", self._root)
-        self._objects_path = _inside(self.path, self.meta.get("objects_file", OBJECTS_FILE), "objects_file",
-                                     self._root)
+        self._ids_path = _inside(self.path, seg.get(Key.IDS_FILE, IDS_FILE), Key.IDS_FILE, self._root)
+        self._objects_path = _inside(self.path, self.meta.get(Key.OBJECTS_FILE, OBJECTS_FILE),
+                                     Key.OBJECTS_FILE, self._root)
         self._ids: dict[str, Any] | None = None
         self._objects: Objects | None | bool = False
         self._poses: np.ndarray | None = None
@@ -115,7 +117,7 @@ class Sequence(SequenceObjects, SchemaInference):
 
     @property
     def id(self) -> str:
-        return str(self.meta.get("sequence_id") or self.path.name)
+        return str(self.meta.get(Key.SEQUENCE_ID) or self.path.name)
 
     @property
     def width(self) -> int:
@@ -135,7 +137,7 @@ class Sequence(SequenceObjects, SchemaInference):
         """``(N, 4, 4)`` float64 camera-to-world matrices (Blender camera axes)."""
         if self._poses is None:
             try:
-                self._poses = np.array([f["transform_matrix"] for f in self.frames_meta],
+                self._poses = np.array([f[Key.TRANSFORM_MATRIX] for f in self.frames_meta],
                                        dtype=np.float64).reshape(len(self), 4, 4)
             except (KeyError, ValueError, TypeError) as exc:
                 raise DatasetError(f"{self.path / TRANSFORMS}: bad transform_matrix ({exc})") from None
@@ -143,11 +145,11 @@ class Sequence(SequenceObjects, SchemaInference):
 
     @property
     def depth_type(self) -> str:
-        return str(self.conventions.get("depth", {}).get("type", "planar"))
+        return str(self.conventions.get("depth", {}).get(Key.TYPE, "planar"))
 
     @property
     def normal_frame(self) -> str:
-        return str(self.conventions.get("normal", {}).get("frame", "camera"))
+        return str(self.conventions.get("normal", {}).get(Key.NORMAL_FRAME, "camera"))
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -157,12 +159,7 @@ class Sequence(SequenceObjects, SchemaInference):
     @property
     def keys(self) -> tuple[str, ...]:
         """Names :meth:`Frame.to_dict` returns."""
-        out = ["rgb", "K", "pose"]
-        names = {"depth": ["depth"], "normal": ["normals"], "flow": ["flow_forward", "flow_backward"],
-                 "segmentation": ["segmentation"]}
-        for k in self.kinds:
-            out += names[k]
-        return tuple(out)
+        return ("rgb", "K", "pose", *(a for k in self.kinds for a in MODALITIES[k].accessors))
 
     @property
     def ids(self) -> dict[str, Any]:
@@ -176,11 +173,11 @@ class Sequence(SequenceObjects, SchemaInference):
     def camera_of(self, index: int) -> str | None:
         """Name of the camera that rendered frame ``index`` (per-frame ``camera`` in
         ``transforms.json``, else ``objects.json``'s, else the top-level one), or None."""
-        name = self.frames_meta[index].get(layout.FRAME_CAMERA_KEY)
+        name = self.frames_meta[index].get(Key.CAMERA)
         if name is None and self.objects is not None:
             name = self.objects.cameras[index]
         if name is None:
-            name = self.meta.get("camera")
+            name = self.meta.get(Key.CAMERA)
         return None if name is None else str(name)
 
     def flow_flags(self, index: int, direction: str) -> dict[str, Any]:
@@ -188,11 +185,11 @@ class Sequence(SequenceObjects, SchemaInference):
         spelling: ``flow_forward_valid`` / ``flow_backward_valid``, or ``flow_valid.forward`` /
         ``.backward`` (nested); only those present."""
         f = self.frames_meta[index]
-        key = {"forward": layout.FLOW_FORWARD_VALID, "backward": layout.FLOW_BACKWARD_VALID}[direction]
+        key = {"forward": Key.FLOW_FORWARD_VALID, "backward": Key.FLOW_BACKWARD_VALID}[direction]
         out = {key: f[key]} if key in f else {}
-        nested = f.get("flow_valid")
+        nested = f.get(Key.FLOW_VALID)
         if isinstance(nested, dict) and direction in nested:
-            out[f"flow_valid.{direction}"] = nested[direction]
+            out[f"{Key.FLOW_VALID}.{direction}"] = nested[direction]
         return out
 
     def flow_valid(self, index: int, direction: str) -> bool:

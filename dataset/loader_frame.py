@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import exr
+from .documents.transforms import Key
 from .layout import FLOW_KEYS, ray_norm
 from .loader_images import read_image
 from .loader_objects import FrameObjectsMixin, _instance_ids
@@ -31,12 +32,12 @@ class Frame(FrameObjectsMixin):
     @property
     def number(self) -> int:
         """Frame number on the (stretched) timeline."""
-        return int(self.meta.get("frame", self.sequence.frame_numbers[self.index]))
+        return int(self.meta.get(Key.FRAME, self.sequence.frame_numbers[self.index]))
 
     @property
     def time(self) -> float | None:
         """Seconds since the sequence's first frame (None if not recorded)."""
-        t = self.meta.get("time")
+        t = self.meta.get(Key.TIME)
         return None if t is None else float(t)
 
     @property

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import DatasetForgeError
 from . import exr, layout
+from .documents.transforms import Key
 from .layout import FLOW_KEYS, TRANSFORMS, frame_digits
 
 KINDS = tuple(layout.KINDS)
@@ -54,8 +55,8 @@ class SchemaInference:
     ``conventions``, ``assumed``, ``_files``, ``channels``, ``_root`` and ``file()``."""
 
     def _size(self) -> tuple[int, int]:
-        w = self.meta.get("w") or (self.frames_meta[0].get("w") if self.frames_meta else None)
-        h = self.meta.get("h") or (self.frames_meta[0].get("h") if self.frames_meta else None)
+        w = self.meta.get(Key.W) or (self.frames_meta[0].get(Key.W) if self.frames_meta else None)
+        h = self.meta.get(Key.H) or (self.frames_meta[0].get(Key.H) if self.frames_meta else None)
         if w and h:
             return int(w), int(h)
         if getattr(self, "_image_size", None) is None:
@@ -85,15 +86,15 @@ class SchemaInference:
             if msg not in self.assumed:
                 self.assumed.append(msg)
 
-        fl_x, fl_y, cx, cy = get("fl_x"), get("fl_y"), get("cx"), get("cy")
+        fl_x, fl_y, cx, cy = get(Key.FL_X), get(Key.FL_Y), get(Key.CX), get(Key.CY)
         if fl_x is None:
-            ax = get("camera_angle_x")
+            ax = get(Key.CAMERA_ANGLE_X)
             if ax is None:
                 raise DatasetError(f"{self.path / TRANSFORMS}: no 'fl_x' (nor 'camera_angle_x')")
             fl_x = 0.5 * self.width / np.tan(0.5 * ax)
             note("fl_x from camera_angle_x")
         if fl_y is None:
-            ay = get("camera_angle_y")
+            ay = get(Key.CAMERA_ANGLE_Y)
             fl_y = fl_x if ay is None else 0.5 * self.height / np.tan(0.5 * ay)
             note("fl_y = fl_x (square pixels)" if ay is None else "fl_y from camera_angle_y")
         if cx is None or cy is None:
@@ -103,16 +104,16 @@ class SchemaInference:
         return np.array([[fl_x, 0.0, cx], [0.0, fl_y, cy], [0.0, 0.0, 1.0]])
 
     def _frame_number(self, i: int, f: dict[str, Any]) -> int:
-        if "frame" in f:
-            return int(f["frame"])
-        m = re.findall(r"\d+", Path(str(f.get("file_path", ""))).stem)
+        if Key.FRAME in f:
+            return int(f[Key.FRAME])
+        m = re.findall(r"\d+", Path(str(f.get(Key.FILE_PATH, ""))).stem)
         if m:
             return int(m[-1])
         return i
 
     def _resolve_files(self) -> None:
         for kind in KINDS:
-            key = f"{kind}_file_path"
+            key = layout.KINDS[kind].key
             listed = [f.get(key) for f in self.frames_meta]
             if any(p is not None for p in listed):
                 self._files[kind] = [None if p is None else _inside(self.path, p, key, self._root)
@@ -123,7 +124,7 @@ class SchemaInference:
                     continue  # Dataset Forge lists every file it wrote
                 found = []
                 for f, num in zip(self.frames_meta, self.frame_numbers):
-                    digits = re.findall(r"\d+", Path(str(f.get("file_path", ""))).stem)
+                    digits = re.findall(r"\d+", Path(str(f.get(Key.FILE_PATH, ""))).stem)
                     name = f"{prefix}_{digits[-1] if digits else frame_digits(num)}.exr"
                     found.append(self.path / folder / name)
                 self._files[kind] = found
@@ -138,12 +139,12 @@ class SchemaInference:
 
     def _channels(self, kind: str):
         conv = self.conventions.get(kind) or {}
-        if kind in ("depth", "segmentation") and conv.get("channel"):
-            return str(conv["channel"])
-        if kind == "normal" and conv.get("channels"):
-            return [str(c) for c in conv["channels"]]
-        if kind == "flow" and isinstance(conv.get("channels"), dict):
-            return {k: str(conv["channels"][k]) for k in FLOW_KEYS}
+        if kind in ("depth", "segmentation") and conv.get(Key.CHANNEL):
+            return str(conv[Key.CHANNEL])
+        if kind == "normal" and conv.get(Key.CHANNELS):
+            return [str(c) for c in conv[Key.CHANNELS]]
+        if kind == "flow" and isinstance(conv.get(Key.CHANNELS), dict):
+            return {k: str(conv[Key.CHANNELS][k]) for k in FLOW_KEYS}
         # No conventions (tutorial schema): look at the first file's channel names.
         names: list[str] = []
         p = self._first_file(kind)

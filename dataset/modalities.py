@@ -30,7 +30,7 @@ def _pattern(kind: str) -> str:
 @dataclass(frozen=True)
 class Modality:
     """One ground truth. ``accessors``: the :class:`~.loader.Frame` attributes that return it
-    (``Frame.to_dict`` keys); ``preview``: ``(Frame attribute, colour map of preview.COLORMAPS)``;
+    (``Frame.to_dict`` keys); ``preview``: ``(tile label, Frame attribute, colour map of preview.COLORMAPS)``;
     ``checks``: names in ``validate.report.CHECKS``; ``exports``: formats of ``dataset/exports``
     that write it; ``bytes_per_px``: the render's float pass plus its compositor intermediates
     (float RGBA images, 16 bytes each); ``convention``: builds its ``conventions`` entry."""
@@ -39,7 +39,7 @@ class Modality:
     view_layer_pass: str          # the ViewLayer property that turns the render pass on
     socket: str                   # File Output socket type: FLOAT, VECTOR or RGBA
     accessors: tuple[str, ...]
-    preview: tuple[str, str]
+    preview: tuple[str, str, str]
     checks: tuple[str, ...]
     exports: tuple[str, ...]
     bytes_per_px: int
@@ -103,15 +103,15 @@ def _segmentation(**_: Any) -> dict[str, Any]:
 
 
 MODALITIES: dict[str, Modality] = {m.name: m for m in (
-    Modality("depth", "use_pass_z", "FLOAT", ("depth",), ("depth", "depth"),
+    Modality("depth", "use_pass_z", "FLOAT", ("depth",), ("depth", "depth", "depth"),
              ("coverage",), ("sintel", "visionsim", "colmap"), 4 + 2 * 16, _depth),
-    Modality("normal", "use_pass_normal", "VECTOR", ("normals",), ("normals", "normals"),
+    Modality("normal", "use_pass_normal", "VECTOR", ("normals",), ("normals", "normals", "normals"),
              ("normals", "coverage"), (), 12 + 4 + 4 * 16, _normal),
     Modality("flow", "use_pass_vector", "RGBA", ("flow_forward", "flow_backward"),
-             ("flow_forward", "flow"), ("flow_rigid", "flow_cycle", "camera_cuts"),
+             ("flow", "flow_forward", "flow"), ("flow_rigid", "flow_cycle", "camera_cuts"),
              ("sintel", "kitti-flow"), 16 + 3 * 16, _flow),
     Modality("segmentation", "use_pass_object_index", "FLOAT", ("segmentation",),
-             ("segmentation", "ids"), ("segmentation_ids", "objects", "coverage"), ("coco",),
+             ("segmentation", "segmentation", "ids"), ("segmentation_ids", "objects", "coverage"), ("coco",),
              4 + 2 * 16, _segmentation),
 )}
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..dataset import layout
 from ..dataset.documents import manifest as manifest_doc
@@ -88,8 +88,18 @@ def build_plan(scenes_dir: str | os.PathLike, datasets_dir: str | os.PathLike,
             "settings": settings.to_dict(), "scenes": plan_scenes, "jobs": jobs}
 
 
+class SequenceState(NamedTuple):
+    """What is on disk for one sequence: ``frames`` planned, ``frames_complete`` (journaled and
+    intact), whether ``transforms.json`` exists, and whether all of it is there."""
+
+    frames: int
+    frames_complete: int
+    transforms: bool
+    complete: bool
+
+
 def sequence_state(out_dir: str | os.PathLike, frame_start: int, frame_end: int,
-                   settings: dict[str, Any] | None = None) -> dict[str, Any]:
+                   settings: dict[str, Any] | None = None) -> SequenceState:
     """What is on disk for one sequence: frames whose journal entry and files are intact, and
     whether ``transforms.json`` exists. With ``settings``, frames recorded with other settings
     (``provenance.json``) count as not complete."""
@@ -100,8 +110,7 @@ def sequence_state(out_dir: str | os.PathLike, frame_start: int, frame_end: int,
         complete = 0
     n = frame_end - frame_start + 1
     has_transforms = (out / layout.TRANSFORMS).is_file()
-    return {"frames": n, "frames_complete": complete, "transforms": has_transforms,
-            "complete": complete == n and has_transforms}
+    return SequenceState(n, complete, has_transforms, complete == n and has_transforms)
 
 
 def frames_on_disk(plan: PlanDoc) -> tuple[int, int]:
@@ -111,8 +120,8 @@ def frames_on_disk(plan: PlanDoc) -> tuple[int, int]:
     for job in plan["jobs"]:
         for q in job["sequences"]:
             st = sequence_state(q["out_dir"], q["frame_start"], q["frame_end"])
-            done += st["frames_complete"]
-            total += st["frames"]
+            done += st.frames_complete
+            total += st.frames
     return done, total
 
 
@@ -130,17 +139,11 @@ def write_manifest(plan: PlanDoc, summary: Summary | None = None) -> Path:
     previous = _previous_validations(datasets / MANIFEST_NAME)
     doc = manifest_doc.Manifest(dataset_forge_version=__version__, updated=_now(), plan=PLAN_NAME,
                                 settings=plan["settings"], seed=plan["seed"],
-                                totals=manifest_doc.Manifest.new_totals(), scenes=[])
-    totals = doc.totals
+                                totals=manifest_doc.Totals(), scenes=[])
     for sc in plan["scenes"]:
         job = jobs.get(sc["name"])
         seqs = [_sequence_entry(q, datasets, plan["settings"], failed_now.get(q["out_dir"]), previous)
                 for q in (job or {}).get("sequences", [])]
-        for q in seqs:
-            totals["sequences"] += 1
-            totals["sequences_complete"] += q.complete
-            totals["frames"] += q.num_frames
-            totals["frames_complete"] += q.frames_complete
         complete = job is not None and all(q.complete for q in seqs)
         reason = sc.get("error") or "; ".join(run.get(sc["name"], {}).get("errors", [])) or None
         status = manifest_doc.COMPLETE if complete else (manifest_doc.FAILED if reason
@@ -149,8 +152,7 @@ def write_manifest(plan: PlanDoc, summary: Summary | None = None) -> Path:
             name=sc["name"], blend=sc["blend"], status=status, reason=None if complete else reason,
             frame_start=sc.get("frame_start"), frame_end=sc.get("frame_end"), fps=sc.get("fps"),
             camera=sc.get("camera"), sequences=seqs))
-        totals["scenes"] += 1
-        totals["scenes_complete"] += complete
+        doc.totals.add_scene(doc.scenes[-1])
     path = datasets / MANIFEST_NAME
     doc.write(path)
     return path
@@ -162,10 +164,10 @@ def _sequence_entry(q: SequenceSpec, datasets: Path, settings: dict[str, Any], f
     run's reason when it failed; ``previous``: the validations of the manifest being replaced
     (kept while the sequence's frames are the ones validated)."""
     st = sequence_state(q["out_dir"], q["frame_start"], q["frame_end"], settings)
-    done = st["complete"] and failed is None
+    done = st.complete and failed is None
     entry = SequenceEntry(id=q["id"], path=Path(q["out_dir"]).relative_to(datasets).as_posix(),
                           frame_start=q["frame_start"], frame_end=q["frame_end"],
-                          num_frames=st["frames"], frames_complete=st["frames_complete"],
+                          num_frames=st.frames, frames_complete=st.frames_complete,
                           status=manifest_doc.COMPLETE if done else manifest_doc.INCOMPLETE,
                           reason=failed)
     kept = previous.get(entry.path)

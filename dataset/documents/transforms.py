@@ -80,12 +80,14 @@ class Key:
 FRAME_K = (Key.FL_X, Key.FL_Y, Key.CX, Key.CY, Key.INTRINSICS)  # per-frame intrinsics
 # Every key this module owns (tests/test_architecture.py looks for them in other modules) and the
 # words among them that are keys of other documents too (not looked for).
-KEYS = tuple(v for k, v in vars(Key).items() if k.isupper())
+KEYS = (*(v for k, v in vars(Key).items() if k.isupper()), *(k.key for k in layout.KINDS.values()))
 GENERIC = ("w", "h", "c", "frame", "time", "frames", "scene", "camera", "cameras", "intrinsics",
            "frame_rate", "frame_start", "frame_end", "type", "channel", "channels", "previews",
            "fl_x", "fl_y", "cx", "cy", "file_path", "transform_matrix", "keyframe_multiplier",
            "unit_scale_m", "blender_version", "dataset_forge_version", "objects_file", "ids_file",
-           "instance_channel")
+           "instance_channel",
+           "camera_model", "depth_file_path",  # keys of the visionsim export's transforms.json too
+           "sequence_id")  # a key of validate's report too
 
 BASE_CONVENTIONS: dict[str, Any] = {
     "pixel_coordinates": "u right, v down, origin at the top-left corner of the image; the centre "
