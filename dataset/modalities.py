@@ -31,7 +31,7 @@ def _pattern(kind: str) -> str:
 class Modality:
     """One ground truth. ``accessors``: the :class:`~.loader.Frame` attributes that return it
     (``Frame.to_dict`` keys); ``preview``: ``(tile label, Frame attribute, colour map of preview.COLORMAPS)``;
-    ``checks``: names in ``validate.report.CHECKS``; ``exports``: formats of ``dataset/exports``
+    ``checks``: names in ``validate.report.CHECKS``; ``exports``: formats of ``dataset.exports.FORMATS``
     that write it; ``bytes_per_px``: the render's float pass plus its compositor intermediates
     (float RGBA images, 16 bytes each); ``convention``: builds its ``conventions`` entry."""
 
@@ -104,7 +104,7 @@ def _segmentation(**_: Any) -> dict[str, Any]:
 
 MODALITIES: dict[str, Modality] = {m.name: m for m in (
     Modality("depth", "use_pass_z", "FLOAT", ("depth",), ("depth", "depth", "depth"),
-             ("coverage",), ("sintel", "visionsim", "colmap"), 4 + 2 * 16, _depth),
+             ("coverage",), ("sintel", "visionsim-npy", "colmap"), 4 + 2 * 16, _depth),
     Modality("normal", "use_pass_normal", "VECTOR", ("normals",), ("normals", "normals", "normals"),
              ("normals", "coverage"), (), 12 + 4 + 4 * 16, _normal),
     Modality("flow", "use_pass_vector", "RGBA", ("flow_forward", "flow_backward"),
