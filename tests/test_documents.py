@@ -196,3 +196,18 @@ def test_every_modality_names_real_accessors_checks_exports_and_colour_maps():
         assert set(m.checks) <= set(CHECKS), m.name
         assert set(m.exports) <= set(FORMATS), m.name
         assert m.flag in Settings.__dataclass_fields__, m.name
+
+
+def test_patching_a_manifest_changes_nothing_else():
+    """validate sets a validation entry on a manifest it did not write (older, hand-made): every
+    other key stays as it was, absent ones stay absent."""
+    doc = {"totals": {"scenes": 1}, "scenes": [{"name": "a", "sequences": [
+        {"id": "x", "path": "renders/a/x", "reason": None}]}]}
+    m = manifest_doc.Manifest.from_dict(doc, "manifest.json")
+    m.scenes[0].sequences[0].validation = manifest_doc.SequenceValidation(
+        ok=True, failed=[], messages={}, not_checked=[], checked="t")
+    out = m.to_dict()
+    assert out == {"totals": {"scenes": 1}, "scenes": [{"name": "a", "sequences": [
+        {"id": "x", "path": "renders/a/x", "reason": None, "validation": {
+            "ok": True, "failed": [], "messages": {}, "not_checked": [], "checked": "t",
+            "report": "validation.json", "journal_sha256": None}}]}]}

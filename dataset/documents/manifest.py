@@ -49,6 +49,19 @@ def _extra(d: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k not in known}
 
 
+def _shaped(obj: Any, out: dict[str, Any]) -> dict[str, Any]:
+    """``out`` (every field of ``obj``) as written: the ``OMIT_NONE`` keys only when they hold
+    something. A model read from a file keeps that file's keys in their order (of the keys it
+    lacked, only an ``OMIT_NONE`` one set since is added): patching a manifest, say with a
+    validation entry, changes nothing else in it."""
+    omit = {k for k in getattr(obj, "OMIT_NONE", ()) if out.get(k) is None}
+    if obj.read_keys is None:
+        return {k: v for k, v in out.items() if k not in omit}
+    first = {k: out[k] for k in obj.read_keys if k in out}
+    return {**first, **{k: v for k, v in out.items() if k not in first and k not in omit
+                        and k in getattr(obj, "OMIT_NONE", ())}}
+
+
 @dataclass
 class SequenceValidation:
     """What ``validate`` found for one sequence (``scenes[].sequences[].validation``)."""
@@ -61,6 +74,7 @@ class SequenceValidation:
     report: str = REPORT_NAME
     journal_sha256: str | None = None  # the journal validate read (a re-render invalidates it)
     extra: dict[str, Any] = field(default_factory=dict)
+    read_keys: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
     KEYS = ("ok", "failed", "messages", "not_checked", "checked", "report", "journal_sha256")
 
@@ -73,12 +87,13 @@ class SequenceValidation:
                    checked=get(d, "checked", as_str, where, ""),
                    report=get(d, "report", as_str, where, REPORT_NAME),
                    journal_sha256=get(d, "journal_sha256", optional(as_str), where, None),
-                   extra=_extra(d, cls.KEYS))
+                   extra=_extra(d, cls.KEYS), read_keys=tuple(d))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "failed": self.failed, "messages": self.messages,
-                "not_checked": self.not_checked, "checked": self.checked, "report": self.report,
-                "journal_sha256": self.journal_sha256, **self.extra}
+        return _shaped(self, {"ok": self.ok, "failed": self.failed, "messages": self.messages,
+                              "not_checked": self.not_checked, "checked": self.checked,
+                              "report": self.report, "journal_sha256": self.journal_sha256,
+                              **self.extra})
 
 
 @dataclass
@@ -91,6 +106,7 @@ class ValidationSummary:
     sequences_failed: int
     report: str = REPORT_NAME
     extra: dict[str, Any] = field(default_factory=dict)
+    read_keys: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
     KEYS = ("ok", "checked", "sequences", "sequences_failed", "report")
 
@@ -100,11 +116,13 @@ class ValidationSummary:
         return cls(ok=get(d, "ok", as_bool, where), checked=get(d, "checked", as_str, where, ""),
                    sequences=get(d, "sequences", as_int, where, 0),
                    sequences_failed=get(d, "sequences_failed", as_int, where, 0),
-                   report=get(d, "report", as_str, where, REPORT_NAME), extra=_extra(d, cls.KEYS))
+                   report=get(d, "report", as_str, where, REPORT_NAME), extra=_extra(d, cls.KEYS),
+                   read_keys=tuple(d))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checked": self.checked, "sequences": self.sequences,
-                "sequences_failed": self.sequences_failed, "report": self.report, **self.extra}
+        return _shaped(self, {"ok": self.ok, "checked": self.checked, "sequences": self.sequences,
+                              "sequences_failed": self.sequences_failed, "report": self.report,
+                              **self.extra})
 
 
 @dataclass
@@ -123,9 +141,11 @@ class SequenceEntry:
     reason: str | None = None          # written only when set
     validation: SequenceValidation | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    read_keys: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
     KEYS = ("id", "path", "frame_start", "frame_end", "num_frames", "frames_complete", "status",
             "reason", "validation")
+    OMIT_NONE = ("reason", "validation")
 
     @property
     def complete(self) -> bool:
@@ -142,18 +162,14 @@ class SequenceEntry:
                    status=get(d, "status", as_str, where, COMPLETE),
                    reason=get(d, "reason", optional(as_str), where, None),
                    validation=get(d, "validation", optional(SequenceValidation.from_dict), where, None),
-                   extra=_extra(d, cls.KEYS))
+                   extra=_extra(d, cls.KEYS), read_keys=tuple(d))
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "path": self.path, "frame_start": self.frame_start,
-                               "frame_end": self.frame_end, "num_frames": self.num_frames,
-                               "frames_complete": self.frames_complete, "status": self.status}
-        if self.reason is not None:
-            out["reason"] = self.reason
-        out.update(self.extra)
-        if self.validation is not None:
-            out["validation"] = self.validation.to_dict()
-        return out
+        return _shaped(self, {
+            "id": self.id, "path": self.path, "frame_start": self.frame_start,
+            "frame_end": self.frame_end, "num_frames": self.num_frames,
+            "frames_complete": self.frames_complete, "status": self.status, "reason": self.reason,
+            **self.extra, "validation": None if self.validation is None else self.validation.to_dict()})
 
 
 @dataclass
@@ -171,6 +187,7 @@ class SceneEntry:
     camera: str | None = None
     sequences: list[SequenceEntry] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    read_keys: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
     KEYS = ("name", "blend", "status", "reason", "frame_start", "frame_end", "fps", "camera",
             "sequences")
@@ -186,13 +203,13 @@ class SceneEntry:
                    fps=get(d, "fps", optional(as_number), where, None),
                    camera=get(d, "camera", optional(as_str), where, None),
                    sequences=get(d, "sequences", list_of(SequenceEntry.from_dict), where, []),
-                   extra=_extra(d, cls.KEYS))
+                   extra=_extra(d, cls.KEYS), read_keys=tuple(d))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "blend": self.blend, "status": self.status, "reason": self.reason,
-                "frame_start": self.frame_start, "frame_end": self.frame_end, "fps": self.fps,
-                "camera": self.camera, "sequences": [q.to_dict() for q in self.sequences],
-                **self.extra}
+        return _shaped(self, {
+            "name": self.name, "blend": self.blend, "status": self.status, "reason": self.reason,
+            "frame_start": self.frame_start, "frame_end": self.frame_end, "fps": self.fps,
+            "camera": self.camera, "sequences": [q.to_dict() for q in self.sequences], **self.extra})
 
 
 @dataclass
@@ -206,6 +223,7 @@ class Totals:
     frames: int = 0
     frames_complete: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    read_keys: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
     KEYS = ("scenes", "scenes_complete", "sequences", "sequences_complete", "frames", "frames_complete")
 
@@ -222,10 +240,11 @@ class Totals:
     @classmethod
     def from_dict(cls, d: Any, where: str) -> Totals:
         d = as_dict(d, where)
-        return cls(**{k: get(d, k, as_int, where, 0) for k in cls.KEYS}, extra=_extra(d, cls.KEYS))
+        return cls(**{k: get(d, k, as_int, where, 0) for k in cls.KEYS}, extra=_extra(d, cls.KEYS),
+                   read_keys=tuple(d))
 
     def to_dict(self) -> dict[str, Any]:
-        return {**{k: getattr(self, k) for k in self.KEYS}, **self.extra}
+        return _shaped(self, {**{k: getattr(self, k) for k in self.KEYS}, **self.extra})
 
 
 @dataclass
@@ -242,9 +261,11 @@ class Manifest:
     plan: str = "plan.json"
     validation: ValidationSummary | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    read_keys: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
     KEYS = ("dataset_forge_version", "updated", "plan", "settings", "seed", "totals", "scenes",
             "validation")
+    OMIT_NONE = ("validation",)
 
     @classmethod
     def from_dict(cls, d: Any, where: str) -> Manifest:
@@ -257,15 +278,14 @@ class Manifest:
                    totals=get(d, "totals", Totals.from_dict, where, Totals()),
                    scenes=get(d, "scenes", list_of(SceneEntry.from_dict), where),
                    validation=get(d, "validation", optional(ValidationSummary.from_dict), where, None),
-                   extra=_extra(d, cls.KEYS))
+                   extra=_extra(d, cls.KEYS), read_keys=tuple(d))
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"dataset_forge_version": self.dataset_forge_version, "updated": self.updated,
-               "plan": self.plan, "settings": self.settings, "seed": self.seed,
-               "totals": self.totals.to_dict(), "scenes": [s.to_dict() for s in self.scenes], **self.extra}
-        if self.validation is not None:
-            out["validation"] = self.validation.to_dict()
-        return out
+        return _shaped(self, {
+            "dataset_forge_version": self.dataset_forge_version, "updated": self.updated,
+            "plan": self.plan, "settings": self.settings, "seed": self.seed,
+            "totals": self.totals.to_dict(), "scenes": [s.to_dict() for s in self.scenes],
+            **self.extra, "validation": None if self.validation is None else self.validation.to_dict()})
 
     def sequences(self) -> dict[str, SequenceEntry]:
         """``{sequence path relative to the datasets folder: its entry}``."""
