@@ -30,10 +30,13 @@ from typing import Any
 
 from .. import layout
 from .base import (
+    as_any,
+    as_bool,
     as_dict,
     as_int,
     as_number,
     as_str,
+    check_schema,
     dict_of,
     list_of,
     matrix,
@@ -138,8 +141,8 @@ class FrameEntry:
             frame=get(d, Key.FRAME, as_int, where), time=get(d, Key.TIME, as_number, where),
             camera=get(d, Key.CAMERA, optional(as_str), where, None), files=files,
             k={key: d[key] for key in FRAME_K if key in d} or None,
-            flow_backward_valid=get(d, Key.FLOW_BACKWARD_VALID, optional(_flag), where, None),
-            flow_forward_valid=get(d, Key.FLOW_FORWARD_VALID, optional(_flag), where, None),
+            flow_backward_valid=get(d, Key.FLOW_BACKWARD_VALID, optional(as_bool), where, None),
+            flow_forward_valid=get(d, Key.FLOW_FORWARD_VALID, optional(as_bool), where, None),
             extra={key: v for key, v in d.items() if key not in known})
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,12 +159,6 @@ class FrameEntry:
             out[Key.FLOW_FORWARD_VALID] = self.flow_forward_valid
         out.update(self.extra)
         return out
-
-
-def _flag(v: Any, where: str) -> bool:
-    from .base import as_bool
-
-    return as_bool(v, where)
 
 
 def _kind_of(key: str) -> str:
@@ -221,8 +218,6 @@ class Transforms:
     def from_dict(cls, d: Any, where: str) -> Transforms:
         """A Dataset Forge ``transforms.json`` (``schema_version`` 1); the tutorial's schema is
         read by the loader, which assumes what it lacks."""
-        from .base import check_schema
-
         d = as_dict(d, where)
         check_schema(d, Key.SCHEMA_VERSION, (SCHEMA_VERSION,), where)
         num = {k: get(d, k, as_number, where) for k in (Key.FL_X, Key.FL_Y, Key.CX, Key.CY,
@@ -234,7 +229,7 @@ class Transforms:
                                                         Key.DATASET_FORGE_VERSION)}
         known = {Key.SCHEMA_VERSION, Key.CAMERA_MODEL, *cls._TOP, Key.FRAMES, Key.CAMERAS}
         return cls(**num, **ints, **text, intrinsics=get(d, Key.INTRINSICS, matrix(3, 3), where),
-                   conventions=get(d, Key.CONVENTIONS, dict_of(lambda v, w: v), where),
+                   conventions=get(d, Key.CONVENTIONS, dict_of(as_any), where),
                    frames=get(d, Key.FRAMES, list_of(FrameEntry.from_dict), where),
                    cameras=get(d, Key.CAMERAS, optional(list_of(as_str)), where, None),
                    extra={k: v for k, v in d.items() if k not in known})
