@@ -4,14 +4,15 @@ the progress line. A cell reads ``n/c`` where a check could not tell (the messag
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ...errors import DatasetForgeError
 from ...text import bar, eta, format_duration
+from ..documents import manifest as manifest_doc
 from ..transforms import write_json_atomic, write_text_atomic
 
 REPORT_JSON = "validation.json"
@@ -55,27 +56,27 @@ def update_manifest_file(manifest_path: str | os.PathLike, report: dict[str, Any
     ``paths`` maps the report's sequence paths to the manifest's (default: the same)."""
     p = Path(manifest_path)
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        doc = manifest_doc.read(p)
+    except (OSError, DatasetForgeError):
+        return
+    if doc is None:
         return
     paths = paths or {}
     by_path = {paths.get(r["path"], r["path"]): r for r in report["sequences"]}
-    for sc in doc.get("scenes", []):
-        for q in sc.get("sequences", []):
-            r = by_path.get(q.get("path"))
-            if r is None:
-                continue
-            q["validation"] = {"ok": r["ok"], "failed": r["failed"],
-                               "messages": {k: r["checks"][k]["message"] for k in r["failed"]},
-                               "not_checked": sorted(k for k, m in (r.get("not_checked") or {}).items()
-                                                     if not m.startswith("not needed")),
-                               "checked": report["checked"], "report": REPORT_JSON,
-                               "journal_sha256": r.get("journal_sha256")}
+    for path, q in doc.sequences().items():
+        r = by_path.get(path)
+        if r is not None:
+            q.validation = manifest_doc.SequenceValidation(
+                ok=r["ok"], failed=r["failed"],
+                messages={k: r["checks"][k]["message"] for k in r["failed"]},
+                not_checked=sorted(k for k, m in (r.get("not_checked") or {}).items()
+                                   if not m.startswith("not needed")),
+                checked=report["checked"], report=REPORT_JSON, journal_sha256=r.get("journal_sha256"))
     if summary:
-        doc["validation"] = {"ok": report["ok"], "checked": report["checked"],
-                             "sequences": len(report["sequences"]),
-                             "sequences_failed": len(report["failed"]), "report": REPORT_JSON}
-    write_json_atomic(p, doc)
+        doc.validation = manifest_doc.ValidationSummary(
+            ok=report["ok"], checked=report["checked"], sequences=len(report["sequences"]),
+            sequences_failed=len(report["failed"]), report=REPORT_JSON)
+    doc.write(p)
 
 
 def _cell(name: str, c: dict[str, Any] | None) -> str:
