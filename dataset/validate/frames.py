@@ -120,7 +120,7 @@ class FrameStats:
             if extra:
                 listed_not = ", ".join(map(str, sorted(extra)[:5]))
                 p.append(f"{tag}: instance id(s) {listed_not} not in objects.json")
-            if f.ids is not None:
+            if f.ids is not None and len(objs.object_ids):
                 inside = lab >= 0
                 wrong = inside & (f.ids != objs.object_ids[np.maximum(lab, 0)])
                 if wrong.any():
