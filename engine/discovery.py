@@ -35,7 +35,9 @@ class SceneInfo:
     """One scene file. Frames are the file's own (before any keyframe multiplier), inclusive, of
     the Blender scene that renders (``blender_scene``: the settings' scene, else the file's
     active one); ``blender_scenes`` lists every scene of the file. ``error`` is None, or one
-    sentence naming the file and the fix."""
+    sentence naming the file and the fix. ``warnings``: what the file renders with but the user
+    should know (what Blender reported while opening a file it loaded, a file saved by a newer
+    Blender); None when there is nothing."""
 
     name: str
     blend: str
@@ -46,9 +48,13 @@ class SceneInfo:
     error: str | None = None
     blender_scene: str | None = None
     blender_scenes: list[str] | None = None
+    warnings: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not d["warnings"]:
+            del d["warnings"]  # plan.json keeps its shape for files without any
+        return d
 
 
 class DiscoveryError(DatasetForgeError, RuntimeError):
@@ -197,7 +203,8 @@ def probe(blends: list[str | os.PathLike], settings: Settings | None = None, *,
     """Open every file in a worker process and return ``{blend: probe event}``.
 
     Each result holds ``frame_start``, ``frame_end``, ``fps``, ``camera``, ``scene`` (the one
-    that renders: ``settings.scene`` or the file's active one), ``scenes`` (all of the file's)
+    that renders: ``settings.scene`` or the file's active one), ``scenes`` (all of the file's),
+    ``warnings`` (a file that loaded with Blender's error reports, or saved by a newer Blender)
     and ``error``.
     The files are spread over ``parallel`` processes (default: up to ``settings.jobs``, one per
     64 MiB of files), each opening its share one after the other. If a process dies on a file (a
@@ -321,7 +328,7 @@ def discover(scenes_dir: str | os.PathLike, settings: Settings | None = None, *,
         out.append(SceneInfo(name=name, blend=str(path.resolve()), frame_start=r.get("frame_start"),
                              frame_end=r.get("frame_end"), fps=r.get("fps"),
                              camera=r.get("camera"), blender_scene=r.get("scene"),
-                             blender_scenes=r.get("scenes"),
+                             blender_scenes=r.get("scenes"), warnings=r.get("warnings") or None,
                              error=r.get("error") or (None if r else
                                                       f"{path.name}: was not read")))
     return out
