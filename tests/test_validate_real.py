@@ -13,10 +13,12 @@ import sys
 from pathlib import Path
 
 import dataset_forge
+import numpy as np
 import pytest
 import validate_real
 import validate_scenes as vs
 from conftest import REPO, bpy_env
+from dataset_forge import load
 from dataset_forge.dataset.validate import validate
 from test_validate_faults import EXPECT
 
@@ -60,6 +62,21 @@ def test_every_correct_render_passes_and_the_folder_is_judged_to_the_end(corpus)
     for name in ("backface", "text", "curve"):
         n = by[name]["checks"]["normals"]
         assert n["ok"] is True and n["median_deg"] < 0.01 and n["flat_pixels"] > 1000, (name, n)
+
+
+def test_back_faces_read_their_normal_facing_the_camera(corpus):
+    """The documented rule (README, docs/ground_truth.md): a back face's normal is flipped towards
+    the camera (camera frame: z > 0 on every pixel of the one-sided wall seen from behind and of
+    the box whose normals point inwards)."""
+    seq = load(_seq(corpus, "backface"))
+    names = {int(k): v["name"] for k, v in seq.ids["ids"].items()}
+    for i in range(len(seq)):
+        f = seq[i]
+        seg = np.rint(f.segmentation).astype(int)
+        for oid, name in names.items():
+            m = seg == oid
+            if name in ("Wall", "InsideOut"):
+                assert m.sum() > 100 and (f.normals[m][:, 2] > 0).all(), (name, i)
 
 
 # smooth_lowpoly x normal_frame_mislabelled is left out: no flat surface there, so the normals'
