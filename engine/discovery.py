@@ -290,25 +290,29 @@ def _probe_share(todo: list[str], settings: Settings, timeout: float,
             why = fatal or ("timed out" if rc is None else f"exited with code {rc}")
             raise DiscoveryError(f"the scene reader process {why} before opening any file; "
                                  f"command: {' '.join(cmd[:2])} ...; last output:\n{tail}")
-        name = os.path.basename(current)
-        if rc is None:
-            why = f"took longer than {timeout:g} s"
-        elif rc < 0:
-            try:
-                why = f"crashed Blender ({signal.Signals(-rc).name})"
-            except ValueError:
-                why = f"crashed Blender (signal {-rc})"
-        else:
-            why = f"crashed Blender (exit code {rc})"
-        fix = ("its embedded scripts ran (autoexec is on): open it without autoexec, or fix the "
-               "file's scripts" if settings.autoexec else
-               "the file is damaged or needs a newer Blender: re-save it from Blender or remove it "
-               "from the folder")
-        results[current] = {"event": Ev.PROBE.value, "blend": current, "frame_start": None,
-                            "frame_end": None, "fps": None, "camera": None, "scene": None,
-                            "error": f"{name}: opening it {why}; {fix}"}
+        results[current] = _crashed(current, rc, timeout, settings)
         todo = [b for b in todo if b != current]
     return results
+
+
+def _crashed(blend: str, rc: int | None, timeout: float, settings: Settings) -> dict[str, Any]:
+    """The probe result of ``blend``, on which the reader process died (``rc`` None: timed out)."""
+    if rc is None:
+        why = f"took longer than {timeout:g} s"
+    elif rc < 0:
+        try:
+            why = f"crashed Blender ({signal.Signals(-rc).name})"
+        except ValueError:
+            why = f"crashed Blender (signal {-rc})"
+    else:
+        why = f"crashed Blender (exit code {rc})"
+    fix = ("its embedded scripts ran (autoexec is on): open it without autoexec, or fix the "
+           "file's scripts" if settings.autoexec else
+           "the file is damaged or needs a newer Blender: re-save it from Blender or remove it "
+           "from the folder")
+    return {"event": Ev.PROBE.value, "blend": blend, "frame_start": None, "frame_end": None,
+            "fps": None, "camera": None, "scene": None,
+            "error": f"{os.path.basename(blend)}: opening it {why}; {fix}"}
 
 
 def discover(scenes_dir: str | os.PathLike, settings: Settings | None = None, *,
