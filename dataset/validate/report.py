@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..documents.base import DocumentError
 from ..documents.validation import NOT_CHECKED, SequenceVerdict, ValidationReport, ValidationSummary
 from ..layout import MANIFEST
 from ..lock import FolderBusy, FolderLock
@@ -53,10 +54,19 @@ def now() -> str:
 def build_report(plan, t, results: list[dict[str, Any]], seconds: float) -> ValidationReport:
     """The report of ``plan`` (:class:`~.plan.ValidationPlan`) from the sequences' verdicts (in
     the plan's order) under thresholds ``t``."""
-    seqs = [SequenceVerdict.from_dict(r, f"verdict of {r.get('path')}") for r in results]
+    seqs = [_verdict_model(r) for r in results]
     return ValidationReport(ok=all(s.ok and not s.error for s in seqs), path=str(plan.root), checked=now(),
                             seconds=round(seconds, 3), thresholds=asdict(t), sequences=seqs,
                             notes=list(plan.notes))
+
+
+def _verdict_model(r: dict[str, Any]) -> SequenceVerdict:
+    """The typed verdict of ``r``; a verdict validate built wrongly is that sequence's "could not
+    check" (never an abort of the whole report)."""
+    try:
+        return SequenceVerdict.from_dict(r, f"verdict of {r.get('path')}")
+    except DocumentError as exc:
+        return SequenceVerdict(path=str(r.get("path")), ok=False, error=f"could not check: {exc}")
 
 
 def write_report(report: ValidationReport | dict[str, Any], folder: str | os.PathLike) -> tuple[Path, Path]:
