@@ -18,13 +18,15 @@ def add_commands(sub) -> None:
     """Add the subcommands to ``sub`` (an ``argparse`` subparsers object)."""
     from .validate import Thresholds
 
-    v = sub.add_parser("validate", help="check a sequence or datasets folder (exit 1 on failure)",
+    v = sub.add_parser("validate", help="check a sequence or datasets folder (exit 1: a check "
+                       "failed, 2: could not run)",
                        description="Check every sequence below PATH: files, schema, frame count, "
                        "objects.json, camera cuts, flow of every thing vs depth + K + camera and "
                        "object poses, forward/backward cycle of deforming things, K fitted from "
                        "depth + normals, normals vs depth, segmentation ids (docs/validate.md). "
                        "Writes validation.json and validation.txt into PATH and marks each sequence "
-                       "in manifest.json; exits 1 when any check fails.")
+                       "in manifest.json. Exit code 0: every sequence passed; 1: a check failed; 2: "
+                       "validate could not run, or could not check a sequence (and none failed).")
     v.add_argument("path", metavar="PATH", help="a sequence folder or a datasets folder")
     v.add_argument("--jobs", type=int, default=1, help="sequences checked in parallel (default 1)")
     v.add_argument("--json", metavar="OUT", default=None,
@@ -85,14 +87,31 @@ def add_export_command(sub) -> None:
 
 
 def _validate(ns: argparse.Namespace) -> int:
+    """Exit codes (docs/dataset_tools.md): 0 every sequence passed, 1 a check failed,
+    2 validate could not run (no such folder, not a sequence or datasets folder, a bug) or could
+    not check a sequence and none failed."""
+    from ..errors import DatasetForgeError
+    from .documents.validation import EXIT_NOT_RUN
     from .validate import Thresholds, format_report, validate
 
     limits = {f.name: getattr(ns, f.name) for f in fields(Thresholds)
               if getattr(ns, f.name, None) is not None}
     if ns.jobs < 1 or ns.stride < 1:
-        raise ValueError("--jobs and --stride must be at least 1")
-    report = validate(ns.path, jobs=ns.jobs, stride=ns.stride, write=ns.write,
-                      update_manifest=ns.write, progress=True, **limits)
+        print("dataset validate: error: --jobs and --stride must be at least 1", file=sys.stderr)
+        return EXIT_NOT_RUN
+    try:
+        report = validate(ns.path, jobs=ns.jobs, stride=ns.stride, write=ns.write,
+                          update_manifest=ns.write, progress=True, **limits)
+    except (DatasetForgeError, OSError) as exc:
+        print(f"dataset validate: error: {' '.join(str(exc).splitlines()[:1])}", file=sys.stderr)
+        return EXIT_NOT_RUN
+    except Exception as exc:  # noqa: BLE001 - a bug of validate's: say so, never "a check failed"
+        import traceback
+
+        traceback.print_exc()
+        print(f"dataset validate: could not run: internal error {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return EXIT_NOT_RUN
     if ns.json == "-":
         print(json.dumps(report, indent=1))
     else:
@@ -101,7 +120,7 @@ def _validate(ns: argparse.Namespace) -> int:
             from .transforms import write_json_atomic
 
             write_json_atomic(ns.json, report)
-    return 0 if report["ok"] else 1
+    return int(report["exit_code"])
 
 
 def _preview(ns: argparse.Namespace) -> int:

@@ -35,7 +35,9 @@ class SceneInfo:
     """One scene file. Frames are the file's own (before any keyframe multiplier), inclusive, of
     the Blender scene that renders (``blender_scene``: the settings' scene, else the file's
     active one); ``blender_scenes`` lists every scene of the file. ``error`` is None, or one
-    sentence naming the file and the fix."""
+    sentence naming the file and the fix. ``warnings``: what the file renders with but the user
+    should know (what Blender reported while opening a file it loaded, a file saved by a newer
+    Blender); None when there is nothing."""
 
     name: str
     blend: str
@@ -46,9 +48,13 @@ class SceneInfo:
     error: str | None = None
     blender_scene: str | None = None
     blender_scenes: list[str] | None = None
+    warnings: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not d["warnings"]:
+            del d["warnings"]  # plan.json keeps its shape for files without any
+        return d
 
 
 class DiscoveryError(DatasetForgeError, RuntimeError):
@@ -197,7 +203,8 @@ def probe(blends: list[str | os.PathLike], settings: Settings | None = None, *,
     """Open every file in a worker process and return ``{blend: probe event}``.
 
     Each result holds ``frame_start``, ``frame_end``, ``fps``, ``camera``, ``scene`` (the one
-    that renders: ``settings.scene`` or the file's active one), ``scenes`` (all of the file's)
+    that renders: ``settings.scene`` or the file's active one), ``scenes`` (all of the file's),
+    ``warnings`` (a file that loaded with Blender's error reports, or saved by a newer Blender)
     and ``error``.
     The files are spread over ``parallel`` processes (default: up to ``settings.jobs``, one per
     64 MiB of files), each opening its share one after the other. If a process dies on a file (a
@@ -282,25 +289,29 @@ def _probe_share(todo: list[str], settings: Settings, timeout: float,
             why = fatal or ("timed out" if rc is None else f"exited with code {rc}")
             raise DiscoveryError(f"the scene reader process {why} before opening any file; "
                                  f"command: {' '.join(cmd[:2])} ...; last output:\n{tail}")
-        name = os.path.basename(current)
-        if rc is None:
-            why = f"took longer than {timeout:g} s"
-        elif rc < 0:
-            try:
-                why = f"crashed Blender ({signal.Signals(-rc).name})"
-            except ValueError:
-                why = f"crashed Blender (signal {-rc})"
-        else:
-            why = f"crashed Blender (exit code {rc})"
-        fix = ("its embedded scripts ran (autoexec is on): open it without autoexec, or fix the "
-               "file's scripts" if settings.autoexec else
-               "the file is damaged or needs a newer Blender: re-save it from Blender or remove it "
-               "from the folder")
-        results[current] = {"event": Ev.PROBE.value, "blend": current, "frame_start": None,
-                            "frame_end": None, "fps": None, "camera": None, "scene": None,
-                            "error": f"{name}: opening it {why}; {fix}"}
+        results[current] = _crashed(current, rc, timeout, settings)
         todo = [b for b in todo if b != current]
     return results
+
+
+def _crashed(blend: str, rc: int | None, timeout: float, settings: Settings) -> dict[str, Any]:
+    """The probe result of ``blend``, on which the reader process died (``rc`` None: timed out)."""
+    if rc is None:
+        why = f"took longer than {timeout:g} s"
+    elif rc < 0:
+        try:
+            why = f"crashed Blender ({signal.Signals(-rc).name})"
+        except ValueError:
+            why = f"crashed Blender (signal {-rc})"
+    else:
+        why = f"crashed Blender (exit code {rc})"
+    fix = ("its embedded scripts ran (autoexec is on): open it without autoexec, or fix the "
+           "file's scripts" if settings.autoexec else
+           "the file is damaged or needs a newer Blender: re-save it from Blender or remove it "
+           "from the folder")
+    return {"event": Ev.PROBE.value, "blend": blend, "frame_start": None, "frame_end": None,
+            "fps": None, "camera": None, "scene": None,
+            "error": f"{os.path.basename(blend)}: opening it {why}; {fix}"}
 
 
 def discover(scenes_dir: str | os.PathLike, settings: Settings | None = None, *,
@@ -320,7 +331,7 @@ def discover(scenes_dir: str | os.PathLike, settings: Settings | None = None, *,
         out.append(SceneInfo(name=name, blend=str(path.resolve()), frame_start=r.get("frame_start"),
                              frame_end=r.get("frame_end"), fps=r.get("fps"),
                              camera=r.get("camera"), blender_scene=r.get("scene"),
-                             blender_scenes=r.get("scenes"),
+                             blender_scenes=r.get("scenes"), warnings=r.get("warnings") or None,
                              error=r.get("error") or (None if r else
                                                       f"{path.name}: was not read")))
     return out

@@ -218,7 +218,8 @@ def scene_warnings(scene, blend_name: str, engine_before: str) -> list[str]:
         out.append(f"{blend_name}: scene '{scene.name}' is set to {engine_before}; it renders in "
                    "Cycles (the ground truth passes are Cycles')")
     r = scene.render
-    if r.use_border:
+    full = r.border_min_x <= 0 and r.border_min_y <= 0 and r.border_max_x >= 1 and r.border_max_y >= 1
+    if r.use_border and not full:  # a region that is the full frame changes nothing
         crop = " with Crop to Render Region" if r.use_crop_to_border else ""
         out.append(f"{blend_name}: the render region (Output Properties > Format > Render "
                    f"Region{crop}, x {r.border_min_x:g}..{r.border_max_x:g}, y "

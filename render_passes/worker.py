@@ -85,10 +85,10 @@ def open_scene(job: JobSpec, settings: Settings, emit: Emit):
     blend = job.blend
     name = os.path.basename(blend)
     t0 = time.perf_counter()
-    _open_blend(blend, settings)
+    opened = _open_blend(blend, settings)
     scene = scene_setup.select_scene(settings.scene, name)
     scene_setup.check_scene(scene, settings, name)
-    warnings = scene_setup.scene_warnings(scene, name, scene.render.engine)  # the file as saved
+    warnings = opened + scene_setup.scene_warnings(scene, name, scene.render.engine)  # as saved
     scene_setup.apply_render_settings(scene, settings)
     timing.stretch(scene, settings.keyframe_multiplier, name)
     for message in warnings:
@@ -98,16 +98,59 @@ def open_scene(job: JobSpec, settings: Settings, emit: Emit):
     return scene
 
 
-def _open_blend(blend: str, settings: Settings) -> None:
+def _open_blend(blend: str, settings: Settings) -> list[str]:
     """Open ``blend`` (embedded scripts only with ``autoexec``); raises SceneError naming the
-    file when it is missing or Blender cannot read it."""
+    file when it is missing or Blender cannot read it. Returns warnings: what Blender reported
+    while opening a file it did load (an ERROR-level report, e.g. a sequencer strip in a channel
+    over 128, raises although the file loaded), and a file saved by a newer Blender."""
     name = os.path.basename(blend)
     if not os.path.isfile(blend):
         raise scene_setup.SceneError(f"{name}: file not found at {blend}")
+    out = []
     try:
         compat.open_blend(blend, use_scripts=settings.autoexec)
     except RuntimeError as exc:
-        raise scene_setup.SceneError(_unreadable(name, exc, blend)) from None
+        if not _loaded(blend):
+            raise scene_setup.SceneError(_unreadable(name, exc, blend)) from None
+        said = "; ".join(ln.strip().removeprefix("Error: ") for ln in str(exc).splitlines() if ln.strip())
+        out.append(f"{name}: Blender {_blender_version()} reported errors while opening it ({said}) "
+                   "but loaded it; what it names may be missing from the render: check it in Blender "
+                   "and save the file again")
+    saved = tuple(bpy.data.version[:2])  # the Blender that saved it (compressed files too)
+    if saved > tuple(bpy.app.version[:2]):
+        out.append(f"{name}: saved by Blender {saved[0]}.{saved[1]}, newer than this Blender "
+                   f"{_blender_version()}: features of {saved[0]}.{saved[1]} may be lost or render "
+                   f"differently; render with Blender {saved[0]}.{saved[1]} or newer (the executable "
+                   "option)")
+    return out
+
+
+def _loaded(blend: str) -> bool:
+    """Whether ``blend`` is the file Blender has open now."""
+    return bool(bpy.data.filepath) and os.path.samefile(bpy.data.filepath, blend)
+
+
+def _camera_type_change(scene, name: str, a: int, b: int) -> str | None:
+    """A sequence camera of ``scene`` that is not perspective at some frame of ``a..b`` (its
+    Type animated or driven, or bound to a marker while orthographic or panoramic): the refusal
+    naming the camera and the first such frame; None when there is none."""
+    cams = scene_setup.sequence_cameras(scene)
+    animated = any(fc.data_path == "type" for c in cams
+                   for fc in compat.animation_curves(c.data.animation_data))
+    if not animated and all(c.data.type == "PERSP" for c in cams):
+        return None
+    current = scene.frame_current
+    try:
+        for f in range(a, b + 1):
+            scene.frame_set(f)
+            cam = scene.camera
+            if cam is not None and cam.type == "CAMERA" and cam.data.type != "PERSP":
+                return (f"{name}: camera '{cam.name}' is {cam.data.type} at frame {f} (its Type is "
+                        "animated, or a marker binds it); only perspective cameras have pinhole "
+                        f"intrinsics: keep its Type Perspective, or render frames before {f}")
+    finally:
+        scene.frame_set(current)
+    return None
 
 
 def render_sequence(scene, seq: dict[str, Any], job: JobSpec, settings: Settings,
@@ -573,7 +616,7 @@ def probe(job: JobSpec | dict[str, Any], emit: Emit) -> int:
                                 "frame_end": None, "fps": None, "camera": None, "scene": None,
                                 "error": None}
         try:
-            _open_blend(blend, settings)
+            info["warnings"] = _open_blend(blend, settings)
             info["scenes"] = [s.name for s in bpy.data.scenes]
             scene = scene_setup.select_scene(settings.scene, name)
             info.update(scene=scene.name, frame_start=scene.frame_start, frame_end=scene.frame_end,
@@ -587,6 +630,9 @@ def probe(job: JobSpec | dict[str, Any], emit: Emit) -> int:
                 raise scene_setup.SceneError(
                     f"{name}: its frame range {scene.frame_start}..{scene.frame_end} is empty; set "
                     "the scene's Frame Start/End in Output Properties and save the file")
+            turned = _camera_type_change(scene, name, scene.frame_start, scene.frame_end)
+            if turned:
+                raise scene_setup.SceneError(turned)
         except Exception as exc:  # noqa: BLE001 - every problem becomes the file's error
             info["error"] = _message(exc)
         emit(info)

@@ -42,7 +42,7 @@ REPORT_NAME = "validation.json"  # the report a validation entry points at (``re
 GENERIC = ("ok", "checked", "messages", "failed", "report", "sequences", "scenes", "name", "blend",
            "status", "reason", "frame_start", "frame_end", "fps", "camera", "id", "path", "settings",
            "seed", "plan", "frames", "num_frames", "validation", "dataset_forge_version",
-           "journal_sha256", "not_checked")
+           "journal_sha256", "not_checked", "error")
 
 
 def _extra(d: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
@@ -73,10 +73,13 @@ class SequenceValidation:
     checked: str                       # ISO time of the validation
     report: str = REPORT_NAME
     journal_sha256: str | None = None  # the journal validate read (a re-render invalidates it)
+    error: str | None = None  # why the sequence could not be checked (written only then)
     extra: dict[str, Any] = field(default_factory=dict)
     read_keys: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
-    KEYS = ("ok", "failed", "messages", "not_checked", "checked", "report", "journal_sha256")
+    KEYS = ("ok", "failed", "messages", "not_checked", "checked", "report", "journal_sha256",
+            "error")
+    OMIT_NONE = ("error",)
 
     @classmethod
     def from_dict(cls, d: Any, where: str) -> SequenceValidation:
@@ -87,13 +90,14 @@ class SequenceValidation:
                    checked=get(d, "checked", as_str, where, ""),
                    report=get(d, "report", as_str, where, REPORT_NAME),
                    journal_sha256=get(d, "journal_sha256", optional(as_str), where, None),
+                   error=get(d, "error", optional(as_str), where, None),
                    extra=_extra(d, cls.KEYS), read_keys=tuple(d))
 
     def to_dict(self) -> dict[str, Any]:
         return _shaped(self, {"ok": self.ok, "failed": self.failed, "messages": self.messages,
                               "not_checked": self.not_checked, "checked": self.checked,
                               "report": self.report, "journal_sha256": self.journal_sha256,
-                              **self.extra})
+                              "error": self.error, **self.extra})
 
 
 @dataclass
@@ -105,10 +109,12 @@ class ValidationSummary:
     sequences: int
     sequences_failed: int
     report: str = REPORT_NAME
+    sequences_not_checked: int | None = None  # written only when some could not be checked
     extra: dict[str, Any] = field(default_factory=dict)
     read_keys: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
-    KEYS = ("ok", "checked", "sequences", "sequences_failed", "report")
+    KEYS = ("ok", "checked", "sequences", "sequences_failed", "report", "sequences_not_checked")
+    OMIT_NONE = ("sequences_not_checked",)
 
     @classmethod
     def from_dict(cls, d: Any, where: str) -> ValidationSummary:
@@ -116,13 +122,14 @@ class ValidationSummary:
         return cls(ok=get(d, "ok", as_bool, where), checked=get(d, "checked", as_str, where, ""),
                    sequences=get(d, "sequences", as_int, where, 0),
                    sequences_failed=get(d, "sequences_failed", as_int, where, 0),
-                   report=get(d, "report", as_str, where, REPORT_NAME), extra=_extra(d, cls.KEYS),
-                   read_keys=tuple(d))
+                   report=get(d, "report", as_str, where, REPORT_NAME),
+                   sequences_not_checked=get(d, "sequences_not_checked", optional(as_int), where, None),
+                   extra=_extra(d, cls.KEYS), read_keys=tuple(d))
 
     def to_dict(self) -> dict[str, Any]:
         return _shaped(self, {"ok": self.ok, "checked": self.checked, "sequences": self.sequences,
                               "sequences_failed": self.sequences_failed, "report": self.report,
-                              **self.extra})
+                              "sequences_not_checked": self.sequences_not_checked, **self.extra})
 
 
 @dataclass

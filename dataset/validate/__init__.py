@@ -38,11 +38,18 @@ readable ``validation.txt`` next to the data; in a datasets folder every sequenc
     Parameters the surfaces do not constrain (standard error > 1/3 of the tolerance) are named
     as not checked.
 ``normals``
-    median angle between stored normals and normals of the surface back-projected from depth
-    ``<= normal_deg``; unit length within ``unit_tol``.
+    on flat patches (the stored normals 2 px around within 0.05 deg: there every normal kind is
+    the facet's), median angle between stored normals and normals of the surface back-projected
+    from depth ``<= normal_deg``; unit length within ``unit_tol``. Smooth-shaded, curved and thin
+    surfaces are measured, not judged.
 ``segmentation_ids``, ``coverage``
-    ids are integers listed in ``segmentation_ids.json``; depth > 0, id > 0 and ``|n| > 0``
-    agree on all but ``coverage_frac`` of the pixels.
+    ids are integers listed in ``segmentation_ids.json``; depth > 0 and id > 0 agree, and
+    ``|n| > 0`` only where depth > 0, on all but ``coverage_frac`` of the pixels (depth without a
+    normal is fractional alpha, allowed).
+
+A sequence validate itself breaks on gets the verdict "could not check: ERROR" and the others
+are still judged (:func:`~.run.judge`); exit codes and the report model:
+:mod:`dataset.documents.validation`.
 """
 
 from .report import (

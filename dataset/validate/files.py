@@ -17,6 +17,7 @@ from .thresholds import check as _check
 
 
 def schema(seq: Sequence) -> dict[str, Any]:
+    """``transforms.json`` complete and consistent (at most 10 problems named)."""
     m = seq.meta
     problems = []
     for k in ("fl_x", "fl_y", "cx", "cy", "w", "h"):
@@ -29,17 +30,37 @@ def schema(seq: Sequence) -> dict[str, Any]:
         problems.append("no frames")
     if not problems:
         try:
-            K = seq.K
+            problems += _schema_intrinsics(seq)
         except DatasetError as exc:
             return _check(False, str(exc), schema=seq.schema, assumed=seq.assumed)
-        if K[0, 0] <= 0 or K[1, 1] <= 0:
-            problems.append(f"focal lengths must be positive (fl_x={K[0, 0]}, fl_y={K[1, 1]})")
-        top = np.array([[m.get("fl_x", K[0, 0]), 0, m.get("cx", K[0, 2])],
-                        [0, m.get("fl_y", K[1, 1]), m.get("cy", K[1, 2])], [0, 0, 1]], float)
-        problems += _intrinsics_agree(m, top, "")
-        for i, f in enumerate(seq.frames_meta):
-            if "intrinsics" in f:
-                problems += _intrinsics_agree(f, seq.intrinsics_of(i), f"frame {seq.frame_numbers[i]}: ")
+    problems += _schema_frames(seq, limit=10 - len(problems))
+    if seq.schema == "dataset_forge":
+        for kind in KINDS:
+            if any(f"{kind}_file_path" in f for f in seq.frames_meta) and kind not in seq.conventions:
+                problems.append(f"frames list {kind}_file_path but conventions has no '{kind}' entry")
+    return _check(not problems, "; ".join(problems[:10]), schema=seq.schema, assumed=seq.assumed)
+
+
+def _schema_intrinsics(seq: Sequence) -> list[str]:
+    """Positive focal lengths; top-level and per-frame ``intrinsics`` agree with ``fl_x``...``cy``."""
+    m = seq.meta
+    K = seq.K
+    problems = []
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        problems.append(f"focal lengths must be positive (fl_x={K[0, 0]}, fl_y={K[1, 1]})")
+    top = np.array([[m.get("fl_x", K[0, 0]), 0, m.get("cx", K[0, 2])],
+                    [0, m.get("fl_y", K[1, 1]), m.get("cy", K[1, 2])], [0, 0, 1]], float)
+    problems += _intrinsics_agree(m, top, "")
+    for i, f in enumerate(seq.frames_meta):
+        if "intrinsics" in f:
+            problems += _intrinsics_agree(f, seq.intrinsics_of(i), f"frame {seq.frame_numbers[i]}: ")
+    return problems
+
+
+def _schema_frames(seq: Sequence, limit: int) -> list[str]:
+    """Per frame: a ``file_path``, a rigid 4x4 ``transform_matrix``, flow-validity flags that are
+    booleans and agree; stops after ``limit`` problems."""
+    problems: list[str] = []
     for i, f in enumerate(seq.frames_meta):
         if "file_path" not in f:
             problems.append(f"frame {i}: no file_path")
@@ -60,13 +81,9 @@ def schema(seq: Sequence) -> dict[str, Any]:
             elif len(set(flags.values())) > 1:
                 problems.append(f"frame {seq.frame_numbers[i]}: {' and '.join(flags)} disagree "
                                 "(read as invalid)")
-        if len(problems) > 10:
+        if len(problems) > limit:
             break
-    if seq.schema == "dataset_forge":
-        for kind in KINDS:
-            if any(f"{kind}_file_path" in f for f in seq.frames_meta) and kind not in seq.conventions:
-                problems.append(f"frames list {kind}_file_path but conventions has no '{kind}' entry")
-    return _check(not problems, "; ".join(problems[:10]), schema=seq.schema, assumed=seq.assumed)
+    return problems
 
 
 def _intrinsics_agree(d: dict[str, Any], K: np.ndarray, where: str) -> list[str]:

@@ -73,7 +73,7 @@ class FlowStats:
     def _rigid(self, a: FrameData, b: FrameData, flow: np.ndarray, pair: str) -> np.ndarray:
         """Judge every rigid thing of ``a``; returns the columns judged."""
         objs = self.things.objs
-        if objs is None or a.labels is None or a.depth is None:
+        if objs is None or a.labels is None or a.depth is None or not len(objs.instance_ids):
             return np.zeros(0, np.int64)
         t = self.t
         lab = a.labels

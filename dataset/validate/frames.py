@@ -27,17 +27,58 @@ from .thresholds import Thresholds, check, num
 _ROWS_PER_FRAME = 60000  # intrinsics equations kept per frame (a regular subsample on big frames)
 _ANGLES_PER_FRAME = 20000
 _BOX_SAMPLES = 20000  # depth points per thing and frame tested against its 3D box
+_MIN_FLAT = 64  # flat-patch pixels over a sequence needed to judge the normals' direction
+
+
+# A pixel is on a flat patch when the stored normals 2 px around it (8 pixels: the corners and
+# edge centres of its 5x5 square) are within FLAT_DEG of its own. Measured on correct renders:
+# 0.009-0.025 deg between neighbours on flat faces; 2.7-4.3 deg (median) on smooth-shaded
+# low-poly meshes at 96x72, a variation that shrinks with the resolution but doubles over 2 px.
+FLAT_DEG = 0.05
+_FLAT_RING = [(dr, dc) for dr in (-2, 0, 2) for dc in (-2, 0, 2) if dr or dc]
+
+
+def _flat(normal_at, n: np.ndarray, rows: np.ndarray, cols: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """``(M,)`` True where the pixels 2 px around (rows, cols) are covered and their stored
+    normals are within :data:`FLAT_DEG` of ``n`` (the pixel's, OpenCV camera frame, unit): a flat
+    patch, where shading and geometric normals, filtered or not, all equal the facet's normal
+    that the depth shows."""
+    h, w = cov.shape
+    out = (rows >= 2) & (rows < h - 2) & (cols >= 2) & (cols < w - 2)
+    r, c, m = rows[out], cols[out], n[out]
+    keep = np.ones(r.size, bool)
+    lim = np.cos(np.radians(FLAT_DEG))
+    for dr, dc in _FLAT_RING:
+        keep &= cov[r + dr, c + dc]
+        keep &= np.sum(normal_at(r + dr, c + dc) * m, axis=-1) >= lim
+    out[out] = keep
+    return out
+
+
+def normal_kind(conventions: dict[str, Any]) -> tuple[str, bool]:
+    """``(kind, filtered)`` of the stored normals: ``kind`` "shading" (interpolated, what a
+    smooth-shaded mesh shows) or "geometric" (the facet's), ``filtered`` averaged over the pixel
+    filter. Read from ``conventions`` ``normal_kind`` / ``filtered_passes`` (top level or in the
+    ``normal`` entry); a sequence without them has filtered shading normals."""
+    sub = conventions.get("normal") if isinstance(conventions.get("normal"), dict) else {}
+    kind = conventions.get("normal_kind", sub.get("normal_kind", "shading"))
+    filt = conventions.get("filtered_passes", sub.get("filtered_passes", True))
+    if isinstance(filt, (list, tuple)):
+        filt = "normal" in filt
+    return str(kind), bool(filt)
 
 
 class FrameStats:
     def __init__(self, seq, t: Thresholds, things: ThingMap):
         self.seq, self.t, self.things = seq, t, things
-        self.angles: list[np.ndarray] = []
+        self.angles: list[np.ndarray] = []  # on flat patches: judged
+        self.curved: list[np.ndarray] = []  # elsewhere on one surface: measured, not judged
         self.unit_err = 0.0
+        self.covered_normals = 0
         self.rows: dict[tuple, list[tuple[np.ndarray, np.ndarray]]] = {}
         self.unknown: set[int] = set()
         self.non_integer = 0
-        self.disagree = self.pixels = 0
+        self.disagree = self.pixels = self.no_normal = 0
         self.obj_problems: list[str] = []
         self.obj_frames = 0
         self.box_ratio = 0.0  # worst per-thing quantile of (distance outside the 3D box) / tolerance
@@ -46,47 +87,71 @@ class FrameStats:
         self.known.add(int(ids.get("background", 0)) if ids else 0)
 
     def frame(self, f: FrameData) -> None:
-        t = self.t
         seg_labels = f.labels if f.labels is not None else f.ids
         cov = None
         if f.normals is not None:
             length = np.sqrt(np.einsum("hwc,hwc->hw", f.normals, f.normals))
             cov = length > 0
+            self.covered_normals += int(np.count_nonzero(cov))
             if cov.any():
                 self.unit_err = max(self.unit_err, float(np.abs(length[cov] - 1).max()))
             if f.depth is not None:
-                frame_name, pose = self.seq.normal_frame, f.pose
-
-                def normal_at(r, c):
-                    n = normals_to_opencv_camera(f.normals[r, c], frame_name, pose)
-                    ln = np.linalg.norm(n, axis=-1, keepdims=True)
-                    return n / np.where(ln > 0, ln, 1.0)
-                surf = surface_mask(f.depth, seg_labels, t.depth_jump) & cov
-                rows, cols = regular_sample(surf, _ANGLES_PER_FRAME)
-                if rows.size:
-                    gn = depth_normals_at(f.depth, f.K, rows, cols)
-                    cosang = np.clip(np.sum(normal_at(rows, cols) * gn, axis=-1), -1, 1)
-                    self.angles.append(np.degrees(np.arccos(cosang)).astype(np.float32))
-                # the crease test of the intrinsics rows reads the 4 neighbours' normals
-                surf[1:-1, 1:-1] &= cov[1:-1, 2:] & cov[1:-1, :-2] & cov[2:, 1:-1] & cov[:-2, 1:-1]
-                rows, cols = regular_sample(surf, _ROWS_PER_FRAME // 2)
-                agree = np.sum(normal_at(rows, cols) * depth_normals_at(f.depth, f.K, rows, cols), axis=-1)
-                keep = agree >= np.cos(np.radians(GATE_DEG))
-                A, b = intrinsics_rows(f.depth, normal_at, f.K, rows[keep], cols[keep])
-                key = tuple(np.round(f.K[[0, 1, 0, 1], [0, 1, 2, 2]], 9))
-                self.rows.setdefault(key, []).append((A, b))
+                self._normals(f, seg_labels, cov)
         if f.ids is not None:
             self.non_integer += f.non_integer
             self.unknown |= present(f.ids) - self.known
-        masks = [m for m in (None if f.depth is None else f.depth > 0, None if f.ids is None else f.ids > 0,
-                             cov) if m is not None]
-        if len(masks) >= 2:
-            self.pixels += masks[0].size
-            bad = np.zeros(masks[0].shape, bool)
-            for m in masks[1:]:
-                bad |= m != masks[0]
-            self.disagree += int(np.count_nonzero(bad))
+        self._coverage(f, cov)
         self._objects(f)
+
+    def _normal_at(self, f: FrameData):
+        frame_name, pose = self.seq.normal_frame, f.pose
+
+        def normal_at(r, c):
+            n = normals_to_opencv_camera(f.normals[r, c], frame_name, pose)
+            ln = np.linalg.norm(n, axis=-1, keepdims=True)
+            return n / np.where(ln > 0, ln, 1.0)
+        return normal_at
+
+    def _normals(self, f: FrameData, seg_labels: np.ndarray | None, cov: np.ndarray) -> None:
+        """Angles between stored and depth-derived normals, split into flat patches (judged: every
+        normal kind is the facet's normal there) and the rest of each surface (smooth shading,
+        facet edges, thin objects: measured only); and the intrinsics rows."""
+        normal_at = self._normal_at(f)
+        surf = surface_mask(f.depth, seg_labels, self.t.depth_jump) & cov
+        rows, cols = regular_sample(surf, _ANGLES_PER_FRAME)
+        if rows.size:
+            n = normal_at(rows, cols)
+            cosang = np.clip(np.sum(n * depth_normals_at(f.depth, f.K, rows, cols), axis=-1), -1, 1)
+            angles = np.degrees(np.arccos(cosang)).astype(np.float32)
+            flat = _flat(normal_at, n, rows, cols, cov)
+            self.angles.append(angles[flat])
+            self.curved.append(angles[~flat])
+        # the crease test of the intrinsics rows reads the 4 neighbours' normals
+        surf[1:-1, 1:-1] &= cov[1:-1, 2:] & cov[1:-1, :-2] & cov[2:, 1:-1] & cov[:-2, 1:-1]
+        rows, cols = regular_sample(surf, _ROWS_PER_FRAME // 2)
+        agree = np.sum(normal_at(rows, cols) * depth_normals_at(f.depth, f.K, rows, cols), axis=-1)
+        keep = agree >= np.cos(np.radians(GATE_DEG))
+        A, b = intrinsics_rows(f.depth, normal_at, f.K, rows[keep], cols[keep])
+        key = tuple(np.round(f.K[[0, 1, 0, 1], [0, 1, 2, 2]], 9))
+        self.rows.setdefault(key, []).append((A, b))
+
+    def _coverage(self, f: FrameData, cov: np.ndarray | None) -> None:
+        """Depth and ids (both from a pixel's first sample) must agree; a normal only where there
+        is depth. Depth without a normal is allowed: a fractional-alpha surface below the Pass
+        Alpha Threshold over nothing solid (README, Alpha) has depth and id but no normal."""
+        depth = None if f.depth is None else f.depth > 0
+        ids = None if f.ids is None else f.ids > 0
+        ref = depth if depth is not None else ids
+        if ref is None or sum(m is not None for m in (depth, ids, cov)) < 2:
+            return
+        bad = np.zeros(ref.shape, bool)
+        if depth is not None and ids is not None:
+            bad |= depth != ids
+        if cov is not None:
+            bad |= cov & ~ref
+            self.no_normal += int(np.count_nonzero(ref & ~cov))
+        self.pixels += ref.size
+        self.disagree += int(np.count_nonzero(bad))
 
     def _objects(self, f: FrameData) -> None:
         objs = self.things.objs
@@ -120,7 +185,7 @@ class FrameStats:
             if extra:
                 listed_not = ", ".join(map(str, sorted(extra)[:5]))
                 p.append(f"{tag}: instance id(s) {listed_not} not in objects.json")
-            if f.ids is not None:
+            if f.ids is not None and len(objs.object_ids):
                 inside = lab >= 0
                 wrong = inside & (f.ids != objs.object_ids[np.maximum(lab, 0)])
                 if wrong.any():
@@ -186,24 +251,10 @@ class FrameStats:
                 break
 
     def results(self) -> dict[str, dict[str, Any]]:
-        t, seq = self.t, self.seq
+        seq = self.seq
         kinds = set(seq.kinds)
         out: dict[str, dict[str, Any]] = {}
-        if "normal" not in kinds:
-            out["normals"] = check(None, "no normals")
-        else:
-            problems = []
-            med = p90 = None
-            if self.angles:
-                a = np.concatenate(self.angles)
-                med, p90 = float(np.median(a)), float(np.percentile(a, 90))
-                if med > t.normal_deg:
-                    problems.append(f"median angle to depth-derived normals {med:.3g}° > {t.normal_deg}° "
-                                    f"(normal frame '{seq.normal_frame}', depth type '{seq.depth_type}')")
-            if self.unit_err > t.unit_tol:
-                problems.append(f"normals deviate from unit length by {self.unit_err:.3g} > {t.unit_tol}")
-            out["normals"] = check(not problems, "; ".join(problems), median_deg=num(med), p90_deg=num(p90),
-                                   unit_error=num(self.unit_err))
+        out["normals"] = self._normals_verdict()
         out["intrinsics"] = self._intrinsics()
         if "segmentation" not in kinds:
             out["segmentation_ids"] = check(None, "no segmentation")
@@ -219,13 +270,7 @@ class FrameStats:
             out["segmentation_ids"] = check(not problems, "; ".join(problems),
                                             unknown_ids=sorted(self.unknown),
                                             non_integer_pixels=self.non_integer)
-        if self.pixels:
-            frac = self.disagree / self.pixels
-            out["coverage"] = check(frac <= t.coverage_frac, "" if frac <= t.coverage_frac else
-                                    f"depth > 0, id > 0 and |n| > 0 disagree on {100 * frac:.3g}% of pixels",
-                                    disagree_fraction=num(frac))
-        else:
-            out["coverage"] = check(None, "fewer than two of depth, segmentation, normals")
+        out["coverage"] = self._coverage_verdict()
         if self.things.objs is None:
             out["objects"] = check(None, self.things.reason)
         else:
@@ -235,6 +280,46 @@ class FrameStats:
                                    depth_box_ratio=num(self.box_ratio),
                                    instance_image=self.seq.instance_channel is not None)
         return out
+
+    def _normals_verdict(self) -> dict[str, Any]:
+        t, seq = self.t, self.seq
+        if "normal" not in seq.kinds:
+            return check(None, "no normals")
+        kind, filtered = normal_kind(seq.conventions)
+        flat = np.concatenate(self.angles) if self.angles else np.zeros(0, np.float32)
+        curved = np.concatenate(self.curved) if self.curved else np.zeros(0, np.float32)
+        values = {"normal_kind": kind, "filtered": filtered, "flat_pixels": int(flat.size),
+                  "median_deg": num(np.median(flat)) if flat.size else None,
+                  "p90_deg": num(np.percentile(flat, 90)) if flat.size else None,
+                  "curved_pixels": int(curved.size),
+                  "curved_median_deg": num(np.median(curved)) if curved.size else None,
+                  "unit_error": num(self.unit_err)}
+        problems = []
+        if flat.size >= _MIN_FLAT and values["median_deg"] > t.normal_deg:
+            problems.append(f"median angle to depth-derived normals on flat surfaces "
+                            f"{values['median_deg']:.3g}° > {t.normal_deg}° (normal frame "
+                            f"'{seq.normal_frame}', depth type '{seq.depth_type}')")
+        if self.unit_err > t.unit_tol:
+            problems.append(f"normals deviate from unit length by {self.unit_err:.3g} > {t.unit_tol}")
+        if problems:
+            return check(False, "; ".join(problems), **values)
+        if not self.covered_normals:
+            return check(None, "no surface seen", **values)
+        if flat.size < _MIN_FLAT:
+            return check(None, f"direction not checked: {flat.size} pixel(s) on flat surfaces (at least "
+                         f"{_MIN_FLAT} needed); curved or smooth-shaded {kind} normals are not the facets' "
+                         "normals the depth shows (unit length checked)", **values)
+        return check(True, "", **values)
+
+    def _coverage_verdict(self) -> dict[str, Any]:
+        t = self.t
+        if not self.pixels:
+            return check(None, "fewer than two of depth, segmentation, normals")
+        frac = self.disagree / self.pixels
+        ok = frac <= t.coverage_frac
+        return check(ok, "" if ok else f"depth > 0 and id > 0 disagree, or a normal lies where depth says no "
+                     f"surface, on {100 * frac:.3g}% of pixels", disagree_fraction=num(frac),
+                     depth_without_normal=num(self.no_normal / self.pixels))
 
     def _intrinsics(self) -> dict[str, Any]:
         t = self.t

@@ -1,77 +1,93 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Run validate over a sequence or a datasets folder (see the package docstring)."""
+"""Run validate over a sequence or a datasets folder (see the package docstring): the plan
+(:mod:`.plan`: which sequences), the judging of each (never raising: a sequence validate breaks
+on gets the verdict "could not check"), and the report (:mod:`.report`)."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
+import traceback
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from ..layout import MANIFEST, TRANSFORMS
-from ..loader import Dataset, DatasetError, Sequence, load, manifest_problem, manifest_sequences
-from ..lock import FolderBusy, FolderLock
+from ..loader import DatasetError, Sequence
 from ..verify import journal_digest
 from .files import FileCheck, frame_count, schema
 from .flow import FlowStats
 from .frames import FrameStats
-from .report import CHECKS, now, progress_bar, update_manifest_file, verdict, write_report
+from .plan import Target, ValidationPlan, plan
+from .report import CHECKS, build_report, progress_bar, record_in_manifest, verdict, write_report
 from .things import ThingMap, load_frame
 from .thresholds import Thresholds
 from .thresholds import check as _check
 
 
+class _Geometry:
+    """The geometric checks of one sequence, fed frame by frame (two frames in memory)."""
+
+    def __init__(self, seq: Sequence, t: Thresholds, stride: int):
+        self.seq, self.stride = seq, stride
+        self.has_flow = "flow" in seq.kinds
+        self.err: DatasetError | None = None
+        self.prev = None
+        try:
+            self.things = ThingMap(seq.objects)
+            self.fstats = FrameStats(seq, t, self.things)
+            self.flow = FlowStats(t, self.things)
+        except DatasetError as exc:
+            self.err = exc
+
+    def frame(self, i: int, decoded: dict) -> None:
+        if self.err is not None:
+            return
+        seq, stride, prev = self.seq, self.stride, self.prev
+        pair_with_prev = (prev is not None and prev.index == i - 1
+                          and seq.frame_numbers[i] == seq.frame_numbers[i - 1] + 1)
+        if not (i % stride == 0 or (i - 1) % stride == 0):
+            self.prev = None
+            return
+        try:
+            cur = load_frame(seq, i, decoded, self.things, want_flow=self.has_flow)
+            if i % stride == 0:
+                self.fstats.frame(cur)
+            if pair_with_prev and (i - 1) % stride == 0:
+                self.flow.pair(seq, prev, cur)
+        except DatasetError as exc:
+            self.err = exc
+            return
+        self.prev = cur
+
+    def results(self) -> dict[str, dict[str, Any]]:
+        if self.err is not None:
+            return {}
+        out = self.fstats.results()
+        out.update(self.flow.results(self.has_flow))
+        return out
+
+
 def _frames(seq: Sequence, geometry: bool, t: Thresholds, stride: int, progress
             ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], DatasetError | None]:
     """One pass over the frames: the ``files`` check on every frame and, when ``geometry``,
-    every geometric check on the EXR channels the files check decoded (each file read once, two
-    frames in memory at a time). Returns the files check, the geometric checks and the error
-    that stopped them (objects.json malformed or pointing outside), if any."""
+    every geometric check on the EXR channels the files check decoded (each file read once).
+    Returns the files check, the geometric checks and the error that stopped them (objects.json
+    malformed or pointing outside), if any."""
     fc = FileCheck(seq)
-    n = len(seq)
-    has_flow = "flow" in seq.kinds
-    err: DatasetError | None = None
-    if geometry:
-        try:
-            things = ThingMap(seq.objects)
-            fstats = FrameStats(seq, t, things)
-            flow = FlowStats(t, things)
-        except DatasetError as exc:
-            err = exc
+    geo = _Geometry(seq, t, stride) if geometry else None
     last = time.monotonic()
-    prev = None
-    for i in range(n):
+    for i in range(len(seq)):
         decoded = fc.frame(i)
-        if not geometry or err is not None:
-            continue
-        pair_with_prev = (prev is not None and prev.index == i - 1
-                          and seq.frame_numbers[i] == seq.frame_numbers[i - 1] + 1)
-        need = i % stride == 0 or (i - 1) % stride == 0
-        if not need:
-            prev = None
-            continue
-        try:
-            cur = load_frame(seq, i, decoded, things, want_flow=has_flow)
-            if i % stride == 0:
-                fstats.frame(cur)
-            if pair_with_prev and (i - 1) % stride == 0:
-                flow.pair(seq, prev, cur)
-        except DatasetError as exc:
-            err = exc
-            continue
-        prev = cur
+        if geo is not None:
+            geo.frame(i, decoded)
         if progress and time.monotonic() - last > 2.0:
-            progress(f"{seq.path.name}: frame {i + 1}/{n}")
+            progress(f"{seq.path.name}: frame {i + 1}/{len(seq)}")
             last = time.monotonic()
-    out: dict[str, dict[str, Any]] = {}
-    if geometry and err is None:
-        out = fstats.results()
-        out.update(flow.results(has_flow))
-    return fc.result()[0], out, err
+    if geo is None:
+        return fc.result()[0], {}, None
+    return fc.result()[0], geo.results(), geo.err
 
 
 def validate_sequence(path: str | os.PathLike | Sequence, thresholds: Thresholds | None = None, *,
@@ -80,7 +96,8 @@ def validate_sequence(path: str | os.PathLike | Sequence, thresholds: Thresholds
     """Validate one sequence folder (or an already loaded :class:`Sequence`); returns ``{"path",
     "ok", "checks": {name: check}, ...}``. ``stride``: check geometry on every ``stride``-th frame
     (pair) only. ``manifest_frames`` / ``manifest_problem``: what the datasets folder's manifest
-    says of it (its frame count; why it is not part of the dataset, which fails ``frame_count``)."""
+    says of it (its frame count; why it is not part of the dataset, which fails ``frame_count``).
+    A bug of validate's raises (:func:`judge` turns it into a verdict)."""
     t = thresholds or Thresholds()
     t0 = time.monotonic()
     loaded = path if isinstance(path, Sequence) else None
@@ -95,26 +112,21 @@ def validate_sequence(path: str | os.PathLike | Sequence, thresholds: Thresholds
         rep["checks"]["schema"] = _check(False, str(exc))
         rep["failed"] = ["schema"]
         return rep
-    rep["sequence_id"] = seq.id
-    rep["frames"] = len(seq)
-    rep["kinds"] = list(seq.kinds)
+    rep.update(sequence_id=seq.id, frames=len(seq), kinds=list(seq.kinds))
     checks = rep["checks"]
     try:
         checks["schema"] = schema(seq)
     except (DatasetError, ValueError, TypeError) as exc:
         checks["schema"] = _check(False, str(exc))
     checks["frame_count"] = frame_count(seq, manifest_frames, manifest_problem)
-    checks["files"], geometric, err = _frames(seq, bool(checks["schema"]["ok"]), t, max(1, stride),
-                                              progress)
-    if checks["schema"]["ok"]:
-        checks.update(geometric)
-        if err is not None:  # objects.json malformed or pointing outside
-            checks["objects"] = _check(False, str(err))
-            for name in CHECKS[3:]:
-                checks.setdefault(name, _check(None, "skipped: objects.json unusable"))
-    else:
-        for name in CHECKS[3:]:
-            checks[name] = _check(None, "skipped: schema check failed")
+    schema_ok = bool(checks["schema"]["ok"])
+    checks["files"], geometric, err = _frames(seq, schema_ok, t, max(1, stride), progress)
+    checks.update(geometric)
+    if err is not None:  # objects.json malformed or pointing outside
+        checks["objects"] = _check(False, str(err))
+    skipped = "skipped: schema check failed" if not schema_ok else "skipped: objects.json unusable"
+    for name in CHECKS[3:]:
+        checks.setdefault(name, _check(None, skipped))
     rep["failed"] = [k for k in CHECKS if checks.get(k, {}).get("ok") is False]
     rep["not_checked"] = {k: checks[k]["message"] for k in CHECKS if checks.get(k, {}).get("ok") is None}
     rep["ok"] = not rep["failed"]
@@ -122,10 +134,71 @@ def validate_sequence(path: str | os.PathLike | Sequence, thresholds: Thresholds
     return rep
 
 
-# --- datasets, reports, manifest ---------------------------------------------------------
+def could_not_check(path: Path, exc: BaseException) -> dict[str, Any]:
+    """The verdict of a sequence validate broke on: nothing judged, the error and where it was
+    raised (file:line of validate's code) so that it can be reported."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" ({os.path.basename(tb[-1].filename)}:{tb[-1].lineno})" if tb else ""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return {"path": str(path), "ok": False, "checks": {}, "failed": [], "not_checked": {},
+            "error": f"could not check: {type(exc).__name__}: {first}{where}",
+            "journal_sha256": None}
 
-def _manifest_frames(listed: dict[str, dict[str, Any]] | None) -> dict[str, int]:
-    return {k: int(q["num_frames"]) for k, q in (listed or {}).items() if "num_frames" in q}
+
+def judge(target: Target, t: Thresholds, stride: int = 1, loaded: Sequence | None = None,
+          progress=None) -> dict[str, Any]:
+    """:func:`validate_sequence` of ``target``, never raising (but on Ctrl-C): an error of
+    validate's own becomes the verdict :func:`could_not_check`."""
+    try:
+        r = validate_sequence(loaded if loaded is not None else target.path, t, stride=stride,
+                              manifest_frames=target.manifest_frames,
+                              manifest_problem=target.manifest_problem, progress=progress)
+    except Exception as exc:  # noqa: BLE001 - one sequence's verdict, the rest go on
+        r = could_not_check(target.path, exc)
+    r["path"] = target.rel
+    return r
+
+
+def _judge_all(p: ValidationPlan, t: Thresholds, jobs: int, stride: int, say) -> list[dict[str, Any]]:
+    """Every target's verdict, in the plan's order; ``jobs`` > 1: in parallel (processes; threads
+    inside Blender, where forking the bpy process is unsafe and numpy releases the GIL)."""
+    results: dict[int, dict[str, Any]] = {}
+    t0 = time.monotonic()
+    n = len(p.targets)
+
+    def done(k: int, r: dict[str, Any]) -> None:
+        results[k] = r
+        if say:
+            say(progress_bar(len(results), n, t0, verdict(r["path"], r)))
+    if jobs > 1 and n > 1:
+        pool = ThreadPoolExecutor if "bpy" in sys.modules else ProcessPoolExecutor
+        with pool(max_workers=jobs) as ex:
+            futs = {ex.submit(judge, q, t, stride): k for k, q in enumerate(p.targets)}
+            for fut in as_completed(futs):
+                k = futs[fut]
+                try:
+                    r = fut.result()
+                except Exception as exc:  # noqa: BLE001 - a worker process died (BrokenProcessPool)
+                    r = could_not_check(p.targets[k].path, exc)
+                    r["path"] = p.targets[k].rel
+                done(k, r)
+    else:
+        for k, q in enumerate(p.targets):
+            done(k, judge(q, t, stride, p.loaded if q.path == p.root else None, say))
+    return [results[k] for k in range(n)]
+
+
+def thresholds_with(thresholds: Thresholds | None, limits: dict[str, float]) -> Thresholds:
+    """``thresholds`` (default :class:`Thresholds`) with keyword overrides; an unknown name is a
+    ``TypeError`` listing the known ones."""
+    t = thresholds or Thresholds()
+    if not limits:
+        return t
+    names = {f.name for f in fields(Thresholds)}
+    unknown = set(limits) - names
+    if unknown:
+        raise TypeError(f"unknown threshold(s) {', '.join(sorted(unknown))}; use {', '.join(sorted(names))}")
+    return Thresholds(**{**asdict(t), **limits})
 
 
 def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds | None = None,
@@ -136,100 +209,21 @@ def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds |
     ``jobs``: sequences checked in parallel (processes). Threshold overrides can be passed as
     keywords (``flow_px=0.1``) or as a :class:`Thresholds`. ``write``: also write
     ``validation.json`` / ``validation.txt`` into ``path``. ``update_manifest``: record each
-    sequence's result in ``path/manifest.json`` (when it exists). ``progress``: True prints to
-    stderr, or a callable taking one line. Returns ``{"ok", "path", "thresholds", "sequences": [...],
-    "failed": [...]}`` (``failed``: relative paths of failing sequences).
+    sequence's result in the datasets folder's ``manifest.json`` (when there is one).
+    ``progress``: True prints to stderr, or a callable taking one line. Returns the report
+    (:class:`~dataset_forge.dataset.documents.validation.ValidationReport` as a dict: ``{"ok",
+    "path", "thresholds", "sequences": [...], "failed": [...], "could_not_check": [...],
+    "exit_code"}``). Raises :class:`DatasetError` when ``path`` is neither a sequence nor a
+    datasets folder; a sequence validate breaks on is reported, never raised.
     """
-    t = thresholds or Thresholds()
-    if limits:
-        names = {f.name for f in fields(Thresholds)}
-        unknown = set(limits) - names
-        if unknown:
-            raise TypeError(f"unknown threshold(s) {', '.join(sorted(unknown))}; "
-                            f"use {', '.join(sorted(names))}")
-        t = Thresholds(**{**asdict(t), **limits})
+    t = thresholds_with(thresholds, limits)
     say = (lambda line: print(f"validate: {line}", file=sys.stderr, flush=True)) if progress is True \
         else (progress or None)
-    root = Path(path)
-    if root.is_file() and root.name == TRANSFORMS:
-        root = root.parent
-    try:
-        src: Sequence | Dataset | None = load(root)
-    except DatasetError:
-        if not (root / TRANSFORMS).is_file():
-            raise
-        src = None  # a sequence folder that does not load: validate_sequence reports why
-    if isinstance(src, Dataset):
-        seq_paths, manifest_root, manifest = list(src.sequence_paths), root, src.manifest
-    else:
-        seq_paths, (manifest_root, manifest) = [root], _manifest_above(root)
-    listed_seqs = manifest_sequences(manifest)
-    listed = _manifest_frames(listed_seqs)
-    if isinstance(src, Dataset):
-        # sequences on disk the manifest does not count as complete fail frame_count (the loader
-        # skips them); those it promises but that have no transforms.json fail as such
-        seq_paths = sorted(seq_paths + list(src.skipped))
-        seq_paths += [root / q for q in listed if (root / q) not in seq_paths]
-    rel = {p: (p.relative_to(root).as_posix() if p != root else ".") for p in seq_paths}
-    mrel = {p: p.relative_to(manifest_root).as_posix() for p in seq_paths} if manifest_root else {}
-    mframes = {p: listed.get(mrel.get(p, ""), None) for p in seq_paths}
-    mprob = {p: manifest_problem(listed_seqs, mrel[p]) if p in mrel else None for p in seq_paths}
-    results: dict[Path, dict[str, Any]] = {}
+    p = plan(path)
     t0 = time.monotonic()
-    if jobs > 1 and len(seq_paths) > 1:
-        # Inside Blender forking the bpy process is unsafe: threads there (numpy releases the GIL).
-        pool = ThreadPoolExecutor if "bpy" in sys.modules else ProcessPoolExecutor
-        with pool(max_workers=jobs) as ex:
-            futs = {ex.submit(validate_sequence, p, t, stride=stride, manifest_frames=mframes[p],
-                              manifest_problem=mprob[p]): p for p in seq_paths}
-            for fut in as_completed(futs):
-                p = futs[fut]
-                results[p] = fut.result()
-                if say:
-                    say(progress_bar(len(results), len(seq_paths), t0, verdict(rel[p], results[p])))
-    else:
-        for p in seq_paths:
-            # a sequence folder was loaded above already: validate that Sequence, not a second read
-            results[p] = validate_sequence(src if isinstance(src, Sequence) else p, t, stride=stride,
-                                           manifest_frames=mframes[p],
-                                           manifest_problem=mprob[p], progress=say)
-            if say:
-                say(progress_bar(len(results), len(seq_paths), t0, verdict(rel[p], results[p])))
-    seqs = []
-    for p in seq_paths:
-        r = results[p]
-        r["path"] = rel[p]
-        seqs.append(r)
-    report = {"ok": all(r["ok"] for r in seqs), "path": str(root), "checked": now(),
-              "seconds": round(time.monotonic() - t0, 3), "thresholds": asdict(t),
-              "sequences": seqs, "failed": [r["path"] for r in seqs if not r["ok"]]}
-    if update_manifest and manifest is not None:
-        try:  # the manifest's owner is the run that holds the folder: never overwrite its manifest
-            with FolderLock(manifest_root):
-                update_manifest_file(manifest_root / MANIFEST, report, {rel[p]: mrel[p] for p in seq_paths},
-                                     summary=isinstance(src, Dataset))
-        except FolderBusy as exc:
-            report["manifest_not_updated"] = (f"{manifest_root / MANIFEST} not updated: {exc}; "
-                                              "validate again once it finishes")
-            if say:
-                say(report["manifest_not_updated"])
+    report = build_report(p, t, _judge_all(p, t, jobs, stride, say), time.monotonic() - t0)
+    if update_manifest and p.manifest is not None:
+        record_in_manifest(p, report, say)
     if write:
-        write_report(report, root)
-    return report
-
-
-def _manifest_above(seq: Path) -> tuple[Path | None, dict[str, Any] | None]:
-    """The datasets folder above sequence folder ``seq`` (renders/SCENE/SEQ) whose Dataset Forge
-    manifest.json describes it (listed or not: an unlisted folder is not part of the dataset),
-    and that manifest; ``(None, None)`` when there is none."""
-    for up in list(seq.resolve().parents)[:3]:
-        m = up / MANIFEST
-        if m.is_file():
-            try:
-                doc = json.loads(m.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                return None, None
-            return (up, doc) if manifest_sequences(doc) is not None else (None, None)
-    return None, None
-
-
+        write_report(report, p.root)
+    return report.to_dict()
