@@ -37,6 +37,7 @@ import bpy
 
 from ..dataset import camera as cam_model
 from ..dataset import layout
+from ..dataset.documents import objects as object_records
 from ..dataset.transforms import write_json_atomic
 from ..settings import Settings
 from . import compat, scene_setup, segmentation
@@ -78,6 +79,7 @@ class PassRig:
         self._factor_k: cam_model.Intrinsics | None = None
         self.ids: dict[str, int] = {}
         self.tracker: ObjectTracker | None = None
+        self.records: object_records.SequenceWriter | None = None
         self._ids_doc: dict[str, Any] = {}
         if not self.kinds:
             return
@@ -90,6 +92,10 @@ class PassRig:
     # -- worker interface ------------------------------------------------------------------
     def frame_files(self, frame: int) -> dict[str, str]:
         return {layout.KINDS[k].key: layout.gt_file(k, frame) for k in self.kinds}
+
+    def record_files(self, frame: int) -> list[str]:
+        """The frame's object record (with segmentations): journaled with it, not in transforms.json."""
+        return [layout.objects_file(frame)] if self.records is not None else []
 
     def prepare_frame(self, frame: int) -> None:
         if not self.kinds:
@@ -114,6 +120,11 @@ class PassRig:
         final = self.seq_dir / layout.gt_file("segmentation", frame)
         raw = self._raw_dir() / f"{RAW_STEM}_{layout.frame_digits(frame)}.exr"
         self.tracker.finish_frame(frame, raw if rendered else None, final)
+        done = self.tracker.frames.pop(frame)  # written once as the frame's record, not kept
+        if rendered:
+            self.records.frame(object_records.record_from_tracker(done))
+        else:
+            self.records.kept(frame)
 
     def finish_sequence(self) -> dict[str, Any]:
         """Write ``objects.json`` and the instance map of ``segmentation_ids.json``; returns
@@ -122,9 +133,8 @@ class PassRig:
             self._remove_flow_masks()
             return {}
         t = self.tracker
-        write_json_atomic(self.seq_dir / layout.OBJECTS_FILE, t.document())
-        write_json_atomic(self.seq_dir / layout.IDS_FILE, {**self._ids_doc,
-                                                           "instances": t.instances_doc()})
+        _, listed = self.records.finish(t.infos)
+        write_json_atomic(self.seq_dir / layout.IDS_FILE, {**self._ids_doc, "instances": listed})
         self._remove_flow_masks()
         try:
             self._raw_dir().rmdir()
@@ -394,3 +404,4 @@ class PassRig:
             return {o.name_full for o in segmentation.rendered_objects(self.scene, vl)}
         self.tracker = ObjectTracker(self.scene, self.ids, classes, rendered,
                                      self.settings.exr_codec)
+        self.records = object_records.SequenceWriter(self.seq_dir, self.settings.object_records)
