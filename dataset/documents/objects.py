@@ -491,3 +491,18 @@ def record_from_tracker(frame_doc: dict[str, Any]) -> FrameRecord:
         {"instance_id": int(e["instance_id"]), "object_id": 0} for e in frame_doc["instances"]],
         "frames": [frame_doc]}, f"frame {frame_doc['frame']}")
     return recs[int(frame_doc["frame"])]
+
+
+def upgrade_v1(seq_dir: str | os.PathLike, doc: Any, mode: str = "all") -> ObjectsDoc:
+    """Write version-1 ``objects.json`` document ``doc`` as schema 2 into ``seq_dir`` (a record
+    per frame, then ``objects.json``). Every entry needs its boxes (``bbox_3d``, ``bbox_obj``,
+    ``bbox_visib``, ``px_count_visib``). The records are not in the frames' journal lines: a
+    resumed render renders those frames again."""
+    seq_dir = Path(seq_dir)
+    rows, records, _ = v1_records(doc, str(seq_dir / layout.OBJECTS_FILE))
+    w = SequenceWriter(seq_dir, mode)
+    for frame in sorted(records):
+        r = records[frame]
+        w.frame(FrameRecord.make(frame, r.camera, f"{seq_dir / layout.OBJECTS_FILE} frame {frame}",
+                                 **{k: getattr(r, k) for k in ARRAYS}))
+    return w.finish({r.instance_id: r.to_dict() for r in rows})[0]
