@@ -237,7 +237,8 @@ class Frame:
 
     @property
     def objects(self) -> FrameObjects | None:
-        """This frame's instances from ``objects.json`` as arrays, or None without one."""
+        """The instances this frame's object record lists, as arrays (:class:`FrameObjects`), or
+        None when the sequence has no ``objects.json``."""
         objs = self.sequence.objects
         return None if objs is None else objs.frame(self.index)
 

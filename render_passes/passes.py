@@ -24,7 +24,8 @@ need no fix afterwards (docs/ground_truth.md):
 * segmentation: Object Index pass with ``pass_index`` = our object id (restored in teardown) and
   the Depth pass, written raw to ``segmentations/.raw/``; after the render
   :class:`objects.ObjectTracker` turns them into object + instance ids and ``objects.json``
-  (``finish_frame``, ``finish_sequence``; format in ``dataset/objects.py``).
+  (``finish_frame``: the frame's record ``objects/objects_NNNNNN.npz``, journaled with it
+  (``record_files``); ``finish_sequence``: the table; format in ``dataset/documents/objects.py``).
 """
 
 from __future__ import annotations

@@ -109,6 +109,26 @@ def test_truncated_record_fails_its_write_check(tmp_path):
         FrameRecord.read(p)
 
 
+def test_a_journaled_record_counts_like_an_image(tmp_path):
+    """A frame whose record is journaled is done while the record keeps its size; a frame
+    journaled without one (an older version's line) or with a damaged one is not."""
+    from dataset_forge.dataset.journal import Journal
+
+    rel = layout.objects_file(3)
+    _record(frame=3).write(tmp_path / rel)
+    j = Journal(tmp_path)
+    j.mark_done(3, [rel])
+    j.mark_done(4, [])  # journaled before frames had records
+    j = Journal(tmp_path)  # as a resumed run reads it
+    assert j.is_done(3, [rel]) and not j.is_done(4, [layout.objects_file(4)])
+    with open(tmp_path / rel, "ab") as fh:
+        fh.write(b"\0")
+    assert not Journal(tmp_path).is_done(3, [rel])
+    (tmp_path / "objects" / "objects_000005.npz").write_bytes(b"PK")
+    with pytest.raises(verify.WriteError, match="objects_000005.npz"):
+        Journal(tmp_path).mark_done(5, [layout.objects_file(5)])
+
+
 def test_record_refuses_wrong_arrays_naming_them():
     good = {k: getattr(_record(), k) for k in ARRAYS}
     with pytest.raises(DocumentError, match=r"r\.box_hi: shape \(3, 4\)"):

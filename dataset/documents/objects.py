@@ -395,6 +395,9 @@ class ObjectsSource:
         schema = raw.get("schema") if isinstance(raw, dict) else None
         self._v1: dict[int, FrameRecord] | None = None
         self.v1_object_to_camera: dict[int, np.ndarray] | None = None
+        if schema not in (SCHEMA_V1, SCHEMA, None):
+            raise fail(where, f"schema {schema!r} is not one this version reads ({SCHEMA_V1!r}, "
+                              f"{SCHEMA!r}); update dataset_forge")
         if schema in (SCHEMA_V1, None):
             self.schema = SCHEMA_V1
             rows, self._v1, self.v1_object_to_camera = v1_records(raw, where)
