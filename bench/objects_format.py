@@ -2,7 +2,7 @@
 """Size and write/read time of one frame's object records at N instances, per candidate format
 (interleaved rounds, same process). Prints numbers; asserts nothing.
 
-    .venv/bin/python bench/objects_format.py [--n 5000 50000] [--rounds 3]
+    .venv/bin/python bench/objects_format.py [--n 5000 50000] [--rounds 3] [--sequence 1.0 0.3]
 
 Synthetic records: instances of 20 meshes (shared object-space boxes) scattered with random
 rotation, scale and position; amodal boxes random floats; visible boxes small integers.
@@ -26,6 +26,8 @@ from dataset_forge.dataset.documents.objects import FrameRecord  # noqa: E402
 
 
 def synthetic(n: int, seed: int = 0) -> FrameRecord:
+    """``n`` instances (the same ids for every seed); poses and boxes from ``seed``."""
+    ids = np.sort(np.random.default_rng(0).choice(2**31 - 2, n, replace=False) + 1).astype(np.uint32)
     rng = np.random.default_rng(seed)
     q = rng.normal(size=(n, 4))
     q /= np.linalg.norm(q, axis=1, keepdims=True)
@@ -39,7 +41,6 @@ def synthetic(n: int, seed: int = 0) -> FrameRecord:
     m[:, 3, 3] = 1
     mesh = rng.integers(0, 20, n)
     half = rng.uniform(0.1, 1, (20, 3))[mesh]
-    ids = np.sort(rng.choice(2**31 - 2, n, replace=False) + 1).astype(np.uint32)
     xy = rng.uniform(0, 1800, (n, 2))
     return FrameRecord.make(1, "Camera", instance_id=ids, object_to_world=m, box_lo=-half, box_hi=half,
                             bbox_obj=np.c_[xy, rng.uniform(1, 80, (n, 2))],
@@ -60,12 +61,54 @@ def jsonl(rec: FrameRecord) -> bytes:
     return out.getvalue().encode()
 
 
+def sequence(n: int, frames: int, visible: float, tmp: Path) -> None:
+    """A sequence of ``frames`` records of ``n`` instances, a fraction ``visible`` of them with
+    pixels, written as the worker writes them (default mode), and the table at the end."""
+    from dataset_forge.dataset.documents.objects import ObjectsSource, SequenceWriter
+
+    seq = tmp / f"seq_{n}_{visible}"
+    w = SequenceWriter(seq, "visible")
+    rng = np.random.default_rng(1)
+    t0 = time.perf_counter()
+    for f in range(1, frames + 1):
+        r = synthetic(n, seed=f)
+        px = np.where(rng.random(n) < visible, r.px_count_visib, 0)
+        w.frame(FrameRecord.make(f, "Camera", **{**{k: getattr(r, k) for k in (
+            "instance_id", "object_to_world", "box_lo", "box_hi", "bbox_obj", "bbox_visib")},
+            "px_count_visib": px}))
+    t1 = time.perf_counter()
+    ids = synthetic(n).instance_id
+    rows = {int(i): {"instance_id": int(i), "object_id": 1 + int(i) % 20, "object": f"Rock.{int(i) % 20:03d}",
+                     "instancer_chain": ["Scatter"], "persistent_id": [int(i) % 100000],
+                     "category": "rock", "deforming": False} for i in ids}
+    t2 = time.perf_counter()
+    w.finish(rows)
+    t3 = time.perf_counter()
+    src = ObjectsSource(seq, seq / "objects.json")
+    for f in src.doc.frames:
+        rec = src.record(f)
+        rec.bbox_3d(), rec.object_to_camera(np.eye(4))
+    t4 = time.perf_counter()
+    recs = sum(p.stat().st_size for p in (seq / "objects").iterdir())
+    table = (seq / "objects.json").stat().st_size
+    print(f"sequence N={n} x {frames} frames, {visible:.0%} visible: records {recs / 1e6:.1f} MB, "
+          f"objects.json {table / 1e6:.2f} MB ({len(src.rows)} rows), total {(recs + table) / 1e6:.1f} MB; "
+          f"write {t1 - t0:.2f} s, table {t3 - t2:.2f} s, read + derive all frames {t4 - t3:.2f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, nargs="+", default=[5000, 50000])
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--sequence", type=float, nargs="*", default=None, metavar="VISIBLE",
+                    help="also write 6-frame sequences with these visible fractions")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
+    for n in a.n:
+        for v in a.sequence or []:
+            sequence(n, 6, v, tmp)
+    if a.sequence:
+        return
     fmts = {
         "npz": (lambda r, p: np.savez(p, **r.arrays()), lambda p: dict(np.load(p))),
         "npz_compressed": (lambda r, p: r.write(p), lambda p: FrameRecord.read(p)),

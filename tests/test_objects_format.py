@@ -129,6 +129,19 @@ def test_a_journaled_record_counts_like_an_image(tmp_path):
         Journal(tmp_path).mark_done(5, [layout.objects_file(5)])
 
 
+def test_a_reset_removes_the_records_and_keeps_user_files(tmp_path):
+    """A sequence re-rendered from scratch (``on_change rerender``) loses its old records."""
+    from dataset_forge.dataset.provenance import reset_sequence
+
+    for f in (1, 2):
+        _record(frame=f).write(tmp_path / layout.objects_file(f))
+    (tmp_path / "objects" / "notes.txt").write_text("mine")
+    (tmp_path / layout.OBJECTS_FILE).write_text("{}")
+    reset_sequence(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "objects").iterdir()) == ["notes.txt"]
+    assert not (tmp_path / layout.OBJECTS_FILE).exists()
+
+
 def test_record_refuses_wrong_arrays_naming_them():
     good = {k: getattr(_record(), k) for k in ARRAYS}
     with pytest.raises(DocumentError, match=r"r\.box_hi: shape \(3, 4\)"):
