@@ -165,10 +165,11 @@ class ObjectsDoc:
 
         from ..transforms import write_text_atomic
 
+        enc = json.JSONEncoder(separators=(",", ":")).encode  # one encoder for every row
         d = self.to_dict()
         rows = d.pop("instances")
-        head = json.dumps(d, separators=(",", ":"))[:-1]
-        body = ",\n".join(json.dumps(r, separators=(",", ":")) for r in rows)
+        head = enc(d)[:-1]
+        body = ",\n".join(map(enc, rows))
         write_text_atomic(path, f'{head},"instances":[\n{body}\n]}}\n' if rows
                           else f'{head},"instances":[]}}\n')
 
