@@ -46,6 +46,7 @@ STRATEGIES = ("uniform", "random")
 DEPTH_TYPES = ("planar", "distance")
 NORMAL_FRAMES = ("camera", "world")
 ON_CHANGE = ("refuse", "rerender")
+RECORD_MODES = ("visible", "frustum", "all")  # object_records (dataset/documents/objects.py)
 
 
 # Panel sections (panels/dataset.py): a field's ``panel`` metadata names one of them.
@@ -137,6 +138,12 @@ class Settings:
                            "instead of failing when ground truth is requested (with it on, depth, "
                            "normals, flow and ids come from rays through a random point of the "
                            "lens)", "Ground truth", label="Disable Depth of Field")
+    object_records: str = _f("visible", "With segmentations: which instances each frame's object "
+                             "record lists (objects/objects_NNNNNN.npz): visible ones (at least "
+                             "one pixel), those in the camera frustum, or every drawn instance",
+                             "Ground truth", label="Object Records", choices=RECORD_MODES,
+                             enum_labels={"visible": "Visible", "frustum": "In Frustum",
+                                          "all": "All Drawn"}, active_if="segmentations")
 
     # -- Render ------------------------------------------------------------------------------
     width: int = _f(512, "Image width in pixels (0: keep the scene's resolution)", "Render",

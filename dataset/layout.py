@@ -12,7 +12,8 @@ of spelling them out. A sequence folder::
       flows/flow_NNNNNN.exr                      with flows
       segmentations/segmentation_NNNNNN.exr      with segmentations (+ segmentation_ids.json)
       previews/KIND/KIND_NNNNNN.png              with debug previews
-      transforms.json, info.json, objects.json
+      objects/objects_NNNNNN.npz                 with segmentations: the frame's object records
+      transforms.json, info.json, objects.json   (objects.json: the instance table)
       .dataset_forge_journal.jsonl               the resume journal
 
 ``NNNNNN`` is the frame number on the (stretched) timeline, :data:`DIGITS` digits, zero-padded
@@ -154,6 +155,14 @@ FRAME_CAMERA_KEY = "camera"                  # transforms.json frames[i]: the fr
 CAMERAS_KEY = "cameras"                      # transforms.json top level: cameras in order of use
 FLOW_FORWARD_VALID = "flow_forward_valid"    # transforms.json frames[i], false across a cut
 FLOW_BACKWARD_VALID = "flow_backward_valid"
+# Per-frame object records (dataset/documents/objects.py FrameRecord), one .npz per frame
+OBJECTS_FOLDER, OBJECTS_STEM, OBJECTS_EXT = "objects", "objects", "npz"
+
+
+def objects_file(frame: int) -> str:
+    """``objects/objects_NNNNNN.npz``: the object record of ``frame``, relative to the sequence."""
+    return f"{OBJECTS_FOLDER}/{OBJECTS_STEM}_{frame_digits(frame)}.{OBJECTS_EXT}"
+
 
 # -- Provenance (what produced a sequence; see dataset/provenance.py) ------------------------------
 PROVENANCE = "provenance.json"

@@ -6,14 +6,14 @@ and the per-pixel instance ids of the segmentation EXR (``Sequence.objects``,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import exr
-from .loader_schema import DatasetError, _read_json
+from .loader_schema import DatasetError
 from .objects import INSTANCE_CHANNEL
 
 # Channels of the segmentation EXR that may hold the per-pixel instance id when ``conventions``
@@ -30,8 +30,11 @@ def _instance_ids(raw: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class FrameObjects:
-    """The ``N`` instances visible in one frame (``objects.json``), as arrays (see
-    ``dataset/objects.py`` for the conventions)."""
+    """The ``N`` instances one frame's object record lists (visible ones by default; see
+    ``objects.json`` ``records``), as arrays sorted by instance id. Stored: ids,
+    ``object_to_world``, ``box_lo``/``box_hi``, ``bbox_obj``, ``bbox_visib``, ``px_count_visib``;
+    derived: ``object_to_camera`` (from the frame's ``transform_matrix``; version-1 files: as
+    stored) and ``bbox_3d`` (see ``dataset/documents/objects.py``)."""
 
     frame: int
     camera: str | None
@@ -46,106 +49,145 @@ class FrameObjects:
     bbox_obj: np.ndarray          # (N, 4) float64 [x, y, w, h] amodal, clipped
     bbox_visib: np.ndarray        # (N, 4) int64 [x, y, w, h] of the visible pixels
     px_count_visib: np.ndarray    # (N,) int64
+    box_lo: np.ndarray | None = None    # (N, 3) float64 object-space box of the evaluated geometry
+    box_hi: np.ndarray | None = None    # (N, 3) float64
+    columns: np.ndarray | None = None   # (N,) int64 row of each in Objects' instance table
 
     def __len__(self) -> int:
         return len(self.instance_ids)
 
 
-@dataclass
-class Objects:
-    """``objects.json`` of a sequence as dense arrays over ``F`` frames (the sequence's, in
-    order) and ``I`` instances; an instance absent from a frame has ``present[f, i] = False`` and
-    NaN (``-1`` for integers) in that frame's entries."""
+_DENSE = ("present", "object_to_world", "object_to_camera", "bbox_3d", "bbox_obj", "bbox_visib",
+          "px_count_visib")
 
-    instance_ids: np.ndarray      # (I,) int64
-    object_ids: np.ndarray        # (I,) int64
-    names: list[str]
-    categories: list[str]
-    instancer_chains: list[list[str]]
-    deforming: np.ndarray         # (I,) bool
-    cameras: list[str | None]     # (F,)
-    present: np.ndarray           # (F, I) bool
-    object_to_world: np.ndarray   # (F, I, 4, 4)
-    object_to_camera: np.ndarray  # (F, I, 4, 4)
-    bbox_3d: np.ndarray           # (F, I, 8, 3)
-    bbox_obj: np.ndarray          # (F, I, 4)
-    bbox_visib: np.ndarray        # (F, I, 4) int64
-    px_count_visib: np.ndarray    # (F, I) int64
-    frames: list[int] = field(default_factory=list)
+
+class Objects:
+    """A sequence's objects (``objects.json`` and its per-frame records, schema 2, or a version-1
+    ``objects.json``): the instance table as ``(I,)`` arrays sorted by instance id, and each
+    frame's record read when asked (:meth:`frame`, :meth:`record`: one file per frame).
+
+    The dense ``(F, I, ...)`` views ``present``, ``object_to_world``, ``object_to_camera``,
+    ``bbox_3d``, ``bbox_obj``, ``bbox_visib``, ``px_count_visib`` (NaN / ``-1`` where a frame does
+    not list an instance) read every record and take ``F x I`` memory: built on first use, for
+    short sequences; per-frame code uses :meth:`frame`."""
+
+    def __init__(self, source: Any, frame_numbers: list[int], poses: Any):
+        from .documents.objects_files import ObjectsSource
+
+        self.source: ObjectsSource = source
+        self._poses = poses  # () -> (F, 4, 4) camera-to-world, Blender axes
+        rows = source.rows
+        self.schema: str = source.schema
+        self.records: str = source.doc.records
+        self.instance_ids = np.array([r.instance_id for r in rows], np.int64)
+        self.object_ids = np.array([r.object_id for r in rows], np.int64)
+        self.names = [r.object for r in rows]
+        self.categories = [r.category for r in rows]
+        self.instancer_chains = [list(r.instancer_chain) for r in rows]
+        self.persistent_ids = [list(r.persistent_id) for r in rows]
+        self.deforming = np.array([r.deforming for r in rows], bool)
+        self.frames = [int(n) for n in frame_numbers]
+        self._cache: dict[int, Any] = {}
+        self._dense: dict[str, np.ndarray] | None = None
+        self._cameras: list[str | None] | None = None
 
     def index(self) -> dict[int, int]:
         """``{instance_id: column}``."""
         return {int(k): i for i, k in enumerate(self.instance_ids)}
 
+    def _error(self, exc: Exception) -> DatasetError:
+        return DatasetError(str(exc))
+
+    def record(self, f: int):
+        """The :class:`~dataset_forge.dataset.documents.objects.FrameRecord` of frame ``f`` (index
+        into the sequence), or None when it has none. The last two are kept."""
+        from .documents.base import DocumentError
+
+        if f in self._cache:
+            return self._cache[f]
+        try:
+            rec = self.source.record(self.frames[f])
+        except DocumentError as exc:
+            raise self._error(exc) from None
+        if len(self._cache) >= 2:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[f] = rec
+        return rec
+
+    @property
+    def cameras(self) -> list[str | None]:
+        """``(F,)`` camera name of each frame's record (None without one)."""
+        if self._cameras is None:
+            self._cameras = []
+            for f in range(len(self.frames)):
+                rec = self.record(f)
+                self._cameras.append(None if rec is None or not rec.camera else rec.camera)
+        return self._cameras
+
+    def columns(self, ids: np.ndarray, where: str = "") -> np.ndarray:
+        """Row of each instance id in the table (a :class:`DatasetError` for one not in it)."""
+        ids = np.asarray(ids, np.int64)
+        j = np.clip(np.searchsorted(self.instance_ids, ids), 0, max(len(self.instance_ids) - 1, 0))
+        ok = (self.instance_ids[j] == ids) if len(self.instance_ids) else np.zeros(len(ids), bool)
+        if not ok.all():
+            raise DatasetError(f"{self.source.path}: {where}instance {int(ids[~ok][0])} is not in "
+                               "'instances'")
+        return j.astype(np.int64)
+
     def frame(self, f: int) -> FrameObjects:
-        """Frame ``f`` (index into the sequence) with only its present instances."""
-        m = self.present[f]
-        pick = np.flatnonzero(m)
+        """Frame ``f`` (index into the sequence): the instances its record lists."""
+        from .documents.objects import FrameRecord
+
+        rec = self.record(f)
+        if rec is None:
+            rec = FrameRecord.empty(self.frames[f], "")
+        cols = self.columns(rec.instance_id, f"frame {rec.frame}: ")
+        stored = (self.source.v1_object_to_camera or {}).get(rec.frame)
+        if stored is not None:
+            o2c = stored
+        else:
+            o2c = rec.object_to_camera(self._poses()[f]) if len(rec) else np.zeros((0, 4, 4))
         return FrameObjects(
-            frame=self.frames[f], camera=self.cameras[f], instance_ids=self.instance_ids[m],
-            object_ids=self.object_ids[m], names=[self.names[i] for i in pick],
-            categories=[self.categories[i] for i in pick], deforming=self.deforming[m],
-            object_to_world=self.object_to_world[f, m], object_to_camera=self.object_to_camera[f, m],
-            bbox_3d=self.bbox_3d[f, m], bbox_obj=self.bbox_obj[f, m], bbox_visib=self.bbox_visib[f, m],
-            px_count_visib=self.px_count_visib[f, m])
+            frame=rec.frame, camera=rec.camera or None, instance_ids=rec.instance_id.astype(np.int64),
+            object_ids=self.object_ids[cols], names=[self.names[c] for c in cols],
+            categories=[self.categories[c] for c in cols], deforming=self.deforming[cols],
+            object_to_world=rec.object_to_world, object_to_camera=o2c, bbox_3d=rec.bbox_3d(),
+            bbox_obj=rec.bbox_obj, bbox_visib=rec.bbox_visib.astype(np.int64),
+            px_count_visib=rec.px_count_visib, box_lo=rec.box_lo, box_hi=rec.box_hi, columns=cols)
+
+    def _build_dense(self) -> dict[str, np.ndarray]:
+        n_f, n_i = len(self.frames), len(self.instance_ids)
+        d = {"present": np.zeros((n_f, n_i), bool),
+             "object_to_world": np.full((n_f, n_i, 4, 4), np.nan),
+             "object_to_camera": np.full((n_f, n_i, 4, 4), np.nan),
+             "bbox_3d": np.full((n_f, n_i, 8, 3), np.nan), "bbox_obj": np.full((n_f, n_i, 4), np.nan),
+             "bbox_visib": np.full((n_f, n_i, 4), -1, np.int64),
+             "px_count_visib": np.full((n_f, n_i), -1, np.int64)}
+        for f in range(n_f):
+            fo = self.frame(f)
+            c = fo.columns
+            d["present"][f, c] = True
+            for k in _DENSE[1:]:
+                d[k][f, c] = getattr(fo, k)
+        return d
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _DENSE:
+            if self.__dict__.get("_dense") is None:
+                self._dense = self._build_dense()
+            return self._dense[name]
+        raise AttributeError(name)
 
     @classmethod
-    def from_doc(cls, doc: Any, frame_numbers: list[int], path: Path) -> Objects:
-        """Arrays from an ``objects.json`` document; frames are matched by frame number (a frame
-        of the sequence that ``objects.json`` lacks has no instances and camera None)."""
-        def bad(msg: str) -> DatasetError:
-            return DatasetError(f"{path}: {msg}")
-        if not isinstance(doc, dict) or not isinstance(doc.get("instances"), list) \
-                or not isinstance(doc.get("frames"), list):
-            raise bad("not an objects.json document (needs 'instances' and 'frames' lists)")
-        try:
-            infos = doc["instances"]
-            ids = np.array([int(i["instance_id"]) for i in infos], np.int64)
-            col = {int(k): i for i, k in enumerate(ids)}
-            if len(col) != len(ids):
-                raise bad("an instance_id is listed twice")
-            n_f, n_i = len(frame_numbers), len(ids)
-            row = {int(n): f for f, n in enumerate(frame_numbers)}
-            out = cls(
-                instance_ids=ids, object_ids=np.array([int(i.get("object_id", 0)) for i in infos], np.int64),
-                names=[str(i.get("object", "")) for i in infos],
-                categories=[str(i.get("category", "")) for i in infos],
-                instancer_chains=[list(i.get("instancer_chain") or []) for i in infos],
-                deforming=np.array([bool(i.get("deforming", False)) for i in infos], bool),
-                cameras=[None] * n_f, present=np.zeros((n_f, n_i), bool),
-                object_to_world=np.full((n_f, n_i, 4, 4), np.nan),
-                object_to_camera=np.full((n_f, n_i, 4, 4), np.nan),
-                bbox_3d=np.full((n_f, n_i, 8, 3), np.nan), bbox_obj=np.full((n_f, n_i, 4), np.nan),
-                bbox_visib=np.full((n_f, n_i, 4), -1, np.int64),
-                px_count_visib=np.full((n_f, n_i), -1, np.int64), frames=[int(n) for n in frame_numbers])
-            for fr in doc["frames"]:
-                f = row.get(int(fr["frame"]))
-                if f is None:
-                    continue
-                out.cameras[f] = None if fr.get("camera") is None else str(fr["camera"])
-                for inst in fr.get("instances", []):
-                    i = col.get(int(inst["instance_id"]))
-                    if i is None:
-                        raise bad(f"frame {fr['frame']}: instance {inst['instance_id']} is not in "
-                                  "'instances'")
-                    out.present[f, i] = True
-                    out.object_to_world[f, i] = np.asarray(inst["object_to_world"], float).reshape(4, 4)
-                    if inst.get("object_to_camera") is not None:
-                        out.object_to_camera[f, i] = np.asarray(inst["object_to_camera"], float).reshape(4, 4)
-                    if inst.get("bbox_3d") is not None:
-                        out.bbox_3d[f, i] = np.asarray(inst["bbox_3d"], float).reshape(8, 3)
-                    if inst.get("bbox_obj") is not None:
-                        out.bbox_obj[f, i] = np.asarray(inst["bbox_obj"], float).reshape(4)
-                    if inst.get("bbox_visib") is not None:
-                        out.bbox_visib[f, i] = np.asarray(inst["bbox_visib"], np.int64).reshape(4)
-                    if inst.get("px_count_visib") is not None:
-                        out.px_count_visib[f, i] = int(inst["px_count_visib"])
-        except DatasetError:
-            raise
-        except (KeyError, ValueError, TypeError) as exc:
-            raise bad(f"malformed ({type(exc).__name__}: {exc})") from None
-        return out
+    def read(cls, seq_dir: Path, path: Path, frame_numbers: list[int], poses: Any) -> Objects:
+        """The objects of sequence folder ``seq_dir`` from its ``objects.json`` ``path``."""
+        from .documents.base import DocumentError
+        from .documents.objects_files import ObjectsSource
 
+        try:
+            return cls(ObjectsSource(seq_dir, path), frame_numbers, poses)
+        except DocumentError as exc:
+            raise DatasetError(str(exc)) from None
 
 
 class SequenceObjects:
@@ -155,10 +197,12 @@ class SequenceObjects:
 
     @property
     def objects(self) -> Objects | None:
-        """``objects.json`` as arrays (:class:`Objects`), or None when the sequence has none."""
+        """The sequence's objects (:class:`Objects`: ``objects.json`` and its per-frame records), or
+        None when it has none."""
         if self._objects is False:
             p = self._objects_path
-            self._objects = Objects.from_doc(_read_json(p), self.frame_numbers, p) if p.is_file() else None
+            self._objects = Objects.read(self.path, p, self.frame_numbers, lambda: self.poses) \
+                if p.is_file() else None
         return self._objects  # type: ignore[return-value]
 
     @property
@@ -196,6 +240,7 @@ class FrameObjectsMixin:
 
     @property
     def objects(self) -> FrameObjects | None:
-        """This frame's instances from ``objects.json`` as arrays, or None without one."""
+        """The instances this frame's object record lists, as arrays (:class:`FrameObjects`), or
+        None when the sequence has no ``objects.json``."""
         objs = self.sequence.objects
         return None if objs is None else objs.frame(self.index)

@@ -51,7 +51,8 @@ NOT_FINGERPRINTED = frozenset({
 })
 
 # What a reset removes: the files the layout defines for a sequence (user files stay).
-_DATA_FOLDERS = (layout.RGB_FOLDER, *(k.folder for k in layout.KINDS.values()), layout.PREVIEWS)
+_DATA_FOLDERS = (layout.RGB_FOLDER, *(k.folder for k in layout.KINDS.values()), layout.OBJECTS_FOLDER,
+                 layout.PREVIEWS)
 _META_FILES = (layout.TRANSFORMS, layout.INFO, layout.OBJECTS_FILE, layout.IDS_FILE)
 
 
@@ -162,7 +163,8 @@ def _has_frames(seq_dir: Path) -> bool:
 def _ours(folder: str, name: str) -> bool:
     """Whether ``name`` in ``folder`` (relative to the sequence) is a file the layout defines."""
     stems = {layout.RGB_FOLDER: layout.RGB_STEM,
-             **{k.folder: k.stem for k in layout.KINDS.values()}}
+             **{k.folder: k.stem for k in layout.KINDS.values()},
+             layout.OBJECTS_FOLDER: layout.OBJECTS_STEM}
     parts = folder.split("/")
     if parts[0] == layout.PREVIEWS and len(parts) == 2:
         stem = parts[1]
@@ -170,7 +172,7 @@ def _ours(folder: str, name: str) -> bool:
         stem = stems[folder]
     else:
         return False
-    return re.fullmatch(rf"{re.escape(stem)}_-?\d+\.(png|exr|jpg)", name) is not None
+    return re.fullmatch(rf"{re.escape(stem)}_-?\d+\.(png|exr|jpg|npz)", name) is not None
 
 
 def reset_sequence(seq_dir: str | os.PathLike) -> None:

@@ -7,6 +7,7 @@ pixels:
 
 * PNG: the signature, and the ``IEND`` chunk as the last 12 bytes;
 * JPEG: the SOI marker first and the EOI marker last;
+* ``.npz`` (object records): the zip directory at its end, and every member inside the file;
 * OpenEXR: the magic number, a header that parses, and a chunk offset table whose entries all
   point inside the file, with the last chunk's data ending inside the file (single-part scanline
   files, as Blender writes them; multi-part and tiled files through their ``chunkCount``).
@@ -99,6 +100,8 @@ def check_file(path: str | os.PathLike) -> int:
             _check_jpeg(fh, size, p)
         elif ext == ".exr":
             _check_exr(fh, size, p)
+        elif ext == ".npz":
+            _check_zip(fh, size, p)
     return size
 
 
@@ -120,6 +123,36 @@ def _check_jpeg(fh, size: int, p: str) -> None:
     tail = _read_at(fh, max(0, size - 64), 64).rstrip(b"\x00")  # some writers pad after EOI
     if not tail.endswith(b"\xff\xd9"):
         raise IncompleteFile(f"{p} is truncated (no EOI marker at its end, {size} bytes)")
+
+
+def _check_zip(fh, size: int, p: str) -> None:
+    """A ``.npz`` (zip): the end-of-central-directory record in its tail, the central directory
+    inside the file, and every member's data ending before the directory."""
+    tail = _read_at(fh, max(0, size - (22 + 65535)), 22 + 65535)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < 22:
+        raise IncompleteFile(f"{p} is truncated (no zip end-of-directory record, {size} bytes)")
+    n, cd_size, cd_off = struct.unpack("<HII", tail[at + 10:at + 20])
+    if n == 0xFFFF or cd_off == 0xFFFFFFFF:  # zip64: only check that the directory is whole
+        return
+    eocd = size - len(tail) + at
+    if cd_off + cd_size > eocd:
+        raise IncompleteFile(f"{p} is truncated (its zip directory points past its end, {size} bytes)")
+    cd = _read_at(fh, cd_off, cd_size)
+    pos = 0
+    for _ in range(n):
+        if cd[pos:pos + 4] != b"PK\x01\x02" or len(cd) < pos + 46:
+            raise IncompleteFile(f"{p} has a corrupt zip directory")
+        comp, = struct.unpack("<I", cd[pos + 20:pos + 24])
+        name_len, extra_len, comment_len = struct.unpack("<HHH", cd[pos + 28:pos + 34])
+        local, = struct.unpack("<I", cd[pos + 42:pos + 46])
+        head = _read_at(fh, local, 30)
+        if len(head) < 30 or head[:4] != b"PK\x03\x04":
+            raise IncompleteFile(f"{p} is truncated (a zip member's header is missing)")
+        ln, le = struct.unpack("<HH", head[26:30])
+        if comp != 0xFFFFFFFF and local + 30 + ln + le + comp > cd_off:  # else sizes are zip64
+            raise IncompleteFile(f"{p} is truncated (a zip member ends past its data, {size} bytes)")
+        pos += 46 + name_len + extra_len + comment_len
 
 
 def _read_header(fh, p: str, long_names: bool) -> dict[str, tuple[str, bytes]]:

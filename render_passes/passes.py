@@ -24,7 +24,8 @@ need no fix afterwards (docs/ground_truth.md):
 * segmentation: Object Index pass with ``pass_index`` = our object id (restored in teardown) and
   the Depth pass, written raw to ``segmentations/.raw/``; after the render
   :class:`objects.ObjectTracker` turns them into object + instance ids and ``objects.json``
-  (``finish_frame``, ``finish_sequence``; format in ``dataset/objects.py``).
+  (``finish_frame``: the frame's record ``objects/objects_NNNNNN.npz``, journaled with it
+  (``record_files``); ``finish_sequence``: the table; format in ``dataset/documents/objects.py``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import bpy
 
 from ..dataset import camera as cam_model
 from ..dataset import layout
+from ..dataset.documents import objects_files as object_records
 from ..dataset.documents import transforms as transforms_doc
 from ..dataset.transforms import write_json_atomic
 from ..settings import Settings
@@ -81,6 +83,7 @@ class PassRig:
         self._factor_k: cam_model.Intrinsics | None = None
         self.ids: dict[str, int] = {}
         self.tracker: ObjectTracker | None = None
+        self.records: object_records.SequenceWriter | None = None
         self._ids_doc: dict[str, Any] = {}
         if not self.kinds:
             return
@@ -93,6 +96,10 @@ class PassRig:
     # -- worker interface ------------------------------------------------------------------
     def frame_files(self, frame: int) -> dict[str, str]:
         return {layout.KINDS[k].key: layout.gt_file(k, frame) for k in self.kinds}
+
+    def record_files(self, frame: int) -> list[str]:
+        """The frame's object record (with segmentations): journaled with it, not in transforms.json."""
+        return [layout.objects_file(frame)] if self.records is not None else []
 
     def prepare_frame(self, frame: int) -> None:
         if not self.kinds:
@@ -117,6 +124,11 @@ class PassRig:
         final = self.seq_dir / layout.gt_file("segmentation", frame)
         raw = self._raw_dir() / f"{RAW_STEM}_{layout.frame_digits(frame)}.exr"
         self.tracker.finish_frame(frame, raw if rendered else None, final)
+        done = self.tracker.frames.pop(frame)  # written once as the frame's record, not kept
+        if rendered:
+            self.records.frame(object_records.record_from_tracker(done))
+        else:
+            self.records.kept(frame)
 
     def finish_sequence(self) -> dict[str, Any]:
         """Write ``objects.json`` and the instance map of ``segmentation_ids.json``; returns
@@ -125,9 +137,8 @@ class PassRig:
             self._remove_flow_masks()
             return {}
         t = self.tracker
-        write_json_atomic(self.seq_dir / layout.OBJECTS_FILE, t.document())
-        write_json_atomic(self.seq_dir / layout.IDS_FILE, {**self._ids_doc,
-                                                           "instances": t.instances_doc()})
+        _, listed = self.records.finish(t.infos)
+        write_json_atomic(self.seq_dir / layout.IDS_FILE, {**self._ids_doc, "instances": listed})
         self._remove_flow_masks()
         try:
             self._raw_dir().rmdir()
@@ -350,3 +361,4 @@ class PassRig:
             return {o.name_full for o in segmentation.rendered_objects(self.scene, vl)}
         self.tracker = ObjectTracker(self.scene, self.ids, classes, rendered,
                                      self.settings.exr_codec)
+        self.records = object_records.SequenceWriter(self.seq_dir, self.settings.object_records)

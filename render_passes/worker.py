@@ -191,7 +191,7 @@ def render_sequence(scene, seq: dict[str, Any], job: JobSpec, settings: Settings
             if budget[0] is not None and budget[0] <= 0:
                 raise BudgetExhausted()
             scene_setup.hold_ground_truth_rays(scene, settings, f"{scene_name}, frame {f}")
-            files = [rgb, *gt_files.values(), *(
+            files = [rgb, *gt_files.values(), *rig.record_files(f), *(
                 layout.preview_file(kind, f) for kind in rig.kinds if settings.debug)]
             commits.render(f, rgb, files)
             if budget[0] is not None:
@@ -237,7 +237,8 @@ def _todo_frames(journal: Journal, rig: PassRig, a: int, b: int, ext: str) -> se
     """Frames of ``a..b`` the journal does not hold complete: the RGB file (extension ``ext``)
     and every ground-truth file of the frame, as journaled and still on disk."""
     return {f for f in range(a, b + 1)
-            if not journal.is_done(f, [layout.rgb_file(f, ext), *rig.frame_files(f).values()])}
+            if not journal.is_done(f, [layout.rgb_file(f, ext), *rig.frame_files(f).values(),
+                                       *rig.record_files(f)])}
 
 
 def _warn_unidentified(sq: _Sequence, object_stats: dict[str, Any], emit: Emit) -> None:

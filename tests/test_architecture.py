@@ -340,7 +340,7 @@ FUNCTION_ALLOW = {
     "dataset/exports/__init__.py:export": 71,
     "dataset/exports/coco.py:export_sequence": 64,
     "dataset/objects.py:resolve_pixels": 79,
-    "dataset/validate/frames.py:_objects": 96,
+    "dataset/validate/frames.py:_objects": 107,
     "dataset/validate/run.py:validate": 88,
     "engine/discovery.py:_probe_share": 65,
     "render_passes/objects.py:finish_frame": 63,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 
+import dataset_forge
 import numpy as np
 import pytest
 from instance_scenes import SPECS
@@ -31,7 +32,7 @@ def cut(request, tmp_path_factory) -> dict:
         seq = render(blend, root / name, a, b, python, segmentations=(name == "inside"))
         out[name] = json.loads((seq / "transforms.json").read_text())
         if name == "inside":
-            out["objects"] = json.loads((seq / "objects.json").read_text())
+            out["objects"] = dataset_forge.load(seq).objects
     return out
 
 
@@ -51,7 +52,7 @@ def test_camera_names_poses_and_K_per_frame(cut):
         lens = SPEC["lenses"][SPEC["cameras"].index(fr["camera"])]
         fx = fr.get("fl_x", tf["fl_x"])
         assert fx == pytest.approx(_k(lens, tf["w"]), abs=1e-9), fr["frame"]
-    assert [f["camera"] for f in cut["objects"]["frames"]] == ["CamA", "CamB", "CamB"]
+    assert cut["objects"].cameras == ["CamA", "CamB", "CamB"]  # the frames' object records
 
 
 def test_flow_halves_at_the_cut_invalid(cut):

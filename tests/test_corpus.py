@@ -559,12 +559,11 @@ def test_a_linked_and_a_local_object_of_one_name_each_get_their_ids(corpus_dir, 
                        "Asset [clash_lib.blend]": ("Library Assets", "Library Assets")}
     seg = seq.exr(1, "segmentation")[seq.conv["segmentation"]["channel"]]
     assert set(np.unique(seg)) == {float(i) for i in by_name.values()}
-    objects = json.loads((seq.root / "objects.json").read_text())
-    drawn = {i["instance_id"]: i["object"] for i in objects["instances"]}
-    assert {i["object"]: i["category"] for i in objects["instances"]} == {
+    objects = dataset_forge.load(seq.root).objects
+    assert dict(zip(objects.names, objects.categories)) == {
         "Asset": "Props", "Asset [clash_lib.blend]": "Library Assets"}
-    (frame,) = objects["frames"]
-    visible = {drawn[i["instance_id"]]: i["px_count_visib"] for i in frame["instances"]}
+    frame = objects.frame(0)
+    visible = dict(zip(frame.names, frame.px_count_visib.tolist()))
     assert sorted(visible) == ["Asset", "Asset [clash_lib.blend]"]
     assert all(n > 0 for n in visible.values()), visible
 

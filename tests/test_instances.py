@@ -24,6 +24,8 @@ import pytest
 from conftest import REPO, bpy_env, bpy_pythons, run_bpy
 from dataset_forge.dataset import exr
 from dataset_forge.dataset import objects as od
+from dataset_forge.dataset.documents.objects import SCHEMA
+from dataset_forge.dataset.documents.objects_files import ObjectsSource
 from instance_scenes import SPECS
 
 pytestmark = pytest.mark.render  # 4.5/4.2 through DF_EXTRA_PYTHONS, from the 5.0 run
@@ -54,10 +56,37 @@ def render(blend: Path, out: Path, a: int, b: int, python: str, **extra) -> Path
 def load(root: Path) -> dict:
     tf = json.loads((root / "transforms.json").read_text())
     return {"root": root, "tf": tf, "frames": {fr["frame"]: fr for fr in tf["frames"]},
-            "objects": json.loads((root / "objects.json").read_text())
-            if (root / "objects.json").exists() else None,
+            "objects": objects_as_entries(root, tf) if (root / "objects.json").exists() else None,
             "ids": json.loads((root / "segmentation_ids.json").read_text())
             if (root / "segmentation_ids.json").exists() else None}
+
+
+def objects_as_entries(root: Path, tf: dict) -> dict:
+    """``objects.json`` (schema 2) and the frames' records as one dict of per-frame entries
+    (``object_to_camera`` and ``bbox_3d`` derived from the record and the frame's pose)."""
+    src = ObjectsSource(root, root / "objects.json")
+    assert src.schema == SCHEMA
+    poses = {fr["frame"]: np.array(fr["transform_matrix"]) for fr in tf["frames"]}
+    frames = []
+    for f in src.doc.frames:
+        rec = src.record(f)
+        o2c, corners = rec.object_to_camera(poses[f]), rec.bbox_3d()
+        frames.append({"frame": f, "camera": rec.camera, "instances": [
+            {"instance_id": int(rec.instance_id[j]), "object_to_world": rec.object_to_world[j].tolist(),
+             "object_to_camera": o2c[j].tolist(), "bbox_3d": corners[j].tolist(),
+             "bbox_obj": rec.bbox_obj[j].tolist(), "bbox_visib": rec.bbox_visib[j].tolist(),
+             "px_count_visib": int(rec.px_count_visib[j])} for j in range(len(rec))]})
+    return {"records": src.doc.records, "instances": [r.to_dict() for r in src.rows],
+            "frames": frames}
+
+
+def visible_only(objects: dict) -> dict:
+    """What the default ``object_records="visible"`` keeps of an ``"all"`` objects dict."""
+    frames = [{**fr, "instances": [e for e in fr["instances"] if e["px_count_visib"] > 0]}
+              for fr in objects["frames"]]
+    seen = {e["instance_id"] for fr in frames for e in fr["instances"]}
+    return {"records": "visible", "instances": [i for i in objects["instances"]
+                                                if i["instance_id"] in seen], "frames": frames}
 
 
 ORACLE = r'''
@@ -148,15 +177,15 @@ def inst(request, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp(f"inst-{label}")
     blend = build(root / "scenes", python)
     out = {"blend": blend, "python": python}
-    out["a"] = load(render(blend, root / "a", 1, 4, python))
+    out["a"] = load(render(blend, root / "a", 1, 4, python, object_records="all"))
     want = re.search(r"\d+\.\d+", label)
     if want:  # a label naming a version must get that version
         assert out["a"]["tf"]["blender_version"].startswith(want.group()), label
     out["a2"] = load(render(blend, root / "a2", 1, 4, python))
     a2_doc = (root / "a2" / "objects.json").read_text()
     render(blend, root / "a2", 1, 4, python)  # a resumed run: every frame is skipped
-    out["resumed"] = (root / "a2" / "objects.json").read_text()
-    assert out["resumed"] != "" and a2_doc != ""
+    assert (root / "a2" / "objects.json").read_text() == a2_doc != ""
+    out["resumed"] = load(root / "a2")
     out["b"] = load(render(blend, root / "b", 2, 4, python))
     # workers recycled every frame: each process renders one frame and skips the done ones
     out["recycled"] = load(render(blend, root / "rec", 1, 4, python, recycle_frames=1))
@@ -206,7 +235,10 @@ def test_every_instance_has_ids(inst):
 
 
 def test_stable_across_sequences_and_runs(inst):
+    """Also: the default (visible) records are the all-instances records' visible rows."""
     a, a2, b = inst["a"], inst["a2"], inst["b"]
+    assert a["objects"]["records"] == "all" and a2["objects"]["records"] == "visible"
+    assert visible_only(a["objects"]) == a2["objects"]
     assert a["objects"]["instances"] == a2["objects"]["instances"]
     assert a["ids"] == a2["ids"]
     assert [i["instance_id"] for i in a["objects"]["instances"]] == \
@@ -217,7 +249,7 @@ def test_stable_across_sequences_and_runs(inst):
             o1, i1 = od.read_ids(a["root"] / a["frames"][f]["segmentation_file_path"])
             o2, i2 = od.read_ids(other["root"] / other["frames"][f]["segmentation_file_path"])
             assert np.array_equal(o1, o2) and np.array_equal(i1, i2), f
-        assert _entries(a, f) == _entries(b, f)
+        assert {i: e for i, e in _entries(a, f).items() if e["px_count_visib"]} == _entries(b, f)
 
 
 def test_metadata_comes_from_the_render_depsgraph(inst):
@@ -229,11 +261,12 @@ def test_metadata_comes_from_the_render_depsgraph(inst):
 def test_resumed_run_writes_the_same_metadata(inst):
     """Frames skipped on a resumed run take their metadata from the viewport depsgraph and the
     existing id files: the result equals the rendering run's."""
-    assert json.loads(inst["resumed"]) == inst["a2"]["objects"] == inst["a"]["objects"]
+    assert inst["resumed"]["objects"] == inst["a2"]["objects"] == visible_only(inst["a"]["objects"])
+    assert inst["resumed"]["ids"] == inst["a2"]["ids"]
 
 
 def test_recycled_workers_write_the_same_metadata(inst):
-    assert inst["recycled"]["objects"] == inst["a"]["objects"]
+    assert inst["recycled"]["objects"] == visible_only(inst["a"]["objects"])
     assert inst["recycled"]["ids"] == inst["a"]["ids"]
 
 

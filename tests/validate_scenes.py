@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from dataset_forge.dataset import exr, layout
 from dataset_forge.dataset.camera import Intrinsics
+from dataset_forge.dataset.documents.objects_files import upgrade_v1
 from dataset_forge.dataset.objects import OBJECTS_SCHEMA
 from dataset_forge.dataset.transforms import build_transforms, write_json_atomic
 from PIL import Image
@@ -189,8 +190,9 @@ def _corners(b: Box, k: int) -> np.ndarray:
     return c @ M[:3, :3].T + M[:3, 3]
 
 
-def write_scene(scene: Scene, root: Path) -> Path:
-    """Write the scene as a sequence folder ``root`` (frames 1..N); returns ``root``."""
+def write_scene(scene: Scene, root: Path, objects_schema: int = 2) -> Path:
+    """Write the scene as a sequence folder ``root`` (frames 1..N); returns ``root``. The objects
+    as records of every instance (schema 2), or a 0.1.x ``objects.json`` (``objects_schema=1``)."""
     root.mkdir(parents=True, exist_ok=True)
     metas, obj_frames = [], []
     for k in range(1, scene.frames + 1):
@@ -247,12 +249,16 @@ def write_scene(scene: Scene, root: Path) -> Path:
     for b in scene.boxes:
         names[str(b.object_id)] = {"name": b.name, "collection": "Things", "class": b.category}
     (root / "segmentation_ids.json").write_text(json.dumps({"background": 0, "ids": names}))
-    write_json_atomic(root / "objects.json", {
+    v1 = {
         "schema": OBJECTS_SCHEMA,
         "instances": [{"instance_id": b.instance_id, "object_id": b.object_id, "object": b.name,
                        "instancer_chain": b.chain, "category": b.category, "deforming": b.deform is not None}
                       for b in scene.boxes],
-        "frames": obj_frames})
+        "frames": obj_frames}
+    if objects_schema == 1:
+        write_json_atomic(root / "objects.json", v1)
+    else:
+        upgrade_v1(root, v1, "all")
     return root
 
 

@@ -154,6 +154,10 @@ class FrameStats:
         self.disagree += int(np.count_nonzero(bad))
 
     def _objects(self, f: FrameData) -> None:
+        """The frame's object record against the images and poses: camera name, stored
+        ``object_to_camera`` (version-1 files), instance and object ids, visible pixel counts and
+        boxes (every instance with visible pixels must be listed, whatever ``records`` says), and
+        depth points inside each thing's 3D box."""
         objs = self.things.objs
         if objs is None:
             return
@@ -162,15 +166,16 @@ class FrameStats:
         p = self.obj_problems
         i = f.index
         tag = f"frame {f.number}"
+        fo = objs.frame(i)
         cam = self.seq.frames_meta[i].get(FRAME_CAMERA_KEY)
-        if cam is not None and objs.cameras[i] is not None and cam != objs.cameras[i]:
-            p.append(f"{tag}: camera {objs.cameras[i]!r} in objects.json, {cam!r} in transforms.json")
-        cols = np.flatnonzero(objs.present[i])
-        o2w = objs.object_to_world[i, cols]
-        o2c = objs.object_to_camera[i, cols]
-        expect = np.linalg.inv(f.pose @ FLIP) @ o2w
-        scale = 1.0 + np.abs(expect).max(axis=(1, 2))
-        off = np.nanmax(np.abs(o2c - expect), axis=(1, 2)) / scale
+        if cam is not None and fo.camera is not None and cam != fo.camera:
+            p.append(f"{tag}: camera {fo.camera!r} in the object record, {cam!r} in transforms.json")
+        cols = fo.columns
+        expect = np.linalg.inv(f.pose @ FLIP) @ fo.object_to_world
+        scale = 1.0 + np.abs(expect).max(axis=(1, 2)) if len(cols) else np.zeros(0)
+        with np.errstate(invalid="ignore"):
+            off = np.nanmax(np.abs(fo.object_to_camera - expect), axis=(1, 2)) / scale \
+                if len(cols) else np.zeros(0)
         for c, e in zip(cols, off):
             if np.isfinite(e) and e > t.pose_tol:
                 p.append(f"{tag}: {self.things.name(int(c))}: object_to_camera disagrees with "
@@ -202,18 +207,27 @@ class FrameStats:
         n_i = len(objs.instance_ids)
         counts = np.bincount(L, minlength=n_i)
         starts = np.concatenate([[0], np.cumsum(counts)])
-        want = objs.px_count_visib[i]
+        row = np.full(n_i, -1, np.int64)  # table column -> row of the frame's record
+        row[cols] = np.arange(len(cols))
+        unlisted = np.flatnonzero((counts > 0) & (row < 0) & self.things.mappable)
+        if len(unlisted):
+            c = int(unlisted[0])
+            p.append(f"{tag}: {self.things.name(c)}: {int(counts[c])} visible pixel(s), but the "
+                     f"frame's object record does not list it ({len(unlisted)} such)")
+        want = np.full(n_i, -1, np.int64)
+        want[cols] = fo.px_count_visib
         for c in np.flatnonzero((want >= 0) & (counts != np.maximum(want, 0)) & self.things.mappable):
             p.append(f"{tag}: {self.things.name(int(c))}: {int(counts[c])} visible pixel(s), objects.json "
                      f"says {int(want[c])}")
             break
         rr, cc = np.divmod(idx, w)
-        for c in np.flatnonzero(counts > 0):
+        for c in np.flatnonzero((counts > 0) & (row >= 0)):
             r, q = rr[starts[c]:starts[c + 1]], cc[starts[c]:starts[c + 1]]
             box = [int(q.min()), int(r.min()), int(q.max() - q.min() + 1), int(r.max() - r.min() + 1)]
-            if objs.bbox_visib[i, c, 0] >= 0 and box != objs.bbox_visib[i, c].tolist():
+            stored = fo.bbox_visib[row[c]]
+            if stored[0] >= 0 and box != stored.tolist():
                 p.append(f"{tag}: {self.things.name(int(c))}: visible box {box}, objects.json says "
-                         f"{objs.bbox_visib[i, c].tolist()}")
+                         f"{stored.tolist()}")
                 break
         # depth: every point of a thing lies inside its 3D box
         if f.depth is None:
@@ -222,10 +236,10 @@ class FrameStats:
         lateral = 0.75 / min(f.K[0, 0], f.K[1, 1])  # first-sample depth off the pixel centre
         x, y = pixel_rays(f.K, f.depth.shape)
         dflat = f.depth.reshape(-1)
-        for c in np.flatnonzero(counts >= t.min_object_pixels):
-            box = objs.bbox_3d[i, c]
-            M = objs.object_to_world[i, c]
-            if not (np.isfinite(box).all() and np.isfinite(M).all()):
+        for c in np.flatnonzero((counts >= t.min_object_pixels) & (row >= 0)):
+            lo, hi = fo.box_lo[row[c]], fo.box_hi[row[c]]
+            M = fo.object_to_world[row[c]]
+            if not (np.isfinite(lo).all() and np.isfinite(hi).all() and np.isfinite(M).all()):
                 continue
             step = max(1, int(counts[c]) // _BOX_SAMPLES)  # a regular subsample: enough for a quantile
             sl = slice(starts[c], starts[c + 1], step)
@@ -235,10 +249,7 @@ class FrameStats:
                 continue
             d = d[keep]
             Pc = np.stack([x[0, cc[sl][keep]] * d, y[rr[sl][keep], 0] * d, d], axis=-1)
-            inv = np.linalg.inv(M)
-            corners = box @ inv[:3, :3].T + inv[:3, 3]
-            lo, hi = corners.min(0), corners.max(0)
-            to_obj = inv @ cw
+            to_obj = np.linalg.inv(M) @ cw
             Xo = Pc @ to_obj[:3, :3].T + to_obj[:3, 3]
             out = np.maximum(np.maximum(lo - Xo, Xo - hi), 0).max(axis=-1)
             s = float(np.cbrt(abs(np.linalg.det(M[:3, :3])))) or 1.0

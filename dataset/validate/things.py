@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """One frame's arrays as the checks need them, and the "things" in it: the instances of
-``objects.json`` found per pixel through the instance-id image (or, without one, through the
-object id of objects drawn exactly once)."""
+``objects.json``'s table (the frames' records say where each is) found per pixel through the
+instance-id image (or, without one, through the object id of objects drawn exactly once)."""
 
 from __future__ import annotations
 
@@ -40,11 +40,10 @@ class ThingMap:
             return
         self.order = np.argsort(objs.instance_ids)
         self.sorted_ids = objs.instance_ids[self.order]
-        uniq, counts = np.unique(objs.object_ids, return_counts=True)
+        uniq, first, counts = np.unique(objs.object_ids, return_index=True, return_counts=True)
         self.shared = set(uniq[counts > 1].tolist())
-        single = uniq[counts == 1]
-        self.obj_order = np.array([int(np.flatnonzero(objs.object_ids == o)[0]) for o in single], np.int64)
-        self.obj_sorted = single
+        self.obj_order = first[counts == 1].astype(np.int64)  # one pass: 50,000 instances stay cheap
+        self.obj_sorted = uniq[counts == 1]
         self.mappable = np.ones(len(objs.instance_ids), bool)  # columns the last label image can show
 
     @staticmethod

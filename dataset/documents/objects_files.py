@@ -1,0 +1,156 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The objects files of one sequence folder (the model is :mod:`.objects`): reading a sequence's
+table and records, version 1 or 2 (:class:`ObjectsSource`), writing them as frames finish
+(:class:`SequenceWriter`), and rewriting a version-1 ``objects.json`` as version 2
+(:func:`upgrade_v1`). Pure Python + numpy."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...settings import RECORD_MODES
+from .. import layout
+from .base import DocumentError, fail, read_json
+from .objects import (
+    ARRAYS,
+    SCHEMA,
+    SCHEMA_V1,
+    FrameRecord,
+    InstanceRow,
+    ObjectsDoc,
+    read_ids,
+    v1_records,
+)
+
+
+# -- a sequence's objects, read ----------------------------------------------------------------------
+class ObjectsSource:
+    """The objects files of one sequence folder, version 1 or 2, read lazily: the table at once,
+    a frame's record when asked (:meth:`record`)."""
+
+    def __init__(self, seq_dir: str | os.PathLike, objects_json: str | os.PathLike):
+        self.seq_dir = Path(seq_dir)
+        self.path = Path(objects_json)
+        raw = read_json(self.path)
+        where = str(self.path)
+        schema = raw.get("schema") if isinstance(raw, dict) else None
+        self._v1: dict[int, FrameRecord] | None = None
+        self.v1_object_to_camera: dict[int, np.ndarray] | None = None
+        if schema not in (SCHEMA_V1, SCHEMA, None):
+            raise fail(where, f"schema {schema!r} is not one this version reads ({SCHEMA_V1!r}, "
+                              f"{SCHEMA!r}); update dataset_forge")
+        if schema in (SCHEMA_V1, None):
+            self.schema = SCHEMA_V1
+            rows, self._v1, self.v1_object_to_camera = v1_records(raw, where)
+            self.doc = ObjectsDoc(records="all", frames=sorted(self._v1), instances=rows)
+        else:
+            self.schema = SCHEMA
+            self.doc = ObjectsDoc.from_dict(raw, where)
+        self._frames = set(self.doc.frames)
+
+    @property
+    def rows(self) -> list[InstanceRow]:
+        return self.doc.instances
+
+    def has(self, frame: int) -> bool:
+        return frame in self._frames
+
+    def record_path(self, frame: int) -> Path:
+        """The record file of ``frame`` (checked to stay inside the sequence folder)."""
+        try:
+            return layout.contained(self.seq_dir, self.doc.frame_file(frame), "objects frames_file")
+        except layout.LayoutError as exc:
+            raise DocumentError(str(exc)) from None
+
+    def record(self, frame: int) -> FrameRecord | None:
+        """The record of ``frame``, or None when ``objects.json`` lists no record for it. A listed
+        record whose file is missing or broken is a :class:`DocumentError` naming the file."""
+        if frame not in self._frames:
+            return None
+        if self._v1 is not None:
+            return self._v1[frame]
+        p = self.record_path(frame)
+        if not p.is_file():
+            raise DocumentError(f"{p}: missing (objects.json lists a record for frame {frame}); "
+                                "re-render the sequence to write it")
+        rec = FrameRecord.read(p)
+        if rec.frame != frame:
+            raise DocumentError(f"{p}: holds frame {rec.frame}, expected {frame}")
+        return rec
+
+
+# -- writing a sequence --------------------------------------------------------------------------------
+class SequenceWriter:
+    """Writes one sequence's records as its frames finish and the table at its end.
+
+    ``frame(rec)``: select rows by ``mode`` and write the frame's record file (returns its path
+    relative to the sequence folder, one of the frame's journaled files). ``kept(frame)``: a
+    frame skipped as already done; its record on disk is read back (ids only). ``finish(rows)``
+    writes ``objects.json`` from ``rows`` (``{instance_id: dict of InstanceRow fields}``, e.g. the
+    tracker's) limited to the listed instances, and returns the ``instances`` map of
+    ``segmentation_ids.json`` (the instances with visible pixels in some frame)."""
+
+    def __init__(self, seq_dir: str | os.PathLike, mode: str = "visible"):
+        if mode not in RECORD_MODES:
+            raise ValueError(f"object_records {mode!r} is not one of {', '.join(RECORD_MODES)}")
+        self.seq_dir, self.mode = Path(seq_dir), mode
+        self.frames: set[int] = set()
+        self.listed: set[int] = set()
+        self.visible: set[int] = set()
+
+    def _note(self, frame: int, ids: np.ndarray, px: np.ndarray) -> None:
+        self.frames.add(int(frame))
+        self.listed.update(ids.tolist())
+        self.visible.update(ids[px > 0].tolist())
+
+    def frame(self, rec: FrameRecord) -> str:
+        rel = layout.objects_file(rec.frame)
+        out = rec.select(self.mode)
+        out.write(self.seq_dir / rel)
+        self._note(rec.frame, out.instance_id, out.px_count_visib)
+        return rel
+
+    def kept(self, frame: int) -> None:
+        p = self.seq_dir / layout.objects_file(frame)
+        if p.is_file():
+            self._note(frame, *read_ids(p))
+
+    def finish(self, rows: dict[int, dict[str, Any]]) -> tuple[ObjectsDoc, dict[str, dict[str, Any]]]:
+        table = [InstanceRow.from_dict(rows[i], f"instance {i}")
+                 for i in sorted(self.listed) if i in rows]
+        doc = ObjectsDoc(records=self.mode, frames=sorted(self.frames), instances=table)
+        doc.write(self.seq_dir / layout.OBJECTS_FILE)
+        ids_map = {str(r.instance_id): {"object": r.object, "object_id": r.object_id,
+                                        "instancer_chain": r.instancer_chain,
+                                        "persistent_id": r.persistent_id, "class": r.category}
+                   for r in table if r.instance_id in self.visible}
+        return doc, ids_map
+
+
+def record_from_tracker(frame_doc: dict[str, Any]) -> FrameRecord:
+    """A :class:`FrameRecord` from today's ``ObjectTracker.frames[f]`` dict (the v1 frame entry:
+    ``frame``, ``camera``, ``instances`` with ``object_to_world``, ``bbox_3d`` ...), until the
+    tracker produces records itself."""
+    _, recs, _ = v1_records({"schema": SCHEMA_V1, "instances": [
+        {"instance_id": int(e["instance_id"]), "object_id": 0} for e in frame_doc["instances"]],
+        "frames": [frame_doc]}, f"frame {frame_doc['frame']}")
+    return recs[int(frame_doc["frame"])]
+
+
+def upgrade_v1(seq_dir: str | os.PathLike, doc: Any, mode: str = "all") -> ObjectsDoc:
+    """Write version-1 ``objects.json`` document ``doc`` as schema 2 into ``seq_dir`` (a record
+    per frame, then ``objects.json``). Every entry needs its boxes (``bbox_3d``, ``bbox_obj``,
+    ``bbox_visib``, ``px_count_visib``). The records are not in the frames' journal lines: a
+    resumed render renders those frames again."""
+    seq_dir = Path(seq_dir)
+    rows, records, _ = v1_records(doc, str(seq_dir / layout.OBJECTS_FILE))
+    w = SequenceWriter(seq_dir, mode)
+    for frame in sorted(records):
+        r = records[frame]
+        w.frame(FrameRecord.make(frame, r.camera, f"{seq_dir / layout.OBJECTS_FILE} frame {frame}",
+                                 **{k: getattr(r, k) for k in ARRAYS}))
+    return w.finish({r.instance_id: r.to_dict() for r in rows})[0]
