@@ -84,8 +84,8 @@ def warp_check(src: np.ndarray, dst: np.ndarray, sign: int, tol_px: float = 0.05
     sample of the two (exact on planes: disparity is affine in ``u`` there) or either of them
     agrees within ``tol_px + tol_rel * d`` (a crease or edge between them); occluded when either
     is larger beyond it (disparity ``d_o``) and this view sees that occluder ``d_o - d`` px from
-    the pixel towards the other camera; bad otherwise. Returns the counts and an ``(H, W)`` int8 map: 0 invalid
-    or outside, 1 consistent, 2 occluded, 3 bad."""
+    the pixel towards the other camera; bad otherwise. Returns the counts and an ``(H, W)`` int8
+    map: 0 invalid or outside, 1 consistent, 2 occluded, 3 bad."""
     src = np.asarray(src, np.float64)
     dst = np.asarray(dst, np.float64)
     h, w = src.shape

@@ -16,6 +16,7 @@ from ..layout import MANIFEST, TRANSFORMS
 from ..loader import Dataset, DatasetError, Sequence, load, manifest_problem, manifest_sequences
 from ..lock import FolderBusy, FolderLock
 from ..verify import journal_digest
+from . import stereo
 from .files import FileCheck, frame_count, schema
 from .flow import FlowStats
 from .frames import FrameStats
@@ -108,6 +109,7 @@ def validate_sequence(path: str | os.PathLike | Sequence, thresholds: Thresholds
                                               progress)
     if checks["schema"]["ok"]:
         checks.update(geometric)
+        checks["stereo"] = stereo.check(seq, t, lambda right: validate_sequence(right, t, stride=stride))
         if err is not None:  # objects.json malformed or pointing outside
             checks["objects"] = _check(False, str(err))
             for name in CHECKS[3:]:
