@@ -412,3 +412,65 @@ def test_resume_renders_only_the_missing_right_frame_and_mono_rerender_drops_the
 
     mono = dataset_forge.load(out)
     assert mono.right is None and mono.stereo is None
+
+
+CUT_SCENE = SCENE.replace('bpy.ops.wm.save_as_mainfile', '''
+cd2 = bpy.data.cameras.new("Camera2")
+cd2.lens, cd2.sensor_width, cd2.sensor_fit = 50.0, 36.0, "HORIZONTAL"
+cam2 = bpy.data.objects.new("Camera2", cd2)
+scene.collection.objects.link(cam2)
+cam2.location = (0.4, 0.0, 1.0)
+cam2.rotation_euler = (0.0, 0.1, 0.0)
+cam2.scale = (2.0, 2.0, 2.0)  # a scaled camera: its right camera must still be B away
+scene.timeline_markers.new("start", frame=1).camera = cam
+scene.timeline_markers.new("cut", frame=2).camera = cam2
+bpy.ops.wm.save_as_mainfile''', 1)
+
+
+@pytest.mark.render
+def test_camera_cut_and_scaled_camera_keep_the_rectified_pair(tmp_path):
+    """A timeline marker switches to a second, scaled camera at frame 2: the right view switches
+    to that camera's right camera, B away along its x axis, and marks the same flow invalid."""
+    blend = tmp_path / "cut.blend"
+    assert "built" in run_bpy(f"OUT = {str(blend)!r}\n" + CUT_SCENE)
+    render(blend, tmp_path / "out", "", stereo_baseline=BASELINE)
+    import dataset_forge
+
+    seq = dataset_forge.load(tmp_path / "out")
+    right = seq.right
+    assert [seq.camera_of(i) for i in range(2)] == ["Camera", "Camera2"]
+    assert [right.camera_of(i) for i in range(2)] == ["Camera.right", "Camera2.right"]
+    for i in range(2):
+        assert np.array_equal(seq[i].K, right[i].K)
+        assert np.allclose(right[i].pose, sm.right_pose(seq[i].pose, BASELINE), atol=1e-6)
+        assert np.linalg.norm(right[i].pose[:3, 3] - seq[i].pose[:3, 3]) == pytest.approx(BASELINE)
+        for d in ("forward", "backward"):
+            assert right.flow_valid(i, d) == seq.flow_valid(i, d)
+    assert not seq.flow_valid(0, "forward") and not seq.flow_valid(1, "backward")
+    st = _validate(seq.path)["checks"]["stereo"]
+    assert st["ok"], st["message"]
+    # the user's file keeps no right camera
+    names = run_bpy(f"import bpy\nbpy.ops.wm.open_mainfile(filepath={str(blend)!r})\n"
+                    "print(sorted(o.name for o in bpy.data.objects))")
+    assert ".right" not in names
+
+
+@pytest.mark.render
+def test_camera_whose_scale_changes_is_refused_by_name(tmp_path):
+    """A keyed camera scale would move the right camera off the rectified pose between frames:
+    the sequence fails with one line naming the camera and the fix, no stereo.json is written."""
+    blend = tmp_path / "scaled.blend"
+    scaled = SCENE.replace('bpy.ops.wm.save_as_mainfile', '''
+for f, k in ((1, 1.0), (3, 2.0)):
+    cam.scale = (k, k, k)
+    cam.keyframe_insert("scale", frame=f)
+bpy.ops.wm.save_as_mainfile''', 1)
+    assert "built" in run_bpy(f"OUT = {str(blend)!r}\n" + scaled)
+    import dataset_forge
+
+    s = dataset_forge.render_animation(blend, tmp_path / "out", frame_start=1, frame_end=2,
+                                       stereo_baseline=BASELINE, **FAST)
+    assert not s["ok"]
+    errors = " ".join(e for sc in s["scenes"].values() for e in sc["errors"])
+    assert "right camera of 'Camera'" in errors and "apply the camera's scale" in errors, errors
+    assert not (tmp_path / "out" / layout.STEREO).exists()
