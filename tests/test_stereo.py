@@ -366,6 +366,11 @@ def test_validate_passes_the_pair_and_fails_a_wrong_baseline(pair, tmp_path):
         bad = _validate(_faulty(seq.path, tmp_path / name, **kw))
         assert bad["failed"] == ["stereo"], (name, bad["failed"])
         assert says in bad["checks"]["stereo"]["message"], (name, bad["checks"]["stereo"]["message"])
+    # a truncated disparity file is named, not a traceback
+    cut = _faulty(seq.path, tmp_path / "cut") / layout.RIGHT_FOLDER / layout.disparity_file(2)
+    cut.write_bytes(cut.read_bytes()[:200])
+    msg = _validate(tmp_path / "cut")["checks"]["stereo"]["message"]
+    assert "frame 2" in msg and str(cut) in msg and "truncated" in msg, msg
 
 
 @pytest.mark.render

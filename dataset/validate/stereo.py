@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..documents.base import DocumentError
+from ..exr import ExrError
 from ..loader import DatasetError, Sequence
 from ..stereo import INVALID, disparity_from_depth, planar_depth, right_pose, warp_check
 from .thresholds import Thresholds, num
@@ -66,6 +67,9 @@ def check(seq: Sequence, t: Thresholds,
                 fr = view[i]
                 d = fr.disparity.astype(np.float64)
                 z = planar_depth(fr.depth, fr.K, view.depth_type)
+                if d.shape != z.shape:
+                    raise DatasetError(f"{fr.path('disparity')}: {d.shape[1]}x{d.shape[0]} px, "
+                                       f"the depth is {z.shape[1]}x{z.shape[0]}")
                 expect = disparity_from_depth(z, fr.K[0, 0], b).astype(np.float64)
                 surf = expect != INVALID
                 if np.any((d != INVALID) != surf):
@@ -78,7 +82,7 @@ def check(seq: Sequence, t: Thresholds,
                                     f"fx * {b:g} / depth (wrong baseline sign or value?)")
                 disp.append(d)
                 fr.clear()
-        except DatasetError as exc:
+        except (DatasetError, ExrError) as exc:  # missing, truncated, wrong size
             problems.append(f"{where}: {exc}")
             break
         for name, (src, dst, sign) in (("left->right", (disp[0], disp[1], -1)),
