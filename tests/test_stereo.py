@@ -479,3 +479,20 @@ bpy.ops.wm.save_as_mainfile''', 1)
     errors = " ".join(e for sc in s["scenes"].values() for e in sc["errors"])
     assert "right camera of 'Camera'" in errors and "apply the camera's scale" in errors, errors
     assert not (tmp_path / "out" / layout.STEREO).exists()
+
+
+@pytest.mark.render
+def test_recycled_worker_finishes_the_right_view(pair5, tmp_path):
+    """A worker whose frame budget runs out inside the right view's pass is replaced, and the new
+    process renders only what is missing: the pair is whole and counted once."""
+    _, blend, python = pair5
+    events: list[str] = []
+    s = render(blend, tmp_path / "out", python, stereo_baseline=BASELINE, recycle_frames=3,
+               on_progress=lambda e: events.append(e.get("event")))
+    assert events.count("worker_recycled") == 1  # after the left view and one right frame
+    assert s["frames_rendered"] == 2 and s["frames_skipped"] == 0  # the left view's frames
+    assert _validate(tmp_path / "out")["ok"]
+    import dataset_forge
+
+    journal = (tmp_path / "out" / layout.RIGHT_FOLDER / layout.JOURNAL).read_text().splitlines()
+    assert len(journal) == 2 and dataset_forge.load(tmp_path / "out").right is not None
