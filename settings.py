@@ -143,7 +143,7 @@ class Settings:
                                 "camera's x axis (same K, same orientation) and renders every "
                                 "ground truth into SEQ/right/; disparity maps are written for "
                                 "both views (needs depths)", "Ground truth",
-                                label="Stereo Baseline", min=0.0, soft_max=10.0)
+                                label="Stereo Baseline", min=0.0, soft_max=10.0, active_if="depths")
 
     # -- Render ------------------------------------------------------------------------------
     width: int = _f(512, "Image width in pixels (0: keep the scene's resolution)", "Render",
