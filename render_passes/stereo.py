@@ -137,10 +137,11 @@ def check_right_pose(scene, baseline: float, frame: int) -> None:
     err = float(np.abs(got - want).max())
     if err > POSE_TOL * max(1.0, float(np.abs(want[:3, 3]).max())):
         scale = tuple(round(v, 6) for v in left.matrix_world.to_scale())
+        blend = os.path.basename(bpy.data.filepath)
         raise scene_setup.SceneError(
-            f"frame {frame}: the right camera of '{left_name}' is {err:.3g} scene units off the "
-            f"rectified pose (the camera's scale is {scale} here, changing or sheared): the "
-            "stereo pair would not be rectified; apply the camera's scale (Object > Apply > "
+            f"{blend}: frame {frame}: the right camera of '{left_name}' is {err:.3g} scene units "
+            f"off the rectified pose (the camera's scale is {scale} here, changing or sheared): "
+            "the stereo pair would not be rectified; apply the camera's scale (Object > Apply > "
             "Scale) and remove scale keys from it and its parents")
 
 

@@ -477,7 +477,8 @@ bpy.ops.wm.save_as_mainfile''', 1)
                                        stereo_baseline=BASELINE, **FAST)
     assert not s["ok"]
     errors = " ".join(e for sc in s["scenes"].values() for e in sc["errors"])
-    assert "right camera of 'Camera'" in errors and "apply the camera's scale" in errors, errors
+    assert "scaled.blend: frame 1: the right camera of 'Camera'" in errors, errors
+    assert "apply the camera's scale" in errors, errors
     assert not (tmp_path / "out" / layout.STEREO).exists()
 
 
