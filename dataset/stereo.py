@@ -84,7 +84,8 @@ def warp_check(src: np.ndarray, dst: np.ndarray, sign: int, tol_px: float = 0.05
     sample of the two (exact on planes: disparity is affine in ``u`` there) or either of them
     agrees within ``tol_px + tol_rel * d`` (a crease or edge between them); occluded when either
     is larger beyond it (disparity ``d_o``) and this view sees that occluder ``d_o - d`` px from
-    the pixel towards the other camera; bad otherwise. Returns the counts and an ``(H, W)`` int8
+    the pixel towards the other camera (within a pixel: edges fall between pixel centres); bad
+    otherwise. Returns the counts and an ``(H, W)`` int8
     map: 0 invalid or outside, 1 consistent, 2 occluded, 3 bad."""
     src = np.asarray(src, np.float64)
     dst = np.asarray(dst, np.float64)
@@ -109,10 +110,10 @@ def warp_check(src: np.ndarray, dst: np.ndarray, sign: int, tol_px: float = 0.05
     # a real occluder (disparity d_o) is seen by this view too, d_o - d px beyond the pixel
     # towards the other camera: there this view's disparity is d_o (or larger: closer still)
     d_o = np.maximum(np.where(ok0, d0, 0.0), np.where(ok1, d1, 0.0))
-    k = np.arange(w, dtype=np.float64)[None, :] - sign * (d_o - d)
-    k0 = np.clip(np.floor(k), 0, w - 1).astype(np.int64)
-    k1 = np.minimum(k0 + 1, w - 1)
-    seen = (np.maximum(src[rows, k0], src[rows, k1]) >= d_o - tol) & (k >= 0) & (k <= w - 1)
+    # (within a pixel either side: the occluder's edge falls between pixel centres)
+    k = np.floor(np.arange(w, dtype=np.float64)[None, :] - sign * (d_o - d)).astype(np.int64)
+    near_k = np.max([src[rows, np.clip(k + o, 0, w - 1)] for o in (-1, 0, 1, 2)], axis=0)
+    seen = (near_k >= d_o - tol) & (k >= -1) & (k <= w - 1)
     occl = hidden & seen
     bad = inside & ~cons & ~occl
     cls = np.zeros((h, w), np.int8)
