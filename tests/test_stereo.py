@@ -232,6 +232,32 @@ def test_kitti_disparity_encoding_reads_back_by_the_devkit_rule():
     assert back[1, 0] == round(255.99 * 256) and back[1, 2] == 1  # tiny stays valid: 1/256 px
 
 
+def read_pfm(data: bytes) -> np.ndarray:
+    """A PFM image read as the SceneFlow authors' ``readPFM`` does: ``PF`` (3 channels) or ``Pf``
+    (1), ``W H``, a scale whose sign gives the byte order (< 0: little-endian), rows bottom up."""
+    head, rest = data.split(b"\n", 1)
+    dims, rest = rest.split(b"\n", 1)
+    scale, rest = rest.split(b"\n", 1)
+    channels = {b"PF": 3, b"Pf": 1}[head.strip()]
+    w, h = map(int, dims.split())
+    endian = "<" if float(scale) < 0 else ">"
+    a = np.frombuffer(rest, endian + "f4").reshape((h, w, channels) if channels == 3 else (h, w))
+    return np.flipud(a)
+
+
+def test_pfm_and_stereo_exports_refuse_a_mono_sequence(tmp_path):
+    from dataset_forge.dataset.exports import ExportError, export
+    from dataset_forge.dataset.exports.stereo import pfm_bytes
+
+    img = np.array([[1.5, 0.0, 2.0], [3.25, 4.0, 1e-3]], np.float32)
+    assert np.array_equal(read_pfm(pfm_bytes(img)), img)
+    (tmp_path / "mono").mkdir()
+    (tmp_path / "mono" / layout.TRANSFORMS).write_text('{"frames": []}')
+    for fmt in ("kitti-stereo", "sceneflow-stereo"):
+        with pytest.raises(ExportError, match="not a stereo pair .* --stereo-baseline"):
+            export(fmt, tmp_path / "mono", tmp_path / fmt)
+
+
 def test_dataset_reads_the_right_view_as_part_of_its_sequence(tmp_path):
     from dataset_forge.dataset.loader import Dataset
 
@@ -393,6 +419,25 @@ def test_kitti_stereo_export_reads_back(pair5, tmp_path):
         assert np.array_equal(np.asarray(Image.open(root / "image_2" / name)), seq[i].rgb)
         assert np.array_equal(np.asarray(Image.open(root / "image_3" / name)), seq.right[i].rgb)
         assert f["fx"] == pytest.approx(seq[i].K[0, 0]) and f["baseline"] == BASELINE
+
+
+@pytest.mark.render
+def test_sceneflow_stereo_export_reads_back_both_views(pair5, tmp_path):
+    seq, _, _ = pair5
+    from dataset_forge.dataset.exports import export
+    from PIL import Image
+
+    export("sceneflow-stereo", seq.path, tmp_path / "sf")
+    root = tmp_path / "sf" / "FlyingThings3D"
+    frames = json.loads((root / "frames.json").read_text())
+    assert [f["frame"] for f in frames] == seq.frame_numbers
+    for i, f in enumerate(frames):
+        for view, v in (("left", seq), ("right", seq.right)):
+            d = read_pfm((root / "disparity" / "TRAIN" / "A" / f"{f['name'].replace('/', f'/{view}/')}.pfm")
+                         .read_bytes())
+            assert np.array_equal(d, v[i].disparity)  # float32, exact
+            png = root / "frames_cleanpass" / "TRAIN" / "A" / f"{f['name'].replace('/', f'/{view}/')}.png"
+            assert np.array_equal(np.asarray(Image.open(png)), v[i].rgb)
 
 
 @pytest.mark.render

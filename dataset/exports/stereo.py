@@ -12,6 +12,18 @@ where the left view has no surface and beyond KITTI's range (>= 256 px, named in
 values are rounded to 1/256 px (a valid disparity below 1/512 px is written as 1/256, never as
 0). KITTI keeps no right-view disparity: read it from the sequence (``Sequence.right``). A
 sequence without a stereo pair is refused, naming the option that renders one.
+
+``sceneflow-stereo`` (module :mod:`.sceneflow`): both views and both disparities in the
+FlyingThings3D (SceneFlow) layout, disparity as PFM (float32, exact)::
+
+    DST/FlyingThings3D/frames_cleanpass/TRAIN/A/SEQ/{left,right}/NNNN.png   8-bit RGB
+    DST/FlyingThings3D/disparity/TRAIN/A/SEQ/{left,right}/NNNN.pfm          disparity, px
+    DST/FlyingThings3D/frames.json                 SEQ/NNNN -> sequence, frame, fx, baseline
+
+``NNNN`` is the frame's position in its sequence (0000, 0001 ...), ``SEQ`` the flat sequence
+name. PFM: ``Pf`` (one channel), ``W H``, scale ``-1.0`` (little-endian), rows bottom to top.
+SceneFlow's disparity is dense: our 0 where a view has no surface is the disparity of a point
+at infinity, which is what such a pixel sees.
 """
 
 from __future__ import annotations
@@ -57,14 +69,7 @@ def png_grey16_bytes(image: np.ndarray) -> bytes:
 
 def export_sequence(job: SeqJob, dst: Path, tick, ctx: dict[str, Any]) -> dict[str, Any]:
     seq = job.sequence
-    doc = seq.stereo
-    right = seq.right
-    if doc is None or right is None:
-        raise ExportError(f"{seq.path}: not a stereo pair (no stereo.json); the kitti-stereo export "
-                          "needs one (render with --stereo-baseline B, B > 0)")
-    if right.frame_numbers != seq.frame_numbers:
-        raise ExportError(f"{right.path}: the right view's frames are not the left view's; render "
-                          "the sequence again (validate names what differs)")
+    doc, right = _pair(seq)
     root = dst / ROOT
     frames = ctx.setdefault("frames", [])
     notes: list[str] = []
@@ -92,3 +97,51 @@ def export_sequence(job: SeqJob, dst: Path, tick, ctx: dict[str, Any]) -> dict[s
 
 def finish(jobs: list[SeqJob], dst: Path, ctx: dict[str, Any]) -> None:
     write_json(dst / ROOT / "frames.json", ctx.get("frames", []))
+
+
+# -- sceneflow-stereo ----------------------------------------------------------------------------
+SCENEFLOW = Path("FlyingThings3D")
+
+
+def pfm_bytes(image: np.ndarray) -> bytes:
+    """``(H, W)`` float32 as a one-channel PFM: ``Pf``, ``W H``, ``-1.0`` (little-endian), rows
+    from the bottom row up."""
+    a = np.ascontiguousarray(np.asarray(image, "<f4")[::-1])
+    h, w = a.shape
+    return f"Pf\n{w} {h}\n-1.0\n".encode("ascii") + a.tobytes()
+
+
+def _pair(seq):
+    doc, right = seq.stereo, seq.right
+    if doc is None or right is None:
+        raise ExportError(f"{seq.path}: not a stereo pair (no stereo.json); this export needs one "
+                          "(render with --stereo-baseline B, B > 0)")
+    if right.frame_numbers != seq.frame_numbers:
+        raise ExportError(f"{right.path}: the right view's frames are not the left view's; render "
+                          "the sequence again (validate names what differs)")
+    return doc, right
+
+
+def export_sceneflow_sequence(job: SeqJob, dst: Path, tick, ctx: dict[str, Any]) -> dict[str, Any]:
+    seq = job.sequence
+    doc, right = _pair(seq)
+    root = dst / SCENEFLOW
+    frames = ctx.setdefault("frames", [])
+    for i in range(len(seq)):
+        name = f"{i:04d}"
+        for view, fr in (("left", seq[i]), ("right", right[i])):
+            write_bytes(root / "frames_cleanpass" / "TRAIN" / "A" / job.name / view / f"{name}.png",
+                        png_bytes(rgb8(fr)))
+            write_bytes(root / "disparity" / "TRAIN" / "A" / job.name / view / f"{name}.pfm",
+                        pfm_bytes(fr.disparity))
+            fr.clear()
+        frames.append({"name": f"{job.name}/{name}", "sequence": job.rel or job.name,
+                       "frame": seq.frame_numbers[i], "fx": float(seq[i].K[0, 0]),
+                       "baseline": doc.baseline, "baseline_m": doc.baseline_m})
+        tick()
+    notes = [] if rgb8_is_exact(seq) else ["frames are not 8-bit: written as 8-bit sRGB PNG"]
+    return {"summary": {"frames": len(seq)}, "notes": notes}
+
+
+def finish_sceneflow(jobs: list[SeqJob], dst: Path, ctx: dict[str, Any]) -> None:
+    write_json(dst / SCENEFLOW / "frames.json", ctx.get("frames", []))
