@@ -11,9 +11,7 @@ The package works in three settings:
 Nothing here imports ``bpy`` at import time; the public functions import what they need.
 """
 
-from __future__ import annotations
-
-from typing import Any
+from typing import Any as _Any
 
 from .version import __version__
 
@@ -29,8 +27,13 @@ __all__ = [
 ]
 
 
+def __dir__() -> list[str]:
+    """The public face only (``dir(dataset_forge)``), not the helpers and loaded submodules."""
+    return sorted(__all__)
+
+
 def render_animation(blend_file, root_path, *, frame_start: int | None = None,
-                     frame_end: int | None = None, on_progress=None, **options: Any):
+                     frame_end: int | None = None, on_progress=None, **options: _Any):
     """Render frames ``frame_start..frame_end`` (inclusive, after the keyframe multiplier) of one
     ``.blend`` into ``root_path`` (frames/, ground truth folders, transforms.json).
 
@@ -45,7 +48,7 @@ def render_animation(blend_file, root_path, *, frame_start: int | None = None,
 
 
 def create_datasets(scenes_dir, datasets_dir, *, sequences_per_scene: int = 1,
-                    num_frames: int | None = None, on_progress=None, **options: Any):
+                    num_frames: int | None = None, on_progress=None, **options: _Any):
     """Render ``sequences_per_scene`` disjoint sequences of ``num_frames`` frames from every
     ``.blend`` in ``scenes_dir`` into ``datasets_dir/renders/SCENE/SEQUENCE-ID/``.
 
@@ -59,21 +62,21 @@ def create_datasets(scenes_dir, datasets_dir, *, sequences_per_scene: int = 1,
                  num_frames=num_frames, on_progress=on_progress, **options)
 
 
-def load(path, **kwargs: Any):
+def load(path, **kwargs: _Any):
     """Open a sequence folder or a datasets folder (see :mod:`dataset.loader`)."""
     from .dataset.loader import load as _impl
 
     return _impl(path, **kwargs)
 
 
-def validate(path, **kwargs: Any):
+def validate(path, **kwargs: _Any):
     """Check a sequence or datasets folder; returns a report (see :mod:`dataset.validate`)."""
     from .dataset.validate import validate as _impl
 
     return _impl(path, **kwargs)
 
 
-def preview(path, out, **kwargs: Any):
+def preview(path, out, **kwargs: _Any):
     """Write preview grids for a sequence or datasets folder (see :mod:`dataset.preview`)."""
     from .dataset.preview import preview as _impl
 

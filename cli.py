@@ -184,7 +184,7 @@ def build_parser() -> ArgumentParser:
 
 
 def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
-    from .engine.plan import format_summary
+    from .engine.progress import format_summary
 
     _out(json.dumps(summary, indent=1, default=str) if as_json else format_summary(summary))
 

@@ -61,7 +61,7 @@ def _f(default: Any, help: str, group: str, *, label: str,
        soft_min: float | None = None, soft_max: float | None = None,
        subtype: str = "NONE", scope: str = "scene", panel: str | None = None,
        active_if: str | tuple[str, str] | None = None,
-       cli: tuple[str, ...] = COMMANDS) -> Any:
+       cli: tuple[str, ...] = COMMANDS, frame_bytes: int | None = None) -> Any:
     """A :class:`Settings` field with its whole description (see the module docstring)."""
     if enum_labels is not None and set(enum_labels) != set(choices or ()):
         raise TypeError(f"enum_labels {sorted(enum_labels)} do not match the choices {choices}")
@@ -70,7 +70,7 @@ def _f(default: Any, help: str, group: str, *, label: str,
     meta = {"help": help, "group": group, "choices": choices, "min": min, "max": max,
             "scope": scope, "label": label, "enum_labels": enum_labels, "soft_min": soft_min,
             "soft_max": soft_max, "subtype": subtype, "panel": panel or group,
-            "active_if": active_if, "cli": tuple(cli)}
+            "active_if": active_if, "cli": tuple(cli), "frame_bytes": frame_bytes}
     return field(default=default, metadata=meta)
 
 
@@ -110,13 +110,13 @@ class Settings:
 
     # -- Ground truth ------------------------------------------------------------------------
     depths: bool = _f(False, "Write depth maps (depths/depth_NNNNNN.exr)", "Ground truth",
-                      label="Depth")
+                      label="Depth", frame_bytes=4 + 2 * 16)
     normals: bool = _f(False, "Write surface normals (normals/normal_NNNNNN.exr)", "Ground truth",
-                       label="Normals")
+                       label="Normals", frame_bytes=12 + 4 + 4 * 16)
     flows: bool = _f(False, "Write forward and backward optical flow (flows/flow_NNNNNN.exr)",
-                     "Ground truth", label="Optical Flow")
+                     "Ground truth", label="Optical Flow", frame_bytes=16 + 3 * 16)
     segmentations: bool = _f(False, "Write object id maps (segmentations/segmentation_NNNNNN.exr)",
-                             "Ground truth", label="Segmentation")
+                             "Ground truth", label="Segmentation", frame_bytes=4 + 2 * 16)
     debug: bool = _f(True, "Also write colourised previews of the ground truth (previews/...)",
                      "Ground truth", label="Debug Previews")
     depth_type: str = _f("planar", "planar: distance along the camera's viewing axis; distance: "
@@ -279,19 +279,26 @@ class Settings:
         """Estimated memory of one frame's buffers (bytes, bytes per pixel): Cycles' float RGBA
         render and display buffers, the denoiser's albedo and normal, each enabled pass with its
         compositor intermediates (float RGBA images)."""
-        per_px = 16 * 3 + (24 if self.use_denoising else 0)
-        per_px += sum({"depths": 4 + 2 * 16, "normals": 12 + 4 + 4 * 16, "flows": 16 + 3 * 16,
-                       "segmentations": 4 + 2 * 16}[k] for k in self.ground_truths)
+        per_px = 16 * 3 + (24 if self.use_denoising else 0) + sum(
+            FIELDS[flag].metadata["frame_bytes"] for flag in self.ground_truths)
         return self.width * self.height * per_px, per_px
 
     @property
     def ground_truths(self) -> tuple[str, ...]:
-        """Enabled ground-truth kinds, in a fixed order."""
-        return tuple(k for k in ("depths", "normals", "flows", "segmentations") if getattr(self, k))
+        """The flags of the enabled ground truths (``depths`` ...): the fields declared with
+        ``frame_bytes`` (a ground truth's share of the frame buffers, bytes per pixel: its float
+        pass plus compositor intermediates), in declaration order. ``dataset.modalities`` has
+        one entry per such field."""
+        return tuple(flag for flag in GROUND_TRUTHS if getattr(self, flag))
 
     @property
     def gpu_list(self) -> list[int]:
         return [int(p) for p in self.gpus.split(",") if p.strip()]
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+# The ground-truth flags, in declaration order: the fields declared with ``frame_bytes``.
+GROUND_TRUTHS = tuple(n for n, f in FIELDS.items() if f.metadata["frame_bytes"] is not None)
 
 
 def _memory_bytes() -> int:

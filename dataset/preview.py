@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .loader import Sequence, load
+from .modalities import MODALITIES
 from .validate import progress_bar
 
 GOLDEN = 0.6180339887498949
@@ -127,6 +128,16 @@ def _rgb8(im: np.ndarray) -> np.ndarray:
     return (x * 255 + 0.5).astype(np.uint8)
 
 
+# The colour map of each modality's tile (``dataset.modalities.Modality.preview``): ``(array,
+# the sequence's scales from _scales) -> uint8 (H, W, 3)``.
+COLORMAPS = {
+    "depth": lambda a, s: colorize_depth(a, s.get("depth_lo"), s.get("depth_hi")),
+    "normals": lambda a, s: colorize_normals(a),
+    "flow": lambda a, s: colorize_flow(a, s.get("flow")),
+    "ids": lambda a, s: colorize_ids(a),
+}
+
+
 # --- grids ---------------------------------------------------------------------------------
 
 def _scales(seq: Sequence) -> dict[str, float]:
@@ -148,14 +159,10 @@ def frame_tiles(frame, scales: dict[str, float] | None = None) -> list[tuple[str
     seq = frame.sequence
     s = scales or {}
     tiles = [("rgb", _rgb8(frame.rgb))]
-    if "depth" in seq.kinds:
-        tiles.append(("depth", colorize_depth(frame.depth, s.get("depth_lo"), s.get("depth_hi"))))
-    if "normal" in seq.kinds:
-        tiles.append(("normals", colorize_normals(frame.normals)))
-    if "flow" in seq.kinds:
-        tiles.append(("flow", colorize_flow(frame.flow_forward, s.get("flow"))))
-    if "segmentation" in seq.kinds:
-        tiles.append(("segmentation", colorize_ids(frame.segmentation)))
+    for m in MODALITIES.values():
+        if m.name in seq.kinds:
+            label, attr, cmap = m.preview
+            tiles.append((label, COLORMAPS[cmap](getattr(frame, attr), s)))
     return tiles
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from ..wire.protocol import Ev, Event, PlanDoc, Summary
 from .plan import frames_on_disk
+from .progress import summary_head
 from .runner import Runner
 from .session import RunSession
 
@@ -156,9 +157,7 @@ class RunController:
                                f"({s['frames_rendered']} rendered now, {s['frames_skipped']} from "
                                f"before) in {where}; render again to resume")
         failed = s["failed"]
-        text = (f"{len(s['done'])} scene(s) done, {len(s['skipped'])} skipped (already complete), "
-                f"{len(failed)} failed; {s['frames_rendered']} frames rendered, "
-                f"{s['frames_skipped']} already complete, in {where}")
+        text = summary_head(s, where)
         if failed:
             name, reason = next(iter(failed.items()))
             # WARNING, not ERROR: the other scenes rendered (and bpy.ops raises on ERROR).
@@ -183,7 +182,9 @@ class RunController:
                 st = self.slots[slot] = SlotState(slot, scene, e.get("job") or "")
             st.frames_done += 1
         elif kind == Ev.SCENE_OPENED and slot is not None:
-            self.slots.setdefault(slot, SlotState(slot, scene))
+            # The row shows the scene's planned frames from the start (its first job_started
+            # narrows it to that sequence): never a row of "0/0".
+            self.slots.setdefault(slot, SlotState(slot, scene, "", 0, self._planned_frames(scene)))
             self.current_job = scene
         elif kind == Ev.ERROR:
             where = f"{scene} {e.get('job') or ''}".strip() or "worker"
@@ -202,6 +203,17 @@ class RunController:
         if kind in (Ev.SCENE_DONE, Ev.SCENE_FAILED, Ev.RETRY, Ev.WORKER_RECYCLED,
                     Ev.WORKER_TIMEOUT) and slot is not None:
             self.slots.pop(slot, None)
+
+    def _planned_frames(self, scene: str) -> int:
+        """Frames the plan gives ``scene`` (its sequences with a known range; 0 when none is
+        known before the worker reads the scene's range)."""
+        total = 0
+        for job in (self.plan or {}).get("jobs", []):
+            if job.get("scene") == scene:
+                for s in job.get("sequences", []):
+                    if s.get("frame_start") is not None and s.get("frame_end") is not None:
+                        total += int(s["frame_end"]) - int(s["frame_start"]) + 1
+        return total
 
     def _finish(self) -> None:
         if self.finished:

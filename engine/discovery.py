@@ -10,7 +10,6 @@ this module is usable from the CLI, from plain Python and from inside Blender (t
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -22,6 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..dataset.documents.job import JobSpec
 from ..dataset.provenance import read_bindings
 from ..errors import DatasetForgeError
 from ..settings import Settings
@@ -244,8 +244,7 @@ def _probe_share(todo: list[str], settings: Settings, timeout: float,
     while todo:
         attempt += 1
         job_path = tmp / f"probe-{os.getpid()}-{tag}-{attempt}.json"
-        job_path.write_text(json.dumps({"mode": "probe", "blends": todo,
-                                        "settings": settings.to_dict()}), encoding="utf-8")
+        JobSpec.probe(todo, settings.to_dict()).write(job_path)
         cmd = worker_command(job_path, settings.executable)
         try:
             proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

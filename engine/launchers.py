@@ -19,7 +19,6 @@ and log of every worker come from :func:`write_spec`.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..dataset.documents.job import JobSpec
 from ..wire import events as ev
 from ..wire.protocol import Event
 from .launch import gpu_for_slot, gpu_pinning, worker_command, worker_env
@@ -128,11 +128,9 @@ def write_spec(work_dir: Path, number: int, job: Job, slot: int, placement: Plac
                frame_budget: int) -> WorkerSpec:
     """Write ``job-NNNNN.json`` (what the worker renders) into ``work_dir``; the worker's log will
     be ``worker-NNNNN.log`` beside it. ``number`` counts the workers of the run from 1."""
-    payload = {"blend": job.blend, "scene_name": job.scene_name, "settings": placement.settings,
-               "sequences": job.sequences, "frame_budget": frame_budget,
-               "gpu_index": placement.gpu_index, "gpu": placement.gpu}
-    job_path = work_dir / f"job-{number:05d}.json"
-    job_path.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+    job_path = JobSpec.render(job.blend, job.scene_name, placement.settings, job.sequences,
+                              frame_budget, placement.gpu_index, placement.gpu).write(
+        work_dir / f"job-{number:05d}.json")
     return WorkerSpec(key=f"{number:05d}", slot=slot, job_path=job_path,
                       log_path=work_dir / f"worker-{number:05d}.log", gpu=placement.gpu)
 

@@ -13,22 +13,22 @@ scenes render.
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..dataset import layout
+from ..dataset.documents import manifest as manifest_doc
+from ..dataset.documents.manifest import SequenceEntry, SequenceValidation
 from ..dataset.journal import Journal
 from ..dataset.provenance import settings_match
-from ..dataset.transforms import write_json_atomic
 from ..dataset.verify import journal_digest
 from ..errors import DatasetForgeError
 from ..sampling import SamplingError, sample_sequences, stretched_range
 from ..settings import Settings
 from ..version import __version__
-from ..wire.protocol import PlanDoc, PlanJob, PlanScene, Summary
+from ..wire.protocol import PlanDoc, PlanJob, PlanScene, SequenceSpec, Summary
 from .discovery import SceneInfo, bind_scene_names, discover
 
 PLAN_VERSION = 1
@@ -88,8 +88,18 @@ def build_plan(scenes_dir: str | os.PathLike, datasets_dir: str | os.PathLike,
             "settings": settings.to_dict(), "scenes": plan_scenes, "jobs": jobs}
 
 
+class SequenceState(NamedTuple):
+    """What is on disk for one sequence: ``frames`` planned, ``frames_complete`` (journaled and
+    intact), whether ``transforms.json`` exists, and whether all of it is there."""
+
+    frames: int
+    frames_complete: int
+    transforms: bool
+    complete: bool
+
+
 def sequence_state(out_dir: str | os.PathLike, frame_start: int, frame_end: int,
-                   settings: dict[str, Any] | None = None) -> dict[str, Any]:
+                   settings: dict[str, Any] | None = None) -> SequenceState:
     """What is on disk for one sequence: frames whose journal entry and files are intact, and
     whether ``transforms.json`` exists. With ``settings``, frames recorded with other settings
     (``provenance.json``) count as not complete."""
@@ -104,8 +114,7 @@ def sequence_state(out_dir: str | os.PathLike, frame_start: int, frame_end: int,
     n = frame_end - frame_start + 1
     has_transforms = all((v / layout.TRANSFORMS).is_file() for v in views) and (
         len(views) == 1 or (out / layout.STEREO).is_file())
-    return {"frames": n, "frames_complete": complete, "transforms": has_transforms,
-            "complete": complete == n and has_transforms}
+    return SequenceState(n, complete, has_transforms, complete == n and has_transforms)
 
 
 def frames_on_disk(plan: PlanDoc) -> tuple[int, int]:
@@ -115,8 +124,8 @@ def frames_on_disk(plan: PlanDoc) -> tuple[int, int]:
     for job in plan["jobs"]:
         for q in job["sequences"]:
             st = sequence_state(q["out_dir"], q["frame_start"], q["frame_end"])
-            done += st["frames_complete"]
-            total += st["frames"]
+            done += st.frames_complete
+            total += st.frames
     return done, total
 
 
@@ -132,90 +141,67 @@ def write_manifest(plan: PlanDoc, summary: Summary | None = None) -> Path:
                   for sc in run.values() for q in sc.get("sequences", []) if q.get("status") == "failed"}
     jobs = {j["scene"]: j for j in plan["jobs"]}
     previous = _previous_validations(datasets / MANIFEST_NAME)
-    scenes = []
-    totals = {"scenes": 0, "scenes_complete": 0, "sequences": 0, "sequences_complete": 0,
-              "frames": 0, "frames_complete": 0}
+    doc = manifest_doc.Manifest(dataset_forge_version=__version__, updated=_now(), plan=PLAN_NAME,
+                                settings=plan["settings"], seed=plan["seed"],
+                                totals=manifest_doc.Totals(), scenes=[])
     for sc in plan["scenes"]:
         job = jobs.get(sc["name"])
-        seqs = []
-        for q in (job or {}).get("sequences", []):
-            st = sequence_state(q["out_dir"], q["frame_start"], q["frame_end"], plan["settings"])
-            failed = failed_now.get(q["out_dir"])
-            done = st["complete"] and failed is None
-            seqs.append({"id": q["id"], "path": Path(q["out_dir"]).relative_to(datasets).as_posix(),
-                         "frame_start": q["frame_start"], "frame_end": q["frame_end"],
-                         "num_frames": st["frames"], "frames_complete": st["frames_complete"],
-                         "status": "complete" if done else "incomplete"})
-            if failed is not None:
-                seqs[-1]["reason"] = failed
-            kept = previous.get(seqs[-1]["path"])
-            if kept is not None and failed is None and _unchanged_since(q["out_dir"], *kept):
-                seqs[-1]["validation"] = kept[0]
-            totals["sequences"] += 1
-            totals["sequences_complete"] += done
-            totals["frames"] += st["frames"]
-            totals["frames_complete"] += st["frames_complete"]
-        complete = job is not None and all(q["status"] == "complete" for q in seqs)
+        seqs = [_sequence_entry(q, datasets, plan["settings"], failed_now.get(q["out_dir"]), previous)
+                for q in (job or {}).get("sequences", [])]
+        complete = job is not None and all(q.complete for q in seqs)
         reason = sc.get("error") or "; ".join(run.get(sc["name"], {}).get("errors", [])) or None
-        status = "complete" if complete else ("failed" if reason else "incomplete")
-        scenes.append({"name": sc["name"], "blend": sc["blend"], "status": status,
-                       "reason": None if complete else reason,
-                       "frame_start": sc.get("frame_start"), "frame_end": sc.get("frame_end"),
-                       "fps": sc.get("fps"), "camera": sc.get("camera"), "sequences": seqs})
-        totals["scenes"] += 1
-        totals["scenes_complete"] += complete
-    doc = {"dataset_forge_version": __version__, "updated": _now(), "plan": PLAN_NAME,
-           "settings": plan["settings"], "seed": plan["seed"], "totals": totals, "scenes": scenes}
+        status = manifest_doc.COMPLETE if complete else (manifest_doc.FAILED if reason
+                                                         else manifest_doc.INCOMPLETE)
+        doc.scenes.append(manifest_doc.SceneEntry(
+            name=sc["name"], blend=sc["blend"], status=status, reason=None if complete else reason,
+            frame_start=sc.get("frame_start"), frame_end=sc.get("frame_end"), fps=sc.get("fps"),
+            camera=sc.get("camera"), sequences=seqs))
+        doc.totals.add_scene(doc.scenes[-1])
     path = datasets / MANIFEST_NAME
-    write_json_atomic(path, doc)
+    doc.write(path)
     return path
 
 
-def _previous_validations(manifest: Path) -> dict[str, tuple[dict[str, Any], float]]:
+def _sequence_entry(q: SequenceSpec, datasets: Path, settings: dict[str, Any], failed: str | None,
+                    previous: dict[str, tuple[SequenceValidation, float]]) -> SequenceEntry:
+    """The manifest entry of planned sequence ``q`` from its files on disk; ``failed``: this
+    run's reason when it failed; ``previous``: the validations of the manifest being replaced
+    (kept while the sequence's frames are the ones validated)."""
+    st = sequence_state(q["out_dir"], q["frame_start"], q["frame_end"], settings)
+    done = st.complete and failed is None
+    entry = SequenceEntry(id=q["id"], path=Path(q["out_dir"]).relative_to(datasets).as_posix(),
+                          frame_start=q["frame_start"], frame_end=q["frame_end"],
+                          num_frames=st.frames, frames_complete=st.frames_complete,
+                          status=manifest_doc.COMPLETE if done else manifest_doc.INCOMPLETE,
+                          reason=failed)
+    kept = previous.get(entry.path)
+    if kept is not None and failed is None and _unchanged_since(q["out_dir"], *kept):
+        entry.validation = kept[0]
+    return entry
+
+
+def _previous_validations(manifest: Path) -> dict[str, tuple[SequenceValidation, float]]:
     """``{sequence path: (validation entry, manifest mtime)}`` from the manifest being replaced,
     so that a rerun keeps the validate results of sequences it did not touch."""
     try:
-        doc = json.loads(manifest.read_text(encoding="utf-8"))
+        doc = manifest_doc.read(manifest)
         mtime = manifest.stat().st_mtime
-    except (OSError, ValueError):
+    except (OSError, DatasetForgeError):
         return {}
-    return {q["path"]: (q["validation"], mtime) for sc in doc.get("scenes", [])
-            for q in sc.get("sequences", []) if "validation" in q and "path" in q}
+    if doc is None:
+        return {}
+    return {path: (q.validation, mtime) for path, q in doc.sequences().items()
+            if q.validation is not None}
 
 
-def _unchanged_since(seq_dir: str, validation: dict[str, Any], when: float) -> bool:
+def _unchanged_since(seq_dir: str, validation: SequenceValidation, when: float) -> bool:
     """The sequence's frames are still the ones ``validation`` judged (a validated sequence that
     was re-rendered since must be validated again): its journal is byte for byte the one validate
     read (``journal_sha256``); for an entry without it, no frame was journaled after ``when``
     (the manifest's mtime, as coarse as the file system's clock)."""
-    digest = validation.get("journal_sha256") if isinstance(validation, dict) else None
-    if digest is not None:
-        return journal_digest(seq_dir) == digest
+    if validation.journal_sha256 is not None:
+        return journal_digest(seq_dir) == validation.journal_sha256
     try:
         return (Path(seq_dir) / layout.JOURNAL).stat().st_mtime <= when
     except OSError:
         return False
-
-
-def format_summary(summary: Summary) -> str:
-    """The end-of-run text: one line per scene (done / skipped / failed with its reason)."""
-    lines = []
-    for name, sc in summary.get("scenes", {}).items():
-        st = sc["status"]
-        seqs = sc.get("sequences", [])
-        if st == "failed":
-            reason = summary.get("failed", {}).get(name) or "; ".join(sc.get("errors", []))
-            lines.append(f"  FAILED  {name}: {reason}")
-        else:
-            r = sum(q["rendered"] for q in seqs)
-            k = sum(q["skipped"] for q in seqs)
-            lines.append(f"  {st.upper():7s} {name}: {len(seqs)} sequence(s), {r} frame(s) rendered, "
-                         f"{k} already complete")
-    head = (f"{len(summary.get('done', []))} scene(s) done, {len(summary.get('skipped', []))} "
-            f"skipped (already complete), {len(summary.get('failed', {}))} failed; "
-            f"{summary.get('frames_rendered', 0)} frame(s) rendered, "
-            f"{summary.get('frames_skipped', 0)} already complete, in {summary.get('seconds', 0):.1f} s")
-    if summary.get("cancelled"):
-        head += " (cancelled: rerun the same command to resume)"
-    tail = [f"manifest: {summary['manifest']}"] if summary.get("manifest") else []
-    return "\n".join([head, *lines, *tail])

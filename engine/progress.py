@@ -20,32 +20,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from ..wire.protocol import Ev, Event
+from ..text import bar, format_duration
+from ..wire.protocol import Ev, Event, Summary
 
 LOG = logging.getLogger("dataset_forge")
-
-
-def format_seconds(seconds: float | None) -> str:
-    """``12s``, ``3m05s``, ``1h02m``; ``--`` when unknown."""
-    if seconds is None:
-        return "--"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
 def format_bar(e: Event, width: int = 24) -> str:
     """One line for a ``progress`` event."""
     frac = float(e.get("fraction", 0.0))
-    filled = int(round(frac * width))
     total = e.get("frames_total", 0)
     finished = e.get("frames_done", 0) + e.get("frames_skipped", 0)
     skipped = f" ({e['frames_skipped']} already done)" if e.get("frames_skipped") else ""
-    return (f"[{'#' * filled}{'-' * (width - filled)}] {frac * 100:5.1f}%  {finished}/{total} frames"
-            f"{skipped}  {e.get('fps', 0.0):.2f} frames/s  ETA {format_seconds(e.get('eta'))}  "
+    return (f"{bar(frac, width)} {frac * 100:5.1f}%  {finished}/{total} frames"
+            f"{skipped}  {e.get('fps', 0.0):.2f} frames/s  ETA {format_duration(e.get('eta'))}  "
             f"scenes {e.get('scenes_finished', 0)}/{e.get('scenes_total', 0)}  "
             f"workers {e.get('workers', 0)}")
 
@@ -204,3 +192,34 @@ def console(on_progress: Callable[[Event], None] | None = None, *, bar: bool | N
         if handler is not None:
             LOG.removeHandler(handler)
             LOG.setLevel(level)
+
+
+def summary_head(summary: Summary, where: str) -> str:
+    """The run's result in one sentence (the CLI's first line, the panel's final report):
+    ``2 scene(s) done, 0 skipped (already complete), 1 failed; 12 frame(s) rendered, 0 already
+    complete, in WHERE``."""
+    return (f"{len(summary.get('done', []))} scene(s) done, {len(summary.get('skipped', []))} "
+            f"skipped (already complete), {len(summary.get('failed', {}))} failed; "
+            f"{summary.get('frames_rendered', 0)} frame(s) rendered, "
+            f"{summary.get('frames_skipped', 0)} already complete, in {where}")
+
+
+def format_summary(summary: Summary) -> str:
+    """The end-of-run text: one line per scene (done / skipped / failed with its reason)."""
+    lines = []
+    for name, sc in summary.get("scenes", {}).items():
+        st = sc["status"]
+        seqs = sc.get("sequences", [])
+        if st == "failed":
+            reason = summary.get("failed", {}).get(name) or "; ".join(sc.get("errors", []))
+            lines.append(f"  FAILED  {name}: {reason}")
+        else:
+            r = sum(q["rendered"] for q in seqs)
+            k = sum(q["skipped"] for q in seqs)
+            lines.append(f"  {st.upper():7s} {name}: {len(seqs)} sequence(s), {r} frame(s) rendered, "
+                         f"{k} already complete")
+    head = summary_head(summary, f"{summary.get('seconds', 0):.1f} s")
+    if summary.get("cancelled"):
+        head += " (cancelled: rerun the same command to resume)"
+    tail = [f"manifest: {summary['manifest']}"] if summary.get("manifest") else []
+    return "\n".join([head, *lines, *tail])

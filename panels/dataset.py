@@ -15,6 +15,7 @@ from ..engine import controller
 from ..operators import planning, scan
 from ..properties import preferences, settings_from_context
 from ..settings import Settings, SettingsError
+from ..text import format_duration
 
 CATEGORY = "Dataset"
 PREVIEW_LINES = 8
@@ -60,11 +61,6 @@ def wrapped_label(layout, text: str, icon: str = "NONE") -> None:
     for i, line in enumerate(lines):
         # Continuation lines keep the first line's indent when it has an icon.
         col.label(text=line, icon=icon if i == 0 or icon == "NONE" else "BLANK1")
-
-
-def format_seconds(seconds: float) -> str:
-    s = int(round(max(seconds, 0.0)))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def running(context) -> bool:
@@ -252,7 +248,7 @@ class DATASETFORGE_PT_run(_DatasetPanel, bpy.types.Panel):
                 layout.progress(factor=job.progress, type="BAR",
                                 text=f"Worker {job.slot + 1}: {job.scene} {job.sequence} "
                                      f"{job.frames_done}/{job.frames_total}")
-            eta = "ETA --:--" if state.eta_seconds < 0 else f"ETA {format_seconds(state.eta_seconds)}"
+            eta = f"ETA {format_duration(state.eta_seconds)}"
             layout.progress(factor=state.progress, type="BAR",
                             text=f"{state.progress * 100:.0f}%  {state.frames_done + state.frames_skipped}"
                                  f"/{state.frames_total} frames  {eta}  "

@@ -37,6 +37,7 @@ import bpy
 
 from ..dataset import camera as cam_model
 from ..dataset import layout
+from ..dataset.documents import transforms as transforms_doc
 from ..dataset.transforms import write_json_atomic
 from ..settings import Settings
 from . import compat, scene_setup, segmentation
@@ -45,6 +46,8 @@ from .objects import ObjectTracker
 
 # Where each kind's files go (flag, folder, stem, transforms.json key): dataset.layout.KINDS.
 # What Blender needs for it: the view-layer pass and the File Output socket type.
+# TODO(modalities): read these from dataset.modalities.MODALITIES (view_layer_pass, socket), which
+# repeats them (tests/test_architecture.py keeps the two equal), once the rig's rework lands.
 PASS_FLAGS = {"depth": "use_pass_z", "normal": "use_pass_normal", "flow": "use_pass_vector",
               "segmentation": "use_pass_object_index"}
 SOCKET_TYPES = {"depth": "FLOAT", "normal": "VECTOR", "flow": "RGBA", "segmentation": "FLOAT"}
@@ -159,59 +162,12 @@ class PassRig:
         return self.seq_dir / layout.KINDS["segmentation"].folder / RAW_SEG
 
     def conventions(self) -> dict[str, Any]:
-        conv: dict[str, Any] = {}
-        ch = compat.EXR_CHANNELS
-
-        def pattern(kind: str) -> str:
-            return layout.pattern(layout.gt_file(kind, 0))
-
-        if "depth" in self.kinds:
-            conv["depth"] = {
-                "file": pattern("depth"), "channel": ch["FLOAT"][0],
-                "type": self.settings.depth_type,
-                "definition": ("distance along the camera's viewing axis (-z)"
-                               if self.settings.depth_type == "planar"
-                               else "euclidean length of the ray from the camera centre"),
-                "units": "scene units", "unit_scale_m": float(self.scene.unit_settings.scale_length),
-                "invalid_value": 0.0, "valid_if": "depth > 0", "dtype": "float32"}
-        if "normal" in self.kinds:
-            cam = self.settings.normal_frame == "camera"
-            conv["normal"] = {
-                "file": pattern("normal"), "channels": ch["VECTOR"],
-                "frame": self.settings.normal_frame,
-                "axes": ("x right, y up, z towards the viewer (Blender camera axes; the camera "
-                         "looks down -z)" if cam else "world x, y, z"),
-                "unit_length": True, "background": [0.0, 0.0, 0.0], "valid_if": "|n| > 0",
-                "dtype": "float32"}
-        if "flow" in self.kinds:
-            conv["flow"] = {
-                "file": pattern("flow"), "channels": dict(zip(layout.FLOW_KEYS, ch["RGBA"])),
-                "units": "pixels", "axes": "u right, v down",
-                "forward": "pixel displacement from frame t to t+1",
-                "backward": "pixel displacement from frame t to t-1",
-                "static_value": 0.0, "dtype": "float32",
-                "intrinsics": ("each frame projected with its own K: under an animated lens the "
-                               "Vector pass is re-projected exactly where K changes"),
-                "valid_if": ("the frame's flow_forward_valid / flow_backward_valid is true: they "
-                             "are false where the active camera changes between t and t+1 "
-                             "(forward of t) or t-1 and t (backward of t), a camera cut, where "
-                             "K changes in a way that cannot be corrected exactly, or where a "
-                             "drawn mesh changes its vertex count between the two frames "
-                             "without a velocity attribute (Cycles has no motion for it)")}
-        if "segmentation" in self.kinds:
-            conv["segmentation"] = {
-                "file": pattern("segmentation"),
-                "channel": layout.SEGMENTATION_OBJECT_CHANNEL, "ids_file": layout.IDS_FILE,
-                "background": 0, "dtype": "float32 holding exact integers",
-                "instance_channel": layout.SEGMENTATION_INSTANCE_CHANNEL, "instance_dtype": "uint32",
-                "instance_ids": "per drawn instance, hash of object name + instancer chain + "
-                                "persistent id (stable across frames, sequences and reruns); "
-                                "mapped in ids_file['instances']",
-                "source": "first Cycles sample of the pixel (never averaged), like depth",
-                "objects_file": layout.OBJECTS_FILE}
-        if self.settings.debug and self.kinds:
-            conv["previews"] = {k: layout.pattern(layout.preview_file(k, 0)) for k in self.kinds}
-        return conv
+        """The ``conventions`` of ``transforms.json`` for this rig's kinds (owned by
+        ``dataset.documents.transforms``; each kind's entry is its ``dataset.modalities`` row)."""
+        return transforms_doc.conventions(
+            self.kinds, depth_type=self.settings.depth_type, normal_frame=self.settings.normal_frame,
+            unit_scale_m=self.scene.unit_settings.scale_length, exr_channels=compat.EXR_CHANNELS,
+            previews=self.settings.debug)
 
     def teardown(self) -> None:
         if self.graph is not None:

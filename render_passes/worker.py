@@ -15,7 +15,6 @@ process; 0 = no limit).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -32,8 +31,10 @@ import numpy as np
 from ..dataset import camera as cam_model
 from ..dataset import exr, layout, provenance
 from ..dataset import flow_intrinsics as flow_k
+from ..dataset.documents.job import PROBE, JobSpec, as_job
+from ..dataset.documents.transforms import FrameEntry, position_of
 from ..dataset.journal import Journal
-from ..dataset.transforms import build_transforms, write_json_atomic
+from ..dataset.transforms import transforms_of, write_json_atomic
 from ..dataset.verify import WriteError, render_save_error, write_error
 from ..errors import DatasetForgeError
 from ..sampling import sequence_id
@@ -79,9 +80,9 @@ def _blender_version() -> str:
     return bpy.app.version_string
 
 
-def open_scene(job: dict[str, Any], settings: Settings, emit: Emit):
+def open_scene(job: JobSpec, settings: Settings, emit: Emit):
     """Open the job's .blend and prepare it; raises SceneError with the fix on bad input."""
-    blend = job["blend"]
+    blend = job.blend
     name = os.path.basename(blend)
     t0 = time.perf_counter()
     _open_blend(blend, settings)
@@ -91,8 +92,8 @@ def open_scene(job: dict[str, Any], settings: Settings, emit: Emit):
     scene_setup.apply_render_settings(scene, settings)
     timing.stretch(scene, settings.keyframe_multiplier, name)
     for message in warnings:
-        emit({"event": Ev.WARNING, "scene": job.get("scene_name", name), "message": message})
-    emit({"event": Ev.SCENE_OPENED, "scene": job.get("scene_name", name), "blend": blend,
+        emit({"event": Ev.WARNING, "scene": job.scene_name or name, "message": message})
+    emit({"event": Ev.SCENE_OPENED, "scene": job.scene_name or name, "blend": blend,
           "seconds": round(time.perf_counter() - t0, 4)})
     return scene
 
@@ -109,7 +110,7 @@ def _open_blend(blend: str, settings: Settings) -> None:
         raise scene_setup.SceneError(_unreadable(name, exc, blend)) from None
 
 
-def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: Settings,
+def render_sequence(scene, seq: dict[str, Any], job: JobSpec, settings: Settings,
                     emit: Emit, budget: list[int], device: str) -> None:
     """Render frames ``frame_start..frame_end`` of ``seq`` into ``seq['out_dir']``.
 
@@ -117,10 +118,10 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
     one-element countdown of frames this process may still render (None inside: unlimited).
     """
     out = Path(seq["out_dir"])
-    scene_name = job.get("scene_name", Path(job["blend"]).stem)
+    scene_name = job.scene_name
     a, b = _frame_range(scene, seq, settings, scene_name)
     sq = _Sequence(out, seq["id"], scene_name, a, b)
-    _check_provenance(sq, scene, job["blend"], settings, emit)
+    _check_provenance(sq, scene, job.blend, settings, emit)
     (out / layout.RGB_FOLDER).mkdir(parents=True, exist_ok=True)
     journal = Journal(out, background=True)
     ext = layout.RGB_EXTENSIONS[settings.file_format]
@@ -158,7 +159,7 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
     finally:
         commits.close()
         rig.teardown()
-    _write_transforms(sq, scene, job["blend"], settings, k0, frames_meta, cameras,
+    _write_transforms(sq, scene, job.blend, settings, k0, frames_meta, cameras,
                       rig.conventions())
     _write_info(sq, scene, settings, frames_meta, object_stats, t_job, device)
     _warn_unidentified(sq, object_stats, emit)
@@ -222,12 +223,9 @@ def _frame_entry(scene, f: int, a: int, rgb: str, gt_files: dict[str, str],
     cam = scene.camera
     k = cam_model.intrinsics(scene_setup.camera_params(scene, cam))
     pose = cam_model.orthonormal_pose(_matrix(cam.matrix_world))
-    entry: dict[str, Any] = {"file_path": rgb, "transform_matrix": pose, "frame": f,
-                             "time": (f - a) / scene_setup.frame_rate(scene),
-                             layout.FRAME_CAMERA_KEY: cam.name, **gt_files}
-    if k0 is not None and k != k0:
-        entry.update({"fl_x": k.fl_x, "fl_y": k.fl_y, "cx": k.cx, "cy": k.cy, "intrinsics": k.K})
-    return entry, k
+    entry = FrameEntry.new(rgb, pose, f, (f - a) / scene_setup.frame_rate(scene), cam.name, gt_files,
+                           k if k0 is not None and k != k0 else None)
+    return entry.to_dict(), k
 
 
 def _render_and_journal(scene, rig: PassRig, journal: Journal, sq: _Sequence, f: int, rgb: str,
@@ -272,16 +270,17 @@ def _write_transforms(sq: _Sequence, scene, blend: str, settings: Settings,
     """Write the ``transforms.json`` of the sequence (rendered from ``blend``): intrinsics
     ``k0`` of the first frame, the frame entries, and the cameras in order of use where a
     camera cut switches them."""
-    transforms = build_transforms(
+    path = sq.out / layout.TRANSFORMS
+    frames = [FrameEntry.from_dict(fr, f"{path}: frames[{i}]") for i, fr in enumerate(frames_meta)]
+    transforms_of(
         intrinsics=k0, channels=len(settings.color_mode) if settings.color_mode != "BW" else 1,
-        frames=frames_meta, frame_rate=scene_setup.frame_rate(scene),
+        frames=frames, frame_rate=scene_setup.frame_rate(scene),
         keyframe_multiplier=settings.keyframe_multiplier,
         frame_start=sq.a, frame_end=sq.b, scene=sq.scene_name, blend_file=blend,
         sequence_id=sq.id, blender_version=_blender_version(),
-        dataset_forge_version=__version__, camera=frames_meta[0][layout.FRAME_CAMERA_KEY],
+        dataset_forge_version=__version__, camera=frames[0].camera,
         unit_scale=scene.unit_settings.scale_length, conventions=conventions,
-        extra={layout.CAMERAS_KEY: cameras} if len(cameras) > 1 else None)
-    write_json_atomic(sq.out / layout.TRANSFORMS, transforms)
+        cameras=cameras if len(cameras) > 1 else None).write(path)
 
 
 def _write_info(sq: _Sequence, scene, settings: Settings, frames_meta: list[dict[str, Any]],
@@ -290,7 +289,7 @@ def _write_info(sq: _Sequence, scene, settings: Settings, frames_meta: list[dict
     speed over the time from the first to the last frame (s), render time since ``t_job``
     (``time.perf_counter``), device, versions and the object statistics if any."""
     fps = scene_setup.frame_rate(scene)
-    positions = [[fr["transform_matrix"][r][3] for r in range(3)] for fr in frames_meta]
+    positions = [position_of(fr) for fr in frames_meta]
     dist = sum(math.dist(p, q) for p, q in zip(positions, positions[1:]))
     elapsed = (sq.b - sq.a) / fps
     write_json_atomic(sq.out / layout.INFO, {
@@ -472,26 +471,27 @@ def fix_flow_file(path: Path, mask_path: Path, scratch: bool, cur: _Lens, prev: 
     return bool(todo)
 
 
-def run_job(job: dict[str, Any], emit: Emit) -> int:
+def run_job(job: JobSpec | dict[str, Any], emit: Emit) -> int:
     """Render every sequence of ``job``; returns 0 when all succeeded, 1 otherwise, 3 when the
     frame budget ran out (the runner restarts the rest in a fresh process)."""
-    scene_name = job.get("scene_name", Path(job["blend"]).stem)
+    job = as_job(job)
+    scene_name = job.scene_name
     try:
-        settings = Settings.from_dict(job["settings"])
+        settings = Settings.from_dict(job.settings)
         _heartbeat(emit, scene_name, settings.timeout)  # opening a big file is work too
         scene = open_scene(job, settings, emit)
-        choice = devices.configure_device(scene, settings.device_type, job.get("gpu_index"))
+        choice = devices.configure_device(scene, settings.device_type, job.gpu_index)
     except Exception as exc:  # noqa: BLE001 - every failure becomes one clear event
         emit({"event": Ev.ERROR, "scene": scene_name, "job": None, "message": _message(exc),
               "permanent": _permanent(exc)})
         return 1
     emit({"event": Ev.DEVICE, "scene": scene_name, "device": choice.reason,
-          "gpu": choice.is_gpu, "gpu_index": job.get("gpu_index"),
+          "gpu": choice.is_gpu, "gpu_index": job.gpu_index,
           "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")})
-    budget = [int(job.get("frame_budget") or 0) or None]
+    budget = [job.frame_budget or None]
     rc = 0
     containment.mute_scene_outputs(scene, settings.allow_scene_outputs, emit, scene_name)
-    for seq in job["sequences"]:
+    for seq in job.sequences:
         try:
             render_sequence(scene, seq, job, settings, emit, budget, choice.reason)
         except BudgetExhausted:
@@ -556,19 +556,20 @@ def _clean_exit(rc: int) -> None:
     os._exit(rc)
 
 
-def probe(job: dict[str, Any], emit: Emit) -> int:
-    """Discovery: open each of ``job['blends']`` (embedded scripts only with ``autoexec``) and
+def probe(job: JobSpec | dict[str, Any], emit: Emit) -> int:
+    """Discovery: open each of ``job.blends`` (embedded scripts only with ``autoexec``) and
     report its real frame range, frame rate, camera and problems as one ``probe`` event each.
 
     A ``probe_started`` event precedes every file, so that a crash while loading one file is
     pinned on that file by the caller."""
+    job = as_job(job)
     try:
-        settings = Settings.from_dict(job.get("settings") or {})
+        settings = Settings.from_dict(job.settings)
     except SettingsError as exc:
         emit({"event": Ev.ERROR, "scene": None, "job": None, "message": str(exc),
               "permanent": True})
         return 1
-    for blend in job.get("blends", []):
+    for blend in job.blends:
         emit({"event": Ev.PROBE_STARTED, "blend": blend})
         name = os.path.basename(blend)
         info: dict[str, Any] = {"event": Ev.PROBE, "blend": blend, "frame_start": None,
@@ -660,9 +661,9 @@ def main(argv: list[str] | None = None) -> None:
     rc = 1
     _die_with_parent()
     try:
-        job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+        job = JobSpec.read(argv[0])
         emit({"event": Ev.WORKER_STARTED, "pid": os.getpid(), "blender": _blender_version()})
-        rc = probe(job, emit) if job.get("mode") == "probe" else run_job(job, emit)
+        rc = probe(job, emit) if job.mode == PROBE else run_job(job, emit)
         emit({"event": Ev.WORKER_DONE, "rc": rc})
     except BaseException as exc:  # noqa: BLE001
         emit({"event": Ev.ERROR, "scene": None, "job": None, "message": _message(exc)})

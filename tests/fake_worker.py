@@ -11,7 +11,9 @@ on the scene name's first word:
 * ``good...``: every frame rendered, then ``job_done``, exit 0;
 * ``broken...``: a permanent ``error`` event naming the file and the fix, exit 1;
 * ``hang...``: in a sequence with no frame done yet, the first frame rendered, then it waits (for
-  a cancel or a kill); where frames are done already (a rerun), like ``good``.
+  a cancel or a kill); where frames are done already (a rerun), like ``good``;
+* ``gate...``: after ``scene_opened`` it waits until the file ``BLEND.go`` exists, then like
+  ``good`` (a test looks at the run between the two events, and opens the gate).
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ job = json.loads(open(sys.argv[-1], encoding="utf-8").read())
 name = job["scene_name"]
 emit({{"event": "worker_started", "pid": os.getpid(), "blender": "fake"}})
 emit({{"event": "scene_opened", "scene": name, "blend": job["blend"], "seconds": 0.0}})
+if name.startswith("gate"):
+    while not os.path.exists(job["blend"] + ".go"):
+        time.sleep(0.01)
 if name.startswith("broken"):
     emit({{"event": "error", "scene": name, "job": None, "permanent": True,
            "message": f"{{os.path.basename(job['blend'])}}: the scene has no camera; add one"}})

@@ -70,7 +70,7 @@ def test_a_clean_run_shows_each_busy_worker_and_reports_every_scene(tmp_path):
     level, text = ctl.final_report()
     out = ctl.output_dir
     assert level == "WARNING" and ctl.status == text
-    assert text == (f"2 scene(s) done, 0 skipped (already complete), 1 failed; {2 * FRAMES} frames "
+    assert text == (f"2 scene(s) done, 0 skipped (already complete), 1 failed; {2 * FRAMES} frame(s) "
                     f"rendered, 0 already complete, in {out}. nocam: nocam.blend: the scene has "
                     "no camera; add one")
     assert ctl.messages[-1].text == text
@@ -87,8 +87,22 @@ def test_a_clean_run_shows_each_busy_worker_and_reports_every_scene(tmp_path):
     again.run_blocking(interval=0.005)
     level, text = again.final_report()
     assert level == "INFO"
-    assert text == (f"0 scene(s) done, 2 skipped (already complete), 0 failed; 0 frames rendered, "
+    assert text == (f"0 scene(s) done, 2 skipped (already complete), 0 failed; 0 frame(s) rendered, "
                     f"{2 * FRAMES} already complete, in {out}")
+
+
+def test_a_worker_row_shows_its_planned_frames_from_the_moment_the_scene_opens(tmp_path):
+    """Between ``scene_opened`` and ``job_started`` (the worker opening the file) the row already
+    counts the scene's planned frames: the panel never shows "0/0"."""
+    ctl = _controller(tmp_path, ["gate"])
+    ctl.start()
+    seen = _step_until(ctl, lambda c: c.active_slots())
+    assert seen[0] == ("gate", 0, FRAMES)
+    assert ctl.active_slots()[0].progress == 0.0
+    (tmp_path / "scenes" / "gate.blend.go").touch()
+    seen = _step_until(ctl, lambda c: c.finished)
+    assert all(total == FRAMES for _, _, total in seen)
+    assert ctl.final_report()[0] == "INFO"
 
 
 def test_a_scene_that_cannot_render_is_an_error_line_and_the_report_names_it(tmp_path):
@@ -134,7 +148,7 @@ def test_abort_kills_the_worker_and_reports_the_frames_kept(tmp_path):
     s = again.summary()
     assert (s["frames_rendered"], s["frames_skipped"], s["done"]) == (3, 1, ["hang"])
     assert again.final_report() == ("INFO", (
-        f"1 scene(s) done, 0 skipped (already complete), 0 failed; 3 frames rendered, "
+        f"1 scene(s) done, 0 skipped (already complete), 0 failed; 3 frame(s) rendered, "
         f"1 already complete, in {again.output_dir}"))
 
 
@@ -167,5 +181,5 @@ def test_a_manifest_that_cannot_be_written_is_said_and_the_run_still_reports(tmp
     assert any(t.startswith("manifest.json not written: ") and str(manifest) in t for t in texts)
     level, text = ctl.final_report()
     assert text.startswith("1 scene(s) done, 0 skipped (already complete), 0 failed; "
-                           f"{FRAMES} frames rendered")
+                           f"{FRAMES} frame(s) rendered")
     assert ctl.summary()["done"] == ["good_a"] and ctl.messages[-1].text == text

@@ -11,9 +11,10 @@ import pytest
 from dataset_forge.engine.discovery import DiscoveryError, SceneInfo, find_blends, safe_name, scene_names
 from dataset_forge.engine.launch import gpu_for_slot, gpu_pinning
 from dataset_forge.engine.launchers import worker_settings
-from dataset_forge.engine.plan import build_plan, format_summary
-from dataset_forge.engine.progress import ProgressPrinter, format_bar, format_seconds
+from dataset_forge.engine.plan import build_plan
+from dataset_forge.engine.progress import ProgressPrinter, format_bar, format_summary
 from dataset_forge.settings import Settings
+from dataset_forge.text import bar, format_duration
 
 
 def _touch(root: Path, *rels: str) -> None:
@@ -131,12 +132,14 @@ def test_build_plan_jobs_and_errors(tmp_path):
 
 
 def test_progress_text():
-    assert [format_seconds(x) for x in (None, 4.4, 65, 3725)] == ["--", "4s", "1m05s", "1h02m"]
+    assert [format_duration(x) for x in (None, -1.0, 4.4, 65, 3725)] == [
+        "--:--", "--:--", "0:04", "1:05", "1:02:05"]
+    assert [bar(f, 4) for f in (0.0, 0.5, 1.0, 2.0)] == ["[----]", "[##--]", "[####]", "[####]"]
     e = {"event": "progress", "frames_done": 10, "frames_skipped": 5, "frames_total": 60,
          "fraction": 0.25, "eta": 90.0, "fps": 2.0, "workers": 2, "scenes_total": 3,
          "scenes_finished": 1, "done": False}
     assert format_bar(e, width=8) == ("[##------]  25.0%  15/60 frames (5 already done)  2.00 frames/s"
-                                      "  ETA 1m30s  scenes 1/3  workers 2")
+                                      "  ETA 1:30  scenes 1/3  workers 2")
     out = io.StringIO()
     p = ProgressPrinter(out, tty=False, interval=3600)
     p(e)

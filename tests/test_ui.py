@@ -202,7 +202,7 @@ def test_modal_render_completes_with_monotonic_progress(ui):
                              "orbit/001-00001-00003": ["frame_000001.png", "frame_000002.png"]}
     assert run["report"][0] == "INFO"
     assert run["report"][1].startswith("2 scene(s) done, 0 skipped (already complete), 0 failed; "
-                                       "4 frames rendered, 0 already complete")
+                                       "4 frame(s) rendered, 0 already complete")
     assert "broken" not in run["plan_scenes"]  # unticked: neither rendered nor reported
     # The same manifest.json as a command-line run writes.
     m = run["manifest"]
@@ -213,7 +213,7 @@ def test_modal_render_completes_with_monotonic_progress(ui):
 def test_blocking_execute_reports_done_skipped_failed_in_the_info_log(ui):
     run = ui["blocking_run"]
     assert run["result"] == ["FINISHED"]
-    head = ("0 scene(s) done, 2 skipped (already complete), 1 failed; 0 frames rendered, "
+    head = ("0 scene(s) done, 2 skipped (already complete), 1 failed; 0 frame(s) rendered, "
             "4 already complete")
     assert run["status"].startswith(head)
     assert "broken: broken.blend: cannot be opened" in run["status"]

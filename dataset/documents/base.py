@@ -19,11 +19,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ...errors import DatasetForgeError
+from ..verify import fsync_folder, write_error
 
 T = TypeVar("T")
 Conv = Callable[[Any, str], T]
@@ -66,6 +68,12 @@ def as_float(v: Any, where: str) -> float:
     return float(v)
 
 
+def as_number(v: Any, where: str) -> int | float:
+    """A finite number, kept as it is (an integer stays an integer: it is written back the same)."""
+    as_float(v, where)
+    return v
+
+
 def as_any(v: Any, where: str) -> Any:
     return v
 
@@ -99,9 +107,9 @@ def dict_of(conv: Conv[T]) -> Conv[dict[str, T]]:
 
 
 def matrix(rows: int, cols: int) -> Conv[list[list[float]]]:
-    """A ``rows x cols`` nested list of finite numbers."""
+    """A ``rows x cols`` nested list of finite numbers (kept as they are)."""
     def f(v: Any, where: str) -> list[list[float]]:
-        m = list_of(list_of(as_float))(v, where)
+        m = list_of(list_of(as_number))(v, where)
         if len(m) != rows or any(len(r) != cols for r in m):
             raise fail(where, f"expected a {rows}x{cols} matrix")
         return m
@@ -142,6 +150,53 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Atomic, fsynced JSON (the one writer of every document)."""
-    from ..transforms import write_json_atomic
-
     write_json_atomic(path, data)
+
+
+def _file_mode() -> int:
+    """The mode ``open()`` gives a new file under the current umask (0644 under the usual 022):
+    metadata gets the same permissions as the images beside it, not ``mkstemp``'s 0600."""
+    global _MODE
+    if _MODE is None:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        _MODE = 0o666 & ~mask
+    return _MODE
+
+
+_MODE: int | None = None
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    """Write ``data`` as JSON (indent 2, trailing newline) with :func:`write_text_atomic`."""
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to a temporary file in the same folder, fsync, then rename over
+    ``path`` and fsync the folder: a reader sees the old file or the new one, never a torn one. A
+    write error (disk full, quota, file-size limit, permission) raises
+    :class:`dataset.verify.WriteError` naming ``path`` and the cause; the temporary file is
+    removed."""
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            if hasattr(os, "fchmod"):
+                os.fchmod(fh.fileno(), _file_mode())
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        tmp = None
+        fsync_folder(path.parent)
+    except OSError as exc:
+        raise write_error(exc, path) from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass

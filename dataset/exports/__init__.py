@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...text import bar, eta, format_duration
 from .. import loader
 from ..verify import fsync_folder
 from .common import MARKER, ExportError, MissingDependency, SeqJob, sync_tree, write_json
@@ -193,13 +194,9 @@ def export(format: str, src: str | os.PathLike, dst: str | os.PathLike, overwrit
 def format_progress(e: dict[str, Any], width: int = 20) -> str:
     """``export sintel: [#####-----] 12/40 frames, 1/3 sequences, 0:03 elapsed, ETA 0:07  SEQ``."""
     done, total = e["frames_done"], e["frames_total"]
-    fill = int(width * done / total) if total else width
     el = e["elapsed"]
-    eta = el / done * (total - done) if done else 0.0
-
-    def mmss(x: float) -> str:
-        return f"{int(x // 60)}:{int(x % 60):02d}"
-    return (f"export {e['format']}: [{'#' * fill}{'-' * (width - fill)}] {done}/{total} frames, "
-            f"{e['sequences_done']}/{e['sequences_total']} sequences, {mmss(el)} elapsed, "
-            f"ETA {mmss(eta)}  {e['sequence']}")
+    return (f"export {e['format']}: {bar(done / total if total else 1.0, width)} {done}/{total} "
+            f"frames, {e['sequences_done']}/{e['sequences_total']} sequences, "
+            f"{format_duration(el)} elapsed, ETA {format_duration(eta(el, done, total))}  "
+            f"{e['sequence']}")
 

@@ -4,13 +4,15 @@ the progress line. A cell reads ``n/c`` where a check could not tell (the messag
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ...errors import DatasetForgeError
+from ...text import bar, eta, format_duration
+from ..documents import manifest as manifest_doc
 from ..transforms import write_json_atomic, write_text_atomic
 
 REPORT_JSON = "validation.json"
@@ -28,13 +30,9 @@ def verdict(rel: str, r: dict[str, Any]) -> str:
 def progress_bar(done: int, total: int, t0: float, label: str = "", width: int = 20) -> str:
     """``[######----] 3/10  0:12 elapsed, ETA 0:28  label`` (``t0``: ``time.monotonic()`` at start)."""
     el = time.monotonic() - t0
-    fill = int(width * done / total) if total else width
-    eta = el / done * (total - done) if done else 0.0
-
-    def mmss(x: float) -> str:
-        return f"{int(x // 60)}:{int(x % 60):02d}"
-    return (f"[{'#' * fill}{'-' * (width - fill)}] {done}/{total}  {mmss(el)} elapsed, "
-            f"ETA {mmss(eta)}  {label}").rstrip()
+    return (f"{bar(done / total if total else 1.0, width)} {done}/{total}  "
+            f"{format_duration(el)} elapsed, ETA {format_duration(eta(el, done, total))}  "
+            f"{label}").rstrip()
 
 
 def now() -> str:
@@ -58,27 +56,27 @@ def update_manifest_file(manifest_path: str | os.PathLike, report: dict[str, Any
     ``paths`` maps the report's sequence paths to the manifest's (default: the same)."""
     p = Path(manifest_path)
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        doc = manifest_doc.read(p)
+    except (OSError, DatasetForgeError):
+        return
+    if doc is None:
         return
     paths = paths or {}
     by_path = {paths.get(r["path"], r["path"]): r for r in report["sequences"]}
-    for sc in doc.get("scenes", []):
-        for q in sc.get("sequences", []):
-            r = by_path.get(q.get("path"))
-            if r is None:
-                continue
-            q["validation"] = {"ok": r["ok"], "failed": r["failed"],
-                               "messages": {k: r["checks"][k]["message"] for k in r["failed"]},
-                               "not_checked": sorted(k for k, m in (r.get("not_checked") or {}).items()
-                                                     if not m.startswith("not needed")),
-                               "checked": report["checked"], "report": REPORT_JSON,
-                               "journal_sha256": r.get("journal_sha256")}
+    for path, q in doc.sequences().items():
+        r = by_path.get(path)
+        if r is not None:
+            q.validation = manifest_doc.SequenceValidation(
+                ok=r["ok"], failed=r["failed"],
+                messages={k: r["checks"][k]["message"] for k in r["failed"]},
+                not_checked=sorted(k for k, m in (r.get("not_checked") or {}).items()
+                                   if not m.startswith("not needed")),
+                checked=report["checked"], report=REPORT_JSON, journal_sha256=r.get("journal_sha256"))
     if summary:
-        doc["validation"] = {"ok": report["ok"], "checked": report["checked"],
-                             "sequences": len(report["sequences"]),
-                             "sequences_failed": len(report["failed"]), "report": REPORT_JSON}
-    write_json_atomic(p, doc)
+        doc.validation = manifest_doc.ValidationSummary(
+            ok=report["ok"], checked=report["checked"], sequences=len(report["sequences"]),
+            sequences_failed=len(report["failed"]), report=REPORT_JSON)
+    doc.write(p)
 
 
 def _cell(name: str, c: dict[str, Any] | None) -> str:
