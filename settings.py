@@ -144,6 +144,13 @@ class Settings:
                              "Ground truth", label="Object Records", choices=RECORD_MODES,
                              enum_labels={"visible": "Visible", "frustum": "In Frustum",
                                           "all": "All Drawn"}, active_if="segmentations")
+    stereo_baseline: float = _f(0.0, "Distance from the left to the right camera of a rectified "
+                                "stereo pair, in scene units (0: mono). The sequence folder is "
+                                "the left view; the right camera sits this far along the left "
+                                "camera's x axis (same K, same orientation) and renders every "
+                                "ground truth into SEQ/right/; disparity maps are written for "
+                                "both views (needs depths)", "Ground truth",
+                                label="Stereo Baseline", min=0.0, soft_max=10.0, active_if="depths")
 
     # -- Render ------------------------------------------------------------------------------
     width: int = _f(512, "Image width in pixels (0: keep the scene's resolution)", "Render",
@@ -255,6 +262,9 @@ class Settings:
             problems.append(f"bit_depth={self.bit_depth} is not valid for EXR frames (use 16 or 32)")
         if self.file_format == "JPEG" and self.bit_depth != 8:
             problems.append("JPEG frames are 8-bit: set bit_depth=8")
+        if self.stereo_baseline > 0 and not self.depths:
+            problems.append(f"stereo_baseline={self.stereo_baseline:g} needs depths (disparity is "
+                            "computed from the depth pass): turn depths on")
         if self.gpus and not all(p.strip().isdigit() for p in self.gpus.split(",")):
             problems.append(f"gpus={self.gpus!r} must be a comma-separated list of indices, e.g. 0,1")
         if (self.width == 0) != (self.height == 0):

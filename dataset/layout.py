@@ -13,7 +13,9 @@ of spelling them out. A sequence folder::
       segmentations/segmentation_NNNNNN.exr      with segmentations (+ segmentation_ids.json)
       previews/KIND/KIND_NNNNNN.png              with debug previews
       objects/objects_NNNNNN.npz                 with segmentations: the frame's object records
+      disparities/disparity_NNNNNN.exr           with stereo_baseline > 0
       transforms.json, info.json, objects.json   (objects.json: the instance table)
+      stereo.json, right/ (the right view, this same layout)   with stereo_baseline > 0
       .dataset_forge_journal.jsonl               the resume journal
 
 ``NNNNNN`` is the frame number on the (stretched) timeline, :data:`DIGITS` digits, zero-padded
@@ -173,3 +175,24 @@ RENDERS = "renders"                          # DATASETS/renders/SCENE/SEQUENCE-I
 MANIFEST = "manifest.json"                   # DATASETS/manifest.json
 STATE_DIR = ".dataset_forge"                 # DATASETS/.dataset_forge/: the run lock, logs
 LOCK = "lock"                                # DATASETS/.dataset_forge/lock (see dataset/lock.py)
+
+# -- Stereo (stereo_baseline > 0; see dataset/stereo.py and docs/ground_truth.md) ------------------
+# SEQ/ is the left view as always; SEQ/right/ holds the right view in this same layout (its own
+# transforms.json, journal, provenance); SEQ/stereo.json describes the pair; both views carry
+# disparities/disparity_NNNNNN.exr (channel DISPARITY_CHANNEL, pixels, 0 = no surface).
+RIGHT_FOLDER = "right"
+STEREO = "stereo.json"
+DISPARITY = Kind("disparity", "stereo_baseline", "disparities", "disparity", "disparity_file_path")
+DISPARITY_CHANNEL = "V"
+
+
+def disparity_file(frame: int) -> str:
+    """``disparities/disparity_NNNNNN.exr``, relative to a view's folder."""
+    return f"{DISPARITY.folder}/{DISPARITY.stem}_{frame_digits(frame)}.exr"
+
+
+def is_view_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is the right view of the sequence folder above it (``SEQ/right`` beside
+    ``SEQ/transforms.json``): part of that sequence, not a sequence of its own."""
+    p = Path(path)
+    return p.name == RIGHT_FOLDER and (p.parent / TRANSFORMS).is_file()

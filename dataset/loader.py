@@ -199,10 +199,32 @@ class Sequence(SequenceObjects, SchemaInference):
         whatever the other spelling says: metadata that contradicts itself is not trusted."""
         return all(v is True for v in self.flow_flags(index, direction).values())
 
+    @property
+    def stereo(self):
+        """The stereo document (``stereo.json``: baseline, disparity convention) of a stereo pair's
+        left view, or None (:mod:`dataset.documents.stereo`)."""
+        from .documents import stereo
+
+        return stereo.read(self.path)
+
+    @property
+    def right(self) -> Sequence | None:
+        """The right view of a stereo pair (``SEQ/right/``, the same layout), or None (mono)."""
+        doc = self.stereo
+        if doc is None:
+            return None
+        if "_right" not in self.__dict__:
+            self._right = Sequence(_inside(self.path, doc.right, "stereo.json right", self._root))
+        return self._right
+
     def file(self, kind: str, index: int) -> Path | None:
-        """Path of ``kind`` (``rgb`` or one of :data:`KINDS`) for frame ``index`` (may not exist)."""
+        """Path of ``kind`` (``rgb``, ``disparity`` or one of :data:`KINDS`) for frame ``index``
+        (may not exist)."""
         if kind == "rgb":
             return self._rgb[index]
+        if kind == layout.DISPARITY.name:
+            rel = self.frames_meta[index].get(layout.DISPARITY.key)
+            return None if rel is None else _inside(self.path, rel, layout.DISPARITY.key, self._root)
         files = self._files.get(kind)
         return None if files is None else files[index]
 
@@ -252,7 +274,8 @@ class Dataset:
         if not self.path.is_dir():
             raise DatasetError(f"{self.path}: not a folder")
         found = sorted(p.parent for p in self.path.rglob(TRANSFORMS)
-                       if not any(part.startswith(".") for part in p.relative_to(self.path).parts))
+                       if not any(part.startswith(".") for part in p.relative_to(self.path).parts)
+                       and not layout.is_view_folder(p.parent))  # SEQ/right: part of SEQ
         if not found:
             raise DatasetError(f"{self.path}: no {TRANSFORMS} below this folder (not a dataset)")
         mf = self.path / layout.MANIFEST

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import exr
 from .documents.transforms import Key
-from .layout import FLOW_KEYS, ray_norm
+from .layout import DISPARITY_CHANNEL, FLOW_KEYS, ray_norm
 from .loader_images import read_image
 from .loader_objects import FrameObjectsMixin, _instance_ids
 from .loader_schema import DatasetError
@@ -92,6 +92,14 @@ class Frame(FrameObjectsMixin):
         """``(H, W)`` float32 depth as stored; 0 where there is no surface."""
         c = self.sequence.channels["depth"]
         return self._get("depth", lambda: exr.read_single(self._need("depth"), c))
+
+    @property
+    def disparity(self) -> np.ndarray:
+        """``(H, W)`` float32 stereo disparity in pixels (``fx * B / planar depth``; 0 = no
+        surface): a left pixel ``(u, v)`` matches right ``(u - d, v)``, a right pixel ``(u + d, v)``
+        on the left (see ``Sequence.stereo``)."""
+        return self._get("disparity", lambda: exr.read_single(
+            self._need("disparity"), DISPARITY_CHANNEL))
 
     @property
     def planar_depth(self) -> np.ndarray:

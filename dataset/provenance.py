@@ -52,8 +52,8 @@ NOT_FINGERPRINTED = frozenset({
 
 # What a reset removes: the files the layout defines for a sequence (user files stay).
 _DATA_FOLDERS = (layout.RGB_FOLDER, *(k.folder for k in layout.KINDS.values()), layout.OBJECTS_FOLDER,
-                 layout.PREVIEWS)
-_META_FILES = (layout.TRANSFORMS, layout.INFO, layout.OBJECTS_FILE, layout.IDS_FILE)
+                 layout.DISPARITY.folder, layout.PREVIEWS)
+_META_FILES = (layout.TRANSFORMS, layout.INFO, layout.OBJECTS_FILE, layout.IDS_FILE, layout.STEREO)
 
 
 class ProvenanceError(DatasetForgeError, RuntimeError):
@@ -162,7 +162,7 @@ def _has_frames(seq_dir: Path) -> bool:
 
 def _ours(folder: str, name: str) -> bool:
     """Whether ``name`` in ``folder`` (relative to the sequence) is a file the layout defines."""
-    stems = {layout.RGB_FOLDER: layout.RGB_STEM,
+    stems = {layout.RGB_FOLDER: layout.RGB_STEM, layout.DISPARITY.folder: layout.DISPARITY.stem,
              **{k.folder: k.stem for k in layout.KINDS.values()},
              layout.OBJECTS_FOLDER: layout.OBJECTS_STEM}
     parts = folder.split("/")
@@ -181,6 +181,13 @@ def reset_sequence(seq_dir: str | os.PathLike) -> None:
     (``render-animation`` may write into a folder that holds other things). The journal goes
     first, so a kill in between leaves nothing vouched for."""
     root = Path(seq_dir)
+    right = root / layout.RIGHT_FOLDER  # a stereo pair's right view goes with its left view
+    if right.is_dir() and not right.is_symlink() and (right / layout.PROVENANCE).is_file():
+        reset_sequence(right)
+        try:
+            right.rmdir()
+        except OSError:
+            pass
     for name in (layout.JOURNAL, layout.PROVENANCE, *_META_FILES):
         try:
             (root / name).unlink()

@@ -104,12 +104,16 @@ def sequence_state(out_dir: str | os.PathLike, frame_start: int, frame_end: int,
     whether ``transforms.json`` exists. With ``settings``, frames recorded with other settings
     (``provenance.json``) count as not complete."""
     out = Path(out_dir)
-    journal = Journal(out)
-    complete = sum(1 for f in range(frame_start, frame_end + 1) if journal.is_done(f))
+    # a stereo pair (stereo_baseline > 0) is complete when both views are
+    views = [out, out / layout.RIGHT_FOLDER] if (settings or {}).get("stereo_baseline") else [out]
+    journals = [Journal(v) for v in views]
+    complete = sum(1 for f in range(frame_start, frame_end + 1)
+                   if all(j.is_done(f) for j in journals))
     if settings is not None and complete and not settings_match(out, settings):
         complete = 0
     n = frame_end - frame_start + 1
-    has_transforms = (out / layout.TRANSFORMS).is_file()
+    has_transforms = all((v / layout.TRANSFORMS).is_file() for v in views) and (
+        len(views) == 1 or (out / layout.STEREO).is_file())
     return SequenceState(n, complete, has_transforms, complete == n and has_transforms)
 
 

@@ -42,7 +42,7 @@ from ..settings import Settings, SettingsError
 from ..version import __version__
 from ..wire.events import Emit, stdout_emitter
 from ..wire.protocol import Ev
-from . import compat, containment, devices, objects, scene_setup, timing
+from . import compat, containment, devices, objects, scene_setup, stereo, timing
 from .passes import PassRig
 
 
@@ -168,7 +168,7 @@ def render_sequence(scene, seq: dict[str, Any], job: JobSpec, settings: Settings
     (out / layout.RGB_FOLDER).mkdir(parents=True, exist_ok=True)
     journal = Journal(out, background=True)
     ext = layout.RGB_EXTENSIONS[settings.file_format]
-    rig = PassRig(scene, settings, out)
+    rig = stereo.rig(PassRig(scene, settings, out), scene, settings, out)
     todo = _todo_frames(journal, rig, a, b, ext) if settings.allow_skips else set(range(a, b + 1))
     emit({"event": Ev.JOB_STARTED, "job": seq["id"], "scene": scene_name, "frames": b - a + 1,
           "todo": len(todo)})
@@ -206,6 +206,9 @@ def render_sequence(scene, seq: dict[str, Any], job: JobSpec, settings: Settings
                       rig.conventions())
     _write_info(sq, scene, settings, frames_meta, object_stats, t_job, device)
     _warn_unidentified(sq, object_stats, emit)
+    if stereo.wants_right_view(settings, seq):  # the same frames through the right camera
+        stereo.render_right_view(scene, seq, settings, emit, lambda s, e: render_sequence(
+            scene, s, job, settings, e, budget, device))
     emit({"event": Ev.JOB_DONE, "job": seq["id"], "scene": scene_name,
           "seconds": round(time.perf_counter() - t_job, 4)})
 

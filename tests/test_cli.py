@@ -47,10 +47,12 @@ def test_every_setting_has_both_spellings_and_booleans_negate():
             value = (f.metadata["choices"][-1] if f.metadata.get("choices") else
                      "8" if f.name == "bit_depth" else "0.5" if f.name == "adaptive_threshold"
                      else "0" if f.name == "gpus" else "3")
+            needs = {"stereo_baseline": {"depths": True}}.get(f.name, {})  # what it needs set too
             for spelling in (f"--{flag}={value}", f"--render-config.{flag}={value}"):
                 s = _settings(["create-datasets", "--scenes-dir", "s", "--datasets-dir", "d",
-                               spelling])[1]
-                assert getattr(s, f.name) == getattr(Settings.from_dict({f.name: value}), f.name)
+                               spelling, *(f"--{k}" for k in needs)])[1]
+                assert getattr(s, f.name) == getattr(Settings.from_dict({f.name: value, **needs}),
+                                                     f.name)
                 assert str(getattr(s, f.name)) in (value, str(float(value)) if value[0].isdigit() else value)
 
 

@@ -124,9 +124,12 @@ class FrameEntry:
             camera: str | None, files: Mapping[str, str], k: Any = None) -> FrameEntry:
         """An entry as the worker makes it; ``files``: ``{kind: path}`` or ``{*_file_path: path}``;
         ``k``: a ``camera.Intrinsics`` written per frame, or None."""
-        by_kind = {_kind_of(key): p for key, p in files.items()}
+        known = {key for key in files if key in layout.KINDS or any(
+            key == kd.key for kd in layout.KINDS.values())}
+        by_kind = {_kind_of(key): p for key, p in files.items() if key in known}
         per_frame = None if k is None else dict(zip(FRAME_K, (k.fl_x, k.fl_y, k.cx, k.cy, k.K)))
-        return cls(file_path, transform_matrix, frame, time, camera, by_kind, per_frame)
+        return cls(file_path, transform_matrix, frame, time, camera, by_kind, per_frame,
+                   extra={key: p for key, p in files.items() if key not in known})  # disparity
 
     @classmethod
     def from_dict(cls, d: Any, where: str) -> FrameEntry:

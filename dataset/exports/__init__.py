@@ -15,7 +15,9 @@ Formats (see docs/use_the_dataset.md for the layouts and what reads them):
   pycocotools;
 * ``colmap``: COLMAP text model per sequence (``sparse/0/*.txt`` + ``images/``);
 * ``visionsim-npy``: visionsim's NPY dataset per sequence (``frames.npy``, ``depths.npy``,
-  ``transforms.json``).
+  ``transforms.json``);
+* ``kitti-stereo``: KITTI 2015 stereo (``KittiStereo/training/{image_2,image_3,disp_occ_0}/``);
+* ``sceneflow-stereo``: FlyingThings3D stereo, both views, disparity as PFM.
 
 Sources are read through :mod:`dataset.loader` only; nothing under SRC is ever written. Every
 export writes ``dataset_forge_export.json`` into DST first with ``"complete": false`` and, once
@@ -68,6 +70,10 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            "(pycolmap, Gaussian splatting, NeRF tools)"),
     Format("visionsim-npy", "visionsim", "visionsim NPY dataset per sequence: frames.npy, "
            "depths.npy, transforms.json (visionsim emulators)"),
+    Format("kitti-stereo", "stereo", "KITTI 2015 stereo: image_2/ left and image_3/ right frames, "
+           "disp_occ_0/ 16-bit PNG disparity * 256, 0 invalid (needs --stereo-baseline)"),
+    Format("sceneflow-stereo", "sceneflow", "FlyingThings3D (SceneFlow) stereo: frames_cleanpass/ "
+           "and disparity/ PFM for both views (needs --stereo-baseline)"),
 )}
 
 INSTALL_HINT = "pip install -r requirements-exports.txt"

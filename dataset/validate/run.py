@@ -16,6 +16,7 @@ from typing import Any
 
 from ..loader import DatasetError, Sequence
 from ..verify import journal_digest
+from . import stereo
 from .files import FileCheck, frame_count, schema
 from .flow import FlowStats
 from .frames import FrameStats
@@ -122,6 +123,8 @@ def validate_sequence(path: str | os.PathLike | Sequence, thresholds: Thresholds
     schema_ok = bool(checks["schema"]["ok"])
     checks["files"], geometric, err = _frames(seq, schema_ok, t, max(1, stride), progress)
     checks.update(geometric)
+    if schema_ok:
+        checks["stereo"] = stereo.check(seq, t, lambda right: validate_sequence(right, t, stride=stride))
     if err is not None:  # objects.json malformed or pointing outside
         checks["objects"] = _check(False, str(err))
     skipped = "skipped: schema check failed" if not schema_ok else "skipped: objects.json unusable"

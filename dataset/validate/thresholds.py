@@ -30,6 +30,9 @@ class Thresholds:
     depth_jump: float = 0.05
     coverage_frac: float = 0.01
     min_object_pixels: int = 16
+    disparity_rel: float = 1e-4
+    stereo_px: float = 0.05
+    stereo_bad_frac: float = 0.01
 
     @classmethod
     def help(cls) -> dict[str, str]:
@@ -48,6 +51,10 @@ class Thresholds:
             "depth_jump": "relative depth step that marks an edge",
             "coverage_frac": "max share of pixels where depth, ids and normals disagree on coverage",
             "min_object_pixels": "things with fewer interior pixels in a frame pair are not judged",
+            "disparity_rel": "stereo: max relative error of disparity vs fx * baseline / depth",
+            "stereo_px": "stereo: left/right disparity agreement tolerance (px, plus 0.001 d)",
+            "stereo_bad_frac": "stereo: max share of pixels matching neither the other view nor "
+                               "an occluder",
         }
 
 
