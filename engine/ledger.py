@@ -249,6 +249,14 @@ class Ledger:
                           else Status.DONE)
             return [{"event": Ev.SCENE_DONE.value, **base, "status": str(res.status)}]
         reasons = list(a.errors) or [exit_reason(rc, a.log)]
+        if killed_for_memory(rc) and not a.timed_out and not lost:
+            # the kernel's OOM killer (or someone) sent SIGKILL: the same job would grow the same
+            # way again, so it is not retried blindly
+            a.permanent = True
+            reasons.append(f"the worker rendering scene '{a.job.scene_name}' ({a.job.blend}) was "
+                           "killed by SIGKILL, most likely by the system's out-of-memory killer; "
+                           "not retried: lower width/height, samples or the enabled ground truths, "
+                           "or run fewer jobs at once, then rerun to resume")
         if a.job.attempts <= self.retries and not a.permanent:
             self.pending.append(Job(a.job.blend, a.job.scene_name, remaining, a.job.settings,
                                     attempts=a.job.attempts))
@@ -331,6 +339,12 @@ class Ledger:
                 "logs": logs, "plan": plan, "manifest": manifest}
 
 
+def killed_for_memory(rc: int) -> bool:
+    """An exit by SIGKILL (``-9`` from a process, ``137`` through a shell or Blender's wrapper)
+    that the runner did not send: what the out-of-memory killer does."""
+    return rc in (-9, 128 + 9)
+
+
 def exit_reason(rc: int, log: str) -> str:
     """Why a worker that said nothing ended: its signal or exit code, and where its log is."""
     if rc < 0:
@@ -338,6 +352,6 @@ def exit_reason(rc: int, log: str) -> str:
             name = signal.Signals(-rc).name
         except ValueError:
             name = f"signal {-rc}"
-        return (f"worker was killed by {name} (out of memory, or killed by hand?); see its log "
-                f"{log}")
+        why = "out of memory, or killed by hand?" if killed_for_memory(rc) else "a crash?"
+        return f"worker was killed by {name} ({why}); see its log {log}"
     return f"worker exited with code {rc} without a message (a crash?); see its log {log}"

@@ -33,15 +33,16 @@ from ..dataset import camera as cam_model
 from ..dataset import exr, layout, provenance
 from ..dataset import flow_intrinsics as flow_k
 from ..dataset.journal import Journal
+from ..dataset.lock import sequence_lock
 from ..dataset.transforms import build_transforms, write_json_atomic
 from ..dataset.verify import WriteError, render_save_error, write_error
 from ..errors import DatasetForgeError
 from ..sampling import sequence_id
-from ..settings import Settings, SettingsError
+from ..settings import Settings, SettingsError, frame_range_problem
 from ..version import __version__
 from ..wire.events import Emit, stdout_emitter
 from ..wire.protocol import Ev
-from . import compat, containment, devices, objects, scene_setup, timing
+from . import compat, containment, dependencies, devices, objects, scene_setup, timing
 from .passes import PassRig
 
 
@@ -84,17 +85,38 @@ def open_scene(job: dict[str, Any], settings: Settings, emit: Emit):
     blend = job["blend"]
     name = os.path.basename(blend)
     t0 = time.perf_counter()
-    _open_blend(blend, settings)
+    if not os.path.isfile(blend):
+        _open_blend(blend, settings)  # the message for a missing file
+    # the hash of the bytes Blender loads, once per process: what every sequence records
+    job["_loaded"] = provenance.identity_as_loaded(blend, partial(_open_blend, blend, settings))
     scene = scene_setup.select_scene(settings.scene, name)
     scene_setup.check_scene(scene, settings, name)
+    dependencies.refuse_multiview(scene, name)
     warnings = scene_setup.scene_warnings(scene, name, scene.render.engine)  # the file as saved
     scene_setup.apply_render_settings(scene, settings)
+    _check_frame_size(scene, settings, name)
     timing.stretch(scene, settings.keyframe_multiplier, name)
+    job["_dependencies"] = provenance.dependency_identities(dependencies.collect(scene))
+    dependencies.driver_notice(settings.autoexec, emit, job.get("scene_name", name))
     for message in warnings:
         emit({"event": Ev.WARNING, "scene": job.get("scene_name", name), "message": message})
     emit({"event": Ev.SCENE_OPENED, "scene": job.get("scene_name", name), "blend": blend,
           "seconds": round(time.perf_counter() - t0, 4)})
     return scene
+
+
+def _check_frame_size(scene, settings: Settings, name: str) -> None:
+    """Refuse a frame whose buffers cannot fit in memory, at the size that really renders (the
+    file's own resolution times its percentage where width and height are 0)."""
+    r = scene.render
+    w = max(1, r.resolution_x * r.resolution_percentage // 100)
+    h = max(1, r.resolution_y * r.resolution_percentage // 100)
+    bad = settings.frame_size_problem(w, h)
+    if bad:
+        raise scene_setup.SceneError(
+            f"{name}: scene '{scene.name}' renders {r.resolution_x}x{r.resolution_y} at "
+            f"{r.resolution_percentage} %: {bad}; set width and height, or lower the file's "
+            "resolution")
 
 
 def _open_blend(blend: str, settings: Settings) -> None:
@@ -120,7 +142,14 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
     scene_name = job.get("scene_name", Path(job["blend"]).stem)
     a, b = _frame_range(scene, seq, settings, scene_name)
     sq = _Sequence(out, seq["id"], scene_name, a, b)
-    _check_provenance(sq, scene, job["blend"], settings, emit)
+    with sequence_lock(out):  # one writer per sequence folder, whatever started it
+        _render_locked(scene, sq, seq, job, settings, emit, budget, device)
+
+
+def _render_locked(scene, sq: _Sequence, seq: dict[str, Any], job: dict[str, Any],
+                   settings: Settings, emit: Emit, budget: list[int], device: str) -> None:
+    out, scene_name, a, b = sq.out, sq.scene_name, sq.a, sq.b
+    _check_provenance(sq, scene, job, job["blend"], settings, emit)
     (out / layout.RGB_FOLDER).mkdir(parents=True, exist_ok=True)
     journal = Journal(out, background=True)
     ext = layout.RGB_EXTENSIONS[settings.file_format]
@@ -176,15 +205,29 @@ def _frame_range(scene, seq: dict[str, Any], settings: Settings,
         seq["id"] = sequence_id(settings.keyframe_multiplier, a, b - a + 1)
     if b < a:
         raise scene_setup.SceneError(f"{scene_name}: empty frame range {a}..{b}")
+    bad = frame_range_problem(a, b)
+    if bad:  # checked before anything is sized by the frame numbers
+        raise scene_setup.SceneError(f"{scene_name}: frames {a}..{b}: {bad}; choose frames inside it")
     return a, b
 
 
-def _check_provenance(sq: _Sequence, scene, blend: str, settings: Settings, emit: Emit) -> None:
-    """Compare what ``sq.out`` was rendered from (``.blend``, settings, Blender, scene) with this
-    run and record this run (:func:`dataset.provenance.prepare`); emits the one-line notice
-    when the folder is re-rendered from scratch because something changed."""
+def _check_provenance(sq: _Sequence, scene, job: dict[str, Any], blend: str, settings: Settings,
+                      emit: Emit) -> None:
+    """Compare what ``sq.out`` was rendered from (``.blend`` as loaded, the files the scene reads,
+    settings, Blender, scene) with this run and record this run
+    (:func:`dataset.provenance.prepare`); emits the one-line notice when the folder is
+    re-rendered from scratch because something changed, and a warning when the ``.blend`` was
+    saved since it was loaded."""
+    loaded = job.get("_loaded")
+    if loaded is not None and provenance.saved_since(loaded) and not job.get("_saved_said"):
+        job["_saved_said"] = True
+        emit({"event": Ev.WARNING, "scene": sq.scene_name, "job": sq.id,
+              "message": f"{sq.scene_name}: {os.path.basename(blend)} was saved while this run "
+                         "renders it; its sequences show and record the file as it was loaded, "
+                         "so the next run refuses or re-renders them as on_change says"})
     notice = provenance.prepare(sq.out, blend, settings, _blender_version(), scene.name,
-                                sq.scene_name)
+                                sq.scene_name, loaded=loaded,
+                                dependencies=job.get("_dependencies"))
     if notice:
         emit({"event": Ev.NOTICE, "scene": sq.scene_name, "job": sq.id, "message": notice})
 
@@ -488,6 +531,9 @@ def run_job(job: dict[str, Any], emit: Emit) -> int:
     budget = [int(job.get("frame_budget") or 0) or None]
     rc = 0
     containment.mute_scene_outputs(scene, settings.allow_scene_outputs, emit, scene_name)
+    if job["sequences"]:
+        containment.contain_caches(scene, Path(job["sequences"][0]["out_dir"]) / layout.STATE_DIR
+                                   / "caches", emit, scene_name)
     for seq in job["sequences"]:
         try:
             render_sequence(scene, seq, job, settings, emit, budget, choice.reason)
