@@ -33,6 +33,9 @@ def add_commands(sub) -> None:
                    help="check geometry on every N-th frame only (default 1: all)")
     v.add_argument("--no-write", dest="write", action="store_false",
                    help="do not write validation.json/.txt nor touch manifest.json")
+    v.add_argument("--allow-incomplete", action="store_true",
+                   help="pass although sequences of the plan are missing or a run is writing PATH "
+                        "(they are still reported)")
     helps = Thresholds.help()
     g = v.add_argument_group("thresholds")
     for f in fields(Thresholds):
@@ -81,6 +84,9 @@ def add_export_command(sub) -> None:
     e.add_argument("dst", metavar="DST", help="output folder (created; must be empty)")
     e.add_argument("--overwrite", action="store_true",
                    help="replace a previous export in DST (recognised by its dataset_forge_export.json)")
+    e.add_argument("--allow-incomplete", action="store_true",
+                   help="export although sequences of the plan are missing or a run is writing "
+                        "SRC (the export record then says \"complete\": false)")
     e.set_defaults(func=_export)
 
 
@@ -92,11 +98,14 @@ def _validate(ns: argparse.Namespace) -> int:
     if ns.jobs < 1 or ns.stride < 1:
         raise ValueError("--jobs and --stride must be at least 1")
     report = validate(ns.path, jobs=ns.jobs, stride=ns.stride, write=ns.write,
-                      update_manifest=ns.write, progress=True, **limits)
+                      update_manifest=ns.write, progress=True,
+                      allow_incomplete=ns.allow_incomplete, **limits)
     if ns.json == "-":
         print(json.dumps(report, indent=1))
     else:
         print(format_report(report))
+        for line in report.get("incomplete", []):
+            print(f"INCOMPLETE: {line}")
         if ns.json:
             from .transforms import write_json_atomic
 
@@ -135,7 +144,8 @@ def _export(ns: argparse.Namespace) -> int:
             print(format_progress(e), file=sys.stderr, flush=True)
 
     try:
-        res = export(ns.format, ns.src, ns.dst, overwrite=ns.overwrite, on_progress=say)
+        res = export(ns.format, ns.src, ns.dst, overwrite=ns.overwrite, on_progress=say,
+                     allow_incomplete=ns.allow_incomplete)
     except MissingDependency as exc:
         print(f"dataset: error: {exc}", file=sys.stderr)
         return 1

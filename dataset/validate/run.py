@@ -12,6 +12,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from ..completeness import assess
 from ..layout import MANIFEST, TRANSFORMS
 from ..loader import Dataset, DatasetError, Sequence, load, manifest_problem, manifest_sequences
 from ..lock import FolderBusy, FolderLock
@@ -130,7 +131,8 @@ def _manifest_frames(listed: dict[str, dict[str, Any]] | None) -> dict[str, int]
 
 def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds | None = None,
              stride: int = 1, write: bool = True, update_manifest: bool = True,
-             progress: bool | Any = False, **limits: float) -> dict[str, Any]:
+             progress: bool | Any = False, allow_incomplete: bool = False,
+             **limits: float) -> dict[str, Any]:
     """Validate a sequence folder or every sequence of a datasets folder.
 
     ``jobs``: sequences checked in parallel (processes). Threshold overrides can be passed as
@@ -138,7 +140,9 @@ def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds |
     ``validation.json`` / ``validation.txt`` into ``path``. ``update_manifest``: record each
     sequence's result in ``path/manifest.json`` (when it exists). ``progress``: True prints to
     stderr, or a callable taking one line. Returns ``{"ok", "path", "thresholds", "sequences": [...],
-    "failed": [...]}`` (``failed``: relative paths of failing sequences).
+    "failed": [...]}`` (``failed``: relative paths of failing sequences; ``incomplete``: why the
+    dataset is not complete, :mod:`dataset.completeness`, which fails the report unless
+    ``allow_incomplete``).
     """
     t = thresholds or Thresholds()
     if limits:
@@ -170,6 +174,10 @@ def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds |
         # skips them); those it promises but that have no transforms.json fail as such
         seq_paths = sorted(seq_paths + list(src.skipped))
         seq_paths += [root / q for q in listed if (root / q) not in seq_paths]
+    # planned sequences not on disk fail as missing; a run writing the folder makes it incomplete
+    gaps = assess(root)
+    seq_paths += [root / q for q in gaps.missing if gaps.root == root.resolve()
+                  and (root / q) not in seq_paths]
     rel = {p: (p.relative_to(root).as_posix() if p != root else ".") for p in seq_paths}
     mrel = {p: p.relative_to(manifest_root).as_posix() for p in seq_paths} if manifest_root else {}
     mframes = {p: listed.get(mrel.get(p, ""), None) for p in seq_paths}
@@ -202,7 +210,9 @@ def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds |
         seqs.append(r)
     report = {"ok": all(r["ok"] for r in seqs), "path": str(root), "checked": now(),
               "seconds": round(time.monotonic() - t0, 3), "thresholds": asdict(t),
-              "sequences": seqs, "failed": [r["path"] for r in seqs if not r["ok"]]}
+              "sequences": seqs, "failed": [r["path"] for r in seqs if not r["ok"]],
+              **({} if gaps.complete else {"incomplete": gaps.lines()})}
+    report["ok"] = report["ok"] and (gaps.complete or allow_incomplete)
     if update_manifest and manifest is not None:
         try:  # the manifest's owner is the run that holds the folder: never overwrite its manifest
             with FolderLock(manifest_root):
