@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..dataset.verify import write_error
 from ..wire import events as ev
 from ..wire.protocol import Event
 from .launch import gpu_for_slot, gpu_pinning, worker_command, worker_env
@@ -132,7 +133,10 @@ def write_spec(work_dir: Path, number: int, job: Job, slot: int, placement: Plac
                "sequences": job.sequences, "frame_budget": frame_budget,
                "gpu_index": placement.gpu_index, "gpu": placement.gpu}
     job_path = work_dir / f"job-{number:05d}.json"
-    job_path.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+    try:
+        job_path.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+    except OSError as exc:  # a write error names no path by itself (a file-size limit ...)
+        raise write_error(exc, job_path) from None
     return WorkerSpec(key=f"{number:05d}", slot=slot, job_path=job_path,
                       log_path=work_dir / f"worker-{number:05d}.log", gpu=placement.gpu)
 
