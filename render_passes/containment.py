@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -152,9 +154,9 @@ def contain_caches(scene, private: Path, emit: Emit, scene_name: str) -> list[st
                         f"{_blendcache_folder()}; it is kept in memory instead (bake it in "
                         "Blender to reuse a cache)")
     for label, ds in _fluid_domains(scene):
-        if getattr(ds, "has_cache_baked_any", False):
-            continue
         where = os.path.normpath(bpy.path.abspath(ds.cache_directory))
+        if getattr(ds, "has_cache_baked_any", False) or Path(where).is_relative_to(private):
+            continue
         dst = private / f"fluid_{len(_CACHE_DIRS)}"
         dst.mkdir(parents=True, exist_ok=True)
         _CACHE_DIRS.append(dst)
@@ -168,5 +170,31 @@ def contain_caches(scene, private: Path, emit: Emit, scene_name: str) -> list[st
 
 
 def remove_private_caches() -> None:
+    """Remove the private cache folders :func:`contain_caches` made (and their parent left
+    empty)."""
     while _CACHE_DIRS:
-        shutil.rmtree(_CACHE_DIRS.pop(), ignore_errors=True)
+        d = _CACHE_DIRS.pop()
+        shutil.rmtree(d, ignore_errors=True)
+        try:
+            d.parent.rmdir()
+        except OSError:
+            pass
+
+
+@contextmanager
+def caches_contained_on_load(private: Path, emit: Emit, scene_name: str) -> Iterator[None]:
+    """While inside, opening a ``.blend`` runs :func:`contain_caches` on each of its scenes as
+    soon as its data is read: Blender evaluates the scene right after the ``load_post``
+    handlers, and that first evaluation already writes point caches and a fluid domain's config
+    where the file points them."""
+    @bpy.app.handlers.persistent
+    def handler(*_args) -> None:
+        for sc in bpy.data.scenes:
+            contain_caches(sc, private, emit, scene_name)
+
+    bpy.app.handlers.load_post.append(handler)
+    try:
+        yield
+    finally:
+        if handler in bpy.app.handlers.load_post:
+            bpy.app.handlers.load_post.remove(handler)

@@ -87,8 +87,11 @@ def open_scene(job: dict[str, Any], settings: Settings, emit: Emit):
     t0 = time.perf_counter()
     if not os.path.isfile(blend):
         _open_blend(blend, settings)  # the message for a missing file
-    # the hash of the bytes Blender loads, once per process: what every sequence records
-    job["_loaded"] = provenance.identity_as_loaded(blend, partial(_open_blend, blend, settings))
+    # simulation caches redirected before the load's first evaluation writes them
+    private = Path(job["sequences"][0]["out_dir"]) / layout.STATE_DIR / "caches"
+    with containment.caches_contained_on_load(private, emit, job.get("scene_name", name)):
+        # the hash of the bytes Blender loads, once per process: what every sequence records
+        job["_loaded"] = provenance.identity_as_loaded(blend, partial(_open_blend, blend, settings))
     scene = scene_setup.select_scene(settings.scene, name)
     scene_setup.check_scene(scene, settings, name)
     dependencies.refuse_multiview(scene, name)
@@ -531,9 +534,6 @@ def run_job(job: dict[str, Any], emit: Emit) -> int:
     budget = [int(job.get("frame_budget") or 0) or None]
     rc = 0
     containment.mute_scene_outputs(scene, settings.allow_scene_outputs, emit, scene_name)
-    if job["sequences"]:
-        containment.contain_caches(scene, Path(job["sequences"][0]["out_dir"]) / layout.STATE_DIR
-                                   / "caches", emit, scene_name)
     for seq in job["sequences"]:
         try:
             render_sequence(scene, seq, job, settings, emit, budget, choice.reason)

@@ -28,8 +28,9 @@ def _frame(seq: Path, f: int) -> str:
 
 def _render(seq: Path, blend: Path, settings: Settings, deps=None, frames=(1, 2)) -> list[str]:
     """What the worker does: begin the sequence, then write and journal frames."""
+    extra = {} if deps is None else {"dependencies": pv.dependency_identities(deps)}
     record = pv.make_record(blend, settings, "5.0.1", "Scene", recorded=pv.read_record(seq),
-                            dependencies=None if deps is None else pv.dependency_identities(deps))
+                            **extra)
     why = pv.begin_sequence(seq, record, settings.on_change)
     j = Journal(seq)
     for f in frames:
