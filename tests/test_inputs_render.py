@@ -81,15 +81,15 @@ def test_a_replaced_texture_or_library_is_refused_by_name_then_rerendered(tmp_pa
     seq = tmp_path / "seq"
     s = render_animation(blend, seq, frame_start=1, frame_end=2, **TINY)
     assert s["ok"], s["failed"]
-    deps = {d["path"]: d["kind"] for d in json.loads((seq / layout.PROVENANCE).read_text())
-            ["dependencies"]}
-    assert deps == {str(tex): "image", str(lib): "library"}
     r, g = _red_green(seq, 1)
     assert r > g + 50  # the ground shows the red texture
     _png(tex, (0, 255, 0))  # replaced: the resume must not keep the red frames
     s = render_animation(blend, seq, frame_start=1, frame_end=3, **TINY)
-    assert not s["ok"]
+    assert not s["ok"]  # main: exit 0, frames 1-2 red and 3 green
     assert f"the content of image {tex}" in s["failed"]["textured"]
+    deps = {d["path"]: d["kind"] for d in json.loads((seq / layout.PROVENANCE).read_text())
+            ["dependencies"]}
+    assert deps == {str(tex): "image", str(lib): "library"}
     assert "--on-change rerender" in s["failed"]["textured"]
     s = render_animation(blend, seq, frame_start=1, frame_end=3, on_change="rerender", **TINY)
     assert s["ok"] and s["frames_rendered"] == 3
@@ -202,3 +202,31 @@ print("ok")
     s = render_animation(tmp_path / "stereo.blend", tmp_path / "c", frame_start=1, frame_end=1,
                          **TINY)
     assert "renders stereo views" in s["failed"]["stereo"] and "stereo_baseline" in s["failed"]["stereo"]
+
+
+def test_the_stand_in_accepts_python_use_system_env():
+    import subprocess
+    import sys
+
+    from conftest import bpy_env
+
+    proc = subprocess.run([str(REPO / "tools" / "blender"), "--python-use-system-env", "-b",
+                           "--python-expr", "print('standin ok')"], capture_output=True, text=True,
+                          env=bpy_env(DATASET_FORGE_PYTHON=sys.executable), timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0 and "standin ok" in proc.stdout, proc.stderr[-500:]
+
+
+def test_a_worker_python_without_bpy_says_so_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from dataset_forge.engine.launch import bootstrap_code
+
+    # -S: no site-packages, so no bpy (and no package): what a wrong executable gives
+    proc = subprocess.run([sys.executable, "-S", "-c", bootstrap_code(), str(tmp_path / "j.json")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr == ""
+    line = proc.stdout.strip()
+    assert line.startswith("@dataset_forge ") and "cannot import bpy" in line
+    assert sys.executable in line and "set the executable option" in line
