@@ -27,13 +27,15 @@ class Completeness:
     """What :func:`assess` found. ``planned``: sequences the plan promises (relative paths under
     the datasets folder); ``missing``: those of them not complete on disk (no ``transforms.json``
     or frames not journaled); ``running``: the pid of a run writing the folder now, or None;
-    ``problems``: why the plan could not be read, if it could not."""
+    ``problems``: why the plan could not be read, if it could not; ``unfinished``: those of
+    ``missing`` that have a ``transforms.json`` but frames the journal does not vouch for."""
 
     root: Path
     planned: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     running: str | None = None
     problems: list[str] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)  # of ``missing``: folder there, frames not
 
     @property
     def complete(self) -> bool:
@@ -45,10 +47,13 @@ class Completeness:
         if self.running is not None:
             out.append(f"a run is writing this dataset ({self.root}, pid {self.running}): its "
                        "sequences are not finished; check again once it ends")
-        if self.missing:
-            out.append(f"{len(self.missing)} of {len(self.planned)} planned sequences missing "
-                       f"({', '.join(self.missing[:3])}{' ...' if len(self.missing) > 3 else ''}; "
-                       f"plan: {self.root / PLAN}): rerun create-datasets to render them")
+        absent = [q for q in self.missing if q not in self.unfinished]
+        for what, seqs in (("missing", absent), ("not finished (frames not journaled)",
+                                                   self.unfinished)):
+            if seqs:
+                out.append(f"{len(seqs)} of {len(self.planned)} planned sequences {what} "
+                           f"({', '.join(seqs[:3])}{' ...' if len(seqs) > 3 else ''}; plan: "
+                           f"{self.root / PLAN}): rerun create-datasets to render them")
         out += self.problems
         return out
 
@@ -58,11 +63,13 @@ class Completeness:
                 "reasons": self.lines()}
 
 
-def _sequence_complete(seq: Path, a: int, b: int) -> bool:
+def _sequence_state(seq: Path, a: int, b: int) -> str:
+    """``complete``, ``missing`` (no ``transforms.json``) or ``unfinished`` (frames ``a..b`` not
+    all journaled with their files intact)."""
     if not (seq / layout.TRANSFORMS).is_file():
-        return False
+        return "missing"
     j = Journal(seq)
-    return all(j.is_done(f) for f in range(a, b + 1))
+    return "complete" if all(j.is_done(f) for f in range(a, b + 1)) else "unfinished"
 
 
 def datasets_root(path: str | os.PathLike) -> Path | None:
@@ -93,7 +100,7 @@ def assess(path: str | os.PathLike) -> Completeness:
         return Completeness(root, running=running,
                             problems=[f"{root / PLAN} cannot be read ({exc}); rerun create-datasets "
                                       "to write it again"])
-    planned, missing = [], []
+    planned, missing, unfinished = [], [], []
     for out, a, b in specs:
         try:
             rel = out.relative_to(base).as_posix()
@@ -103,6 +110,9 @@ def assess(path: str | os.PathLike) -> Completeness:
         if p != root and seq.resolve() != p:
             continue  # a sequence folder: only its own plan entry counts
         planned.append(rel)
-        if not _sequence_complete(seq, a, b):
+        state = _sequence_state(seq, a, b)
+        if state != "complete":
             missing.append(rel)
-    return Completeness(root, planned, missing, running)
+        if state == "unfinished":
+            unfinished.append(rel)
+    return Completeness(root, planned, missing, running, unfinished=unfinished)
