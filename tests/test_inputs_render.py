@@ -230,3 +230,32 @@ def test_a_worker_python_without_bpy_says_so_in_one_line(tmp_path):
     line = proc.stdout.strip()
     assert line.startswith("@dataset_forge ") and "cannot import bpy" in line
     assert sys.executable in line and "set the executable option" in line
+
+
+def test_python_drivers_not_run_are_named_and_a_busy_sequence_folder_is_refused(tmp_path):
+    from dataset_forge.dataset.lock import sequence_lock
+
+    blend = tmp_path / "drv.blend"
+    run_bpy(_PRELUDE + f"""
+scenes.build("basic", {str(blend)!r})
+bpy.ops.wm.open_mainfile(filepath={str(blend)!r})
+fc = bpy.data.objects["Sphere"].driver_add("location", 2)
+fc.driver.type = "SCRIPTED"
+fc.driver.expression = "__import__('math').sin(frame)"
+bpy.ops.wm.save_mainfile()
+print("ok")
+""")
+    events: list = []
+    s = render_animation(blend, tmp_path / "a", frame_start=1, frame_end=1,
+                         on_progress=events.append, **TINY)
+    assert s["ok"], s["failed"]
+    notes = [e["message"] for e in events if e.get("event") == "notice"]
+    assert any("1 Python driver(s) are not run because embedded scripts are off" in m
+               and "'Sphere'.location[2]" in m for m in notes), notes
+    # a worker of another entry point renders this folder: refused, nothing rendered twice
+    with sequence_lock(tmp_path / "b"):
+        s = render_animation(blend, tmp_path / "b", frame_start=1, frame_end=1,
+                             **{**TINY, "retries": 2})
+    assert not s["ok"] and s["frames_rendered"] == 0
+    assert "another Dataset Forge worker" in s["failed"]["drv"]
+    assert s["scenes"]["drv"]["attempts"] == 1  # permanent: not retried
