@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -611,6 +612,10 @@ def probe(job: dict[str, Any], emit: Emit) -> int:
         emit({"event": Ev.ERROR, "scene": None, "job": None, "message": str(exc),
               "permanent": True})
         return 1
+    import tempfile
+
+    # opening a file evaluates it: its simulation caches go to a scratch folder, not the scenes'
+    scratch = Path(tempfile.mkdtemp(prefix="dataset_forge_caches_"))
     for blend in job.get("blends", []):
         emit({"event": Ev.PROBE_STARTED, "blend": blend})
         name = os.path.basename(blend)
@@ -618,7 +623,8 @@ def probe(job: dict[str, Any], emit: Emit) -> int:
                                 "frame_end": None, "fps": None, "camera": None, "scene": None,
                                 "error": None}
         try:
-            _open_blend(blend, settings)
+            with containment.caches_contained_on_load(scratch, lambda e: None, name):
+                _open_blend(blend, settings)
             info["scenes"] = [s.name for s in bpy.data.scenes]
             scene = scene_setup.select_scene(settings.scene, name)
             info.update(scene=scene.name, frame_start=scene.frame_start, frame_end=scene.frame_end,
@@ -635,6 +641,8 @@ def probe(job: dict[str, Any], emit: Emit) -> int:
         except Exception as exc:  # noqa: BLE001 - every problem becomes the file's error
             info["error"] = _message(exc)
         emit(info)
+    containment.remove_private_caches()
+    shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 

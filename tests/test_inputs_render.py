@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO, run_bpy
-from dataset_forge import render_animation
+from dataset_forge import create_datasets, render_animation
 from dataset_forge.dataset import layout
 from dataset_forge.dataset import provenance as pv
 from dataset_forge.settings import Settings
@@ -175,6 +175,11 @@ print("ok")
     assert any("'Cube' modifier 'Cloth'" in m and "kept in memory" in m for m in notices), notices
     assert any("'Sphere' modifier 'Fluid'" in m and "fluid_cache" in m for m in notices), notices
     assert not (tmp_path / "out" / "seq" / ".dataset_forge" / "caches").exists()  # removed
+    # create-datasets opens the file in its probe too
+    s = create_datasets(blend.parent, tmp_path / "ds", sequences_per_scene=1, num_frames=2,
+                        **TINY)
+    assert s["ok"], s["failed"]
+    assert tree() == before
 
 
 def test_inputs_that_would_take_the_machine_down_are_refused_first(tmp_path):
