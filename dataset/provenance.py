@@ -365,8 +365,12 @@ def begin_sequence(seq_dir: str | os.PathLike, record: dict[str, Any],
             f"{root} holds frames of {old['blend'].get('path')}, not of {record['blend']['path']}; "
             "refusing to mix two files' frames: use another datasets folder, or delete that "
             "folder to render this file into it")
+    aside: list[str] = []
     if damaged and not (journal.done_frames or journal.damaged):
-        set_aside(root / layout.PROVENANCE)  # nothing was vouched for: a fresh folder
+        # nothing was vouched for: a fresh folder, said once
+        moved = set_aside(root / layout.PROVENANCE)
+        aside = [f"{layout.PROVENANCE} cannot be read ({_short(damage or '', root / layout.PROVENANCE)})"
+                 f", set aside as {moved.name if moved else '?'}; no frame was journaled"]
         damaged = []
     if damaged:
         why = [f"{p.name} cannot be read ({_short(msg, p)})" for p, msg in damaged]
@@ -397,7 +401,7 @@ def begin_sequence(seq_dir: str | os.PathLike, record: dict[str, Any],
     else:  # a resume: the same frames, the same render
         record = {**record, RENDER_ID: old.get(RENDER_ID) or uuid.uuid4().hex}
     write_json_atomic(root / layout.PROVENANCE, record)
-    return why
+    return why or aside
 
 
 def _short(msg: str, path: Path) -> str:

@@ -164,3 +164,14 @@ def test_a_blend_saved_while_it_loads_is_opened_again(tmp_path):
     with pytest.raises(pv.ProvenanceError, match="saved while it was being opened") as e:
         pv.identity_as_loaded(blend, lambda: blend.write_bytes(b"BLENDER-v500 saved meanwhile"))
     assert e.value.permanent is False
+
+
+def test_a_damaged_record_with_nothing_journaled_is_set_aside_with_one_line(tmp_path):
+    blend = tmp_path / "a.blend"
+    blend.write_bytes(b"BLENDER-v500 a")
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    (seq / layout.PROVENANCE).write_text('{"format": 1, "blend": "x"')
+    why = _render(seq, blend, Settings(), frames=())
+    assert len(why) == 1 and why[0].startswith("provenance.json cannot be read (")
+    assert "set aside as provenance.json.damaged-" in why[0] and pv.read_record(seq) is not None
