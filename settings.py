@@ -271,16 +271,23 @@ class Settings:
             problems.append(f"width and height are both 0 (the file's own resolution) or both set, "
                             f"not width={self.width} with height={self.height}")
         elif self.width and self.height and not problems:
-            need, per_px = self.frame_buffer_bytes()
-            have = _memory_bytes()
-            if need > have:
-                problems.append(
-                    f"{self.width}x{self.height} needs about {need / 2**30:.0f} GiB of frame "
-                    f"buffers ({per_px} bytes per pixel for the RGB frame and the enabled passes), "
-                    f"more than this machine's {have / 2**30:.0f} GiB of memory; choose a smaller "
-                    "width and height")
+            too_big = self.frame_size_problem(self.width, self.height)
+            if too_big:
+                problems.append(too_big + "; choose a smaller width and height")
         if problems:
             raise SettingsError("; ".join(problems))
+
+    def frame_size_problem(self, width: int, height: int) -> str | None:
+        """Why frames of ``width`` x ``height`` pixels (the size that really renders: the file's
+        own resolution times its percentage where width/height are 0) cannot be rendered on this
+        machine, or None: their buffers would not fit in its memory."""
+        per_px = self.frame_buffer_bytes()[1]
+        need, have = width * height * per_px, _memory_bytes()
+        if need <= have:
+            return None
+        return (f"{width}x{height} needs about {need / 2**30:.0f} GiB of frame buffers ({per_px} "
+                "bytes per pixel for the RGB frame and the enabled passes), more than this "
+                f"machine's {have / 2**30:.0f} GiB of memory")
 
     def frame_buffer_bytes(self) -> tuple[int, int]:
         """Estimated memory of one frame's buffers (bytes, bytes per pixel): Cycles' float RGBA
@@ -306,6 +313,21 @@ class Settings:
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 # The ground-truth flags, in declaration order: the fields declared with ``frame_bytes``.
 GROUND_TRUTHS = tuple(n for n, f in FIELDS.items() if f.metadata["frame_bytes"] is not None)
+
+# Blender's frame limits (MAXFRAME, MINAFRAME in DNA_scene_types.h): a frame past them renders
+# the limit's frame under another number.
+MAX_FRAME = 1048574
+MIN_FRAME = -1048574
+
+
+def frame_range_problem(first: int, last: int) -> str | None:
+    """Why frames ``first..last`` (inclusive, the stretched timeline) cannot be rendered, or None:
+    outside Blender's frame limits."""
+    for name, v in (("first", first), ("last", last)):
+        if not MIN_FRAME <= v <= MAX_FRAME:
+            return (f"the {name} frame {v} is outside Blender's frame range {MIN_FRAME}..{MAX_FRAME} "
+                    "(Blender would render another frame under its number)")
+    return None
 
 
 def _memory_bytes() -> int:

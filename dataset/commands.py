@@ -35,6 +35,9 @@ def add_commands(sub) -> None:
                    help="check geometry on every N-th frame only (default 1: all)")
     v.add_argument("--no-write", dest="write", action="store_false",
                    help="do not write validation.json/.txt nor touch manifest.json")
+    v.add_argument("--allow-incomplete", action="store_true",
+                   help="pass although sequences of the plan are missing or a run is writing PATH "
+                        "(they are still reported)")
     helps = Thresholds.help()
     g = v.add_argument_group("thresholds")
     for f in fields(Thresholds):
@@ -83,6 +86,9 @@ def add_export_command(sub) -> None:
     e.add_argument("dst", metavar="DST", help="output folder (created; must be empty)")
     e.add_argument("--overwrite", action="store_true",
                    help="replace a previous export in DST (recognised by its dataset_forge_export.json)")
+    e.add_argument("--allow-incomplete", action="store_true",
+                   help="export although sequences of the plan are missing or a run is writing "
+                        "SRC (the export record then says \"complete\": false)")
     e.set_defaults(func=_export)
 
 
@@ -101,7 +107,8 @@ def _validate(ns: argparse.Namespace) -> int:
         return EXIT_NOT_RUN
     try:
         report = validate(ns.path, jobs=ns.jobs, stride=ns.stride, write=ns.write,
-                          update_manifest=ns.write, progress=True, **limits)
+                          update_manifest=ns.write, progress=True,
+                          allow_incomplete=ns.allow_incomplete, **limits)
     except (DatasetForgeError, OSError) as exc:
         print(f"dataset validate: error: {' '.join(str(exc).splitlines()[:1])}", file=sys.stderr)
         return EXIT_NOT_RUN
@@ -116,6 +123,8 @@ def _validate(ns: argparse.Namespace) -> int:
         print(json.dumps(report, indent=1))
     else:
         print(format_report(report))
+        for line in report.get("incomplete", []):
+            print(f"INCOMPLETE: {line}")
         if ns.json:
             from .transforms import write_json_atomic
 
@@ -154,7 +163,8 @@ def _export(ns: argparse.Namespace) -> int:
             print(format_progress(e), file=sys.stderr, flush=True)
 
     try:
-        res = export(ns.format, ns.src, ns.dst, overwrite=ns.overwrite, on_progress=say)
+        res = export(ns.format, ns.src, ns.dst, overwrite=ns.overwrite, on_progress=say,
+                     allow_incomplete=ns.allow_incomplete)
     except MissingDependency as exc:
         print(f"dataset: error: {exc}", file=sys.stderr)
         return 1

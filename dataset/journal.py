@@ -6,19 +6,44 @@ has the recorded size. The line is appended (and fsync'ed) only after all of the
 were written, checked complete (``dataset.verify``) and flushed to the disk with their folders,
 so a worker killed mid-frame leaves either no line (frame re-rendered) or a torn last line
 (ignored). A truncated or deleted file fails the size check, so it is re-rendered too.
+
+A line of another shape (wrong types, a number that is not finite) vouches for nothing: it is
+skipped (:attr:`Journal.bad_lines`). A journal that cannot be read at all (bytes that are not
+text, not a file) was damaged by something other than a kill: :attr:`Journal.damaged` says why,
+nothing in it is vouched for, and :func:`set_aside` moves it out of the way (the worker does,
+holding the folder) so that the folder is treated as one without a record.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .documents.base import DocumentError
+from .documents.journal import JournalLine, torn
 from .layout import JOURNAL
 from .verify import check_written, sync_written, write_error
+
+
+def set_aside(path: str | os.PathLike) -> Path | None:
+    """Rename a damaged state file ``path`` to ``NAME.damaged-YYYYmmddTHHMMSS`` beside it (kept
+    for inspection, never read again); returns the new path, None when it is gone already."""
+    p = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for n in range(100):
+        dst = p.with_name(f"{p.name}.damaged-{stamp}" + (f"-{n}" if n else ""))
+        if dst.exists():
+            continue
+        try:
+            os.replace(p, dst)
+        except FileNotFoundError:
+            return None
+        return dst
+    return None
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -47,20 +72,40 @@ class Journal:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._torn_tail = False  # the file ends inside a line: the next line starts a new one
+        self.damaged: str | None = None  # why the journal cannot be read at all (nothing is done)
+        self.bad_lines = 0  # lines neither ours nor torn by a kill (ignored)
         self._load()
 
     def _load(self) -> None:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return
+        except OSError as exc:
+            self.damaged = f"cannot be read: {exc.strerror or exc}"
+            return
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self.damaged = "holds bytes that are not text"
+            return
         self._torn_tail = bool(text) and not text.endswith("\n")
-        for line in text.splitlines():
+        lines = text.splitlines()
+        done: dict[int, dict[str, int]] = {}
+        for i, line in enumerate(lines):
+            if not line:
+                continue
             try:
-                rec = json.loads(line)
-                self._done[int(rec["frame"])] = {str(k): int(v) for k, v in rec["files"].items()}
-            except (ValueError, KeyError, TypeError):
-                continue  # torn line from a killed writer
+                rec = JournalLine.parse(line, f"{self.path} line {i + 1}")
+            except DocumentError:
+                # A kill cuts the line being appended (a prefix of what we write, followed by
+                # nothing or by the newline the next run puts first); a line of another shape
+                # vouches for nothing either: its frame is rendered again.
+                if not torn(line):
+                    self.bad_lines += 1
+                continue
+            done[rec.frame] = rec.files
+        self._done = done
 
     def is_done(self, frame: int, files: list[str] | None = None) -> bool:
         """True when ``frame`` was journaled and its files are intact. ``files`` (relative paths)
@@ -103,7 +148,7 @@ class Journal:
     def _commit(self, frame: int, sizes: dict[str, int], paths: list[Path],
                 then: Callable[[], None] | None) -> None:
         sync_written(paths)
-        line = json.dumps({"frame": frame, "files": sizes}, sort_keys=True) + "\n"
+        line = JournalLine(frame, sizes).to_line()
         if self._torn_tail:
             line = "\n" + line
         try:

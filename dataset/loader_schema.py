@@ -126,7 +126,8 @@ class SchemaInference:
                 for f, num in zip(self.frames_meta, self.frame_numbers):
                     digits = re.findall(r"\d+", Path(str(f.get(Key.FILE_PATH, ""))).stem)
                     name = f"{prefix}_{digits[-1] if digits else frame_digits(num)}.exr"
-                    found.append(self.path / folder / name)
+                    # checked like a listed path: a symlinked folder or file must not lead out
+                    found.append(_inside(self.path, f"{folder}/{name}", key, self._root))
                 self._files[kind] = found
                 self.assumed.append(f"{kind} files {folder}/{prefix}_N.exr (no {key} in frames)")
             self.channels[kind] = self._channels(kind)

@@ -14,8 +14,18 @@ sequence the worker calls :func:`begin_sequence` with the record of the current 
   ``refuse`` raises :class:`ProvenanceError` naming what changed and the fix; ``rerender`` removes
   the sequence's files and renders it again from scratch (the caller says so).
 
-The ``.blend`` hash is computed at most once per process and file, and not at all when the file's
-size and mtime still equal the recorded ones.
+The record also holds every external file the scene's pixels depend on (images, movies, linked
+libraries, volumes, fonts, Alembic/USD caches: ``dependencies``, collected by the worker), each
+with its size, mtime and SHA-256, hashed at most once per process and file
+(:func:`dependency_identities`); a changed, added, removed or missing dependency is a change like a
+changed setting. The worker hashes the ``.blend`` as it loads it (:func:`identity_as_loaded`: the
+hash of the bytes Blender read, checked by the file's stat before and after), once per process,
+and records that identity for every sequence it renders from it: a file saved while a run renders
+is recorded as the version the frames show, and the next run sees the change.
+
+A record that cannot be read (not JSON, wrong types, non-finite numbers: :class:`ProvenanceDoc`
+refuses it) or a damaged journal is treated as no record: refused by default, and with
+``on_change rerender`` set aside (renamed ``NAME.damaged-TIME``) and rendered again.
 """
 
 from __future__ import annotations
@@ -35,7 +45,9 @@ from ..errors import DatasetForgeError
 from ..settings import Settings
 from ..version import __version__
 from . import layout
-from .journal import Journal
+from .documents.base import DocumentError, read_json
+from .documents.provenance import FileIdentity, ProvenanceDoc
+from .journal import Journal, set_aside
 from .transforms import write_json_atomic
 
 FORMAT = 1
@@ -94,27 +106,105 @@ def blend_identity(path: str | os.PathLike, recorded: dict[str, Any] | None = No
     return {"path": p, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _HASHES[key]}
 
 
+_CONTENT: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, this process
+
+
+def file_identity(path: str | os.PathLike, kind: str) -> FileIdentity:
+    """``path``'s identity (absolute path, size, mtime, SHA-256), hashed at most once per process
+    for the same size and mtime; a missing file is ``missing`` (no hash)."""
+    p = os.path.abspath(os.fspath(path))
+    try:
+        st = os.stat(p)
+        key = (p, st.st_size, st.st_mtime_ns)
+        if key not in _CONTENT:
+            _CONTENT[key] = file_sha256(p)
+    except OSError:
+        return FileIdentity(p, 0, 0, None, kind, missing=True)
+    return FileIdentity(p, st.st_size, st.st_mtime_ns, _CONTENT[key], kind)
+
+
+def dependency_identities(deps: list[tuple[str, str]]) -> list[FileIdentity]:
+    """The identities of ``deps`` (``(kind, absolute path)`` pairs; a folder: every file in it,
+    an image sequence or a cache), sorted by path, each path once."""
+    out: dict[str, FileIdentity] = {}
+    for kind, path in deps:
+        p = os.path.abspath(path)
+        if os.path.isdir(p):
+            for root, _dirs, files in os.walk(p):
+                for name in files:
+                    f = os.path.join(root, name)
+                    out.setdefault(f, file_identity(f, kind))
+        else:
+            out.setdefault(p, file_identity(p, kind))
+    return [out[k] for k in sorted(out)]
+
+
+def identity_as_loaded(path: str | os.PathLike, load) -> dict[str, Any]:
+    """Hash ``path`` and call ``load()`` (which opens it); the identity of the bytes loaded. The
+    file's size and mtime are read before the hash and after the load: a file saved in between
+    raises :class:`ProvenanceError` (not permanent: a retry loads the saved file)."""
+    p = os.path.abspath(os.fspath(path))
+    st0 = os.stat(p)
+    ident = file_identity(p, "blend")
+    load()
+    st1 = os.stat(p)
+    if (st0.st_size, st0.st_mtime_ns) != (st1.st_size, st1.st_mtime_ns) or \
+            (ident.size, ident.mtime_ns) != (st0.st_size, st0.st_mtime_ns):
+        err = ProvenanceError(f"{os.path.basename(p)} was saved while it was being opened; "
+                              "it is opened again")
+        err.permanent = False
+        raise err
+    return {"path": p, "size": ident.size, "mtime_ns": ident.mtime_ns, "sha256": ident.sha256}
+
+
+def saved_since(loaded: dict[str, Any]) -> bool:
+    """Whether the ``.blend`` of identity ``loaded`` changed on disk since it was loaded."""
+    try:
+        st = os.stat(loaded["path"])
+    except OSError:
+        return True
+    return (st.st_size, st.st_mtime_ns) != (loaded.get("size"), loaded.get("mtime_ns"))
+
+
 def make_record(blend: str | os.PathLike, settings: Settings, blender_version: str, scene: str, *,
-                recorded: dict[str, Any] | None = None) -> dict[str, Any]:
+                recorded: dict[str, Any] | None = None, loaded: dict[str, Any] | None = None,
+                dependencies: list[FileIdentity] | None = None) -> dict[str, Any]:
     """The provenance record of a sequence rendered now (``recorded``: the folder's current
-    record, whose ``.blend`` hash is reused when the file did not change)."""
-    ident = blend_identity(blend, (recorded or {}).get("blend"))
+    record, whose ``.blend`` hash is reused when the file did not change; ``loaded``: the
+    identity of the ``.blend`` as the worker loaded it, used as is; ``dependencies``: the
+    external files the scene reads)."""
+    ident = dict(loaded) if loaded is not None else blend_identity(
+        blend, (recorded or {}).get("blend"))
     fp = fingerprint_settings(settings)
+    deps = [d.to_dict() for d in dependencies] if dependencies is not None else None
     digest = hashlib.sha256(json.dumps(
         {"blend": ident["sha256"], "blender": _major_minor(blender_version), "scene": scene,
-         "settings": fp}, sort_keys=True).encode()).hexdigest()
-    return {"format": FORMAT, "blend": ident, "blender_version": blender_version, "scene": scene,
-            "settings": fp, "fingerprint": digest, "dataset_forge_version": __version__,
-            "created": datetime.now(UTC).isoformat(timespec="seconds")}
+         "settings": fp, **({"dependencies": [(d["path"], d["sha256"]) for d in deps]}
+                            if deps else {})}, sort_keys=True).encode()).hexdigest()
+    rec = {"format": FORMAT, "blend": ident, "blender_version": blender_version, "scene": scene,
+           "settings": fp, "fingerprint": digest, "dataset_forge_version": __version__,
+           "created": datetime.now(UTC).isoformat(timespec="seconds")}
+    if deps is not None:
+        rec["dependencies"] = deps
+    return rec
+
+
+def load_record(seq_dir: str | os.PathLike) -> tuple[dict[str, Any] | None, str | None]:
+    """``(record, damage)``: the folder's provenance record as a dict (None: missing or
+    unreadable) and, when it exists but cannot be read, why (one line naming the file)."""
+    path = Path(seq_dir) / layout.PROVENANCE
+    if not path.exists():
+        return None, None
+    try:
+        doc = ProvenanceDoc.from_dict(read_json(path), str(path))
+    except DocumentError as exc:
+        return None, str(exc)
+    return doc.to_dict(), None
 
 
 def read_record(seq_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The folder's provenance record, or None (missing or unreadable)."""
-    try:
-        rec = json.loads((Path(seq_dir) / layout.PROVENANCE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return rec if isinstance(rec, dict) and isinstance(rec.get("blend"), dict) else None
+    return load_record(seq_dir)[0]
 
 
 def _major_minor(version: str) -> str:
@@ -146,6 +236,7 @@ def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         out.append(f"Blender {old.get('blender_version')} -> {new.get('blender_version')}")
     if old.get("scene") != new.get("scene"):
         out.append(f"scene {old.get('scene')!r} -> {new.get('scene')!r}")
+    out += dependency_changes(old.get("dependencies"), new.get("dependencies"))
     defaults = {f.name: f.default for f in fields(Settings)}
     os_, ns = old.get("settings", {}), new.get("settings", {})
     for k in sorted(set(os_) | set(ns)):
@@ -156,8 +247,30 @@ def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return out
 
 
-def _has_frames(seq_dir: Path) -> bool:
-    return bool(Journal(seq_dir).done_frames)
+def dependency_changes(old: list[dict[str, Any]] | None,
+                       new: list[dict[str, Any]] | None) -> list[str]:
+    """What differs between two dependency lists, one phrase per file (``old`` None: recorded
+    before dependencies were, a change only when ``new`` lists any)."""
+    if new is None:
+        return []
+    if old is None:
+        return ["the files the scene reads (not recorded: rendered by an older Dataset Forge)"] \
+            if new else []
+    a = {d["path"]: d for d in old}
+    b = {d["path"]: d for d in new}
+    out = []
+    for p in sorted(set(a) | set(b)):
+        x, y = a.get(p), b.get(p)
+        kind = (y or x)["kind"]
+        if x is None:
+            out.append(f"{kind} {p} (now read by the scene)")
+        elif y is None:
+            out.append(f"{kind} {p} (no longer read by the scene)")
+        elif y.get("missing") and not x.get("missing"):
+            out.append(f"{kind} {p} (missing now)")
+        elif x.get("sha256") != y.get("sha256"):
+            out.append(f"the content of {kind} {p}")
+    return out
 
 
 def _ours(folder: str, name: str) -> bool:
@@ -250,27 +363,46 @@ def begin_sequence(seq_dir: str | os.PathLike, record: dict[str, Any],
     root = Path(seq_dir)
     root.mkdir(parents=True, exist_ok=True)
     clean_stale_tmp(root)
-    old = read_record(root)
+    old, damage = load_record(root)
+    journal = Journal(root)
+    damaged = [(root / layout.PROVENANCE, damage)] if damage else []
+    if journal.damaged:
+        damaged.append((journal.path, journal.damaged))
     why: list[str] = []
     if old is not None and foreign(old, record):
         raise ProvenanceError(
             f"{root} holds frames of {old['blend'].get('path')}, not of {record['blend']['path']}; "
             "refusing to mix two files' frames: use another datasets folder, or delete that "
             "folder to render this file into it")
-    if old is None:
-        if _has_frames(root):
+    aside: list[str] = []
+    if damaged and not (journal.done_frames or journal.damaged):
+        # nothing was vouched for: a fresh folder, said once
+        moved = set_aside(root / layout.PROVENANCE)
+        aside = [f"{layout.PROVENANCE} cannot be read ({_short(damage or '', root / layout.PROVENANCE)})"
+                 f", set aside as {moved.name if moved else '?'}; no frame was journaled"]
+        damaged = []
+    if damaged:
+        why = [f"{p.name} cannot be read ({_short(msg, p)})" for p, msg in damaged]
+    elif old is None:
+        if journal.done_frames:
             why = ["no provenance record (rendered by an older Dataset Forge or another tool)"]
     else:
         why = changes(old, record)
-        if why and not _has_frames(root):
+        if why and not journal.done_frames:
             why = []  # nothing was vouched for: nothing to reuse or to refuse
     if why:
         if on_change != "rerender":
             raise ProvenanceError(
-                f"{root} was rendered with other settings ({'; '.join(why)}); rerun with "
-                "--on-change rerender (on_change='rerender') to render it again, or use another "
-                "datasets folder")
-    if why or old is None or not _has_frames(root):
+                f"{root} was rendered with other settings or inputs ({'; '.join(why)}); rerun "
+                "with --on-change rerender (on_change='rerender') to render it again, or use "
+                "another datasets folder")
+        for p, _msg in damaged:
+            moved = set_aside(p)
+            if moved is not None:
+                why = [w.replace(f"{p.name} cannot be read",
+                                 f"{p.name} cannot be read, set aside as {moved.name}")
+                       for w in why]
+    if why or old is None or not journal.done_frames:
         # Fresh or re-rendered: nothing in the folder is vouched for, so no stale file of an
         # earlier format (PNG after JPEG ...) may stay next to the new ones.
         reset_sequence(root)
@@ -278,7 +410,12 @@ def begin_sequence(seq_dir: str | os.PathLike, record: dict[str, Any],
     else:  # a resume: the same frames, the same render
         record = {**record, RENDER_ID: old.get(RENDER_ID) or uuid.uuid4().hex}
     write_json_atomic(root / layout.PROVENANCE, record)
-    return why
+    return why or aside
+
+
+def _short(msg: str, path: Path) -> str:
+    """A document error without the path prefix (the message names the file already)."""
+    return msg.removeprefix(f"{path}: ").removeprefix(f"{path} ")[:160]
 
 
 def read_bindings(datasets_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
@@ -304,13 +441,16 @@ def read_bindings(datasets_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
 
 
 def prepare(seq_dir: str | os.PathLike, blend: str | os.PathLike, settings: Settings,
-            blender_version: str, scene: str, label: str = "") -> str | None:
-    """The worker's call at the start of a sequence: build this run's record (reusing the
-    folder's ``.blend`` hash when the file is unchanged) and :func:`begin_sequence` with
-    ``settings.on_change`` (``rerender`` when ``allow_skips`` is off). Returns the one-line
-    notice of a re-render from scratch, or None."""
+            blender_version: str, scene: str, label: str = "", *,
+            loaded: dict[str, Any] | None = None,
+            dependencies: list[FileIdentity] | None = None) -> str | None:
+    """The worker's call at the start of a sequence: build this run's record (``loaded``: the
+    ``.blend`` as the worker loaded it; without it, the file on disk, reusing the folder's hash
+    when the file is unchanged; ``dependencies``: the files the scene reads) and
+    :func:`begin_sequence` with ``settings.on_change`` (``rerender`` when ``allow_skips`` is off).
+    Returns the one-line notice of a re-render from scratch, or None."""
     record = make_record(blend, settings, blender_version, scene,
-                         recorded=read_record(seq_dir))
+                         recorded=read_record(seq_dir), loaded=loaded, dependencies=dependencies)
     # Without allow_skips every frame is rendered again anyway: nothing old is reused.
     why = begin_sequence(seq_dir, record, settings.on_change if settings.allow_skips else "rerender")
     if not why:

@@ -196,6 +196,31 @@ def _relative(p: Path, root: Path) -> Path:
     return Path(p.parent.name) / p.name
 
 
+PROBE_PREFIX = "dataset_forge_probe_"  # TMP/dataset_forge_probe_PID_XXXX/: one probe's job files
+
+
+def remove_stale_probe_dirs(root: str | os.PathLike | None = None) -> list[Path]:
+    """Remove the probe folders in ``root`` (the temp folder) whose process is gone (a killed
+    run leaves its folder behind); returns what was removed."""
+    import shutil
+
+    removed = []
+    for p in Path(root or tempfile.gettempdir()).glob(f"{PROBE_PREFIX}*"):
+        m = re.match(rf"{PROBE_PREFIX}(\d+)_", p.name)
+        if m is None or not p.is_dir() or p.is_symlink():
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except OSError:  # another user's, alive
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed
+
+
 def probe(blends: list[str | os.PathLike], settings: Settings | None = None, *,
           timeout: float = 60.0, env: dict[str, str] | None = None,
           work_dir: str | os.PathLike | None = None,
@@ -214,7 +239,9 @@ def probe(blends: list[str | os.PathLike], settings: Settings | None = None, *,
     """
     settings = settings or Settings()
     todo = [str(Path(b).resolve()) for b in blends]
-    tmp = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="dataset_forge_probe_"))
+    if not work_dir:
+        remove_stale_probe_dirs()
+    tmp = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix=f"{PROBE_PREFIX}{os.getpid()}_"))
     tmp.mkdir(parents=True, exist_ok=True)
     if parallel is None:
         # A process costs about half a second to start: worth it only for big files (Blender
@@ -285,7 +312,7 @@ def _probe_share(todo: list[str], settings: Settings, timeout: float,
             break
         if current is None:
             # The process died before it reached any file: nothing to pin it on.
-            tail = "\n".join(out.strip().splitlines()[-5:])
+            tail = "\n".join(out.strip().splitlines()[-5:]) or "(nothing)"
             why = fatal or ("timed out" if rc is None else f"exited with code {rc}")
             raise DiscoveryError(f"the scene reader process {why} before opening any file; "
                                  f"command: {' '.join(cmd[:2])} ...; last output:\n{tail}")

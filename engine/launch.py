@@ -23,7 +23,16 @@ def bootstrap_code(package_root: Path = PACKAGE_ROOT) -> str:
     """Python source that imports the package from ``package_root`` and runs the worker."""
     init = str(package_root / "__init__.py")
     return (
-        "import importlib.util, sys\n"
+        "import importlib.util, json, sys\n"
+        # a Python without bpy: one error event that says so, not an import traceback
+        "try:\n"
+        "    import bpy\n"
+        "except ImportError as exc:\n"
+        "    print('@dataset_forge ' + json.dumps({'event': 'error', 'scene': None, 'job': None, "
+        "'permanent': True, 'message': f'{sys.executable} cannot import bpy ({exc}): it is not "
+        "Blender nor a Python with the bpy module; set the executable option to a Blender binary "
+        "or to a Python where pip install bpy was run'}), flush=True)\n"
+        "    sys.exit(2)\n"
         f"spec = importlib.util.spec_from_file_location({WORKER_ALIAS!r}, {init!r}, "
         f"submodule_search_locations=[{str(package_root)!r}])\n"
         "mod = importlib.util.module_from_spec(spec)\n"

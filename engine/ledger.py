@@ -103,6 +103,7 @@ class Attempt:
     errors: list[str] = field(default_factory=list)
     permanent: bool = False  # an error that fails the same way every time: no retry
     handle: Any = None
+    oom_kills: int | None = None  # the system's OOM-kill count when it started (None: unknown)
 
 
 class Ledger:
@@ -226,10 +227,12 @@ class Ledger:
                 "seconds": round(seconds)}
 
     # -- exits -----------------------------------------------------------------------------------
-    def on_exit(self, a: Attempt, rc: int, lost: str | None = None) -> list[Event]:
+    def on_exit(self, a: Attempt, rc: int, lost: str | None = None,
+                oom: bool | None = None) -> list[Event]:
         """Attempt ``a`` ended with exit code ``rc`` (negative: killed by that signal); ``lost``:
-        why the launcher lost it (a Ray task with its node). Decides recycle, retry or the
-        scene's end; the next job to start is then :meth:`next_job`'s."""
+        why the launcher lost it (a Ray task with its node); ``oom``: whether the system's
+        out-of-memory killer killed a process meanwhile (None: unknown). Decides recycle, retry
+        or the scene's end; the next job to start is then :meth:`next_job`'s."""
         if lost:
             a.errors.append(lost)
         res = self.results[a.job.scene_name]
@@ -249,6 +252,14 @@ class Ledger:
                           else Status.DONE)
             return [{"event": Ev.SCENE_DONE.value, **base, "status": str(res.status)}]
         reasons = list(a.errors) or [exit_reason(rc, a.log)]
+        if killed_for_memory(rc) and oom and not a.timed_out and not lost:
+            # the kernel's OOM killer sent SIGKILL: the same job would grow the same way again,
+            # so it is not retried blindly
+            a.permanent = True
+            reasons.append(f"the worker rendering scene '{a.job.scene_name}' ({a.job.blend}) was "
+                           "killed by SIGKILL by the system's out-of-memory killer; "
+                           "not retried: lower width/height, samples or the enabled ground truths, "
+                           "or run fewer jobs at once, then rerun to resume")
         if a.job.attempts <= self.retries and not a.permanent:
             self.pending.append(Job(a.job.blend, a.job.scene_name, remaining, a.job.settings,
                                     attempts=a.job.attempts))
@@ -331,6 +342,12 @@ class Ledger:
                 "logs": logs, "plan": plan, "manifest": manifest}
 
 
+def killed_for_memory(rc: int) -> bool:
+    """An exit by SIGKILL (``-9`` from a process, ``137`` through a shell or Blender's wrapper):
+    what the out-of-memory killer does (and ``kill -9``: the caller tells them apart)."""
+    return rc in (-9, 128 + 9)
+
+
 def exit_reason(rc: int, log: str) -> str:
     """Why a worker that said nothing ended: its signal or exit code, and where its log is."""
     if rc < 0:
@@ -338,6 +355,6 @@ def exit_reason(rc: int, log: str) -> str:
             name = signal.Signals(-rc).name
         except ValueError:
             name = f"signal {-rc}"
-        return (f"worker was killed by {name} (out of memory, or killed by hand?); see its log "
-                f"{log}")
+        why = "out of memory, or killed by hand?" if killed_for_memory(rc) else "a crash?"
+        return f"worker was killed by {name} ({why}); see its log {log}"
     return f"worker exited with code {rc} without a message (a crash?); see its log {log}"

@@ -26,7 +26,7 @@ from ..dataset.provenance import settings_match
 from ..dataset.verify import journal_digest
 from ..errors import DatasetForgeError
 from ..sampling import SamplingError, sample_sequences, stretched_range
-from ..settings import Settings
+from ..settings import Settings, frame_range_problem
 from ..version import __version__
 from ..wire.protocol import PlanDoc, PlanJob, PlanScene, SequenceSpec, Summary
 from .discovery import SceneInfo, bind_scene_names, discover
@@ -68,6 +68,9 @@ def build_plan(scenes_dir: str | os.PathLike, datasets_dir: str | os.PathLike,
             try:
                 a, b = stretched_range(info.frame_start, info.frame_end, m)
                 entry["stretched_range"] = [a, b]
+                if frame_range_problem(a, b):
+                    raise SamplingError(f"stretched to {a}..{b}: {frame_range_problem(a, b)}; "
+                                        "choose a smaller keyframe_multiplier")
                 seqs = sample_sequences(info.frame_start, info.frame_end,
                                         settings.sequences_per_scene, settings.num_frames or None,
                                         multiplier=m, strategy=settings.strategy,

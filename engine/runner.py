@@ -177,7 +177,10 @@ class Runner:
             a = by_handle.get(id(x.handle))
             if a is not None:
                 self.active.remove(a)
-                out.extend(self.ledger.on_exit(a, x.rc, x.lost))
+                now_kills = oom_kills()
+                oom = (None if a.oom_kills is None or now_kills is None
+                       else now_kills > a.oom_kills)
+                out.extend(self.ledger.on_exit(a, x.rc, x.lost, oom=oom))
         return out
 
     def _fill(self) -> None:
@@ -199,4 +202,32 @@ class Runner:
             a = self.ledger.begin(job, slot, str(spec.log_path), time.monotonic(),
                                   started=self.launcher.started(handle))
             a.handle = handle
+            a.oom_kills = oom_kills()
             self.active.append(a)
+
+
+def oom_kills() -> int | None:
+    """How many processes the out-of-memory killer has killed so far: this process's memory
+    cgroup's count (cgroup v2 ``memory.events``, v1 ``memory.oom_control``), else the system's
+    (``/proc/vmstat``, Linux 4.13+); None where none can be read. A worker that dies by SIGKILL
+    while it grew is an OOM kill, not a crash to retry."""
+    files = []
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, ctrl, path = line.split(":", 2)
+            if ctrl == "":
+                files.append(Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.events")
+            elif "memory" in ctrl.split(","):
+                files.append(Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.oom_control")
+    except (OSError, ValueError):
+        pass
+    files.append(Path("/proc/vmstat"))
+    for f in files:
+        try:
+            for line in f.read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+        except (OSError, ValueError):
+            continue
+    return None

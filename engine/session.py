@@ -27,7 +27,7 @@ from ..dataset.layout import STATE_DIR
 from ..dataset.lock import FolderBusy, FolderLock
 from ..dataset.provenance import clean_stale_tmp
 from ..dataset.transforms import write_json_atomic
-from ..settings import Settings
+from ..settings import Settings, frame_range_problem
 from ..wire.protocol import Event, PlanDoc, SequenceSpec, Summary
 from .ledger import Job
 from .plan import PLAN_NAME, PlanError, write_manifest
@@ -149,6 +149,15 @@ class RunSession:
         stretched timeline; None: the scene's own range, read by the worker) into ``out_dir``."""
         blend = str(Path(blend).resolve())
         out = Path(out_dir).expanduser().resolve()
+        if frame_start is not None or frame_end is not None:
+            a = frame_start if frame_start is not None else frame_end
+            b = frame_end if frame_end is not None else frame_start
+            bad = frame_range_problem(a, b)
+            if bad:
+                raise PlanError(f"frames {frame_start}..{frame_end} of {Path(blend).name}: {bad}; "
+                                "choose frames inside it")
+            if frame_start is not None and frame_end is not None and frame_end < frame_start:
+                raise PlanError(f"frame_end {frame_end} is before frame_start {frame_start}")
         seq: SequenceSpec = {"id": None, "out_dir": str(out), "frame_start": frame_start,
                              "frame_end": frame_end}
         if frame_start is not None and frame_end is not None:

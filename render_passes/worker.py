@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -34,15 +35,16 @@ from ..dataset import flow_intrinsics as flow_k
 from ..dataset.documents.job import PROBE, JobSpec, as_job
 from ..dataset.documents.transforms import FrameEntry, position_of
 from ..dataset.journal import Journal
+from ..dataset.lock import sequence_lock
 from ..dataset.transforms import transforms_of, write_json_atomic
 from ..dataset.verify import WriteError, render_save_error, write_error
 from ..errors import DatasetForgeError
 from ..sampling import sequence_id
-from ..settings import Settings, SettingsError
+from ..settings import Settings, SettingsError, frame_range_problem
 from ..version import __version__
 from ..wire.events import Emit, stdout_emitter
 from ..wire.protocol import Ev
-from . import compat, containment, devices, objects, scene_setup, stereo, timing
+from . import compat, containment, dependencies, devices, objects, scene_setup, stereo, timing
 from .passes import PassRig
 
 
@@ -80,22 +82,62 @@ def _blender_version() -> str:
     return bpy.app.version_string
 
 
+@dataclass
+class _Inputs:
+    """What this process loaded from one ``.blend`` (:func:`open_scene`), which every sequence
+    of it records: the file's identity as loaded, the files its scene reads, and whether the
+    warning that the file was saved since has been given."""
+
+    blend: dict[str, Any] | None = None
+    dependencies: list[Any] | None = None
+    saved_said: bool = False
+
+
+_LOADED: dict[str, _Inputs] = {}  # .blend path -> what this process loaded from it
+
+
 def open_scene(job: JobSpec, settings: Settings, emit: Emit):
     """Open the job's .blend and prepare it; raises SceneError with the fix on bad input."""
     blend = job.blend
     name = os.path.basename(blend)
     t0 = time.perf_counter()
-    opened = _open_blend(blend, settings)
+    if not os.path.isfile(blend):
+        _open_blend(blend, settings)  # the message for a missing file
+    # simulation caches redirected before the load's first evaluation writes them
+    private = Path(job.sequences[0]["out_dir"]) / layout.STATE_DIR / "caches"
+    opened: list[str] = []
+    with containment.caches_contained_on_load(private, emit, job.scene_name or name):
+        # the hash of the bytes Blender loads, once per process: what every sequence records
+        loaded = provenance.identity_as_loaded(
+            blend, lambda: opened.extend(_open_blend(blend, settings)))
     scene = scene_setup.select_scene(settings.scene, name)
     scene_setup.check_scene(scene, settings, name)
+    dependencies.refuse_multiview(scene, name)
     warnings = opened + scene_setup.scene_warnings(scene, name, scene.render.engine)  # as saved
     scene_setup.apply_render_settings(scene, settings)
+    _check_frame_size(scene, settings, name)
     timing.stretch(scene, settings.keyframe_multiplier, name)
+    _LOADED[blend] = _Inputs(loaded, provenance.dependency_identities(dependencies.collect(scene)))
+    dependencies.driver_notice(settings.autoexec, emit, job.scene_name or name)
     for message in warnings:
         emit({"event": Ev.WARNING, "scene": job.scene_name or name, "message": message})
     emit({"event": Ev.SCENE_OPENED, "scene": job.scene_name or name, "blend": blend,
           "seconds": round(time.perf_counter() - t0, 4)})
     return scene
+
+
+def _check_frame_size(scene, settings: Settings, name: str) -> None:
+    """Refuse a frame whose buffers cannot fit in memory, at the size that really renders (the
+    file's own resolution times its percentage where width and height are 0)."""
+    r = scene.render
+    w = max(1, r.resolution_x * r.resolution_percentage // 100)
+    h = max(1, r.resolution_y * r.resolution_percentage // 100)
+    bad = settings.frame_size_problem(w, h)
+    if bad:
+        raise scene_setup.SceneError(
+            f"{name}: scene '{scene.name}' renders {r.resolution_x}x{r.resolution_y} at "
+            f"{r.resolution_percentage} %: {bad}; set width and height, or lower the file's "
+            "resolution")
 
 
 def _open_blend(blend: str, settings: Settings) -> list[str]:
@@ -164,6 +206,13 @@ def render_sequence(scene, seq: dict[str, Any], job: JobSpec, settings: Settings
     scene_name = job.scene_name
     a, b = _frame_range(scene, seq, settings, scene_name)
     sq = _Sequence(out, seq["id"], scene_name, a, b)
+    with sequence_lock(out):  # one writer per sequence folder, whatever started it
+        _render_locked(scene, sq, seq, job, settings, emit, budget, device)
+
+
+def _render_locked(scene, sq: _Sequence, seq: dict[str, Any], job: JobSpec,
+                   settings: Settings, emit: Emit, budget: list[int], device: str) -> None:
+    out, scene_name, a, b = sq.out, sq.scene_name, sq.a, sq.b
     _check_provenance(sq, scene, job.blend, settings, emit)
     (out / layout.RGB_FOLDER).mkdir(parents=True, exist_ok=True)
     journal = Journal(out, background=True)
@@ -223,15 +272,29 @@ def _frame_range(scene, seq: dict[str, Any], settings: Settings,
         seq["id"] = sequence_id(settings.keyframe_multiplier, a, b - a + 1)
     if b < a:
         raise scene_setup.SceneError(f"{scene_name}: empty frame range {a}..{b}")
+    bad = frame_range_problem(a, b)
+    if bad:  # checked before anything is sized by the frame numbers
+        raise scene_setup.SceneError(f"{scene_name}: frames {a}..{b}: {bad}; choose frames inside it")
     return a, b
 
 
 def _check_provenance(sq: _Sequence, scene, blend: str, settings: Settings, emit: Emit) -> None:
-    """Compare what ``sq.out`` was rendered from (``.blend``, settings, Blender, scene) with this
-    run and record this run (:func:`dataset.provenance.prepare`); emits the one-line notice
-    when the folder is re-rendered from scratch because something changed."""
+    """Compare what ``sq.out`` was rendered from (``.blend`` as loaded, the files the scene reads,
+    settings, Blender, scene) with this run and record this run
+    (:func:`dataset.provenance.prepare`); emits the one-line notice when the folder is
+    re-rendered from scratch because something changed, and a warning when the ``.blend`` was
+    saved since it was loaded."""
+    inputs = _LOADED.get(blend) or _Inputs()
+    loaded = inputs.blend
+    if loaded is not None and provenance.saved_since(loaded) and not inputs.saved_said:
+        inputs.saved_said = True
+        emit({"event": Ev.WARNING, "scene": sq.scene_name, "job": sq.id,
+              "message": f"{sq.scene_name}: {os.path.basename(blend)} was saved while this run "
+                         "renders it; its sequences show and record the file as it was loaded, "
+                         "so the next run refuses or re-renders them as on_change says"})
     notice = provenance.prepare(sq.out, blend, settings, _blender_version(), scene.name,
-                                sq.scene_name)
+                                sq.scene_name, loaded=loaded,
+                                dependencies=inputs.dependencies)
     if notice:
         emit({"event": Ev.NOTICE, "scene": sq.scene_name, "job": sq.id, "message": notice})
 
@@ -613,6 +676,10 @@ def probe(job: JobSpec | dict[str, Any], emit: Emit) -> int:
         emit({"event": Ev.ERROR, "scene": None, "job": None, "message": str(exc),
               "permanent": True})
         return 1
+    import tempfile
+
+    # opening a file evaluates it: its simulation caches go to a scratch folder, not the scenes'
+    scratch = Path(tempfile.mkdtemp(prefix="dataset_forge_caches_"))
     for blend in job.blends:
         emit({"event": Ev.PROBE_STARTED, "blend": blend})
         name = os.path.basename(blend)
@@ -620,7 +687,8 @@ def probe(job: JobSpec | dict[str, Any], emit: Emit) -> int:
                                 "frame_end": None, "fps": None, "camera": None, "scene": None,
                                 "error": None}
         try:
-            info["warnings"] = _open_blend(blend, settings)
+            with containment.caches_contained_on_load(scratch, lambda e: None, name):
+                info["warnings"] = _open_blend(blend, settings)
             info["scenes"] = [s.name for s in bpy.data.scenes]
             scene = scene_setup.select_scene(settings.scene, name)
             info.update(scene=scene.name, frame_start=scene.frame_start, frame_end=scene.frame_end,
@@ -640,6 +708,8 @@ def probe(job: JobSpec | dict[str, Any], emit: Emit) -> int:
         except Exception as exc:  # noqa: BLE001 - every problem becomes the file's error
             info["error"] = _message(exc)
         emit(info)
+    containment.remove_private_caches()
+    shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 

@@ -62,9 +62,9 @@ def test_a_crash_is_retried_with_only_the_unfinished_sequences_then_given_up():
     _frames(led, att, "a-1", [1, 2])
     led.on_event(att, {"event": "job_done", "job": "a-1"}, 1.0)
     _frames(led, att, "a-5", [5])
-    out = led.on_exit(att, -9)
+    out = led.on_exit(att, -11)  # a crash
     assert out == [{"event": "retry", "scene": "a", "slot": 0, "attempt": 2,
-                    "reason": "worker was killed by SIGKILL (out of memory, or killed by hand?); "
+                    "reason": "worker was killed by SIGSEGV (a crash?); "
                               "see its log /logs/worker-00001.log"}]
     again = led.next_job()
     assert [q["id"] for q in again.sequences] == ["a-5"] and again.attempts == 1
@@ -164,3 +164,34 @@ def test_exit_reasons(rc, text):
     from dataset_forge.engine.ledger import exit_reason
 
     assert exit_reason(rc, "w.log").startswith(text)
+
+
+@pytest.mark.parametrize("rc", [-9, 137])
+def test_a_worker_killed_for_memory_is_not_retried_and_named(rc):
+    led = Ledger([_job("a", ((1, 2), (5, 6))), _job("b")], retries=3)
+    att = led.begin(led.next_job(), 0, "w.log", 0.0)
+    _frames(led, att, "a-1", [1])
+    out = led.on_exit(att, rc, oom=True)  # the OOM killer's count grew while it ran
+    assert out[0]["event"] == "scene_failed" and led.results["a"].attempts == 1
+    assert "scene 'a' (/s/a.blend) was killed by SIGKILL by the system's " \
+           "out-of-memory killer; not retried" in out[0]["reasons"][-1]
+    assert led.next_job().scene_name == "b"  # the run moves on
+    s = led.summary()
+    assert "out-of-memory killer" in s["failed"]["a"]
+
+
+def test_a_kill_9_by_hand_is_retried():
+    led = Ledger([_job("a")], retries=1)
+    att = led.begin(led.next_job(), 0, "w.log", 0.0)
+    assert led.on_exit(att, -9, oom=False)[0]["event"] == "retry"  # no OOM kill meanwhile
+    att = led.begin(led.next_job(), 0, "w2.log", 1.0)
+    assert led.on_exit(att, -9)[0]["event"] == "scene_failed"  # retries spent
+
+
+def test_the_oom_kill_count_is_read_where_linux_keeps_it():
+    import sys
+
+    from dataset_forge.engine.runner import oom_kills
+
+    n = oom_kills()
+    assert n is None if not sys.platform.startswith("linux") else isinstance(n, int) and n >= 0

@@ -9,6 +9,7 @@ Arguments are processed in order, as Blender does:
 =====================================  ==========================================================
 ``-b``, ``--background``               accepted (the ``bpy`` module always runs in background)
 ``--factory-startup``, ``-noaudio``    accepted, no effect (the module starts from its defaults)
+``--python-use-system-env``            accepted, no effect (the module's Python is the system's)
 ``-Y``/``--disable-autoexec``          .blend files opened after it do not run embedded scripts
 ``-y``/``--enable-autoexec``           .blend files opened after it may run embedded scripts
 ``FILE.blend``                         opened with ``bpy.ops.wm.open_mainfile``
@@ -49,7 +50,8 @@ EXTENSION_MODULE = "bl_ext.user_default.dataset_forge"
 LAUNCHER = str(Path(__file__).resolve().parent / "blender")
 
 FLAGS = {"-b": "background", "--background": "background", "--factory-startup": None,
-         "-noaudio": None, "-Y": "no_autoexec", "--disable-autoexec": "no_autoexec",
+         "-noaudio": None, "--python-use-system-env": None, "-Y": "no_autoexec",
+         "--disable-autoexec": "no_autoexec",
          "-y": "autoexec", "--enable-autoexec": "autoexec", "-a": "render_anim",
          "--render-anim": "render_anim"}
 WITH_VALUE = {"--python-expr": "expr", "-P": "file", "--python": "file",

@@ -86,9 +86,15 @@ class JobSpec:
         return json.dumps(self.to_dict(), indent=None if self.mode == PROBE else 1)
 
     def write(self, path: str | os.PathLike) -> Path:
-        """Write the job file (not atomic: the engine writes it before it starts the worker)."""
+        """Write the job file (not atomic: the engine writes it before it starts the worker). A
+        write error (a file-size limit names no path by itself) is a ``WriteError`` naming it."""
+        from ..verify import write_error
+
         p = Path(path)
-        p.write_text(self.dumps(), encoding="utf-8")
+        try:
+            p.write_text(self.dumps(), encoding="utf-8")
+        except OSError as exc:
+            raise write_error(exc, p) from None
         return p
 
     @classmethod

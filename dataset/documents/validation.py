@@ -130,7 +130,8 @@ class ValidationReport:
     thresholds: dict[str, float]
     sequences: list[SequenceVerdict]
     manifest_not_updated: str | None = None
-    notes: list[str] = field(default_factory=list)  # lines the plan adds (e.g. completeness)
+    notes: list[str] = field(default_factory=list)  # lines the plan adds
+    incomplete: list[str] = field(default_factory=list)  # why the dataset is not complete
 
     @property
     def failed(self) -> list[str]:
@@ -157,7 +158,8 @@ class ValidationReport:
                    thresholds=get(d, "thresholds", dict_of(as_any), where, {}),
                    sequences=get(d, "sequences", list_of(SequenceVerdict.from_dict), where),
                    manifest_not_updated=get(d, "manifest_not_updated", optional(as_str), where, None),
-                   notes=get(d, "notes", list_of(as_str), where, []))
+                   notes=get(d, "notes", list_of(as_str), where, []),
+                   incomplete=get(d, "incomplete", list_of(as_str), where, []))
 
     def to_dict(self) -> dict[str, Any]:
         out = {"schema": SCHEMA, "ok": self.ok, "path": self.path, "checked": self.checked,
@@ -168,6 +170,8 @@ class ValidationReport:
             out["manifest_not_updated"] = self.manifest_not_updated
         if self.notes:
             out["notes"] = list(self.notes)
+        if self.incomplete:
+            out["incomplete"] = list(self.incomplete)
         return out
 
 

@@ -21,18 +21,20 @@ Formats (see docs/use_the_dataset.md for the layouts and what reads them):
 
 Sources are read through :mod:`dataset.loader` only; nothing under SRC is ever written. Every
 export writes ``dataset_forge_export.json`` into DST first with ``"complete": false`` and, once
-every file is written and flushed to the disk, again with ``"complete": true`` and the summary:
-an interrupted or failed export is never taken for a finished one. Exporting the same SRC twice
+every file is written and flushed to the disk, again with ``"finished": true``, the summary and
+every file it wrote (``files``); ``"complete"`` is true only when, besides, the source was
+complete (:mod:`dataset.completeness`: every planned sequence there, no run writing it; an
+incomplete source is refused unless ``allow_incomplete``, and ``incomplete`` says why): an
+interrupted or failed export is never taken for a finished one. Exporting the same SRC twice
 gives byte-identical files. A non-empty DST is refused unless ``overwrite`` (which then only
-replaces a previous export, finished or not, recognised by that file). A failed write raises
+replaces a previous export, finished or not, recognised by that file, and removes only the files
+it wrote: a file the user added stays). A failed write raises
 :class:`dataset.verify.WriteError` naming the file and the cause.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,12 +43,24 @@ from typing import Any
 
 from ...text import bar, eta, format_duration
 from .. import loader
-from ..verify import fsync_folder
-from .common import MARKER, ExportError, MissingDependency, SeqJob, sync_tree, write_json
+from ..completeness import assess
+from ..documents.base import DocumentError, read_json
+from ..documents.export import SCHEMA, ExportDoc
+from ..verify import fsync_folder, write_error
+from .common import (
+    FILES_LOG,
+    MARKER,
+    ExportError,
+    MissingDependency,
+    SeqJob,
+    begin_log,
+    end_log,
+    logged_files,
+    sync_tree,
+    write_json,
+)
 
-SCHEMA = "dataset_forge.export/1"
-
-__all__ = ["FORMATS", "ExportError", "MissingDependency", "export", "format_progress"]
+__all__ = ["FORMATS", "SCHEMA", "ExportError", "MissingDependency", "export", "format_progress"]
 
 
 @dataclass(frozen=True)
@@ -79,7 +93,9 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
 INSTALL_HINT = "pip install -r requirements-exports.txt"
 
 
-def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
+def _check_paths(src: Path, dst: Path, overwrite: bool) -> ExportDoc | None:
+    """Refuse a destination inside or around the source, a file, or a non-empty folder that is
+    not a previous export (or one, without ``overwrite``); returns that previous export's record."""
     s, d = src.resolve(), dst.resolve()
     if d == s or s in d.parents:
         raise ExportError(f"{dst}: the destination is inside the source {src}; exports never write "
@@ -89,24 +105,61 @@ def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
                           "outside it")
     if d.exists() and not d.is_dir():
         raise ExportError(f"{dst}: exists and is not a folder")
-    if d.is_dir() and any(d.iterdir()):
-        if not overwrite:
-            if (d / MARKER).is_file() and not _complete(d / MARKER):
-                raise ExportError(f"{dst}: holds an unfinished export (its {MARKER} says "
-                                  "\"complete\": false); pass --overwrite to replace it")
-            raise ExportError(f"{dst}: not empty; choose an empty or new folder, or pass --overwrite "
-                              "to replace a previous export there")
-        if not (d / MARKER).is_file():
-            raise ExportError(f"{dst}: not empty and holds no {MARKER} (not a previous export); "
-                              "refusing to delete it even with --overwrite, choose an empty folder")
+    if not (d.is_dir() and any(d.iterdir())):
+        return None
+    previous = _record(d / MARKER)
+    if not overwrite:
+        if previous is not None and not previous.finished:
+            raise ExportError(f"{dst}: holds an unfinished export (its {MARKER} says "
+                              "\"complete\": false); pass --overwrite to replace it")
+        raise ExportError(f"{dst}: not empty; choose an empty or new folder, or pass --overwrite "
+                          "to replace a previous export there")
+    if previous is None:
+        raise ExportError(f"{dst}: not empty and holds no readable {MARKER} (not a previous "
+                          "export); refusing to delete it even with --overwrite, choose an empty "
+                          "folder")
+    return previous
 
 
-def _complete(marker: Path) -> bool:
-    """Whether the export marker ``marker`` says its export finished."""
+def _record(marker: Path) -> ExportDoc | None:
+    """The export record ``marker``, or None when there is none or it cannot be read."""
+    if not marker.is_file():
+        return None
     try:
-        return json.loads(marker.read_text(encoding="utf-8")).get("complete") is True
-    except (OSError, ValueError, AttributeError):
-        return False
+        return ExportDoc.from_dict(read_json(marker), str(marker))
+    except DocumentError:
+        return None
+
+
+def _remove_previous(dst: Path, previous: ExportDoc) -> None:
+    """Remove what the previous export in ``dst`` wrote (its record's ``files`` and the files log
+    of an unfinished one), then its record, log and the folders left empty; anything else (a
+    file the user added) stays."""
+    written = list(dict.fromkeys([*previous.files, *logged_files(dst)]))
+    if not written and any(p.name not in (MARKER, FILES_LOG) for p in dst.iterdir()):
+        raise ExportError(f"{dst}: its {MARKER} lists no files (written by an older Dataset Forge); "
+                          "refusing to guess what to delete: remove the folder by hand")
+    root = dst.resolve()
+    folders = set()
+    for rel in written:
+        p = dst / rel
+        if Path(rel).is_absolute() or root not in p.resolve().parent.parents and \
+                p.resolve().parent != root:
+            continue  # never outside DST
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise write_error(exc, p, "remove it by hand, then export again") from None
+        folders.update(q for q in p.parents if root in q.resolve().parents)
+    for name in (MARKER, FILES_LOG):
+        (dst / name).unlink(missing_ok=True)
+    for folder in sorted(folders, key=lambda q: len(q.parts), reverse=True):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # not empty: something of the user's
 
 
 def _jobs(seqs: list[loader.Sequence], root: Path | None) -> list[SeqJob]:
@@ -119,14 +172,16 @@ def _jobs(seqs: list[loader.Sequence], root: Path | None) -> list[SeqJob]:
 
 
 def export(format: str, src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False,
-           on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+           on_progress: Callable[[dict[str, Any]], None] | None = None,
+           allow_incomplete: bool = False) -> dict[str, Any]:
     """Export the sequence or datasets folder ``src`` as ``format`` into ``dst``.
 
     ``on_progress`` receives ``{"format", "sequence", "sequences_done", "sequences_total",
     "frames_done", "frames_total", "elapsed"}`` after every frame. Returns a summary dict
     (``format``, ``dst``, ``sequences``: what was written per sequence, ``notes``). Raises
-    :class:`ExportError` (bad paths, unusable data) or :class:`MissingDependency` (with the
-    install line)."""
+    :class:`ExportError` (bad paths, unusable data, a source whose plan is not complete or that a
+    run is writing, unless ``allow_incomplete``: :mod:`dataset.completeness`) or
+    :class:`MissingDependency` (with the install line)."""
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
     fmt = FORMATS[format]
@@ -146,14 +201,20 @@ def export(format: str, src: str | os.PathLike, dst: str | os.PathLike, overwrit
     else:
         seqs, root = list(opened), opened.path
     jobs = _jobs(seqs, root)
-    _check_paths(src_p, dst_p, overwrite)
-    if dst_p.is_dir() and overwrite and (dst_p / MARKER).is_file():
-        shutil.rmtree(dst_p)
+    gaps = assess(src_p)
+    if not gaps.complete and not allow_incomplete:
+        raise ExportError(f"{src_p}: not complete: {'; '.join(gaps.lines())}; pass "
+                          "--allow-incomplete (allow_incomplete=True) to export what is there")
+    previous = _check_paths(src_p, dst_p, overwrite)
+    if previous is not None:
+        _remove_previous(dst_p, previous)
     dst_p.mkdir(parents=True, exist_ok=True)
     from ...version import __version__
 
-    head = {"format": format, "schema": SCHEMA, "source": src_p.resolve().name}
-    write_json(dst_p / MARKER, {**head, "complete": False, "dataset_forge_version": __version__})
+    head = {"format": format, "source": src_p.resolve().name,
+            "dataset_forge_version": __version__, "incomplete": gaps.lines()}
+    write_json(dst_p / MARKER, ExportDoc(**head, finished=False, complete=False).to_dict())
+    begin_log(dst_p)
 
     t0 = time.monotonic()
     total = sum(len(j.sequence) for j in jobs)
@@ -184,10 +245,15 @@ def export(format: str, src: str | os.PathLike, dst: str | os.PathLike, overwrit
         notes += [f"{job.rel or job.name}: {n}" for n in res.pop("notes", [])]
     if hasattr(module, "finish"):
         module.finish(jobs, dst_p, ctx)
-    summary = {**head, "sequences": per_seq, "notes": notes}
-    sync_tree(dst_p)  # every file durable before the marker says so
-    write_json(dst_p / MARKER, {**summary, "complete": True, "dataset_forge_version": __version__})
+    files = logged_files(dst_p)
+    end_log()
+    sync_tree(dst_p)  # every file durable before the record says so
+    doc = ExportDoc(**head, finished=True, complete=gaps.complete, sequences=per_seq,
+                    notes=notes, files=files)
+    write_json(dst_p / MARKER, doc.to_dict())
+    (dst_p / FILES_LOG).unlink(missing_ok=True)
     fsync_folder(dst_p)
+    summary = {k: v for k, v in doc.to_dict().items() if k != "files"}
     return {**summary, "dst": str(dst_p)}
 
 

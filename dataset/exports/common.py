@@ -56,6 +56,48 @@ def _failed(exc: OSError, path: Path, leftover: Path) -> WriteError:
     return write_error(exc, path, RERUN)
 
 
+FILES_LOG = ".dataset_forge_export_files"  # DST/: every file written so far, one path a line
+
+_LOG: list = []  # [(DST, open log file)] of the export being written in this process
+
+
+def begin_log(dst: Path) -> None:
+    """Record from now on every file written below ``dst`` in ``dst/FILES_LOG`` (so that
+    ``--overwrite`` removes only what an export wrote, even an interrupted one)."""
+    end_log()
+    try:
+        _LOG.append((Path(dst), open(Path(dst) / FILES_LOG, "a", encoding="utf-8")))
+    except OSError as exc:
+        raise write_error(exc, Path(dst) / FILES_LOG, RERUN) from None
+
+
+def end_log() -> None:
+    while _LOG:
+        _LOG.pop()[1].close()
+
+
+def _note(path: Path) -> None:
+    if not _LOG:
+        return
+    dst, fh = _LOG[-1]
+    try:
+        rel = Path(path).relative_to(dst).as_posix()
+    except ValueError:
+        return
+    if rel not in (MARKER, FILES_LOG):
+        fh.write(rel + "\n")
+        fh.flush()
+
+
+def logged_files(dst: Path) -> list[str]:
+    """The paths (relative to ``dst``) its files log lists, in order, each once."""
+    try:
+        text = (Path(dst) / FILES_LOG).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return list(dict.fromkeys(x for x in text.splitlines() if x))
+
+
 def write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file renamed over it: a reader sees no torn
     file. A failed write raises :class:`dataset.verify.WriteError` naming ``path`` and the cause.
@@ -68,6 +110,7 @@ def write_bytes(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         raise _failed(exc, path, tmp) from None
+    _note(path)
 
 
 def npy_memmap(path: Path, dtype, shape: tuple[int, ...]) -> np.memmap:
@@ -77,6 +120,8 @@ def npy_memmap(path: Path, dtype, shape: tuple[int, ...]) -> np.memmap:
     limit is a :class:`dataset.verify.WriteError` naming ``path`` here instead."""
     try:
         remove_if_exists(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _note(path)
         arr = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
         if hasattr(os, "posix_fallocate"):
             with open(path, "r+b") as fh:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..completeness import assess
 from ..layout import MANIFEST, TRANSFORMS
 from ..loader import Dataset, DatasetError, Sequence, load, manifest_problem, manifest_sequences
 
@@ -35,7 +36,7 @@ class ValidationPlan:
     when ``root`` is a sequence folder (not read twice); ``manifest_root`` / ``manifest``: the
     datasets folder whose ``manifest.json`` describes the targets, if any; ``dataset``: ``root``
     is that datasets folder (the manifest then gets the top-level summary too); ``notes``: lines
-    the report prints as they are (e.g. from :func:`completeness`)."""
+    the report prints as they are; ``incomplete``: from :func:`completeness`."""
 
     root: Path
     targets: list[Target]
@@ -44,6 +45,7 @@ class ValidationPlan:
     manifest: dict[str, Any] | None = None
     dataset: bool = False
     notes: list[str] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)  # why the dataset is not complete
 
 
 def plan(path: str | os.PathLike) -> ValidationPlan:
@@ -94,9 +96,16 @@ def _relative(path: Path, root: Path) -> str:
 
 
 def completeness(p: ValidationPlan) -> None:
-    """Honest completeness of the datasets folder (planned sequences that are missing, a run in
-    progress): the place for that check (engineer ``provenance``); it may add targets or
-    ``notes``. Nothing yet."""
+    """Honest completeness (:func:`dataset.completeness.assess`): planned sequences that are not
+    on disk become targets (they fail as missing), and ``incomplete`` says why the dataset is not
+    complete (missing or unfinished sequences, a run writing it)."""
+    gaps = assess(p.root)
+    if p.dataset and gaps.root == p.root.resolve():
+        known = {t.path for t in p.targets}
+        listed = manifest_sequences(p.manifest)
+        p.targets += [_target(p.root / q, p, listed) for q in gaps.missing
+                      if (p.root / q) not in known]
+    p.incomplete = [] if gaps.complete else gaps.lines()
 
 
 def _manifest_above(seq: Path) -> tuple[Path | None, dict[str, Any] | None]:

@@ -49,13 +49,16 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def build_report(plan, t, results: list[dict[str, Any]], seconds: float) -> ValidationReport:
+def build_report(plan, t, results: list[dict[str, Any]], seconds: float,
+                 allow_incomplete: bool = False) -> ValidationReport:
     """The report of ``plan`` (:class:`~.plan.ValidationPlan`) from the sequences' verdicts (in
-    the plan's order) under thresholds ``t``."""
+    the plan's order) under thresholds ``t``; an incomplete dataset is not ok unless
+    ``allow_incomplete``."""
     seqs = [_verdict_model(r) for r in results]
-    return ValidationReport(ok=all(s.ok and not s.error for s in seqs), path=str(plan.root), checked=now(),
-                            seconds=round(seconds, 3), thresholds=asdict(t), sequences=seqs,
-                            notes=list(plan.notes))
+    ok = all(s.ok and not s.error for s in seqs) and (allow_incomplete or not plan.incomplete)
+    return ValidationReport(ok=ok, path=str(plan.root), checked=now(), seconds=round(seconds, 3),
+                            thresholds=asdict(t), sequences=seqs, notes=list(plan.notes),
+                            incomplete=list(plan.incomplete))
 
 
 def _verdict_model(r: dict[str, Any]) -> SequenceVerdict:
@@ -169,6 +172,7 @@ def format_report(report: ValidationReport | dict[str, Any]) -> str:
     details = [line for s in report.sequences for line in _detail_lines(s)]
     lines += sorted(details, key=lambda line: not line.startswith(("FAILED", "COULD")))
     lines += report.notes
+    lines += [f"INCOMPLETE  {line}" for line in report.incomplete]
     if report.manifest_not_updated:
         lines.append(report.manifest_not_updated)
     n, nf, nc = len(report.sequences), len(report.failed), len(report.could_not_check)

@@ -206,7 +206,8 @@ def thresholds_with(thresholds: Thresholds | None, limits: dict[str, float]) -> 
 
 def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds | None = None,
              stride: int = 1, write: bool = True, update_manifest: bool = True,
-             progress: bool | Any = False, **limits: float) -> dict[str, Any]:
+             progress: bool | Any = False, allow_incomplete: bool = False,
+             **limits: float) -> dict[str, Any]:
     """Validate a sequence folder or every sequence of a datasets folder.
 
     ``jobs``: sequences checked in parallel (processes). Threshold overrides can be passed as
@@ -216,15 +217,18 @@ def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds |
     ``progress``: True prints to stderr, or a callable taking one line. Returns the report
     (:class:`~dataset_forge.dataset.documents.validation.ValidationReport` as a dict: ``{"ok",
     "path", "thresholds", "sequences": [...], "failed": [...], "could_not_check": [...],
-    "exit_code"}``). Raises :class:`DatasetError` when ``path`` is neither a sequence nor a
-    datasets folder; a sequence validate breaks on is reported, never raised.
+    "exit_code", "incomplete"}``; ``incomplete``: why the dataset is not complete,
+    :mod:`dataset.completeness`, which fails the report unless ``allow_incomplete``). Raises
+    :class:`DatasetError` when ``path`` is neither a sequence nor a datasets folder; a sequence
+    validate breaks on is reported, never raised.
     """
     t = thresholds_with(thresholds, limits)
     say = (lambda line: print(f"validate: {line}", file=sys.stderr, flush=True)) if progress is True \
         else (progress or None)
     p = plan(path)
     t0 = time.monotonic()
-    report = build_report(p, t, _judge_all(p, t, jobs, stride, say), time.monotonic() - t0)
+    report = build_report(p, t, _judge_all(p, t, jobs, stride, say), time.monotonic() - t0,
+                          allow_incomplete)
     if update_manifest and p.manifest is not None:
         record_in_manifest(p, report, say)
     if write:
