@@ -41,7 +41,7 @@ from ..settings import Settings, SettingsError
 from ..version import __version__
 from ..wire.events import Emit, stdout_emitter
 from ..wire.protocol import Ev
-from . import compat, containment, devices, objects, scene_setup, timing
+from . import camera_rig, compat, containment, devices, objects, scene_setup, timing
 from .passes import PassRig
 
 
@@ -86,6 +86,7 @@ def open_scene(job: dict[str, Any], settings: Settings, emit: Emit):
     t0 = time.perf_counter()
     _open_blend(blend, settings)
     scene = scene_setup.select_scene(settings.scene, name)
+    camera_rig.install(scene, settings, name)  # a generated camera, in memory only
     scene_setup.check_scene(scene, settings, name)
     warnings = scene_setup.scene_warnings(scene, name, scene.render.engine)  # the file as saved
     scene_setup.apply_render_settings(scene, settings)
@@ -120,6 +121,8 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
     scene_name = job.get("scene_name", Path(job["blend"]).stem)
     a, b = _frame_range(scene, seq, settings, scene_name)
     sq = _Sequence(out, seq["id"], scene_name, a, b)
+    rig_info = camera_rig.prepare_sequence(scene, settings, scene_name, sq.id, a, b,
+                                           os.path.basename(job["blend"]))
     _check_provenance(sq, scene, job["blend"], settings, emit)
     (out / layout.RGB_FOLDER).mkdir(parents=True, exist_ok=True)
     journal = Journal(out, background=True)
@@ -160,7 +163,7 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
         rig.teardown()
     _write_transforms(sq, scene, job["blend"], settings, k0, frames_meta, cameras,
                       rig.conventions())
-    _write_info(sq, scene, settings, frames_meta, object_stats, t_job, device)
+    _write_info(sq, scene, settings, frames_meta, object_stats, t_job, device, rig_info)
     _warn_unidentified(sq, object_stats, emit)
     emit({"event": Ev.JOB_DONE, "job": seq["id"], "scene": scene_name,
           "seconds": round(time.perf_counter() - t_job, 4)})
@@ -282,7 +285,8 @@ def _write_transforms(sq: _Sequence, scene, blend: str, settings: Settings,
 
 
 def _write_info(sq: _Sequence, scene, settings: Settings, frames_meta: list[dict[str, Any]],
-                object_stats: dict[str, Any], t_job: float, device: str) -> None:
+                object_stats: dict[str, Any], t_job: float, device: str,
+                rig_info: dict[str, Any] | None = None) -> None:
     """Write the ``info.json`` of the sequence: camera path length (scene units) and mean
     speed over the time from the first to the last frame (s), render time since ``t_job``
     (``time.perf_counter``), device, versions and the object statistics if any."""
@@ -297,6 +301,7 @@ def _write_info(sq: _Sequence, scene, settings: Settings, frames_meta: list[dict
         "render_seconds": round(time.perf_counter() - t_job, 3), "device": device,
         "blender_version": _blender_version(), "keyframe_multiplier": settings.keyframe_multiplier,
         **({"objects": object_stats} if object_stats else {}),
+        **({"camera_rig": rig_info} if rig_info else {}),
     })
 
 
@@ -575,6 +580,7 @@ def probe(job: dict[str, Any], emit: Emit) -> int:
             _open_blend(blend, settings)
             info["scenes"] = [s.name for s in bpy.data.scenes]
             scene = scene_setup.select_scene(settings.scene, name)
+            camera_rig.install(scene, settings, name)
             info.update(scene=scene.name, frame_start=scene.frame_start, frame_end=scene.frame_end,
                         fps=scene_setup.frame_rate(scene),
                         camera=scene.camera.name if scene.camera is not None else None)

@@ -23,6 +23,7 @@ from .report import CHECKS, now, progress_bar, update_manifest_file, verdict, wr
 from .things import ThingMap, load_frame
 from .thresholds import Thresholds
 from .thresholds import check as _check
+from .trajectory import trajectory
 
 
 def _frames(seq: Sequence, geometry: bool, t: Thresholds, stride: int, progress
@@ -108,6 +109,7 @@ def validate_sequence(path: str | os.PathLike | Sequence, thresholds: Thresholds
                                               progress)
     if checks["schema"]["ok"]:
         checks.update(geometric)
+        checks["trajectory"] = trajectory(seq)
         if err is not None:  # objects.json malformed or pointing outside
             checks["objects"] = _check(False, str(err))
             for name in CHECKS[3:]:
