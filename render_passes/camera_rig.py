@@ -207,6 +207,18 @@ def _clearance(tree: BVHTree) -> Callable[[tuple[float, float, float]], float]:
     return clearance
 
 
+_AXES = ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1))
+
+
+def _enclosure(tree: BVHTree, reach: float) -> Callable[[tuple[float, float, float]], float]:
+    """How enclosed a point is: the number of the six axis directions in which a surface lies
+    within ``reach`` (6 inside a room, about 1 above a terrain or beside an object)."""
+    def score(p) -> float:
+        return float(sum(tree.ray_cast(Vector(p), Vector(d), reach)[0] is not None
+                         for d in _AXES))
+    return score
+
+
 def _coverage(tree: BVHTree, pose, lens: float, w: int, h: int, far: float) -> float:
     rays = traj.ray_grid(pose, lens, w, h, *_GRID)
     hits = sum(tree.ray_cast(Vector(o), Vector(d), far)[0] is not None for o, d in rays)
@@ -254,16 +266,18 @@ def resolution(scene) -> tuple[int, int]:
 
 
 def plan(scene, settings: Settings, scene_name: str, sequence_id: str, a: int, b: int,
-         blend_name: str) -> Planned:
+         blend_name: str, *, fps: float | None = None,
+         size: tuple[int, int] | None = None) -> Planned:
     """The checked path of one sequence (frames ``a..b``; poses for ``a - 1 .. b + 1``): the
     first of :data:`sampling.trajectory.ATTEMPTS` seeded tries that keeps the clearance and the
     coverage at every frame. Raises :class:`SceneError` naming the file and the fix when none
-    does. Leaves the scene at some frame of the range."""
+    does. ``fps`` and ``size`` (pixels) stand in for the scene's where the scene is not set up
+    as the worker sets it (the panel's preview). Leaves the scene at some frame of the range."""
     t0 = time.perf_counter()
     frames = range(a - 1, b + 2)
     geo = scene_geometry(scene, frames, blend_name, settings.camera_target)
-    fps = frame_rate(scene)
-    w, h = resolution(scene)
+    fps = fps or frame_rate(scene)
+    w, h = size or resolution(scene)
     size = max(hi - lo for lo, hi in zip(geo.lo, geo.hi))
     far = max(1000.0, 100.0 * size)
     need = settings.camera_clearance
@@ -286,7 +300,8 @@ def plan(scene, settings: Settings, scene_name: str, sequence_id: str, a: int, b
             path = traj.plan_flythrough(
                 rng, box_lo, box_hi, speed=settings.camera_speed, duration=duration,
                 look_ahead=settings.camera_look_ahead, clearance=_clearance(geo.tree(a)),
-                need=need, target=center if settings.camera_target else None)
+                need=need, target=center if settings.camera_target else None,
+                score=_enclosure(geo.tree(a), 2.0 * size))
             if path is None:
                 continue
         ok, clear, cover = _verify(path, frames, a, fps, geo, need, settings.camera_min_coverage,

@@ -234,11 +234,14 @@ def segment_clear(p: Sequence[float], q: Sequence[float], clearance: Callable[[V
 
 def sample_waypoints(rng: random.Random, lo: Sequence[float], hi: Sequence[float], length: float,
                      clearance: Callable[[Vec], float], need: float, *,
+                     score: Callable[[Vec], float] | None = None, starts: int = 32,
                      tries: int = 64) -> list[Vec] | None:
     """Control points of a flythrough of at least ``length`` scene units inside the box
     ``lo``..``hi``: a seeded walk of equal steps, each step through free space (``clearance``
-    at least ``need``, checked densely), leaning back towards the box's centre. None when the
-    walk gets stuck (the caller tries another seed)."""
+    at least ``need``, checked densely), leaning back towards the box's centre. It starts at the
+    best of ``starts`` free points by ``score`` (e.g. how enclosed a point is: a walk that
+    starts inside a room stays there, since no step crosses a wall). None when the walk gets
+    stuck (the caller tries another seed)."""
     center = tuple((a + b) / 2 for a, b in zip(lo, hi))
     size = max(hi[k] - lo[k] for k in range(3))
     step_len = max(min(size / 4.0, max(length / 3.0, need * 4.0)), need * 2.0, 1e-3)
@@ -248,14 +251,16 @@ def sample_waypoints(rng: random.Random, lo: Sequence[float], hi: Sequence[float
     def inside_box(p: Vec) -> bool:
         return all(lo[k] <= p[k] <= hi[k] for k in range(3))
 
-    start = None
+    found: list[Vec] = []
     for _ in range(tries * 4):
         p = tuple(rng.uniform(lo[k], hi[k]) for k in range(3))
         if clearance(p) >= margin:  # type: ignore[arg-type]
-            start = p
-            break
-    if start is None:
+            found.append(p)  # type: ignore[arg-type]
+            if len(found) >= max(1, starts if score is not None else 1):
+                break
+    if not found:
         return None
+    start = max(found, key=score) if score is not None else found[0]
     pts: list[Vec] = [start]  # type: ignore[list-item]
     previous: Vec | None = None
     # the spline of n control points spans about (n - 3) steps; two steps of slack each end
@@ -307,13 +312,14 @@ def flythrough_length(speed: float, duration: float, look_ahead: float) -> float
 def plan_flythrough(rng: random.Random, lo: Sequence[float], hi: Sequence[float], *,
                     speed: float, duration: float, look_ahead: float,
                     clearance: Callable[[Vec], float], need: float,
-                    target: Sequence[float] | None = None) -> Flythrough | None:
+                    target: Sequence[float] | None = None,
+                    score: Callable[[Vec], float] | None = None) -> Flythrough | None:
     """A seeded flythrough lasting ``duration`` seconds (from the frame before the sequence to
     the one after it) through the free space of the box, or None when this seed finds none.
     The spline between control points is not checked here: the caller checks the frames and
     the path between them against the scene at each frame."""
     length = flythrough_length(speed, duration, 0.0 if target is not None else look_ahead)
-    ctrl = sample_waypoints(rng, lo, hi, length, clearance, need)
+    ctrl = sample_waypoints(rng, lo, hi, length, clearance, need, score=score)
     if ctrl is None:
         return None
     path = ArcPath(ctrl)
