@@ -1,0 +1,242 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Generated cameras (``camera`` = orbit / flythrough) on camera-less, static files
+(tests/camera_scenes.py: an asset-only scene, an interior, a terrain), rendered through the real
+worker.
+
+Checked independently of the rig (analytic boxes, spheres and heights, not its BVH): no frame
+inside geometry or closer than the clearance; every frame sees a surface; K of a 35 mm lens on a
+36 mm sensor; depth against analytic ray casts; flow against the reprojection of depth with the
+two poses; one seed reproduces RGB bytes and transforms bit for bit, another seed moves
+elsewhere; validate passes. The ground truth part also runs on 4.5 and 4.2
+(``conftest.bpy_pythons``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import dataset_forge
+import numpy as np
+import pytest
+from camera_scenes import ROOM, SPECS, terrain_height
+from conftest import REPO, bpy_env, bpy_pythons
+from test_ground_truth import Seq, _warp, interior
+
+pytestmark = pytest.mark.render
+FAST = dict(width=48, height=32, max_samples=1, adaptive_threshold=0.0, use_denoising=False,
+            depths=True, flows=True, segmentations=True, debug=False, timeout=240.0, retries=0)
+CLEARANCE = 0.25
+FRAMES = (1, 4)
+PYTHONS = bpy_pythons()
+# the asset-only scene is looked at by its flythrough (a walk around a few objects looking
+# ahead sees mostly nothing)
+CASES = {(s, m): ({"camera_target": "box0"} if (s, m) == ("asset", "flythrough") else {})
+         for s in SPECS for m in ("orbit", "flythrough")}
+
+
+def _build(out: Path, python: str) -> Path:
+    subprocess.run([python or sys.executable, str(REPO / "tests" / "camera_scenes.py"), str(out)],
+                   check=True, env=bpy_env(), capture_output=True, timeout=300)
+    return out
+
+
+def _render(blend: Path, out: Path, python: str, camera: str, **extra) -> Path:
+    s = dataset_forge.render_animation(blend, out, frame_start=FRAMES[0], frame_end=FRAMES[1],
+                                       executable=python, camera=camera,
+                                       camera_clearance=CLEARANCE, **{**FAST, **extra})
+    assert s["ok"], json.dumps(s["scenes"], indent=1)[:3000]
+    return out
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> dict:
+    """5.0: every scene with both modes, plus a rerender and another seed of the interior."""
+    root = tmp_path_factory.mktemp("gencam")
+    scenes = _build(root / "scenes", "")
+    out = {k: Seq(_render(scenes / f"{k[0]}.blend", root / f"{k[0]}-{k[1]}", "", k[1], **extra))
+           for k, extra in CASES.items()}
+    out["again"] = Seq(_render(scenes / "interior.blend", root / "again", "", "flythrough"))
+    out["seed1"] = Seq(_render(scenes / "interior.blend", root / "seed1", "", "flythrough",
+                               camera_seed=1))
+    return out
+
+
+@pytest.fixture(scope="module", params=PYTHONS, ids=[p[0] for p in PYTHONS])
+def versions(request, tmp_path_factory, corpus) -> dict:
+    """Ground truth per Blender version: the interior flythrough and the asset orbit."""
+    label, python = request.param
+    if not python:
+        return {"interior": corpus[("interior", "flythrough")], "asset": corpus[("asset", "orbit")]}
+    root = tmp_path_factory.mktemp(f"gencam-{label}")
+    scenes = _build(root / "scenes", python)
+    got = {"interior": Seq(_render(scenes / "interior.blend", root / "i", python, "flythrough")),
+           "asset": Seq(_render(scenes / "asset.blend", root / "a", python, "orbit"))}
+    for seq in got.values():
+        assert seq.tf["blender_version"].startswith(label.split("-")[-1].rsplit(".", 1)[0])
+    return got
+
+
+# -- the geometry the tests know ---------------------------------------------------------------
+def _boxes(scene: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(np.array(c, float), np.array(s, float) / 2) for c, s in SPECS[scene].get("boxes", [])]
+
+
+def _clearance(scene: str, p: np.ndarray) -> float:
+    """Distance from ``p`` to the nearest surface, negative inside a solid (or under the
+    terrain)."""
+    if scene == "terrain":
+        t = SPECS["terrain"]
+        half = np.array([t["size"] / 2, t["size"] / 2, t["amplitude"]])
+        box = float(np.linalg.norm(np.maximum(np.abs(p) - half, 0.0)))
+        if box > 1.0:  # far from the terrain's box: that distance is a lower bound
+            return box
+        xs = np.arange(p[0] - 2, p[0] + 2, 0.02)
+        ys = np.arange(p[1] - 2, p[1] + 2, 0.02)
+        gx, gy = np.meshgrid(xs, ys)
+        inside = (np.abs(gx) <= t["size"] / 2) & (np.abs(gy) <= t["size"] / 2)
+        gz = np.vectorize(terrain_height)(gx, gy)
+        d = np.sqrt((gx - p[0]) ** 2 + (gy - p[1]) ** 2 + (gz - p[2]) ** 2)[inside].min()
+        above = abs(p[0]) > t["size"] / 2 or abs(p[1]) > t["size"] / 2 or \
+            p[2] > terrain_height(p[0], p[1])
+        return d if above else -d
+    best = math.inf
+    for c, h in _boxes(scene):
+        q = np.abs(p - c) - h
+        outside = np.linalg.norm(np.maximum(q, 0.0))
+        best = min(best, outside if outside > 0 else float(q.max()))
+    if "sphere" in SPECS[scene]:
+        c, r = SPECS[scene]["sphere"]
+        best = min(best, float(np.linalg.norm(p - np.array(c))) - r)
+    return best
+
+
+def _ray_depth(scene: str, o: np.ndarray, d: np.ndarray) -> float:
+    """Distance along the unit ray ``o + t d`` to the first box surface (inf: none); NaN where
+    the ray meets the sphere, which renders as a UV sphere of 24 x 12 faces, not a sphere."""
+    best = math.inf
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for c, h in _boxes(scene):
+            t1, t2 = (c - h - o) / d, (c + h - o) / d
+            near, far = np.nanmax(np.minimum(t1, t2)), np.nanmin(np.maximum(t1, t2))
+            if near <= far and far > 0:
+                best = min(best, near if near > 0 else far)
+    if "sphere" in SPECS[scene]:
+        c, r = SPECS[scene]["sphere"]
+        oc = o - np.array(c)
+        b = oc @ d
+        disc = b * b - (oc @ oc - r * r)
+        if disc >= 0 and -b + math.sqrt(disc) > 0:
+            return math.nan
+    return best
+
+
+# -- tests ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("case", list(CASES), ids=[f"{s}-{m}" for s, m in CASES])
+def test_no_frame_inside_geometry_or_closer_than_the_clearance(corpus, case):
+    seq = corpus[case]
+    for f in seq.frames:
+        eye = seq.pose(f)[:3, 3]
+        d = _clearance(case[0], eye)
+        assert d >= CLEARANCE - 0.01, (case, f, eye.tolist(), d)
+    if case[0] == "interior":  # a flythrough stays in the room it starts in
+        inside = [np.all(np.abs(seq.pose(f)[:2, 3]) < np.array(ROOM[:2]) / 2) for f in seq.frames]
+        assert case[1] == "orbit" or all(inside)
+    info = json.loads((seq.root / "info.json").read_text())["camera_rig"]
+    assert info["mode"] == case[1] and info["min_clearance"] >= CLEARANCE
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=[f"{s}-{m}" for s, m in CASES])
+def test_every_frame_sees_a_surface_and_flow_is_valid(corpus, case):
+    seq = corpus[case]
+    for f, fr in seq.frames.items():
+        assert (seq.depth(f) > 0).mean() >= 0.05, (case, f)
+        assert fr["flow_forward_valid"] and fr["flow_backward_valid"]
+    assert seq.tf["camera"] == "Dataset Forge Camera"
+
+
+def _png_pixels(path: Path) -> bytes:
+    """The header and pixel chunks of a PNG (IHDR, IDAT): its text chunks hold the render's date
+    and time, which differ between two renders of the same pixels."""
+    import struct
+
+    data, i, out = path.read_bytes(), 8, b""
+    while i < len(data):
+        (n,) = struct.unpack(">I", data[i:i + 4])
+        if data[i + 4:i + 8] in (b"IHDR", b"IDAT"):
+            out += data[i + 4:i + 8 + n]
+        i += 12 + n
+    return out
+
+
+def test_one_seed_reproduces_bit_identical_frames_another_moves_elsewhere(corpus):
+    a, b, c = corpus[("interior", "flythrough")], corpus["again"], corpus["seed1"]
+    for f in a.frames:
+        ra = _png_pixels(a.root / a.frames[f]["file_path"])
+        assert len(ra) > 100 and ra == _png_pixels(b.root / b.frames[f]["file_path"])
+        assert a.frames[f]["transform_matrix"] == b.frames[f]["transform_matrix"]
+        assert not np.allclose(a.pose(f), c.pose(f), atol=1e-3)
+
+
+def test_validate_passes_with_the_trajectory_check(corpus):
+    from dataset_forge.dataset.validate import validate_sequence
+
+    for case in (("interior", "flythrough"), ("terrain", "orbit")):
+        rep = validate_sequence(corpus[case].root)
+        assert rep["ok"], (case, rep["failed"], {k: rep["checks"][k]["message"]
+                                                 for k in rep["failed"]})
+        assert rep["checks"]["trajectory"]["ok"] is True
+        assert rep["checks"]["flow_rigid"]["ok"] is True
+
+
+def test_intrinsics_are_the_generated_lens(versions):
+    for seq in versions.values():
+        f = 35.0 / 36.0 * 48
+        assert np.allclose(seq.K, [[f, 0, 24], [0, f, 16], [0, 0, 1]], atol=1e-6)
+
+
+def test_depth_matches_analytic_ray_casts(versions):
+    for name, seq in versions.items():
+        checked = 0
+        for f in seq.frames:
+            depth = seq.depth(f)
+            p = seq.pose(f)
+            rays = seq.rays()  # camera frame, z = -1
+            good = interior(depth > 0, 1)
+            rel = np.zeros_like(depth)
+            # edges: a neighbour more than 2 % away means the pixel may straddle two surfaces
+            pad = np.pad(depth, 1, mode="edge")
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    nb = pad[1 + dy:1 + dy + depth.shape[0], 1 + dx:1 + dx + depth.shape[1]]
+                    rel = np.maximum(rel, np.abs(nb - depth) / np.maximum(depth, 1e-9))
+            good &= rel < 0.02
+            ys, xs = np.nonzero(good)
+            for y, x in list(zip(ys, xs))[::2]:
+                d_cam = rays[y, x]
+                d_world = p[:3, :3] @ d_cam
+                t = _ray_depth(name, p[:3, 3], d_world / np.linalg.norm(d_world))
+                if math.isnan(t):
+                    continue
+                want = t / np.linalg.norm(d_cam)  # planar depth: along the viewing axis
+                assert abs(depth[y, x] - want) <= 1e-4 * want + 1e-5, (name, f, y, x)
+                checked += 1
+        assert checked > 30, name
+
+
+def test_flow_matches_reprojection_with_the_two_poses(versions):
+    for name, seq in versions.items():
+        for f in seq.frames:
+            fw, bw = seq.flow(f)
+            for g, flow in ((f + 1, fw), (f - 1, bw)):
+                if g not in seq.frames:
+                    continue
+                want, valid = _warp(seq, f, g)
+                valid &= interior(seq.depth(f) > 0, 1)
+                assert valid.sum() > 50
+                assert np.median(np.abs(want[valid]).sum(-1)) > 0.02  # the camera really moves
+                err = np.linalg.norm(flow[valid] - want[valid], axis=-1)
+                assert np.median(err) < 0.02 and np.quantile(err, 0.9) < 0.1, (name, f, g)
