@@ -23,7 +23,7 @@ import dataset_forge
 import numpy as np
 import pytest
 from camera_scenes import ROOM, SPECS, terrain_height
-from conftest import REPO, bpy_env, bpy_pythons
+from conftest import REPO, bpy_env, bpy_pythons, run_bpy
 from test_ground_truth import Seq, _warp, interior
 
 pytestmark = pytest.mark.render
@@ -62,6 +62,7 @@ def corpus(tmp_path_factory) -> dict:
     out["again"] = Seq(_render(scenes / "interior.blend", root / "again", "", "flythrough"))
     out["seed1"] = Seq(_render(scenes / "interior.blend", root / "seed1", "", "flythrough",
                                camera_seed=1))
+    out["_scenes"] = scenes  # type: ignore[assignment]
     return out
 
 
@@ -240,3 +241,44 @@ def test_flow_matches_reprojection_with_the_two_poses(versions):
                 assert np.median(np.abs(want[valid]).sum(-1)) > 0.02  # the camera really moves
                 err = np.linalg.norm(flow[valid] - want[valid], axis=-1)
                 assert np.median(err) < 0.02 and np.quantile(err, 0.9) < 0.1, (name, f, g)
+
+
+def test_path_preview_draws_the_rendered_path_and_removes_it(corpus):
+    """The panel's Preview Camera Path, through bpy.ops on the registered add-on (no window: the
+    viewport drawing itself is not seen here). Its curve runs through the camera positions the
+    worker rendered (same scene name, sequence id, settings); a second click removes it; the
+    .blend on disk is unchanged."""
+    blend = corpus["_scenes"] / "interior.blend"
+    out = run_bpy(f"""
+import bpy, hashlib, json
+p = {str(blend)!r}
+h0 = hashlib.sha256(open(p, "rb").read()).hexdigest()
+bpy.ops.wm.open_mainfile(filepath=p, load_ui=False)
+import dataset_forge
+dataset_forge.register()
+pg = bpy.context.scene.dataset_forge
+res = {{"poll_scene": bpy.ops.dataset_forge.camera_path_preview.poll()}}
+pg.camera, pg.num_frames, pg.width, pg.height = "flythrough", {FRAMES[1] - FRAMES[0] + 1}, 48, 32
+bpy.context.scene.frame_set(7)
+res["first"] = list(bpy.ops.dataset_forge.camera_path_preview())
+coll = bpy.data.collections.get("Dataset Forge Path Preview")
+res["hide_render"] = [coll.hide_render] + [o.hide_render for o in coll.objects]
+res["curves"] = {{o.name: [list(pt.co)[:3] for pt in o.data.splines[0].points] for o in coll.objects}}
+res["frame"] = bpy.context.scene.frame_current
+res["second"] = list(bpy.ops.dataset_forge.camera_path_preview())
+res["left"] = [bpy.data.collections.get("Dataset Forge Path Preview") is None, len(bpy.data.curves)]
+res["unchanged"] = h0 == hashlib.sha256(open(p, "rb").read()).hexdigest()
+print("RESULT" + json.dumps(res))
+""")
+    res = json.loads(out.split("RESULT", 1)[1])
+    assert res["poll_scene"] is False
+    assert res["first"] == ["FINISHED"] and res["second"] == ["FINISHED"]
+    assert all(res["hide_render"]) and res["frame"] == 7
+    assert res["left"] == [True, 0] and res["unchanged"]
+    seq = corpus[("interior", "flythrough")]
+    (name, pts), = res["curves"].items()
+    assert name == f"Camera Path {seq.tf['sequence_id']}"
+    pts = np.array(pts)  # frames a - 1 .. b + 1
+    assert len(pts) == len(seq.frames) + 2
+    rendered = np.array([seq.pose(f)[:3, 3] for f in sorted(seq.frames)])
+    assert np.allclose(pts[1:-1], rendered, atol=1e-4)
