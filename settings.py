@@ -142,9 +142,9 @@ class Settings:
     camera_target: str = _f("", "Generated camera: object or collection to orbit or look at "
                             "(empty: the bounding box of everything that renders)", "Sequences",
                             label="Target", panel="Camera")
-    camera_min_coverage: float = _f(0.1, "Generated camera: smallest share of a coarse grid of "
-                                    "pixel rays that must hit a surface in every frame",
-                                    "Sequences", label="Min Coverage", min=0.0, max=1.0,
+    camera_min_coverage: float = _f(10.0, "Generated camera: smallest share (percent) of a coarse "
+                                    "grid of pixel rays that must hit a surface in every frame",
+                                    "Sequences", label="Min Coverage", min=0.0, max=100.0,
                                     panel="Camera")
     camera_seed: int = _f(0, "Generated camera: seed of the trajectories (each sequence's path "
                           "derives from the scene name, sequence id and this seed)", "Sequences",
@@ -290,7 +290,7 @@ class Settings:
             problems.append(f"bit_depth={self.bit_depth} is not valid for EXR frames (use 16 or 32)")
         if self.file_format == "JPEG" and self.bit_depth != 8:
             problems.append("JPEG frames are 8-bit: set bit_depth=8")
-        if self.camera_elevation_min > self.camera_elevation_max:
+        if self.camera == "orbit" and self.camera_elevation_min > self.camera_elevation_max:
             problems.append(f"camera_elevation_min={self.camera_elevation_min:g} is above "
                             f"camera_elevation_max={self.camera_elevation_max:g}; swap them")
         if self.camera == "flythrough" and self.camera_speed <= 0 and not self.camera_target:

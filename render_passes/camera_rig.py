@@ -281,6 +281,7 @@ def plan(scene, settings: Settings, scene_name: str, sequence_id: str, a: int, b
     size = max(hi - lo for lo, hi in zip(geo.lo, geo.hi))
     far = max(1000.0, 100.0 * size)
     need = settings.camera_clearance
+    min_cov = settings.camera_min_coverage / 100.0
     duration = (b + 1 - (a - 1)) / fps
     center = tuple((lo + hi) / 2 for lo, hi in zip(geo.target_lo, geo.target_hi))
     sphere = 0.5 * math.dist(geo.target_lo, geo.target_hi)
@@ -304,14 +305,14 @@ def plan(scene, settings: Settings, scene_name: str, sequence_id: str, a: int, b
                 score=_enclosure(geo.tree(a), 2.0 * size))
             if path is None:
                 continue
-        ok, clear, cover = _verify(path, frames, a, fps, geo, need, settings.camera_min_coverage,
+        ok, clear, cover = _verify(path, frames, a, fps, geo, need, min_cov,
                                    settings.camera_lens, w, h, far)
         worst = (clear, cover)
         if ok:
             poses = {f: path.pose((f - a) / fps) for f in frames}
             info = {"mode": settings.camera, "seed": settings.camera_seed, "attempt": attempt,
                     "clearance": need, "min_clearance": round(clear, 6),
-                    "min_coverage": settings.camera_min_coverage,
+                    "min_coverage": min_cov,
                     "coverage": round(cover, 6), "lens": settings.camera_lens,
                     "speed": settings.camera_speed, "clip_start": _clip_start(need),
                     "clip_end": far, "target": settings.camera_target or None,
@@ -320,7 +321,7 @@ def plan(scene, settings: Settings, scene_name: str, sequence_id: str, a: int, b
     raise SceneError(
         f"{blend_name}: sequence {sequence_id}: no {settings.camera} path of scene '{scene.name}' "
         f"keeps {need:g} units from every surface and sees a surface in "
-        f"{settings.camera_min_coverage:.0%} of the view at every frame, in {traj.ATTEMPTS} "
+        f"{min_cov:.0%} of the view at every frame, in {traj.ATTEMPTS} "
         f"seeded tries (last: clearance {worst[0]:.3g}, coverage {worst[1]:.0%}); lower "
         "camera_clearance, camera_min_coverage or camera_speed, set a camera_target, or try "
         + ("camera=flythrough" if settings.camera == "orbit" else "camera=orbit"))
