@@ -103,24 +103,31 @@ def _target_names(scene, target: str, blend_name: str) -> set[str]:
                      "aim at everything that renders")
 
 
+def _hidden_for_render(ob) -> bool:
+    return ob.hide_render or any(c.hide_render for c in ob.users_collection)
+
+
 def _instances(depsgraph):
-    """``(original object name, evaluated object, world matrix)`` of every drawn geometry
-    instance (hidden-for-render objects left out)."""
+    """``(names, evaluated object, world matrix)`` of every drawn geometry instance: ``names``
+    are the drawn object's and, for an instance, its instancer's (what a target may name).
+    Objects (or instancers) hidden for rendering, directly or by their collection, are left
+    out."""
     for inst in depsgraph.object_instances:
         ob = inst.object
         if ob.type not in _GEOMETRY:
             continue
-        orig = inst.instance_object.original if inst.is_instance else ob.original
-        if orig.hide_render or is_generated(orig):
+        drawn = ob.original
+        owner = inst.parent.original if inst.is_instance and inst.parent is not None else drawn
+        if _hidden_for_render(owner) or is_generated(owner):
             continue
-        yield orig.name, ob, inst.matrix_world.copy()
+        yield {drawn.name, owner.name}, ob, inst.matrix_world.copy()
 
 
-def _triangles(depsgraph, cache: dict) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """World-space ``(name, vertices (n, 3), triangles (m, 3))`` of the evaluated scene; a
+def _triangles(depsgraph, cache: dict) -> list[tuple[set[str], np.ndarray, np.ndarray]]:
+    """World-space ``(names, vertices (n, 3), triangles (m, 3))`` of the evaluated scene; a
     mirrored instance's triangles are flipped so that normals keep pointing out."""
     out = []
-    for name, ob, mw in _instances(depsgraph):
+    for names, ob, mw in _instances(depsgraph):
         key = (ob.name, ob.type)
         if key not in cache:
             try:
@@ -145,7 +152,7 @@ def _triangles(depsgraph, cache: dict) -> list[tuple[str, np.ndarray, np.ndarray
         world = co @ m[:3, :3].T + m[:3, 3]
         if np.linalg.det(m[:3, :3]) < 0:
             tri = tri[:, ::-1]
-        out.append((name, world, tri))
+        out.append((names, world, tri))
     return out
 
 
@@ -156,15 +163,57 @@ def _box(parts) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
     return tuple(map(float, allv.min(0))), tuple(map(float, allv.max(0)))
 
 
+_NO_GEOMETRY_IDS = ("Action", "Scene", "Camera", "Light", "World", "Material")
+
+
+class _Changes:
+    """Whether a ``frame_set`` re-evaluated anything that may move or deform geometry: a
+    ``frame_change_post`` handler reads the depsgraph's updates (measured on 5.0, 4.5 and 4.2:
+    empty for a static scene, the moving object for an animated one). Actions, the scene, cameras,
+    lights, worlds and materials change no surface."""
+
+    def __init__(self):
+        self.changed = True
+
+    def __call__(self, scene, depsgraph=None) -> None:
+        if depsgraph is None:
+            self.changed = True
+            return
+        for u in depsgraph.updates:
+            idb = u.id
+            if type(idb).__name__ in _NO_GEOMETRY_IDS:
+                continue
+            if isinstance(idb, bpy.types.Object) and idb.type not in _GEOMETRY:
+                continue
+            self.changed = True
+            return
+
+
 def scene_geometry(scene, frames: range, blend_name: str, target: str = "") -> Geometry:
-    """The evaluated geometry at every frame of ``frames`` (the scene is left at the last)."""
+    """The evaluated geometry at every frame of ``frames`` (the scene is left at the last). A
+    frame whose evaluation updated nothing that carries geometry reuses the previous frame's tree
+    (a static scene extracts its triangles once)."""
+    changes = _Changes()
+    bpy.app.handlers.frame_change_post.append(changes)
+    try:
+        return _scene_geometry(scene, frames, blend_name, target, changes)
+    finally:
+        bpy.app.handlers.frame_change_post.remove(changes)
+
+
+def _scene_geometry(scene, frames: range, blend_name: str, target: str,
+                    changes: _Changes) -> Geometry:
     trees: list[BVHTree] = []
     index: dict[str, int] = {}
     frame_tree: dict[int, int] = {}
     first_box = target_box = None
     want = _target_names(scene, target, blend_name) if target else None
     for f in frames:
+        changes.changed = first_box is None
         scene.frame_set(f)
+        if not changes.changed and f - 1 in frame_tree:
+            frame_tree[f] = frame_tree[f - 1]
+            continue
         dg = bpy.context.evaluated_depsgraph_get()
         parts = _triangles(dg, {})
         if first_box is None:
@@ -173,7 +222,7 @@ def scene_geometry(scene, frames: range, blend_name: str, target: str = "") -> G
                 raise SceneError(f"{blend_name}: scene '{scene.name}' draws no geometry at frame "
                                  f"{f} for a generated camera to look at; add objects, or render "
                                  "with camera=scene")
-            target_box = _box([p for p in parts if want is None or p[0] in want])
+            target_box = _box([p for p in parts if want is None or p[0] & want])
             if target_box is None:
                 raise SceneError(f"{blend_name}: camera_target '{target}' draws no geometry at "
                                  f"frame {f}; name an object or collection that renders")

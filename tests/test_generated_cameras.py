@@ -282,3 +282,35 @@ print("RESULT" + json.dumps(res))
     assert len(pts) == len(seq.frames) + 2
     rendered = np.array([seq.pose(f)[:3, 3] for f in sorted(seq.frames)])
     assert np.allclose(pts[1:-1], rendered, atol=1e-4)
+
+
+def test_refusals_name_the_file_and_the_fix(corpus):
+    """A target that names nothing, and a clearance no path can keep while seeing the room (50
+    units: only far away from it, where it fills too few of the coverage rays), are refused with
+    one line each (in the worker a SceneError fails that sequence only)."""
+    blend = corpus["_scenes"] / "interior.blend"
+    out = run_bpy(f"""
+import bpy, json
+from dataset_forge.render_passes import camera_rig
+from dataset_forge.render_passes.scene_setup import SceneError
+from dataset_forge.settings import Settings
+res = {{}}
+for key, kw in (("target", dict(camera="orbit", camera_target="nothing")),
+                ("clearance", dict(camera="flythrough", camera_clearance=50.0))):
+    bpy.ops.wm.open_mainfile(filepath={str(blend)!r}, load_ui=False)
+    scene = bpy.context.scene
+    try:
+        camera_rig.install(scene, Settings(**kw), "interior.blend")
+        camera_rig.prepare_sequence(scene, Settings(**kw), "interior", "001-00001-00005", 1, 4,
+                                    "interior.blend")
+        res[key] = None
+    except SceneError as exc:
+        res[key] = str(exc)
+print("RESULT" + json.dumps(res))
+""")
+    res = json.loads(out.split("RESULT", 1)[1])
+    assert res["target"].startswith("interior.blend: camera_target 'nothing' is neither an object")
+    assert "leave it empty" in res["target"]
+    assert res["clearance"].startswith("interior.blend: sequence 001-00001-00005: no flythrough "
+                                       "path of scene 'Scene' keeps 50 units from every surface")
+    assert "lower camera_clearance" in res["clearance"] and "\n" not in res["clearance"]
