@@ -24,6 +24,7 @@ import numpy as np
 from mathutils import Matrix, Vector
 from mathutils.bvhtree import BVHTree
 
+from ..sampling import SamplingError
 from ..sampling import trajectory as traj
 from ..settings import Settings
 from . import compat
@@ -354,8 +355,11 @@ def plan(scene, settings: Settings, scene_name: str, sequence_id: str, a: int, b
                 score=_enclosure(geo.tree(a), 2.0 * size))
             if path is None:
                 continue
-        ok, clear, cover = _verify(path, frames, a, fps, geo, need, min_cov,
-                                   settings.camera_lens, w, h, far)
+        try:
+            ok, clear, cover = _verify(path, frames, a, fps, geo, need, min_cov,
+                                       settings.camera_lens, w, h, far)
+        except SamplingError:  # the path runs through its target: no direction to look in
+            continue
         worst = (clear, cover)
         if ok:
             poses = {f: path.pose((f - a) / fps) for f in frames}

@@ -314,3 +314,30 @@ print("RESULT" + json.dumps(res))
     assert res["clearance"].startswith("interior.blend: sequence 001-00001-00005: no flythrough "
                                        "path of scene 'Scene' keeps 50 units from every surface")
     assert "lower camera_clearance" in res["clearance"] and "\n" not in res["clearance"]
+
+
+def test_camera_less_static_file_yields_disjoint_sequences_end_to_end(corpus, tmp_path):
+    """Discovery accepts the camera-less file only with a generated camera; the plan extends its
+    24 frames to fit 2 x 13; both sequences render, with different paths, and validate."""
+    from dataset_forge.engine.discovery import discover
+    from dataset_forge.settings import Settings
+
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    (folder / "terrain.blend").symlink_to(corpus["_scenes"] / "terrain.blend")
+    (plain,) = discover(folder)
+    assert "has no active camera" in plain.error
+    (gen,) = discover(folder, Settings(camera="orbit"))
+    assert gen.error is None and gen.camera == "Dataset Forge Camera"
+    s = dataset_forge.create_datasets(folder, tmp_path / "out", camera="orbit",
+                                      sequences_per_scene=2, num_frames=13,
+                                      **{**FAST, "width": 32, "height": 24})
+    assert s["ok"], json.dumps(s)[:2000]
+    seqs = sorted((tmp_path / "out" / "renders" / "terrain").iterdir())
+    assert [p.name for p in seqs] == ["001-00001-00014", "001-00014-00027"]
+    a, b = Seq(seqs[0]), Seq(seqs[1])
+    assert not np.allclose(a.pose(13), b.pose(14), atol=1e-3)
+    from dataset_forge.dataset.validate import validate
+
+    rep = validate(tmp_path / "out", write=False, update_manifest=False)
+    assert rep["ok"], rep["failed"]
