@@ -6,9 +6,10 @@ by code and saved as .blend files::
 
 * ``asset``: a few objects on nothing (a 1 m cube, a sphere, a slab), no camera, no floor;
 * ``interior``: a closed 8 x 6 x 3 m room of solid 0.2 m walls with furniture boxes;
-* ``terrain``: a 24 x 24 m plane displaced by a sum of sines (heights within +-0.6 m).
+* ``terrain``: a 24 x 24 m plane displaced by a sum of sines (heights within +-0.6 m);
+* ``moving``: the interior with a 1 m cube flying across the room (:func:`mover_center`).
 
-Every object is static; the frame range is 1..24 at 24 fps. Geometry (numbers the tests know)
+Every other object is static; the frame range is 1..24 at 24 fps. Geometry (numbers the tests know)
 is in :data:`SPECS`.
 """
 
@@ -35,7 +36,18 @@ SPECS = {
                             ((0.5, -1.0, 0.25), (0.6, 0.6, 0.5))]),  # stool
     "terrain": dict(size=24.0, amplitude=0.6, segments=48),
 }
+# the interior with a 1 m cube crossing the room: (-2.5, 0, 1.5) at frame 1 to (2.5, 0, 1.5) at
+# frame 24, linear, held before and after
+SPECS["moving"] = dict(boxes=SPECS["interior"]["boxes"],
+                       mover=((-2.5, 0.0, 1.5), (2.5, 0.0, 1.5), (1.0, 1.0, 1.0)))
 FRAMES = 24
+
+
+def mover_center(frame: float) -> tuple[float, float, float]:
+    """Centre of the ``moving`` scene's cube at ``frame``."""
+    a, b, _ = SPECS["moving"]["mover"]
+    t = min(max((frame - 1) / (FRAMES - 1), 0.0), 1.0)
+    return tuple(x + t * (y - x) for x, y in zip(a, b))
 
 
 def terrain_height(x: float, y: float) -> float:
@@ -94,6 +106,14 @@ def build(name: str, path: str | Path) -> Path:
         ob.location = c
         mesh.materials.append(_material(bpy, "sphere_mat", (0.9, 0.3, 0.2)))
         scene.collection.objects.link(ob)
+    if "mover" in spec:
+        ob = _box(bpy, "mover", mover_center(1), spec["mover"][2], (0.9, 0.8, 0.1))
+        for f in (1, FRAMES):
+            ob.location = mover_center(f)
+            ob.keyframe_insert("location", frame=f)
+        from scenes import _linear
+
+        _linear(bpy, ob)
     if name == "terrain":
         t = spec
         mesh = bpy.data.meshes.new("terrain")
@@ -110,7 +130,7 @@ def build(name: str, path: str | Path) -> Path:
     light = bpy.data.objects.new("sun", bpy.data.lights.new("sun", "SUN"))
     light.rotation_euler = (0.6, 0.2, 0.0)
     scene.collection.objects.link(light)
-    if name == "interior":
+    if name in ("interior", "moving"):
         lamp = bpy.data.objects.new("lamp", bpy.data.lights.new("lamp", "POINT"))
         lamp.location = (0.0, 0.0, 2.5)
         lamp.data.energy = 500.0

@@ -22,7 +22,7 @@ from pathlib import Path
 import dataset_forge
 import numpy as np
 import pytest
-from camera_scenes import ROOM, SPECS, terrain_height
+from camera_scenes import ROOM, SPECS, mover_center, terrain_height
 from conftest import REPO, bpy_env, bpy_pythons, run_bpy
 from test_ground_truth import Seq, _warp, interior
 
@@ -86,9 +86,9 @@ def _boxes(scene: str) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(np.array(c, float), np.array(s, float) / 2) for c, s in SPECS[scene].get("boxes", [])]
 
 
-def _clearance(scene: str, p: np.ndarray) -> float:
-    """Distance from ``p`` to the nearest surface, negative inside a solid (or under the
-    terrain)."""
+def _clearance(scene: str, p: np.ndarray, frame: int = 1) -> float:
+    """Distance from ``p`` to the nearest surface at ``frame``, negative inside a solid (or under
+    the terrain)."""
     if scene == "terrain":
         t = SPECS["terrain"]
         half = np.array([t["size"] / 2, t["size"] / 2, t["amplitude"]])
@@ -105,7 +105,10 @@ def _clearance(scene: str, p: np.ndarray) -> float:
             p[2] > terrain_height(p[0], p[1])
         return d if above else -d
     best = math.inf
-    for c, h in _boxes(scene):
+    boxes = _boxes(scene)
+    if "mover" in SPECS[scene]:
+        boxes.append((np.array(mover_center(frame)), np.array(SPECS[scene]["mover"][2]) / 2))
+    for c, h in boxes:
         q = np.abs(p - c) - h
         outside = np.linalg.norm(np.maximum(q, 0.0))
         best = min(best, outside if outside > 0 else float(q.max()))
@@ -141,9 +144,9 @@ def test_no_frame_inside_geometry_or_closer_than_the_clearance(corpus, case):
     seq = corpus[case]
     for f in seq.frames:
         eye = seq.pose(f)[:3, 3]
-        d = _clearance(case[0], eye)
+        d = _clearance(case[0], eye, f)
         assert d >= CLEARANCE - 0.01, (case, f, eye.tolist(), d)
-    if case[0] == "interior":  # a flythrough stays in the room it starts in
+    if case[0] in ("interior", "moving"):  # a flythrough stays in the room it starts in
         inside = [np.all(np.abs(seq.pose(f)[:2, 3]) < np.array(ROOM[:2]) / 2) for f in seq.frames]
         assert case[1] == "orbit" or all(inside)
     info = json.loads((seq.root / "info.json").read_text())["camera_rig"]
@@ -185,7 +188,7 @@ def test_one_seed_reproduces_bit_identical_frames_another_moves_elsewhere(corpus
 def test_validate_passes_with_the_trajectory_check(corpus):
     from dataset_forge.dataset.validate import validate_sequence
 
-    for case in (("interior", "flythrough"), ("terrain", "orbit")):
+    for case in (("interior", "flythrough"), ("terrain", "orbit"), ("moving", "flythrough")):
         rep = validate_sequence(corpus[case].root)
         assert rep["ok"], (case, rep["failed"], {k: rep["checks"][k]["message"]
                                                  for k in rep["failed"]})
@@ -341,3 +344,29 @@ def test_camera_less_static_file_yields_disjoint_sequences_end_to_end(corpus, tm
 
     rep = validate(tmp_path / "out", write=False, update_manifest=False)
     assert rep["ok"], rep["failed"]
+
+
+def test_moving_geometry_gets_a_tree_per_frame_static_one_tree(corpus):
+    """The rig's BVH follows the scene: one tree for the static interior, one per frame where the
+    cube flies (its nearest surface from a fixed point moves as the analytic cube does)."""
+    out = run_bpy(f"""
+import bpy, json
+from dataset_forge.render_passes import camera_rig
+res = {{}}
+for name in ("interior", "moving"):
+    bpy.ops.wm.open_mainfile(filepath=str({str(corpus["_scenes"])!r}) + f"/{{name}}.blend",
+                             load_ui=False)
+    geo = camera_rig.scene_geometry(bpy.context.scene, range(0, 6), name)
+    near = {{f: camera_rig._clearance(geo.tree(f))((-1.0, 0.0, 1.5)) for f in range(0, 6)}}
+    res[name] = {{"trees": len(geo.trees), "near": near,
+                 "handlers": len(bpy.app.handlers.frame_change_post)}}
+print("RESULT" + json.dumps(res))
+""")
+    res = json.loads(out.split("RESULT", 1)[1])
+    assert res["interior"]["trees"] == 1 and res["moving"]["trees"] == 5  # frames 0 and 1 agree
+    assert res["interior"]["handlers"] == res["moving"]["handlers"] == 0
+    near = res["moving"]["near"]
+    assert near["1"] > near["5"] + 0.5  # the cube closes in on the point
+    for f, d in near.items():
+        want = _clearance("moving", np.array([-1.0, 0.0, 1.5]), int(f))
+        assert abs(d - want) < 1e-4, (f, d, want)
