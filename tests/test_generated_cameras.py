@@ -370,3 +370,15 @@ print("RESULT" + json.dumps(res))
     for f, d in near.items():
         want = _clearance("moving", np.array([-1.0, 0.0, 1.5]), int(f))
         assert abs(d - want) < 1e-4, (f, d, want)
+
+
+def test_keyframe_multiplier_keeps_the_speed_in_stretched_time(corpus, tmp_path):
+    """With keyframe_multiplier 2 the keys sit at the scene clock of each stretched frame: the
+    camera moves speed / (2 x 24 fps) per frame, and the flow still matches the poses."""
+    seq = Seq(_render(corpus["_scenes"] / "interior.blend", tmp_path / "x2", "", "flythrough",
+                      keyframe_multiplier=2.0, camera_speed=2.0))
+    eyes = np.array([seq.pose(f)[:3, 3] for f in sorted(seq.frames)])
+    rig = json.loads((seq.root / "info.json").read_text())["camera_rig"]
+    ring = 2.0 / 48.0  # arc per frame; the chord of a gently curving path is shorter by < 1e-3
+    assert np.allclose(np.linalg.norm(np.diff(eyes, axis=0), axis=1), ring, rtol=1e-3), rig
+    test_flow_matches_reprojection_with_the_two_poses({"interior": seq})
