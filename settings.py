@@ -47,10 +47,11 @@ DEPTH_TYPES = ("planar", "distance")
 NORMAL_FRAMES = ("camera", "world")
 ON_CHANGE = ("refuse", "rerender")
 RECORD_MODES = ("visible", "frustum", "all")  # object_records (dataset/documents/objects.py)
+CAMERA_MODES = ("scene", "orbit", "flythrough")
 
 
 # Panel sections (panels/dataset.py): a field's ``panel`` metadata names one of them.
-PANELS = ("Scenes", "Sequences", "Ground truth", "Render", "Output", "Run")
+PANELS = ("Scenes", "Sequences", "Camera", "Ground truth", "Render", "Output", "Run")
 # Subcommands of cli.py that take settings flags.
 COMMANDS = ("render-animation", "create-datasets")
 SUBTYPES = ("NONE", "FILE_PATH", "DIR_PATH")
@@ -81,6 +82,7 @@ _FORMAT_LABELS = {"PNG": "PNG", "OPEN_EXR": "OpenEXR", "JPEG": "JPEG"}
 _CODEC_LABELS = {"ZIP": "ZIP", "ZIPS": "ZIPS", "PIZ": "PIZ", "RLE": "RLE", "NONE": "None"}
 _COLOR_LABELS = {"RGB": "RGB", "RGBA": "RGBA", "BW": "BW"}
 _PLAN_ONLY = ("create-datasets",)
+_CAMERA_LABELS = {"scene": "Scene Camera", "orbit": "Orbit", "flythrough": "Flythrough"}
 
 
 @dataclass
@@ -108,6 +110,46 @@ class Settings:
 
     scene: str = _f("", "Scene of each .blend to render (empty: the file's active scene)",
                     "Sequences", label="Scene in File", panel="Scenes")
+
+    # Generated cameras (docs/cameras.md; sampling/trajectory.py, render_passes/camera_rig.py)
+    camera: str = _f("scene", "Camera to render through: the scene's own, or one generated at "
+                     "render time (never saved into the file): orbit around what renders (or the "
+                     "camera target), or flythrough along a smooth seeded path through free space",
+                     "Sequences", label="Camera", choices=CAMERA_MODES, enum_labels=_CAMERA_LABELS,
+                     panel="Camera")
+    camera_lens: float = _f(35.0, "Generated camera: focal length in mm (36 mm sensor width)",
+                            "Sequences", label="Focal Length", min=1.0, max=5000.0, soft_min=8.0,
+                            soft_max=300.0, panel="Camera")
+    camera_speed: float = _f(1.0, "Generated camera: speed along its path in scene units per "
+                             "second", "Sequences", label="Speed", min=0.0, soft_max=20.0,
+                             panel="Camera")
+    camera_elevation_min: float = _f(10.0, "Orbit: lowest elevation above the target's centre "
+                                     "(degrees)", "Sequences", label="Elevation Min", min=-85.0,
+                                     max=85.0, panel="Camera", active_if=("camera", "orbit"))
+    camera_elevation_max: float = _f(40.0, "Orbit: highest elevation above the target's centre "
+                                     "(degrees)", "Sequences", label="Elevation Max", min=-85.0,
+                                     max=85.0, panel="Camera", active_if=("camera", "orbit"))
+    camera_distance: float = _f(1.0, "Orbit: radius as a multiple of the distance at which the "
+                                "target's bounding sphere just fills the view", "Sequences",
+                                label="Distance", min=0.05, max=100.0, soft_max=5.0,
+                                panel="Camera", active_if=("camera", "orbit"))
+    camera_clearance: float = _f(0.25, "Generated camera: smallest distance to any surface, in "
+                                 "scene units, at every frame and between frames", "Sequences",
+                                 label="Clearance", min=0.0, soft_max=10.0, panel="Camera")
+    camera_look_ahead: float = _f(1.0, "Flythrough: look at the point of the path this many "
+                                  "seconds ahead (ignored with a camera target)", "Sequences",
+                                  label="Look Ahead", min=0.05, max=60.0, panel="Camera",
+                                  active_if=("camera", "flythrough"))
+    camera_target: str = _f("", "Generated camera: object or collection to orbit or look at "
+                            "(empty: the bounding box of everything that renders)", "Sequences",
+                            label="Target", panel="Camera")
+    camera_min_coverage: float = _f(10.0, "Generated camera: smallest share (percent) of a coarse "
+                                    "grid of pixel rays that must hit a surface in every frame",
+                                    "Sequences", label="Min Coverage", min=0.0, max=100.0,
+                                    panel="Camera")
+    camera_seed: int = _f(0, "Generated camera: seed of the trajectories (each sequence's path "
+                          "derives from the scene name, sequence id and this seed)", "Sequences",
+                          label="Camera Seed", min=0, panel="Camera")
 
     # -- Ground truth ------------------------------------------------------------------------
     depths: bool = _f(False, "Write depth maps (depths/depth_NNNNNN.exr)", "Ground truth",
@@ -265,6 +307,12 @@ class Settings:
         if self.stereo_baseline > 0 and not self.depths:
             problems.append(f"stereo_baseline={self.stereo_baseline:g} needs depths (disparity is "
                             "computed from the depth pass): turn depths on")
+        if self.camera == "orbit" and self.camera_elevation_min > self.camera_elevation_max:
+            problems.append(f"camera_elevation_min={self.camera_elevation_min:g} is above "
+                            f"camera_elevation_max={self.camera_elevation_max:g}; swap them")
+        if self.camera == "flythrough" and self.camera_speed <= 0 and not self.camera_target:
+            problems.append("camera=flythrough with camera_speed=0 has no direction to look in: "
+                            "set camera_speed above 0 or a camera_target")
         if self.gpus and not all(p.strip().isdigit() for p in self.gpus.split(",")):
             problems.append(f"gpus={self.gpus!r} must be a comma-separated list of indices, e.g. 0,1")
         if (self.width == 0) != (self.height == 0):

@@ -6,6 +6,8 @@ own folder), in natural order, skipping Blender's ``.blend1`` backups and hidden
 :func:`scene_names` gives each a folder-safe, unique and stable name. :func:`probe` asks a worker
 process (``bpy`` lives there, never here) for each file's frame range, frame rate and camera, so
 this module is usable from the CLI, from plain Python and from inside Blender (the "Scan" button).
+With a generated camera (``settings.camera`` orbit / flythrough) the worker adds its camera before
+it checks the scene, so a file without a camera is accepted and reports that camera's name.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from ..dataset.provenance import settings_match
 from ..dataset.verify import journal_digest
 from ..errors import DatasetForgeError
 from ..sampling import SamplingError, sample_sequences, stretched_range
+from ..sampling.trajectory import generated_timeline
 from ..settings import Settings, frame_range_problem
 from ..version import __version__
 from ..wire.protocol import PlanDoc, PlanJob, PlanScene, SequenceSpec, Summary
@@ -66,12 +67,16 @@ def build_plan(scenes_dir: str | os.PathLike, datasets_dir: str | os.PathLike,
         entry["stretched_range"] = None
         if info.error is None:
             try:
-                a, b = stretched_range(info.frame_start, info.frame_end, m)
+                first, last = info.frame_start, info.frame_end
+                if settings.camera != "scene":  # a generated camera's time is the timeline
+                    first, last = generated_timeline(first, last, settings.sequences_per_scene,
+                                                     settings.num_frames, m, settings.min_gap)
+                a, b = stretched_range(first, last, m)
                 entry["stretched_range"] = [a, b]
                 if frame_range_problem(a, b):
                     raise SamplingError(f"stretched to {a}..{b}: {frame_range_problem(a, b)}; "
                                         "choose a smaller keyframe_multiplier")
-                seqs = sample_sequences(info.frame_start, info.frame_end,
+                seqs = sample_sequences(first, last,
                                         settings.sequences_per_scene, settings.num_frames or None,
                                         multiplier=m, strategy=settings.strategy,
                                         seed=settings.seed, min_gap=settings.min_gap,

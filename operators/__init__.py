@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Operators of the panel: Scan, Render Dataset, Render This File, Abort, Open Output Folder.
+"""Operators of the panel: Scan, Render Dataset, Render This File, Abort, Open Output Folder,
+Preview Camera Path.
 
 They read the panel's settings, call the engine and report; no planning or rendering here.
 """
@@ -9,9 +10,9 @@ from __future__ import annotations
 import bpy
 
 from ..engine import controller
-from . import render, scan
+from . import camera_preview, render, scan
 
-CLASSES = (*scan.CLASSES, *render.CLASSES)
+CLASSES = (*scan.CLASSES, *render.CLASSES, *camera_preview.CLASSES)
 
 
 @bpy.app.handlers.persistent

@@ -251,8 +251,9 @@ def render_file_reason(context) -> str:
         return busy_reason()
     if not context.scene.dataset_forge.datasets_dir:
         return "Choose an Output Folder"
-    if context.scene.camera is None:
-        return f"Scene {context.scene.name} has no active camera"
+    if context.scene.camera is None and context.scene.dataset_forge.camera == "scene":
+        return (f"Scene {context.scene.name} has no active camera: set one, or choose a "
+                "generated Camera (Orbit or Flythrough)")
     return ""
 
 
@@ -289,10 +290,12 @@ def current_scene_info(context, blend: str) -> SceneInfo:
     scene = context.scene
     stem = Path(bpy.data.filepath).stem if bpy.data.filepath else "untitled"
     fps = scene.render.fps / (scene.render.fps_base or 1.0)
+    generated = scene.dataset_forge.camera != "scene"  # the worker adds a camera
     return SceneInfo(name=safe_name(stem), blend=blend, frame_start=scene.frame_start,
                      frame_end=scene.frame_end, fps=fps,
                      camera=scene.camera.name if scene.camera else None,
-                     error=None if scene.camera else f"{stem}: the scene has no active camera")
+                     error=None if scene.camera or generated
+                     else f"{stem}: the scene has no active camera")
 
 
 def snapshot_current_file() -> tuple[str, list[str]]:

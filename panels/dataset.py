@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""3D Viewport > Sidebar > "Dataset": Scenes, Sequences, Ground Truth, Render (> Output) and Run
+"""3D Viewport > Sidebar > "Dataset": Scenes, Sequences (> Camera), Ground Truth, Render (> Output) and Run
 (> Advanced). Every settings row is drawn from :class:`settings.Settings` metadata (``panel``,
 ``label``, ``active_if``), so a new option shows up in its section without touching this file.
 Panels only draw; the operators act.
@@ -12,7 +12,7 @@ import textwrap
 import bpy
 
 from ..engine import controller
-from ..operators import planning, scan
+from ..operators import camera_preview, planning, scan
 from ..properties import preferences, settings_from_context
 from ..settings import Settings, SettingsError
 from ..text import format_duration
@@ -192,6 +192,24 @@ class DATASETFORGE_PT_sequences(_DatasetPanel, bpy.types.Panel):
                 col.label(text=f"… and {len(seqs) - PREVIEW_LINES} more")
 
 
+class DATASETFORGE_PT_camera(_DatasetPanel, bpy.types.Panel):
+    bl_idname = "DATASETFORGE_PT_camera"
+    bl_label = "Camera"
+    bl_parent_id = "DATASETFORGE_PT_sequences"
+
+    def draw(self, context):
+        layout = self._begin(context)
+        names = group_fields("Camera")
+        draw_fields(layout.column(), context, names[:1])
+        col = layout.column()
+        col.active = context.scene.dataset_forge.camera != "scene"
+        draw_fields(col, context, names[1:])
+        shown = camera_preview.preview_collection(context.scene) is not None
+        layout.operator("dataset_forge.camera_path_preview",
+                        text="Remove Path Preview" if shown else "Preview Camera Path",
+                        icon="X" if shown else "CURVE_PATH")
+
+
 class DATASETFORGE_PT_ground_truth(_DatasetPanel, bpy.types.Panel):
     bl_idname = "DATASETFORGE_PT_ground_truth"
     bl_label = "Ground Truth"
@@ -273,5 +291,5 @@ class DATASETFORGE_PT_advanced(_DatasetPanel, bpy.types.Panel):
 
 
 CLASSES = (DATASETFORGE_UL_scenes, DATASETFORGE_PT_scenes, DATASETFORGE_PT_sequences,
-           DATASETFORGE_PT_ground_truth, DATASETFORGE_PT_render, DATASETFORGE_PT_output,
-           DATASETFORGE_PT_run, DATASETFORGE_PT_advanced)
+           DATASETFORGE_PT_camera, DATASETFORGE_PT_ground_truth, DATASETFORGE_PT_render,
+           DATASETFORGE_PT_output, DATASETFORGE_PT_run, DATASETFORGE_PT_advanced)

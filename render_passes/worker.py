@@ -44,7 +44,7 @@ from ..settings import Settings, SettingsError, frame_range_problem
 from ..version import __version__
 from ..wire.events import Emit, stdout_emitter
 from ..wire.protocol import Ev
-from . import compat, containment, dependencies, devices, objects, scene_setup, stereo, timing
+from . import camera_rig, compat, containment, dependencies, devices, objects, scene_setup, stereo, timing
 from .passes import PassRig
 
 
@@ -111,6 +111,7 @@ def open_scene(job: JobSpec, settings: Settings, emit: Emit):
         loaded = provenance.identity_as_loaded(
             blend, lambda: opened.extend(_open_blend(blend, settings)))
     scene = scene_setup.select_scene(settings.scene, name)
+    camera_rig.install(scene, settings, name)  # a generated camera, in memory only
     scene_setup.check_scene(scene, settings, name)
     dependencies.refuse_multiview(scene, name)
     warnings = opened + scene_setup.scene_warnings(scene, name, scene.render.engine)  # as saved
@@ -213,6 +214,8 @@ def render_sequence(scene, seq: dict[str, Any], job: JobSpec, settings: Settings
 def _render_locked(scene, sq: _Sequence, seq: dict[str, Any], job: JobSpec,
                    settings: Settings, emit: Emit, budget: list[int], device: str) -> None:
     out, scene_name, a, b = sq.out, sq.scene_name, sq.a, sq.b
+    rig_info = camera_rig.prepare_sequence(scene, settings, scene_name, sq.id, a, b,
+                                           os.path.basename(job.blend))
     _check_provenance(sq, scene, job.blend, settings, emit)
     (out / layout.RGB_FOLDER).mkdir(parents=True, exist_ok=True)
     journal = Journal(out, background=True)
@@ -253,7 +256,7 @@ def _render_locked(scene, sq: _Sequence, seq: dict[str, Any], job: JobSpec,
         rig.teardown()
     _write_transforms(sq, scene, job.blend, settings, k0, frames_meta, cameras,
                       rig.conventions())
-    _write_info(sq, scene, settings, frames_meta, object_stats, t_job, device)
+    _write_info(sq, scene, settings, frames_meta, object_stats, t_job, device, rig_info)
     _warn_unidentified(sq, object_stats, emit)
     if stereo.wants_right_view(settings, seq):  # the same frames through the right camera
         stereo.render_right_view(scene, seq, settings, emit, lambda s, e: render_sequence(
@@ -391,7 +394,8 @@ def _write_transforms(sq: _Sequence, scene, blend: str, settings: Settings,
 
 
 def _write_info(sq: _Sequence, scene, settings: Settings, frames_meta: list[dict[str, Any]],
-                object_stats: dict[str, Any], t_job: float, device: str) -> None:
+                object_stats: dict[str, Any], t_job: float, device: str,
+                rig_info: dict[str, Any] | None = None) -> None:
     """Write the ``info.json`` of the sequence: camera path length (scene units) and mean
     speed over the time from the first to the last frame (s), render time since ``t_job``
     (``time.perf_counter``), device, versions and the object statistics if any."""
@@ -406,6 +410,7 @@ def _write_info(sq: _Sequence, scene, settings: Settings, frames_meta: list[dict
         "render_seconds": round(time.perf_counter() - t_job, 3), "device": device,
         "blender_version": _blender_version(), "keyframe_multiplier": settings.keyframe_multiplier,
         **({"objects": object_stats} if object_stats else {}),
+        **({"camera_rig": rig_info} if rig_info else {}),
     })
 
 
@@ -691,6 +696,7 @@ def probe(job: JobSpec | dict[str, Any], emit: Emit) -> int:
                 info["warnings"] = _open_blend(blend, settings)
             info["scenes"] = [s.name for s in bpy.data.scenes]
             scene = scene_setup.select_scene(settings.scene, name)
+            camera_rig.install(scene, settings, name)
             info.update(scene=scene.name, frame_start=scene.frame_start, frame_end=scene.frame_end,
                         fps=scene_setup.frame_rate(scene),
                         camera=scene.camera.name if scene.camera is not None else None)

@@ -25,9 +25,11 @@ from ..transforms import write_json_atomic, write_text_atomic
 REPORT_JSON = "validation.json"
 REPORT_TXT = "validation.txt"
 CHECKS = ("schema", "frame_count", "files", "objects", "camera_cuts", "flow_rigid", "flow_cycle",
-          "intrinsics", "normals", "segmentation_ids", "coverage", "stereo")
+          "intrinsics", "normals", "segmentation_ids", "coverage", "stereo",
+          "trajectory")
 HEADS = {"frame_count": "count", "camera_cuts": "cuts", "flow_rigid": "rigid", "flow_cycle": "cycle",
-         "segmentation_ids": "ids", "coverage": "cover", "intrinsics": "K"}
+         "segmentation_ids": "ids", "coverage": "cover", "intrinsics": "K",
+         "trajectory": "path"}
 
 
 def verdict(rel: str, r: dict[str, Any]) -> str:

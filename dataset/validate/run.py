@@ -25,6 +25,7 @@ from .report import CHECKS, build_report, progress_bar, record_in_manifest, verd
 from .things import ThingMap, load_frame
 from .thresholds import Thresholds
 from .thresholds import check as _check
+from .trajectory import trajectory
 
 
 class _Geometry:
@@ -125,6 +126,7 @@ def validate_sequence(path: str | os.PathLike | Sequence, thresholds: Thresholds
     checks.update(geometric)
     if schema_ok:
         checks["stereo"] = stereo.check(seq, t, lambda right: validate_sequence(right, t, stride=stride))
+        checks["trajectory"] = trajectory(seq)
     if err is not None:  # objects.json malformed or pointing outside
         checks["objects"] = _check(False, str(err))
     skipped = "skipped: schema check failed" if not schema_ok else "skipped: objects.json unusable"
