@@ -24,18 +24,18 @@ sys.path.insert(0, str(HERE))
 
 # Functions of the frame loop worth naming (file suffix, function name).
 WATCH = [
-    ("render_passes/worker.py", "render_sequence"),
+    ("render_passes/sequence.py", "render_sequence"),
     ("", "<method 'frame_set' of 'bpy_struct' objects>"),
     ("dataset/camera.py", "intrinsics"),
     ("render_passes/scene_setup.py", "camera_params"),
     ("dataset/camera.py", "orthonormal_pose"),
-    ("render_passes/worker.py", "_matrix"),
+    ("render_passes/sequence.py", "_matrix"),
     ("render_passes/passes.py", "prepare_frame"),
     ("render_passes/passes.py", "frame_files"),
     ("dataset/journal.py", "mark_done"),
     ("", "<built-in method posix.fsync>"),
     ("wire/events.py", "emit"),
-    ("render_passes/worker.py", "_rss_mib"),
+    ("render_passes/commits.py", "_rss_mib"),
     ("dataset/transforms.py", "build_transforms"),
     ("dataset/transforms.py", "write_json_atomic"),
     ("render_passes/passes.py", "__init__"),
@@ -84,7 +84,7 @@ def main() -> int:
     render = 0.0
     for (file, _line, func), (_cc, nc, _tt, ct, callers) in st.stats.items():
         if func == "__call__" and file.replace("\\", "/").endswith("bpy/ops.py"):
-            # Only the operator calls made by the frame step (worker._render_frame): the renders.
+            # Only the operator calls made by the frame step (commits._render_frame): the renders.
             render += sum(v[3] for (_f, _l, fn), v in callers.items() if fn == "_render_frame")
         for suffix, name in WATCH:
             if func == name and file.replace("\\", "/").endswith(suffix):
@@ -92,7 +92,7 @@ def main() -> int:
                 if key not in rows or ct > rows[key][1]:
                     rows[key] = (nc, ct)
     n = a.frames
-    seq = rows.get("render_passes/worker.py:render_sequence", (0, 0.0))[1]
+    seq = rows.get("render_passes/sequence.py:render_sequence", (0, 0.0))[1]
     print(f"dataset_forge {df.__version__}, rc={rc}, {a.size}x{a.size}, {a.samples} spp, {n} frames, "
           f"debug={a.debug}: run_job {wall:.3f} s")
     print(f"render_sequence {seq:.3f} s, of which bpy.ops.render.render {render:.3f} s; outside "

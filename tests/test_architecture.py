@@ -335,7 +335,7 @@ def test_the_key_scan_sees_a_key():
 MAX_FILE_LINES = 500
 MAX_FUNCTION_LINES = 60
 # Today's offenders, to be shrunk (not added to): file -> lines allowed, "file:function" -> lines.
-FILE_ALLOW = {"render_passes/worker.py": 900}
+FILE_ALLOW: dict[str, int] = {}
 FUNCTION_ALLOW = {
     "dataset/exports/__init__.py:export": 84,
     "dataset/exports/coco.py:export_sequence": 64,

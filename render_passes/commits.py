@@ -1,0 +1,256 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Rendering a frame and handing it to the journal (:func:`_render_and_journal`), with the flow
+file of a frame fixed first where the lens changes (:class:`_Commits`, :func:`fix_flow_file`;
+``dataset/flow_intrinsics.py``, docs/ground_truth.md)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import bpy
+import numpy as np
+
+from ..dataset import camera as cam_model
+from ..dataset import exr, layout
+from ..dataset import flow_intrinsics as flow_k
+from ..dataset.journal import Journal
+from ..dataset.verify import WriteError, render_save_error, write_error
+from ..settings import Settings
+from ..wire.events import Emit
+from ..wire.protocol import Ev
+from . import compat, objects, scene_setup
+from .passes import PassRig
+
+
+@dataclass(frozen=True)
+class _Sequence:
+    """One sequence being rendered: its folder, id, scene name (for events and files) and
+    frame range ``a..b`` (inclusive)."""
+
+    out: Path
+    id: str
+    scene_name: str
+    a: int
+    b: int
+
+
+
+def _rss_mib() -> float | None:
+    """This process's resident memory in MiB (Linux), for the memory benchmark and the log."""
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            pages = int(fh.read().split()[1])
+        return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def _render_and_journal(scene, rig: PassRig, journal: Journal, sq: _Sequence, f: int, rgb: str,
+                        files: list[str], emit: Emit) -> None:
+    """Render frame ``f`` (the scene is at it) to ``sq.out / rgb`` and its ground truth, then
+    hand ``files`` (relative to ``sq.out``) to the journal.
+
+    They are verified now; the journal's thread fsyncs and journals them during the next
+    render, and only then emits ``frame_done`` with the render time (s) and memory. A
+    "cannot save" from Blender becomes a one-line :class:`WriteError`."""
+    _journal_frame(journal, sq, f, files, _render_frame(scene, rig, sq, f, rgb), emit)
+
+
+def _render_frame(scene, rig: PassRig, sq: _Sequence, f: int, rgb: str) -> float:
+    """Render frame ``f`` (the scene is at it) to ``sq.out / rgb`` and its ground truth; returns
+    the render time (s). A "cannot save" from Blender becomes a one-line :class:`WriteError`."""
+    rig.prepare_frame(f)
+    # write_still does not expand '#': name the file of this frame explicitly.
+    scene.render.filepath = str((sq.out / rgb).with_suffix(""))
+    t0 = time.perf_counter()
+    try:
+        bpy.ops.render.render(write_still=True)
+    except RuntimeError as exc:  # "cannot save": a write error, said in one line
+        raise (render_save_error(str(exc)) or exc) from None
+    dt = time.perf_counter() - t0
+    rig.finish_frame(f, rendered=True)
+    return dt
+
+
+def _journal_frame(journal: Journal, sq: _Sequence, f: int, files: list[str], dt: float,
+                   emit: Emit) -> None:
+    """Hand the rendered frame ``f``'s ``files`` to the journal (verified now, journaled during
+    the next render, then ``frame_done`` with the render time ``dt`` (s) and memory)."""
+    journal.mark_done(f, files, then=partial(
+        emit, {"event": Ev.FRAME_DONE, "job": sq.id, "scene": sq.scene_name, "frame": f,
+               "seconds": round(dt, 4), "rss_mib": _rss_mib()}))
+
+
+
+class _Commits:
+    """Renders the frames of a sequence and hands them to the journal. With flows and a lens that
+    may change (:func:`scene_setup.lens_may_change`) a rendered frame waits for the next frame's
+    lens: its flow file may need re-projecting first (:func:`_commit_flow_frame`). The lenses of
+    frames ``a - 1 .. b + 1`` and the meshes whose vertex count changes
+    (:class:`objects.TopologyWatch`, created before any ``frame_set``) then decide the flow
+    validity flags (:meth:`mark_flow_validity`)."""
+
+    def __init__(self, scene, rig: PassRig, journal: Journal, sq: _Sequence, settings: Settings,
+                 emit: Emit):
+        self.scene, self.rig, self.journal, self.sq = scene, rig, journal, sq
+        self.settings, self.emit = settings, emit
+        self.flows = settings.flows
+        self.defer = self.flows and scene_setup.lens_may_change(scene)
+        self.topology = objects.TopologyWatch(scene) if self.flows else None
+        self.lenses = {sq.a - 1: _lens_at(scene, sq.a - 1)} if self.flows else {}
+        self.pending: _Rendered | None = None
+
+    def lens_known(self, f: int, lens: _Lens) -> None:
+        """Frame ``f`` is set and its lens known: the frame before it can be journaled."""
+        if self.flows:
+            self.lenses[f] = lens
+        if self.defer:
+            self._commit_pending()
+
+    def render(self, f: int, rgb: str, files: list[str]) -> None:
+        """Render frame ``f`` (the scene is at it); journal it now, or once the next frame's lens
+        is known when its flow may need re-projecting."""
+        if self.flows:
+            self.topology.expect(f)
+        if not self.defer:
+            _render_and_journal(self.scene, self.rig, self.journal, self.sq, f, rgb, files, self.emit)
+            return
+        self.pending = _Rendered(f, files, _render_frame(self.scene, self.rig, self.sq, f, rgb))
+
+    def finish(self) -> None:
+        """After the last frame: journal the frame still waiting (the lens of ``b + 1`` read) and
+        wait for the journal. Leaves the scene at frame ``b``."""
+        if self.flows:
+            self.lenses[self.sq.b + 1] = _lens_at(self.scene, self.sq.b + 1)
+            self.scene.frame_set(self.sq.b)
+        if self.defer:
+            self._commit_pending()
+        self.journal.flush()
+
+    def mark_flow_validity(self, frames_meta: list[dict[str, Any]]) -> list[str]:
+        """With flows, set every frame's ``flow_forward_valid`` / ``flow_backward_valid``: false
+        where the neighbouring frame (also ``a - 1`` and ``b + 1``, outside the sequence) has
+        another active camera (a camera cut: timeline markers bound to cameras) or intrinsics
+        the flow cannot be made exact for (:func:`_flow_exact`), and where a drawn mesh changes
+        its vertex count (each named in a warning). Returns the camera names in order of first
+        use."""
+        if self.flows:
+            def exact(cur: _Lens, other: _Lens) -> bool:
+                # a lens that changed although nothing animates it was not re-projected
+                return _flow_exact(cur, other) and (self.defer or cur.k == other.k)
+            lenses = self.lenses
+            for fr in frames_meta:
+                f = fr["frame"]
+                fr[layout.FLOW_BACKWARD_VALID] = exact(lenses[f], lenses[f - 1])
+                fr[layout.FLOW_FORWARD_VALID] = exact(lenses[f], lenses[f + 1])
+            # meshes whose vertex count changes have no Cycles motion
+            for message in self.topology.invalidate(frames_meta, layout.FLOW_FORWARD_VALID,
+                                                    layout.FLOW_BACKWARD_VALID):
+                self.emit({"event": Ev.WARNING, "scene": self.sq.scene_name, "job": self.sq.id,
+                           "message": message})
+        return list(dict.fromkeys(fr[layout.FRAME_CAMERA_KEY] for fr in frames_meta))
+
+    def close(self) -> None:
+        if self.topology is not None:
+            self.topology.close()
+        self.journal.close()
+
+    def _commit_pending(self) -> None:
+        if self.pending is not None:
+            _commit_flow_frame(self.pending, self.lenses, self.rig, self.journal, self.sq,
+                               self.settings, self.emit)
+            self.pending = None
+
+
+# -- Flow under animated intrinsics (dataset/flow_intrinsics.py, docs/ground_truth.md) -----------
+@dataclass(frozen=True)
+class _Lens:
+    """The active camera's name and intrinsics at one frame (``k`` None: no camera, or one
+    without a pinhole ``K``)."""
+
+    camera: str | None
+    k: cam_model.Intrinsics | None
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    """A rendered frame waiting for its flow fix before the journal: its files and render time."""
+
+    frame: int
+    files: list[str]
+    seconds: float
+
+
+def _lens_at(scene, f: int) -> _Lens:
+    """Set the scene to frame ``f`` and return its camera and intrinsics."""
+    scene.frame_set(f)
+    cam = scene.camera
+    if cam is None:
+        return _Lens(None, None)
+    try:
+        return _Lens(cam.name, cam_model.intrinsics(scene_setup.camera_params(scene, cam)))
+    except cam_model.CameraModelError:
+        return _Lens(cam.name, None)
+
+
+def _vector_pass_model() -> flow_k.VectorPassModel | None:
+    m = compat.VECTOR_PASS_INTRINSICS
+    return None if m is None else flow_k.VectorPassModel(m)
+
+
+def _flow_exact(cur: _Lens, other: _Lens) -> bool:
+    """Is the flow from the frame of ``cur`` towards the frame of ``other`` right once
+    :func:`_commit_flow_frame` has run: the same camera, and the same intrinsics or intrinsics
+    whose change is corrected exactly."""
+    if cur.camera is None or cur.camera != other.camera or cur.k is None or other.k is None:
+        return False
+    return flow_k.correctable(np.asarray(cur.k.K), np.asarray(other.k.K), (cur.k.w, cur.k.h),
+                              (other.k.w, other.k.h), _vector_pass_model())
+
+
+def _commit_flow_frame(done: _Rendered, lenses: dict[int, _Lens], rig: PassRig,
+                       journal: Journal, sq: _Sequence, settings: Settings, emit: Emit) -> None:
+    """Make the flow file of the rendered frame follow its neighbours' intrinsics, then hand the
+    frame to the journal. ``lenses`` holds the frames ``done.frame - 1 .. + 1``."""
+    f = done.frame
+    fix_flow_file(sq.out / layout.gt_file("flow", f), *rig.flow_surface(f), lenses[f],
+                  lenses[f - 1], lenses[f + 1], settings.exr_codec)
+    _journal_frame(journal, sq, f, done.files, done.seconds, emit)
+
+
+def fix_flow_file(path: Path, mask_path: Path, scratch: bool, cur: _Lens, prev: _Lens,
+                  nxt: _Lens, codec: str) -> bool:
+    """Rewrite the flow EXR ``path`` of a frame (lens ``cur``) where the neighbour's intrinsics
+    differ and the change is exactly correctable (forward towards ``nxt``, backward towards
+    ``prev``); only surface pixels (``mask_path`` > 0: the depth file, or a ``scratch`` mask
+    that is deleted here; Cycles' background flow stays 0) change. The file keeps its channels
+    and codec and is replaced atomically. Returns True when the file was rewritten."""
+    model = _vector_pass_model()
+    todo = [(sl, other) for sl, other in ((slice(0, 2), nxt), (slice(2, 4), prev))
+            if other.k is not None and cur.k is not None and other.k != cur.k
+            and _flow_exact(cur, other)]
+    if todo:
+        names = compat.EXR_CHANNELS["RGBA"]
+        flow = exr.read_stack(path, names)
+        mask = exr.read_single(mask_path) > 0
+        k_cur = np.asarray(cur.k.K, np.float64)
+        for sl, other in todo:
+            k_other = np.asarray(other.k.K, np.float64)
+            flow[..., sl] = flow_k.correct_flow_for_intrinsics(
+                flow[..., sl], flow_k.used_intrinsics(k_cur, k_other, model), k_other, mask)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            exr.write_channels(tmp, {n: flow[..., i] for i, n in enumerate(names)}, compression=codec)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise write_error(exc, path) from None
+        except RuntimeError as exc:  # OpenEXR's own failure to write (a full disk ...)
+            raise WriteError(path, " ".join(str(exc).split())[:200]) from None
+    if scratch:
+        mask_path.unlink(missing_ok=True)
+    return bool(todo)
