@@ -116,14 +116,15 @@ import json, shutil
 scenes.build("orbit", {str(other)!r})
 scenes.build("basic", {str(blend)!r})
 from dataset_forge.dataset import provenance as pv
+from dataset_forge.dataset.documents.job import as_job
 from dataset_forge.render_passes import worker
 from dataset_forge.settings import Settings
 settings = Settings(width=32, height=24, max_samples=1, use_denoising=False, depths=False,
                     normals=False, flows=False, segmentations=False)
 seqs = [{{"id": f"s{{i}}", "out_dir": {str(tmp_path)!r} + f"/s{{i}}", "frame_start": i,
           "frame_end": i}} for i in (1, 2)]
-job = {{"blend": {str(blend)!r}, "scene_name": "basic", "settings": settings.to_dict(),
-        "sequences": seqs}}
+job = as_job({{"blend": {str(blend)!r}, "scene_name": "basic", "settings": settings.to_dict(),
+               "sequences": seqs}})
 events = []
 before = pv.file_sha256({str(blend)!r})
 scene = worker.open_scene(job, settings, events.append)
