@@ -284,6 +284,19 @@ class Settings:
         """Raise ``SettingsError`` for values outside their choices or bounds, non-finite numbers,
         a width without a height (or the reverse) and a frame size whose buffers would not fit in
         this machine's memory."""
+        problems = self._bounds_problems() + self._combination_problems()
+        if (self.width == 0) != (self.height == 0):
+            problems.append(f"width and height are both 0 (the file's own resolution) or both set, "
+                            f"not width={self.width} with height={self.height}")
+        elif self.width and self.height and not problems:
+            too_big = self.frame_size_problem(self.width, self.height)
+            if too_big:
+                problems.append(too_big + "; choose a smaller width and height")
+        if problems:
+            raise SettingsError("; ".join(problems))
+
+    def _bounds_problems(self) -> list[str]:
+        """Each field's value against its metadata: finite, one of its choices, within its bounds."""
         problems = []
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
@@ -298,6 +311,12 @@ class Settings:
                 problems.append(f"{f.name}={v!r} is below its minimum {m['min']}")
             if m.get("max") is not None and v > m["max"]:
                 problems.append(f"{f.name}={v!r} is above its maximum {m['max']}")
+        return problems
+
+    def _combination_problems(self) -> list[str]:
+        """Values that are valid alone but not together (bit depth for the file format, stereo
+        without depths, camera path settings) and a malformed ``gpus`` list."""
+        problems = []
         if self.file_format == "PNG" and self.bit_depth not in (8, 16):
             problems.append(f"bit_depth={self.bit_depth} is not valid for PNG frames (use 8 or 16)")
         if self.file_format == "OPEN_EXR" and self.bit_depth not in (16, 32):
@@ -315,15 +334,7 @@ class Settings:
                             "set camera_speed above 0 or a camera_target")
         if self.gpus and not all(p.strip().isdigit() for p in self.gpus.split(",")):
             problems.append(f"gpus={self.gpus!r} must be a comma-separated list of indices, e.g. 0,1")
-        if (self.width == 0) != (self.height == 0):
-            problems.append(f"width and height are both 0 (the file's own resolution) or both set, "
-                            f"not width={self.width} with height={self.height}")
-        elif self.width and self.height and not problems:
-            too_big = self.frame_size_problem(self.width, self.height)
-            if too_big:
-                problems.append(too_big + "; choose a smaller width and height")
-        if problems:
-            raise SettingsError("; ".join(problems))
+        return problems
 
     def frame_size_problem(self, width: int, height: int) -> str | None:
         """Why frames of ``width`` x ``height`` pixels (the size that really renders: the file's

@@ -328,33 +328,16 @@ def plan(scene, settings: Settings, scene_name: str, sequence_id: str, a: int, b
     geo = scene_geometry(scene, frames, blend_name, settings.camera_target)
     fps = fps or frame_rate(scene)
     w, h = size or resolution(scene)
-    size = max(hi - lo for lo, hi in zip(geo.lo, geo.hi))
-    far = max(1000.0, 100.0 * size)
+    far = max(1000.0, 100.0 * _extent(geo))
     need = settings.camera_clearance
     min_cov = settings.camera_min_coverage / 100.0
     duration = (b + 1 - (a - 1)) / fps
-    center = tuple((lo + hi) / 2 for lo, hi in zip(geo.target_lo, geo.target_hi))
-    sphere = 0.5 * math.dist(geo.target_lo, geo.target_hi)
-    margin = max(3.0 * need, 0.25 * size)
-    box_lo = tuple(v - margin for v in geo.lo)
-    box_hi = tuple(v + margin for v in geo.hi)
     worst = (math.nan, math.nan)
     for attempt in range(traj.ATTEMPTS):
         rng = traj.rng_for(scene_name, sequence_id, settings.camera_seed, attempt)
-        if settings.camera == "orbit":
-            path = traj.sample_orbit(
-                rng, center, sphere, lens=settings.camera_lens, width=w, height=h,
-                distance=settings.camera_distance, elevation_min=settings.camera_elevation_min,
-                elevation_max=settings.camera_elevation_max, speed=settings.camera_speed,
-                clearance=need)
-        else:
-            path = traj.plan_flythrough(
-                rng, box_lo, box_hi, speed=settings.camera_speed, duration=duration,
-                look_ahead=settings.camera_look_ahead, clearance=_clearance(geo.tree(a)),
-                need=need, target=center if settings.camera_target else None,
-                score=_enclosure(geo.tree(a), 2.0 * size))
-            if path is None:
-                continue
+        path = _sample_path(rng, settings, geo, a, (w, h), duration)
+        if path is None:
+            continue
         try:
             ok, clear, cover = _verify(path, frames, a, fps, geo, need, min_cov,
                                        settings.camera_lens, w, h, far)
@@ -378,6 +361,36 @@ def plan(scene, settings: Settings, scene_name: str, sequence_id: str, a: int, b
         f"seeded tries (last: clearance {worst[0]:.3g}, coverage {worst[1]:.0%}); lower "
         "camera_clearance, camera_min_coverage or camera_speed, set a camera_target, or try "
         + ("camera=flythrough" if settings.camera == "orbit" else "camera=orbit"))
+
+
+def _extent(geo: Geometry) -> float:
+    """The largest side of the scene's bounding box (scene units)."""
+    return max(hi - lo for lo, hi in zip(geo.lo, geo.hi))
+
+
+def _sample_path(rng, settings: Settings, geo: Geometry, a: int, size: tuple[int, int],
+                 duration: float):
+    """One seeded candidate path for ``settings.camera``: an orbit around the target's bounding
+    sphere, or a flythrough inside the scene's box grown by a margin (None when ``rng`` finds
+    none). ``size`` is the frame in pixels, ``duration`` the time of frames ``a - 1 .. b + 1``
+    (s)."""
+    need = settings.camera_clearance
+    extent = _extent(geo)
+    center = tuple((lo + hi) / 2 for lo, hi in zip(geo.target_lo, geo.target_hi))
+    if settings.camera == "orbit":
+        return traj.sample_orbit(
+            rng, center, 0.5 * math.dist(geo.target_lo, geo.target_hi), lens=settings.camera_lens,
+            width=size[0], height=size[1], distance=settings.camera_distance,
+            elevation_min=settings.camera_elevation_min,
+            elevation_max=settings.camera_elevation_max, speed=settings.camera_speed,
+            clearance=need)
+    margin = max(3.0 * need, 0.25 * extent)
+    return traj.plan_flythrough(
+        rng, tuple(v - margin for v in geo.lo), tuple(v + margin for v in geo.hi),
+        speed=settings.camera_speed, duration=duration, look_ahead=settings.camera_look_ahead,
+        clearance=_clearance(geo.tree(a)), need=need,
+        target=center if settings.camera_target else None,
+        score=_enclosure(geo.tree(a), 2.0 * extent))
 
 
 def _clip_start(need: float) -> float:

@@ -182,25 +182,9 @@ def export(format: str, src: str | os.PathLike, dst: str | os.PathLike, overwrit
     :class:`ExportError` (bad paths, unusable data, a source whose plan is not complete or that a
     run is writing, unless ``allow_incomplete``: :mod:`dataset.completeness`) or
     :class:`MissingDependency` (with the install line)."""
-    if format not in FORMATS:
-        raise ExportError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
-    fmt = FORMATS[format]
-    for mod in fmt.requires:
-        try:
-            __import__(mod)
-        except ImportError:
-            raise MissingDependency(f"export {format} needs {mod}, which is not installed: "
-                                    f"{INSTALL_HINT}") from None
+    fmt = _format(format)
     src_p, dst_p = Path(src), Path(dst)
-    try:
-        opened = loader.load(src_p)
-    except loader.DatasetError as exc:
-        raise ExportError(str(exc)) from None
-    if isinstance(opened, loader.Sequence):
-        seqs, root = [opened], None
-    else:
-        seqs, root = list(opened), opened.path
-    jobs = _jobs(seqs, root)
+    opened, jobs = _open_source(src_p)
     gaps = assess(src_p)
     if not gaps.complete and not allow_incomplete:
         raise ExportError(f"{src_p}: not complete: {'; '.join(gaps.lines())}; pass "
@@ -215,36 +199,11 @@ def export(format: str, src: str | os.PathLike, dst: str | os.PathLike, overwrit
             "dataset_forge_version": __version__, "incomplete": gaps.lines()}
     write_json(dst_p / MARKER, ExportDoc(**head, finished=False, complete=False).to_dict())
     begin_log(dst_p)
-
-    t0 = time.monotonic()
-    total = sum(len(j.sequence) for j in jobs)
-    done = {"frames": 0, "sequences": 0}
-
-    def tick(job: SeqJob, frames: int = 1) -> None:
-        done["frames"] += frames
-        if on_progress is not None:
-            on_progress({"format": format, "sequence": job.rel or job.name,
-                         "sequences_done": done["sequences"], "sequences_total": len(jobs),
-                         "frames_done": done["frames"], "frames_total": total,
-                         "elapsed": time.monotonic() - t0})
-
-    import importlib
-
-    module = importlib.import_module(f"{__name__}.{fmt.module}")
-    per_seq: list[dict[str, Any]] = []
     notes: list[str] = []
     if isinstance(opened, loader.Dataset):  # not part of the dataset its manifest describes
         notes += [f"{p.relative_to(opened.path).as_posix()}: not exported: {why}"
                   for p, why in opened.skipped.items()]
-    ctx: dict[str, Any] = {}
-    for job in jobs:
-        res = module.export_sequence(job, dst_p, lambda n=1, j=job: tick(j, n), ctx)
-        done["sequences"] += 1
-        tick(job, 0)
-        per_seq.append({"sequence": job.rel or job.name, **res.pop("summary", {})})
-        notes += [f"{job.rel or job.name}: {n}" for n in res.pop("notes", [])]
-    if hasattr(module, "finish"):
-        module.finish(jobs, dst_p, ctx)
+    per_seq = _export_sequences(fmt, jobs, dst_p, _Progress(format, jobs, on_progress), notes)
     files = logged_files(dst_p)
     end_log()
     sync_tree(dst_p)  # every file durable before the record says so
@@ -255,6 +214,73 @@ def export(format: str, src: str | os.PathLike, dst: str | os.PathLike, overwrit
     fsync_folder(dst_p)
     summary = {k: v for k, v in doc.to_dict().items() if k != "files"}
     return {**summary, "dst": str(dst_p)}
+
+
+def _format(format: str) -> Format:
+    """The export format named ``format``, its Python dependencies importable; raises
+    :class:`ExportError` for an unknown name, :class:`MissingDependency` with the install line."""
+    if format not in FORMATS:
+        raise ExportError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    fmt = FORMATS[format]
+    for mod in fmt.requires:
+        try:
+            __import__(mod)
+        except ImportError:
+            raise MissingDependency(f"export {format} needs {mod}, which is not installed: "
+                                    f"{INSTALL_HINT}") from None
+    return fmt
+
+
+def _open_source(src_p: Path) -> tuple[loader.Sequence | loader.Dataset, list[SeqJob]]:
+    """The sequence or dataset at ``src_p`` and one job per sequence; a folder the loader refuses
+    is an :class:`ExportError` with its message."""
+    try:
+        opened = loader.load(src_p)
+    except loader.DatasetError as exc:
+        raise ExportError(str(exc)) from None
+    if isinstance(opened, loader.Sequence):
+        return opened, _jobs([opened], None)
+    return opened, _jobs(list(opened), opened.path)
+
+
+class _Progress:
+    """Counts frames and sequences exported and reports them to ``on_progress`` (if any) with
+    the time since the start (s)."""
+
+    def __init__(self, format: str, jobs: list[SeqJob],
+                 on_progress: Callable[[dict[str, Any]], None] | None):
+        self.format, self.jobs, self.on_progress = format, jobs, on_progress
+        self.t0 = time.monotonic()
+        self.total = sum(len(j.sequence) for j in jobs)
+        self.frames = self.sequences = 0
+
+    def tick(self, job: SeqJob, frames: int = 1) -> None:
+        self.frames += frames
+        if self.on_progress is not None:
+            self.on_progress({"format": self.format, "sequence": job.rel or job.name,
+                              "sequences_done": self.sequences, "sequences_total": len(self.jobs),
+                              "frames_done": self.frames, "frames_total": self.total,
+                              "elapsed": time.monotonic() - self.t0})
+
+
+def _export_sequences(fmt: Format, jobs: list[SeqJob], dst_p: Path, progress: _Progress,
+                      notes: list[str]) -> list[dict[str, Any]]:
+    """Run the format's ``export_sequence`` on every job (then its ``finish``, if any); returns
+    each sequence's summary and appends its notes to ``notes``."""
+    import importlib
+
+    module = importlib.import_module(f"{__name__}.{fmt.module}")
+    per_seq: list[dict[str, Any]] = []
+    ctx: dict[str, Any] = {}
+    for job in jobs:
+        res = module.export_sequence(job, dst_p, lambda n=1, j=job: progress.tick(j, n), ctx)
+        progress.sequences += 1
+        progress.tick(job, 0)
+        per_seq.append({"sequence": job.rel or job.name, **res.pop("summary", {})})
+        notes += [f"{job.rel or job.name}: {n}" for n in res.pop("notes", [])]
+    if hasattr(module, "finish"):
+        module.finish(jobs, dst_p, ctx)
+    return per_seq
 
 
 def format_progress(e: dict[str, Any], width: int = 20) -> str:

@@ -68,6 +68,31 @@ def normal_kind(conventions: dict[str, Any]) -> tuple[str, bool]:
     return str(kind), bool(filt)
 
 
+
+class _Visible:
+    """The visible pixels of a frame grouped by table column: ``labels`` (H, W) holds each
+    pixel's column (-1: none); ``idx`` the flat pixel indices sorted by column, ``rr``/``cc``
+    their rows and columns, ``counts`` (``n`` columns) and ``starts`` the slice of each column,
+    ``row`` the row of each column in the frame's record (-1: not listed; ``columns``)."""
+
+    def __init__(self, labels: np.ndarray, n: int, columns: np.ndarray):
+        w = labels.shape[1]
+        flat = labels.reshape(-1)
+        idx = np.flatnonzero(flat >= 0)
+        lab = flat[idx]
+        order = np.argsort(lab, kind="stable")
+        self.idx, lab = idx[order], lab[order]
+        self.counts = np.bincount(lab, minlength=n)
+        self.starts = np.concatenate([[0], np.cumsum(self.counts)])
+        self.row = np.full(n, -1, np.int64)  # table column -> row of the frame's record
+        self.row[columns] = np.arange(len(columns))
+        self.rr, self.cc = np.divmod(self.idx, w)
+
+    def pixels(self, c: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and columns of the visible pixels of table column ``c``."""
+        sl = slice(self.starts[c], self.starts[c + 1])
+        return self.rr[sl], self.cc[sl]
+
 class FrameStats:
     def __init__(self, seq, t: Thresholds, things: ThingMap):
         self.seq, self.t, self.things = seq, t, things
@@ -162,12 +187,22 @@ class FrameStats:
         if objs is None:
             return
         self.obj_frames += 1
-        t = self.t
-        p = self.obj_problems
-        i = f.index
         tag = f"frame {f.number}"
-        fo = objs.frame(i)
-        cam = self.seq.frames_meta[i].get(FRAME_CAMERA_KEY)
+        fo = objs.frame(f.index)
+        self._object_poses(f, fo, tag)
+        if f.labels is None:
+            return
+        self._instance_ids(f, tag)
+        vis = _Visible(f.labels, len(objs.instance_ids), fo.columns)
+        self._visible_counts_and_boxes(fo, vis, tag)
+        if f.depth is not None:
+            self._depth_inside_boxes(f, fo, vis, tag)
+
+    def _object_poses(self, f: FrameData, fo, tag: str) -> None:
+        """The record's camera name against ``transforms.json``, and the stored
+        ``object_to_camera`` against the camera pose and ``object_to_world`` (first offender)."""
+        p = self.obj_problems
+        cam = self.seq.frames_meta[f.index].get(FRAME_CAMERA_KEY)
         if cam is not None and fo.camera is not None and cam != fo.camera:
             p.append(f"{tag}: camera {fo.camera!r} in the object record, {cam!r} in transforms.json")
         cols = fo.columns
@@ -177,61 +212,57 @@ class FrameStats:
             off = np.nanmax(np.abs(fo.object_to_camera - expect), axis=(1, 2)) / scale \
                 if len(cols) else np.zeros(0)
         for c, e in zip(cols, off):
-            if np.isfinite(e) and e > t.pose_tol:
+            if np.isfinite(e) and e > self.t.pose_tol:
                 p.append(f"{tag}: {self.things.name(int(c))}: object_to_camera disagrees with "
                          f"transform_matrix and object_to_world by {e:.3g} (camera pose wrong?)")
                 break
-        if f.labels is None:
+
+    def _instance_ids(self, f: FrameData, tag: str) -> None:
+        """Every instance id in the image is listed, and carries its object's id."""
+        if f.inst is None:
             return
-        lab = f.labels
-        # every instance id in the image is listed, and carries its object's id
-        if f.inst is not None:
-            extra = set(np.unique(f.inst[(lab < 0) & (f.inst != 0)]).tolist())
-            if extra:
-                listed_not = ", ".join(map(str, sorted(extra)[:5]))
-                p.append(f"{tag}: instance id(s) {listed_not} not in objects.json")
-            if f.ids is not None and len(objs.object_ids):
-                inside = lab >= 0
-                wrong = inside & (f.ids != objs.object_ids[np.maximum(lab, 0)])
-                if wrong.any():
-                    c = int(np.bincount(lab[wrong]).argmax())
-                    got = ", ".join(map(str, np.unique(f.ids[wrong])[:5].tolist()))
-                    p.append(f"{tag}: {int(wrong.sum())} pixel(s) of {self.things.name(c)} carry object "
-                             f"id(s) {got}, objects.json says {int(objs.object_ids[c])}")
-        h, w = lab.shape
-        flat = lab.reshape(-1)
-        idx = np.flatnonzero(flat >= 0)
-        L = flat[idx]
-        order = np.argsort(L, kind="stable")
-        idx, L = idx[order], L[order]
-        n_i = len(objs.instance_ids)
-        counts = np.bincount(L, minlength=n_i)
-        starts = np.concatenate([[0], np.cumsum(counts)])
-        row = np.full(n_i, -1, np.int64)  # table column -> row of the frame's record
-        row[cols] = np.arange(len(cols))
+        objs, lab, p = self.things.objs, f.labels, self.obj_problems
+        extra = set(np.unique(f.inst[(lab < 0) & (f.inst != 0)]).tolist())
+        if extra:
+            listed_not = ", ".join(map(str, sorted(extra)[:5]))
+            p.append(f"{tag}: instance id(s) {listed_not} not in objects.json")
+        if f.ids is not None and len(objs.object_ids):
+            inside = lab >= 0
+            wrong = inside & (f.ids != objs.object_ids[np.maximum(lab, 0)])
+            if wrong.any():
+                c = int(np.bincount(lab[wrong]).argmax())
+                got = ", ".join(map(str, np.unique(f.ids[wrong])[:5].tolist()))
+                p.append(f"{tag}: {int(wrong.sum())} pixel(s) of {self.things.name(c)} carry object "
+                         f"id(s) {got}, objects.json says {int(objs.object_ids[c])}")
+
+    def _visible_counts_and_boxes(self, fo, vis: _Visible, tag: str) -> None:
+        """Every instance with visible pixels is in the frame's record, with the pixel count and
+        visible box the image shows (first offender of each)."""
+        p, counts, row = self.obj_problems, vis.counts, vis.row
         unlisted = np.flatnonzero((counts > 0) & (row < 0) & self.things.mappable)
         if len(unlisted):
             c = int(unlisted[0])
             p.append(f"{tag}: {self.things.name(c)}: {int(counts[c])} visible pixel(s), but the "
                      f"frame's object record does not list it ({len(unlisted)} such)")
-        want = np.full(n_i, -1, np.int64)
-        want[cols] = fo.px_count_visib
+        want = np.full(len(row), -1, np.int64)
+        want[fo.columns] = fo.px_count_visib
         for c in np.flatnonzero((want >= 0) & (counts != np.maximum(want, 0)) & self.things.mappable):
             p.append(f"{tag}: {self.things.name(int(c))}: {int(counts[c])} visible pixel(s), objects.json "
                      f"says {int(want[c])}")
             break
-        rr, cc = np.divmod(idx, w)
         for c in np.flatnonzero((counts > 0) & (row >= 0)):
-            r, q = rr[starts[c]:starts[c + 1]], cc[starts[c]:starts[c + 1]]
+            r, q = vis.pixels(c)
             box = [int(q.min()), int(r.min()), int(q.max() - q.min() + 1), int(r.max() - r.min() + 1)]
             stored = fo.bbox_visib[row[c]]
             if stored[0] >= 0 and box != stored.tolist():
                 p.append(f"{tag}: {self.things.name(int(c))}: visible box {box}, objects.json says "
                          f"{stored.tolist()}")
                 break
-        # depth: every point of a thing lies inside its 3D box
-        if f.depth is None:
-            return
+
+    def _depth_inside_boxes(self, f: FrameData, fo, vis: _Visible, tag: str) -> None:
+        """Every depth point of a thing (a regular subsample) lies inside its 3D box, to the
+        depth tolerance plus the first sample's lateral offset; the worst ratio is kept."""
+        t, counts, row = self.t, vis.counts, vis.row
         cw = f.pose @ FLIP
         lateral = 0.75 / min(f.K[0, 0], f.K[1, 1])  # first-sample depth off the pixel centre
         x, y = pixel_rays(f.K, f.depth.shape)
@@ -242,13 +273,13 @@ class FrameStats:
             if not (np.isfinite(lo).all() and np.isfinite(hi).all() and np.isfinite(M).all()):
                 continue
             step = max(1, int(counts[c]) // _BOX_SAMPLES)  # a regular subsample: enough for a quantile
-            sl = slice(starts[c], starts[c + 1], step)
-            d = dflat[idx[sl]].astype(np.float64)
+            sl = slice(vis.starts[c], vis.starts[c + 1], step)
+            d = dflat[vis.idx[sl]].astype(np.float64)
             keep = d > 0
             if not keep.any():
                 continue
             d = d[keep]
-            Pc = np.stack([x[0, cc[sl][keep]] * d, y[rr[sl][keep], 0] * d, d], axis=-1)
+            Pc = np.stack([x[0, vis.cc[sl][keep]] * d, y[vis.rr[sl][keep], 0] * d, d], axis=-1)
             to_obj = np.linalg.inv(M) @ cw
             Xo = Pc @ to_obj[:3, :3].T + to_obj[:3, 3]
             out = np.maximum(np.maximum(lo - Xo, Xo - hi), 0).max(axis=-1)
@@ -257,8 +288,9 @@ class FrameStats:
             qv = float(np.quantile(ratio, t.quantile))
             self.box_ratio = max(self.box_ratio, qv)
             if qv > 1:
-                p.append(f"{tag}: {self.things.name(int(c))}: p{100 * t.quantile:g} of its depth points lie "
-                         f"{qv:.3g}x the tolerance outside its 3D box (depth type, K or pose wrong?)")
+                self.obj_problems.append(
+                    f"{tag}: {self.things.name(int(c))}: p{100 * t.quantile:g} of its depth points lie "
+                    f"{qv:.3g}x the tolerance outside its 3D box (depth type, K or pose wrong?)")
                 break
 
     def results(self) -> dict[str, dict[str, Any]]:
