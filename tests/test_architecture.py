@@ -55,12 +55,20 @@ def _resolve(module: str, is_package: bool, level: int, name: str | None) -> str
 
 
 @functools.cache
+def _source(module: str) -> tuple[str, ast.Module]:
+    """The text of ``module`` and its syntax tree, read and parsed once for every test here."""
+    path = MODULES[module]
+    src = path.read_text(encoding="utf-8")
+    return src, ast.parse(src, filename=str(path))
+
+
+@functools.cache
 def imports_of(module: str) -> tuple[tuple[str, int], ...]:
     """(imported module of the package or ``bpy``, line) for every import statement of
     ``module``, at module level or inside a function. ``from X import y`` counts as importing
     ``X.y`` when that is a module, else ``X``."""
     path = MODULES[module]
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    tree = _source(module)[1]
     is_package = path.name == "__init__.py"
     out = []
     for node in ast.walk(tree):
@@ -297,13 +305,15 @@ DOCUMENT_OWNERS = {
 }
 
 
-def _string_literals(module: str) -> list[tuple[str, int]]:
+@functools.cache
+def _string_literals(module: str) -> tuple[tuple[str, int], ...]:
     """Every string constant of ``module`` that is a whole expression value (docstrings and
     f-string pieces are not keys), with its line."""
-    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    tree = _source(module)[1]
     pieces = {id(v) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for v in node.values}
-    return [(node.value, node.lineno) for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in pieces]
+    return tuple((node.value, node.lineno) for node in ast.walk(tree)
+                 if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                 and id(node) not in pieces)
 
 
 def test_document_keys_are_spelled_only_in_their_owner():
@@ -346,11 +356,11 @@ FUNCTION_ALLOW = {
 
 def _sizes() -> tuple[dict[str, int], dict[str, int]]:
     files, functions = {}, {}
-    for m, path in MODULES.items():
-        src = path.read_text(encoding="utf-8")
+    for m in MODULES:
+        src, tree = _source(m)
         rel = _rel(m)
         files[rel] = len(src.splitlines())
-        for node in ast.walk(ast.parse(src)):
+        for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 key = f"{rel}:{node.name}"
                 functions[key] = max(functions.get(key, 0), node.end_lineno - node.lineno + 1)
