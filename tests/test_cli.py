@@ -4,6 +4,7 @@ errors that never exit the process."""
 
 from __future__ import annotations
 
+import functools
 import shlex
 
 import pytest
@@ -16,8 +17,12 @@ TUTORIAL = ("create-datasets --scenes-dir=scenes/ --datasets-dir=datasets/ --seq
             "--render-config.keyframe-multiplier=2.0 --render-config.jobs=5")
 
 
+# built once: parsing leaves the parser as it was (each parse fills a new namespace)
+_parser = functools.cache(cli.build_parser)
+
+
 def _settings(argv: list[str]) -> tuple[object, Settings]:
-    ns = cli.build_parser().parse_args(argv)
+    ns = _parser().parse_args(argv)
     return ns, Settings.from_dict(cli._options(ns))
 
 
