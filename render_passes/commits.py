@@ -39,7 +39,6 @@ class _Sequence:
     b: int
 
 
-
 def _rss_mib() -> float | None:
     """This process's resident memory in MiB (Linux), for the memory benchmark and the log."""
     try:
@@ -84,7 +83,6 @@ def _journal_frame(journal: Journal, sq: _Sequence, f: int, files: list[str], dt
     journal.mark_done(f, files, then=partial(
         emit, {"event": Ev.FRAME_DONE, "job": sq.id, "scene": sq.scene_name, "frame": f,
                "seconds": round(dt, 4), "rss_mib": _rss_mib()}))
-
 
 
 class _Commits:

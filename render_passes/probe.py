@@ -162,8 +162,6 @@ def _unreadable(name: str, exc: BaseException, path: str = "") -> str:
             "damaged or not a .blend: re-save it from Blender or restore it from a backup")
 
 
-
-
 def _message(exc: BaseException) -> str:
     if isinstance(exc, DatasetForgeError):
         return str(exc)

@@ -24,7 +24,7 @@ from ..sampling import sequence_id
 from ..settings import Settings, frame_range_problem
 from ..version import __version__
 from ..wire.events import Emit
-from ..wire.protocol import Ev
+from ..wire.protocol import Ev, SequenceSpec
 from . import camera_rig, containment, dependencies, scene_setup, stereo, timing
 from .commits import _Commits, _Lens, _Sequence
 from .passes import PassRig
@@ -35,10 +35,8 @@ class BudgetExhausted(Exception):
     """The worker rendered its frame budget; the runner starts a fresh process for the rest."""
 
 
-
 def _matrix(m) -> list[list[float]]:
     return [[float(m[r][c]) for c in range(4)] for r in range(4)]
-
 
 
 @dataclass
@@ -48,7 +46,7 @@ class _Inputs:
     warning that the file was saved since has been given."""
 
     blend: dict[str, Any] | None = None
-    dependencies: list[Any] | None = None
+    dependencies: list[provenance.FileIdentity] | None = None
     saved_said: bool = False
 
 
@@ -100,7 +98,7 @@ def _check_frame_size(scene, settings: Settings, name: str) -> None:
             "resolution")
 
 
-def render_sequence(scene, seq: dict[str, Any], job: JobSpec, settings: Settings,
+def render_sequence(scene, seq: SequenceSpec, job: JobSpec, settings: Settings,
                     emit: Emit, budget: list[int], device: str) -> None:
     """Render frames ``frame_start..frame_end`` of ``seq`` into ``seq['out_dir']``.
 
@@ -115,7 +113,7 @@ def render_sequence(scene, seq: dict[str, Any], job: JobSpec, settings: Settings
         _render_locked(scene, sq, seq, job, settings, emit, budget, device)
 
 
-def _render_locked(scene, sq: _Sequence, seq: dict[str, Any], job: JobSpec,
+def _render_locked(scene, sq: _Sequence, seq: SequenceSpec, job: JobSpec,
                    settings: Settings, emit: Emit, budget: list[int], device: str) -> None:
     out, scene_name, a, b = sq.out, sq.scene_name, sq.a, sq.b
     rig_info = camera_rig.prepare_sequence(scene, settings, scene_name, sq.id, a, b,
@@ -169,7 +167,7 @@ def _render_locked(scene, sq: _Sequence, seq: dict[str, Any], job: JobSpec,
           "seconds": round(time.perf_counter() - t_job, 4)})
 
 
-def _frame_range(scene, seq: dict[str, Any], settings: Settings,
+def _frame_range(scene, seq: SequenceSpec, settings: Settings,
                  scene_name: str) -> tuple[int, int]:
     """First and last frame (inclusive) of ``seq``, the scene's own where unset; names the
     sequence (``seq['id']``) when it has no id yet. Raises SceneError on an empty range."""
@@ -240,8 +238,6 @@ def _frame_entry(scene, f: int, a: int, rgb: str, gt_files: dict[str, str],
     entry = FrameEntry.new(rgb, pose, f, (f - a) / scene_setup.frame_rate(scene), cam.name, gt_files,
                            k if k0 is not None and k != k0 else None)
     return entry.to_dict(), k
-
-
 
 
 def _write_transforms(sq: _Sequence, scene, blend: str, settings: Settings,

@@ -114,7 +114,6 @@ def _clean_exit(rc: int) -> None:
     os._exit(rc)
 
 
-
 def _die_with_parent() -> None:
     """Exit when the process that started us dies (a killed runner must not leave workers
     rendering into folders that the next run renders into too)."""
