@@ -154,12 +154,19 @@ def start_background(config: pytest.Config, items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory) -> dict[str, tuple[dict, dict[str, dict]]]:
-    """``{scene: (clean report, {fault: report})}``, from the background or computed here."""
-    futures = _BACKGROUND.get("futures")
-    if futures is not None:
-        return {name: fut.result() for name, fut in futures.items()}
+    """``{scene: (clean report, {fault: report})}``, from the background or computed here. The
+    scenes the background worker has not started yet are taken back, last first, and computed
+    here beside it (it runs at the lowest priority: on a busy machine it may have done few)."""
     root = tmp_path_factory.mktemp("fault_matrix")
-    return {name: scene_reports(name, root) for name in SCENES}
+    futures = _BACKGROUND.get("futures")
+    if futures is None:
+        return {name: scene_reports(name, root) for name in SCENES}
+    here = {}
+    for name in reversed(list(futures)):
+        if not futures[name].cancel():  # started (or queued to its process): the worker does it
+            break
+        here[name] = scene_reports(name, root)
+    return {name: here[name] if name in here else fut.result() for name, fut in futures.items()}
 
 
 @pytest.fixture(scope="module")
