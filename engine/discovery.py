@@ -282,33 +282,8 @@ def _probe_share(todo: list[str], settings: Settings, timeout: float,
         job_path = tmp / f"probe-{os.getpid()}-{tag}-{attempt}.json"
         JobSpec.probe(todo, settings.to_dict()).write(job_path)
         cmd = worker_command(job_path, settings.executable)
-        try:
-            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, env=worker_env(env), text=True,
-                                  encoding="utf-8", errors="replace",
-                                  timeout=30 + timeout * len(todo))
-            out, rc = proc.stdout, proc.returncode
-        except subprocess.TimeoutExpired as exc:
-            out = exc.stdout if isinstance(exc.stdout, str) else (exc.stdout or b"").decode(
-                "utf-8", "replace")
-            rc = None
-        except OSError as exc:
-            raise DiscoveryError(f"cannot start Blender to read the scenes ({cmd[0]}: "
-                                 f"{exc.strerror}); set the executable option to a Blender "
-                                 "binary") from None
-        current = None
-        fatal = None
-        for line in out.splitlines():
-            e = ev.decode(line.strip())
-            if e is None:
-                continue
-            if e["event"] == Ev.PROBE_STARTED:
-                current = e["blend"]
-            elif e["event"] == Ev.PROBE:
-                results[e["blend"]] = e
-                current = None
-            elif e["event"] == Ev.ERROR and not e.get("job"):
-                fatal = e.get("message")
+        out, rc = _run_reader(cmd, env, 30 + timeout * len(todo))
+        current, fatal = _read_probes(out, results)
         todo = [b for b in todo if b not in results]
         if not todo:
             break
@@ -321,6 +296,44 @@ def _probe_share(todo: list[str], settings: Settings, timeout: float,
         results[current] = _crashed(current, rc, timeout, settings)
         todo = [b for b in todo if b != current]
     return results
+
+
+def _run_reader(cmd: list[str], env: dict[str, str] | None, limit: float) -> tuple[str, int | None]:
+    """Run the scene reader ``cmd`` for at most ``limit`` s: its output (stdout and stderr) and
+    exit code (None: timed out). Raises :class:`DiscoveryError` when it cannot start."""
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, env=worker_env(env), text=True,
+                              encoding="utf-8", errors="replace", timeout=limit)
+        return proc.stdout, proc.returncode
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout if isinstance(exc.stdout, str) else (exc.stdout or b"").decode(
+            "utf-8", "replace")
+        return out, None
+    except OSError as exc:
+        raise DiscoveryError(f"cannot start Blender to read the scenes ({cmd[0]}: "
+                             f"{exc.strerror}); set the executable option to a Blender "
+                             "binary") from None
+
+
+def _read_probes(out: str, results: dict[str, dict[str, Any]]) -> tuple[str | None, str | None]:
+    """Put every ``probe`` event of the reader's output ``out`` into ``results`` (by ``.blend``);
+    returns the file it had started and not finished (None: none) and the message of its error
+    event outside any job (None: none)."""
+    current = None
+    fatal = None
+    for line in out.splitlines():
+        e = ev.decode(line.strip())
+        if e is None:
+            continue
+        if e["event"] == Ev.PROBE_STARTED:
+            current = e["blend"]
+        elif e["event"] == Ev.PROBE:
+            results[e["blend"]] = e
+            current = None
+        elif e["event"] == Ev.ERROR and not e.get("job"):
+            fatal = e.get("message")
+    return current, fatal
 
 
 def _crashed(blend: str, rc: int | None, timeout: float, settings: Settings) -> dict[str, Any]:
