@@ -69,6 +69,26 @@ def normal_kind(conventions: dict[str, Any]) -> tuple[str, bool]:
 
 
 
+def _fit_problems(names: tuple[str, ...], stored: np.ndarray, val: np.ndarray, err: np.ndarray,
+                  tol: np.ndarray, t: Thresholds, resolved_any: set[str]) -> list[str]:
+    """The fitted intrinsics ``val`` (standard errors ``err``) against the ``stored`` ones, per
+    parameter of ``names`` that the fit resolves (error within a third of its tolerance ``tol``;
+    added to ``resolved_any``): one line for each that differs by more than its tolerance."""
+    problems = []
+    for k, name in enumerate(names):
+        if not err[k] <= tol[k] / 3:
+            continue
+        resolved_any.add(name)
+        if abs(val[k] - stored[k]) > tol[k]:
+            if k < 2:
+                what, lim = f"{100 * (val[k] / stored[k] - 1):+.3g}%", f"{100 * t.focal_rel:.3g}%"
+            else:
+                what, lim = f"{val[k] - stored[k]:+.3g} px", f"{t.principal_px} px"
+            problems.append(f"{name} = {stored[k]:.6g} but depth + normals say {val[k]:.6g} "
+                            f"({what}, tolerance {lim})")
+    return problems
+
+
 class _Visible:
     """The visible pixels of a frame grouped by table column: ``labels`` (H, W) holds each
     pixel's column (-1: none); ``idx`` the flat pixel indices sorted by column, ``rr``/``cc``
@@ -385,17 +405,7 @@ class FrameStats:
                      "fitted": [num(x) if e <= tol_k else None for x, e, tol_k in zip(val, err, tol)],
                      "stderr": [num(x) for x in err], "rows": fit["rows"]}
             fits.append(entry)
-            for k, name in enumerate(names):
-                if not err[k] <= tol[k] / 3:
-                    continue
-                resolved_any.add(name)
-                if abs(val[k] - stored[k]) > tol[k]:
-                    if k < 2:
-                        what, lim = f"{100 * (val[k] / stored[k] - 1):+.3g}%", f"{100 * t.focal_rel:.3g}%"
-                    else:
-                        what, lim = f"{val[k] - stored[k]:+.3g} px", f"{t.principal_px} px"
-                    problems.append(f"{name} = {stored[k]:.6g} but depth + normals say {val[k]:.6g} "
-                                    f"({what}, tolerance {lim})")
+            problems += _fit_problems(names, stored, val, err, tol, t, resolved_any)
         resolved = [n for n in names if n in resolved_any]
         unresolved = [n for n in names if n not in resolved_any]
         note = (f"not checked: {', '.join(unresolved)} (the surfaces seen do not constrain them: too "
