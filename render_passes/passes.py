@@ -56,9 +56,22 @@ RAW_SEG, RAW_STEM = ".raw", "segraw"
 # intrinsics (render_passes/worker.py). With depths the depth file is that mask (depth > 0).
 FLOW_MASK_STEM = "flowmask"
 BACKGROUND_DEPTH = 1e9  # Cycles writes 1e10 where no surface was hit
+# The data render of a frame (one surface per pixel, docs/ground_truth.md): Cycles settings that
+# make normals and flow come from the pixel centre's hit, like depth and ids. Cycles writes
+# Depth and Object Index from a pixel's first sample, which goes through the pixel centre
+# whatever the filter; Normal, Vector and AOVs are averaged over every sample and the pixel
+# filter, so they are taken from a render of that one sample. No bounces: no pass reads them.
+DATA_RENDER = {"samples": 1, "use_adaptive_sampling": False, "use_denoising": False,
+               "max_bounces": 0, "pixel_filter_type": "BOX", "filter_width": 0.01,
+               "sample_offset": 0, "time_limit": 0.0}
+# View-layer AOV holding Geometry > True Normal (world space) with normal_kind "geometric".
+TRUE_NORMAL_AOV = "DF_true_normal"
 # Flow preview: saturation = |flow| / (this fraction of the image width), clamped to 1; a fixed
 # scale (not per-frame max) keeps the colours of a video steady.
 FLOW_PREVIEW_SCALE = 0.05
+# Nodes of the user's compositor left running in the data render (muting them changes nothing
+# written, or they are structural).
+_KEEP_UNMUTED = {"NodeGroupOutput", "NodeGroupInput", "NodeReroute", "NodeFrame"}
 
 
 class PassRig:
@@ -79,6 +92,12 @@ class PassRig:
         self.ids: dict[str, int] = {}
         self.tracker: ObjectTracker | None = None
         self._ids_doc: dict[str, Any] = {}
+        # normals and flow from a separate 1-sample render of the frame (render_data)
+        self.data_render = not settings.filtered_passes and bool({"normal", "flow"} & set(self.kinds))
+        self.warnings: list[str] = []  # for the worker to emit once (names the thing)
+        self._outputs: list[Any] = []  # our File Output nodes
+        self._aov = None
+        self._aov_nodes: list[tuple[Any, Any]] = []  # (material node tree, node) we added
         if not self.kinds:
             return
         try:
@@ -105,6 +124,43 @@ class PassRig:
             self._update_factor()
         if self.tracker is not None:
             self.tracker.expect(frame)
+        if self.data_render:  # the RGB render writes the RGB frame only
+            for fo in self._outputs:
+                fo.mute = True
+
+    def render_data(self, frame: int) -> None:
+        """After the RGB render of ``frame`` (the scene is at it): the data render, which writes
+        every ground-truth file of the frame from the pixel centre's surface (:data:`DATA_RENDER`
+        settings, the user's compositor nodes muted, nothing else written); the scene's settings
+        are restored afterwards. Does nothing with ``filtered_passes`` (or no normals or flow):
+        the RGB render wrote them."""
+        if not self.data_render:
+            return
+        scene = self.scene
+        cy, vl = scene.cycles, scene_setup.view_layer(scene)
+        undo_cy = {k: getattr(cy, k) for k in DATA_RENDER if k in cy.bl_rna.properties}
+        undo_vl = vl.samples
+        ours = {n.as_pointer() for n in self.graph.nodes} if self.graph is not None else set()
+        muted = [n for n in self.graph.tree.nodes
+                 if n.as_pointer() not in ours and not n.mute
+                 and n.bl_idname not in _KEEP_UNMUTED] if self.graph is not None else []
+        try:
+            for k in undo_cy:
+                setattr(cy, k, DATA_RENDER[k])
+            vl.samples = 0
+            for n in muted:
+                n.mute = True
+            for fo in self._outputs:
+                fo.mute = False
+            bpy.ops.render.render(write_still=False)
+        finally:
+            for k, v in undo_cy.items():
+                setattr(cy, k, v)
+            vl.samples = undo_vl
+            for n in muted:
+                n.mute = False
+            for fo in self._outputs:
+                fo.mute = True
 
     def finish_frame(self, frame: int, rendered: bool) -> None:
         """After ``frame`` was rendered (or skipped as done): final segmentation file and the
@@ -182,7 +238,13 @@ class PassRig:
                 "axes": ("x right, y up, z towards the viewer (Blender camera axes; the camera "
                          "looks down -z)" if cam else "world x, y, z"),
                 "unit_length": True, "background": [0.0, 0.0, 0.0], "valid_if": "|n| > 0",
-                "dtype": "float32"}
+                "dtype": "float32", "normal_kind": self.settings.normal_kind,
+                "kind": ("the true facet normal (Geometry > True Normal)"
+                         if self.settings.normal_kind == "geometric" else
+                         "the shading normal Blender shades with (smooth shading, normal and "
+                         "bump maps)"),
+                "filtered_passes": self.settings.filtered_passes,
+                "source": self._source(), "back_faces": "flipped to face the camera"}
         if "flow" in self.kinds:
             conv["flow"] = {
                 "file": pattern("flow"), "channels": dict(zip(layout.FLOW_KEYS, ch["RGBA"])),
@@ -190,6 +252,7 @@ class PassRig:
                 "forward": "pixel displacement from frame t to t+1",
                 "backward": "pixel displacement from frame t to t-1",
                 "static_value": 0.0, "dtype": "float32",
+                "filtered_passes": self.settings.filtered_passes, "source": self._source(),
                 "intrinsics": ("each frame projected with its own K: under an animated lens the "
                                "Vector pass is re-projected exactly where K changes"),
                 "valid_if": ("the frame's flow_forward_valid / flow_backward_valid is true: they "
@@ -213,6 +276,14 @@ class PassRig:
             conv["previews"] = {k: layout.pattern(layout.preview_file(k, 0)) for k in self.kinds}
         return conv
 
+    def _source(self) -> str:
+        """Where normals and flow come from (``conventions``)."""
+        if self.settings.filtered_passes:
+            return ("averaged over the RGB render's samples and pixel filter (Cycles): blended "
+                    "at edges, not always the surface that depth and ids describe")
+        return ("the pixel centre's surface point, the one depth and ids describe (a 1-sample "
+                "render of the frame)")
+
     def teardown(self) -> None:
         if self.graph is not None:
             self.graph.remove()
@@ -235,6 +306,18 @@ class PassRig:
             if ob is not None:
                 ob.pass_index = idx
         self._undo_pass_index = {}
+        for ntree, node in reversed(self._aov_nodes):
+            try:
+                ntree.nodes.remove(node)
+            except (ReferenceError, RuntimeError):
+                pass
+        self._aov_nodes = []
+        if self._aov is not None:
+            try:
+                vl.aovs.remove(self._aov)
+            except (ReferenceError, RuntimeError):
+                pass
+            self._aov = None
         if self.tracker is not None:
             self.tracker.close()
         self._rot_inputs = []
@@ -251,6 +334,8 @@ class PassRig:
             setattr(vl, attr, True)
         if "segmentation" in self.kinds:
             self._assign_ids(vl)
+        if "normal" in self.kinds and s.normal_kind == "geometric":
+            self._add_true_normal_aov(vl)
         tree, self._undo_tree = compat.acquire_compositor(scene)
         g = self.graph = Graph(tree)
         rl = g.node("CompositorNodeRLayers")
@@ -268,6 +353,8 @@ class PassRig:
                 previews["depth"] = g.combine_color(hue, 1.0, mask, mode="HSV")
         if "normal" in self.kinds:
             n = g.separate_xyz(compat.render_layer_output(rl, "Normal"))
+            if s.normal_kind == "geometric":
+                n = self._true_normal(g, rl, n)
             if s.normal_frame == "camera":
                 n = self._rotate(g, n)
             sq = g.math("MULTIPLY_ADD", n[2], n[2],
@@ -325,6 +412,7 @@ class PassRig:
             g.nodes.append(fo)
             fo.label = "DF"
             g.link(g.for_png(sock), compat.file_output_input(fo, layout.blender_stem(k), "RGBA"))
+        self._outputs = [n for n in g.nodes if n.bl_idname == "CompositorNodeOutputFile"]
 
     def _write(self, g: Graph, kind: str, sock) -> None:
         spec, stype = layout.KINDS[kind], SOCKET_TYPES[kind]
@@ -348,6 +436,48 @@ class PassRig:
                 self._rot_inputs[j][i] = t.node.inputs[1]
             out.append(t)
         return out
+
+    def _add_true_normal_aov(self, vl) -> None:
+        """normal_kind "geometric": a view-layer AOV fed by Geometry > True Normal (world space)
+        in every editable node material, added in memory and removed in teardown. Objects drawn
+        with another surface (no material, a material without nodes, a linked material) keep the
+        shading normal there; :attr:`warnings` names them."""
+        self._aov = vl.aovs.add()
+        self._aov.name = TRUE_NORMAL_AOV
+        self._aov.type = "COLOR"
+        fed: set[int] = set()
+        for mat in bpy.data.materials:
+            nt = mat.node_tree if mat.use_nodes else None
+            if nt is None or mat.library is not None:
+                continue
+            geo = nt.nodes.new("ShaderNodeNewGeometry")
+            out = nt.nodes.new("ShaderNodeOutputAOV")
+            self._aov_nodes += [(nt, geo), (nt, out)]
+            out.aov_name = TRUE_NORMAL_AOV
+            nt.links.new(geo.outputs["True Normal"], out.inputs["Color"])
+            fed.add(mat.as_pointer())
+        bare = sorted(ob.name for ob in segmentation.rendered_objects(self.scene, vl)
+                      if ob.type in segmentation.RENDERABLE and (
+                          not ob.material_slots or any(
+                              sl.material is None or sl.material.as_pointer() not in fed
+                              for sl in ob.material_slots)))
+        if bare:
+            more = f" (and {len(bare) - 3} more)" if len(bare) > 3 else ""
+            self.warnings.append(
+                f"normal_kind 'geometric': {', '.join(repr(b) for b in bare[:3])}{more} "
+                "have no editable node material on every face (none, one without nodes, or a "
+                "linked one), so their normals are the shading normal (smooth shading) "
+                "instead of the facet normal; give them a node material or use normal_kind "
+                "'shading'")
+
+    def _true_normal(self, g: Graph, rl, shading: list) -> list:
+        """World True Normal from the AOV where a material wrote it, else ``shading``."""
+        a = g.separate_rgba(rl.outputs[TRUE_NORMAL_AOV])[:3]
+        sq = g.math("MULTIPLY_ADD", a[2], a[2],
+                    g.math("MULTIPLY_ADD", a[1], a[1], g.math("MULTIPLY", a[0], a[0])))
+        has = g.math("GREATER_THAN", sq, 0.0)
+        return [g.math("MULTIPLY_ADD", g.math("SUBTRACT", ai, si), has, si)
+                for ai, si in zip(a, shading)]
 
     def _factor_socket(self, g: Graph):
         """Per-pixel ray length per unit of planar depth, as an image (updated if K changes)."""

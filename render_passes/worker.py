@@ -107,6 +107,7 @@ def _open_blend(blend: str, settings: Settings) -> None:
         compat.open_blend(blend, use_scripts=settings.autoexec)
     except RuntimeError as exc:
         raise scene_setup.SceneError(_unreadable(name, exc, blend)) from None
+    scene_setup.leave_edit_modes()  # evaluated meshes are empty in Edit Mode
 
 
 def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: Settings,
@@ -125,6 +126,8 @@ def render_sequence(scene, seq: dict[str, Any], job: dict[str, Any], settings: S
     journal = Journal(out, background=True)
     ext = layout.RGB_EXTENSIONS[settings.file_format]
     rig = PassRig(scene, settings, out)
+    for message in rig.warnings:
+        emit({"event": Ev.WARNING, "scene": scene_name, "job": seq["id"], "message": message})
     todo = _todo_frames(journal, rig, a, b, ext) if settings.allow_skips else set(range(a, b + 1))
     emit({"event": Ev.JOB_STARTED, "job": seq["id"], "scene": scene_name, "frames": b - a + 1,
           "todo": len(todo)})
@@ -247,6 +250,7 @@ def _render_frame(scene, rig: PassRig, sq: _Sequence, f: int, rgb: str) -> float
     t0 = time.perf_counter()
     try:
         bpy.ops.render.render(write_still=True)
+        rig.render_data(f)  # ground truth of the pixel centres (none with filtered_passes)
     except RuntimeError as exc:  # "cannot save": a write error, said in one line
         raise (render_save_error(str(exc)) or exc) from None
     dt = time.perf_counter() - t0
