@@ -264,6 +264,10 @@ def surfaces(built) -> dict:
             runs[(kind, spp)] = (seq, _render(
                 root / "surfaces.blend", seq, python, max_samples=spp, depths=True, normals=True,
                 flows=True, segmentations=True, normal_kind=kind))
+    seq = root / "filtered-64"  # today's single render: passes averaged over the samples
+    runs[("filtered", 64)] = (seq, _render(
+        root / "surfaces.blend", seq, python, max_samples=64, depths=True, normals=True,
+        flows=True, segmentations=True, filtered_passes=True))
     seq0 = runs[("shading", 2)][0]
     args = {"blend": str(root / "surfaces.blend"), "transforms": str(seq0 / "transforms.json"),
             "out": str(root / "oracle.json")}
@@ -398,3 +402,18 @@ def test_a_mesh_saved_in_edit_mode_has_its_id_on_every_frame(edit_mode, persiste
         assert fr["flow_forward_valid"] and fr["flow_backward_valid"]
     warn = [e["message"] for e in events if e.get("event") == "warning"]
     assert not [w for w in warn if "vertex count" in w or "no object id" in w], warn
+
+
+@pytest.mark.smoke
+def test_rgb_is_bit_identical_to_the_filtered_single_render(surfaces):
+    runs = surfaces["runs"]
+    ref = runs[("filtered", 64)][0]
+    tf = json.loads((ref / "transforms.json").read_text())
+    assert tf["conventions"]["normal"]["filtered_passes"] is True
+    assert tf["conventions"]["flow"]["filtered_passes"] is True
+    for fr in tf["frames"]:
+        want = exr.read_stack(ref / fr["file_path"], ["R", "G", "B"])
+        assert want.mean() > 0.05
+        for kind in ("shading", "geometric"):
+            got = exr.read_stack(runs[(kind, 64)][0] / fr["file_path"], ["R", "G", "B"])
+            assert np.array_equal(got, want), (kind, fr["frame"])
