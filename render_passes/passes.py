@@ -124,9 +124,8 @@ class PassRig:
             self._update_factor()
         if self.tracker is not None:
             self.tracker.expect(frame)
-        if self.data_render:  # the RGB render writes the RGB frame only
-            for fo in self._outputs:
-                fo.mute = True
+        if self.data_render:  # the RGB render is the user's render: no passes of ours
+            self._data_passes(False)
 
     def render_data(self, frame: int) -> None:
         """After the RGB render of ``frame`` (the scene is at it): the data render, which writes
@@ -150,8 +149,7 @@ class PassRig:
             vl.samples = 0
             for n in muted:
                 n.mute = True
-            for fo in self._outputs:
-                fo.mute = False
+            self._data_passes(True)
             bpy.ops.render.render(write_still=False)
         finally:
             for k, v in undo_cy.items():
@@ -159,8 +157,17 @@ class PassRig:
             vl.samples = undo_vl
             for n in muted:
                 n.mute = False
-            for fo in self._outputs:
-                fo.mute = True
+            self._data_passes(False)
+
+    def _data_passes(self, on: bool) -> None:
+        """Our view-layer passes and File Output nodes on (the data render) or as the user had
+        them (the RGB render: no Vector pass means no motion steps to evaluate)."""
+        vl = scene_setup.view_layer(self.scene)
+        for attr, user in self._undo_passes.items():
+            if getattr(vl, attr) != (on or user):
+                setattr(vl, attr, on or user)
+        for fo in self._outputs:
+            fo.mute = not on
 
     def finish_frame(self, frame: int, rendered: bool) -> None:
         """After ``frame`` was rendered (or skipped as done): final segmentation file and the
