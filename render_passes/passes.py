@@ -124,7 +124,7 @@ class PassRig:
             self._update_factor()
         if self.tracker is not None:
             self.tracker.expect(frame)
-        if self.data_render:  # the RGB render is the user's render: no passes of ours
+        if self.data_render:  # the RGB render writes the RGB frame only
             self._data_passes(False)
 
     def render_data(self, frame: int) -> None:
@@ -160,12 +160,9 @@ class PassRig:
             self._data_passes(False)
 
     def _data_passes(self, on: bool) -> None:
-        """Our view-layer passes and File Output nodes on (the data render) or as the user had
-        them (the RGB render: no Vector pass means no motion steps to evaluate)."""
-        vl = scene_setup.view_layer(self.scene)
-        for attr, user in self._undo_passes.items():
-            if getattr(vl, attr) != (on or user):
-                setattr(vl, attr, on or user)
+        """Our File Output nodes on (the data render) or muted (the RGB render). The view-layer
+        passes stay on in both: switching the Vector pass between the two renders of a frame
+        crashed Cycles with Persistent Data (5.0, docs/blender_notes.md)."""
         for fo in self._outputs:
             fo.mute = not on
 
