@@ -8,7 +8,8 @@ looking down, frames 1..3): a flat-shaded icosphere rotating 12 deg/frame about 
 axis (faceted, a rotating part), a smooth-shaded 12 x 6 UV sphere (shading normal != facet
 normal), a plane whose object-space Normal Map tilts the shading normal by
 ``atan(0.5 sin(3 x))`` about y (normal-mapped), four icospheres 0.06 units across (about 1 px:
-small), and a plane whose Normal Map reads a missing image (renders pink; warned by name). The
+small), a plane seen from its back (both normal kinds face the camera there), and a plane whose
+Normal Map reads a missing image (renders pink; warned by name). The
 oracle casts the ray of each pixel centre (K and pose from transforms.json) with
 ``scene.ray_cast`` and computes, at the hit: the facet normal, the smooth (interpolated corner)
 normal, the normal map's analytic normal, and the rotating part's flow (the hit rotated by
@@ -122,6 +123,9 @@ def surfaces(path):
     nt.links.new(nm.outputs[0], bsdf.inputs["Normal"])
     mesh("Bumpy", lambda bm: bmesh.ops.create_grid(bm, x_segments=1, y_segments=1, size=1.0),
          (0.0, -1.0, -0.5), False, bm_mat, scene)
+    back = mesh("Backface", lambda bm: bmesh.ops.create_grid(bm, x_segments=1, y_segments=1,
+                size=0.3), (0.0, 1.6, 0.0), False, mat, scene)
+    back.rotation_euler = (math.pi, 0.0, 0.0)  # its normal points away from the camera
     # a normal map whose image file is missing
     pink, nt, bsdf = diffuse("Pinkish")
     img = bpy.data.images.new("lost_normal", 4, 4)
@@ -216,6 +220,9 @@ for fr in tf["frames"]:
                 n = cn[li].vector if cn is not None else me.loops[li].normal
                 ns += wt * Vector(n)
             smooth[v, u] = (nm3 @ ns).normalized()
+            if ng.dot(dw) > 0:  # a back face: Cycles turns both normals towards the viewer
+                geo[v, u], smooth[v, u] = -geo[v, u], -smooth[v, u]
+                names[v, u] = ob.name + ":back"
     out[f] = {"names": names.tolist(), "geo": geo.tolist(), "smooth": smooth.tolist(),
               "pts": pts.tolist(), "edge": edge.tolist()}
     rot = {}
@@ -309,6 +316,8 @@ def test_normals_describe_the_pixel_centre_surface(surfaces, kind, spp):
     for f, orc in surfaces["oracle"].items():
         _, depth, n, _, names = _frame(seq, f)
         want_names = np.asarray(orc["names"], object)
+        back = want_names == "Backface:back"
+        want_names = np.where(back, "Backface", want_names)
         same = (names == want_names) & (depth > 0)
         assert same.sum() > 0.97 * (want_names != "").sum()  # ids agree with the ray casts
         # a ray this close to a triangle's edge may hit either triangle in float arithmetic
@@ -319,7 +328,9 @@ def test_normals_describe_the_pixel_centre_surface(surfaces, kind, spp):
             want = np.where((want_names == "Smooth")[..., None], smooth, want)
             bumpy = want_names == "Bumpy"
             want[bumpy] = _bump_normal(np.asarray(orc["pts"]))[bumpy]
-        for obj in ("Facets", "Smooth", "Bumpy", "Tiny0", "Tiny1", "Tiny2", "Tiny3", "Pinked"):
+        assert back.sum() > 20 and (n[back & same][:, 2] > 0.99).all()  # faces the camera
+        for obj in ("Facets", "Smooth", "Bumpy", "Tiny0", "Tiny1", "Tiny2", "Tiny3", "Pinked",
+                    "Backface"):
             m = same & (want_names == obj)
             if obj == "Pinked" and kind == "shading":
                 continue  # its missing image tilts the shading normal (warned below)
@@ -327,7 +338,7 @@ def test_normals_describe_the_pixel_centre_surface(surfaces, kind, spp):
                 err = _angle(n[m], want[m]).max()
                 checked[obj] = max(checked.get(obj, 0.0), err)
                 assert err < 0.5, (obj, f, err)
-    assert {"Facets", "Smooth", "Bumpy"} <= set(checked)
+    assert {"Facets", "Smooth", "Bumpy", "Backface"} <= set(checked)
     assert any(k.startswith("Tiny") for k in checked)
     tf = json.loads((seq / "transforms.json").read_text())
     conv = tf["conventions"]
