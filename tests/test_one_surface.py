@@ -8,7 +8,8 @@ looking down, frames 1..3): a flat-shaded icosphere rotating 12 deg/frame about 
 axis (faceted, a rotating part), a smooth-shaded 12 x 6 UV sphere (shading normal != facet
 normal), a plane whose object-space Normal Map tilts the shading normal by
 ``atan(0.5 sin(3 x))`` about y (normal-mapped), four icospheres 0.06 units across (about 1 px:
-small), a plane seen from its back (both normal kinds face the camera there), and a plane whose
+small), a plane seen from its back (both normal kinds face the camera there), a flat cube
+without a material (geometric kind: warned by name, shading normal = facet), and a plane whose
 Normal Map reads a missing image (renders pink; warned by name). The
 oracle casts the ray of each pixel centre (K and pose from transforms.json) with
 ``scene.ray_cast`` and computes, at the hit: the facet normal, the smooth (interpolated corner)
@@ -123,6 +124,9 @@ def surfaces(path):
     nt.links.new(nm.outputs[0], bsdf.inputs["Normal"])
     mesh("Bumpy", lambda bm: bmesh.ops.create_grid(bm, x_segments=1, y_segments=1, size=1.0),
          (0.0, -1.0, -0.5), False, bm_mat, scene)
+    bare = mesh("Bare", lambda bm: bmesh.ops.create_cube(bm, size=0.4), (-2.8, 1.7, 0.0), False,
+                mat, scene)
+    bare.data.materials.clear()  # no material: no True Normal AOV (flat: shading = facet)
     back = mesh("Backface", lambda bm: bmesh.ops.create_grid(bm, x_segments=1, y_segments=1,
                 size=0.3), (0.0, 1.6, 0.0), False, mat, scene)
     back.rotation_euler = (math.pi, 0.0, 0.0)  # its normal points away from the camera
@@ -330,7 +334,7 @@ def test_normals_describe_the_pixel_centre_surface(surfaces, kind, spp):
             want[bumpy] = _bump_normal(np.asarray(orc["pts"]))[bumpy]
         assert back.sum() > 20 and (n[back & same][:, 2] > 0.99).all()  # faces the camera
         for obj in ("Facets", "Smooth", "Bumpy", "Tiny0", "Tiny1", "Tiny2", "Tiny3", "Pinked",
-                    "Backface"):
+                    "Backface", "Bare"):
             m = same & (want_names == obj)
             if obj == "Pinked" and kind == "shading":
                 continue  # its missing image tilts the shading normal (warned below)
@@ -338,7 +342,7 @@ def test_normals_describe_the_pixel_centre_surface(surfaces, kind, spp):
                 err = _angle(n[m], want[m]).max()
                 checked[obj] = max(checked.get(obj, 0.0), err)
                 assert err < 0.5, (obj, f, err)
-    assert {"Facets", "Smooth", "Bumpy", "Backface"} <= set(checked)
+    assert {"Facets", "Smooth", "Bumpy", "Backface", "Bare"} <= set(checked)
     assert any(k.startswith("Tiny") for k in checked)
     tf = json.loads((seq / "transforms.json").read_text())
     conv = tf["conventions"]
@@ -347,6 +351,8 @@ def test_normals_describe_the_pixel_centre_surface(surfaces, kind, spp):
     assert conv["flow"]["filtered_passes"] is False
     warn = [e["message"] for e in events if e.get("event") == "warning"]
     assert any("'Pinkish'" in w and "lost_normal" in w and "Normal Map" in w for w in warn), warn
+    bare = [w for w in warn if "'Bare'" in w and "shading normal" in w]
+    assert len(bare) == (1 if kind == "geometric" else 0), warn
 
 
 @pytest.mark.smoke
