@@ -7,18 +7,22 @@ Interface used by the worker (one rig per sequence):
 * ``rig.frame_files(frame) -> dict[str, str]``: the ``*_file_path`` entries of this frame for
   ``transforms.json`` (relative to ``seq_dir``); their values are the files the journal checks.
 * ``rig.prepare_frame(frame)``: per-frame updates (e.g. camera rotation for camera-frame normals),
-  called after ``scene.frame_set(frame)`` and before the render.
+  called after ``scene.frame_set(frame)`` and before the RGB render.
+* ``rig.render_data(frame)``: right after the RGB render, the 1-sample data render that writes the
+  ground truth from the pixel centres' surface (only with normals or flows and without
+  ``filtered_passes``; otherwise the RGB render wrote it and this does nothing).
+* ``rig.warnings``: sentences for the worker to emit once (e.g. objects without a True Normal).
 * ``rig.conventions() -> dict``: the ``conventions`` entries for the enabled passes.
 * ``rig.teardown()``: remove our nodes and restore what was changed.
 
-Everything is converted inside the compositor during the one render of the frame, so the files
+Everything is converted inside the compositor during the render that writes the files, so they
 need no fix afterwards (docs/ground_truth.md):
 
 * depth: Depth pass (planar) with the 1e10 background set to 0; ``distance`` multiplies by a
   per-pixel ray-length factor image ``sqrt(1 + ((u-cx)/fx)^2 + ((v-cy)/fy)^2)`` made with numpy.
-* normals: world Normal pass rotated by R^T (camera rotation written into Math nodes per frame),
-  then renormalised (silhouette pixels are sample averages) and zeroed where the depth has no
-  surface (depth and ids come from a pixel's first sample), so background stays 0.
+* normals: world Normal pass (``normal_kind`` "geometric": the True Normal AOV where a material
+  wrote it) rotated by R^T (camera rotation written into Math nodes per frame), then renormalised
+  and zeroed where the depth has no surface, so background stays 0.
 * flow: Vector pass routed through a Switch node (4.5/5.0 Separate Color and 4.2 File Output lose
   its 4th channel otherwise), split, forward = (-Z, W), backward = (X, -Y) in pixels, v down.
 * segmentation: Object Index pass with ``pass_index`` = our object id (restored in teardown) and
@@ -242,13 +246,7 @@ class PassRig:
                 "axes": ("x right, y up, z towards the viewer (Blender camera axes; the camera "
                          "looks down -z)" if cam else "world x, y, z"),
                 "unit_length": True, "background": [0.0, 0.0, 0.0], "valid_if": "|n| > 0",
-                "dtype": "float32", "normal_kind": self.settings.normal_kind,
-                "kind": ("the true facet normal (Geometry > True Normal)"
-                         if self.settings.normal_kind == "geometric" else
-                         "the shading normal Blender shades with (smooth shading, normal and "
-                         "bump maps)"),
-                "filtered_passes": self.settings.filtered_passes,
-                "source": self._source(), "back_faces": "flipped to face the camera"}
+                "dtype": "float32"}
         if "flow" in self.kinds:
             conv["flow"] = {
                 "file": pattern("flow"), "channels": dict(zip(layout.FLOW_KEYS, ch["RGBA"])),
@@ -256,7 +254,6 @@ class PassRig:
                 "forward": "pixel displacement from frame t to t+1",
                 "backward": "pixel displacement from frame t to t-1",
                 "static_value": 0.0, "dtype": "float32",
-                "filtered_passes": self.settings.filtered_passes, "source": self._source(),
                 "intrinsics": ("each frame projected with its own K: under an animated lens the "
                                "Vector pass is re-projected exactly where K changes"),
                 "valid_if": ("the frame's flow_forward_valid / flow_backward_valid is true: they "
@@ -278,15 +275,32 @@ class PassRig:
                 "objects_file": layout.OBJECTS_FILE}
         if self.settings.debug and self.kinds:
             conv["previews"] = {k: layout.pattern(layout.preview_file(k, 0)) for k in self.kinds}
+        self._surface_conventions(conv)
         return conv
 
-    def _source(self) -> str:
-        """Where normals and flow come from (``conventions``)."""
-        if self.settings.filtered_passes:
-            return ("averaged over the RGB render's samples and pixel filter (Cycles): blended "
-                    "at edges, not always the surface that depth and ids describe")
-        return ("the pixel centre's surface point, the one depth and ids describe (a 1-sample "
-                "render of the frame)")
+    def _surface_conventions(self, conv: dict[str, Any]) -> None:
+        """Add to the ``normal`` and ``flow`` entries of ``conv`` which surface they describe:
+        ``normal_kind`` ("shading" | "geometric"), ``filtered_passes`` (bool: averaged over the
+        RGB render's samples and pixel filter rather than the pixel centre's hit), ``source``,
+        and for normals ``kind`` and ``back_faces`` (validate judges normals by these)."""
+        s = self.settings
+        if s.filtered_passes:
+            source = ("averaged over the RGB render's samples and pixel filter (Cycles): blended "
+                      "at edges, not always the surface that depth and ids describe")
+        else:
+            source = ("the pixel centre's surface point, the one depth and ids describe (a "
+                      "1-sample render of the frame)")
+        if "normal" in conv:
+            conv["normal"].update({
+                "normal_kind": s.normal_kind,
+                "kind": ("the true facet normal (Geometry > True Normal)"
+                         if s.normal_kind == "geometric" else
+                         "the shading normal Blender shades with (smooth shading, normal and "
+                         "bump maps)"),
+                "filtered_passes": s.filtered_passes, "source": source,
+                "back_faces": "turned towards the camera"})
+        if "flow" in conv:
+            conv["flow"].update({"filtered_passes": s.filtered_passes, "source": source})
 
     def teardown(self) -> None:
         if self.graph is not None:
