@@ -45,6 +45,7 @@ COLOR_MODES = ("RGB", "RGBA", "BW")
 STRATEGIES = ("uniform", "random")
 DEPTH_TYPES = ("planar", "distance")
 NORMAL_FRAMES = ("camera", "world")
+NORMAL_KINDS = ("shading", "geometric")
 ON_CHANGE = ("refuse", "rerender")
 RECORD_MODES = ("visible", "frustum", "all")  # object_records (dataset/documents/objects.py)
 CAMERA_MODES = ("scene", "orbit", "flythrough")
@@ -193,6 +194,14 @@ class Settings:
                                 "ground truth into SEQ/right/; disparity maps are written for "
                                 "both views (needs depths)", "Ground truth",
                                 label="Stereo Baseline", min=0.0, soft_max=10.0, active_if="depths")
+    normal_kind: str = _f("shading", "Which normal the normals hold at the pixel centre's surface "
+                          "point: shading (smooth shading, normal and bump maps, as Blender "
+                          "shades) or geometric (the true facet normal)", "Ground truth",
+                          label="Normal Kind", choices=NORMAL_KINDS, active_if="normals")
+    filtered_passes: bool = _f(False, "Take normals and flow from the RGB render, averaged over "
+                               "its samples and pixel filter, instead of from the pixel-centre "
+                               "surface that depth and ids describe (cheaper, blended at edges)",
+                               "Ground truth", label="Filtered Passes")
 
     # -- Render ------------------------------------------------------------------------------
     width: int = _f(512, "Image width in pixels (0: keep the scene's resolution)", "Render",

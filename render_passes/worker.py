@@ -159,6 +159,7 @@ def _open_blend(blend: str, settings: Settings) -> list[str]:
         out.append(f"{name}: Blender {_blender_version()} reported errors while opening it ({said}) "
                    "but loaded it; what it names may be missing from the render: check it in Blender "
                    "and save the file again")
+    scene_setup.leave_edit_modes()  # evaluated meshes are empty in Edit Mode
     saved = tuple(bpy.data.version[:2])  # the Blender that saved it (compressed files too)
     if saved > tuple(bpy.app.version[:2]):
         out.append(f"{name}: saved by Blender {saved[0]}.{saved[1]}, newer than this Blender "
@@ -221,6 +222,8 @@ def _render_locked(scene, sq: _Sequence, seq: dict[str, Any], job: JobSpec,
     journal = Journal(out, background=True)
     ext = layout.RGB_EXTENSIONS[settings.file_format]
     rig = stereo.rig(PassRig(scene, settings, out), scene, settings, out)
+    for message in rig.warnings:
+        emit({"event": Ev.WARNING, "scene": scene_name, "job": seq["id"], "message": message})
     todo = _todo_frames(journal, rig, a, b, ext) if settings.allow_skips else set(range(a, b + 1))
     emit({"event": Ev.JOB_STARTED, "job": seq["id"], "scene": scene_name, "frames": b - a + 1,
           "todo": len(todo)})
@@ -358,6 +361,7 @@ def _render_frame(scene, rig: PassRig, sq: _Sequence, f: int, rgb: str) -> float
     t0 = time.perf_counter()
     try:
         bpy.ops.render.render(write_still=True)
+        rig.render_data(f)  # ground truth of the pixel centres (none with filtered_passes)
     except RuntimeError as exc:  # "cannot save": a write error, said in one line
         raise (render_save_error(str(exc)) or exc) from None
     dt = time.perf_counter() - t0

@@ -344,7 +344,7 @@ FUNCTION_ALLOW = {
     "dataset/validate/run.py:validate": 88,
     "engine/discovery.py:_probe_share": 65,
     "render_passes/objects.py:finish_frame": 63,
-    "render_passes/passes.py:_build": 85,
+    "render_passes/passes.py:_build": 90,
     "render_passes/camera_rig.py:plan": 63,
 }
 
