@@ -226,7 +226,8 @@ def foreign(old: dict[str, Any], new: dict[str, Any]) -> bool:
 
 def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """What differs between two records, one short phrase each (empty: the frames are reusable).
-    A setting missing from ``old`` (recorded before the setting existed) matches its default."""
+    A setting missing from ``old`` (recorded before the setting existed) is the value such a
+    sequence was rendered with: its ``legacy`` metadata, else its default."""
     out: list[str] = []
     ob, nb = old.get("blend", {}), new.get("blend", {})
     if ob.get("sha256") != nb.get("sha256"):
@@ -237,7 +238,7 @@ def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     if old.get("scene") != new.get("scene"):
         out.append(f"scene {old.get('scene')!r} -> {new.get('scene')!r}")
     out += dependency_changes(old.get("dependencies"), new.get("dependencies"))
-    defaults = {f.name: f.default for f in fields(Settings)}
+    defaults = {f.name: f.metadata.get("legacy", f.default) for f in fields(Settings)}
     os_, ns = old.get("settings", {}), new.get("settings", {})
     for k in sorted(set(os_) | set(ns)):
         a = os_[k] if k in os_ else defaults.get(k)
