@@ -48,6 +48,7 @@ from . import layout
 from .documents.base import DocumentError, read_json
 from .documents.provenance import FileIdentity, ProvenanceDoc
 from .journal import Journal, set_aside
+from .lock import SEQUENCE_LOCK
 from .transforms import write_json_atomic
 
 FORMAT = 1
@@ -298,10 +299,14 @@ def reset_sequence(seq_dir: str | os.PathLike) -> None:
     right = root / layout.RIGHT_FOLDER  # a stereo pair's right view goes with its left view
     if right.is_dir() and not right.is_symlink() and (right / layout.PROVENANCE).is_file():
         reset_sequence(right)
-        try:
-            right.rmdir()
-        except OSError:
-            pass
+        # the right view is wholly ours: its worker's lock file goes too (not held: the left
+        # view's worker, which renders both, holds the left one)
+        state = right / layout.STATE_DIR
+        for p in (state / SEQUENCE_LOCK, state, right):
+            try:
+                p.unlink() if p.name == SEQUENCE_LOCK else p.rmdir()
+            except OSError:
+                pass
     for name in (layout.JOURNAL, layout.PROVENANCE, *_META_FILES):
         try:
             (root / name).unlink()

@@ -96,8 +96,9 @@ class _Inputs:
 _LOADED: dict[str, _Inputs] = {}  # .blend path -> what this process loaded from it
 
 
-def open_scene(job: JobSpec, settings: Settings, emit: Emit):
+def open_scene(job: JobSpec | dict[str, Any], settings: Settings, emit: Emit):
     """Open the job's .blend and prepare it; raises SceneError with the fix on bad input."""
+    job = as_job(job)
     blend = job.blend
     name = os.path.basename(blend)
     t0 = time.perf_counter()
@@ -197,13 +198,14 @@ def _camera_type_change(scene, name: str, a: int, b: int) -> str | None:
     return None
 
 
-def render_sequence(scene, seq: dict[str, Any], job: JobSpec, settings: Settings,
+def render_sequence(scene, seq: dict[str, Any], job: JobSpec | dict[str, Any], settings: Settings,
                     emit: Emit, budget: list[int], device: str) -> None:
     """Render frames ``frame_start..frame_end`` of ``seq`` into ``seq['out_dir']``.
 
     Frames already complete in the journal are skipped when ``allow_skips``. ``budget`` is a
     one-element countdown of frames this process may still render (None inside: unlimited).
     """
+    job = as_job(job)
     out = Path(seq["out_dir"])
     scene_name = job.scene_name
     a, b = _frame_range(scene, seq, settings, scene_name)

@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 from conftest import bpy_pythons
 from dataset_forge.dataset import exr, objects
+from dataset_forge.dataset.loader import load
 
 pytestmark = pytest.mark.render
 PYTHONS = bpy_pythons()
@@ -406,16 +407,15 @@ def test_a_mesh_saved_in_edit_mode_has_its_id_on_every_frame(edit_mode, persiste
     seq, events = edit_mode[persistent]
     ids = json.loads((seq / "segmentation_ids.json").read_text())["ids"]
     cube = next(int(k) for k, v in ids.items() if v["name"] == "Cube")
-    doc = json.loads((seq / "objects.json").read_text())
+    objs = load(seq).objects
+    cube_instances = {int(i) for i, n in zip(objs.instance_ids, objs.names) if n == "Cube"}
     tf = json.loads((seq / "transforms.json").read_text())
-    for fr in tf["frames"]:
+    for index, fr in enumerate(tf["frames"]):
         obj, _ = objects.read_ids(seq / fr["segmentation_file_path"])
         depth = exr.read_single(seq / fr["depth_file_path"])
         assert (obj == cube).sum() > 100
         assert ((depth > 0) == (obj > 0)).all()  # no drawn pixel without an id
-        entry = next(x for x in doc["frames"] if x["frame"] == fr["frame"])
-        assert any(i["instance_id"] in {x["instance_id"] for x in doc["instances"]
-                                        if x["object"] == "Cube"} for i in entry["instances"])
+        assert cube_instances & set(objs.frame(index).instance_ids.tolist())  # its record lists it
         assert fr["flow_forward_valid"] and fr["flow_backward_valid"]
     warn = [e["message"] for e in events if e.get("event") == "warning"]
     assert not [w for w in warn if "vertex count" in w or "no object id" in w], warn
