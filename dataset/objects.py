@@ -59,7 +59,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import TypedDict
+from typing import NamedTuple, TypedDict
 
 import numpy as np
 
@@ -175,25 +175,101 @@ def amodal_box(verts_cam, edges, K, w: int, h: int, near: float) -> list[float]:
     return [x0, y0, x1 - x0, y1 - y0]
 
 
-def visible_boxes(inst: np.ndarray) -> dict[int, tuple[list[int], int]]:
-    """``{instance id: ([x, y, w, h], pixel count)}`` of an ``(H, W)`` instance-id image."""
+def visible_box_arrays(inst: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(ids (n,) uint32 sorted, boxes (n, 4) int32 [x, y, w, h], counts (n,) int64)`` of the
+    pixels of each instance id of an ``(H, W)`` instance-id image (0 = none). Vectorised."""
     flat = inst.ravel()
     nz = np.flatnonzero(flat)
     if not len(nz):
-        return {}
+        return np.zeros(0, np.uint32), np.zeros((0, 4), np.int32), np.zeros(0, np.int64)
     ids = flat[nz]
     order = np.argsort(ids, kind="stable")
     ids, nz = ids[order], nz[order]
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    ends = np.r_[starts[1:], len(ids)]
     w = inst.shape[1]
-    out = {}
-    for s, e in zip(starts, ends):
-        px = nz[s:e]
-        rows, cols = px // w, px % w
-        x0, y0 = int(cols.min()), int(rows.min())
-        out[int(ids[s])] = ([x0, y0, int(cols.max()) - x0 + 1, int(rows.max()) - y0 + 1], e - s)
+    rows, cols = nz // w, nz % w
+    x0, x1 = np.minimum.reduceat(cols, starts), np.maximum.reduceat(cols, starts)
+    y0, y1 = np.minimum.reduceat(rows, starts), np.maximum.reduceat(rows, starts)
+    boxes = np.stack([x0, y0, x1 - x0 + 1, y1 - y0 + 1], -1).astype(np.int32)
+    counts = np.diff(np.r_[starts, len(ids)]).astype(np.int64)
+    return ids[starts].astype(np.uint32), boxes, counts
+
+
+def visible_boxes(inst: np.ndarray) -> dict[int, tuple[list[int], int]]:
+    """``{instance id: ([x, y, w, h], pixel count)}`` of an ``(H, W)`` instance-id image."""
+    ids, boxes, counts = visible_box_arrays(inst)
+    return {int(i): (b.tolist(), int(c)) for i, b, c in zip(ids, boxes, counts)}
+
+
+def amodal_boxes(o2c: np.ndarray, verts, edges, K, w: int, h: int, near: float) -> np.ndarray:
+    """:func:`amodal_box` of one geometry (``verts`` ``(V, 3)`` object space, ``edges``
+    ``(E, 2)``) under ``n`` object-to-OpenCV-camera matrices ``o2c`` ``(n, 4, 4)``:
+    ``(n, 4)`` float64. Vectorised over instances (in chunks of bounded memory); only instances
+    that cross the near plane take the per-instance path."""
+    o2c = np.asarray(o2c, float)
+    v = np.asarray(verts, float)
+    n = len(o2c)
+    out = np.zeros((n, 4))
+    if not n or not len(v):
+        return out
+    K = np.asarray(K, float)
+    step = max(1, 2_000_000 // max(len(v), 1))
+    for a in range(0, n, step):
+        m = o2c[a:a + step]
+        p = np.einsum("vj,nij->nvi", v, m[:, :3, :3]) + m[:, None, :3, 3]   # (c, V, 3)
+        front = p[..., 2] >= near
+        allf = front.all(1)
+        z = np.where(front, p[..., 2], 1.0)
+        u = K[0, 0] * p[..., 0] / z + K[0, 2]
+        vv = K[1, 1] * p[..., 1] / z + K[1, 2]
+        x0 = np.maximum(u.min(1), 0.0)
+        x1 = np.minimum(u.max(1), float(w))
+        y0 = np.maximum(vv.min(1), 0.0)
+        y1 = np.minimum(vv.max(1), float(h))
+        ok = allf & (x1 > x0) & (y1 > y0)
+        box = np.stack([x0, y0, x1 - x0, y1 - y0], -1)
+        out[a:a + step][ok] = box[ok]
+        for j in np.flatnonzero(~allf & front.any(1)):  # crosses the near plane
+            out[a + j] = amodal_box(p[j], edges, K, w, h, near)
     return out
+
+
+def metadata_bytes(n_instances: int) -> int:
+    """Bytes of one frame's object record arrays for ``n_instances`` instances (instance id,
+    object_to_world, box_lo/hi, bbox_obj, bbox_visib, px_count_visib)."""
+    return int(n_instances) * RECORD_BYTES
+
+
+# bytes per instance of a frame record, and of the worker's working arrays for one frame
+# (matrices, boxes, projections and the sort while the frame is assembled)
+RECORD_BYTES = 4 + 16 * 8 + 3 * 8 * 2 + 4 * 8 + 4 * 4 + 8
+WORK_BYTES = 1024
+METADATA_MEMORY_LIMIT = 2 * 1024**3  # what one frame's object metadata may hold in the worker
+
+
+def metadata_estimate(n_instances: int, frames: int, mode: str) -> dict[str, int]:
+    """The object metadata of a sequence: ``{"instances", "frame_bytes", "sequence_bytes",
+    "work_bytes"}``. For ``mode`` "all" every instance is in every frame; "visible" and
+    "frustum" hold at most that (the estimate is the bound)."""
+    fb = metadata_bytes(n_instances)
+    return {"instances": int(n_instances), "frame_bytes": fb, "sequence_bytes": fb * int(frames),
+            "work_bytes": int(n_instances) * WORK_BYTES}
+
+
+def metadata_refusal(n_instances: int, frames: int, mode: str,
+                     limit: int = METADATA_MEMORY_LIMIT) -> str | None:
+    """None when the object metadata fits, else the one-line reason (with the estimate and the
+    fix). Only "all" is refused: "visible" and "frustum" hold what the camera sees."""
+    if mode != "all":
+        return None
+    est = metadata_estimate(n_instances, frames, mode)
+    if est["work_bytes"] <= limit:
+        return None
+    gib = 1024**3
+    return (f"object_records 'all' with {n_instances:,} instances needs about "
+            f"{est['work_bytes'] / gib:.1f} GiB per frame in the worker and "
+            f"{est['sequence_bytes'] / gib:.1f} GiB for {frames} frames (limit "
+            f"{limit / gib:.1f} GiB per frame): set object_records to 'visible' or 'frustum'")
 
 
 class Candidate(TypedDict):
@@ -207,16 +283,90 @@ class Candidate(TypedDict):
     hi: np.ndarray
 
 
+class Candidates(NamedTuple):
+    """Drawn instances as arrays (see :class:`Candidate`), ``n`` rows."""
+
+    instance_id: np.ndarray   # (n,) uint32
+    object_id: np.ndarray     # (n,) int32
+    pass_value: np.ndarray    # (n,) int64
+    matrix: np.ndarray        # (n, 4, 4) float64
+    lo: np.ndarray            # (n, 3) float64
+    hi: np.ndarray            # (n, 3) float64
+
+    @classmethod
+    def from_list(cls, cands: list[Candidate]) -> Candidates:
+        n = len(cands)
+        return cls(np.array([c["instance_id"] for c in cands], np.uint32).reshape(n),
+                   np.array([c["object_id"] for c in cands], np.int32).reshape(n),
+                   np.array([c["pass_value"] for c in cands], np.int64).reshape(n),
+                   np.array([np.asarray(c["matrix"], float) for c in cands]).reshape(n, 4, 4),
+                   np.array([np.asarray(c["lo"], float) for c in cands]).reshape(n, 3),
+                   np.array([np.asarray(c["hi"], float) for c in cands]).reshape(n, 3))
+
+
 def resolve_pixels(index: np.ndarray, depth: np.ndarray, K, cam_to_world_gl,
                    candidates: list[Candidate], surface_distance=None
                    ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """:func:`resolve_pixel_arrays` for a list of :class:`Candidate`;
+    ``surface_distance(candidate, points_world (N, 3)) -> (N,)``."""
+    c = Candidates.from_list(candidates)
+    sd = None
+    if surface_distance is not None:
+        def sd(j, pts):
+            return surface_distance(candidates[j], pts)
+    return resolve_pixel_arrays(index, depth, K, cam_to_world_gl, c, sd)
+
+
+TILE = 16              # screen tile (px) of the candidate buckets
+MARGIN = 6.0           # px a projected box is grown by: the tolerance (2 footprints) and more
+PAIR_CHUNK = 4_000_000  # (pixel, candidate) pairs evaluated at once
+
+
+def _box_distance(c: Candidates, inv: np.ndarray, j: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """World distance from points ``p`` ``(n, 3)`` to the boxes of candidates ``j`` ``(n,)``."""
+    m = c.matrix[j]
+    q = np.einsum("nij,nj->ni", inv[j], p - m[:, :3, 3])
+    off = np.maximum(np.maximum(c.lo[j] - q, q - c.hi[j]), 0.0)
+    return np.linalg.norm(np.einsum("nij,nj->ni", m[:, :3, :3], off), axis=1)
+
+
+def _screen_boxes(c: Candidates, sel: np.ndarray, w2cv: np.ndarray, K: np.ndarray,
+                  w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel ranges ``(x0, y0, x1, y1)`` int ``(n, 4)`` inclusive of the candidates ``sel``'s
+    boxes grown by :data:`MARGIN`, and a mask of those that can be near a visible point (not
+    wholly behind the camera)."""
+    lo, hi, m = c.lo[sel], c.hi[sel], c.matrix[sel]
+    bits = np.array([[i & 1, (i >> 1) & 1, (i >> 2) & 1] for i in range(8)], float)
+    corners = lo[:, None] + bits[None] * (hi - lo)[:, None]                 # (n, 8, 3)
+    o2c = np.einsum("ij,njk->nik", w2cv, m)
+    p = np.einsum("nij,nvj->nvi", o2c[:, :3, :3], corners) + o2c[:, None, :3, 3]
+    z = p[..., 2]
+    behind = (z <= 0).all(1)
+    straddle = (z <= 1e-9).any(1) & ~behind
+    zs = np.where(z > 1e-9, z, 1.0)
+    u = K[0, 0] * p[..., 0] / zs + K[0, 2]
+    v = K[1, 1] * p[..., 1] / zs + K[1, 2]
+    r = np.stack([np.floor(u.min(1) - MARGIN), np.floor(v.min(1) - MARGIN),
+                  np.ceil(u.max(1) + MARGIN), np.ceil(v.max(1) + MARGIN)], -1)
+    r[straddle] = [0, 0, w - 1, h - 1]  # crosses the camera plane: anywhere
+    r = np.clip(r, [0, 0, 0, 0], [w - 1, h - 1, w - 1, h - 1]).astype(np.int64)
+    return r, ~behind
+
+
+def resolve_pixel_arrays(index: np.ndarray, depth: np.ndarray, K, cam_to_world_gl,
+                         c: Candidates, surface_distance=None
+                         ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Object and instance id images from the Object Index pass and the planar Depth pass of
     the same (first) sample, both ``(H, W)``.
 
     Pixels whose index value belongs to one candidate take it. Otherwise the surface point of
     the pixel-centre ray at that depth is compared with the candidates' boxes (world distance,
     tolerance: 2 pixel footprints); among several boxes within tolerance,
-    ``surface_distance(candidate, points_world (N, 3)) -> (N,)`` (when given) decides.
+    ``surface_distance(candidate row, points_world (N, 3)) -> (N,)`` (when given) decides; ties
+    go to the lowest instance id. The work scales with the candidates near each pixel: boxes
+    are projected and bucketed by screen tiles, and only (pixel, candidate) pairs of one tile
+    and one index value are measured; a pixel near none of them is measured against every
+    candidate of its value, in chunks.
     Returns ``(object_ids int32, instance_ids uint32, stats)``."""
     from .layout import pixel_rays
 
@@ -226,65 +376,113 @@ def resolve_pixels(index: np.ndarray, depth: np.ndarray, K, cam_to_world_gl,
     obj = np.zeros((h, w), np.int32)
     ins = np.zeros((h, w), np.uint32)
     stats = {"unique": 0, "by_box": 0, "by_surface": 0, "nearest_box": 0, "unidentified": 0}
-    groups: dict[int, list[Candidate]] = {}
-    for c in candidates:
-        groups.setdefault(int(c["pass_value"]), []).append(c)
+    n = len(c.instance_id)
+    # candidates in (pass value, instance id) order: ties go to the lowest id
+    order = np.lexsort((c.instance_id, c.pass_value))
+    c = Candidates(*(a[order] for a in c))
+    keys, first, sizes = np.unique(c.pass_value, return_index=True, return_counts=True)
+    hp = np.flatnonzero(hit)
+    vals = idx.ravel()[hp]
+    pos = np.minimum(np.searchsorted(keys, vals), max(len(keys) - 1, 0))
+    found = (keys[pos] == vals) if len(keys) else np.zeros(len(vals), bool)
+    stats["unidentified"] = int((~found).sum())
+    if not n:
+        return obj, ins, stats
+    one = found & (sizes[pos] == 1)
+    obj.ravel()[hp[one]] = c.object_id[first[pos[one]]]
+    ins.ravel()[hp[one]] = c.instance_id[first[pos[one]]]
+    stats["unique"] = int(one.sum())
+    many = np.flatnonzero(found & ~one)
+    if not len(many):
+        return obj, ins, stats
     K = np.asarray(K, float)
     pose = np.asarray(cam_to_world_gl, float) @ CV_FROM_GL
     xr, yr = pixel_rays(K, (h, w))
     foot = 2.0 * np.sqrt(2.0) * max(1.0 / K[0, 0], 1.0 / K[1, 1])
-    hp = np.flatnonzero(hit)
-    vals = idx.ravel()[hp]
-    keys = np.array(sorted(groups), np.int64)
-    pos = np.searchsorted(keys, vals) if len(keys) else np.zeros(len(vals), np.int64)
-    pos = np.minimum(pos, max(len(keys) - 1, 0))
-    found = (keys[pos] == vals) if len(keys) else np.zeros(len(vals), bool)
-    stats["unidentified"] = int((~found).sum())
-    single = np.array([len(groups[int(k)]) == 1 for k in keys], bool)
-    lut_o = np.array([groups[int(k)][0]["object_id"] for k in keys], np.int32)
-    lut_i = np.array([groups[int(k)][0]["instance_id"] for k in keys], np.uint32)
-    one = found & single[pos] if len(keys) else found
-    obj.ravel()[hp[one]] = lut_o[pos[one]]
-    ins.ravel()[hp[one]] = lut_i[pos[one]]
-    stats["unique"] = int(one.sum())
-    many = np.flatnonzero(found & ~one)
-    order = many[np.argsort(vals[many], kind="stable")]
-    sv = vals[order]
-    starts = np.flatnonzero(np.r_[True, sv[1:] != sv[:-1]]) if len(sv) else np.array([], int)
-    for s0, s1 in zip(starts, np.r_[starts[1:], len(sv)]):
-        group = groups[int(sv[s0])]
-        px = hp[order[s0:s1]]
-        rows, cols = px // w, px % w
-        n = len(px)
-        d = depth.ravel()[px].astype(np.float64)
-        p_cam = np.stack([xr[0, cols] * d, yr[rows, 0] * d, d], -1)
-        p = p_cam @ pose[:3, :3].T + pose[:3, 3]
-        tol = foot * d + 1e-6
-        dist = np.empty((len(group), n))
-        for j, c in enumerate(group):
-            m = np.asarray(c["matrix"], float)
-            q = (p - m[:3, 3]) @ np.linalg.inv(m[:3, :3]).T
-            off = np.maximum(np.maximum(c["lo"] - q, q - c["hi"]), 0.0)
-            dist[j] = np.linalg.norm(off @ m[:3, :3].T, axis=1)
-        within = dist <= tol
-        nwithin = within.sum(0)
-        pick = np.argmin(dist, 0)
-        stats["by_box"] += int((nwithin == 1).sum())
-        stats["nearest_box"] += int((nwithin == 0).sum())
-        amb = np.flatnonzero(nwithin > 1)
-        if len(amb):
-            stats["by_surface"] += len(amb)
-            if surface_distance is not None:
-                sd = np.full((len(group), len(amb)), np.inf)
-                for j, c in enumerate(group):
-                    sel = within[j, amb]
-                    if sel.any():
-                        sd[j, sel] = surface_distance(c, p[amb[sel]])
-                pick[amb] = np.argmin(sd, 0)
-        oid = np.array([c["object_id"] for c in group], np.int32)
-        iid = np.array([c["instance_id"] for c in group], np.uint32)
-        obj.ravel()[px] = oid[pick]
-        ins.ravel()[px] = iid[pick]
+    px = hp[many]
+    grp = pos[many]                       # value rank of each pixel
+    rows, cols = px // w, px % w
+    d = depth.ravel()[px].astype(np.float64)
+    p_cam = np.stack([xr[0, cols] * d, yr[rows, 0] * d, d], -1)
+    p = p_cam @ pose[:3, :3].T + pose[:3, 3]
+    tol = foot * d + 1e-6
+    inv = np.zeros((n, 3, 3))
+    rank = np.searchsorted(keys, c.pass_value)
+    shared = np.flatnonzero(sizes[rank] > 1)
+    inv[shared] = np.linalg.inv(c.matrix[shared, :3, :3])
+    # candidate buckets: (value rank, tile) -> candidates overlapping it
+    tw, th = -(-w // TILE), -(-h // TILE)
+    rng, alive = _screen_boxes(c, shared, np.linalg.inv(pose), K, w, h)
+    cs, rng = shared[alive], rng[alive]
+    tx0, ty0, tx1, ty1 = (rng[:, 0] // TILE, rng[:, 1] // TILE, rng[:, 2] // TILE,
+                          rng[:, 3] // TILE)
+    nx, ny = tx1 - tx0 + 1, ty1 - ty0 + 1
+    cnt = nx * ny
+    cand = np.repeat(cs, cnt)
+    k = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    tile = (np.repeat(ty0, cnt) + k // np.repeat(nx, cnt)) * tw + np.repeat(tx0, cnt) + \
+        k % np.repeat(nx, cnt)
+    bkey = rank[cand] * (tw * th) + tile
+    o = np.lexsort((cand, bkey))
+    bkey, cand = bkey[o], cand[o]
+    pkey = grp * (tw * th) + (rows // TILE) * tw + cols // TILE
+    lo_i = np.searchsorted(bkey, pkey, "left")
+    ncand = np.searchsorted(bkey, pkey, "right") - lo_i
+    best = np.full(len(px), -1, np.int64)
+    bestd = np.full(len(px), np.inf)
+    nwithin = np.zeros(len(px), np.int64)
+    amb_pairs: list[tuple[np.ndarray, np.ndarray]] = []
+    cum = np.cumsum(ncand)
+    a = 0
+    while a < len(px):
+        b = int(np.searchsorted(cum, (cum[a - 1] if a else 0) + PAIR_CHUNK, "right"))
+        b = max(b, a + 1)
+        cn = ncand[a:b]
+        pi = np.repeat(np.arange(a, b), cn)
+        kk = np.arange(cn.sum()) - np.repeat(np.cumsum(cn) - cn, cn)
+        cj = cand[np.repeat(lo_i[a:b], cn) + kk]
+        dist = _box_distance(c, inv, cj, p[pi])
+        within = dist <= tol[pi]
+        nwithin[a:b] = np.bincount(pi - a, within, b - a).astype(np.int64)
+        # nearest per pixel (pairs come in candidate order, so the first minimum is the lowest id)
+        o2 = np.lexsort((dist, pi))
+        firsts = np.r_[True, pi[o2][1:] != pi[o2][:-1]] if len(o2) else np.zeros(0, bool)
+        sel = o2[firsts]
+        best[pi[sel]] = cj[sel]
+        bestd[pi[sel]] = dist[sel]
+        amb = within & (nwithin[pi] > 1)
+        if amb.any():
+            amb_pairs.append((pi[amb], cj[amb]))
+        a = b
+    pick = best.copy()
+    stats["by_box"] = int((nwithin == 1).sum())
+    # near no bucketed box: the nearest of every candidate of the value (as before culling)
+    far = np.flatnonzero(nwithin == 0)
+    stats["nearest_box"] = int(len(far))
+    for r in np.unique(grp[far]):
+        fr = far[grp[far] == r]
+        group = np.arange(first[r], first[r] + sizes[r])
+        step = max(1, PAIR_CHUNK // len(group))
+        for s in range(0, len(fr), step):
+            f = fr[s:s + step]
+            pi = np.repeat(f, len(group))
+            cj = np.tile(group, len(f))
+            dist = _box_distance(c, inv, cj, p[pi]).reshape(len(f), len(group))
+            pick[f] = group[np.argmin(dist, 1)]
+    amb = np.flatnonzero(nwithin > 1)
+    stats["by_surface"] = int(len(amb))
+    if len(amb) and surface_distance is not None:
+        api = np.concatenate([x[0] for x in amb_pairs])
+        acj = np.concatenate([x[1] for x in amb_pairs])
+        sd = np.full(len(api), np.inf)
+        for j in np.unique(acj):
+            s = acj == j
+            sd[s] = surface_distance(int(order[j]), p[api[s]])
+        o3 = np.lexsort((acj, sd, api))
+        firsts = np.r_[True, api[o3][1:] != api[o3][:-1]]
+        pick[api[o3][firsts]] = acj[o3][firsts]
+    obj.ravel()[px] = c.object_id[pick]
+    ins.ravel()[px] = c.instance_id[pick]
     return obj, ins, stats
 
 

@@ -393,4 +393,5 @@ class PassRig:
         def rendered() -> set[str]:
             return {o.name_full for o in segmentation.rendered_objects(self.scene, vl)}
         self.tracker = ObjectTracker(self.scene, self.ids, classes, rendered,
-                                     self.settings.exr_codec)
+                                     self.settings.exr_codec,
+                                     getattr(self.settings, "object_records", "all"))
