@@ -243,7 +243,7 @@ def metadata_bytes(n_instances: int) -> int:
 # bytes per instance of a frame record, and of the worker's working arrays for one frame
 # (matrices, boxes, projections and the sort while the frame is assembled)
 RECORD_BYTES = 4 + 16 * 8 + 3 * 8 * 2 + 4 * 8 + 4 * 4 + 8
-WORK_BYTES = 1024
+WORK_BYTES = 4096
 METADATA_MEMORY_LIMIT = 2 * 1024**3  # what one frame's object metadata may hold in the worker
 
 
@@ -334,7 +334,7 @@ def _screen_boxes(c: Candidates, sel: np.ndarray, w2cv: np.ndarray, K: np.ndarra
                   w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixel ranges ``(x0, y0, x1, y1)`` int ``(n, 4)`` inclusive of the candidates ``sel``'s
     boxes grown by :data:`MARGIN`, and a mask of those that can be near a visible point (not
-    wholly behind the camera)."""
+    wholly behind the camera, and overlapping the image)."""
     lo, hi, m = c.lo[sel], c.hi[sel], c.matrix[sel]
     bits = np.array([[i & 1, (i >> 1) & 1, (i >> 2) & 1] for i in range(8)], float)
     corners = lo[:, None] + bits[None] * (hi - lo)[:, None]                 # (n, 8, 3)
@@ -349,8 +349,9 @@ def _screen_boxes(c: Candidates, sel: np.ndarray, w2cv: np.ndarray, K: np.ndarra
     r = np.stack([np.floor(u.min(1) - MARGIN), np.floor(v.min(1) - MARGIN),
                   np.ceil(u.max(1) + MARGIN), np.ceil(v.max(1) + MARGIN)], -1)
     r[straddle] = [0, 0, w - 1, h - 1]  # crosses the camera plane: anywhere
+    inside = (r[:, 2] >= 0) & (r[:, 0] <= w - 1) & (r[:, 3] >= 0) & (r[:, 1] <= h - 1)
     r = np.clip(r, [0, 0, 0, 0], [w - 1, h - 1, w - 1, h - 1]).astype(np.int64)
-    return r, ~behind
+    return r, ~behind & inside
 
 
 def resolve_pixel_arrays(index: np.ndarray, depth: np.ndarray, K, cam_to_world_gl,

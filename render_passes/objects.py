@@ -237,7 +237,20 @@ class ObjectTracker(_FrameListener):
         self.resolve_stats: dict[str, int] = {}
         self.sources = {"render_depsgraph": 0, "viewport_depsgraph": 0}  # frames collected from
         self.counts = {"instances": 0, "bulk": 0, "iterated": 0}
+        if records == "all":
+            self._check_fits()
         self._listen()
+
+    def _check_fits(self) -> None:
+        """Refuse (before anything renders) object records of every instance that would not
+        fit in the worker's memory (:func:`dataset.objects.metadata_refusal`)."""
+        dg = bpy.context.evaluated_depsgraph_get()
+        n = sum(1 for _ in dg.object_instances)
+        frames = self.scene.frame_end - self.scene.frame_start + 1
+        why = od.metadata_refusal(n, frames, self.records)
+        if why is not None:
+            blend = os.path.basename(bpy.data.filepath) or self.scene.name
+            raise scene_setup.SceneError(f"{blend}: {why}")
 
     # -- collection ------------------------------------------------------------------------
     def expect(self, frame: int) -> None:
