@@ -234,6 +234,48 @@ def amodal_boxes(o2c: np.ndarray, verts, edges, K, w: int, h: int, near: float) 
     return out
 
 
+def nearest_on_triangles(verts, tris, pts) -> np.ndarray:
+    """``(P, 3)`` the nearest point of the triangles ``tris`` ``(T, 3)`` of ``verts``
+    ``(V, 3)`` to each of ``pts`` ``(P, 3)`` (all in one space; Ericson's closest point on a
+    triangle, vectorised over points x triangles in chunks). NaN where there are no triangles."""
+    v = np.asarray(verts, float)
+    t = np.asarray(tris, np.int64).reshape(-1, 3)
+    p = np.asarray(pts, float).reshape(-1, 3)
+    out = np.full(p.shape, np.nan)
+    if not len(t) or not len(p):
+        return out
+    a, b, c = v[t[:, 0]], v[t[:, 1]], v[t[:, 2]]
+    ab, ac = b - a, c - a
+    step = max(1, 1_000_000 // len(t))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for s in range(0, len(p), step):
+            q = p[s:s + step, None, :]                       # (n, 1, 3)
+            ap, bp, cp = q - a, q - b, q - c                 # (n, T, 3)
+            d1, d2 = (ab * ap).sum(-1), (ac * ap).sum(-1)
+            d3, d4 = (ab * bp).sum(-1), (ac * bp).sum(-1)
+            d5, d6 = (ab * cp).sum(-1), (ac * cp).sum(-1)
+            va, vb, vc = d3 * d6 - d5 * d4, d5 * d2 - d1 * d6, d1 * d4 - d3 * d2
+            den = va + vb + vc
+            x = a + ab * (vb / den)[..., None] + ac * (vc / den)[..., None]  # inside the face
+            w_bc = (d4 - d3) / ((d4 - d3) + (d5 - d6))
+            x = np.where(((va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0))[..., None],
+                         b + (c - b) * w_bc[..., None], x)
+            x = np.where(((vb <= 0) & (d2 >= 0) & (d6 <= 0))[..., None],
+                         a + ac * (d2 / (d2 - d6))[..., None], x)
+            x = np.where(((d6 >= 0) & (d5 <= d6))[..., None], c, x)
+            x = np.where(((vc <= 0) & (d1 >= 0) & (d3 <= 0))[..., None],
+                         a + ab * (d1 / (d1 - d3))[..., None], x)
+            x = np.where(((d3 >= 0) & (d4 <= d3))[..., None], b, x)
+            x = np.where(((d1 <= 0) & (d2 <= 0))[..., None], a, x)
+            dist = np.linalg.norm(x - q, axis=-1)
+            dist = np.where(np.isnan(dist), np.inf, dist)
+            k = np.argmin(dist, 1)
+            got = x[np.arange(len(k)), k]
+            got[~np.isfinite(dist[np.arange(len(k)), k])] = np.nan
+            out[s:s + step] = got
+    return out
+
+
 def metadata_bytes(n_instances: int) -> int:
     """Bytes of one frame's object record arrays for ``n_instances`` instances (instance id,
     object_to_world, box_lo/hi, bbox_obj, bbox_visib, px_count_visib)."""

@@ -29,6 +29,8 @@ from ..dataset import camera as cam_model
 from ..dataset import objects as od
 from . import compat, scene_setup
 
+# Triangles up to which the surface distance of a pixel is measured with numpy, not a BVH.
+SMALL_MESH = 256
 # Modifiers whose result changes over time without the object's matrix changing.
 DEFORMERS = {"ARMATURE", "CLOTH", "SOFT_BODY", "FLUID", "DYNAMIC_PAINT", "OCEAN", "WAVE",
              "EXPLODE", "MESH_CACHE", "MESH_SEQUENCE_CACHE", "SURFACE_DEFORM", "MESH_DEFORM",
@@ -488,10 +490,13 @@ class ObjectTracker(_FrameListener):
                 q = (pts - m[:3, 3]) @ np.linalg.inv(m[:3, :3]).T
                 if not len(geom.tris):  # a box stand-in: inside its box is all we know
                     return np.zeros(len(q))
-                nearest = geom.bvh().find_nearest
-                nan = (np.nan, np.nan, np.nan)
-                hits = np.array([(lambda h: nan if h is None else h[:])(nearest(p)[0])
-                                 for p in q.tolist()], float).reshape(-1, 3)
+                if len(geom.tris) <= SMALL_MESH:  # vectorised; the BVH for big meshes
+                    hits = od.nearest_on_triangles(geom.verts, geom.tris, q)
+                else:
+                    nearest = geom.bvh().find_nearest
+                    nan = (np.nan, np.nan, np.nan)
+                    hits = np.array([(lambda h: nan if h is None else h[:])(nearest(p)[0])
+                                     for p in q.tolist()], float).reshape(-1, 3)
                 out = np.linalg.norm((hits - q) @ m[:3, :3].T, axis=1)
                 return np.where(np.isnan(out), np.inf, out)
 

@@ -248,3 +248,25 @@ def test_bulk_instances_equal_the_depsgraph_instances(tmp_path, label, python):
             assert a["counts"]["bulk"] > 0 and b["counts"]["bulk"] == 0
     assert len(res["scatter"]["bulk"]["iid"]) >= 250  # the cones and the ground
     assert sys.version_info >= (3, 10)
+
+
+def test_nearest_on_triangles_is_the_analytic_nearest_point():
+    """A unit square (2 triangles) in z = 0 and a tetrahedron: the nearest point of points
+    around them, against the clamped projection (square) and against brute force over a dense
+    sampling of the faces (tetrahedron)."""
+    rng = np.random.default_rng(5)
+    sq = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], float)
+    pts = rng.uniform(-1, 2, (2000, 3))
+    got = od.nearest_on_triangles(sq, [[0, 1, 2], [0, 2, 3]], pts)
+    want = np.stack([np.clip(pts[:, 0], 0, 1), np.clip(pts[:, 1], 0, 1), np.zeros(2000)], -1)
+    assert np.abs(got - want).max() < 1e-12
+    tet = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], float)
+    faces = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+    uv = rng.dirichlet([1, 1, 1], 20000)
+    dense = np.concatenate([uv @ tet[f] for f in faces])
+    pts = rng.uniform(-1, 2, (300, 3))
+    got = od.nearest_on_triangles(tet, faces, pts)
+    d_got = np.linalg.norm(got - pts, axis=1)
+    d_dense = np.array([np.linalg.norm(dense - p, axis=1).min() for p in pts])
+    assert (d_got <= d_dense + 1e-12).all() and (d_dense - d_got).max() < 0.02
+    assert np.isnan(od.nearest_on_triangles(tet, np.zeros((0, 3), int), pts)).all()
