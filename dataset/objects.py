@@ -354,13 +354,15 @@ def resolve_pixels(index: np.ndarray, depth: np.ndarray, K, cam_to_world_gl,
     c = Candidates.from_list(candidates)
     sd = None
     if surface_distance is not None:
-        def sd(j, pts):
-            return surface_distance(candidates[j], pts)
+        def sd(rows, pts):
+            out = np.empty(len(rows))
+            for j in np.unique(rows):
+                s = rows == j
+                out[s] = surface_distance(candidates[int(j)], pts[s])
+            return out
     return resolve_pixel_arrays(index, depth, K, cam_to_world_gl, c, sd)
 
 
-TILE = 16              # screen tile (px) of the candidate buckets
-MARGIN = 6.0           # px a projected box is grown by: the tolerance (2 footprints) and more
 PAIR_CHUNK = 4_000_000  # (pixel, candidate) pairs evaluated at once
 
 
@@ -372,28 +374,81 @@ def _box_distance(c: Candidates, inv: np.ndarray, j: np.ndarray, p: np.ndarray) 
     return np.linalg.norm(np.einsum("nij,nj->ni", m[:, :3, :3], off), axis=1)
 
 
-def _screen_boxes(c: Candidates, sel: np.ndarray, w2cv: np.ndarray, K: np.ndarray,
-                  w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel ranges ``(x0, y0, x1, y1)`` int ``(n, 4)`` inclusive of the candidates ``sel``'s
-    boxes grown by :data:`MARGIN`, and a mask of those that can be near a visible point (not
-    wholly behind the camera, and overlapping the image)."""
-    lo, hi, m = c.lo[sel], c.hi[sel], c.matrix[sel]
+def inv3(m: np.ndarray) -> np.ndarray:
+    """Inverses of ``(n, 3, 3)`` matrices (rows: cross products of the columns / determinant;
+    much faster than a batched LAPACK call for small matrices)."""
+    a0, a1, a2 = m[..., :, 0], m[..., :, 1], m[..., :, 2]
+    r = np.stack([np.cross(a1, a2), np.cross(a2, a0), np.cross(a0, a1)], -2)
+    det = (a0 * r[..., 0, :]).sum(-1)
+    return r / det[..., None, None]
+
+
+def _conformal(m: np.ndarray) -> np.ndarray:
+    """``(n,)`` whether each ``(n, 4, 4)`` matrix is a rotation times a uniform scale (then a
+    point's distance to a box is at most its distance to any surface inside the box)."""
+    r = m[:, :3, :3]
+    g = np.einsum("nji,njk->nik", r, r)
+    s = g[:, 0, 0]
+    return np.abs(g - s[:, None, None] * np.eye(3)).max((1, 2)) <= 1e-9 * np.maximum(s, 1e-300)
+
+
+BIG_VOXELS = 4096  # voxels a box may cover before it is paired with every point instead
+
+
+class _VoxelKey:
+    """Voxel index of world points on a grid of cell ``size`` from ``origin``, ``dims`` cells."""
+
+    def __init__(self, origin, size: float, dims):
+        self.origin, self.size, self.dims = origin, size, np.asarray(dims, np.int64)
+        self.n = int(np.prod(self.dims))
+
+    def cell(self, x) -> np.ndarray:
+        return np.clip(np.floor((x - self.origin) / self.size), 0, self.dims - 1).astype(np.int64)
+
+    def __call__(self, x) -> np.ndarray:
+        i = self.cell(x)
+        return (i[:, 0] * self.dims[1] + i[:, 1]) * self.dims[2] + i[:, 2]
+
+
+def _voxel_buckets(c: Candidates, sel: np.ndarray, p: np.ndarray, w2cv: np.ndarray,
+                   foot: float):
+    """``((candidates, voxel keys) of the small boxes, big boxes, voxel key function)`` for
+    the candidates ``sel`` and the points ``p`` ``(P, 3)`` (see :func:`resolve_pixel_arrays`)."""
     bits = np.array([[i & 1, (i >> 1) & 1, (i >> 2) & 1] for i in range(8)], float)
-    corners = lo[:, None] + bits[None] * (hi - lo)[:, None]                 # (n, 8, 3)
-    o2c = np.einsum("ij,njk->nik", w2cv, m)
-    p = np.einsum("nij,nvj->nvi", o2c[:, :3, :3], corners) + o2c[:, None, :3, 3]
-    z = p[..., 2]
-    behind = (z <= 0).all(1)
-    straddle = (z <= 1e-9).any(1) & ~behind
-    zs = np.where(z > 1e-9, z, 1.0)
-    u = K[0, 0] * p[..., 0] / zs + K[0, 2]
-    v = K[1, 1] * p[..., 1] / zs + K[1, 2]
-    r = np.stack([np.floor(u.min(1) - MARGIN), np.floor(v.min(1) - MARGIN),
-                  np.ceil(u.max(1) + MARGIN), np.ceil(v.max(1) + MARGIN)], -1)
-    r[straddle] = [0, 0, w - 1, h - 1]  # crosses the camera plane: anywhere
-    inside = (r[:, 2] >= 0) & (r[:, 0] <= w - 1) & (r[:, 3] >= 0) & (r[:, 1] <= h - 1)
-    r = np.clip(r, [0, 0, 0, 0], [w - 1, h - 1, w - 1, h - 1]).astype(np.int64)
-    return r, ~behind & inside
+    lo, hi, m = c.lo[sel], c.hi[sel], c.matrix[sel]
+    corners = lo[:, None] + bits[None] * (hi - lo)[:, None]
+    wc = np.einsum("nij,nvj->nvi", m[:, :3, :3], corners) + m[:, None, :3, 3]   # (n, 8, 3)
+    z = wc @ w2cv[2, :3] + w2cv[2, 3]
+    zmax = z.max(1)
+    grow = foot * np.maximum(zmax, 0.0) / max(1.0 - foot, 1e-9) + 1e-6
+    wlo, whi = wc.min(1) - grow[:, None], wc.max(1) + grow[:, None]
+    plo, phi = p.min(0), p.max(0)
+    alive = (zmax > 0) & (whi >= plo).all(1) & (wlo <= phi).all(1)
+    span = float((phi - plo).max())
+    ext = (np.minimum(whi, phi) - np.maximum(wlo, plo)).max(1)
+    size = float(np.median(ext[alive])) if alive.any() else span
+    size = max(size, span / 8192.0, 1e-9)
+    key = _VoxelKey(plo, size, np.floor((phi - plo) / size).astype(np.int64) + 1)
+    i0, i1 = key.cell(np.maximum(wlo, plo)), key.cell(np.minimum(whi, phi))
+    n3 = i1 - i0 + 1
+    cnt = np.where(alive, n3.prod(1), 0)
+    isbig = cnt > BIG_VOXELS
+    cnt[isbig] = 0
+    cand = np.repeat(sel, cnt)
+    k = np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    nx, ny = np.repeat(n3[:, 0], cnt), np.repeat(n3[:, 1], cnt)
+    ix = np.repeat(i0[:, 0], cnt) + k % nx
+    iy = np.repeat(i0[:, 1], cnt) + (k // nx) % ny
+    iz = np.repeat(i0[:, 2], cnt) + k // (nx * ny)
+    vk = (ix * key.dims[1] + iy) * key.dims[2] + iz
+    return (cand, vk), sel[isbig & alive], key
+
+
+def _pairs(pix: np.ndarray, start: np.ndarray, count: np.ndarray, table: np.ndarray):
+    """``(pixel, candidate)`` pairs: pixel ``pix[i]`` with ``table[start[i]:start[i]+count[i]]``."""
+    pi = np.repeat(pix, count)
+    k = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    return pi, table[np.repeat(start, count) + k]
 
 
 def resolve_pixel_arrays(index: np.ndarray, depth: np.ndarray, K, cam_to_world_gl,
@@ -405,11 +460,13 @@ def resolve_pixel_arrays(index: np.ndarray, depth: np.ndarray, K, cam_to_world_g
     Pixels whose index value belongs to one candidate take it. Otherwise the surface point of
     the pixel-centre ray at that depth is compared with the candidates' boxes (world distance,
     tolerance: 2 pixel footprints); among several boxes within tolerance,
-    ``surface_distance(candidate row, points_world (N, 3)) -> (N,)`` (when given) decides; ties
+    ``surface_distance(rows (N,), points_world (N, 3)) -> (N,)`` (when given: the world distance
+    of each point to the surface of candidate ``rows[i]``, rows of ``c``) decides; ties
     go to the lowest instance id. The work scales with the candidates near each pixel: boxes
-    are projected and bucketed by screen tiles, and only (pixel, candidate) pairs of one tile
-    and one index value are measured; a pixel near none of them is measured against every
-    candidate of its value, in chunks.
+    (grown by the tolerance) are hashed to a world voxel grid, and only (pixel, candidate)
+    pairs of one voxel and one index value are measured (boxes covering many voxels, with
+    every pixel of their value); a pixel near none of them is measured against every candidate
+    of its value, in chunks.
     Returns ``(object_ids int32, instance_ids uint32, stats)``."""
     from .layout import pixel_rays
 
@@ -452,50 +509,47 @@ def resolve_pixel_arrays(index: np.ndarray, depth: np.ndarray, K, cam_to_world_g
     inv = np.zeros((n, 3, 3))
     rank = np.searchsorted(keys, c.pass_value)
     shared = np.flatnonzero(sizes[rank] > 1)
-    inv[shared] = np.linalg.inv(c.matrix[shared, :3, :3])
-    # candidate buckets: (value rank, tile) -> candidates overlapping it
-    tw, th = -(-w // TILE), -(-h // TILE)
-    rng, alive = _screen_boxes(c, shared, np.linalg.inv(pose), K, w, h)
-    cs, rng = shared[alive], rng[alive]
-    tx0, ty0, tx1, ty1 = (rng[:, 0] // TILE, rng[:, 1] // TILE, rng[:, 2] // TILE,
-                          rng[:, 3] // TILE)
-    nx, ny = tx1 - tx0 + 1, ty1 - ty0 + 1
-    cnt = nx * ny
-    cand = np.repeat(cs, cnt)
-    k = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-    tile = (np.repeat(ty0, cnt) + k // np.repeat(nx, cnt)) * tw + np.repeat(tx0, cnt) + \
-        k % np.repeat(nx, cnt)
-    bkey = rank[cand] * (tw * th) + tile
+    inv[shared] = inv3(c.matrix[shared, :3, :3])
+    # Candidate buckets in world space: a point within ``tol`` of a box lies in the box's world
+    # AABB grown by ``foot * d`` where d <= zmax / (1 - foot) (zmax: the box's deepest camera
+    # depth). Boxes are hashed to a voxel grid over the points; a box covering more than
+    # BIG_VOXELS voxels (a ground plane) is paired with every point of its value instead.
+    small, big, vkey_of = _voxel_buckets(c, shared, p, np.linalg.inv(pose), foot)
+    cand, bkey = small
+    bkey = rank[cand] * vkey_of.n + bkey
     o = np.lexsort((cand, bkey))
     bkey, cand = bkey[o], cand[o]
-    pkey = grp * (tw * th) + (rows // TILE) * tw + cols // TILE
+    pkey = grp * vkey_of.n + vkey_of(p)
     lo_i = np.searchsorted(bkey, pkey, "left")
     ncand = np.searchsorted(bkey, pkey, "right") - lo_i
+    big = big[np.lexsort((big, rank[big]))]
+    brank = rank[big]
+    lo_b = np.searchsorted(brank, grp, "left")
+    nbig = np.searchsorted(brank, grp, "right") - lo_b
     best = np.full(len(px), -1, np.int64)
     bestd = np.full(len(px), np.inf)
     nwithin = np.zeros(len(px), np.int64)
-    amb_pairs: list[tuple[np.ndarray, np.ndarray]] = []
-    cum = np.cumsum(ncand)
+    amb_pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    cum = np.cumsum(ncand + nbig)
     a = 0
     while a < len(px):
         b = int(np.searchsorted(cum, (cum[a - 1] if a else 0) + PAIR_CHUNK, "right"))
         b = max(b, a + 1)
-        cn = ncand[a:b]
-        pi = np.repeat(np.arange(a, b), cn)
-        kk = np.arange(cn.sum()) - np.repeat(np.cumsum(cn) - cn, cn)
-        cj = cand[np.repeat(lo_i[a:b], cn) + kk]
+        pi, cj = _pairs(np.arange(a, b), lo_i[a:b], ncand[a:b], cand)
+        pb, cb = _pairs(np.arange(a, b), lo_b[a:b], nbig[a:b], big)
+        pi, cj = np.concatenate([pi, pb]), np.concatenate([cj, cb])
         dist = _box_distance(c, inv, cj, p[pi])
         within = dist <= tol[pi]
         nwithin[a:b] = np.bincount(pi - a, within, b - a).astype(np.int64)
-        # nearest per pixel (pairs come in candidate order, so the first minimum is the lowest id)
-        o2 = np.lexsort((dist, pi))
+        # nearest per pixel; ties to the lowest candidate (instance id) order
+        o2 = np.lexsort((cj, dist, pi))
         firsts = np.r_[True, pi[o2][1:] != pi[o2][:-1]] if len(o2) else np.zeros(0, bool)
         sel = o2[firsts]
         best[pi[sel]] = cj[sel]
         bestd[pi[sel]] = dist[sel]
         amb = within & (nwithin[pi] > 1)
         if amb.any():
-            amb_pairs.append((pi[amb], cj[amb]))
+            amb_pairs.append((pi[amb], cj[amb], dist[amb]))
         a = b
     pick = best.copy()
     stats["by_box"] = int((nwithin == 1).sum())
@@ -517,13 +571,29 @@ def resolve_pixel_arrays(index: np.ndarray, depth: np.ndarray, K, cam_to_world_g
     if len(amb) and surface_distance is not None:
         api = np.concatenate([x[0] for x in amb_pairs])
         acj = np.concatenate([x[1] for x in amb_pairs])
-        sd = np.full(len(api), np.inf)
-        for j in np.unique(acj):
-            s = acj == j
-            sd[s] = surface_distance(int(order[j]), p[api[s]])
-        o3 = np.lexsort((acj, sd, api))
-        firsts = np.r_[True, api[o3][1:] != api[o3][:-1]]
-        pick[api[o3][firsts]] = acj[o3][firsts]
+        adist = np.concatenate([x[2] for x in amb_pairs])
+        # Candidates of a pixel in order of their box distance (0 for one not a rotation +
+        # uniform scale: no bound); a candidate whose box is farther than the nearest surface
+        # found so far cannot be nearer by its surface, so each round measures one candidate
+        # per pixel that still may win.
+        bound = np.where(_conformal(c.matrix)[acj], adist, 0.0)
+        o3 = np.lexsort((acj, bound, api))
+        api, acj, bound = api[o3], acj[o3], bound[o3]
+        starts = np.flatnonzero(np.r_[True, api[1:] != api[:-1]])
+        ends = np.r_[starts[1:], len(api)]
+        ptr = starts.copy()
+        bsd = np.full(len(starts), np.inf)
+        bcj = np.full(len(starts), np.iinfo(np.int64).max)
+        live = np.arange(len(starts))
+        while len(live):
+            i = ptr[live]
+            sd = np.asarray(surface_distance(order[acj[i]], p[api[i]]), float)
+            better = (sd < bsd[live]) | ((sd == bsd[live]) & (acj[i] < bcj[live]))
+            bsd[live[better]], bcj[live[better]] = sd[better], acj[i][better]
+            ptr[live] += 1
+            nxt = np.minimum(ptr[live], len(api) - 1)
+            live = live[(ptr[live] < ends[live]) & (bound[nxt] <= bsd[live])]
+        pick[api[starts]] = bcj
     obj.ravel()[px] = c.object_id[pick]
     ins.ravel()[px] = c.instance_id[pick]
     return obj, ins, stats

@@ -219,7 +219,7 @@ class ObjectTracker(_FrameListener):
     "all" (every drawn instance)."""
 
     def __init__(self, scene, ids: dict[str, int], classes: dict[str, str],
-                 rendered: Callable[[], set[str]], compression: str, records: str = "all"):
+                 rendered: Callable[[], set[str]], compression: str, records: str = "visible"):
         self.scene = scene
         self.ids, self.classes, self.rendered = ids, classes, rendered
         self.compression = compression
@@ -379,7 +379,11 @@ class ObjectTracker(_FrameListener):
         hit = (known[pos] == pid) if len(known) else np.zeros(len(pid), bool)
         if not hit.all():
             new = np.unique(pid[~hit])
-            nid = np.array([self._iid(name, chain, [0, int(p)]) for p in new], np.uint32)
+            # od.instance_key(name, chain, [0, p]) without a JSON encoding per instance
+            head = od.instance_key(name, chain, [0])[:-2] + ","
+            nid = np.array([od.instance_id(f"{head}{p}]]") for p in new.tolist()], np.uint32)
+            for p, i in zip(new.tolist(), nid.tolist()):
+                self._info(i, name, chain, [0, p])
             known = np.concatenate([known, new])
             iids = np.concatenate([iids, nid])
             o = np.argsort(known, kind="stable")
@@ -485,20 +489,30 @@ class ObjectTracker(_FrameListener):
             pv = np.array([g.pass_value for g in groups], np.int64).reshape(-1)[gi]
             cands = od.Candidates(iid, oid, pv, mats, lo, hi)
 
-            def surface(j, pts):
-                geom, m = groups[gi[j]].geom, mats[j]
-                q = (pts - m[:3, 3]) @ np.linalg.inv(m[:3, :3]).T
-                if not len(geom.tris):  # a box stand-in: inside its box is all we know
-                    return np.zeros(len(q))
-                if len(geom.tris) <= SMALL_MESH:  # vectorised; the BVH for big meshes
-                    hits = od.nearest_on_triangles(geom.verts, geom.tris, q)
-                else:
-                    nearest = geom.bvh().find_nearest
-                    nan = (np.nan, np.nan, np.nan)
-                    hits = np.array([(lambda h: nan if h is None else h[:])(nearest(p)[0])
-                                     for p in q.tolist()], float).reshape(-1, 3)
-                out = np.linalg.norm((hits - q) @ m[:3, :3].T, axis=1)
-                return np.where(np.isnan(out), np.inf, out)
+            def surface(rows, pts):
+                """World distance of ``pts`` to the evaluated surface of candidates ``rows``
+                (vectorised per drawn thing; a BVH only for big meshes)."""
+                out = np.empty(len(rows))
+                g_of = gi[rows]
+                o = np.argsort(g_of, kind="stable")
+                cuts = np.flatnonzero(np.diff(g_of[o])) + 1
+                for sel in np.split(o, cuts):
+                    geom, m = groups[g_of[sel[0]]].geom, mats[rows[sel]]
+                    q = np.einsum("nij,nj->ni", od.inv3(m[:, :3, :3]),
+                                  pts[sel] - m[:, :3, 3])
+                    if not len(geom.tris):  # a box stand-in: inside its box is all we know
+                        out[sel] = 0.0
+                        continue
+                    if len(geom.tris) <= SMALL_MESH:
+                        hits = od.nearest_on_triangles(geom.verts, geom.tris, q)
+                    else:
+                        nearest = geom.bvh().find_nearest
+                        nan = (np.nan, np.nan, np.nan)
+                        hits = np.array([(lambda h: nan if h is None else h[:])(nearest(p)[0])
+                                         for p in q.tolist()], float).reshape(-1, 3)
+                    d = np.linalg.norm(np.einsum("nij,nj->ni", m[:, :3, :3], hits - q), axis=1)
+                    out[sel] = np.where(np.isnan(d), np.inf, d)
+                return out
 
             obj, ins, stats = od.resolve_pixel_arrays(ch["R"], ch["G"], k.K, pose, cands, surface)
             for s, c in stats.items():

@@ -394,4 +394,4 @@ class PassRig:
             return {o.name_full for o in segmentation.rendered_objects(self.scene, vl)}
         self.tracker = ObjectTracker(self.scene, self.ids, classes, rendered,
                                      self.settings.exr_codec,
-                                     getattr(self.settings, "object_records", "all"))
+                                     getattr(self.settings, "object_records", "visible"))

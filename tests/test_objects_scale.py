@@ -77,15 +77,17 @@ def _boxes_scene(rng, n, spread, w=96, h=64, f=80.0, height=12.0):
     return index, depth, truth, K, pose, c
 
 
-def _reference(index, depth, K, pose, c):
-    """The per-candidate resolution (every candidate of a value against every pixel), ties to
-    the lowest instance id: the definition the bucketed resolver must reproduce."""
+def _reference(index, depth, K, pose, c, surface=None):
+    """The per-candidate resolution (every candidate of a value against every pixel; among
+    boxes within 2 pixel footprints, ``surface`` decides), ties to the lowest instance id: the
+    definition the bucketed resolver must reproduce."""
     from dataset_forge.dataset.layout import pixel_rays
 
     h, w = index.shape
     idx = np.rint(index).astype(np.int64)
     ins = np.zeros((h, w), np.uint32)
     xr, yr = pixel_rays(K, (h, w))
+    foot = 2.0 * np.sqrt(2.0) * max(1.0 / K[0, 0], 1.0 / K[1, 1])
     cv = pose @ od.CV_FROM_GL
     for r, col in zip(*np.nonzero(depth < 1e9)):
         group = np.flatnonzero(c.pass_value == idx[r, col])
@@ -100,6 +102,12 @@ def _reference(index, depth, K, pose, c):
             q = np.linalg.inv(m[:3, :3]) @ (p - m[:3, 3])
             off = np.maximum(np.maximum(c.lo[j] - q, q - c.hi[j]), 0.0)
             dist.append(np.linalg.norm(m[:3, :3] @ off))
+        dist = np.array(dist)
+        within = dist <= foot * d + 1e-6
+        if surface is not None and within.sum() > 1:
+            sd = np.where(within, surface(group, np.tile(p, (len(group), 1))), np.inf)
+            ins[r, col] = c.instance_id[group[int(np.argmin(sd))]]
+            continue
         ins[r, col] = c.instance_id[group[int(np.argmin(dist))]]
     return ins
 
@@ -131,6 +139,34 @@ def test_bucketed_resolution_equals_the_per_candidate_definition():
     _, ins, stats = od.resolve_pixel_arrays(index, noisy, K, pose, c)
     assert stats["nearest_box"] > 0 and stats["by_box"] > 0
     assert np.array_equal(ins, _reference(index, noisy, K, pose, c))
+
+
+def test_surface_decides_as_measuring_every_box_within_tolerance():
+    """Where several boxes are within tolerance, the nearest surface (here: the sphere inscribed
+    in each box, scaled uniformly or not) picks the instance, exactly as measuring the surface
+    of every candidate within tolerance does."""
+    rng = np.random.default_rng(6)
+    index, depth, _, K, pose, c = _boxes_scene(rng, 64, 0.75, w=48, h=32, f=30.0, height=4.0)
+    m = c.matrix.copy()
+    m[::5, :3, :3] *= 1.3                     # uniform scale
+    m[1::5, :3, 0] *= 1.6                     # not uniform: no box bound for these
+    c = c._replace(matrix=m)
+    hit = depth < 1e9
+    noisy = depth.copy()
+    noisy[hit] *= rng.uniform(0.9, 1.1, hit.sum()).astype(np.float32)
+
+    def surface(rows, pts):
+        mm = c.matrix[rows]
+        q = np.einsum("nij,nj->ni", od.inv3(mm[:, :3, :3]), pts - mm[:, :3, 3])
+        ctr, rad = (c.lo[rows] + c.hi[rows]) / 2, (c.hi[rows] - c.lo[rows]).min(1) / 2
+        v = q - ctr
+        n = np.linalg.norm(v, axis=1, keepdims=True)
+        hitp = ctr + v / np.maximum(n, 1e-12) * rad[:, None]
+        return np.linalg.norm(np.einsum("nij,nj->ni", mm[:, :3, :3], hitp - q), axis=1)
+
+    _, ins, stats = od.resolve_pixel_arrays(index, noisy, K, pose, c, surface)
+    assert stats["by_surface"] > 50
+    assert np.array_equal(ins, _reference(index, noisy, K, pose, c, surface))
 
 
 def test_resolution_with_50000_candidates_scales_with_those_in_view():
