@@ -47,11 +47,12 @@ PREFIX = "@bench "
 RECORD_BYTES = 4 + 16 * 8 + 3 * 8 * 2 + 4 * 8 + 4 * 4 + 8  # = dataset.objects.RECORD_BYTES
 
 FULL = [dict(kind="scatter", count=n, res=(160, 120), frames=6, samples=4)
-        for n in (0, 1000, 10_000, 50_000, 200_000)] + [
-    dict(kind="scatter", count=50_000, res=(640, 480), frames=6, samples=4),
+        for n in (0, 1000, 10_000, 50_000)] + [
     dict(kind="many", count=600, res=(256, 192), frames=24, samples=8),
     dict(kind="light", count=0, res=(256, 256), frames=24, samples=16),
-    dict(kind="light", count=0, res=(1920, 1080), frames=3, samples=1)]
+    dict(kind="scatter", count=50_000, res=(640, 480), frames=6, samples=4),
+    dict(kind="light", count=0, res=(1920, 1080), frames=3, samples=1),
+    dict(kind="scatter", count=200_000, res=(160, 120), frames=6, samples=4)]
 QUICK = [dict(kind="scatter", count=n, res=(64, 48), frames=3, samples=1) for n in (0, 300)]
 CONFIGS = ("floor", "noseg", "ours")
 

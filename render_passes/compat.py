@@ -274,10 +274,11 @@ GEOMETRY_SET = hasattr(bpy.types.Object, "evaluated_geometry")  # Python-defined
 _GEOMETRY_TYPES = {"MESH", "CURVE", "SURFACE", "FONT", "META", "CURVES", "POINTCLOUD", "VOLUME"}
 
 
-def geometry_instances(ob_eval):
+def geometry_instances(ob_eval, transforms: bool = True):
     """``(transforms (n, 4, 4) float64 row-major in the object's space, reference index (n,)
     int32, ids (n,) int32 or None, references)`` of an evaluated object's instances, ``()``
-    when it has none, None when they cannot be read in bulk (no GeometrySet API)."""
+    when it has none, None when they cannot be read in bulk (no GeometrySet API). Without
+    ``transforms``, the transforms are ``None``."""
     if not GEOMETRY_SET:
         return None
     import numpy as np
@@ -290,8 +291,10 @@ def geometry_instances(ob_eval):
         return ()
     n = len(pc.points)
     attrs = pc.attributes
-    t = np.empty(n * 16, np.float32)
-    attrs["instance_transform"].data.foreach_get("value", t)
+    t = None
+    if transforms:
+        t = np.empty(n * 16, np.float32)
+        attrs["instance_transform"].data.foreach_get("value", t)
     ref = np.zeros(n, np.int32)
     if ".reference_index" in attrs:
         attrs[".reference_index"].data.foreach_get("value", ref)
@@ -300,5 +303,5 @@ def geometry_instances(ob_eval):
     if a is not None and a.domain == "POINT" and a.data_type == "INT":
         ids = np.empty(n, np.int32)
         a.data.foreach_get("value", ids)
-    mats = t.reshape(n, 4, 4).transpose(0, 2, 1).astype(np.float64)
+    mats = None if t is None else t.reshape(n, 4, 4).transpose(0, 2, 1).astype(np.float64)
     return mats, ref, ids, list(gs.instance_references())

@@ -156,18 +156,21 @@ class _Bulk(NamedTuple):
     refs: list          # per reference: its GeometrySet (owns the Mesh: keep it alive)
 
 
-def _bulk_instances(ob_eval) -> _Bulk | None | tuple:
-    """``()``: no instances; a :class:`_Bulk`; None: instances that only the depsgraph's
-    ``object_instances`` describes (collections, objects, nested instances, 4.2)."""
-    got = compat.geometry_instances(ob_eval)
+def _bulk_instances(ob_eval, transforms: bool = True) -> _Bulk | None | tuple:
+    """``()``: no instances; a :class:`_Bulk` (``mats`` None without ``transforms``); None:
+    instances that only the depsgraph's ``object_instances`` describes (collections, objects,
+    nested instances, 4.2)."""
+    got = compat.geometry_instances(ob_eval, transforms)
     if got is None or got == ():
         return got
     t, ref, ids, refs = got
     if not refs or not all(_pure_mesh(r) for r in refs) or ref.min() < 0 or ref.max() >= len(refs):
         return None
-    pid = np.arange(len(t), dtype=np.int64) if ids is None else ids.astype(np.int64)
+    pid = np.arange(len(ref), dtype=np.int64) if ids is None else ids.astype(np.int64)
     if ids is not None and len(np.unique(pid)) != len(pid):
         return None  # Blender makes repeated ids unique with a random generator
+    if t is None:
+        return _Bulk(None, ref, pid, refs)
     mw = np.array(ob_eval.matrix_world, float)
     return _Bulk(mw @ t, ref, pid, refs)
 
@@ -662,7 +665,7 @@ def _counts(dg) -> _Counts:
         if orig.instance_type != "NONE" or len(getattr(orig, "particle_systems", ())):
             iterate = True
             continue
-        b = _bulk_instances(ob)
+        b = _bulk_instances(ob, transforms=False)
         if b is None:
             iterate = True
         elif b != ():
