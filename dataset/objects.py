@@ -236,43 +236,58 @@ def amodal_boxes(o2c: np.ndarray, verts, edges, K, w: int, h: int, near: float) 
 
 def nearest_on_triangles(verts, tris, pts) -> np.ndarray:
     """``(P, 3)`` the nearest point of the triangles ``tris`` ``(T, 3)`` of ``verts``
-    ``(V, 3)`` to each of ``pts`` ``(P, 3)`` (all in one space; Ericson's closest point on a
-    triangle, vectorised over points x triangles in chunks). NaN where there are no triangles."""
+    ``(V, 3)`` to each of ``pts`` ``(P, 3)`` (all in one space). Ericson's closest point on a
+    triangle in barycentric form: the six dot products come from two matrix products, the
+    regions and squared distances are ``(P, T)`` scalars (coordinates centred on the geometry),
+    and the point is formed for the nearest triangle only. NaN where there are no triangles."""
     v = np.asarray(verts, float)
     t = np.asarray(tris, np.int64).reshape(-1, 3)
     p = np.asarray(pts, float).reshape(-1, 3)
     out = np.full(p.shape, np.nan)
     if not len(t) or not len(p):
         return out
+    ctr = (v.min(0) + v.max(0)) / 2
+    v = v - ctr
     a, b, c = v[t[:, 0]], v[t[:, 1]], v[t[:, 2]]
     ab, ac = b - a, c - a
-    step = max(1, 1_000_000 // len(t))
+    aba, aca = (ab * a).sum(1), (ac * a).sum(1)
+    abb, acb = (ab * b).sum(1), (ac * b).sum(1)
+    abc, acc = (ab * c).sum(1), (ac * c).sum(1)
+    abab, abac, acac = (ab * ab).sum(1), (ab * ac).sum(1), (ac * ac).sum(1)
+    aa = (a * a).sum(1)
+    step = max(1, 2_000_000 // len(t))
     with np.errstate(divide="ignore", invalid="ignore"):
         for s in range(0, len(p), step):
-            q = p[s:s + step, None, :]                       # (n, 1, 3)
-            ap, bp, cp = q - a, q - b, q - c                 # (n, T, 3)
-            d1, d2 = (ab * ap).sum(-1), (ac * ap).sum(-1)
-            d3, d4 = (ab * bp).sum(-1), (ac * bp).sum(-1)
-            d5, d6 = (ab * cp).sum(-1), (ac * cp).sum(-1)
+            q = p[s:s + step] - ctr                              # (n, 3)
+            qab, qac, qa = q @ ab.T, q @ ac.T, q @ a.T           # (n, T)
+            d1, d2 = qab - aba, qac - aca
+            d3, d4 = qab - abb, qac - acb
+            d5, d6 = qab - abc, qac - acc
             va, vb, vc = d3 * d6 - d5 * d4, d5 * d2 - d1 * d6, d1 * d4 - d3 * d2
             den = va + vb + vc
-            x = a + ab * (vb / den)[..., None] + ac * (vc / den)[..., None]  # inside the face
-            w_bc = (d4 - d3) / ((d4 - d3) + (d5 - d6))
-            x = np.where(((va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0))[..., None],
-                         b + (c - b) * w_bc[..., None], x)
-            x = np.where(((vb <= 0) & (d2 >= 0) & (d6 <= 0))[..., None],
-                         a + ac * (d2 / (d2 - d6))[..., None], x)
-            x = np.where(((d6 >= 0) & (d5 <= d6))[..., None], c, x)
-            x = np.where(((vc <= 0) & (d1 >= 0) & (d3 <= 0))[..., None],
-                         a + ab * (d1 / (d1 - d3))[..., None], x)
-            x = np.where(((d3 >= 0) & (d4 <= d3))[..., None], b, x)
-            x = np.where(((d1 <= 0) & (d2 <= 0))[..., None], a, x)
-            dist = np.linalg.norm(x - q, axis=-1)
-            dist = np.where(np.isnan(dist), np.inf, dist)
-            k = np.argmin(dist, 1)
-            got = x[np.arange(len(k)), k]
-            got[~np.isfinite(dist[np.arange(len(k)), k])] = np.nan
-            out[s:s + step] = got
+            vv, ww = vb / den, vc / den                          # inside the face
+            r = (va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0)     # edge BC
+            tb = (d4 - d3) / ((d4 - d3) + (d5 - d6))
+            vv, ww = np.where(r, 1 - tb, vv), np.where(r, tb, ww)
+            r = (vb <= 0) & (d2 >= 0) & (d6 <= 0)                # edge AC
+            vv, ww = np.where(r, 0.0, vv), np.where(r, d2 / (d2 - d6), ww)
+            r = (d6 >= 0) & (d5 <= d6)                           # vertex C
+            vv, ww = np.where(r, 0.0, vv), np.where(r, 1.0, ww)
+            r = (vc <= 0) & (d1 >= 0) & (d3 <= 0)                # edge AB
+            vv, ww = np.where(r, d1 / (d1 - d3), vv), np.where(r, 0.0, ww)
+            r = (d3 >= 0) & (d4 <= d3)                           # vertex B
+            vv, ww = np.where(r, 1.0, vv), np.where(r, 0.0, ww)
+            r = (d1 <= 0) & (d2 <= 0)                            # vertex A
+            vv, ww = np.where(r, 0.0, vv), np.where(r, 0.0, ww)
+            qq = (q * q).sum(1)[:, None]
+            dd = (qq - 2 * qa + aa - 2 * vv * d1 - 2 * ww * d2 + vv * vv * abab
+                  + 2 * vv * ww * abac + ww * ww * acac)
+            dd = np.where(np.isnan(dd), np.inf, dd)
+            k = np.argmin(dd, 1)
+            i = np.arange(len(k))
+            x = a[k] + ab[k] * vv[i, k][:, None] + ac[k] * ww[i, k][:, None]
+            x[~np.isfinite(dd[i, k])] = np.nan
+            out[s:s + step] = x + ctr
     return out
 
 
@@ -334,6 +349,8 @@ class Candidates(NamedTuple):
     matrix: np.ndarray        # (n, 4, 4) float64
     lo: np.ndarray            # (n, 3) float64
     hi: np.ndarray            # (n, 3) float64
+    radius: np.ndarray | None = None  # (n,) object-space radius of the geometry about the box
+    #                                   centre (None: the box's half diagonal; < 0: no bound)
 
     @classmethod
     def from_list(cls, cands: list[Candidate]) -> Candidates:
@@ -363,15 +380,22 @@ def resolve_pixels(index: np.ndarray, depth: np.ndarray, K, cam_to_world_gl,
     return resolve_pixel_arrays(index, depth, K, cam_to_world_gl, c, sd)
 
 
-PAIR_CHUNK = 4_000_000  # (pixel, candidate) pairs evaluated at once
+PAIR_CHUNK = 1_000_000  # (pixel, candidate) pairs evaluated at once
 
 
-def _box_distance(c: Candidates, inv: np.ndarray, j: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """World distance from points ``p`` ``(n, 3)`` to the boxes of candidates ``j`` ``(n,)``."""
-    m = c.matrix[j]
-    q = np.einsum("nij,nj->ni", inv[j], p - m[:, :3, 3])
+def _box_distance(c: Candidates, w2o: np.ndarray, conf: np.ndarray, scale: np.ndarray,
+                  j: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """World distance from points ``p`` ``(n, 3)`` to the boxes of candidates ``j`` ``(n,)``;
+    ``w2o`` ``(N, 3, 4)`` world -> object, ``conf``/``scale``: rotation + uniform scale and its
+    scale (the distance is then the object-space one times the scale)."""
+    a = w2o[j]
+    q = np.einsum("nij,nj->ni", a[:, :, :3], p) + a[:, :, 3]
     off = np.maximum(np.maximum(c.lo[j] - q, q - c.hi[j]), 0.0)
-    return np.linalg.norm(np.einsum("nij,nj->ni", m[:, :3, :3], off), axis=1)
+    d = np.linalg.norm(off, axis=1) * scale[j]
+    nc = ~conf[j]
+    if nc.any():
+        d[nc] = np.linalg.norm(np.einsum("nij,nj->ni", c.matrix[j[nc], :3, :3], off[nc]), axis=1)
+    return d
 
 
 def inv3(m: np.ndarray) -> np.ndarray:
@@ -479,6 +503,8 @@ def resolve_pixel_arrays(index: np.ndarray, depth: np.ndarray, K, cam_to_world_g
     n = len(c.instance_id)
     # candidates in (pass value, instance id) order: ties go to the lowest id
     order = np.lexsort((c.instance_id, c.pass_value))
+    if c.radius is None:
+        c = c._replace(radius=np.linalg.norm(c.hi - c.lo, axis=1) / 2)
     c = Candidates(*(a[order] for a in c))
     keys, first, sizes = np.unique(c.pass_value, return_index=True, return_counts=True)
     hp = np.flatnonzero(hit)
@@ -510,6 +536,11 @@ def resolve_pixel_arrays(index: np.ndarray, depth: np.ndarray, K, cam_to_world_g
     rank = np.searchsorted(keys, c.pass_value)
     shared = np.flatnonzero(sizes[rank] > 1)
     inv[shared] = inv3(c.matrix[shared, :3, :3])
+    w2o = np.zeros((n, 3, 4))
+    w2o[:, :, :3] = inv
+    w2o[:, :, 3] = -np.einsum("nij,nj->ni", inv, c.matrix[:, :3, 3])
+    conf = _conformal(c.matrix)
+    scale = np.where(conf, np.linalg.norm(c.matrix[:, :3, 0], axis=1), 1.0)
     # Candidate buckets in world space: a point within ``tol`` of a box lies in the box's world
     # AABB grown by ``foot * d`` where d <= zmax / (1 - foot) (zmax: the box's deepest camera
     # depth). Boxes are hashed to a voxel grid over the points; a box covering more than
@@ -538,7 +569,7 @@ def resolve_pixel_arrays(index: np.ndarray, depth: np.ndarray, K, cam_to_world_g
         pi, cj = _pairs(np.arange(a, b), lo_i[a:b], ncand[a:b], cand)
         pb, cb = _pairs(np.arange(a, b), lo_b[a:b], nbig[a:b], big)
         pi, cj = np.concatenate([pi, pb]), np.concatenate([cj, cb])
-        dist = _box_distance(c, inv, cj, p[pi])
+        dist = _box_distance(c, w2o, conf, scale, cj, p[pi])
         within = dist <= tol[pi]
         nwithin[a:b] = np.bincount(pi - a, within, b - a).astype(np.int64)
         # nearest per pixel; ties to the lowest candidate (instance id) order
@@ -564,7 +595,7 @@ def resolve_pixel_arrays(index: np.ndarray, depth: np.ndarray, K, cam_to_world_g
             f = fr[s:s + step]
             pi = np.repeat(f, len(group))
             cj = np.tile(group, len(f))
-            dist = _box_distance(c, inv, cj, p[pi]).reshape(len(f), len(group))
+            dist = _box_distance(c, w2o, conf, scale, cj, p[pi]).reshape(len(f), len(group))
             pick[f] = group[np.argmin(dist, 1)]
     amb = np.flatnonzero(nwithin > 1)
     stats["by_surface"] = int(len(amb))
@@ -572,11 +603,18 @@ def resolve_pixel_arrays(index: np.ndarray, depth: np.ndarray, K, cam_to_world_g
         api = np.concatenate([x[0] for x in amb_pairs])
         acj = np.concatenate([x[1] for x in amb_pairs])
         adist = np.concatenate([x[2] for x in amb_pairs])
-        # Candidates of a pixel in order of their box distance (0 for one not a rotation +
-        # uniform scale: no bound); a candidate whose box is farther than the nearest surface
-        # found so far cannot be nearer by its surface, so each round measures one candidate
-        # per pixel that still may win.
-        bound = np.where(_conformal(c.matrix)[acj], adist, 0.0)
+        # Candidates of a pixel in order of a lower bound of their surface distance (0 for
+        # one not a rotation + uniform scale); a candidate whose bound exceeds the nearest
+        # surface found so far cannot be nearer, so each round measures one candidate per
+        # pixel that still may win.
+        # bound: the box distance, or the distance to the sphere about the box centre holding
+        # the geometry, whichever is larger
+        m = c.matrix[acj]
+        q = np.einsum("nij,nj->ni", inv[acj], p[api] - m[:, :3, 3])
+        scale = np.linalg.norm(m[:, :3, 0], axis=1)
+        sph = scale * (np.linalg.norm(q - (c.lo[acj] + c.hi[acj]) / 2, axis=1) - c.radius[acj])
+        bound = np.where(conf[acj] & (c.radius[acj] >= 0),
+                         np.maximum(adist, sph), 0.0)
         o3 = np.lexsort((acj, bound, api))
         api, acj, bound = api[o3], acj[o3], bound[o3]
         starts = np.flatnonzero(np.r_[True, api[1:] != api[:-1]])

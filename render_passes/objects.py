@@ -61,14 +61,18 @@ class _Geometry:
     """Evaluated object-space geometry of one drawn thing (shared by its instances): vertices
     ``(V, 3)`` float64, edges ``(E, 2)``, triangles ``(T, 3)``, the box ``lo``/``hi`` ``(3,)``."""
 
-    __slots__ = ("verts", "edges", "tris", "lo", "hi", "_bvh", "sig")
+    __slots__ = ("verts", "edges", "tris", "lo", "hi", "radius", "_bvh", "sig")
 
     def __init__(self, verts, edges, tris, sig=None):
         self.verts, self.edges, self.tris = verts, edges, tris
         if len(verts):
             self.lo, self.hi = verts.min(0), verts.max(0)
+            # about the box centre, grown by float32 rounding of the vertices
+            r = np.linalg.norm(verts - (self.lo + self.hi) / 2, axis=1).max()
+            self.radius = float(r) * (1 + 1e-6) + 1e-9
         else:
             self.lo = self.hi = np.zeros(3)
+            self.radius = 0.0
         self._bvh = None
         self.sig = sig  # the float32 vertices it was read from (None: a box stand-in)
 
@@ -490,7 +494,10 @@ class ObjectTracker(_FrameListener):
             ch = exr.read_channels(raw, ["R", "G"])
             oid = np.array([self.ids[g.name] for g in groups], np.int32).reshape(-1)[gi]
             pv = np.array([g.pass_value for g in groups], np.int64).reshape(-1)[gi]
-            cands = od.Candidates(iid, oid, pv, mats, lo, hi)
+            # a box stand-in's surface distance is 0 inside its box: no bound for it
+            rad = np.array([g.geom.radius if len(g.geom.tris) else -1.0 for g in groups],
+                           float).reshape(-1)[gi]
+            cands = od.Candidates(iid, oid, pv, mats, lo, hi, rad)
 
             def surface(rows, pts):
                 """World distance of ``pts`` to the evaluated surface of candidates ``rows``
