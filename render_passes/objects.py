@@ -179,6 +179,12 @@ def _bulk_instances(ob_eval, transforms: bool = True) -> _Bulk | None | tuple:
     return _Bulk(mw @ t, ref, pid, refs)
 
 
+def _has_nodes(orig) -> bool:
+    """Whether an object has a geometry-nodes modifier (the only way a mesh, curve or point
+    cloud object without particles or instancing makes instances)."""
+    return any(m.type == "NODES" for m in getattr(orig, "modifiers", ()))
+
+
 class _Group(NamedTuple):
     """Instances of one drawn thing in one frame."""
 
@@ -317,7 +323,10 @@ class ObjectTracker(_FrameListener):
                 iterate = True
                 continue
             ob = orig.evaluated_get(dg)
-            b = _bulk_instances(ob) if compat.GEOMETRY_SET else None
+            if not _has_nodes(orig):  # only geometry nodes make instances of a plain object
+                b = ()
+            else:
+                b = _bulk_instances(ob) if compat.GEOMETRY_SET else None
             if b is None:
                 iterate = True
             elif b != ():
@@ -672,7 +681,7 @@ def _counts(dg) -> _Counts:
         if orig.instance_type != "NONE" or len(getattr(orig, "particle_systems", ())):
             iterate = True
             continue
-        b = _bulk_instances(ob, transforms=False)
+        b = _bulk_instances(ob, transforms=False) if _has_nodes(orig) else ()
         if b is None:
             iterate = True
         elif b != ():

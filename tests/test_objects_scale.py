@@ -306,3 +306,28 @@ def test_nearest_on_triangles_is_the_analytic_nearest_point():
     d_dense = np.array([np.linalg.norm(dense - p, axis=1).min() for p in pts])
     assert (d_got <= d_dense + 1e-12).all() and (d_dense - d_got).max() < 0.02
     assert np.isnan(od.nearest_on_triangles(tet, np.zeros((0, 3), int), pts)).all()
+
+
+@pytest.mark.render
+def test_scale_bench_measures_what_it_reports(tmp_path):
+    """bench/scale.py --quick on real runs: every configuration rendered, the records' bytes
+    are the visible instances times the record size, and the table has one row per case
+    (never a time threshold: the machine is shared)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("df_bench_scale", REPO / "bench" / "scale.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.RECORD_BYTES == od.RECORD_BYTES
+    rows = bench.measure(bench.QUICK, tmp_path, log=lambda m: None)
+    assert [r["count"] for r in rows] == [c["count"] for c in bench.QUICK]
+    for r in rows:
+        for config in bench.CONFIGS:
+            assert r["runs"][config][0]["frames"] == r["frames"]
+            assert r["median"][config]["peak_mib"] > 50
+        o = r["objects"]
+        assert 0 < o["visible"] <= o["drawn"]
+        assert o["record_bytes_visible"] == o["visible"] * od.RECORD_BYTES
+        assert o["pixels"]["unidentified"] == 0
+    assert rows[1]["objects"]["visible"] > rows[0]["objects"]["visible"]
+    assert len(bench.table(rows).splitlines()) == 2 + len(rows)
