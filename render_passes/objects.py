@@ -243,6 +243,7 @@ class ObjectTracker(_FrameListener):
         self._current: dict[int, Any] = {}  # frame -> (groups, camera name, pose, K, near)
         self._geoms: dict[tuple, _Geometry] = {}   # the latest geometry of each drawn thing
         self._structural: dict[str, bool] = {}
+        self._statics: dict[str, bool] = {}
         self._chains: dict[tuple[str, str], list[str]] = {}
         self._iids: dict[tuple, int] = {}           # (name, chain, pid) -> id, iterated things
         self._bulk_iids: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
@@ -302,6 +303,18 @@ class ObjectTracker(_FrameListener):
         self._geoms[key] = g
         return g, changed
 
+    def _static(self, orig) -> bool:
+        """A mesh object whose geometry cannot change within the sequence (no modifiers, no
+        shape keys, no animation or drivers on its mesh): its geometry is read once."""
+        name = orig.name_full
+        if name not in self._statics:
+            me = orig.data
+            self._statics[name] = bool(
+                orig.type == "MESH" and me is not None and not len(orig.modifiers)
+                and getattr(me, "shape_keys", None) is None
+                and getattr(me, "animation_data", None) is None)
+        return self._statics[name]
+
     def _is_structural(self, orig) -> bool:
         name = orig.name_full
         if name not in self._structural:
@@ -340,7 +353,10 @@ class ObjectTracker(_FrameListener):
         else:
             for orig, ob in plain:
                 key = (orig.name_full, "", "")
-                g, changed = self._geom(key, lambda c, ob=ob: _geometry(ob, c))
+                if self._static(orig) and key in self._geoms:
+                    g, changed = self._geoms[key], False
+                else:
+                    g, changed = self._geom(key, lambda c, ob=ob: _geometry(ob, c))
                 if g is None:
                     continue
                 name = orig.name_full
@@ -440,7 +456,10 @@ class ObjectTracker(_FrameListener):
             key = (name, ob.data.name_full if ob.data is not None else "", ob.type,
                    inst.is_instance)
             if key not in acc:
-                g, changed = self._geom(key, lambda c, ob=ob: _geometry(ob, c))
+                if self._static(orig) and key in self._geoms:
+                    g, changed = self._geoms[key], False
+                else:
+                    g, changed = self._geom(key, lambda c, ob=ob: _geometry(ob, c))
                 acc[key] = [g, changed, name, int(orig.pass_index), [], []]
             a = acc[key]
             if a[0] is None:
