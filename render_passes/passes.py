@@ -44,6 +44,7 @@ from ..dataset import camera as cam_model
 from ..dataset import layout
 from ..dataset.documents import objects_files as object_records
 from ..dataset.documents import transforms as transforms_doc
+from ..dataset.documents.objects import FrameRecord
 from ..dataset.transforms import write_json_atomic
 from ..settings import Settings
 from . import compat, data_render, scene_setup, segmentation
@@ -150,7 +151,8 @@ class PassRig:
         self.tracker.finish_frame(frame, raw if rendered else None, final)
         done = self.tracker.frames.pop(frame)  # written once as the frame's record, not kept
         if rendered:
-            self.records.frame(object_records.record_from_tracker(done))
+            self.records.frame(FrameRecord.make(
+                done.pop("frame"), done.pop("camera"), f"{self.seq_dir} frame {frame}", **done))
         else:
             self.records.kept(frame)
 
@@ -418,5 +420,5 @@ class PassRig:
         def rendered() -> set[str]:
             return {o.name_full for o in segmentation.rendered_objects(self.scene, vl)}
         self.tracker = ObjectTracker(self.scene, self.ids, classes, rendered,
-                                     self.settings.exr_codec)
+                                     self.settings.exr_codec, self.settings.object_records)
         self.records = object_records.SequenceWriter(self.seq_dir, self.settings.object_records)

@@ -44,7 +44,17 @@ from ..settings import Settings, SettingsError, frame_range_problem
 from ..version import __version__
 from ..wire.events import Emit, stdout_emitter
 from ..wire.protocol import Ev
-from . import camera_rig, compat, containment, dependencies, devices, objects, scene_setup, stereo, timing
+from . import (
+    camera_rig,
+    compat,
+    containment,
+    dependencies,
+    devices,
+    scene_setup,
+    stereo,
+    timing,
+    topology,
+)
 from .passes import PassRig
 
 
@@ -425,7 +435,7 @@ class _Commits:
     may change (:func:`scene_setup.lens_may_change`) a rendered frame waits for the next frame's
     lens: its flow file may need re-projecting first (:func:`_commit_flow_frame`). The lenses of
     frames ``a - 1 .. b + 1`` and the meshes whose vertex count changes
-    (:class:`objects.TopologyWatch`, created before any ``frame_set``) then decide the flow
+    (:class:`topology.TopologyWatch`, created before any ``frame_set``) then decide the flow
     validity flags (:meth:`mark_flow_validity`)."""
 
     def __init__(self, scene, rig: PassRig, journal: Journal, sq: _Sequence, settings: Settings,
@@ -434,7 +444,7 @@ class _Commits:
         self.settings, self.emit = settings, emit
         self.flows = settings.flows
         self.defer = self.flows and scene_setup.lens_may_change(scene)
-        self.topology = objects.TopologyWatch(scene) if self.flows else None
+        self.topology = topology.TopologyWatch(scene) if self.flows else None
         self.lenses = {sq.a - 1: _lens_at(scene, sq.a - 1)} if self.flows else {}
         self.pending: _Rendered | None = None
 
