@@ -19,7 +19,12 @@ is written with its field: the panel's PropertyGroup (``properties.py``), the pa
 * ``active_if``: the panel greys the row out unless this boolean field is on, or, for a
   ``(field, value)`` pair, unless that field has that value;
 * ``cli``: the subcommands that take the flag (``render-animation`` renders one given frame range,
-  so the options that cut a scene into sequences are ``create-datasets`` only).
+  so the options that cut a scene into sequences are ``create-datasets`` only);
+* ``frame_bytes``: the field is a ground truth, and this is its share of a frame's buffers
+  (bytes per pixel; ``dataset.modalities`` has its entry);
+* ``legacy``: the value a sequence recorded before the option existed was rendered with, when it
+  is not the default (provenance compares an old record's missing setting with it, so old frames
+  are never resumed under a setting that changes them).
 
 Names follow the tutorial's ``RenderConfig`` (``width``, ``depths``, ``keyframe_multiplier`` ...).
 """
@@ -45,6 +50,7 @@ COLOR_MODES = ("RGB", "RGBA", "BW")
 STRATEGIES = ("uniform", "random")
 DEPTH_TYPES = ("planar", "distance")
 NORMAL_FRAMES = ("camera", "world")
+NORMAL_KINDS = ("shading", "geometric")
 ON_CHANGE = ("refuse", "rerender")
 RECORD_MODES = ("visible", "frustum", "all")  # object_records (dataset/documents/objects.py)
 CAMERA_MODES = ("scene", "orbit", "flythrough")
@@ -63,7 +69,8 @@ def _f(default: Any, help: str, group: str, *, label: str,
        soft_min: float | None = None, soft_max: float | None = None,
        subtype: str = "NONE", scope: str = "scene", panel: str | None = None,
        active_if: str | tuple[str, str] | None = None,
-       cli: tuple[str, ...] = COMMANDS, frame_bytes: int | None = None) -> Any:
+       cli: tuple[str, ...] = COMMANDS, frame_bytes: int | None = None,
+       legacy: Any = dataclasses.MISSING) -> Any:
     """A :class:`Settings` field with its whole description (see the module docstring)."""
     if enum_labels is not None and set(enum_labels) != set(choices or ()):
         raise TypeError(f"enum_labels {sorted(enum_labels)} do not match the choices {choices}")
@@ -73,6 +80,8 @@ def _f(default: Any, help: str, group: str, *, label: str,
             "scope": scope, "label": label, "enum_labels": enum_labels, "soft_min": soft_min,
             "soft_max": soft_max, "subtype": subtype, "panel": panel or group,
             "active_if": active_if, "cli": tuple(cli), "frame_bytes": frame_bytes}
+    if legacy is not dataclasses.MISSING:
+        meta["legacy"] = legacy
     return field(default=default, metadata=meta)
 
 
@@ -193,6 +202,14 @@ class Settings:
                                 "ground truth into SEQ/right/; disparity maps are written for "
                                 "both views (needs depths)", "Ground truth",
                                 label="Stereo Baseline", min=0.0, soft_max=10.0, active_if="depths")
+    normal_kind: str = _f("shading", "Which normal the normals hold at the pixel centre's surface "
+                          "point: shading (smooth shading, normal and bump maps, as Blender "
+                          "shades) or geometric (the true facet normal)", "Ground truth",
+                          label="Normal Kind", choices=NORMAL_KINDS, active_if="normals")
+    filtered_passes: bool = _f(False, "Take normals and flow from the RGB render, averaged over "
+                               "its samples and pixel filter, instead of from the pixel-centre "
+                               "surface that depth and ids describe (cheaper, blended at edges)",
+                               "Ground truth", label="Filtered Passes", legacy=True)
 
     # -- Render ------------------------------------------------------------------------------
     width: int = _f(512, "Image width in pixels (0: keep the scene's resolution)", "Render",

@@ -10,6 +10,8 @@ from elsewhere hits all of them alike. Configurations:
 * ``anim_plain``: the floor's graph (passes -> four EXR File Output nodes), ``render(animation=True)``;
 * ``loop_plain``: the same graph, ``frame_set`` + ``render(write_still=True)`` per frame;
 * ``loop_rig``: our :class:`PassRig` (debug off) driven like the worker does (``prepare_frame``);
+* ``loop_rig_filtered``: the same with ``filtered_passes`` (normals and flow from the RGB render:
+  no data render);
 * ``loop_rig_previews``: the same with previews (debug on).
 
 Prints the median CPU and wall seconds per frame of each (first frame of a chunk excluded).
@@ -75,13 +77,15 @@ def main() -> int:
     def render_chunk(cfg: str, f0: int, f1: int) -> list[tuple[float, float]]:
         marks: list[tuple[float, float]] = []
         if cfg.startswith("loop_rig"):
-            rig = PassRig(scene, base.replace(debug=cfg.endswith("previews")), out / cfg)
+            rig = PassRig(scene, base.replace(debug=cfg.endswith("previews"),
+                                              filtered_passes=cfg.endswith("filtered")), out / cfg)
             try:
                 for f in range(f0, f1 + 1):
                     scene.frame_set(f)
                     rig.prepare_frame(f)
                     scene.render.filepath = still_path(cfg, f)
                     bpy.ops.render.render(write_still=True)
+                    rig.render_data(f)  # the worker's second, 1-sample render (not if filtered)
                     marks.append((time.perf_counter(), time.process_time()))
             finally:
                 rig.teardown()
@@ -109,7 +113,7 @@ def main() -> int:
             undo()
         return marks
 
-    cfgs = ["anim_plain", "loop_plain", "loop_rig", "loop_rig_previews"]
+    cfgs = ["anim_plain", "loop_plain", "loop_rig", "loop_rig_filtered", "loop_rig_previews"]
     per: dict[str, list[tuple[float, float]]] = {c: [] for c in cfgs}
     f = 1
     for rnd in range(a.rounds):

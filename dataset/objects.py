@@ -175,117 +175,158 @@ def amodal_box(verts_cam, edges, K, w: int, h: int, near: float) -> list[float]:
     return [x0, y0, x1 - x0, y1 - y0]
 
 
-def visible_boxes(inst: np.ndarray) -> dict[int, tuple[list[int], int]]:
-    """``{instance id: ([x, y, w, h], pixel count)}`` of an ``(H, W)`` instance-id image."""
+def visible_box_arrays(inst: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(ids (n,) uint32 sorted, boxes (n, 4) int32 [x, y, w, h], counts (n,) int64)`` of the
+    pixels of each instance id of an ``(H, W)`` instance-id image (0 = none). Vectorised."""
     flat = inst.ravel()
     nz = np.flatnonzero(flat)
     if not len(nz):
-        return {}
+        return np.zeros(0, np.uint32), np.zeros((0, 4), np.int32), np.zeros(0, np.int64)
     ids = flat[nz]
     order = np.argsort(ids, kind="stable")
     ids, nz = ids[order], nz[order]
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    ends = np.r_[starts[1:], len(ids)]
     w = inst.shape[1]
-    out = {}
-    for s, e in zip(starts, ends):
-        px = nz[s:e]
-        rows, cols = px // w, px % w
-        x0, y0 = int(cols.min()), int(rows.min())
-        out[int(ids[s])] = ([x0, y0, int(cols.max()) - x0 + 1, int(rows.max()) - y0 + 1], e - s)
+    rows, cols = nz // w, nz % w
+    x0, x1 = np.minimum.reduceat(cols, starts), np.maximum.reduceat(cols, starts)
+    y0, y1 = np.minimum.reduceat(rows, starts), np.maximum.reduceat(rows, starts)
+    boxes = np.stack([x0, y0, x1 - x0 + 1, y1 - y0 + 1], -1).astype(np.int32)
+    counts = np.diff(np.r_[starts, len(ids)]).astype(np.int64)
+    return ids[starts].astype(np.uint32), boxes, counts
+
+
+def visible_boxes(inst: np.ndarray) -> dict[int, tuple[list[int], int]]:
+    """``{instance id: ([x, y, w, h], pixel count)}`` of an ``(H, W)`` instance-id image."""
+    ids, boxes, counts = visible_box_arrays(inst)
+    return {int(i): (b.tolist(), int(c)) for i, b, c in zip(ids, boxes, counts)}
+
+
+def amodal_boxes(o2c: np.ndarray, verts, edges, K, w: int, h: int, near: float) -> np.ndarray:
+    """:func:`amodal_box` of one geometry (``verts`` ``(V, 3)`` object space, ``edges``
+    ``(E, 2)``) under ``n`` object-to-OpenCV-camera matrices ``o2c`` ``(n, 4, 4)``:
+    ``(n, 4)`` float64. Vectorised over instances (in chunks of bounded memory); only instances
+    that cross the near plane take the per-instance path."""
+    o2c = np.asarray(o2c, float)
+    v = np.asarray(verts, float)
+    n = len(o2c)
+    out = np.zeros((n, 4))
+    if not n or not len(v):
+        return out
+    K = np.asarray(K, float)
+    step = max(1, 2_000_000 // max(len(v), 1))
+    for a in range(0, n, step):
+        m = o2c[a:a + step]
+        p = np.einsum("vj,nij->nvi", v, m[:, :3, :3]) + m[:, None, :3, 3]   # (c, V, 3)
+        front = p[..., 2] >= near
+        allf = front.all(1)
+        z = np.where(front, p[..., 2], 1.0)
+        u = K[0, 0] * p[..., 0] / z + K[0, 2]
+        vv = K[1, 1] * p[..., 1] / z + K[1, 2]
+        x0 = np.maximum(u.min(1), 0.0)
+        x1 = np.minimum(u.max(1), float(w))
+        y0 = np.maximum(vv.min(1), 0.0)
+        y1 = np.minimum(vv.max(1), float(h))
+        ok = allf & (x1 > x0) & (y1 > y0)
+        box = np.stack([x0, y0, x1 - x0, y1 - y0], -1)
+        out[a:a + step][ok] = box[ok]
+        for j in np.flatnonzero(~allf & front.any(1)):  # crosses the near plane
+            out[a + j] = amodal_box(p[j], edges, K, w, h, near)
     return out
 
 
-class Candidate(TypedDict):
-    """A drawn instance as the pixel resolver sees it."""
+def nearest_on_triangles(verts, tris, pts) -> np.ndarray:
+    """``(P, 3)`` the nearest point of the triangles ``tris`` ``(T, 3)`` of ``verts``
+    ``(V, 3)`` to each of ``pts`` ``(P, 3)`` (all in one space). Ericson's closest point on a
+    triangle in barycentric form: the six dot products come from two matrix products, the
+    regions and squared distances are ``(P, T)`` scalars (coordinates centred on the geometry),
+    and the point is formed for the nearest triangle only. NaN where there are no triangles."""
+    v = np.asarray(verts, float)
+    t = np.asarray(tris, np.int64).reshape(-1, 3)
+    p = np.asarray(pts, float).reshape(-1, 3)
+    out = np.full(p.shape, np.nan)
+    if not len(t) or not len(p):
+        return out
+    ctr = (v.min(0) + v.max(0)) / 2
+    v = v - ctr
+    a, b, c = v[t[:, 0]], v[t[:, 1]], v[t[:, 2]]
+    ab, ac = b - a, c - a
+    aba, aca = (ab * a).sum(1), (ac * a).sum(1)
+    abb, acb = (ab * b).sum(1), (ac * b).sum(1)
+    abc, acc = (ab * c).sum(1), (ac * c).sum(1)
+    abab, abac, acac = (ab * ab).sum(1), (ab * ac).sum(1), (ac * ac).sum(1)
+    aa = (a * a).sum(1)
+    step = max(1, 2_000_000 // len(t))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for s in range(0, len(p), step):
+            q = p[s:s + step] - ctr                              # (n, 3)
+            qab, qac, qa = q @ ab.T, q @ ac.T, q @ a.T           # (n, T)
+            d1, d2 = qab - aba, qac - aca
+            d3, d4 = qab - abb, qac - acb
+            d5, d6 = qab - abc, qac - acc
+            va, vb, vc = d3 * d6 - d5 * d4, d5 * d2 - d1 * d6, d1 * d4 - d3 * d2
+            den = va + vb + vc
+            vv, ww = vb / den, vc / den                          # inside the face
+            r = (va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0)     # edge BC
+            tb = (d4 - d3) / ((d4 - d3) + (d5 - d6))
+            vv, ww = np.where(r, 1 - tb, vv), np.where(r, tb, ww)
+            r = (vb <= 0) & (d2 >= 0) & (d6 <= 0)                # edge AC
+            vv, ww = np.where(r, 0.0, vv), np.where(r, d2 / (d2 - d6), ww)
+            r = (d6 >= 0) & (d5 <= d6)                           # vertex C
+            vv, ww = np.where(r, 0.0, vv), np.where(r, 1.0, ww)
+            r = (vc <= 0) & (d1 >= 0) & (d3 <= 0)                # edge AB
+            vv, ww = np.where(r, d1 / (d1 - d3), vv), np.where(r, 0.0, ww)
+            r = (d3 >= 0) & (d4 <= d3)                           # vertex B
+            vv, ww = np.where(r, 1.0, vv), np.where(r, 0.0, ww)
+            r = (d1 <= 0) & (d2 <= 0)                            # vertex A
+            vv, ww = np.where(r, 0.0, vv), np.where(r, 0.0, ww)
+            qq = (q * q).sum(1)[:, None]
+            dd = (qq - 2 * qa + aa - 2 * vv * d1 - 2 * ww * d2 + vv * vv * abab
+                  + 2 * vv * ww * abac + ww * ww * acac)
+            dd = np.where(np.isnan(dd), np.inf, dd)
+            k = np.argmin(dd, 1)
+            i = np.arange(len(k))
+            x = a[k] + ab[k] * vv[i, k][:, None] + ac[k] * ww[i, k][:, None]
+            x[~np.isfinite(dd[i, k])] = np.nan
+            out[s:s + step] = x + ctr
+    return out
 
-    instance_id: int
-    object_id: int
-    pass_value: int      # what Cycles writes in the Object Index pass for it
-    matrix: np.ndarray   # (4, 4) object -> world
-    lo: np.ndarray       # (3,) object-space box of its evaluated geometry
-    hi: np.ndarray
+
+def metadata_bytes(n_instances: int) -> int:
+    """Bytes of one frame's object record arrays for ``n_instances`` instances (instance id,
+    object_to_world, box_lo/hi, bbox_obj, bbox_visib, px_count_visib)."""
+    return int(n_instances) * RECORD_BYTES
 
 
-def resolve_pixels(index: np.ndarray, depth: np.ndarray, K, cam_to_world_gl,
-                   candidates: list[Candidate], surface_distance=None
-                   ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """Object and instance id images from the Object Index pass and the planar Depth pass of
-    the same (first) sample, both ``(H, W)``.
+# bytes per instance of a frame record, and of the worker's working arrays for one frame
+# (matrices, boxes, projections and the sort while the frame is assembled)
+RECORD_BYTES = 4 + 16 * 8 + 3 * 8 * 2 + 4 * 8 + 4 * 4 + 8
+WORK_BYTES = 4096
+METADATA_MEMORY_LIMIT = 2 * 1024**3  # what one frame's object metadata may hold in the worker
 
-    Pixels whose index value belongs to one candidate take it. Otherwise the surface point of
-    the pixel-centre ray at that depth is compared with the candidates' boxes (world distance,
-    tolerance: 2 pixel footprints); among several boxes within tolerance,
-    ``surface_distance(candidate, points_world (N, 3)) -> (N,)`` (when given) decides.
-    Returns ``(object_ids int32, instance_ids uint32, stats)``."""
-    from .layout import pixel_rays
 
-    h, w = index.shape
-    idx = np.rint(index).astype(np.int64)
-    hit = depth < 1e9
-    obj = np.zeros((h, w), np.int32)
-    ins = np.zeros((h, w), np.uint32)
-    stats = {"unique": 0, "by_box": 0, "by_surface": 0, "nearest_box": 0, "unidentified": 0}
-    groups: dict[int, list[Candidate]] = {}
-    for c in candidates:
-        groups.setdefault(int(c["pass_value"]), []).append(c)
-    K = np.asarray(K, float)
-    pose = np.asarray(cam_to_world_gl, float) @ CV_FROM_GL
-    xr, yr = pixel_rays(K, (h, w))
-    foot = 2.0 * np.sqrt(2.0) * max(1.0 / K[0, 0], 1.0 / K[1, 1])
-    hp = np.flatnonzero(hit)
-    vals = idx.ravel()[hp]
-    keys = np.array(sorted(groups), np.int64)
-    pos = np.searchsorted(keys, vals) if len(keys) else np.zeros(len(vals), np.int64)
-    pos = np.minimum(pos, max(len(keys) - 1, 0))
-    found = (keys[pos] == vals) if len(keys) else np.zeros(len(vals), bool)
-    stats["unidentified"] = int((~found).sum())
-    single = np.array([len(groups[int(k)]) == 1 for k in keys], bool)
-    lut_o = np.array([groups[int(k)][0]["object_id"] for k in keys], np.int32)
-    lut_i = np.array([groups[int(k)][0]["instance_id"] for k in keys], np.uint32)
-    one = found & single[pos] if len(keys) else found
-    obj.ravel()[hp[one]] = lut_o[pos[one]]
-    ins.ravel()[hp[one]] = lut_i[pos[one]]
-    stats["unique"] = int(one.sum())
-    many = np.flatnonzero(found & ~one)
-    order = many[np.argsort(vals[many], kind="stable")]
-    sv = vals[order]
-    starts = np.flatnonzero(np.r_[True, sv[1:] != sv[:-1]]) if len(sv) else np.array([], int)
-    for s0, s1 in zip(starts, np.r_[starts[1:], len(sv)]):
-        group = groups[int(sv[s0])]
-        px = hp[order[s0:s1]]
-        rows, cols = px // w, px % w
-        n = len(px)
-        d = depth.ravel()[px].astype(np.float64)
-        p_cam = np.stack([xr[0, cols] * d, yr[rows, 0] * d, d], -1)
-        p = p_cam @ pose[:3, :3].T + pose[:3, 3]
-        tol = foot * d + 1e-6
-        dist = np.empty((len(group), n))
-        for j, c in enumerate(group):
-            m = np.asarray(c["matrix"], float)
-            q = (p - m[:3, 3]) @ np.linalg.inv(m[:3, :3]).T
-            off = np.maximum(np.maximum(c["lo"] - q, q - c["hi"]), 0.0)
-            dist[j] = np.linalg.norm(off @ m[:3, :3].T, axis=1)
-        within = dist <= tol
-        nwithin = within.sum(0)
-        pick = np.argmin(dist, 0)
-        stats["by_box"] += int((nwithin == 1).sum())
-        stats["nearest_box"] += int((nwithin == 0).sum())
-        amb = np.flatnonzero(nwithin > 1)
-        if len(amb):
-            stats["by_surface"] += len(amb)
-            if surface_distance is not None:
-                sd = np.full((len(group), len(amb)), np.inf)
-                for j, c in enumerate(group):
-                    sel = within[j, amb]
-                    if sel.any():
-                        sd[j, sel] = surface_distance(c, p[amb[sel]])
-                pick[amb] = np.argmin(sd, 0)
-        oid = np.array([c["object_id"] for c in group], np.int32)
-        iid = np.array([c["instance_id"] for c in group], np.uint32)
-        obj.ravel()[px] = oid[pick]
-        ins.ravel()[px] = iid[pick]
-    return obj, ins, stats
+def metadata_estimate(n_instances: int, frames: int, mode: str) -> dict[str, int]:
+    """The object metadata of a sequence: ``{"instances", "frame_bytes", "sequence_bytes",
+    "work_bytes"}``. For ``mode`` "all" every instance is in every frame; "visible" and
+    "frustum" hold at most that (the estimate is the bound)."""
+    fb = metadata_bytes(n_instances)
+    return {"instances": int(n_instances), "frame_bytes": fb, "sequence_bytes": fb * int(frames),
+            "work_bytes": int(n_instances) * WORK_BYTES}
+
+
+def metadata_refusal(n_instances: int, frames: int, mode: str,
+                     limit: int = METADATA_MEMORY_LIMIT) -> str | None:
+    """None when the object metadata fits, else the one-line reason (with the estimate and the
+    fix). Only "all" is refused: "visible" and "frustum" hold what the camera sees."""
+    if mode != "all":
+        return None
+    est = metadata_estimate(n_instances, frames, mode)
+    if est["work_bytes"] <= limit:
+        return None
+    gib = 1024**3
+    return (f"object_records 'all' with {n_instances:,} instances needs about "
+            f"{est['work_bytes'] / gib:.1f} GiB per frame in the worker and "
+            f"{est['sequence_bytes'] / gib:.1f} GiB for {frames} frames (limit "
+            f"{limit / gib:.1f} GiB per frame): set object_records to 'visible' or 'frustum'")
 
 
 # -- files ----------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ from . import layout
 from .documents.base import DocumentError, read_json
 from .documents.provenance import FileIdentity, ProvenanceDoc
 from .journal import Journal, set_aside
+from .lock import SEQUENCE_LOCK
 from .transforms import write_json_atomic
 
 FORMAT = 1
@@ -226,7 +227,8 @@ def foreign(old: dict[str, Any], new: dict[str, Any]) -> bool:
 
 def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """What differs between two records, one short phrase each (empty: the frames are reusable).
-    A setting missing from ``old`` (recorded before the setting existed) matches its default."""
+    A setting missing from ``old`` (recorded before the setting existed) is the value such a
+    sequence was rendered with: its ``legacy`` metadata, else its default."""
     out: list[str] = []
     ob, nb = old.get("blend", {}), new.get("blend", {})
     if ob.get("sha256") != nb.get("sha256"):
@@ -237,7 +239,7 @@ def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     if old.get("scene") != new.get("scene"):
         out.append(f"scene {old.get('scene')!r} -> {new.get('scene')!r}")
     out += dependency_changes(old.get("dependencies"), new.get("dependencies"))
-    defaults = {f.name: f.default for f in fields(Settings)}
+    defaults = {f.name: f.metadata.get("legacy", f.default) for f in fields(Settings)}
     os_, ns = old.get("settings", {}), new.get("settings", {})
     for k in sorted(set(os_) | set(ns)):
         a = os_[k] if k in os_ else defaults.get(k)
@@ -297,10 +299,14 @@ def reset_sequence(seq_dir: str | os.PathLike) -> None:
     right = root / layout.RIGHT_FOLDER  # a stereo pair's right view goes with its left view
     if right.is_dir() and not right.is_symlink() and (right / layout.PROVENANCE).is_file():
         reset_sequence(right)
-        try:
-            right.rmdir()
-        except OSError:
-            pass
+        # the right view is wholly ours: its worker's lock file goes too (not held: the left
+        # view's worker, which renders both, holds the left one)
+        state = right / layout.STATE_DIR
+        for p in (state / SEQUENCE_LOCK, state, right):
+            try:
+                p.unlink() if p.name == SEQUENCE_LOCK else p.rmdir()
+            except OSError:
+                pass
     for name in (layout.JOURNAL, layout.PROVENANCE, *_META_FILES):
         try:
             (root / name).unlink()

@@ -23,7 +23,7 @@ from ..dataset.verify import WriteError, render_save_error, write_error
 from ..settings import Settings
 from ..wire.events import Emit
 from ..wire.protocol import Ev
-from . import compat, objects, scene_setup
+from . import compat, scene_setup, topology
 from .passes import PassRig
 
 
@@ -69,6 +69,7 @@ def _render_frame(scene, rig: PassRig, sq: _Sequence, f: int, rgb: str) -> float
     t0 = time.perf_counter()
     try:
         bpy.ops.render.render(write_still=True)
+        rig.render_data(f)  # ground truth of the pixel centres (none with filtered_passes)
     except RuntimeError as exc:  # "cannot save": a write error, said in one line
         raise (render_save_error(str(exc)) or exc) from None
     dt = time.perf_counter() - t0
@@ -90,7 +91,7 @@ class _Commits:
     may change (:func:`scene_setup.lens_may_change`) a rendered frame waits for the next frame's
     lens: its flow file may need re-projecting first (:func:`_commit_flow_frame`). The lenses of
     frames ``a - 1 .. b + 1`` and the meshes whose vertex count changes
-    (:class:`objects.TopologyWatch`, created before any ``frame_set``) then decide the flow
+    (:class:`topology.TopologyWatch`, created before any ``frame_set``) then decide the flow
     validity flags (:meth:`mark_flow_validity`)."""
 
     def __init__(self, scene, rig: PassRig, journal: Journal, sq: _Sequence, settings: Settings,
@@ -99,7 +100,7 @@ class _Commits:
         self.settings, self.emit = settings, emit
         self.flows = settings.flows
         self.defer = self.flows and scene_setup.lens_may_change(scene)
-        self.topology = objects.TopologyWatch(scene) if self.flows else None
+        self.topology = topology.TopologyWatch(scene) if self.flows else None
         self.lenses = {sq.a - 1: _lens_at(scene, sq.a - 1)} if self.flows else {}
         self.pending: _Rendered | None = None
 

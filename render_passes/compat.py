@@ -262,3 +262,46 @@ SIMULATION_FOLLOWS_REMAPPED_CLOCK = tuple(bpy.app.version) >= (5, 0, 0)
 # marked invalid instead of corrected).
 VECTOR_PASS_INTRINSICS = {(4, 2): "current", (4, 5): "neighbour_focal",
                           (5, 0): "neighbour_focal"}.get(tuple(bpy.app.version[:2]))
+
+
+# Blender 4.3+: ``Object.evaluated_geometry()`` -> GeometrySet, whose ``instances_pointcloud()``
+# holds one point per geometry-nodes instance (``instance_transform`` FLOAT4X4, column-major;
+# ``.reference_index``; ``id`` when the instances carry one) and ``instance_references()`` the
+# instanced things. 4.2 has none of it: instances are then read from ``object_instances``.
+GEOMETRY_SET = hasattr(bpy.types.Object, "evaluated_geometry")  # Python-defined, not RNA
+
+
+_GEOMETRY_TYPES = {"MESH", "CURVE", "SURFACE", "FONT", "META", "CURVES", "POINTCLOUD", "VOLUME"}
+
+
+def geometry_instances(ob_eval, transforms: bool = True):
+    """``(transforms (n, 4, 4) float64 row-major in the object's space, reference index (n,)
+    int32, ids (n,) int32 or None, references)`` of an evaluated object's instances, ``()``
+    when it has none, None when they cannot be read in bulk (no GeometrySet API). Without
+    ``transforms``, the transforms are ``None``."""
+    if not GEOMETRY_SET:
+        return None
+    import numpy as np
+
+    if ob_eval.type not in _GEOMETRY_TYPES:
+        return ()
+    gs = ob_eval.evaluated_geometry()
+    pc = gs.instances_pointcloud()
+    if pc is None or not len(pc.points):
+        return ()
+    n = len(pc.points)
+    attrs = pc.attributes
+    t = None
+    if transforms:
+        t = np.empty(n * 16, np.float32)
+        attrs["instance_transform"].data.foreach_get("value", t)
+    ref = np.zeros(n, np.int32)
+    if ".reference_index" in attrs:
+        attrs[".reference_index"].data.foreach_get("value", ref)
+    ids = None
+    a = attrs.get("id")
+    if a is not None and a.domain == "POINT" and a.data_type == "INT":
+        ids = np.empty(n, np.int32)
+        a.data.foreach_get("value", ids)
+    mats = None if t is None else t.reshape(n, 4, 4).transpose(0, 2, 1).astype(np.float64)
+    return mats, ref, ids, list(gs.instance_references())

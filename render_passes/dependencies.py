@@ -18,6 +18,7 @@ import bpy
 from ..wire.events import Emit
 from ..wire.protocol import Ev
 from .scene_setup import SceneError
+from .timing import animatable_ids
 
 _FILE_SOURCES = {"FILE": "image", "SEQUENCE": "image", "TILED": "image", "MOVIE": "movie"}
 
@@ -71,18 +72,11 @@ def refuse_multiview(scene, name: str) -> None:
             "the file, and use the stereo_baseline setting for a right view")
 
 
-def _owners():
-    for coll in (bpy.data.objects, bpy.data.meshes, bpy.data.materials, bpy.data.cameras,
-                 bpy.data.lights, bpy.data.node_groups, bpy.data.scenes, bpy.data.worlds,
-                 bpy.data.shape_keys, bpy.data.curves, bpy.data.textures):
-        yield from coll
-
-
 def python_drivers() -> list[str]:
     """``'OWNER'.data_path = 'expression'`` of every driver whose expression needs Python (not
     Blender's simple-expression evaluator)."""
     found = []
-    for owner in _owners():
+    for owner in animatable_ids():
         ad = getattr(owner, "animation_data", None)
         if ad is None:
             continue

@@ -7,18 +7,22 @@ Interface used by the worker (one rig per sequence):
 * ``rig.frame_files(frame) -> dict[str, str]``: the ``*_file_path`` entries of this frame for
   ``transforms.json`` (relative to ``seq_dir``); their values are the files the journal checks.
 * ``rig.prepare_frame(frame)``: per-frame updates (e.g. camera rotation for camera-frame normals),
-  called after ``scene.frame_set(frame)`` and before the render.
+  called after ``scene.frame_set(frame)`` and before the RGB render.
+* ``rig.render_data(frame)``: right after the RGB render, the 1-sample data render that writes the
+  ground truth from the pixel centres' surface (only with normals or flows and without
+  ``filtered_passes``; otherwise the RGB render wrote it and this does nothing).
+* ``rig.warnings``: sentences for the worker to emit once (e.g. objects without a True Normal).
 * ``rig.conventions() -> dict``: the ``conventions`` entries for the enabled passes.
 * ``rig.teardown()``: remove our nodes and restore what was changed.
 
-Everything is converted inside the compositor during the one render of the frame, so the files
+Everything is converted inside the compositor during the render that writes the files, so they
 need no fix afterwards (docs/ground_truth.md):
 
 * depth: Depth pass (planar) with the 1e10 background set to 0; ``distance`` multiplies by a
   per-pixel ray-length factor image ``sqrt(1 + ((u-cx)/fx)^2 + ((v-cy)/fy)^2)`` made with numpy.
-* normals: world Normal pass rotated by R^T (camera rotation written into Math nodes per frame),
-  then renormalised (silhouette pixels are sample averages) and zeroed where the depth has no
-  surface (depth and ids come from a pixel's first sample), so background stays 0.
+* normals: world Normal pass (``normal_kind`` "geometric": the True Normal AOV where a material
+  wrote it) rotated by R^T (camera rotation written into Math nodes per frame), then renormalised
+  and zeroed where the depth has no surface, so background stays 0.
 * flow: Vector pass routed through a Switch node (4.5/5.0 Separate Color and 4.2 File Output lose
   its 4th channel otherwise), split, forward = (-Z, W), backward = (X, -Y) in pixels, v down.
 * segmentation: Object Index pass with ``pass_index`` = our object id (restored in teardown) and
@@ -40,10 +44,12 @@ from ..dataset import camera as cam_model
 from ..dataset import layout
 from ..dataset.documents import objects_files as object_records
 from ..dataset.documents import transforms as transforms_doc
+from ..dataset.documents.objects import FrameRecord
 from ..dataset.transforms import write_json_atomic
 from ..settings import Settings
-from . import compat, scene_setup, segmentation
+from . import compat, data_render, scene_setup, segmentation
 from .compositor import Graph
+from .data_render import TRUE_NORMAL_AOV
 from .objects import ObjectTracker
 
 # Where each kind's files go (flag, folder, stem, transforms.json key): dataset.layout.KINDS.
@@ -64,8 +70,6 @@ BACKGROUND_DEPTH = 1e9  # Cycles writes 1e10 where no surface was hit
 # Flow preview: saturation = |flow| / (this fraction of the image width), clamped to 1; a fixed
 # scale (not per-frame max) keeps the colours of a video steady.
 FLOW_PREVIEW_SCALE = 0.05
-
-
 class PassRig:
     """Ground truth of one sequence (see the module docstring)."""
 
@@ -85,6 +89,12 @@ class PassRig:
         self.tracker: ObjectTracker | None = None
         self.records: object_records.SequenceWriter | None = None
         self._ids_doc: dict[str, Any] = {}
+        # normals and flow from a separate 1-sample render of the frame (render_data)
+        self.data_render = not settings.filtered_passes and bool({"normal", "flow"} & set(self.kinds))
+        self.warnings: list[str] = []  # for the worker to emit once (names the thing)
+        self._outputs: list[Any] = []  # our File Output nodes
+        self._aov = None
+        self._aov_nodes: list[tuple[Any, Any]] = []  # (material node tree, node) we added
         if not self.kinds:
             return
         try:
@@ -115,6 +125,21 @@ class PassRig:
             self._update_factor()
         if self.tracker is not None:
             self.tracker.expect(frame)
+        if self.data_render:  # the RGB render writes the RGB frame only
+            self._data_passes(False)
+
+    def render_data(self, frame: int) -> None:
+        """After the RGB render of ``frame``: the data render (:func:`.data_render.render`);
+        nothing with ``filtered_passes`` (or no normals or flow): the RGB render wrote them."""
+        if self.data_render:
+            data_render.render(self)
+
+    def _data_passes(self, on: bool) -> None:
+        """Our File Output nodes on (the data render) or muted (the RGB render). The view-layer
+        passes stay on in both: switching the Vector pass between the two renders of a frame
+        crashed Cycles with Persistent Data (5.0, docs/blender_notes.md)."""
+        for fo in self._outputs:
+            fo.mute = not on
 
     def finish_frame(self, frame: int, rendered: bool) -> None:
         """After ``frame`` was rendered (or skipped as done): final segmentation file and the
@@ -126,7 +151,8 @@ class PassRig:
         self.tracker.finish_frame(frame, raw if rendered else None, final)
         done = self.tracker.frames.pop(frame)  # written once as the frame's record, not kept
         if rendered:
-            self.records.frame(object_records.record_from_tracker(done))
+            self.records.frame(FrameRecord.make(
+                done.pop("frame"), done.pop("camera"), f"{self.seq_dir} frame {frame}", **done))
         else:
             self.records.kept(frame)
 
@@ -175,10 +201,15 @@ class PassRig:
     def conventions(self) -> dict[str, Any]:
         """The ``conventions`` of ``transforms.json`` for this rig's kinds (owned by
         ``dataset.documents.transforms``; each kind's entry is its ``dataset.modalities`` row)."""
-        return transforms_doc.conventions(
+        conv = transforms_doc.conventions(
             self.kinds, depth_type=self.settings.depth_type, normal_frame=self.settings.normal_frame,
             unit_scale_m=self.scene.unit_settings.scale_length, exr_channels=compat.EXR_CHANNELS,
             previews=self.settings.debug)
+        self._surface_conventions(conv)
+        return conv
+
+    def _surface_conventions(self, conv: dict[str, Any]) -> None:
+        data_render.surface_conventions(self.settings, conv)
 
     def teardown(self) -> None:
         if self.graph is not None:
@@ -202,6 +233,18 @@ class PassRig:
             if ob is not None:
                 ob.pass_index = idx
         self._undo_pass_index = {}
+        for ntree, node in reversed(self._aov_nodes):
+            try:
+                ntree.nodes.remove(node)
+            except (ReferenceError, RuntimeError):
+                pass
+        self._aov_nodes = []
+        if self._aov is not None:
+            try:
+                vl.aovs.remove(self._aov)
+            except (ReferenceError, RuntimeError):
+                pass
+            self._aov = None
         if self.tracker is not None:
             self.tracker.close()
         self._rot_inputs = []
@@ -218,6 +261,8 @@ class PassRig:
             setattr(vl, attr, True)
         if "segmentation" in self.kinds:
             self._assign_ids(vl)
+        if "normal" in self.kinds and s.normal_kind == "geometric":
+            self._add_true_normal_aov(vl)
         tree, self._undo_tree = compat.acquire_compositor(scene)
         g = self.graph = Graph(tree)
         rl = g.node("CompositorNodeRLayers")
@@ -235,6 +280,8 @@ class PassRig:
                 previews["depth"] = g.combine_color(hue, 1.0, mask, mode="HSV")
         if "normal" in self.kinds:
             n = g.separate_xyz(compat.render_layer_output(rl, "Normal"))
+            if s.normal_kind == "geometric":
+                n = self._true_normal(g, rl, n)
             if s.normal_frame == "camera":
                 n = self._rotate(g, n)
             sq = g.math("MULTIPLY_ADD", n[2], n[2],
@@ -292,6 +339,7 @@ class PassRig:
             g.nodes.append(fo)
             fo.label = "DF"
             g.link(g.for_png(sock), compat.file_output_input(fo, layout.blender_stem(k), "RGBA"))
+        self._outputs = [n for n in g.nodes if n.bl_idname == "CompositorNodeOutputFile"]
 
     def _write(self, g: Graph, kind: str, sock) -> None:
         spec, stype = layout.KINDS[kind], SOCKET_TYPES[kind]
@@ -315,6 +363,18 @@ class PassRig:
                 self._rot_inputs[j][i] = t.node.inputs[1]
             out.append(t)
         return out
+
+    def _add_true_normal_aov(self, vl) -> None:
+        data_render.add_true_normal_aov(self, vl)
+
+    def _true_normal(self, g: Graph, rl, shading: list) -> list:
+        """World True Normal from the AOV where a material wrote it, else ``shading``."""
+        a = g.separate_rgba(rl.outputs[TRUE_NORMAL_AOV])[:3]
+        sq = g.math("MULTIPLY_ADD", a[2], a[2],
+                    g.math("MULTIPLY_ADD", a[1], a[1], g.math("MULTIPLY", a[0], a[0])))
+        has = g.math("GREATER_THAN", sq, 0.0)
+        return [g.math("MULTIPLY_ADD", g.math("SUBTRACT", ai, si), has, si)
+                for ai, si in zip(a, shading)]
 
     def _factor_socket(self, g: Graph):
         """Per-pixel ray length per unit of planar depth, as an image (updated if K changes)."""
@@ -360,5 +420,5 @@ class PassRig:
         def rendered() -> set[str]:
             return {o.name_full for o in segmentation.rendered_objects(self.scene, vl)}
         self.tracker = ObjectTracker(self.scene, self.ids, classes, rendered,
-                                     self.settings.exr_codec)
+                                     self.settings.exr_codec, self.settings.object_records)
         self.records = object_records.SequenceWriter(self.seq_dir, self.settings.object_records)

@@ -44,6 +44,7 @@ def _open_blend(blend: str, settings: Settings) -> list[str]:
         out.append(f"{name}: Blender {_blender_version()} reported errors while opening it ({said}) "
                    "but loaded it; what it names may be missing from the render: check it in Blender "
                    "and save the file again")
+    scene_setup.leave_edit_modes()  # evaluated meshes are empty in Edit Mode
     saved = tuple(bpy.data.version[:2])  # the Blender that saved it (compressed files too)
     if saved > tuple(bpy.app.version[:2]):
         out.append(f"{name}: saved by Blender {saved[0]}.{saved[1]}, newer than this Blender "

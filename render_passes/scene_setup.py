@@ -28,6 +28,28 @@ def camera_params(scene, cam_obj) -> CameraParams:
         pixel_aspect_y=r.pixel_aspect_y, type=c.type)
 
 
+def leave_edit_modes() -> list[str]:
+    """Bring every object the file was saved in Edit, Sculpt or a paint mode back to Object Mode,
+    in memory (the file is never saved); returns their names.
+
+    A mesh saved in Edit Mode evaluates to 0 vertices until it leaves it (measured on 4.2, 4.5
+    and 5.0, docs/blender_notes.md): its Object Index, ``objects.json`` entry and vertex count
+    would be missing or wrong for every reader of evaluated data. ``mode_set`` works without a
+    window when the object is named in a context override."""
+    out = []
+    for ob in list(bpy.data.objects):
+        if ob.mode == "OBJECT" or ob.library is not None:
+            continue
+        try:
+            with bpy.context.temp_override(active_object=ob, object=ob, selected_objects=[ob],
+                                           selected_editable_objects=[ob]):
+                bpy.ops.object.mode_set(mode="OBJECT")
+        except RuntimeError:
+            continue  # not in the current view layer: it has no mode there
+        out.append(ob.name)
+    return out
+
+
 def select_scene(wanted: str, blend_name: str):
     """The scene named ``wanted`` made the context scene (what a render renders), or the file's
     active scene when ``wanted`` is empty; raises :class:`SceneError` listing the file's scenes."""
@@ -214,6 +236,7 @@ def scene_warnings(scene, blend_name: str, engine_before: str) -> list[str]:
         out.append(f"{blend_name}: missing texture{'s' if len(lost) > 1 else ''} "
                    f"{', '.join(lost)} render pink; restore the files or pack them "
                    "(File > External Data > Pack Resources)")
+    out.extend(f"{blend_name}: {m}" for m in missing_normal_maps())
     if engine_before != "CYCLES":
         out.append(f"{blend_name}: scene '{scene.name}' is set to {engine_before}; it renders in "
                    "Cycles (the ground truth passes are Cycles')")
@@ -231,6 +254,59 @@ def scene_warnings(scene, blend_name: str, engine_before: str) -> list[str]:
                    f"({', '.join(repr(n) for n in used)}); the ground truth describes only "
                    f"'{view_layer(scene).name}': untick Use for Rendering (View Layer "
                    "Properties > View Layer) on the others if they differ")
+    return out
+
+
+# Shader nodes whose input bends the shading normal (Normal Map: Color; Bump: Height).
+NORMAL_NODES = {"ShaderNodeNormalMap": "Normal Map", "ShaderNodeBump": "Bump"}
+
+
+def _image_missing(img) -> bool:
+    """An image a render would draw pink: a file (not packed) whose path is not a file."""
+    import os
+
+    if img is None or img.packed_file is not None or img.source not in {"FILE", "SEQUENCE"}:
+        return False
+    if img.source == "SEQUENCE":
+        return False  # frame-numbered paths: not checked here
+    return not os.path.isfile(bpy.path.abspath(img.filepath, library=img.library))
+
+
+def missing_normal_maps() -> list[str]:
+    """One sentence per material (or shader node group) whose Normal Map or Bump node reads,
+    through any nodes of the same tree, an Image Texture whose file is missing: Cycles shades
+    with pink (1, 0, 1) there, which as a tangent-space normal tilts the shading normals by
+    45-53 degrees (measured), so normal_kind "shading" describes that tilt."""
+    trees = [(f"material '{m.name}'", m.node_tree) for m in bpy.data.materials
+             if m.use_nodes and m.node_tree is not None and m.users > 0]
+    trees += [(f"shader node group '{g.name}'", g) for g in bpy.data.node_groups
+              if g.bl_idname == "ShaderNodeTree" and g.users > 0]
+    out = []
+    for owner, tree in trees:
+        found: dict[str, str] = {}
+        for node in tree.nodes:
+            if node.bl_idname not in NORMAL_NODES or node.mute:
+                continue
+            seen: set[int] = set()
+            stack = [link.from_node for sock in node.inputs for link in sock.links
+                     if sock.name != "Normal" and link.is_valid and not link.is_muted]
+            while stack:
+                up = stack.pop()
+                if up.as_pointer() in seen:
+                    continue
+                seen.add(up.as_pointer())
+                img = getattr(up, "image", None) if up.bl_idname == "ShaderNodeTexImage" else None
+                if img is not None and _image_missing(img):
+                    found.setdefault(img.name, f"the {NORMAL_NODES[node.bl_idname]} node "
+                                               f"'{node.name}' reads image '{img.name}' "
+                                               f"({bpy.path.abspath(img.filepath, library=img.library)})")
+                stack.extend(link.from_node for sock in up.inputs for link in sock.links
+                             if link.is_valid and not link.is_muted)
+        for text in found.values():
+            out.append(f"{owner}: {text}, which is missing: Blender shades with pink there, "
+                       "tilting the surface's shading normals (the normals, normal_kind "
+                       "'shading') by up to about 55 degrees; restore or pack the image, or use "
+                       "normal_kind 'geometric'")
     return out
 
 

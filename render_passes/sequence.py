@@ -15,7 +15,7 @@ from typing import Any
 
 from ..dataset import camera as cam_model
 from ..dataset import layout, provenance
-from ..dataset.documents.job import JobSpec
+from ..dataset.documents.job import JobSpec, as_job
 from ..dataset.documents.transforms import FrameEntry, position_of
 from ..dataset.journal import Journal
 from ..dataset.lock import sequence_lock
@@ -53,8 +53,9 @@ class _Inputs:
 _LOADED: dict[str, _Inputs] = {}  # .blend path -> what this process loaded from it
 
 
-def open_scene(job: JobSpec, settings: Settings, emit: Emit):
+def open_scene(job: JobSpec | dict[str, Any], settings: Settings, emit: Emit):
     """Open the job's .blend and prepare it; raises SceneError with the fix on bad input."""
+    job = as_job(job)
     blend = job.blend
     name = os.path.basename(blend)
     t0 = time.perf_counter()
@@ -98,13 +99,14 @@ def _check_frame_size(scene, settings: Settings, name: str) -> None:
             "resolution")
 
 
-def render_sequence(scene, seq: SequenceSpec, job: JobSpec, settings: Settings,
+def render_sequence(scene, seq: SequenceSpec, job: JobSpec | dict[str, Any], settings: Settings,
                     emit: Emit, budget: list[int], device: str) -> None:
     """Render frames ``frame_start..frame_end`` of ``seq`` into ``seq['out_dir']``.
 
     Frames already complete in the journal are skipped when ``allow_skips``. ``budget`` is a
     one-element countdown of frames this process may still render (None inside: unlimited).
     """
+    job = as_job(job)
     out = Path(seq["out_dir"])
     scene_name = job.scene_name
     a, b = _frame_range(scene, seq, settings, scene_name)
@@ -123,6 +125,8 @@ def _render_locked(scene, sq: _Sequence, seq: SequenceSpec, job: JobSpec,
     journal = Journal(out, background=True)
     ext = layout.RGB_EXTENSIONS[settings.file_format]
     rig = stereo.rig(PassRig(scene, settings, out), scene, settings, out)
+    for message in rig.warnings:
+        emit({"event": Ev.WARNING, "scene": scene_name, "job": seq["id"], "message": message})
     todo = _todo_frames(journal, rig, a, b, ext) if settings.allow_skips else set(range(a, b + 1))
     emit({"event": Ev.JOB_STARTED, "job": seq["id"], "scene": scene_name, "frames": b - a + 1,
           "todo": len(todo)})

@@ -71,17 +71,19 @@ def _images_in_use(scene) -> list:
             if img.source in {"SEQUENCE", "MOVIE"} and img.users > 0 and not img.use_fake_user]
 
 
-def _anim_ids():
+def animatable_ids():
+    """Every datablock of the kinds that carry drivers and animation in the files we render
+    (the driver checks here and the Python-driver notice of :mod:`.dependencies` walk them)."""
     for coll in (bpy.data.objects, bpy.data.meshes, bpy.data.materials, bpy.data.shape_keys,
                  bpy.data.node_groups, bpy.data.cameras, bpy.data.lights, bpy.data.worlds,
-                 bpy.data.scenes, bpy.data.armatures, bpy.data.curves):
+                 bpy.data.scenes, bpy.data.armatures, bpy.data.curves, bpy.data.textures):
         yield from coll
 
 
 def _frame_current_drivers() -> list[str]:
     """Drivers whose expression or variables read ``frame_current`` (not remapped)."""
     found = []
-    for idb in _anim_ids():
+    for idb in animatable_ids():
         ad = getattr(idb, "animation_data", None)
         if ad is None:
             continue

@@ -300,6 +300,110 @@ def build(name: str, path: str | Path) -> Path:
     return path
 
 
+def build_scatter(path: str | Path, count: int, frames: int = 6, res=(160, 120),
+                  samples: int = 4) -> Path:
+    """The scale scene (bench/scale.py): a 40 m ground plane whose geometry nodes scatter
+    ``count`` small cones on it (Distribute Points on Faces, Poisson-free random, seed 0 +
+    Instance on Points, random z rotation), a camera 4 m above the ground looking ahead and
+    moving 0.5 m/frame in +y, a sun; ``frames`` frames at ``res``, ``samples`` spp."""
+    import bpy
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    scene.name = "scatter"
+    scene.frame_start, scene.frame_end = 1, frames
+    scene.render.engine = "CYCLES"
+    scene.render.resolution_x, scene.render.resolution_y = res
+    scene.render.resolution_percentage = 100
+    scene.cycles.samples = samples
+    scene.world = bpy.data.worlds.new("World")
+    sun = bpy.data.objects.new("Sun", bpy.data.lights.new("Sun", "SUN"))
+    sun.rotation_euler = (0.4, 0.2, 0.3)
+    scene.collection.objects.link(sun)
+    ground = _obj(bpy, "Ground", _grid_mesh(bpy, "Ground", 40.0), scene.collection,
+                  color=(0.4, 0.4, 0.35))
+    tree, n, gin, gout = _gn_tree(bpy, "ScatterCones")
+    dist = n.new("GeometryNodeDistributePointsOnFaces")
+    dist.distribute_method = "RANDOM"
+    dist.inputs["Density"].default_value = count / (40.0 * 40.0)
+    dist.inputs["Seed"].default_value = 0
+    cone = n.new("GeometryNodeMeshCone")
+    cone.inputs["Vertices"].default_value = 12
+    cone.inputs["Radius Bottom"].default_value = 0.15
+    cone.inputs["Depth"].default_value = 0.5
+    inst = n.new("GeometryNodeInstanceOnPoints")
+    rot = n.new("FunctionNodeRandomValue")
+    rot.data_type = "FLOAT_VECTOR"
+    rot.inputs["Max"].default_value = (0.0, 0.0, 6.28)
+    join = n.new("GeometryNodeJoinGeometry")
+    tree.links.new(gin.outputs[0], dist.inputs["Mesh"])
+    tree.links.new(dist.outputs["Points"], inst.inputs["Points"])
+    tree.links.new(cone.outputs["Mesh"], inst.inputs["Instance"])
+    tree.links.new(rot.outputs["Value"], inst.inputs["Rotation"])
+    tree.links.new(inst.outputs[0], join.inputs[0])
+    tree.links.new(gin.outputs[0], join.inputs[0])
+    tree.links.new(join.outputs[0], gout.inputs[0])
+    ground.modifiers.new("Scatter", "NODES").node_group = tree
+    cd = bpy.data.cameras.new("Cam")
+    cd.lens, cd.sensor_width, cd.sensor_fit = 30.0, 36.0, "HORIZONTAL"
+    cam = _obj(bpy, "Cam", cd, scene.collection, loc=(0.0, -18.0, 4.0))
+    cam.rotation_euler = (math.radians(70.0), 0.0, 0.0)
+    scene.camera = cam
+    _linear_keys(bpy, cam, "location", {1: -18.0, frames: -18.0 + 0.5 * (frames - 1)}, index=1)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(path), compress=False)
+    return path
+
+
+def build_many(path: str | Path, meshes: int = 400, instances: int = 200, frames: int = 24,
+               res=(256, 192), samples: int = 8) -> Path:
+    """The many-object scene (bench/scale.py): ``meshes`` separate mesh objects (subdivided
+    cubes of 98-386 vertices, each its own data) on a 20 x 20 grid, ``instances`` empties
+    instancing the collection ``Crate`` (one 0.6 m cube, not in the scene), a ground plane, a
+    sun and a camera 9 m up, tilted 55 deg, moving 0.4 m/frame in +y; ``frames`` frames at
+    ``res``, ``samples`` spp."""
+    import bpy
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    scene.name = "many"
+    scene.frame_start, scene.frame_end = 1, frames
+    scene.render.engine = "CYCLES"
+    scene.render.resolution_x, scene.render.resolution_y = res
+    scene.render.resolution_percentage = 100
+    scene.cycles.samples = samples
+    scene.world = bpy.data.worlds.new("World")
+    sun = bpy.data.objects.new("Sun", bpy.data.lights.new("Sun", "SUN"))
+    sun.rotation_euler = (0.4, 0.2, 0.3)
+    scene.collection.objects.link(sun)
+    _obj(bpy, "Ground", _grid_mesh(bpy, "Ground", 60.0), scene.collection, loc=(0, 0, -0.5),
+         color=(0.4, 0.4, 0.35))
+    side = int(math.ceil(math.sqrt(meshes)))
+    for i in range(meshes):
+        n = 4 + i % 5
+        me = _grid_mesh(bpy, f"Tile{i:03d}", 0.6, n)  # (n + 1)^2 vertices
+        x, y = (i % side - side / 2) * 1.5, (i // side - side / 2) * 1.5
+        ob = _obj(bpy, f"Tile{i:03d}", me, scene.collection, loc=(x, y, 0.0))
+        ob.rotation_euler = (0.3 * (i % 3), 0.2 * (i % 4), 0.1 * i)
+    crates = bpy.data.collections.new("Crate")
+    _obj(bpy, "Crate", _cube_mesh(bpy, "Crate", 0.6), crates, color=(0.7, 0.4, 0.2))
+    for i in range(instances):
+        e = _obj(bpy, f"CrateAt{i:03d}", None, scene.collection,
+                 loc=((i % 20 - 10) * 1.5 + 0.75, (i // 20 - 10) * 1.5 + 0.75, 0.3))
+        e.instance_type, e.instance_collection = "COLLECTION", crates
+    cd = bpy.data.cameras.new("Cam")
+    cd.lens, cd.sensor_width, cd.sensor_fit = 30.0, 36.0, "HORIZONTAL"
+    cam = _obj(bpy, "Cam", cd, scene.collection, loc=(0.0, -12.0, 9.0))
+    cam.rotation_euler = (math.radians(55.0), 0.0, 0.0)
+    scene.camera = cam
+    _linear_keys(bpy, cam, "location", {1: -12.0, frames: -12.0 + 0.4 * (frames - 1)}, index=1)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(path), compress=False)
+    return path
+
+
 if __name__ == "__main__":
     out = Path(sys.argv[1])
     for n in sys.argv[2:] or list(SPECS):

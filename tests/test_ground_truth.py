@@ -425,6 +425,7 @@ def run(tag, frame):
     sc.frame_set(frame); rig.prepare_frame(frame)
     sc.render.filepath = str(out / tag / "rgb")
     bpy.ops.render.render(write_still=True)
+    rig.render_data(frame)  # the worker's data render (normals, flow)
     rig.teardown()
 # 1. a file without any compositor: everything we create is gone again
 res["fresh_before"] = state(); run("fresh", 1); res["fresh_after"] = state()

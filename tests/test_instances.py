@@ -199,11 +199,14 @@ def _entries(seq: dict, frame: int) -> dict[int, dict]:
     return {e["instance_id"]: e for e in fr["instances"]}
 
 
-def _match(seq: dict, frame: int, name: str, matrix) -> int:
-    """Instance id of the objects.json entry of ``name`` at ``matrix`` (exactly one)."""
+def _match(seq: dict, frame: int, name: str, matrix, listed: bool = True) -> int:
+    """Instance id of the objects.json entry of ``name`` at ``matrix`` (exactly one; with
+    ``listed`` False, 0 when there is none: a frame lists the instances it shows)."""
     infos = {i["instance_id"]: i for i in seq["objects"]["instances"]}
     found = [iid for iid, e in _entries(seq, frame).items() if infos[iid]["object"] == name
              and np.allclose(e["object_to_world"], matrix, atol=1e-5)]
+    if not found and not listed:
+        return 0
     assert len(found) == 1, (frame, name, found)
     return found[0]
 
@@ -231,7 +234,8 @@ def test_every_instance_has_ids(inst):
         assert ids["ids"][str(v["object_id"])]["name"] == v["object"]
     # every instance is drawn and seen in the image in some frame
     for iid in infos:
-        assert max(_entries(seq, f)[iid]["px_count_visib"] for f in range(1, 5)) > 0, infos[iid]
+        assert max(_entries(seq, f).get(iid, {"px_count_visib": 0})["px_count_visib"]
+                   for f in range(1, 5)) > 0, infos[iid]
 
 
 def test_stable_across_sequences_and_runs(inst):
@@ -278,7 +282,7 @@ def test_pixels_carry_their_instance(inst):
     checked = wrong = foreign = 0
     for f, o in orc.items():
         obj, ins = od.read_ids(seq["root"] / seq["frames"][f]["segmentation_file_path"])
-        iids = [_match(seq, f, i["name"], i["matrix"]) for i in o["instances"]]
+        iids = [_match(seq, f, i["name"], i["matrix"], listed=False) for i in o["instances"]]
         hits = np.array(o["hits"])
         assert (hits != -2).all(), o["unmatched"]
         lut = np.array(iids + [0], np.int64)  # index -1 (miss) -> 0
@@ -304,9 +308,13 @@ def test_poses_and_boxes_match_blender(inst):
         assert o["camera"] == fr["camera"]
         pose_cv = np.array(fr["transform_matrix"]) @ np.diag([1.0, -1.0, -1.0, 1.0])
         ents = _entries(seq, f)
-        assert len(ents) == len(o["instances"])
-        for i in o["instances"]:
-            e = ents[_match(seq, f, i["name"], i["matrix"])]
+        # a frame lists the instances it shows (object_records "visible"), each one drawn
+        matched = [_match(seq, f, i["name"], i["matrix"], listed=False) for i in o["instances"]]
+        assert set(ents) == set(matched) - {0} and len(ents) > 10
+        for i, iid in zip(o["instances"], matched):
+            if not iid:
+                continue
+            e = ents[iid]
             m = np.array(e["object_to_world"])
             worst_pose = max(worst_pose, float(np.abs(m - np.array(i["matrix"])).max()))
             o2c = np.linalg.inv(pose_cv) @ m
@@ -330,6 +338,7 @@ def test_visible_counts_match_the_id_image(inst):
     seq = inst["a"]
     for f in range(1, 5):
         _, ins = od.read_ids(seq["root"] / seq["frames"][f]["segmentation_file_path"])
+        assert set(_entries(seq, f)) == set(np.unique(ins).tolist()) - {0}
         for iid, e in _entries(seq, f).items():
             mask = ins == iid
             assert e["px_count_visib"] == int(mask.sum())

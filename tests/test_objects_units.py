@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from dataset_forge.dataset import objects as od
+from dataset_forge.dataset import pixel_ids as pix
 
 
 def test_instance_id_is_a_fixed_hash_of_the_key():
@@ -55,7 +56,7 @@ def test_visible_boxes():
 def _cand(iid, oid, pv, x):
     m = np.eye(4)
     m[0, 3] = x
-    return od.Candidate(instance_id=iid, object_id=oid, pass_value=pv, matrix=m,
+    return pix.Candidate(instance_id=iid, object_id=oid, pass_value=pv, matrix=m,
                         lo=np.array([-0.5, -0.5, -0.5]), hi=np.array([0.5, 0.5, 0.5]))
 
 
@@ -74,7 +75,7 @@ def test_resolve_pixels_picks_the_instance_under_each_pixel():
     index[:, np.abs(x_world) < 0.2] = 6
     depth = np.where(index > 0, 10.0, 1e10).astype(np.float32)
     cands = [_cand(11, 1, 5, -1.0), _cand(22, 1, 5, 1.0), _cand(33, 2, 6, 0.0)]
-    obj, ins, stats = od.resolve_pixels(index, depth, K, pose, cands)
+    obj, ins, stats = pix.resolve_pixels(index, depth, K, pose, cands)
     assert (ins[:, np.abs(x_world + 1) < 0.5] == 11).all()
     assert (ins[:, np.abs(x_world - 1) < 0.5] == 22).all()
     assert (ins[:, np.abs(x_world) < 0.2] == 33).all() and (obj[index == 6] == 2).all()
@@ -86,7 +87,7 @@ def test_resolve_pixels_leaves_unknown_values_unidentified():
     index = np.full((2, 2), 9.0, np.float32)
     depth = np.full((2, 2), 5.0, np.float32)
     K = np.array([[10.0, 0, 1], [0, 10.0, 1], [0, 0, 1]])
-    obj, ins, stats = od.resolve_pixels(index, depth, K, np.eye(4), [])
+    obj, ins, stats = pix.resolve_pixels(index, depth, K, np.eye(4), [])
     assert not obj.any() and not ins.any() and stats["unidentified"] == 4
 
 

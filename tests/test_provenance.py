@@ -318,3 +318,17 @@ def test_a_validation_is_kept_while_the_frames_are_the_ones_it_judged(tmp_path):
     when = (ds / layout.MANIFEST).stat().st_mtime  # a clock of 1 s steps: no later than the manifest
     os.utime(seq / layout.JOURNAL, (when, when))
     assert "validation" not in json.loads(write_manifest(plan).read_text())["scenes"][0]["sequences"][0]
+
+
+def test_a_record_from_before_an_option_compares_with_what_it_was_rendered_with():
+    """A sequence recorded before ``filtered_passes`` existed has filtered normals and flow: its
+    missing setting reads as True (its ``legacy``), so today's default (one surface per pixel)
+    is a change, never a silent resume; a missing option whose old behaviour is its default
+    (``normal_kind``) is no change."""
+    now = pv.fingerprint_settings(Settings(normals=True))
+    old = {k: v for k, v in now.items() if k not in ("filtered_passes", "normal_kind")}
+    rec = {"blend": {"sha256": "x"}, "blender_version": "5.0.1", "scene": "S"}
+    assert pv.changes({**rec, "settings": old}, {**rec, "settings": now}) == [
+        "filtered_passes True -> False"]
+    filtered = pv.fingerprint_settings(Settings(normals=True, filtered_passes=True))
+    assert pv.changes({**rec, "settings": old}, {**rec, "settings": filtered}) == []

@@ -131,16 +131,6 @@ class SequenceWriter:
         return doc, ids_map
 
 
-def record_from_tracker(frame_doc: dict[str, Any]) -> FrameRecord:
-    """A :class:`FrameRecord` from today's ``ObjectTracker.frames[f]`` dict (the v1 frame entry:
-    ``frame``, ``camera``, ``instances`` with ``object_to_world``, ``bbox_3d`` ...), until the
-    tracker produces records itself."""
-    _, recs, _ = v1_records({"schema": SCHEMA_V1, "instances": [
-        {"instance_id": int(e["instance_id"]), "object_id": 0} for e in frame_doc["instances"]],
-        "frames": [frame_doc]}, f"frame {frame_doc['frame']}")
-    return recs[int(frame_doc["frame"])]
-
-
 def upgrade_v1(seq_dir: str | os.PathLike, doc: Any, mode: str = "all") -> ObjectsDoc:
     """Write version-1 ``objects.json`` document ``doc`` as schema 2 into ``seq_dir`` (a record
     per frame, then ``objects.json``). Every entry needs its boxes (``bbox_3d``, ``bbox_obj``,

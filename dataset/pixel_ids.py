@@ -1,0 +1,322 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Pixel to instance: which drawn instance each pixel of the Object Index pass shows, from the
+pass's value and, where several instances share it, the pixel's first-sample surface point
+(pixel-centre ray at the planar depth) against the candidates' boxes and surfaces, bucketed by a
+world voxel grid so the cost follows the visible surface, not pixels x instances. Pure Python +
+numpy; the id and geometry conventions are :mod:`.objects`."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, TypedDict
+
+import numpy as np
+
+from .objects import CV_FROM_GL
+
+
+class Candidate(TypedDict):
+    """A drawn instance as the pixel resolver sees it."""
+
+    instance_id: int
+    object_id: int
+    pass_value: int      # what Cycles writes in the Object Index pass for it
+    matrix: np.ndarray   # (4, 4) object -> world
+    lo: np.ndarray       # (3,) object-space box of its evaluated geometry
+    hi: np.ndarray
+
+
+class Candidates(NamedTuple):
+    """Drawn instances as arrays (see :class:`Candidate`), ``n`` rows."""
+
+    instance_id: np.ndarray   # (n,) uint32
+    object_id: np.ndarray     # (n,) int32
+    pass_value: np.ndarray    # (n,) int64
+    matrix: np.ndarray        # (n, 4, 4) float64
+    lo: np.ndarray            # (n, 3) float64
+    hi: np.ndarray            # (n, 3) float64
+    radius: np.ndarray | None = None  # (n,) object-space radius of the geometry about the box
+    #                                   centre (None: the box's half diagonal; < 0: no bound)
+
+    @classmethod
+    def from_list(cls, cands: list[Candidate]) -> Candidates:
+        n = len(cands)
+        return cls(np.array([c["instance_id"] for c in cands], np.uint32).reshape(n),
+                   np.array([c["object_id"] for c in cands], np.int32).reshape(n),
+                   np.array([c["pass_value"] for c in cands], np.int64).reshape(n),
+                   np.array([np.asarray(c["matrix"], float) for c in cands]).reshape(n, 4, 4),
+                   np.array([np.asarray(c["lo"], float) for c in cands]).reshape(n, 3),
+                   np.array([np.asarray(c["hi"], float) for c in cands]).reshape(n, 3))
+
+
+def resolve_pixels(index: np.ndarray, depth: np.ndarray, K, cam_to_world_gl,
+                   candidates: list[Candidate], surface_distance=None
+                   ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """:func:`resolve_pixel_arrays` for a list of :class:`Candidate`;
+    ``surface_distance(candidate, points_world (N, 3)) -> (N,)``."""
+    c = Candidates.from_list(candidates)
+    sd = None
+    if surface_distance is not None:
+        def sd(rows, pts):
+            out = np.empty(len(rows))
+            for j in np.unique(rows):
+                s = rows == j
+                out[s] = surface_distance(candidates[int(j)], pts[s])
+            return out
+    return resolve_pixel_arrays(index, depth, K, cam_to_world_gl, c, sd)
+
+
+PAIR_CHUNK = 1_000_000  # (pixel, candidate) pairs evaluated at once
+
+
+def _box_distance(c: Candidates, w2o: np.ndarray, conf: np.ndarray, scale: np.ndarray,
+                  j: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """World distance from points ``p`` ``(n, 3)`` to the boxes of candidates ``j`` ``(n,)``;
+    ``w2o`` ``(N, 3, 4)`` world -> object, ``conf``/``scale``: rotation + uniform scale and its
+    scale (the distance is then the object-space one times the scale)."""
+    a = w2o[j]
+    q = np.einsum("nij,nj->ni", a[:, :, :3], p) + a[:, :, 3]
+    off = np.maximum(np.maximum(c.lo[j] - q, q - c.hi[j]), 0.0)
+    d = np.linalg.norm(off, axis=1) * scale[j]
+    nc = ~conf[j]
+    if nc.any():
+        d[nc] = np.linalg.norm(np.einsum("nij,nj->ni", c.matrix[j[nc], :3, :3], off[nc]), axis=1)
+    return d
+
+
+def inv3(m: np.ndarray) -> np.ndarray:
+    """Inverses of ``(n, 3, 3)`` matrices (rows: cross products of the columns / determinant;
+    much faster than a batched LAPACK call for small matrices)."""
+    a0, a1, a2 = m[..., :, 0], m[..., :, 1], m[..., :, 2]
+    r = np.stack([np.cross(a1, a2), np.cross(a2, a0), np.cross(a0, a1)], -2)
+    det = (a0 * r[..., 0, :]).sum(-1)
+    return r / det[..., None, None]
+
+
+def _conformal(m: np.ndarray) -> np.ndarray:
+    """``(n,)`` whether each ``(n, 4, 4)`` matrix is a rotation times a uniform scale (then a
+    point's distance to a box is at most its distance to any surface inside the box)."""
+    r = m[:, :3, :3]
+    g = np.einsum("nji,njk->nik", r, r)
+    s = g[:, 0, 0]
+    return np.abs(g - s[:, None, None] * np.eye(3)).max((1, 2)) <= 1e-9 * np.maximum(s, 1e-300)
+
+
+BIG_VOXELS = 4096  # voxels a box may cover before it is paired with every point instead
+
+
+class _VoxelKey:
+    """Voxel index of world points on a grid of cell ``size`` from ``origin``, ``dims`` cells."""
+
+    def __init__(self, origin, size: float, dims):
+        self.origin, self.size, self.dims = origin, size, np.asarray(dims, np.int64)
+        self.n = int(np.prod(self.dims))
+
+    def cell(self, x) -> np.ndarray:
+        return np.clip(np.floor((x - self.origin) / self.size), 0, self.dims - 1).astype(np.int64)
+
+    def __call__(self, x) -> np.ndarray:
+        i = self.cell(x)
+        return (i[:, 0] * self.dims[1] + i[:, 1]) * self.dims[2] + i[:, 2]
+
+
+def _voxel_buckets(c: Candidates, sel: np.ndarray, p: np.ndarray, w2cv: np.ndarray,
+                   foot: float):
+    """``((candidates, voxel keys) of the small boxes, big boxes, voxel key function)`` for
+    the candidates ``sel`` and the points ``p`` ``(P, 3)`` (see :func:`resolve_pixel_arrays`)."""
+    bits = np.array([[i & 1, (i >> 1) & 1, (i >> 2) & 1] for i in range(8)], float)
+    lo, hi, m = c.lo[sel], c.hi[sel], c.matrix[sel]
+    corners = lo[:, None] + bits[None] * (hi - lo)[:, None]
+    wc = np.einsum("nij,nvj->nvi", m[:, :3, :3], corners) + m[:, None, :3, 3]   # (n, 8, 3)
+    z = wc @ w2cv[2, :3] + w2cv[2, 3]
+    zmax = z.max(1)
+    grow = foot * np.maximum(zmax, 0.0) / max(1.0 - foot, 1e-9) + 1e-6
+    wlo, whi = wc.min(1) - grow[:, None], wc.max(1) + grow[:, None]
+    plo, phi = p.min(0), p.max(0)
+    alive = (zmax > 0) & (whi >= plo).all(1) & (wlo <= phi).all(1)
+    span = float((phi - plo).max())
+    ext = (np.minimum(whi, phi) - np.maximum(wlo, plo)).max(1)
+    size = float(np.median(ext[alive])) if alive.any() else span
+    size = max(size, span / 8192.0, 1e-9)
+    key = _VoxelKey(plo, size, np.floor((phi - plo) / size).astype(np.int64) + 1)
+    i0, i1 = key.cell(np.maximum(wlo, plo)), key.cell(np.minimum(whi, phi))
+    n3 = i1 - i0 + 1
+    cnt = np.where(alive, n3.prod(1), 0)
+    isbig = cnt > BIG_VOXELS
+    cnt[isbig] = 0
+    cand = np.repeat(sel, cnt)
+    k = np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    nx, ny = np.repeat(n3[:, 0], cnt), np.repeat(n3[:, 1], cnt)
+    ix = np.repeat(i0[:, 0], cnt) + k % nx
+    iy = np.repeat(i0[:, 1], cnt) + (k // nx) % ny
+    iz = np.repeat(i0[:, 2], cnt) + k // (nx * ny)
+    vk = (ix * key.dims[1] + iy) * key.dims[2] + iz
+    return (cand, vk), sel[isbig & alive], key
+
+
+def _pairs(pix: np.ndarray, start: np.ndarray, count: np.ndarray, table: np.ndarray):
+    """``(pixel, candidate)`` pairs: pixel ``pix[i]`` with ``table[start[i]:start[i]+count[i]]``."""
+    pi = np.repeat(pix, count)
+    k = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    return pi, table[np.repeat(start, count) + k]
+
+
+def resolve_pixel_arrays(index: np.ndarray, depth: np.ndarray, K, cam_to_world_gl,
+                         c: Candidates, surface_distance=None
+                         ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Object and instance id images from the Object Index pass and the planar Depth pass of
+    the same (first) sample, both ``(H, W)``.
+
+    Pixels whose index value belongs to one candidate take it. Otherwise the surface point of
+    the pixel-centre ray at that depth is compared with the candidates' boxes (world distance,
+    tolerance: 2 pixel footprints); among several boxes within tolerance,
+    ``surface_distance(rows (N,), points_world (N, 3)) -> (N,)`` (when given: the world distance
+    of each point to the surface of candidate ``rows[i]``, rows of ``c``) decides; ties
+    go to the lowest instance id. The work scales with the candidates near each pixel: boxes
+    (grown by the tolerance) are hashed to a world voxel grid, and only (pixel, candidate)
+    pairs of one voxel and one index value are measured (boxes covering many voxels, with
+    every pixel of their value); a pixel near none of them is measured against every candidate
+    of its value, in chunks.
+    Returns ``(object_ids int32, instance_ids uint32, stats)``."""
+    from .layout import pixel_rays
+
+    h, w = index.shape
+    idx = np.rint(index).astype(np.int64)
+    hit = depth < 1e9
+    obj = np.zeros((h, w), np.int32)
+    ins = np.zeros((h, w), np.uint32)
+    stats = {"unique": 0, "by_box": 0, "by_surface": 0, "nearest_box": 0, "unidentified": 0}
+    n = len(c.instance_id)
+    # candidates in (pass value, instance id) order: ties go to the lowest id
+    order = np.lexsort((c.instance_id, c.pass_value))
+    if c.radius is None:
+        c = c._replace(radius=np.linalg.norm(c.hi - c.lo, axis=1) / 2)
+    c = Candidates(*(a[order] for a in c))
+    keys, first, sizes = np.unique(c.pass_value, return_index=True, return_counts=True)
+    hp = np.flatnonzero(hit)
+    vals = idx.ravel()[hp]
+    pos = np.minimum(np.searchsorted(keys, vals), max(len(keys) - 1, 0))
+    found = (keys[pos] == vals) if len(keys) else np.zeros(len(vals), bool)
+    stats["unidentified"] = int((~found).sum())
+    if not n:
+        return obj, ins, stats
+    one = found & (sizes[pos] == 1)
+    obj.ravel()[hp[one]] = c.object_id[first[pos[one]]]
+    ins.ravel()[hp[one]] = c.instance_id[first[pos[one]]]
+    stats["unique"] = int(one.sum())
+    many = np.flatnonzero(found & ~one)
+    if not len(many):
+        return obj, ins, stats
+    K = np.asarray(K, float)
+    pose = np.asarray(cam_to_world_gl, float) @ CV_FROM_GL
+    xr, yr = pixel_rays(K, (h, w))
+    foot = 2.0 * np.sqrt(2.0) * max(1.0 / K[0, 0], 1.0 / K[1, 1])
+    px = hp[many]
+    grp = pos[many]                       # value rank of each pixel
+    rows, cols = px // w, px % w
+    d = depth.ravel()[px].astype(np.float64)
+    p_cam = np.stack([xr[0, cols] * d, yr[rows, 0] * d, d], -1)
+    p = p_cam @ pose[:3, :3].T + pose[:3, 3]
+    tol = foot * d + 1e-6
+    inv = np.zeros((n, 3, 3))
+    rank = np.searchsorted(keys, c.pass_value)
+    shared = np.flatnonzero(sizes[rank] > 1)
+    inv[shared] = inv3(c.matrix[shared, :3, :3])
+    w2o = np.zeros((n, 3, 4))
+    w2o[:, :, :3] = inv
+    w2o[:, :, 3] = -np.einsum("nij,nj->ni", inv, c.matrix[:, :3, 3])
+    conf = _conformal(c.matrix)
+    scale = np.where(conf, np.linalg.norm(c.matrix[:, :3, 0], axis=1), 1.0)
+    # Candidate buckets in world space: a point within ``tol`` of a box lies in the box's world
+    # AABB grown by ``foot * d`` where d <= zmax / (1 - foot) (zmax: the box's deepest camera
+    # depth). Boxes are hashed to a voxel grid over the points; a box covering more than
+    # BIG_VOXELS voxels (a ground plane) is paired with every point of its value instead.
+    small, big, vkey_of = _voxel_buckets(c, shared, p, np.linalg.inv(pose), foot)
+    cand, bkey = small
+    bkey = rank[cand] * vkey_of.n + bkey
+    o = np.lexsort((cand, bkey))
+    bkey, cand = bkey[o], cand[o]
+    pkey = grp * vkey_of.n + vkey_of(p)
+    lo_i = np.searchsorted(bkey, pkey, "left")
+    ncand = np.searchsorted(bkey, pkey, "right") - lo_i
+    big = big[np.lexsort((big, rank[big]))]
+    brank = rank[big]
+    lo_b = np.searchsorted(brank, grp, "left")
+    nbig = np.searchsorted(brank, grp, "right") - lo_b
+    best = np.full(len(px), -1, np.int64)
+    bestd = np.full(len(px), np.inf)
+    nwithin = np.zeros(len(px), np.int64)
+    amb_pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    cum = np.cumsum(ncand + nbig)
+    a = 0
+    while a < len(px):
+        b = int(np.searchsorted(cum, (cum[a - 1] if a else 0) + PAIR_CHUNK, "right"))
+        b = max(b, a + 1)
+        pi, cj = _pairs(np.arange(a, b), lo_i[a:b], ncand[a:b], cand)
+        pb, cb = _pairs(np.arange(a, b), lo_b[a:b], nbig[a:b], big)
+        pi, cj = np.concatenate([pi, pb]), np.concatenate([cj, cb])
+        dist = _box_distance(c, w2o, conf, scale, cj, p[pi])
+        within = dist <= tol[pi]
+        nwithin[a:b] = np.bincount(pi - a, within, b - a).astype(np.int64)
+        # nearest per pixel; ties to the lowest candidate (instance id) order
+        o2 = np.lexsort((cj, dist, pi))
+        firsts = np.r_[True, pi[o2][1:] != pi[o2][:-1]] if len(o2) else np.zeros(0, bool)
+        sel = o2[firsts]
+        best[pi[sel]] = cj[sel]
+        bestd[pi[sel]] = dist[sel]
+        amb = within & (nwithin[pi] > 1)
+        if amb.any():
+            amb_pairs.append((pi[amb], cj[amb], dist[amb]))
+        a = b
+    pick = best.copy()
+    stats["by_box"] = int((nwithin == 1).sum())
+    # near no bucketed box: the nearest of every candidate of the value (as before culling)
+    far = np.flatnonzero(nwithin == 0)
+    stats["nearest_box"] = int(len(far))
+    for r in np.unique(grp[far]):
+        fr = far[grp[far] == r]
+        group = np.arange(first[r], first[r] + sizes[r])
+        step = max(1, PAIR_CHUNK // len(group))
+        for s in range(0, len(fr), step):
+            f = fr[s:s + step]
+            pi = np.repeat(f, len(group))
+            cj = np.tile(group, len(f))
+            dist = _box_distance(c, w2o, conf, scale, cj, p[pi]).reshape(len(f), len(group))
+            pick[f] = group[np.argmin(dist, 1)]
+    amb = np.flatnonzero(nwithin > 1)
+    stats["by_surface"] = int(len(amb))
+    if len(amb) and surface_distance is not None:
+        api = np.concatenate([x[0] for x in amb_pairs])
+        acj = np.concatenate([x[1] for x in amb_pairs])
+        adist = np.concatenate([x[2] for x in amb_pairs])
+        # Candidates of a pixel in order of a lower bound of their surface distance (0 for
+        # one not a rotation + uniform scale); a candidate whose bound exceeds the nearest
+        # surface found so far cannot be nearer, so each round measures one candidate per
+        # pixel that still may win.
+        # bound: the box distance, or the distance to the sphere about the box centre holding
+        # the geometry, whichever is larger
+        m = c.matrix[acj]
+        q = np.einsum("nij,nj->ni", inv[acj], p[api] - m[:, :3, 3])
+        scale = np.linalg.norm(m[:, :3, 0], axis=1)
+        sph = scale * (np.linalg.norm(q - (c.lo[acj] + c.hi[acj]) / 2, axis=1) - c.radius[acj])
+        bound = np.where(conf[acj] & (c.radius[acj] >= 0),
+                         np.maximum(adist, sph), 0.0)
+        o3 = np.lexsort((acj, bound, api))
+        api, acj, bound = api[o3], acj[o3], bound[o3]
+        starts = np.flatnonzero(np.r_[True, api[1:] != api[:-1]])
+        ends = np.r_[starts[1:], len(api)]
+        ptr = starts.copy()
+        bsd = np.full(len(starts), np.inf)
+        bcj = np.full(len(starts), np.iinfo(np.int64).max)
+        live = np.arange(len(starts))
+        while len(live):
+            i = ptr[live]
+            sd = np.asarray(surface_distance(order[acj[i]], p[api[i]]), float)
+            better = (sd < bsd[live]) | ((sd == bsd[live]) & (acj[i] < bcj[live]))
+            bsd[live[better]], bcj[live[better]] = sd[better], acj[i][better]
+            ptr[live] += 1
+            nxt = np.minimum(ptr[live], len(api) - 1)
+            live = live[(ptr[live] < ends[live]) & (bound[nxt] <= bsd[live])]
+        pick[api[starts]] = bcj
+    obj.ravel()[px] = c.object_id[pick]
+    ins.ravel()[px] = c.instance_id[pick]
+    return obj, ins, stats

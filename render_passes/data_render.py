@@ -1,0 +1,117 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""One surface per pixel (docs/ground_truth.md): the data render of a frame, which writes every
+ground-truth file from the pixel centre's hit, the AOV that carries the geometric normal, and
+what the ``conventions`` say of the surface the normals and flow describe. Used by
+:class:`.passes.PassRig`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bpy
+
+from ..settings import Settings
+from . import scene_setup, segmentation
+
+# The data render of a frame (one surface per pixel, docs/ground_truth.md): Cycles settings that
+# make normals and flow come from the pixel centre's hit, like depth and ids. Cycles writes
+# Depth and Object Index from a pixel's first sample, which goes through the pixel centre
+# whatever the filter; Normal, Vector and AOVs are averaged over every sample and the pixel
+# filter, so they are taken from a render of that one sample. No bounces: no pass reads them.
+DATA_RENDER = {"samples": 1, "use_adaptive_sampling": False, "use_denoising": False,
+               "max_bounces": 0, "pixel_filter_type": "BOX", "filter_width": 0.01,
+               "sample_offset": 0, "time_limit": 0.0}
+# View-layer AOV holding Geometry > True Normal (world space) with normal_kind "geometric".
+TRUE_NORMAL_AOV = "DF_true_normal"
+# Nodes of the user's compositor left running in the data render (muting them changes nothing
+# written, or they are structural).
+_KEEP_UNMUTED = {"NodeGroupOutput", "NodeGroupInput", "NodeReroute", "NodeFrame"}
+
+
+def render(rig) -> None:
+    """After the RGB render of a frame (the scene is at it): the data render of ``rig``
+    (:class:`.passes.PassRig`), which writes every ground-truth file of the frame from the pixel
+    centre's surface (:data:`DATA_RENDER` settings, the user's compositor nodes muted, nothing
+    else written); the scene's settings are restored afterwards."""
+    scene = rig.scene
+    cy, vl = scene.cycles, scene_setup.view_layer(scene)
+    undo_cy = {k: getattr(cy, k) for k in DATA_RENDER if k in cy.bl_rna.properties}
+    undo_vl = vl.samples
+    ours = {n.as_pointer() for n in rig.graph.nodes} if rig.graph is not None else set()
+    muted = [n for n in rig.graph.tree.nodes
+             if n.as_pointer() not in ours and not n.mute
+             and n.bl_idname not in _KEEP_UNMUTED] if rig.graph is not None else []
+    try:
+        for k in undo_cy:
+            setattr(cy, k, DATA_RENDER[k])
+        vl.samples = 0
+        for n in muted:
+            n.mute = True
+        rig._data_passes(True)
+        bpy.ops.render.render(write_still=False)
+    finally:
+        for k, v in undo_cy.items():
+            setattr(cy, k, v)
+        vl.samples = undo_vl
+        for n in muted:
+            n.mute = False
+        rig._data_passes(False)
+
+
+def surface_conventions(s: Settings, conv: dict[str, Any]) -> None:
+    """Add to the ``normal`` and ``flow`` entries of ``conv`` which surface they describe:
+    ``normal_kind`` ("shading" | "geometric"), ``filtered_passes`` (bool: averaged over the
+    RGB render's samples and pixel filter rather than the pixel centre's hit), ``source``,
+    and for normals ``kind`` and ``back_faces`` (validate judges normals by these)."""
+    if s.filtered_passes:
+        source = ("averaged over the RGB render's samples and pixel filter (Cycles): blended "
+                  "at edges, not always the surface that depth and ids describe")
+    else:
+        source = ("the pixel centre's surface point, the one depth and ids describe (a "
+                  "1-sample render of the frame)")
+    if "normal" in conv:
+        conv["normal"].update({
+            "normal_kind": s.normal_kind,
+            "kind": ("the true facet normal (Geometry > True Normal)"
+                     if s.normal_kind == "geometric" else
+                     "the shading normal Blender shades with (smooth shading, normal and "
+                     "bump maps)"),
+            "filtered_passes": s.filtered_passes, "source": source,
+            "back_faces": "turned towards the camera"})
+    if "flow" in conv:
+        conv["flow"].update({"filtered_passes": s.filtered_passes, "source": source})
+
+
+def add_true_normal_aov(rig, vl) -> None:
+    """For ``rig`` (:class:`.passes.PassRig`) with normal_kind "geometric": a view-layer AOV fed
+    by Geometry > True Normal (world space) in every editable node material, added in memory and
+    removed in the rig's teardown. Objects drawn
+    with another surface (no material, a material without nodes, a linked material) keep the
+    shading normal there; :attr:`warnings` names them."""
+    rig._aov = vl.aovs.add()
+    rig._aov.name = TRUE_NORMAL_AOV
+    rig._aov.type = "COLOR"
+    fed: set[int] = set()
+    for mat in bpy.data.materials:
+        nt = mat.node_tree if mat.use_nodes else None
+        if nt is None or mat.library is not None:
+            continue
+        geo = nt.nodes.new("ShaderNodeNewGeometry")
+        out = nt.nodes.new("ShaderNodeOutputAOV")
+        rig._aov_nodes += [(nt, geo), (nt, out)]
+        out.aov_name = TRUE_NORMAL_AOV
+        nt.links.new(geo.outputs["True Normal"], out.inputs["Color"])
+        fed.add(mat.as_pointer())
+    bare = sorted(ob.name for ob in segmentation.rendered_objects(rig.scene, vl)
+                  if ob.type in segmentation.RENDERABLE and (
+                      not ob.material_slots or any(
+                          sl.material is None or sl.material.as_pointer() not in fed
+                          for sl in ob.material_slots)))
+    if bare:
+        more = f" (and {len(bare) - 3} more)" if len(bare) > 3 else ""
+        rig.warnings.append(
+            f"normal_kind 'geometric': {', '.join(repr(b) for b in bare[:3])}{more} "
+            "have no editable node material on every face (none, one without nodes, or a "
+            "linked one), so their normals are the shading normal (smooth shading) "
+            "instead of the facet normal; give them a node material or use normal_kind "
+            "'shading'")

@@ -1,0 +1,167 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Evaluated geometry of drawn things, as the object tracker and the topology watch read it:
+vertices, edges and triangles of an evaluated object (:func:`geometry_of`; its box where it has no
+mesh form), geometry-nodes instances read as arrays (:func:`bulk_instances`), and whether an
+object deforms by construction (:func:`structural_deformer`)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..dataset import objects as od
+from . import compat
+
+# Modifiers whose result changes over time without the object's matrix changing.
+DEFORMERS = {"ARMATURE", "CLOTH", "SOFT_BODY", "FLUID", "DYNAMIC_PAINT", "OCEAN", "WAVE",
+             "EXPLODE", "MESH_CACHE", "MESH_SEQUENCE_CACHE", "SURFACE_DEFORM", "MESH_DEFORM",
+             "LATTICE", "HOOK", "CURVE"}
+
+
+def structural_deformer(ob) -> bool:
+    """Armature/physics/cache modifiers, animated shape keys, or animated modifier settings."""
+    if any(m.type in DEFORMERS for m in getattr(ob, "modifiers", ())):
+        return True
+    data = ob.data
+    keys = getattr(data, "shape_keys", None)
+    if keys is not None and len(keys.key_blocks) > 1 and keys.animation_data is not None and (
+            keys.animation_data.action is not None or len(keys.animation_data.drivers)):
+        return True  # animated or driven shape keys (static ones change nothing over time)
+    ad = ob.animation_data
+    if ad is not None:
+        paths = []
+        if ad.action is not None:
+            paths += [fc.data_path for fc in compat.iter_fcurves(ad.action)]
+        paths += [d.data_path for d in ad.drivers]
+        if any(p.startswith("modifiers[") for p in paths):
+            return True
+    return False
+
+
+class Geometry:
+    """Evaluated object-space geometry of one drawn thing (shared by its instances): vertices
+    ``(V, 3)`` float64, edges ``(E, 2)``, triangles ``(T, 3)``, the box ``lo``/``hi`` ``(3,)``."""
+
+    __slots__ = ("verts", "edges", "tris", "lo", "hi", "radius", "_bvh", "sig")
+
+    def __init__(self, verts, edges, tris, sig=None):
+        self.verts, self.edges, self.tris = verts, edges, tris
+        if len(verts):
+            self.lo, self.hi = verts.min(0), verts.max(0)
+            # about the box centre, grown by float32 rounding of the vertices
+            r = np.linalg.norm(verts - (self.lo + self.hi) / 2, axis=1).max()
+            self.radius = float(r) * (1 + 1e-6) + 1e-9
+        else:
+            self.lo = self.hi = np.zeros(3)
+            self.radius = 0.0
+        self._bvh = None
+        self.sig = sig  # the float32 vertices it was read from (None: a box stand-in)
+
+    def bvh(self):
+        if self._bvh is None:
+            from mathutils.bvhtree import BVHTree
+
+            self._bvh = BVHTree.FromPolygons([tuple(v) for v in self.verts],
+                                             [tuple(t) for t in self.tris])
+        return self._bvh
+
+
+BOX_EDGES = np.array([[0, 1], [2, 3], [4, 5], [6, 7], [0, 2], [1, 3], [4, 6], [5, 7],
+                      [0, 4], [1, 5], [2, 6], [3, 7]])
+
+
+def box_geometry(ob) -> Geometry | None:
+    """The evaluated bounding box as geometry, for things that do not convert to a mesh
+    (hair curves, point clouds, volumes): boxes are then those of ``bound_box``."""
+    try:
+        c = np.array([[float(x) for x in v] for v in ob.bound_box])
+    except (AttributeError, TypeError):
+        return None
+    if not np.isfinite(c).all() or not np.ptp(c, 0).any():
+        return None
+    return Geometry(od.box_corners(c.min(0), c.max(0)), BOX_EDGES, np.zeros((0, 3), np.int32))
+
+
+def mesh_geometry(me, cached: Geometry | None) -> Geometry | None:
+    """Geometry of a mesh; ``cached`` is returned when its vertices are unchanged (only the
+    vertex positions are read then)."""
+    n = len(me.vertices)
+    if not n:
+        return None
+    v = np.empty(n * 3, np.float32)
+    me.vertices.foreach_get("co", v)
+    if cached is not None and cached.sig is not None and np.array_equal(cached.sig, v):
+        return cached
+    e = np.empty(len(me.edges) * 2, np.int32)
+    me.edges.foreach_get("vertices", e)
+    me.calc_loop_triangles()
+    t = np.empty(len(me.loop_triangles) * 3, np.int32)
+    me.loop_triangles.foreach_get("vertices", t)
+    return Geometry(v.reshape(-1, 3).astype(np.float64), e.reshape(-1, 2), t.reshape(-1, 3), v)
+
+
+def geometry_of(ob, cached: Geometry | None = None) -> Geometry | None:
+    """Vertices/edges/triangles of an evaluated object (``None`` when it has no surface);
+    ``cached`` (this thing's geometry of an earlier frame) is reused when unchanged."""
+    me, tmp = None, False
+    if ob.type == "MESH":
+        me = ob.data
+    else:
+        try:
+            me, tmp = ob.to_mesh(), True
+        except Exception:  # noqa: BLE001 - types without a mesh form: use the box
+            return box_geometry(ob)
+    try:
+        if me is None:
+            return box_geometry(ob)
+        if not len(me.vertices):
+            return None if ob.type == "MESH" else box_geometry(ob)
+        return mesh_geometry(me, cached)
+    finally:
+        if tmp:
+            ob.to_mesh_clear()
+
+
+def pure_mesh(ref) -> bool:
+    """A geometry-nodes instance reference that is one mesh and nothing else (the depsgraph
+    draws it as one instance of the instancer)."""
+    if type(ref).__name__ != "GeometrySet" or ref.mesh is None:
+        return False
+    return all(getattr(ref, a, None) is None for a in ("curves", "pointcloud", "volume",
+                                                       "grease_pencil")) and \
+        ref.instances_pointcloud() is None
+
+
+class Bulk(NamedTuple):
+    """Geometry-nodes instances of one top-level object, read as arrays."""
+
+    mats: np.ndarray    # (n, 4, 4) object -> world
+    ref: np.ndarray     # (n,) reference index
+    pid: np.ndarray     # (n,) the second persistent_id entry (the instance's id or index)
+    refs: list          # per reference: its GeometrySet (owns the Mesh: keep it alive)
+
+
+def bulk_instances(ob_eval, transforms: bool = True) -> Bulk | None | tuple:
+    """``()``: no instances; a :class:`Bulk` (``mats`` None without ``transforms``); None:
+    instances that only the depsgraph's ``object_instances`` describes (collections, objects,
+    nested instances, 4.2)."""
+    got = compat.geometry_instances(ob_eval, transforms)
+    if got is None or got == ():
+        return got
+    t, ref, ids, refs = got
+    if not refs or not all(pure_mesh(r) for r in refs) or ref.min() < 0 or ref.max() >= len(refs):
+        return None
+    pid = np.arange(len(ref), dtype=np.int64) if ids is None else ids.astype(np.int64)
+    if ids is not None and len(np.unique(pid)) != len(pid):
+        return None  # Blender makes repeated ids unique with a random generator
+    if t is None:
+        return Bulk(None, ref, pid, refs)
+    mw = np.array(ob_eval.matrix_world, float)
+    return Bulk(mw @ t, ref, pid, refs)
+
+
+def has_nodes(orig) -> bool:
+    """Whether an object has a geometry-nodes modifier (the only way a mesh, curve or point
+    cloud object without particles or instancing makes instances)."""
+    return any(m.type == "NODES" for m in getattr(orig, "modifiers", ()))

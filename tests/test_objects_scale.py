@@ -1,0 +1,334 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Object ground truth at scale: the vectorised numerics of ``dataset/objects.py`` against known
+geometry (analytic ray casts of boxes) and against the per-candidate definitions they replace;
+the bulk read of geometry-nodes instances against the depsgraph's own instance list."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dataset_forge.dataset import objects as od
+from dataset_forge.dataset import pixel_ids as pix
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _rot(rng, n):
+    """``n`` random rotations about z (3, 3)."""
+    a = rng.uniform(0, 2 * np.pi, n)
+    r = np.zeros((n, 3, 3))
+    r[:, 0, 0], r[:, 0, 1], r[:, 1, 0], r[:, 1, 1] = np.cos(a), -np.sin(a), np.sin(a), np.cos(a)
+    r[:, 2, 2] = 1
+    return r
+
+
+def _unique_ids(rng, n, low):
+    """``n`` distinct random ids in ``low .. 2**30 - 1 + low``, in random order."""
+    ids = np.unique(rng.integers(low, low + 2**30 - 1, 2 * n + 16))
+    return rng.permutation(ids)[:n].astype(np.uint32)
+
+
+def _boxes_scene(rng, n, spread, w=96, h=64, f=80.0, height=12.0):
+    """``n`` unit-ish boxes on a grid in the z = 0 plane (rotated about z, never overlapping),
+    seen by a camera ``height`` m above looking down -z. Returns the analytic Object Index and
+    planar depth images (ray-box slab test per pixel centre), the true instance image, K, the
+    pose and the candidates (pass value 5 for all but every 7th box, which gets its own)."""
+    side = int(np.ceil(np.sqrt(n)))
+    gx, gy = np.meshgrid(np.arange(side), np.arange(side))
+    centres = np.stack([gx.ravel(), gy.ravel()], -1)[:n] * spread - (side - 1) * spread / 2
+    centres = centres + rng.uniform(-0.1, 0.1, centres.shape)
+    mats = np.tile(np.eye(4), (n, 1, 1))
+    mats[:, :3, :3] = _rot(rng, n)
+    mats[:, :2, 3] = centres
+    lo = -rng.uniform(0.3, 0.45, (n, 3))
+    hi = rng.uniform(0.3, 0.45, (n, 3))
+    iid = _unique_ids(rng, n, 1)
+    pv = np.where(np.arange(n) % 7 == 0, 100 + np.arange(n), 5).astype(np.int64)
+    oid = np.where(pv == 5, 1, 2 + np.arange(n)).astype(np.int32)
+    K = np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1.0]])
+    pose = np.eye(4)
+    pose[2, 3] = height
+    # rays: OpenCV camera (x right, y down, z forward) -> world (camera looks down -z)
+    u, v = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+    dcv = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
+    cv2w = pose @ od.CV_FROM_GL
+    dw = dcv.reshape(-1, 3) @ cv2w[:3, :3].T
+    o = cv2w[:3, 3]
+    best = np.full(len(dw), np.inf)
+    who = np.full(len(dw), -1)
+    for j in range(n):
+        r = mats[j, :3, :3]
+        oo = (o - mats[j, :3, 3]) @ r
+        dd = dw @ r
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t1, t2 = (lo[j] - oo) / dd, (hi[j] - oo) / dd
+        tn = np.nanmax(np.minimum(t1, t2), 1)
+        tf = np.nanmin(np.maximum(t1, t2), 1)
+        ok = (tn <= tf) & (tn > 0) & (tn < best)
+        best[ok], who[ok] = tn[ok], j
+    hit = who >= 0
+    depth = np.where(hit, best, 1e10).reshape(h, w).astype(np.float32)  # planar: dcv has z = 1
+    index = np.where(hit, pv[np.maximum(who, 0)], 0).reshape(h, w).astype(np.float32)
+    truth = np.where(hit, iid[np.maximum(who, 0)], 0).reshape(h, w).astype(np.uint32)
+    c = pix.Candidates(iid, oid, pv, mats, lo, hi)
+    return index, depth, truth, K, pose, c
+
+
+def _reference(index, depth, K, pose, c, surface=None):
+    """The per-candidate resolution (every candidate of a value against every pixel; among
+    boxes within 2 pixel footprints, ``surface`` decides), ties to the lowest instance id: the
+    definition the bucketed resolver must reproduce."""
+    from dataset_forge.dataset.layout import pixel_rays
+
+    h, w = index.shape
+    idx = np.rint(index).astype(np.int64)
+    ins = np.zeros((h, w), np.uint32)
+    xr, yr = pixel_rays(K, (h, w))
+    foot = 2.0 * np.sqrt(2.0) * max(1.0 / K[0, 0], 1.0 / K[1, 1])
+    cv = pose @ od.CV_FROM_GL
+    for r, col in zip(*np.nonzero(depth < 1e9)):
+        group = np.flatnonzero(c.pass_value == idx[r, col])
+        if not len(group):
+            continue
+        group = group[np.argsort(c.instance_id[group])]
+        d = float(depth[r, col])
+        p = cv[:3, :3] @ np.array([xr[0, col] * d, yr[r, 0] * d, d]) + cv[:3, 3]
+        dist = []
+        for j in group:
+            m = c.matrix[j]
+            q = np.linalg.inv(m[:3, :3]) @ (p - m[:3, 3])
+            off = np.maximum(np.maximum(c.lo[j] - q, q - c.hi[j]), 0.0)
+            dist.append(np.linalg.norm(m[:3, :3] @ off))
+        dist = np.array(dist)
+        within = dist <= foot * d + 1e-6
+        if surface is not None and within.sum() > 1:
+            sd = np.where(within, surface(group, np.tile(p, (len(group), 1))), np.inf)
+            ins[r, col] = c.instance_id[group[int(np.argmin(sd))]]
+            continue
+        ins[r, col] = c.instance_id[group[int(np.argmin(dist))]]
+    return ins
+
+
+def test_bucketed_resolution_finds_the_box_each_ray_hits():
+    """300 rotated boxes, 43 of them with an index value of their own: every pixel carries the
+    instance of the box its centre ray hits (analytic ray cast), all by one box or a unique
+    value, none by proximity alone."""
+    rng = np.random.default_rng(1)
+    index, depth, truth, K, pose, c = _boxes_scene(rng, 300, 1.0)
+    obj, ins, stats = pix.resolve_pixel_arrays(index, depth, K, pose, c)
+    hit = depth < 1e9
+    assert hit.sum() > 2000
+    assert np.array_equal(ins, truth)
+    assert stats["nearest_box"] == 0 and stats["unidentified"] == 0
+    assert stats["unique"] + stats["by_box"] + stats["by_surface"] == hit.sum()
+    want_obj = np.where(index == 5, 1, 0)
+    assert np.array_equal(obj[index == 5], want_obj[index == 5])
+
+
+def test_bucketed_resolution_equals_the_per_candidate_definition():
+    """Depth perturbed (points off every box, near several, behind the camera plane of some):
+    the bucketed resolver picks exactly what measuring every candidate picks."""
+    rng = np.random.default_rng(2)
+    index, depth, _, K, pose, c = _boxes_scene(rng, 64, 0.9, w=48, h=32, f=40.0, height=4.0)
+    hit = depth < 1e9
+    noisy = depth.copy()
+    noisy[hit] *= rng.uniform(0.8, 1.2, hit.sum()).astype(np.float32)
+    _, ins, stats = pix.resolve_pixel_arrays(index, noisy, K, pose, c)
+    assert stats["nearest_box"] > 0 and stats["by_box"] > 0
+    assert np.array_equal(ins, _reference(index, noisy, K, pose, c))
+
+
+def test_surface_decides_as_measuring_every_box_within_tolerance():
+    """Where several boxes are within tolerance, the nearest surface (here: the sphere inscribed
+    in each box, scaled uniformly or not) picks the instance, exactly as measuring the surface
+    of every candidate within tolerance does."""
+    rng = np.random.default_rng(6)
+    index, depth, _, K, pose, c = _boxes_scene(rng, 64, 0.75, w=48, h=32, f=30.0, height=4.0)
+    m = c.matrix.copy()
+    m[::5, :3, :3] *= 1.3                     # uniform scale
+    m[1::5, :3, 0] *= 1.6                     # not uniform: no box bound for these
+    c = c._replace(matrix=m)
+    hit = depth < 1e9
+    noisy = depth.copy()
+    noisy[hit] *= rng.uniform(0.9, 1.1, hit.sum()).astype(np.float32)
+
+    def surface(rows, pts):
+        mm = c.matrix[rows]
+        q = np.einsum("nij,nj->ni", pix.inv3(mm[:, :3, :3]), pts - mm[:, :3, 3])
+        ctr, rad = (c.lo[rows] + c.hi[rows]) / 2, (c.hi[rows] - c.lo[rows]).min(1) / 2
+        v = q - ctr
+        n = np.linalg.norm(v, axis=1, keepdims=True)
+        hitp = ctr + v / np.maximum(n, 1e-12) * rad[:, None]
+        return np.linalg.norm(np.einsum("nij,nj->ni", mm[:, :3, :3], hitp - q), axis=1)
+
+    _, ins, stats = pix.resolve_pixel_arrays(index, noisy, K, pose, c, surface)
+    assert stats["by_surface"] > 50
+    assert np.array_equal(ins, _reference(index, noisy, K, pose, c, surface))
+
+
+def test_resolution_with_50000_candidates_scales_with_those_in_view():
+    """50,000 boxes of one value, 400 of them in view: the pixels still carry the box each ray
+    hits (the per-candidate version would hold 50,000 x pixels distances)."""
+    rng = np.random.default_rng(3)
+    index, depth, truth, K, pose, c = _boxes_scene(rng, 400, 1.0)
+    far = 50_000 - 400
+    mats = np.tile(np.eye(4), (far, 1, 1))
+    mats[:, 0, 3] = rng.uniform(40, 400, far) * rng.choice([-1, 1], far)
+    mats[:, 1, 3] = rng.uniform(-400, 400, far)
+    ext = pix.Candidates(
+        np.concatenate([c.instance_id, _unique_ids(rng, far, 2**30)]),
+        np.concatenate([c.object_id, np.ones(far, np.int32)]),
+        np.concatenate([c.pass_value, np.full(far, 5)]),
+        np.concatenate([c.matrix, mats]), np.concatenate([c.lo, np.full((far, 3), -0.4)]),
+        np.concatenate([c.hi, np.full((far, 3), 0.4)]))
+    assert len(set(ext.instance_id.tolist())) == 50_000
+    _, ins, _ = pix.resolve_pixel_arrays(index, depth, K, pose, ext)
+    assert np.array_equal(ins, truth)
+
+
+def test_amodal_boxes_equal_the_per_instance_box():
+    rng = np.random.default_rng(4)
+    verts = od.box_corners([-0.5, -0.3, -0.2], [0.5, 0.3, 0.4])
+    edges = np.array([[0, 1], [2, 3], [4, 5], [6, 7], [0, 2], [1, 3], [4, 6], [5, 7],
+                      [0, 4], [1, 5], [2, 6], [3, 7]])
+    K = np.array([[50.0, 0, 32], [0, 50.0, 24], [0, 0, 1]])
+    o2c = np.tile(np.eye(4), (500, 1, 1))
+    o2c[:, :3, :3] = _rot(rng, 500)
+    o2c[:, :3, 3] = rng.uniform([-4, -3, -1], [4, 3, 8], (500, 3))  # some cross z = near
+    got = od.amodal_boxes(o2c, verts, edges, K, 64, 48, 0.1)
+    want = [od.amodal_box(od.transform(m, verts), edges, K, 64, 48, 0.1) for m in o2c]
+    assert np.allclose(got, want, atol=1e-9)
+    assert (got[:, 2] == 0).any() and (got[:, 2] > 0).any()
+
+
+def test_visible_box_arrays():
+    img = np.zeros((5, 6), np.uint32)
+    img[1:3, 2:5] = 7
+    img[4, 0] = 3_000_000_000
+    ids, boxes, counts = od.visible_box_arrays(img)
+    assert ids.tolist() == [7, 3_000_000_000]
+    assert boxes.tolist() == [[2, 1, 3, 2], [0, 4, 1, 1]] and counts.tolist() == [6, 1]
+
+
+def test_metadata_estimate_and_refusal():
+    est = od.metadata_estimate(50_000, 6, "all")
+    assert est["frame_bytes"] == 50_000 * od.RECORD_BYTES
+    assert est["sequence_bytes"] == 6 * est["frame_bytes"]
+    assert od.metadata_refusal(50_000, 6, "all") is None
+    why = od.metadata_refusal(1_000_000, 24, "all")
+    assert why is not None and "1,000,000 instances" in why and "'visible'" in why
+    assert "GiB" in why
+    assert od.metadata_refusal(10**7, 24, "visible") is None
+    assert od.metadata_refusal(10**7, 24, "frustum") is None
+
+
+BULK = r'''
+import json, sys
+sys.path.insert(0, ARGS["tests"])
+import bpy, numpy as np
+import instance_scenes as I
+from dataset_forge.render_passes import objects as ro, compat
+out = {"geometry_set": compat.GEOMETRY_SET}
+for name, build in (("scatter", lambda p: I.build_scatter(p, 300)),
+                    ("gt_instances", lambda p: I.build("gt_instances", p))):
+    path = ARGS["dir"] + "/" + name + ".blend"
+    build(path)
+    bpy.ops.wm.open_mainfile(filepath=path)
+    sc = bpy.context.scene
+    ids = {o.name_full: i + 1 for i, o in enumerate(sorted(bpy.data.objects,
+           key=lambda o: o.name_full)) if o.type == "MESH"}
+    rendered = lambda: {o.name_full for o in sc.objects if not o.hide_render}
+    res = {}
+    for mode in ("bulk", "iterated"):
+        sc.frame_set(2)
+        t = ro.ObjectTracker(sc, ids, {}, rendered, "ZIP")
+        keep, compat.GEOMETRY_SET = compat.GEOMETRY_SET, compat.GEOMETRY_SET and mode == "bulk"
+        try:
+            t.collect_viewport(2)
+        finally:
+            compat.GEOMETRY_SET = keep
+            t.close()
+        groups = t._current[2][0]
+        iid = np.concatenate([g.iids for g in groups])
+        m = np.concatenate([g.mats for g in groups])
+        o = np.argsort(iid)
+        res[mode] = {"iid": iid[o].tolist(), "m": m[o].tolist(), "counts": t.counts,
+                     "infos": [t.infos[i] for i in sorted(t.infos)]}
+    out[name] = res
+print("BULK" + json.dumps(out))
+'''
+
+
+@pytest.mark.render
+@pytest.mark.smoke
+@pytest.mark.parametrize("label,python", __import__("conftest").bpy_pythons())
+def test_bulk_instances_equal_the_depsgraph_instances(tmp_path, label, python):
+    """Geometry-nodes instances read as arrays (GeometrySet API, 4.3+) give the same instance
+    ids, instance rows and matrices as walking ``depsgraph.object_instances`` one by one
+    (scatter: 300 cones with an ``id`` attribute; gt_instances: collections, particles,
+    nested and object instances beside a geometry-nodes instancer). On 4.2 both walk."""
+    from conftest import run_bpy
+
+    args = {"tests": str(REPO / "tests"), "dir": str(tmp_path)}
+    out = run_bpy(BULK.replace("ARGS", repr(args)), python or None, timeout=600)
+    res = json.loads(out.split("BULK", 1)[1].strip().splitlines()[0])
+    for name in ("scatter", "gt_instances"):
+        a, b = res[name]["bulk"], res[name]["iterated"]
+        assert a["iid"] == b["iid"] and len(a["iid"]) == len(set(a["iid"]))
+        assert a["infos"] == b["infos"]
+        assert np.abs(np.array(a["m"]) - np.array(b["m"])).max() < 1e-5
+        if res["geometry_set"]:
+            assert a["counts"]["bulk"] > 0 and b["counts"]["bulk"] == 0
+    assert len(res["scatter"]["bulk"]["iid"]) >= 250  # the cones and the ground
+    assert sys.version_info >= (3, 10)
+
+
+def test_nearest_on_triangles_is_the_analytic_nearest_point():
+    """A unit square (2 triangles) in z = 0 and a tetrahedron: the nearest point of points
+    around them, against the clamped projection (square) and against brute force over a dense
+    sampling of the faces (tetrahedron)."""
+    rng = np.random.default_rng(5)
+    sq = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], float)
+    pts = rng.uniform(-1, 2, (2000, 3))
+    got = od.nearest_on_triangles(sq, [[0, 1, 2], [0, 2, 3]], pts)
+    want = np.stack([np.clip(pts[:, 0], 0, 1), np.clip(pts[:, 1], 0, 1), np.zeros(2000)], -1)
+    assert np.abs(got - want).max() < 1e-12
+    tet = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], float)
+    faces = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+    uv = rng.dirichlet([1, 1, 1], 20000)
+    dense = np.concatenate([uv @ tet[f] for f in faces])
+    pts = rng.uniform(-1, 2, (300, 3))
+    got = od.nearest_on_triangles(tet, faces, pts)
+    d_got = np.linalg.norm(got - pts, axis=1)
+    d_dense = np.array([np.linalg.norm(dense - p, axis=1).min() for p in pts])
+    assert (d_got <= d_dense + 1e-12).all() and (d_dense - d_got).max() < 0.02
+    assert np.isnan(od.nearest_on_triangles(tet, np.zeros((0, 3), int), pts)).all()
+
+
+@pytest.mark.render
+def test_scale_bench_measures_what_it_reports(tmp_path):
+    """bench/scale.py --quick on real runs: every configuration rendered, the records' bytes
+    are the visible instances times the record size, and the table has one row per case
+    (never a time threshold: the machine is shared)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("df_bench_scale", REPO / "bench" / "scale.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.RECORD_BYTES == od.RECORD_BYTES
+    rows = bench.measure(bench.QUICK, tmp_path, log=lambda m: None)
+    assert [r["count"] for r in rows] == [c["count"] for c in bench.QUICK]
+    for r in rows:
+        for config in bench.CONFIGS:
+            assert r["runs"][config][0]["frames"] == r["frames"]
+            assert r["median"][config]["peak_mib"] > 50
+        o = r["objects"]
+        assert 0 < o["visible"] <= o["drawn"]
+        assert o["record_bytes_visible"] == o["visible"] * od.RECORD_BYTES
+        assert o["pixels"]["unidentified"] == 0
+    assert rows[1]["objects"]["visible"] > rows[0]["objects"]["visible"]
+    assert len(bench.table(rows).splitlines()) == 2 + len(rows)
