@@ -79,7 +79,8 @@ def test_paired_and_in_process_comparisons(quick):
                 if r["frames_floor"] >= 3 and r["frames_ours"] >= 3:
                     assert _finite_positive(r["ratio"])
     for name, r in s["inprocess"].items():
-        assert set(r["rows"]) == {"anim_plain", "loop_plain", "loop_rig", "loop_rig_previews"}
+        assert set(r["rows"]) == {"anim_plain", "loop_plain", "loop_rig", "loop_rig_filtered",
+                                  "loop_rig_previews"}
         assert r["rows"]["anim_plain"]["cpu_ratio"] == 1.0
         for cfg, m in r["rows"].items():
             # (chunk - 1) measured frames per chunk, one chunk per round
