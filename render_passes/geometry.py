@@ -123,6 +123,58 @@ def geometry_of(ob, cached: Geometry | None = None) -> Geometry | None:
             ob.to_mesh_clear()
 
 
+# Object types whose own data Cycles draws; the others (legacy curves, text, NURBS surfaces,
+# metaballs) are drawn only through the mesh component of their evaluated geometry, which the
+# depsgraph lists as a separate instance entry (docs/blender_notes.md, "Drawn things").
+NATIVE = {"MESH", "CURVES", "POINTCLOUD", "VOLUME"}
+MESHED = {"CURVE", "FONT", "SURFACE", "META"}
+# GeometrySet attribute of each component the depsgraph lists as its own entry, and the object
+# type whose own data that component is.
+_COMPONENTS = {"mesh": "MESH", "curves": "CURVES", "pointcloud": "POINTCLOUD", "volume": "VOLUME",
+               "grease_pencil": "GREASEPENCIL"}
+
+
+def other_components(ob_eval) -> bool:
+    """Whether an evaluated object (with a geometry-nodes modifier) has geometry that
+    :func:`geometry_of` does not read: a point cloud, volume, hair or Grease Pencil component
+    of another type than the object's, which the depsgraph lists as a separate instance (the
+    mesh of a curve, text, surface or metaball object is read by ``to_mesh``). Needs the
+    GeometrySet API (4.3+; 4.2 always walks the depsgraph's instances)."""
+    if not compat.GEOMETRY_SET or ob_eval.type not in NATIVE | MESHED:
+        return False
+    gs = ob_eval.evaluated_geometry()
+    for attr, own in _COMPONENTS.items():
+        if own == ob_eval.type or (attr == "mesh" and ob_eval.type in MESHED):
+            continue
+        data = getattr(gs, attr, None)
+        if data is not None and (attr != "mesh" or len(data.vertices)):
+            return True
+    return False
+
+
+def union_geometry(parts: list[Geometry], cached: Geometry | None = None) -> Geometry:
+    """One drawn thing made of several evaluated components (a mesh, points, a volume ... in
+    the same object space): their meshes joined when every part has triangles, else the box of
+    all of them as a box stand-in (a point cloud or volume part has no triangles). ``cached``
+    is returned when it was made of the same part objects."""
+    if len(parts) == 1:
+        return parts[0]
+    if cached is not None and isinstance(cached.sig, tuple) and len(cached.sig) == len(parts) \
+            and all(a is b for a, b in zip(cached.sig, parts)):
+        return cached
+    if all(len(p.tris) for p in parts):
+        offs = np.cumsum([0] + [len(p.verts) for p in parts[:-1]])
+        g = Geometry(np.concatenate([p.verts for p in parts]),
+                     np.concatenate([p.edges + o for p, o in zip(parts, offs)]),
+                     np.concatenate([p.tris + o for p, o in zip(parts, offs)]))
+    else:
+        lo = np.min([p.lo for p in parts], 0)
+        hi = np.max([p.hi for p in parts], 0)
+        g = Geometry(od.box_corners(lo, hi), BOX_EDGES, np.zeros((0, 3), np.int32))
+    g.sig = tuple(parts)
+    return g
+
+
 def pure_mesh(ref) -> bool:
     """A geometry-nodes instance reference that is one mesh and nothing else (the depsgraph
     draws it as one instance of the instancer)."""

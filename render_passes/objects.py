@@ -34,13 +34,16 @@ from ..dataset import pixel_ids as pix
 from . import compat, scene_setup
 from .frame_listener import FrameListener
 from .geometry import (
+    MESHED,
     Bulk,
     Geometry,
     bulk_instances,
     geometry_of,
     has_nodes,
     mesh_geometry,
+    other_components,
     structural_deformer,
+    union_geometry,
 )
 
 # Triangles up to which the surface distance of a pixel is measured with numpy, not a BVH.
@@ -186,6 +189,8 @@ class ObjectTracker(FrameListener):
                 b = ()
             else:
                 b = bulk_instances(ob) if compat.GEOMETRY_SET else None
+                if other_components(ob):
+                    iterate = True  # its points, volume ... are only the depsgraph's instances
             if b is None:
                 iterate = True
             elif b != ():
@@ -271,50 +276,91 @@ class ObjectTracker(FrameListener):
         return iids[pos]
 
     def _iterated_groups(self, dg, rendered, bulk: set[str]) -> list[_Group]:
-        """Every drawn instance from ``dg.object_instances`` except those of ``bulk``
-        instancers (read as arrays)."""
-        acc: dict[tuple, list] = {}
+        """Every drawn thing from ``dg.object_instances`` except the instances of ``bulk``
+        instancers (read as arrays), each one instance however many entries the depsgraph lists
+        for it: the components of an object's evaluated geometry (the mesh of a curve, text,
+        surface or metaball; the points or volume of a mesh) come as extra instance entries and
+        are joined to the object's own (:meth:`_thing_of`)."""
+        things: dict[tuple, list] = {}  # (name, chain, pid) -> [pass value, matrix, part keys]
+        parts: dict[tuple, tuple[Geometry | None, bool]] = {}
         for inst in dg.object_instances:
-            if inst.is_instance:
-                parent = inst.parent.original if inst.parent is not None else None
-                if parent is None or parent.name_full not in rendered:
-                    continue
-                if parent.name_full in bulk:
-                    continue
-                ob = inst.object
-                orig = ob.original
-                name = orig.name_full
-                if name not in self.ids:
-                    continue
-                chain = self._chain_of(parent, orig)
-                pid = od.trim_pid(inst.persistent_id)
-            else:
-                ob = inst.object
-                orig = ob.original
-                name = orig.name_full
-                if name not in self.ids or name not in rendered or not inst.show_self:
-                    continue
-                if getattr(orig, "particle_systems", None) and not orig.show_instancer_for_render:
-                    continue
-                chain, pid = [], []
+            ob = inst.object
+            orig = ob.original
+            name = orig.name_full
+            if name not in self.ids:
+                continue
+            thing = self._thing_of(inst, orig, rendered, bulk, things)
+            if thing is None:
+                continue
             # Evaluated data is shared by the copies of one thing (and outlives the iteration);
             # non-mesh data (curves, text) is meshed per object.
             key = (name, ob.data.name_full if ob.data is not None else "", ob.type,
                    inst.is_instance)
-            if key not in acc:
+            if key not in parts:
                 if self._static(orig) and key in self._geoms:
-                    g, changed = self._geoms[key], False
+                    parts[key] = self._geoms[key], False
                 else:
-                    g, changed = self._geom(key, lambda c, ob=ob: geometry_of(ob, c))
-                acc[key] = [g, changed, name, int(orig.pass_index), [], []]
-            a = acc[key]
-            if a[0] is None:
+                    parts[key] = self._geom(key, lambda c, ob=ob: geometry_of(ob, c))
+            t = things.get(thing)
+            if t is None:
+                things[thing] = [int(orig.pass_index), np.array(inst.matrix_world, float), [key],
+                                 orig.type]
+            elif key not in t[2]:
+                t[2].append(key)
+        acc: dict[tuple, list] = {}
+        for (name, chain, pid), (pv, mat, keys, own_type) in things.items():
+            if own_type in MESHED and len(keys) > 1:  # Cycles draws only the components
+                keys = [k for k in keys if k[2] != own_type]
+            keys = tuple(k for k in keys if parts[k][0] is not None)
+            if not keys:
                 continue
-            a[4].append(self._iid(name, chain, pid))
-            a[5].append(np.array(inst.matrix_world, float))
+            if keys not in acc:
+                if len(keys) == 1:
+                    g, changed = parts[keys[0]]
+                else:
+                    geoms = [parts[k][0] for k in keys]
+                    g, changed = self._geom(("union",) + keys,
+                                            lambda c, geoms=geoms: union_geometry(geoms, c))
+                    changed = changed or any(parts[k][1] for k in keys)
+                acc[keys] = [g, changed, name, pv, [], []]
+            a = acc[keys]
+            a[4].append(self._iid(name, list(chain), list(pid)))
+            a[5].append(mat)
             self.counts["iterated"] += 1
         return [_Group(name, g, np.array(i, np.uint32), np.array(m).reshape(-1, 4, 4), pv, ch)
-                for g, ch, name, pv, i, m in acc.values() if g is not None]
+                for g, ch, name, pv, i, m in acc.values()]
+
+    def _thing_of(self, inst, orig, rendered, bulk: set[str], things) -> tuple | None:
+        """The drawn thing ``(name, chain, pid)`` an ``object_instances`` entry belongs to, or
+        None when the render does not draw it. A component of an object's evaluated geometry is
+        an instance entry of another type than its object: of a top-level object, with the
+        object as its parent and a one-entry persistent id (the component's index); of an
+        instanced object, with the object's persistent id behind the component's index (listed
+        right after the object's own entry)."""
+        name = orig.name_full
+        top = (name, (), ())
+        if not inst.is_instance:
+            if name not in rendered or not inst.show_self or not self._draws_self(orig):
+                return None
+            return top
+        parent = inst.parent.original if inst.parent is not None else None
+        if parent is None or parent.name_full not in rendered:
+            return None
+        pid = od.trim_pid(inst.persistent_id)
+        component = inst.object.type != orig.type
+        if component and parent.name_full == name and len(pid) == 1:
+            return top if self._draws_self(orig) else None
+        if parent.name_full in bulk:
+            return None
+        chain = tuple(self._chain_of(parent, orig))
+        if component and len(pid) >= 2 and (name, chain, tuple(pid[1:])) in things:
+            return name, chain, tuple(pid[1:])
+        return name, chain, tuple(pid)
+
+    @staticmethod
+    def _draws_self(orig) -> bool:
+        """A particle emitter draws its own geometry only with "Show Emitter" for render."""
+        return not (getattr(orig, "particle_systems", None) and not orig.show_instancer_for_render)
 
     def _chain_of(self, parent, orig) -> list[str]:
         k = (parent.name_full, orig.name_full)
