@@ -303,15 +303,14 @@ class ObjectTracker(FrameListener):
                     parts[key] = self._geom(key, lambda c, ob=ob: geometry_of(ob, c))
             t = things.get(thing)
             if t is None:
-                things[thing] = [int(orig.pass_index), np.array(inst.matrix_world, float), [key],
-                                 orig.type]
+                things[thing] = [int(orig.pass_index), np.array(inst.matrix_world, float), [key]]
             elif key not in t[2]:
                 t[2].append(key)
         acc: dict[tuple, list] = {}
-        for (name, chain, pid), (pv, mat, keys, own_type) in things.items():
-            if own_type in MESHED and len(keys) > 1:  # Cycles draws only the components
-                keys = [k for k in keys if k[2] != own_type]
-            keys = tuple(k for k in keys if parts[k][0] is not None)
+        for (name, chain, pid), (pv, mat, keys) in things.items():
+            # Cycles draws curve, text, surface and metaball data only through the mesh
+            # component (which particles instancing such an object do not get: not drawn)
+            keys = tuple(k for k in keys if k[2] not in MESHED and parts[k][0] is not None)
             if not keys:
                 continue
             if keys not in acc:
