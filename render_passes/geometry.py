@@ -83,6 +83,34 @@ def box_geometry(ob) -> Geometry | None:
     return Geometry(od.box_corners(c.min(0), c.max(0)), BOX_EDGES, np.zeros((0, 3), np.int32))
 
 
+DEFAULT_RADIUS = 0.01  # Blender's radius of a point or curve point without a "radius" attribute
+
+
+def points_box(ob) -> Geometry | None:
+    """Box stand-in of an evaluated point cloud or hair curves object: every point's sphere
+    (position +- radius), joined with ``bound_box`` (which leaves the radius out for hair
+    curves on 4.2, where ``to_mesh`` gives the bare curve points)."""
+    box = box_geometry(ob)
+    attrs = getattr(ob.data, "attributes", None)
+    pos = attrs.get("position") if attrs is not None else None
+    n = len(pos.data) if pos is not None and pos.domain == "POINT" else 0
+    if not n:
+        return box
+    p = np.empty(n * 3, np.float32)
+    pos.data.foreach_get("vector", p)
+    rad = attrs.get("radius")
+    r = np.full(n, DEFAULT_RADIUS, np.float32)
+    if rad is not None and rad.domain == "POINT" and rad.data_type == "FLOAT":
+        rad.data.foreach_get("value", r)
+    p, r = p.reshape(-1, 3).astype(np.float64), np.abs(r.astype(np.float64))[:, None]
+    lo, hi = (p - r).min(0), (p + r).max(0)
+    if box is not None:
+        lo, hi = np.minimum(lo, box.lo), np.maximum(hi, box.hi)
+    if not np.isfinite(lo).all() or not np.isfinite(hi).all():
+        return box
+    return Geometry(od.box_corners(lo, hi), BOX_EDGES, np.zeros((0, 3), np.int32))
+
+
 def mesh_geometry(me, cached: Geometry | None) -> Geometry | None:
     """Geometry of a mesh; ``cached`` is returned when its vertices are unchanged (only the
     vertex positions are read then)."""
@@ -105,6 +133,8 @@ def geometry_of(ob, cached: Geometry | None = None) -> Geometry | None:
     """Vertices/edges/triangles of an evaluated object (``None`` when it has no surface);
     ``cached`` (this thing's geometry of an earlier frame) is reused when unchanged."""
     me, tmp = None, False
+    if ob.type in ("CURVES", "POINTCLOUD"):
+        return points_box(ob)
     if ob.type == "MESH":
         me = ob.data
     else:

@@ -14,7 +14,9 @@ one of each kind, built by code:
 * ``Cloud`` (a point cloud object, geometry nodes Points: one 0.4 point), ``MeshPoints`` (a
   mesh whose geometry nodes output only its vertices as 0.2 points), ``Mixed`` (a cube joined
   with its vertices as 0.15 points);
-* ``Fog`` (a cube turned into a volume by Mesh to Volume; see ``VOLUME`` below);
+* ``Hair`` (a hair curves object, geometry nodes Curve Line of radius 0.12), ``MeshCurve`` (a
+  mesh whose geometry nodes output curves: listed as a legacy curve instance, not drawn);
+* ``Fog`` (a cube turned into a volume by Mesh to Volume: no Object Index);
 * ``Meta`` and ``Meta.001`` (one metaball family: Cycles draws the pair as ``Meta``);
 * ``Moving``: a beveled curve translating 0.4 units / frame in x.
 
@@ -139,6 +141,23 @@ def build(path, with_instancer):
         mb = bpy.data.metaballs.new(f"MB{k}")
         mb.elements.new().radius = 0.5
         link(bpy.data.objects.new("Meta" if k == 0 else "Meta.001", mb), (x, -0.5, 0.0))
+    hair = link(bpy.data.objects.new("Hair", bpy.data.hair_curves.new("Hair")), (-0.6, 1.4, 0.0))
+    def line(ng, i, o):
+        ln = ng.nodes.new("GeometryNodeCurvePrimitiveLine")
+        ln.inputs["Start"].default_value = (-0.4, 0.0, 0.0)
+        ln.inputs["End"].default_value = (0.4, 0.0, 0.0)
+        r = ng.nodes.new("GeometryNodeSetCurveRadius")
+        r.inputs["Radius"].default_value = 0.12
+        ng.links.new(ln.outputs[0], r.inputs["Curve"]); ng.links.new(r.outputs[0], o)
+    nodes(hair, "Line", line)
+    mc = link(bpy.data.objects.new("MeshCurve", cube_mesh("MC", 0.5)), (1.0, 1.3, 0.0))
+    def to_curve(ng, i, o):
+        m2c = ng.nodes.new("GeometryNodeMeshToCurve")
+        r = ng.nodes.new("GeometryNodeSetCurveRadius")
+        r.inputs["Radius"].default_value = 0.1
+        ng.links.new(i, m2c.inputs["Mesh"]); ng.links.new(m2c.outputs[0], r.inputs["Curve"])
+        ng.links.new(r.outputs[0], o)
+    nodes(mc, "ToCurve", to_curve)
     mv = link(poly("Moving", [(-0.3, 0.0), (0.3, 0.0)], 0.12), (-0.4, -2.1, 0.0))
     for f in (0, 3):
         mv.location.x = -0.4 + 0.4 * (f - 1)
@@ -170,16 +189,18 @@ print("BUILT")
 # metaball family as its basis object Meta. Fog (a volume) is one instance without pixels:
 # volumes write no Object Index.
 SEEN = ("Bevel", "Text", "Surf", "Filled", "GNCurve", "Cloud", "MeshPoints", "Mixed", "Meta",
-        "Moving")
+        "Moving", "Hair")
 SEEN_ITER = (*SEEN, "SpareCurve")
 # Object-space boxes the records must contain (lo, hi), from the scene's construction:
 # the bevel's radius 0.15 around a 3000-unit line; a 0.4 point; a 0.6 cube's corners as 0.2
 # points; a 0.5 cube with 0.15 points on its corners; a 0.8 cube's volume; both balls of the
-# metaball family (0.55 apart; radius 0.5 at threshold 0.6 draws a ball about 0.25 across).
+# metaball family (0.55 apart; radius 0.5 at threshold 0.6 draws a ball about 0.25 across); a
+# 0.8 line of radius 0.12.
 BOXES = {"Bevel": ((-1500, -0.15, -0.15), (1500, 0.15, 0.15)),
          "Cloud": ((-0.4,) * 3, (0.4,) * 3), "MeshPoints": ((-0.5,) * 3, (0.5,) * 3),
          "Mixed": ((-0.4,) * 3, (0.4,) * 3), "Fog": ((-0.4,) * 3, (0.4,) * 3),
-         "Meta": ((-0.24,) * 3, (0.55 + 0.24, 0.24, 0.24))}
+         "Meta": ((-0.24,) * 3, (0.55 + 0.24, 0.24, 0.24)),
+         "Hair": ((-0.52, -0.12, -0.12), (0.52, 0.12, 0.12))}
 PX_TOL = 0.01  # px: ids come from a sample at the pixel centre (docs/ground_truth.md)
 
 
