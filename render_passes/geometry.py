@@ -83,6 +83,34 @@ def box_geometry(ob) -> Geometry | None:
     return Geometry(od.box_corners(c.min(0), c.max(0)), BOX_EDGES, np.zeros((0, 3), np.int32))
 
 
+DEFAULT_RADIUS = 0.01  # Blender's radius of a point or curve point without a "radius" attribute
+
+
+def points_box(ob) -> Geometry | None:
+    """Box stand-in of an evaluated point cloud or hair curves object: every point's sphere
+    (position +- radius), joined with ``bound_box`` (which leaves the radius out for hair
+    curves on 4.2, where ``to_mesh`` gives the bare curve points)."""
+    box = box_geometry(ob)
+    attrs = getattr(ob.data, "attributes", None)
+    pos = attrs.get("position") if attrs is not None else None
+    n = len(pos.data) if pos is not None and pos.domain == "POINT" else 0
+    if not n:
+        return box
+    p = np.empty(n * 3, np.float32)
+    pos.data.foreach_get("vector", p)
+    rad = attrs.get("radius")
+    r = np.full(n, DEFAULT_RADIUS, np.float32)
+    if rad is not None and rad.domain == "POINT" and rad.data_type == "FLOAT":
+        rad.data.foreach_get("value", r)
+    p, r = p.reshape(-1, 3).astype(np.float64), np.abs(r.astype(np.float64))[:, None]
+    lo, hi = (p - r).min(0), (p + r).max(0)
+    if box is not None:
+        lo, hi = np.minimum(lo, box.lo), np.maximum(hi, box.hi)
+    if not np.isfinite(lo).all() or not np.isfinite(hi).all():
+        return box
+    return Geometry(od.box_corners(lo, hi), BOX_EDGES, np.zeros((0, 3), np.int32))
+
+
 def mesh_geometry(me, cached: Geometry | None) -> Geometry | None:
     """Geometry of a mesh; ``cached`` is returned when its vertices are unchanged (only the
     vertex positions are read then)."""
@@ -105,6 +133,8 @@ def geometry_of(ob, cached: Geometry | None = None) -> Geometry | None:
     """Vertices/edges/triangles of an evaluated object (``None`` when it has no surface);
     ``cached`` (this thing's geometry of an earlier frame) is reused when unchanged."""
     me, tmp = None, False
+    if ob.type in ("CURVES", "POINTCLOUD"):
+        return points_box(ob)
     if ob.type == "MESH":
         me = ob.data
     else:
@@ -121,6 +151,58 @@ def geometry_of(ob, cached: Geometry | None = None) -> Geometry | None:
     finally:
         if tmp:
             ob.to_mesh_clear()
+
+
+# Object types whose own data Cycles draws; the others (legacy curves, text, NURBS surfaces,
+# metaballs) are drawn only through the mesh component of their evaluated geometry, which the
+# depsgraph lists as a separate instance entry (docs/blender_notes.md, "Drawn things").
+NATIVE = {"MESH", "CURVES", "POINTCLOUD", "VOLUME"}
+MESHED = {"CURVE", "FONT", "SURFACE", "META"}
+# GeometrySet attribute of each component the depsgraph lists as its own entry, and the object
+# type whose own data that component is.
+_COMPONENTS = {"mesh": "MESH", "curves": "CURVES", "pointcloud": "POINTCLOUD", "volume": "VOLUME",
+               "grease_pencil": "GREASEPENCIL"}
+
+
+def other_components(ob_eval) -> bool:
+    """Whether an evaluated object (with a geometry-nodes modifier) has geometry that
+    :func:`geometry_of` does not read: a point cloud, volume, hair or Grease Pencil component
+    of another type than the object's, which the depsgraph lists as a separate instance (the
+    mesh of a curve, text, surface or metaball object is read by ``to_mesh``). Needs the
+    GeometrySet API (4.3+; 4.2 always walks the depsgraph's instances)."""
+    if not compat.GEOMETRY_SET or ob_eval.type not in NATIVE | MESHED:
+        return False
+    gs = ob_eval.evaluated_geometry()
+    for attr, own in _COMPONENTS.items():
+        if own == ob_eval.type or (attr == "mesh" and ob_eval.type in MESHED):
+            continue
+        data = getattr(gs, attr, None)
+        if data is not None and (attr != "mesh" or len(data.vertices)):
+            return True
+    return False
+
+
+def union_geometry(parts: list[Geometry], cached: Geometry | None = None) -> Geometry:
+    """One drawn thing made of several evaluated components (a mesh, points, a volume ... in
+    the same object space): their meshes joined when every part has triangles, else the box of
+    all of them as a box stand-in (a point cloud or volume part has no triangles). ``cached``
+    is returned when it was made of the same part objects."""
+    if len(parts) == 1:
+        return parts[0]
+    if cached is not None and isinstance(cached.sig, tuple) and len(cached.sig) == len(parts) \
+            and all(a is b for a, b in zip(cached.sig, parts)):
+        return cached
+    if all(len(p.tris) for p in parts):
+        offs = np.cumsum([0] + [len(p.verts) for p in parts[:-1]])
+        g = Geometry(np.concatenate([p.verts for p in parts]),
+                     np.concatenate([p.edges + o for p, o in zip(parts, offs)]),
+                     np.concatenate([p.tris + o for p, o in zip(parts, offs)]))
+    else:
+        lo = np.min([p.lo for p in parts], 0)
+        hi = np.max([p.hi for p in parts], 0)
+        g = Geometry(od.box_corners(lo, hi), BOX_EDGES, np.zeros((0, 3), np.int32))
+    g.sig = tuple(parts)
+    return g
 
 
 def pure_mesh(ref) -> bool:

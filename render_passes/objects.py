@@ -34,13 +34,16 @@ from ..dataset import pixel_ids as pix
 from . import compat, scene_setup
 from .frame_listener import FrameListener
 from .geometry import (
+    MESHED,
     Bulk,
     Geometry,
     bulk_instances,
     geometry_of,
     has_nodes,
     mesh_geometry,
+    other_components,
     structural_deformer,
+    union_geometry,
 )
 
 # Triangles up to which the surface distance of a pixel is measured with numpy, not a BVH.
@@ -90,7 +93,7 @@ class ObjectTracker(FrameListener):
         self._geoms: dict[tuple, Geometry] = {}   # the latest geometry of each drawn thing
         self._structural: dict[str, bool] = {}
         self._statics: dict[str, bool] = {}
-        self._chains: dict[tuple[str, str], list[str]] = {}
+        self._chains: dict[tuple[str, str], tuple[str, ...]] = {}
         self._iids: dict[tuple, int] = {}           # (name, chain, pid) -> id, iterated things
         self._bulk_iids: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
         self._objects = {o.name_full: o for o in bpy.data.objects}
@@ -186,6 +189,8 @@ class ObjectTracker(FrameListener):
                 b = ()
             else:
                 b = bulk_instances(ob) if compat.GEOMETRY_SET else None
+                if other_components(ob):
+                    iterate = True  # its points, volume ... are only the depsgraph's instances
             if b is None:
                 iterate = True
             elif b != ():
@@ -271,55 +276,99 @@ class ObjectTracker(FrameListener):
         return iids[pos]
 
     def _iterated_groups(self, dg, rendered, bulk: set[str]) -> list[_Group]:
-        """Every drawn instance from ``dg.object_instances`` except those of ``bulk``
-        instancers (read as arrays)."""
-        acc: dict[tuple, list] = {}
+        """Every drawn thing of ``dg.object_instances`` but the instances of ``bulk`` instancers
+        (read as arrays), one instance however many entries it has: the components of an
+        object's evaluated geometry (a curve's, text's, surface's or metaball's mesh; a mesh's
+        points or volume) are extra entries, joined to the object's own (:meth:`_thing_of`)."""
+        things: dict[tuple, list] = {}  # (name, chain, pid) -> [pass value, matrix, part keys]
+        parts: dict[tuple, tuple[Geometry | None, bool]] = {}
         for inst in dg.object_instances:
-            if inst.is_instance:
-                parent = inst.parent.original if inst.parent is not None else None
-                if parent is None or parent.name_full not in rendered:
-                    continue
-                if parent.name_full in bulk:
-                    continue
-                ob = inst.object
-                orig = ob.original
-                name = orig.name_full
-                if name not in self.ids:
-                    continue
-                chain = self._chain_of(parent, orig)
-                pid = od.trim_pid(inst.persistent_id)
-            else:
-                ob = inst.object
-                orig = ob.original
-                name = orig.name_full
-                if name not in self.ids or name not in rendered or not inst.show_self:
-                    continue
-                if getattr(orig, "particle_systems", None) and not orig.show_instancer_for_render:
-                    continue
-                chain, pid = [], []
+            ob = inst.object
+            orig = ob.original
+            name = orig.name_full
+            if name not in self.ids:
+                continue
+            kind = ob.type
+            thing = self._thing_of(inst, orig, kind, rendered, bulk, things)
+            if thing is None:
+                continue
             # Evaluated data is shared by the copies of one thing (and outlives the iteration);
             # non-mesh data (curves, text) is meshed per object.
-            key = (name, ob.data.name_full if ob.data is not None else "", ob.type,
-                   inst.is_instance)
-            if key not in acc:
+            key = (name, ob.data.name_full if ob.data is not None else "", kind, inst.is_instance)
+            if key not in parts:
                 if self._static(orig) and key in self._geoms:
-                    g, changed = self._geoms[key], False
+                    parts[key] = self._geoms[key], False
                 else:
-                    g, changed = self._geom(key, lambda c, ob=ob: geometry_of(ob, c))
-                acc[key] = [g, changed, name, int(orig.pass_index), [], []]
-            a = acc[key]
-            if a[0] is None:
+                    parts[key] = self._geom(key, lambda c, ob=ob: geometry_of(ob, c))
+            t = things.get(thing)
+            if t is None:
+                things[thing] = [int(orig.pass_index), np.array(inst.matrix_world, float), (key,)]
+            elif key not in t[2]:
+                t[2] += (key,)
+        acc: dict[tuple, list] = {}
+        drawn: dict[tuple, tuple] = {}
+        for thing, (pv, mat, keys) in things.items():
+            if keys not in drawn:  # Cycles draws curve ... metaball data only as a mesh component
+                drawn[keys] = tuple(k for k in keys if k[2] not in MESHED and parts[k][0] is not None)
+            keys = drawn[keys]
+            if not keys:
                 continue
-            a[4].append(self._iid(name, chain, pid))
-            a[5].append(np.array(inst.matrix_world, float))
-            self.counts["iterated"] += 1
+            a = acc.get(keys)
+            if a is None:
+                if len(keys) == 1:
+                    g, changed = parts[keys[0]]
+                else:
+                    geoms = [parts[k][0] for k in keys]
+                    g, changed = self._geom(("union",) + keys,
+                                            lambda c, geoms=geoms: union_geometry(geoms, c))
+                    changed = changed or any(parts[k][1] for k in keys)
+                a = acc[keys] = [g, changed, thing[0], pv, [], []]
+            iid = self._iids.get(thing)
+            a[4].append(iid if iid is not None else self._iid(*thing))
+            a[5].append(mat)
+        self.counts["iterated"] += len(things)
         return [_Group(name, g, np.array(i, np.uint32), np.array(m).reshape(-1, 4, 4), pv, ch)
-                for g, ch, name, pv, i, m in acc.values() if g is not None]
+                for g, ch, name, pv, i, m in acc.values()]
 
-    def _chain_of(self, parent, orig) -> list[str]:
+    def _thing_of(self, inst, orig, kind: str, rendered, bulk: set[str], things) -> tuple | None:
+        """The drawn thing ``(name, chain, pid)`` of an ``object_instances`` entry of type ``kind``
+        (None: not drawn). A component of an object's evaluated geometry is an instance entry of
+        another type than its object: of a top-level object, with the object as its parent and
+        a one-entry persistent id (the component's index); of an instanced object, with the
+        object's persistent id behind the component's index (right after the object's entry)."""
+        name = orig.name_full
+        top = (name, (), ())
+        if not inst.is_instance:
+            ok = name in rendered and inst.show_self and self._draws_self(orig)
+            return top if ok else None
+        parent = inst.parent.original if inst.parent is not None else None
+        pname = parent.name_full if parent is not None else None
+        if pname not in rendered:
+            return None
+        pid = tuple(inst.persistent_id)  # od.trim_pid, without a conversion per entry
+        n = len(pid)
+        while n and pid[n - 1] == od.PID_UNUSED:
+            n -= 1
+        pid = pid[:n]
+        component = kind != orig.type
+        if component and pname == name and n == 1:
+            return top if self._draws_self(orig) else None
+        if pname in bulk:
+            return None
+        chain = self._chain_of(parent, orig)
+        if component and n >= 2 and (name, chain, pid[1:]) in things:
+            return name, chain, pid[1:]
+        return name, chain, pid
+
+    @staticmethod
+    def _draws_self(orig) -> bool:
+        """A particle emitter draws its own geometry only with "Show Emitter" for render."""
+        return not (getattr(orig, "particle_systems", None) and not orig.show_instancer_for_render)
+
+    def _chain_of(self, parent, orig) -> tuple[str, ...]:
         k = (parent.name_full, orig.name_full)
         if k not in self._chains:
-            self._chains[k] = self._chain(parent, orig)
+            self._chains[k] = tuple(self._chain(parent, orig))
         return self._chains[k]
 
     def _chain(self, parent, orig) -> list[str]:
