@@ -56,6 +56,54 @@ class _Group(NamedTuple):
     changed: bool        # its geometry differs from the previous frame's
 
 
+class _Stack(NamedTuple):
+    """One frame's groups as instance rows, ``n`` of them."""
+
+    gi: np.ndarray    # (n,) the group of each row
+    iid: np.ndarray   # (n,) uint32 instance ids
+    mats: np.ndarray  # (n, 4, 4) object -> world
+    lo: np.ndarray    # (n, 3) object-space box of the group's geometry
+    hi: np.ndarray    # (n, 3)
+
+
+def _stack(groups: list[_Group]) -> _Stack:
+    sizes = np.array([len(g.iids) for g in groups], np.int64)
+    gi = np.repeat(np.arange(len(groups)), sizes)
+    iid = np.concatenate([g.iids for g in groups]) if groups else np.zeros(0, np.uint32)
+    mats = np.concatenate([g.mats for g in groups]) if groups else np.zeros((0, 4, 4))
+    lo = np.array([g.geom.lo for g in groups]).reshape(-1, 3)[gi]
+    hi = np.array([g.geom.hi for g in groups]).reshape(-1, 3)[gi]
+    return _Stack(gi, iid, mats, lo, hi)
+
+
+def _surface_distance(groups: list[_Group], st: _Stack):
+    """``surface(rows (N,), points_world (N, 3)) -> (N,)``: the world distance of each point to
+    the evaluated surface of instance row ``rows[i]`` (vectorised per drawn thing; a BVH only
+    for big meshes; 0 for a box stand-in, inf where a BVH finds nothing)."""
+    def surface(rows, pts):
+        out = np.empty(len(rows))
+        g_of = st.gi[rows]
+        o = np.argsort(g_of, kind="stable")
+        cuts = np.flatnonzero(np.diff(g_of[o])) + 1
+        for sel in np.split(o, cuts):
+            geom, m = groups[g_of[sel[0]]].geom, st.mats[rows[sel]]
+            q = np.einsum("nij,nj->ni", pix.inv3(m[:, :3, :3]), pts[sel] - m[:, :3, 3])
+            if not len(geom.tris):  # a box stand-in: inside its box is all we know
+                out[sel] = 0.0
+                continue
+            if len(geom.tris) <= SMALL_MESH:
+                hits = od.nearest_on_triangles(geom.verts, geom.tris, q)
+            else:
+                nearest = geom.bvh().find_nearest
+                nan = (np.nan, np.nan, np.nan)
+                hits = np.array([(lambda h: nan if h is None else h[:])(nearest(p)[0])
+                                 for p in q.tolist()], float).reshape(-1, 3)
+            d = np.linalg.norm(np.einsum("nij,nj->ni", m[:, :3, :3], hits - q), axis=1)
+            out[sel] = np.where(np.isnan(d), np.inf, d)
+        return out
+    return surface
+
+
 def _emit_frame(tracker: ObjectTracker, *, frame: int, camera: str, instance_id: np.ndarray,
                 object_to_world: np.ndarray, box_lo: np.ndarray, box_hi: np.ndarray,
                 bbox_obj: np.ndarray, bbox_visib: np.ndarray, px_count_visib: np.ndarray
@@ -350,76 +398,61 @@ class ObjectTracker(FrameListener):
             self.sources["render_depsgraph"] += 1
         groups, cam_name, pose, k, near = self._current.pop(frame)
         t0 = time.perf_counter()
-        sizes = np.array([len(g.iids) for g in groups], np.int64)
-        gi = np.repeat(np.arange(len(groups)), sizes)
-        n = int(sizes.sum())
-        iid = np.concatenate([g.iids for g in groups]) if groups else np.zeros(0, np.uint32)
-        mats = np.concatenate([g.mats for g in groups]) if groups else np.zeros((0, 4, 4))
-        lo = np.array([g.geom.lo for g in groups]).reshape(-1, 3)[gi]
-        hi = np.array([g.geom.hi for g in groups]).reshape(-1, 3)[gi]
+        st = _stack(groups)
         for g in groups:
             if g.changed:
                 for i in g.iids.tolist():
                     self.infos[i]["deforming"] = True
-        self.counts["instances"] = max(self.counts["instances"], n)
-        if raw is not None:
-            from ..dataset import exr
+        self.counts["instances"] = max(self.counts["instances"], len(st.iid))
+        ins = self._ids_image(groups, st, raw, final, k, pose)
+        w2c = od.world_to_cv(pose)
+        self._poses[frame] = w2c
+        self._record(frame, cam_name, groups, st, ins, w2c, k, near)
+        self.timings["resolve"] += time.perf_counter() - t0
 
-            ch = exr.read_channels(raw, ["R", "G"])
-            oid = np.array([self.ids[g.name] for g in groups], np.int32).reshape(-1)[gi]
-            pv = np.array([g.pass_value for g in groups], np.int64).reshape(-1)[gi]
-            # a box stand-in's surface distance is 0 inside its box: no bound for it
-            rad = np.array([g.geom.radius if len(g.geom.tris) else -1.0 for g in groups],
-                           float).reshape(-1)[gi]
-            cands = pix.Candidates(iid, oid, pv, mats, lo, hi, rad)
+    def _ids_image(self, groups: list[_Group], st: _Stack, raw: Path | None, final: Path, k,
+                   pose: np.ndarray) -> np.ndarray:
+        """The frame's instance id image ``(H, W)`` uint32: resolved from the raw Object Index +
+        Depth file ``raw`` and written (with the object ids) to ``final``, ``raw`` then removed;
+        or, without ``raw``, read back from ``final``."""
+        if raw is None:
+            return od.read_ids(final)[1]
+        from ..dataset import exr
 
-            def surface(rows, pts):
-                """World distance of ``pts`` to the evaluated surface of candidates ``rows``
-                (vectorised per drawn thing; a BVH only for big meshes)."""
-                out = np.empty(len(rows))
-                g_of = gi[rows]
-                o = np.argsort(g_of, kind="stable")
-                cuts = np.flatnonzero(np.diff(g_of[o])) + 1
-                for sel in np.split(o, cuts):
-                    geom, m = groups[g_of[sel[0]]].geom, mats[rows[sel]]
-                    q = np.einsum("nij,nj->ni", pix.inv3(m[:, :3, :3]),
-                                  pts[sel] - m[:, :3, 3])
-                    if not len(geom.tris):  # a box stand-in: inside its box is all we know
-                        out[sel] = 0.0
-                        continue
-                    if len(geom.tris) <= SMALL_MESH:
-                        hits = od.nearest_on_triangles(geom.verts, geom.tris, q)
-                    else:
-                        nearest = geom.bvh().find_nearest
-                        nan = (np.nan, np.nan, np.nan)
-                        hits = np.array([(lambda h: nan if h is None else h[:])(nearest(p)[0])
-                                         for p in q.tolist()], float).reshape(-1, 3)
-                    d = np.linalg.norm(np.einsum("nij,nj->ni", m[:, :3, :3], hits - q), axis=1)
-                    out[sel] = np.where(np.isnan(d), np.inf, d)
-                return out
+        ch = exr.read_channels(raw, ["R", "G"])
+        oid = np.array([self.ids[g.name] for g in groups], np.int32).reshape(-1)[st.gi]
+        pv = np.array([g.pass_value for g in groups], np.int64).reshape(-1)[st.gi]
+        # a box stand-in's surface distance is 0 inside its box: no bound for it
+        rad = np.array([g.geom.radius if len(g.geom.tris) else -1.0 for g in groups],
+                       float).reshape(-1)[st.gi]
+        cands = pix.Candidates(st.iid, oid, pv, st.mats, st.lo, st.hi, rad)
+        obj, ins, stats = pix.resolve_pixel_arrays(ch["R"], ch["G"], k.K, pose, cands,
+                                                   _surface_distance(groups, st))
+        for s, c in stats.items():
+            self.resolve_stats[s] = self.resolve_stats.get(s, 0) + c
+        od.write_ids(final, obj, ins, self.compression)
+        os.unlink(raw)
+        return ins
 
-            obj, ins, stats = pix.resolve_pixel_arrays(ch["R"], ch["G"], k.K, pose, cands, surface)
-            for s, c in stats.items():
-                self.resolve_stats[s] = self.resolve_stats.get(s, 0) + c
-            od.write_ids(final, obj, ins, self.compression)
-            os.unlink(raw)
-        else:
-            _, ins = od.read_ids(final)
+    def _record(self, frame: int, cam_name: str, groups: list[_Group], st: _Stack,
+                ins: np.ndarray, w2c: np.ndarray, k, near: float) -> None:
+        """The frame's record from its instances ``st`` and id image ``ins``: the instances
+        ``self.records`` keeps, with amodal and visible boxes and pixel counts."""
         vid, vbox, vcount = od.visible_box_arrays(ins)
+        iid = st.iid
         order = np.argsort(iid, kind="stable")
-        order = order[np.r_[True, iid[order][1:] != iid[order][:-1]]] if n else order
+        order = order[np.r_[True, iid[order][1:] != iid[order][:-1]]] if len(iid) else order
         sid = iid[order]
         pos = np.minimum(np.searchsorted(vid, sid), max(len(vid) - 1, 0))
         seen = (vid[pos] == sid) if len(vid) else np.zeros(len(sid), bool)
         if self.records == "visible":
             order, pos, seen = order[seen], pos[seen], seen[seen]
-        w2c = od.world_to_cv(pose)
         bbox_obj = np.zeros((len(order), 4))
-        gsel = gi[order]
+        gsel = st.gi[order]
         for j in np.unique(gsel):
             s = np.flatnonzero(gsel == j)
             g = groups[j].geom
-            bbox_obj[s] = od.amodal_boxes(w2c @ mats[order[s]], g.verts, g.edges, k.K, k.w,
+            bbox_obj[s] = od.amodal_boxes(w2c @ st.mats[order[s]], g.verts, g.edges, k.K, k.w,
                                           k.h, near)
         if self.records == "frustum":
             keep = (bbox_obj[:, 2] > 0) | seen
@@ -428,11 +461,9 @@ class ObjectTracker(FrameListener):
         px = np.zeros(len(order), np.int64)
         bbox_visib[seen] = vbox[pos[seen]]
         px[seen] = vcount[pos[seen]]
-        self._poses[frame] = w2c
         _emit_frame(self, frame=frame, camera=cam_name, instance_id=iid[order],
-                    object_to_world=mats[order], box_lo=lo[order], box_hi=hi[order],
+                    object_to_world=st.mats[order], box_lo=st.lo[order], box_hi=st.hi[order],
                     bbox_obj=bbox_obj, bbox_visib=bbox_visib, px_count_visib=px)
-        self.timings["resolve"] += time.perf_counter() - t0
 
     def instance_rows(self) -> list[dict[str, Any]]:
         """The instance table of the sequence (rows of ``instance_id, object_id, object,

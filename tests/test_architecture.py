@@ -339,11 +339,9 @@ FILE_ALLOW = {"render_passes/worker.py": 900}
 FUNCTION_ALLOW = {
     "dataset/exports/__init__.py:export": 84,
     "dataset/exports/coco.py:export_sequence": 64,
-    "dataset/pixel_ids.py:resolve_pixel_arrays": 160,
     "dataset/validate/frames.py:_objects": 107,
     "dataset/validate/run.py:validate": 88,
     "engine/discovery.py:_probe_share": 65,
-    "render_passes/objects.py:finish_frame": 92,
     "render_passes/passes.py:_build": 90,
     "render_passes/camera_rig.py:plan": 63,
 }
