@@ -142,6 +142,21 @@ def test_bucketed_resolution_equals_the_per_candidate_definition():
     assert np.array_equal(ins, _reference(index, noisy, K, pose, c))
 
 
+def test_pairs_measured_a_few_at_a_time_pick_the_same(monkeypatch):
+    """Pairs measured 7 at a time (fewer than one pixel's candidates: every chunk boundary cuts
+    through pixels' candidate lists, and the nearest-box fallback runs in chunks of one pixel):
+    the ids are still exactly those of measuring every candidate."""
+    rng = np.random.default_rng(4)
+    index, depth, _, K, pose, c = _boxes_scene(rng, 64, 0.9, w=48, h=32, f=40.0, height=4.0)
+    hit = depth < 1e9
+    noisy = depth.copy()
+    noisy[hit] *= rng.uniform(0.8, 1.2, hit.sum()).astype(np.float32)
+    monkeypatch.setattr(pix, "PAIR_CHUNK", 7)
+    _, ins, stats = pix.resolve_pixel_arrays(index, noisy, K, pose, c)
+    assert stats["nearest_box"] > 0 and stats["by_box"] > 0 and stats["by_surface"] > 0
+    assert np.array_equal(ins, _reference(index, noisy, K, pose, c))
+
+
 def test_surface_decides_as_measuring_every_box_within_tolerance():
     """Where several boxes are within tolerance, the nearest surface (here: the sphere inscribed
     in each box, scaled uniformly or not) picks the instance, exactly as measuring the surface
