@@ -76,11 +76,13 @@ def _stack(groups: list[_Group]) -> _Stack:
     return _Stack(gi, iid, mats, lo, hi)
 
 
-def _surface_distance(groups: list[_Group], st: _Stack):
+def _surface_distance(groups: list[_Group], st: _Stack, timings: dict[str, float]):
     """``surface(rows (N,), points_world (N, 3)) -> (N,)``: the world distance of each point to
     the evaluated surface of instance row ``rows[i]`` (vectorised per drawn thing; a BVH only
-    for big meshes; 0 for a box stand-in, inf where a BVH finds nothing)."""
+    for big meshes; 0 for a box stand-in, inf where a BVH finds nothing); its seconds are added
+    to ``timings["surface"]``."""
     def surface(rows, pts):
+        t0 = time.perf_counter()
         out = np.empty(len(rows))
         g_of = st.gi[rows]
         o = np.argsort(g_of, kind="stable")
@@ -100,6 +102,7 @@ def _surface_distance(groups: list[_Group], st: _Stack):
                                  for p in q.tolist()], float).reshape(-1, 3)
             d = np.linalg.norm(np.einsum("nij,nj->ni", m[:, :3, :3], hits - q), axis=1)
             out[sel] = np.where(np.isnan(d), np.inf, d)
+        timings["surface"] += time.perf_counter() - t0
         return out
     return surface
 
@@ -143,7 +146,11 @@ class ObjectTracker(FrameListener):
         self._bulk_iids: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
         self._objects = {o.name_full: o for o in bpy.data.objects}
         self._target: int | None = None
-        self.timings = {"collect": 0.0, "resolve": 0.0, "document": 0.0}
+        # seconds over the sequence: collect (in the render call), resolve (after it: all of
+        # finish_frame), and resolve's parts: read_raw, pixel_ids (the resolver without its
+        # surface distances), surface, write_ids, records (visible + amodal boxes)
+        self.timings = dict.fromkeys(("collect", "resolve", "read_raw", "pixel_ids", "surface",
+                                      "write_ids", "records"), 0.0)
         self.resolve_stats: dict[str, int] = {}
         self.sources = {"render_depsgraph": 0, "viewport_depsgraph": 0}  # frames collected from
         self.counts = {"instances": 0, "bulk": 0, "iterated": 0}
@@ -405,10 +412,13 @@ class ObjectTracker(FrameListener):
                     self.infos[i]["deforming"] = True
         self.counts["instances"] = max(self.counts["instances"], len(st.iid))
         ins = self._ids_image(groups, st, raw, final, k, pose)
+        t1 = time.perf_counter()
         w2c = od.world_to_cv(pose)
         self._poses[frame] = w2c
         self._record(frame, cam_name, groups, st, ins, w2c, k, near)
-        self.timings["resolve"] += time.perf_counter() - t0
+        t2 = time.perf_counter()
+        self.timings["records"] += t2 - t1
+        self.timings["resolve"] += t2 - t0
 
     def _ids_image(self, groups: list[_Group], st: _Stack, raw: Path | None, final: Path, k,
                    pose: np.ndarray) -> np.ndarray:
@@ -419,6 +429,7 @@ class ObjectTracker(FrameListener):
             return od.read_ids(final)[1]
         from ..dataset import exr
 
+        tm, t0 = self.timings, time.perf_counter()
         ch = exr.read_channels(raw, ["R", "G"])
         oid = np.array([self.ids[g.name] for g in groups], np.int32).reshape(-1)[st.gi]
         pv = np.array([g.pass_value for g in groups], np.int64).reshape(-1)[st.gi]
@@ -426,12 +437,17 @@ class ObjectTracker(FrameListener):
         rad = np.array([g.geom.radius if len(g.geom.tris) else -1.0 for g in groups],
                        float).reshape(-1)[st.gi]
         cands = pix.Candidates(st.iid, oid, pv, st.mats, st.lo, st.hi, rad)
+        t1, sd0 = time.perf_counter(), tm["surface"]
         obj, ins, stats = pix.resolve_pixel_arrays(ch["R"], ch["G"], k.K, pose, cands,
-                                                   _surface_distance(groups, st))
+                                                   _surface_distance(groups, st, tm))
+        t2 = time.perf_counter()
         for s, c in stats.items():
             self.resolve_stats[s] = self.resolve_stats.get(s, 0) + c
         od.write_ids(final, obj, ins, self.compression)
         os.unlink(raw)
+        tm["read_raw"] += t1 - t0
+        tm["pixel_ids"] += (t2 - t1) - (tm["surface"] - sd0)
+        tm["write_ids"] += time.perf_counter() - t2
         return ins
 
     def _record(self, frame: int, cam_name: str, groups: list[_Group], st: _Stack,

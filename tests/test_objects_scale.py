@@ -345,5 +345,9 @@ def test_scale_bench_measures_what_it_reports(tmp_path):
         assert 0 < o["visible"] <= o["drawn"]
         assert o["record_bytes_visible"] == o["visible"] * od.RECORD_BYTES
         assert o["pixels"]["unidentified"] == 0
+        t = o["timings"]  # the parts of the after-render time are within it
+        parts = sum(t[k] for k in ("read_raw", "pixel_ids", "surface", "write_ids", "records"))
+        assert 0 < parts <= t["resolve"] and t["collect"] > 0
+        assert o["npz_bytes_per_frame"] > 0 and o["disk_bytes_per_frame"] > o["npz_bytes_per_frame"]
     assert rows[1]["objects"]["visible"] > rows[0]["objects"]["visible"]
     assert len(bench.table(rows).splitlines()) == 2 + len(rows)
