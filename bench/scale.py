@@ -2,7 +2,7 @@
 """The scale benchmark: what object ground truth (ids + object records) costs as instances grow.
 
     .venv/bin/python bench/scale.py [--quick] [--cases scatter,many,light] [--counts 0,1000,...]
-        [--repeats 1] [--work DIR] [--json FILE]
+        [--res 640x480,...] [--repeats 1] [--work DIR] [--json FILE]
 
 Scenes, built by code (tests/instance_scenes.py, tests/scenes.py):
 
@@ -21,8 +21,9 @@ Configurations, each its own process tree, in a rotating order per round:
 Reported per case: wall seconds of each (the whole process, start-up included), the ratios
 ``ours/floor`` and ``ours/noseg`` (the cost of ids + object records alone), the steady per-frame
 ratio, the peak RSS of each configuration's largest process (the worker for ours), the metadata
-bytes per frame (``objects.json`` as written now, and the frame record arrays the objects format
-stores: records x ``dataset.objects.RECORD_BYTES``), the instances per frame (drawn, and visible)
+bytes per frame (on disk: the schema-2 ``objects/*.npz`` records + ``objects.json``, over the
+frames; and uncompressed: visible records x ``dataset.objects.RECORD_BYTES``), the instances
+per frame (recorded, and visible)
 and the worker's own object timings. Numbers are medians over ``--repeats``; the machine is
 shared, so compare ratios of one run only. It prints; it never passes or fails on time.
 """
@@ -172,15 +173,23 @@ def run_config(work: Path, blend: Path, c: dict[str, Any], config: str,
 
 
 def _objects_facts(out: Path, frames: int) -> dict[str, Any]:
-    """Metadata sizes and the worker's object timings of a finished ``ours`` sequence."""
+    """Metadata sizes and the worker's object timings of a finished ``ours`` sequence: the bytes
+    on disk of the schema-2 objects files (``objects.json`` + the frame records ``objects/*.npz``)
+    per frame, the instances recorded (drawn) and visible per frame, and the uncompressed record
+    bytes (``visible x RECORD_BYTES``)."""
+    from dataset_forge.dataset.documents.objects_files import ObjectsSource
+
     objs = next(out.rglob("objects.json"), None)
     info = next(out.rglob("info.json"), None)
     res: dict[str, Any] = {}
     if objs is not None:
-        doc = json.loads(objs.read_text())
-        per = [len(f["instances"]) for f in doc["frames"]]
-        vis = [sum(1 for e in f["instances"] if e["px_count_visib"]) for f in doc["frames"]]
-        res.update(json_bytes_per_frame=objs.stat().st_size / max(frames, 1),
+        src = ObjectsSource(objs.parent, objs)
+        recs = [src.record(f) for f in src.doc.frames]
+        per = [len(r.instance_id) for r in recs]
+        vis = [int((r.px_count_visib > 0).sum()) for r in recs]
+        npz = sum(src.record_path(f).stat().st_size for f in src.doc.frames)
+        res.update(json_bytes=objs.stat().st_size, npz_bytes_per_frame=npz / max(frames, 1),
+                   disk_bytes_per_frame=(npz + objs.stat().st_size) / max(frames, 1),
                    drawn=statistics.fmean(per) if per else 0.0,
                    visible=statistics.fmean(vis) if vis else 0.0)
         res["record_bytes_visible"] = res["visible"] * RECORD_BYTES
@@ -220,8 +229,8 @@ def measure(cases: list[dict[str, Any]], work: Path, repeats: int = 1, log=print
 
 def table(rows: list[dict]) -> str:
     head = ("| case | floor s | noseg s | ours s | ours/floor | ours/noseg | steady ours/floor "
-            "| peak MiB floor / noseg / ours | drawn / visible per frame | objects.json B/frame "
-            "| records B/frame (visible) |")
+            "| peak MiB floor / noseg / ours | recorded / visible per frame "
+            "| on disk B/frame (npz + objects.json) | records B/frame (visible, uncompressed) |")
     out = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         m, o = r["median"], r["objects"]
@@ -231,7 +240,7 @@ def table(rows: list[dict]) -> str:
             f"{r['steady_ours_floor']:.2f} | {m['floor']['peak_mib']:.0f} / "
             f"{m['noseg']['peak_mib']:.0f} / {m['ours']['peak_mib']:.0f} | "
             f"{o.get('drawn', 0):.0f} / {o.get('visible', 0):.0f} | "
-            f"{o.get('json_bytes_per_frame', 0):,.0f} | {o.get('record_bytes_visible', 0):,.0f} |")
+            f"{o.get('disk_bytes_per_frame', 0):,.0f} | {o.get('record_bytes_visible', 0):,.0f} |")
     return "\n".join(out)
 
 
@@ -240,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="two tiny scatter cases (smoke)")
     ap.add_argument("--cases", default="scatter,many,light")
     ap.add_argument("--counts", default="", help="scatter instance counts (default: all)")
+    ap.add_argument("--res", default="", help="keep only cases of these sizes (e.g. 640x480)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--work", default="")
     ap.add_argument("--json", default="")
@@ -248,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.counts:
         keep = {int(x) for x in a.counts.split(",")}
         cases = [c for c in cases if c["kind"] != "scatter" or c["count"] in keep]
+    if a.res:
+        keep_res = {tuple(int(v) for v in r.split("x")) for r in a.res.split(",")}
+        cases = [c for c in cases if tuple(c["res"]) in keep_res]
     work = Path(a.work or tempfile.mkdtemp(prefix="df-scale-"))
     rows = measure(cases, work, a.repeats)
     print()

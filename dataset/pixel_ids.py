@@ -177,146 +177,226 @@ def resolve_pixel_arrays(index: np.ndarray, depth: np.ndarray, K, cam_to_world_g
     every pixel of their value); a pixel near none of them is measured against every candidate
     of its value, in chunks.
     Returns ``(object_ids int32, instance_ids uint32, stats)``."""
-    from .layout import pixel_rays
-
     h, w = index.shape
-    idx = np.rint(index).astype(np.int64)
-    hit = depth < 1e9
     obj = np.zeros((h, w), np.int32)
     ins = np.zeros((h, w), np.uint32)
     stats = {"unique": 0, "by_box": 0, "by_surface": 0, "nearest_box": 0, "unidentified": 0}
-    n = len(c.instance_id)
-    # candidates in (pass value, instance id) order: ties go to the lowest id
-    order = np.lexsort((c.instance_id, c.pass_value))
-    if c.radius is None:
-        c = c._replace(radius=np.linalg.norm(c.hi - c.lo, axis=1) / 2)
-    c = Candidates(*(a[order] for a in c))
-    keys, first, sizes = np.unique(c.pass_value, return_index=True, return_counts=True)
-    hp = np.flatnonzero(hit)
-    vals = idx.ravel()[hp]
-    pos = np.minimum(np.searchsorted(keys, vals), max(len(keys) - 1, 0))
-    found = (keys[pos] == vals) if len(keys) else np.zeros(len(vals), bool)
+    c, order = _sorted(c)
+    v = _Values(*np.unique(c.pass_value, return_index=True, return_counts=True))
+    hp = np.flatnonzero(depth < 1e9)
+    pos, found = _value_rank(v.keys, np.rint(index).astype(np.int64).ravel()[hp])
     stats["unidentified"] = int((~found).sum())
-    if not n:
+    if not len(c.instance_id):
         return obj, ins, stats
-    one = found & (sizes[pos] == 1)
-    obj.ravel()[hp[one]] = c.object_id[first[pos[one]]]
-    ins.ravel()[hp[one]] = c.instance_id[first[pos[one]]]
+    one = found & (v.sizes[pos] == 1)
+    obj.ravel()[hp[one]] = c.object_id[v.first[pos[one]]]
+    ins.ravel()[hp[one]] = c.instance_id[v.first[pos[one]]]
     stats["unique"] = int(one.sum())
     many = np.flatnonzero(found & ~one)
     if not len(many):
         return obj, ins, stats
+    px, grp = hp[many], pos[many]     # the pixels to resolve and the value rank of each
     K = np.asarray(K, float)
     pose = np.asarray(cam_to_world_gl, float) @ CV_FROM_GL
-    xr, yr = pixel_rays(K, (h, w))
     foot = 2.0 * np.sqrt(2.0) * max(1.0 / K[0, 0], 1.0 / K[1, 1])
-    px = hp[many]
-    grp = pos[many]                       # value rank of each pixel
+    p, d = _surface_points(depth, K, pose, px)
+    tol = foot * d + 1e-6
+    fr = _world_to_object(c, v)
+    near = _bucket_pairs(c, fr, p, grp, np.linalg.inv(pose), foot)
+    best, nwithin, amb_pairs = _box_rounds(c, fr, p, tol, near)
+    pick = best.copy()
+    stats["by_box"] = int((nwithin == 1).sum())
+    far = np.flatnonzero(nwithin == 0)
+    stats["nearest_box"] = int(len(far))
+    _nearest_box(c, fr, v, p, grp, far, pick)
+    stats["by_surface"] = int((nwithin > 1).sum())
+    if stats["by_surface"] and surface_distance is not None:
+        at, choice = _nearest_surface(c, fr, p, amb_pairs, order, surface_distance)
+        pick[at] = choice
+    obj.ravel()[px] = c.object_id[pick]
+    ins.ravel()[px] = c.instance_id[pick]
+    return obj, ins, stats
+
+
+class _Values(NamedTuple):
+    """The distinct pass values of sorted candidates: ``keys`` ascending, the ``first`` row of
+    each and how many rows hold it (``sizes``)."""
+
+    keys: np.ndarray
+    first: np.ndarray
+    sizes: np.ndarray
+
+
+class _Frames(NamedTuple):
+    """World -> object maps of the candidates (rows of sorted :class:`Candidates`)."""
+
+    inv: np.ndarray     # (n, 3, 3) inverse of the linear part (zero where the value is unique)
+    w2o: np.ndarray     # (n, 3, 4) world -> object
+    conf: np.ndarray    # (n,) bool: a rotation times a uniform scale
+    scale: np.ndarray   # (n,) that scale where conf, else 1
+    rank: np.ndarray    # (n,) rank of the candidate's pass value among the keys
+    shared: np.ndarray  # rows whose pass value several candidates hold
+
+
+class _Near(NamedTuple):
+    """Per pixel, its bucketed candidates ``cand[lo_i:lo_i+ncand]`` and its value's big boxes
+    ``big[lo_b:lo_b+nbig]``."""
+
+    cand: np.ndarray
+    lo_i: np.ndarray
+    ncand: np.ndarray
+    big: np.ndarray
+    lo_b: np.ndarray
+    nbig: np.ndarray
+
+
+def _sorted(c: Candidates) -> tuple[Candidates, np.ndarray]:
+    """``c`` in (pass value, instance id) order (ties go to the lowest id) with its radius set,
+    and that order (sorted row -> original row)."""
+    order = np.lexsort((c.instance_id, c.pass_value))
+    if c.radius is None:
+        c = c._replace(radius=np.linalg.norm(c.hi - c.lo, axis=1) / 2)
+    return Candidates(*(a[order] for a in c)), order
+
+
+def _value_rank(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For index values ``vals``: the rank of each among ``keys`` and whether it is one."""
+    pos = np.minimum(np.searchsorted(keys, vals), max(len(keys) - 1, 0))
+    found = (keys[pos] == vals) if len(keys) else np.zeros(len(vals), bool)
+    return pos, found
+
+
+def _surface_points(depth: np.ndarray, K: np.ndarray, pose: np.ndarray, px: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """World points ``(P, 3)`` of flat pixels ``px``: the pixel-centre ray at the planar depth
+    (``pose``: camera (OpenCV) -> world), and those depths ``(P,)`` in metres."""
+    from .layout import pixel_rays
+
+    h, w = depth.shape
+    xr, yr = pixel_rays(K, (h, w))
     rows, cols = px // w, px % w
     d = depth.ravel()[px].astype(np.float64)
     p_cam = np.stack([xr[0, cols] * d, yr[rows, 0] * d, d], -1)
-    p = p_cam @ pose[:3, :3].T + pose[:3, 3]
-    tol = foot * d + 1e-6
+    return p_cam @ pose[:3, :3].T + pose[:3, 3], d
+
+
+def _world_to_object(c: Candidates, v: _Values) -> _Frames:
+    """The world -> object maps of ``c`` (inverses only where a value is shared)."""
+    n = len(c.instance_id)
     inv = np.zeros((n, 3, 3))
-    rank = np.searchsorted(keys, c.pass_value)
-    shared = np.flatnonzero(sizes[rank] > 1)
+    rank = np.searchsorted(v.keys, c.pass_value)
+    shared = np.flatnonzero(v.sizes[rank] > 1)
     inv[shared] = inv3(c.matrix[shared, :3, :3])
     w2o = np.zeros((n, 3, 4))
     w2o[:, :, :3] = inv
     w2o[:, :, 3] = -np.einsum("nij,nj->ni", inv, c.matrix[:, :3, 3])
     conf = _conformal(c.matrix)
     scale = np.where(conf, np.linalg.norm(c.matrix[:, :3, 0], axis=1), 1.0)
-    # Candidate buckets in world space: a point within ``tol`` of a box lies in the box's world
-    # AABB grown by ``foot * d`` where d <= zmax / (1 - foot) (zmax: the box's deepest camera
-    # depth). Boxes are hashed to a voxel grid over the points; a box covering more than
-    # BIG_VOXELS voxels (a ground plane) is paired with every point of its value instead.
-    small, big, vkey_of = _voxel_buckets(c, shared, p, np.linalg.inv(pose), foot)
+    return _Frames(inv, w2o, conf, scale, rank, shared)
+
+
+def _bucket_pairs(c: Candidates, fr: _Frames, p: np.ndarray, grp: np.ndarray,
+                  w2cv: np.ndarray, foot: float) -> _Near:
+    """The candidates near each point ``p`` of value rank ``grp``.
+
+    A point within ``tol`` of a box lies in the box's world AABB grown by ``foot * d`` where
+    d <= zmax / (1 - foot) (zmax: the box's deepest camera depth). Boxes are hashed to a voxel
+    grid over the points; a box covering more than BIG_VOXELS voxels (a ground plane) is paired
+    with every point of its value instead."""
+    small, big, vkey_of = _voxel_buckets(c, fr.shared, p, w2cv, foot)
     cand, bkey = small
-    bkey = rank[cand] * vkey_of.n + bkey
+    bkey = fr.rank[cand] * vkey_of.n + bkey
     o = np.lexsort((cand, bkey))
     bkey, cand = bkey[o], cand[o]
     pkey = grp * vkey_of.n + vkey_of(p)
     lo_i = np.searchsorted(bkey, pkey, "left")
     ncand = np.searchsorted(bkey, pkey, "right") - lo_i
-    big = big[np.lexsort((big, rank[big]))]
-    brank = rank[big]
+    big = big[np.lexsort((big, fr.rank[big]))]
+    brank = fr.rank[big]
     lo_b = np.searchsorted(brank, grp, "left")
     nbig = np.searchsorted(brank, grp, "right") - lo_b
-    best = np.full(len(px), -1, np.int64)
-    bestd = np.full(len(px), np.inf)
-    nwithin = np.zeros(len(px), np.int64)
+    return _Near(cand, lo_i, ncand, big, lo_b, nbig)
+
+
+def _box_rounds(c: Candidates, fr: _Frames, p: np.ndarray, tol: np.ndarray, near: _Near):
+    """Box distances of each point to its near candidates, :data:`PAIR_CHUNK` pairs at a time:
+    ``(nearest candidate (P,) or -1, candidates within tol (P,), [(point, candidate, distance)
+    of the pairs within tol of points with several])``."""
+    n_px = len(p)
+    best = np.full(n_px, -1, np.int64)
+    nwithin = np.zeros(n_px, np.int64)
     amb_pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    cum = np.cumsum(ncand + nbig)
+    cum = np.cumsum(near.ncand + near.nbig)
     a = 0
-    while a < len(px):
+    while a < n_px:
         b = int(np.searchsorted(cum, (cum[a - 1] if a else 0) + PAIR_CHUNK, "right"))
         b = max(b, a + 1)
-        pi, cj = _pairs(np.arange(a, b), lo_i[a:b], ncand[a:b], cand)
-        pb, cb = _pairs(np.arange(a, b), lo_b[a:b], nbig[a:b], big)
+        pi, cj = _pairs(np.arange(a, b), near.lo_i[a:b], near.ncand[a:b], near.cand)
+        pb, cb = _pairs(np.arange(a, b), near.lo_b[a:b], near.nbig[a:b], near.big)
         pi, cj = np.concatenate([pi, pb]), np.concatenate([cj, cb])
-        dist = _box_distance(c, w2o, conf, scale, cj, p[pi])
+        dist = _box_distance(c, fr.w2o, fr.conf, fr.scale, cj, p[pi])
         within = dist <= tol[pi]
         nwithin[a:b] = np.bincount(pi - a, within, b - a).astype(np.int64)
         # nearest per pixel; ties to the lowest candidate (instance id) order
         o2 = np.lexsort((cj, dist, pi))
         firsts = np.r_[True, pi[o2][1:] != pi[o2][:-1]] if len(o2) else np.zeros(0, bool)
-        sel = o2[firsts]
-        best[pi[sel]] = cj[sel]
-        bestd[pi[sel]] = dist[sel]
+        best[pi[o2[firsts]]] = cj[o2[firsts]]
         amb = within & (nwithin[pi] > 1)
         if amb.any():
             amb_pairs.append((pi[amb], cj[amb], dist[amb]))
         a = b
-    pick = best.copy()
-    stats["by_box"] = int((nwithin == 1).sum())
-    # near no bucketed box: the nearest of every candidate of the value (as before culling)
-    far = np.flatnonzero(nwithin == 0)
-    stats["nearest_box"] = int(len(far))
+    return best, nwithin, amb_pairs
+
+
+def _nearest_box(c: Candidates, fr: _Frames, v: _Values, p: np.ndarray, grp: np.ndarray,
+                 far: np.ndarray, pick: np.ndarray) -> None:
+    """Points ``far`` (near no bucketed box) take the nearest box of every candidate of their
+    value, in chunks (written into ``pick``)."""
     for r in np.unique(grp[far]):
-        fr = far[grp[far] == r]
-        group = np.arange(first[r], first[r] + sizes[r])
+        fr_px = far[grp[far] == r]
+        group = np.arange(v.first[r], v.first[r] + v.sizes[r])
         step = max(1, PAIR_CHUNK // len(group))
-        for s in range(0, len(fr), step):
-            f = fr[s:s + step]
+        for s in range(0, len(fr_px), step):
+            f = fr_px[s:s + step]
             pi = np.repeat(f, len(group))
             cj = np.tile(group, len(f))
-            dist = _box_distance(c, w2o, conf, scale, cj, p[pi]).reshape(len(f), len(group))
-            pick[f] = group[np.argmin(dist, 1)]
-    amb = np.flatnonzero(nwithin > 1)
-    stats["by_surface"] = int(len(amb))
-    if len(amb) and surface_distance is not None:
-        api = np.concatenate([x[0] for x in amb_pairs])
-        acj = np.concatenate([x[1] for x in amb_pairs])
-        adist = np.concatenate([x[2] for x in amb_pairs])
-        # Candidates of a pixel in order of a lower bound of their surface distance (0 for
-        # one not a rotation + uniform scale); a candidate whose bound exceeds the nearest
-        # surface found so far cannot be nearer, so each round measures one candidate per
-        # pixel that still may win.
-        # bound: the box distance, or the distance to the sphere about the box centre holding
-        # the geometry, whichever is larger
-        m = c.matrix[acj]
-        q = np.einsum("nij,nj->ni", inv[acj], p[api] - m[:, :3, 3])
-        scale = np.linalg.norm(m[:, :3, 0], axis=1)
-        sph = scale * (np.linalg.norm(q - (c.lo[acj] + c.hi[acj]) / 2, axis=1) - c.radius[acj])
-        bound = np.where(conf[acj] & (c.radius[acj] >= 0),
-                         np.maximum(adist, sph), 0.0)
-        o3 = np.lexsort((acj, bound, api))
-        api, acj, bound = api[o3], acj[o3], bound[o3]
-        starts = np.flatnonzero(np.r_[True, api[1:] != api[:-1]])
-        ends = np.r_[starts[1:], len(api)]
-        ptr = starts.copy()
-        bsd = np.full(len(starts), np.inf)
-        bcj = np.full(len(starts), np.iinfo(np.int64).max)
-        live = np.arange(len(starts))
-        while len(live):
-            i = ptr[live]
-            sd = np.asarray(surface_distance(order[acj[i]], p[api[i]]), float)
-            better = (sd < bsd[live]) | ((sd == bsd[live]) & (acj[i] < bcj[live]))
-            bsd[live[better]], bcj[live[better]] = sd[better], acj[i][better]
-            ptr[live] += 1
-            nxt = np.minimum(ptr[live], len(api) - 1)
-            live = live[(ptr[live] < ends[live]) & (bound[nxt] <= bsd[live])]
-        pick[api[starts]] = bcj
-    obj.ravel()[px] = c.object_id[pick]
-    ins.ravel()[px] = c.instance_id[pick]
-    return obj, ins, stats
+            dist = _box_distance(c, fr.w2o, fr.conf, fr.scale, cj, p[pi])
+            pick[f] = group[np.argmin(dist.reshape(len(f), len(group)), 1)]
+
+
+def _nearest_surface(c: Candidates, fr: _Frames, p: np.ndarray, amb_pairs, order: np.ndarray,
+                     surface_distance) -> tuple[np.ndarray, np.ndarray]:
+    """Among the boxes within tolerance of each ambiguous point (``amb_pairs``, see
+    :func:`_box_rounds`), the nearest surface (ties: lowest candidate order):
+    ``(points, candidates)``.
+
+    Candidates of a point go in order of a lower bound of their surface distance (the box
+    distance, or the distance to the sphere about the box centre holding the geometry,
+    whichever is larger; 0 for one not a rotation + uniform scale); a candidate whose bound
+    exceeds the nearest surface found so far cannot be nearer, so each round measures one
+    candidate per point that still may win."""
+    api = np.concatenate([x[0] for x in amb_pairs])
+    acj = np.concatenate([x[1] for x in amb_pairs])
+    adist = np.concatenate([x[2] for x in amb_pairs])
+    m = c.matrix[acj]
+    q = np.einsum("nij,nj->ni", fr.inv[acj], p[api] - m[:, :3, 3])
+    scale = np.linalg.norm(m[:, :3, 0], axis=1)
+    sph = scale * (np.linalg.norm(q - (c.lo[acj] + c.hi[acj]) / 2, axis=1) - c.radius[acj])
+    bound = np.where(fr.conf[acj] & (c.radius[acj] >= 0), np.maximum(adist, sph), 0.0)
+    o3 = np.lexsort((acj, bound, api))
+    api, acj, bound = api[o3], acj[o3], bound[o3]
+    starts = np.flatnonzero(np.r_[True, api[1:] != api[:-1]])
+    ends = np.r_[starts[1:], len(api)]
+    ptr = starts.copy()
+    bsd = np.full(len(starts), np.inf)
+    bcj = np.full(len(starts), np.iinfo(np.int64).max)
+    live = np.arange(len(starts))
+    while len(live):
+        i = ptr[live]
+        sd = np.asarray(surface_distance(order[acj[i]], p[api[i]]), float)
+        better = (sd < bsd[live]) | ((sd == bsd[live]) & (acj[i] < bcj[live]))
+        bsd[live[better]], bcj[live[better]] = sd[better], acj[i][better]
+        ptr[live] += 1
+        nxt = np.minimum(ptr[live], len(api) - 1)
+        live = live[(ptr[live] < ends[live]) & (bound[nxt] <= bsd[live])]
+    return api[starts], bcj

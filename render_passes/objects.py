@@ -23,7 +23,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import bpy
 import numpy as np
@@ -45,18 +45,7 @@ from .geometry import (
     structural_deformer,
     union_geometry,
 )
-
-# Triangles up to which the surface distance of a pixel is measured with numpy, not a BVH.
-SMALL_MESH = 256
-class _Group(NamedTuple):
-    """Instances of one drawn thing in one frame."""
-
-    name: str            # the object they count as
-    geom: Geometry
-    iids: np.ndarray     # (n,) uint32
-    mats: np.ndarray     # (n, 4, 4) object -> world
-    pass_value: int
-    changed: bool        # its geometry differs from the previous frame's
+from .instance_rows import Group, Stack, stack, surface_distance
 
 
 def _emit_frame(tracker: ObjectTracker, *, frame: int, camera: str, instance_id: np.ndarray,
@@ -98,7 +87,11 @@ class ObjectTracker(FrameListener):
         self._bulk_iids: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
         self._objects = {o.name_full: o for o in bpy.data.objects}
         self._target: int | None = None
-        self.timings = {"collect": 0.0, "resolve": 0.0, "document": 0.0}
+        # seconds over the sequence: collect (in the render call), resolve (after it: all of
+        # finish_frame), and resolve's parts: read_raw, pixel_ids (the resolver without its
+        # surface distances), surface, write_ids, records (visible + amodal boxes)
+        self.timings = dict.fromkeys(("collect", "resolve", "read_raw", "pixel_ids", "surface",
+                                      "write_ids", "records"), 0.0)
         self.resolve_stats: dict[str, int] = {}
         self.sources = {"render_depsgraph": 0, "viewport_depsgraph": 0}  # frames collected from
         self.counts = {"instances": 0, "bulk": 0, "iterated": 0}
@@ -173,7 +166,7 @@ class ObjectTracker(FrameListener):
     def _collect(self, frame: int, dg, camera) -> None:
         t0 = time.perf_counter()
         rendered = self.rendered()
-        groups: list[_Group] = []
+        groups: list[Group] = []
         bulk: set[str] = set()
         plain: list = []
         iterate = not compat.GEOMETRY_SET
@@ -212,7 +205,7 @@ class ObjectTracker(FrameListener):
                     continue
                 name = orig.name_full
                 iid = self._iid(name, [], [])
-                groups.append(_Group(name, g, np.array([iid], np.uint32),
+                groups.append(Group(name, g, np.array([iid], np.uint32),
                                      np.array(ob.matrix_world, float)[None],
                                      int(orig.pass_index), changed))
         pose = cam_model.orthonormal_pose(np.array(camera.matrix_world, float).tolist())
@@ -237,7 +230,7 @@ class ObjectTracker(FrameListener):
                 "category": self.classes.get(name, ""),
                 "deforming": bool(orig is not None and self._is_structural(orig))}
 
-    def _bulk_groups(self, orig, b: Bulk) -> list[_Group]:
+    def _bulk_groups(self, orig, b: Bulk) -> list[Group]:
         """Groups of a top-level geometry-nodes instancer read in bulk: each instance counts as
         the instancer (its key: the instancer, chain [instancer], persistent id [0, id])."""
         name = orig.name_full
@@ -251,7 +244,7 @@ class ObjectTracker(FrameListener):
             if g is None:
                 continue
             iids = self._bulk_ids(name, chain, b.pid[sel])
-            out.append(_Group(name, g, iids, b.mats[sel], int(orig.pass_index), changed))
+            out.append(Group(name, g, iids, b.mats[sel], int(orig.pass_index), changed))
             self.counts["bulk"] += len(sel)
         return out
 
@@ -275,7 +268,7 @@ class ObjectTracker(FrameListener):
             pos = np.searchsorted(known, pid)
         return iids[pos]
 
-    def _iterated_groups(self, dg, rendered, bulk: set[str]) -> list[_Group]:
+    def _iterated_groups(self, dg, rendered, bulk: set[str]) -> list[Group]:
         """Every drawn thing of ``dg.object_instances`` but the instances of ``bulk`` instancers
         (read as arrays), one instance however many entries it has: the components of an
         object's evaluated geometry (a curve's, text's, surface's or metaball's mesh; a mesh's
@@ -327,7 +320,7 @@ class ObjectTracker(FrameListener):
             a[4].append(iid if iid is not None else self._iid(*thing))
             a[5].append(mat)
         self.counts["iterated"] += len(things)
-        return [_Group(name, g, np.array(i, np.uint32), np.array(m).reshape(-1, 4, 4), pv, ch)
+        return [Group(name, g, np.array(i, np.uint32), np.array(m).reshape(-1, 4, 4), pv, ch)
                 for g, ch, name, pv, i, m in acc.values()]
 
     def _thing_of(self, inst, orig, kind: str, rendered, bulk: set[str], things) -> tuple | None:
@@ -399,76 +392,70 @@ class ObjectTracker(FrameListener):
             self.sources["render_depsgraph"] += 1
         groups, cam_name, pose, k, near = self._current.pop(frame)
         t0 = time.perf_counter()
-        sizes = np.array([len(g.iids) for g in groups], np.int64)
-        gi = np.repeat(np.arange(len(groups)), sizes)
-        n = int(sizes.sum())
-        iid = np.concatenate([g.iids for g in groups]) if groups else np.zeros(0, np.uint32)
-        mats = np.concatenate([g.mats for g in groups]) if groups else np.zeros((0, 4, 4))
-        lo = np.array([g.geom.lo for g in groups]).reshape(-1, 3)[gi]
-        hi = np.array([g.geom.hi for g in groups]).reshape(-1, 3)[gi]
+        st = stack(groups)
         for g in groups:
             if g.changed:
                 for i in g.iids.tolist():
                     self.infos[i]["deforming"] = True
-        self.counts["instances"] = max(self.counts["instances"], n)
-        if raw is not None:
-            from ..dataset import exr
+        self.counts["instances"] = max(self.counts["instances"], len(st.iid))
+        ins = self._ids_image(groups, st, raw, final, k, pose)
+        t1 = time.perf_counter()
+        w2c = od.world_to_cv(pose)
+        self._poses[frame] = w2c
+        self._record(frame, cam_name, groups, st, ins, w2c, k, near)
+        t2 = time.perf_counter()
+        self.timings["records"] += t2 - t1
+        self.timings["resolve"] += t2 - t0
 
-            ch = exr.read_channels(raw, ["R", "G"])
-            oid = np.array([self.ids[g.name] for g in groups], np.int32).reshape(-1)[gi]
-            pv = np.array([g.pass_value for g in groups], np.int64).reshape(-1)[gi]
-            # a box stand-in's surface distance is 0 inside its box: no bound for it
-            rad = np.array([g.geom.radius if len(g.geom.tris) else -1.0 for g in groups],
-                           float).reshape(-1)[gi]
-            cands = pix.Candidates(iid, oid, pv, mats, lo, hi, rad)
+    def _ids_image(self, groups: list[Group], st: Stack, raw: Path | None, final: Path, k,
+                   pose: np.ndarray) -> np.ndarray:
+        """The frame's instance id image ``(H, W)`` uint32: resolved from the raw Object Index +
+        Depth file ``raw`` and written (with the object ids) to ``final``, ``raw`` then removed;
+        or, without ``raw``, read back from ``final``."""
+        if raw is None:
+            return od.read_ids(final)[1]
+        from ..dataset import exr
 
-            def surface(rows, pts):
-                """World distance of ``pts`` to the evaluated surface of candidates ``rows``
-                (vectorised per drawn thing; a BVH only for big meshes)."""
-                out = np.empty(len(rows))
-                g_of = gi[rows]
-                o = np.argsort(g_of, kind="stable")
-                cuts = np.flatnonzero(np.diff(g_of[o])) + 1
-                for sel in np.split(o, cuts):
-                    geom, m = groups[g_of[sel[0]]].geom, mats[rows[sel]]
-                    q = np.einsum("nij,nj->ni", pix.inv3(m[:, :3, :3]),
-                                  pts[sel] - m[:, :3, 3])
-                    if not len(geom.tris):  # a box stand-in: inside its box is all we know
-                        out[sel] = 0.0
-                        continue
-                    if len(geom.tris) <= SMALL_MESH:
-                        hits = od.nearest_on_triangles(geom.verts, geom.tris, q)
-                    else:
-                        nearest = geom.bvh().find_nearest
-                        nan = (np.nan, np.nan, np.nan)
-                        hits = np.array([(lambda h: nan if h is None else h[:])(nearest(p)[0])
-                                         for p in q.tolist()], float).reshape(-1, 3)
-                    d = np.linalg.norm(np.einsum("nij,nj->ni", m[:, :3, :3], hits - q), axis=1)
-                    out[sel] = np.where(np.isnan(d), np.inf, d)
-                return out
+        tm, t0 = self.timings, time.perf_counter()
+        ch = exr.read_channels(raw, ["R", "G"])
+        oid = np.array([self.ids[g.name] for g in groups], np.int32).reshape(-1)[st.gi]
+        pv = np.array([g.pass_value for g in groups], np.int64).reshape(-1)[st.gi]
+        # a box stand-in's surface distance is 0 inside its box: no bound for it
+        rad = np.array([g.geom.radius if len(g.geom.tris) else -1.0 for g in groups],
+                       float).reshape(-1)[st.gi]
+        cands = pix.Candidates(st.iid, oid, pv, st.mats, st.lo, st.hi, rad)
+        t1, sd0 = time.perf_counter(), tm["surface"]
+        obj, ins, stats = pix.resolve_pixel_arrays(ch["R"], ch["G"], k.K, pose, cands,
+                                                   surface_distance(groups, st, tm))
+        t2 = time.perf_counter()
+        for s, c in stats.items():
+            self.resolve_stats[s] = self.resolve_stats.get(s, 0) + c
+        od.write_ids(final, obj, ins, self.compression)
+        os.unlink(raw)
+        tm["read_raw"] += t1 - t0
+        tm["pixel_ids"] += (t2 - t1) - (tm["surface"] - sd0)
+        tm["write_ids"] += time.perf_counter() - t2
+        return ins
 
-            obj, ins, stats = pix.resolve_pixel_arrays(ch["R"], ch["G"], k.K, pose, cands, surface)
-            for s, c in stats.items():
-                self.resolve_stats[s] = self.resolve_stats.get(s, 0) + c
-            od.write_ids(final, obj, ins, self.compression)
-            os.unlink(raw)
-        else:
-            _, ins = od.read_ids(final)
+    def _record(self, frame: int, cam_name: str, groups: list[Group], st: Stack,
+                ins: np.ndarray, w2c: np.ndarray, k, near: float) -> None:
+        """The frame's record from its instances ``st`` and id image ``ins``: the instances
+        ``self.records`` keeps, with amodal and visible boxes and pixel counts."""
         vid, vbox, vcount = od.visible_box_arrays(ins)
+        iid = st.iid
         order = np.argsort(iid, kind="stable")
-        order = order[np.r_[True, iid[order][1:] != iid[order][:-1]]] if n else order
+        order = order[np.r_[True, iid[order][1:] != iid[order][:-1]]] if len(iid) else order
         sid = iid[order]
         pos = np.minimum(np.searchsorted(vid, sid), max(len(vid) - 1, 0))
         seen = (vid[pos] == sid) if len(vid) else np.zeros(len(sid), bool)
         if self.records == "visible":
             order, pos, seen = order[seen], pos[seen], seen[seen]
-        w2c = od.world_to_cv(pose)
         bbox_obj = np.zeros((len(order), 4))
-        gsel = gi[order]
+        gsel = st.gi[order]
         for j in np.unique(gsel):
             s = np.flatnonzero(gsel == j)
             g = groups[j].geom
-            bbox_obj[s] = od.amodal_boxes(w2c @ mats[order[s]], g.verts, g.edges, k.K, k.w,
+            bbox_obj[s] = od.amodal_boxes(w2c @ st.mats[order[s]], g.verts, g.edges, k.K, k.w,
                                           k.h, near)
         if self.records == "frustum":
             keep = (bbox_obj[:, 2] > 0) | seen
@@ -477,11 +464,9 @@ class ObjectTracker(FrameListener):
         px = np.zeros(len(order), np.int64)
         bbox_visib[seen] = vbox[pos[seen]]
         px[seen] = vcount[pos[seen]]
-        self._poses[frame] = w2c
         _emit_frame(self, frame=frame, camera=cam_name, instance_id=iid[order],
-                    object_to_world=mats[order], box_lo=lo[order], box_hi=hi[order],
+                    object_to_world=st.mats[order], box_lo=st.lo[order], box_hi=st.hi[order],
                     bbox_obj=bbox_obj, bbox_visib=bbox_visib, px_count_visib=px)
-        self.timings["resolve"] += time.perf_counter() - t0
 
     def instance_rows(self) -> list[dict[str, Any]]:
         """The instance table of the sequence (rows of ``instance_id, object_id, object,

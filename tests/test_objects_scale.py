@@ -142,6 +142,21 @@ def test_bucketed_resolution_equals_the_per_candidate_definition():
     assert np.array_equal(ins, _reference(index, noisy, K, pose, c))
 
 
+def test_pairs_measured_a_few_at_a_time_pick_the_same(monkeypatch):
+    """Pairs measured 7 at a time (fewer than one pixel's candidates: every chunk boundary cuts
+    through pixels' candidate lists, and the nearest-box fallback runs in chunks of one pixel):
+    the ids are still exactly those of measuring every candidate."""
+    rng = np.random.default_rng(4)
+    index, depth, _, K, pose, c = _boxes_scene(rng, 64, 0.9, w=48, h=32, f=40.0, height=4.0)
+    hit = depth < 1e9
+    noisy = depth.copy()
+    noisy[hit] *= rng.uniform(0.8, 1.2, hit.sum()).astype(np.float32)
+    monkeypatch.setattr(pix, "PAIR_CHUNK", 7)
+    _, ins, stats = pix.resolve_pixel_arrays(index, noisy, K, pose, c)
+    assert stats["nearest_box"] > 0 and stats["by_box"] > 0 and stats["by_surface"] > 0
+    assert np.array_equal(ins, _reference(index, noisy, K, pose, c))
+
+
 def test_surface_decides_as_measuring_every_box_within_tolerance():
     """Where several boxes are within tolerance, the nearest surface (here: the sphere inscribed
     in each box, scaled uniformly or not) picks the instance, exactly as measuring the surface
@@ -330,5 +345,9 @@ def test_scale_bench_measures_what_it_reports(tmp_path):
         assert 0 < o["visible"] <= o["drawn"]
         assert o["record_bytes_visible"] == o["visible"] * od.RECORD_BYTES
         assert o["pixels"]["unidentified"] == 0
+        t = o["timings"]  # the parts of the after-render time are within it
+        parts = sum(t[k] for k in ("read_raw", "pixel_ids", "surface", "write_ids", "records"))
+        assert 0 < parts <= t["resolve"] and t["collect"] > 0
+        assert o["npz_bytes_per_frame"] > 0 and o["disk_bytes_per_frame"] > o["npz_bytes_per_frame"]
     assert rows[1]["objects"]["visible"] > rows[0]["objects"]["visible"]
     assert len(bench.table(rows).splitlines()) == 2 + len(rows)
