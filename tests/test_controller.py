@@ -96,10 +96,12 @@ def test_a_worker_row_shows_its_planned_frames_from_the_moment_the_scene_opens(t
     counts the scene's planned frames: the panel never shows "0/0"."""
     ctl = _controller(tmp_path, ["gate"])
     ctl.start()
-    seen = _step_until(ctl, lambda c: c.active_slots())
-    assert seen[0] == ("gate", 0, FRAMES)
-    assert ctl.active_slots()[0].progress == 0.0
-    (tmp_path / "scenes" / "gate.blend.go").touch()
+    try:
+        seen = _step_until(ctl, lambda c: c.active_slots())
+        assert seen[0] == ("gate", 0, FRAMES)
+        assert ctl.active_slots()[0].progress == 0.0
+    finally:  # the worker waits for the gate: open it whatever happened
+        (tmp_path / "scenes" / "gate.blend.go").touch()
     seen = _step_until(ctl, lambda c: c.finished)
     assert all(total == FRAMES for _, _, total in seen)
     assert ctl.final_report()[0] == "INFO"
