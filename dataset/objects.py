@@ -1,9 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Object-level ground truth: the schema of ``objects.json`` (one per sequence), the instance ids
-and the numpy functions that compute them. Pure Python + numpy (no ``bpy``).
-
-Written by the worker next to ``transforms.json`` when segmentations are on; read by the loader
-(as arrays), validate and the exports. Field names follow BOP's ``scene_gt`` / ``scene_gt_info``
+"""Object-level ground truth: the instance ids and the numpy functions that compute the
+per-instance geometry (boxes, projections, closest points, the segmentation EXR's two channels).
+Pure Python + numpy (no ``bpy``). Field names follow BOP's ``scene_gt`` / ``scene_gt_info``
 where one exists (``bbox_obj``, ``bbox_visib``, ``px_count_visib``), with Kubric's notion of
 per-instance 3D boxes.
 
@@ -31,26 +29,11 @@ belongs to several drawn instances (instances of one object, or linked objects s
 depth) picks the instance whose evaluated geometry is nearest (its box first, then its surface).
 No material, object or RGB sample is changed.
 
-``objects.json`` (:class:`ObjectsDoc`):
-
-* ``instances``: one :class:`InstanceInfo` per instance drawn in any frame of the sequence;
-  ``deforming`` is true when its evaluated object-space vertices change within the sequence or
-  it has an armature, animated or driven shape keys, a physics/cache/lattice/hook-type modifier
-  or animated modifier settings (its pose then does not explain its motion).
-* ``frames[i].instances``: one :class:`InstanceFrame` per instance drawn in that frame (in front
-  of the camera or not), sorted by ``instance_id``:
-
-  * ``object_to_world``: ``(4, 4)`` row-major, object space to world (scene units, scale kept).
-  * ``object_to_camera``: ``(4, 4)`` object space to the **OpenCV camera frame** of that frame's
-    camera (x right, y down, z forward; the frame's ``K`` maps it to pixels), i.e.
-    ``inv(pose_opencv) @ object_to_world`` with ``pose_opencv = transform_matrix @ diag(1,-1,-1,1)``.
-  * ``bbox_3d``: ``(8, 3)`` world corners of the axis-aligned box of the *evaluated* geometry in
-    object space; corner ``i`` has ``x = max if i & 1``, ``y = max if i & 2``, ``z = max if i & 4``.
-  * ``bbox_obj`` (amodal): ``[x, y, w, h]`` pixels (origin top-left image corner, continuous):
-    the box of the projected evaluated vertices (plus edge crossings of the camera's near
-    plane), clipped to the image; ``[0, 0, 0, 0]`` when nothing is in front of the camera.
-  * ``bbox_visib``: ``[x, y, w, h]`` integer pixel-edge box of the pixels carrying the instance
-    id; ``[0, 0, 0, 0]`` when none. ``px_count_visib``: the number of those pixels.
+The files (``objects.json``, the instance table, and one record of arrays per frame under
+``objects/``; version 1 still read) are :mod:`dataset.documents.objects`; ``deforming`` of a
+table row is true when the instance's evaluated object-space vertices change within the sequence
+or it has an armature, animated or driven shape keys, a physics/cache/lattice/hook-type modifier
+or animated modifier settings (its pose then does not explain its motion).
 """
 
 from __future__ import annotations
@@ -59,51 +42,14 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import TypedDict
 
 import numpy as np
 
 from .layout import SEGMENTATION_INSTANCE_CHANNEL as INSTANCE_CHANNEL
 from .layout import SEGMENTATION_OBJECT_CHANNEL as OBJECT_CHANNEL
 
-OBJECTS_SCHEMA = "dataset_forge.objects/1"
 MAX_INSTANCE_ID = 2**31 - 1
 PID_UNUSED = 2**31 - 1  # fills the unused tail of the depsgraph's persistent_id
-
-
-class InstanceInfo(TypedDict):
-    """One drawn instance, the same in every frame of the sequence."""
-
-    instance_id: int
-    object_id: int
-    object: str                 # the instanced object's name (library-qualified if linked)
-    instancer_chain: list[str]  # outermost first; [] for an object drawn by itself
-    category: str               # its class (the object's class, as in segmentation_ids.json)
-    deforming: bool             # see the module docstring
-
-
-class InstanceFrame(TypedDict):
-    """One instance in one frame."""
-
-    instance_id: int
-    object_to_world: list[list[float]]
-    object_to_camera: list[list[float]]
-    bbox_3d: list[list[float]]
-    bbox_obj: list[float]
-    bbox_visib: list[int]
-    px_count_visib: int
-
-
-class FrameObjects(TypedDict):
-    frame: int
-    camera: str
-    instances: list[InstanceFrame]
-
-
-class ObjectsDoc(TypedDict):
-    schema: str
-    instances: list[InstanceInfo]
-    frames: list[FrameObjects]
 
 
 # -- ids ------------------------------------------------------------------------------------------
@@ -291,12 +237,6 @@ def nearest_on_triangles(verts, tris, pts) -> np.ndarray:
     return out
 
 
-def metadata_bytes(n_instances: int) -> int:
-    """Bytes of one frame's object record arrays for ``n_instances`` instances (instance id,
-    object_to_world, box_lo/hi, bbox_obj, bbox_visib, px_count_visib)."""
-    return int(n_instances) * RECORD_BYTES
-
-
 # bytes per instance of a frame record, and of the worker's working arrays for one frame
 # (matrices, boxes, projections and the sort while the frame is assembled)
 RECORD_BYTES = 4 + 16 * 8 + 3 * 8 * 2 + 4 * 8 + 4 * 4 + 8
@@ -308,7 +248,7 @@ def metadata_estimate(n_instances: int, frames: int, mode: str) -> dict[str, int
     """The object metadata of a sequence: ``{"instances", "frame_bytes", "sequence_bytes",
     "work_bytes"}``. For ``mode`` "all" every instance is in every frame; "visible" and
     "frustum" hold at most that (the estimate is the bound)."""
-    fb = metadata_bytes(n_instances)
+    fb = int(n_instances) * RECORD_BYTES  # one frame's record arrays
     return {"instances": int(n_instances), "frame_bytes": fb, "sequence_bytes": fb * int(frames),
             "work_bytes": int(n_instances) * WORK_BYTES}
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from dataset_forge.dataset import exr, layout
 from dataset_forge.dataset.camera import Intrinsics
+from dataset_forge.dataset.documents.objects import SCHEMA_V1
 from dataset_forge.dataset.documents.objects_files import upgrade_v1
-from dataset_forge.dataset.objects import OBJECTS_SCHEMA
 from dataset_forge.dataset.transforms import build_transforms, write_json_atomic
 from PIL import Image
 
@@ -250,7 +250,7 @@ def write_scene(scene: Scene, root: Path, objects_schema: int = 2) -> Path:
         names[str(b.object_id)] = {"name": b.name, "collection": "Things", "class": b.category}
     (root / "segmentation_ids.json").write_text(json.dumps({"background": 0, "ids": names}))
     v1 = {
-        "schema": OBJECTS_SCHEMA,
+        "schema": SCHEMA_V1,
         "instances": [{"instance_id": b.instance_id, "object_id": b.object_id, "object": b.name,
                        "instancer_chain": b.chain, "category": b.category, "deforming": b.deform is not None}
                       for b in scene.boxes],

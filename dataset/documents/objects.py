@@ -328,7 +328,9 @@ def _box_from_corners(m: np.ndarray, corners: np.ndarray) -> tuple[np.ndarray, n
 
 def v1_records(doc: Any, where: str) -> tuple[list[InstanceRow], dict[int, FrameRecord],
                                               dict[int, np.ndarray]]:
-    """A version-1 ``objects.json`` (``dataset/objects.py`` ``ObjectsDoc``) as the instance table,
+    """A version-1 ``objects.json`` (``schema``, ``instances`` as the table's rows, and ``frames``
+    entries ``{frame, camera, instances: [{instance_id, object_to_world, object_to_camera,
+    bbox_3d (8, 3) world corners, bbox_obj, bbox_visib, px_count_visib}]}``) as the instance table,
     ``{frame: FrameRecord}`` (every instance it listed) and ``{frame: stored object_to_camera
     (N, 4, 4)}`` (NaN where an entry had none)."""
     if not isinstance(doc, dict):
