@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from . import layout
-from .documents.base import DocumentError, read_json
+from .documents import plan as plan_doc
+from .documents.base import DocumentError
 from .journal import Journal
 from .lock import holder
 
-PLAN = "plan.json"  # DATASETS/plan.json (engine.plan.PLAN_NAME)
+PLAN = plan_doc.NAME  # DATASETS/plan.json
 
 
 @dataclass(frozen=True)
@@ -91,12 +92,11 @@ def assess(path: str | os.PathLike) -> Completeness:
     if root is None:
         return Completeness(p, running=running)
     try:
-        plan = read_json(root / PLAN)
-        jobs = plan["jobs"]
-        base = Path(plan["datasets_dir"])
-        specs = [(Path(q["out_dir"]), int(q["frame_start"]), int(q["frame_end"]))
-                 for j in jobs for q in j["sequences"]]
-    except (DocumentError, KeyError, TypeError, ValueError) as exc:
+        plan = plan_doc.read(root / PLAN)
+        base = Path(plan.datasets_dir)
+        specs = [(Path(q["out_dir"]), q["frame_start"], q["frame_end"])
+                 for j in plan.jobs for q in j.sequences]
+    except DocumentError as exc:
         return Completeness(root, running=running,
                             problems=[f"{root / PLAN} cannot be read ({exc}); rerun create-datasets "
                                       "to write it again"])

@@ -47,8 +47,9 @@ import numpy as np
 
 from . import layout
 from .documents import manifest as manifest_doc
-from .documents.base import DocumentError
+from .documents.base import DocumentError, JSONObject
 from .documents.manifest import Manifest, SequenceEntry
+from .documents.segmentation_ids import SegmentationIds
 from .documents.transforms import Key
 from .layout import FLOW_KEYS, IDS_FILE, OBJECTS_FILE, TRANSFORMS, ray_norm
 from .loader_frame import Frame
@@ -96,7 +97,8 @@ class Sequence(SequenceObjects, SchemaInference):
         self._ids_path = _inside(self.path, seg.get(Key.IDS_FILE, IDS_FILE), Key.IDS_FILE, self._root)
         self._objects_path = _inside(self.path, self.meta.get(Key.OBJECTS_FILE, OBJECTS_FILE),
                                      Key.OBJECTS_FILE, self._root)
-        self._ids: dict[str, Any] | None = None
+        self._ids: JSONObject | None = None
+        self._ids_doc: SegmentationIds | None = None
         self._objects: Objects | None | bool = False
         self._poses: np.ndarray | None = None
 
@@ -162,12 +164,23 @@ class Sequence(SequenceObjects, SchemaInference):
         return ("rgb", "K", "pose", *(a for k in self.kinds for a in MODALITIES[k].accessors))
 
     @property
-    def ids(self) -> dict[str, Any]:
-        """``segmentation_ids.json`` (``{"background": 0, "ids": {"1": {...}}}``) or {}."""
+    def ids(self) -> JSONObject:
+        """``segmentation_ids.json`` as written (``{"background": 0, "ids": {"1": {...}}}``) or {};
+        see :attr:`ids_doc` for the typed document."""
         if self._ids is None:
             p = self._ids_path
             self._ids = _read_json(p) if p.is_file() else {}
+            if self._ids:
+                try:
+                    self._ids_doc = SegmentationIds.from_dict(self._ids, str(p))
+                except DocumentError as exc:
+                    raise DatasetError(str(exc)) from None
         return self._ids
+
+    @property
+    def ids_doc(self) -> SegmentationIds | None:
+        """``segmentation_ids.json`` as its model, None when the sequence has none."""
+        return self._ids_doc if self.ids else None
 
 
     def camera_of(self, index: int) -> str | None:

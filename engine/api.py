@@ -60,7 +60,7 @@ def create_datasets(scenes_dir: str | os.PathLike, datasets_dir: str | os.PathLi
         ensure_writable(datasets_dir)  # before reading every scene: fail in a second
     plan = build_plan(scenes_dir, datasets_dir, settings, scenes=scenes)
     if dry_run:
-        return plan
+        return plan.to_dict()
     session = RunSession.for_plan(
         plan, settings, executor=executor,
         ray_options={"address": ray_address, "num_cpus": ray_num_cpus,

@@ -14,7 +14,8 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-from ..wire.protocol import Ev, Event, PlanDoc, Summary
+from ..dataset.documents.plan import Plan
+from ..wire.protocol import Ev, Event, Summary
 from .plan import frames_on_disk
 from .progress import summary_head
 from .runner import Runner
@@ -65,9 +66,9 @@ class RunController:
         self.session.open()  # the lock and plan.json now: a busy folder is refused at once
         # Scenes the plan already rejected (unreadable, no camera, range too short) never reach
         # a worker: they are failures of this run all the same.
-        for sc in (self.plan or {}).get("scenes", []):
-            if sc.get("error"):
-                self.scene_errors[sc["name"]] = str(sc["error"]).splitlines()[0]
+        for sc in self.plan.scenes if self.plan is not None else []:
+            if sc.error:
+                self.scene_errors[sc.name] = sc.error.splitlines()[0]
 
     @property
     def runner(self) -> Runner:
@@ -75,7 +76,7 @@ class RunController:
         return self.session.runner
 
     @property
-    def plan(self) -> PlanDoc | None:
+    def plan(self) -> Plan | None:
         return self.session.plan
 
     # -- driving ---------------------------------------------------------------------------------
@@ -208,11 +209,9 @@ class RunController:
         """Frames the plan gives ``scene`` (its sequences with a known range; 0 when none is
         known before the worker reads the scene's range)."""
         total = 0
-        for job in (self.plan or {}).get("jobs", []):
-            if job.get("scene") == scene:
-                for s in job.get("sequences", []):
-                    if s.get("frame_start") is not None and s.get("frame_end") is not None:
-                        total += int(s["frame_end"]) - int(s["frame_start"]) + 1
+        for job in self.plan.jobs if self.plan is not None else []:
+            if job.scene == scene:
+                total += job.frames
         return total
 
     def _finish(self) -> None:

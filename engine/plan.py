@@ -21,6 +21,9 @@ from typing import Any, NamedTuple
 from ..dataset import layout
 from ..dataset.documents import manifest as manifest_doc
 from ..dataset.documents.manifest import SequenceEntry, SequenceValidation
+from ..dataset.documents.plan import NAME as PLAN_NAME
+from ..dataset.documents.plan import VERSION as PLAN_VERSION
+from ..dataset.documents.plan import Plan, PlannedJob, PlannedScene
 from ..dataset.journal import Journal
 from ..dataset.provenance import settings_match
 from ..dataset.verify import journal_digest
@@ -29,11 +32,9 @@ from ..sampling import SamplingError, sample_sequences, stretched_range
 from ..sampling.trajectory import generated_timeline
 from ..settings import Settings, frame_range_problem
 from ..version import __version__
-from ..wire.protocol import PlanDoc, PlanJob, PlanScene, SequenceSpec, Summary
+from ..wire.protocol import SequenceSpec, Summary
 from .discovery import SceneInfo, bind_scene_names, discover
 
-PLAN_VERSION = 1
-PLAN_NAME = "plan.json"
 MANIFEST_NAME = layout.MANIFEST
 
 
@@ -46,25 +47,25 @@ def _now() -> str:
 
 
 def build_plan(scenes_dir: str | os.PathLike, datasets_dir: str | os.PathLike,
-               settings: Settings, *, scenes: list[SceneInfo] | None = None) -> PlanDoc:
-    """The plan of a ``create_datasets`` run (a JSON-able dict; written by :func:`run_plan`).
+               settings: Settings, *, scenes: list[SceneInfo] | None = None) -> Plan:
+    """The plan of a ``create_datasets`` run (``plan.json``'s model,
+    :class:`dataset.documents.plan.Plan`; nothing is written here).
 
-    ``scenes`` reuses an earlier :func:`discovery.discover` result (the panel's Scan). Keys:
-    ``version``, ``dataset_forge_version``, ``created``, ``scenes_dir``, ``datasets_dir``,
-    ``seed``, ``settings``, ``scenes`` (name, blend, frame_start/frame_end as in the file, fps,
-    camera, stretched range, error) and ``jobs`` (one per renderable scene: ``scene``, ``blend``,
-    ``sequences`` with ``id``, ``out_dir``, ``frame_start``, ``frame_end``: inclusive, on the
-    timeline stretched by the keyframe multiplier).
+    ``scenes`` reuses an earlier :func:`discovery.discover` result (the panel's Scan). A scene
+    that cannot render gets its reason (``error``); every other one a job of sampled sequences
+    (``frame_start``..``frame_end`` inclusive, on the timeline stretched by the keyframe
+    multiplier).
     """
     datasets = Path(datasets_dir).expanduser().resolve()
     infos = scenes if scenes is not None else discover(scenes_dir, settings)
     infos = bind_scene_names(infos, scenes_dir, datasets)  # a scene folder stays with its .blend
     m = settings.keyframe_multiplier
-    plan_scenes: list[PlanScene] = []
-    jobs: list[PlanJob] = []
+    plan_scenes: list[PlannedScene] = []
+    jobs: list[PlannedJob] = []
     for info in infos:
-        entry = info.to_dict()
-        entry["stretched_range"] = None
+        entry = PlannedScene(info.name, info.blend, info.frame_start, info.frame_end, info.fps,
+                             info.camera, info.error, info.blender_scene, info.blender_scenes,
+                             info.warnings)
         if info.error is None:
             try:
                 first, last = info.frame_start, info.frame_end
@@ -72,7 +73,7 @@ def build_plan(scenes_dir: str | os.PathLike, datasets_dir: str | os.PathLike,
                     first, last = generated_timeline(first, last, settings.sequences_per_scene,
                                                      settings.num_frames, m, settings.min_gap)
                 a, b = stretched_range(first, last, m)
-                entry["stretched_range"] = [a, b]
+                entry.stretched_range = [a, b]
                 if frame_range_problem(a, b):
                     raise SamplingError(f"stretched to {a}..{b}: {frame_range_problem(a, b)}; "
                                         "choose a smaller keyframe_multiplier")
@@ -82,18 +83,18 @@ def build_plan(scenes_dir: str | os.PathLike, datasets_dir: str | os.PathLike,
                                         seed=settings.seed, min_gap=settings.min_gap,
                                         key=info.name)
             except SamplingError as exc:
-                entry["error"] = (f"scene '{info.name}' ({Path(info.blend).name}, frames "
+                entry.error = (f"scene '{info.name}' ({Path(info.blend).name}, frames "
                                   f"{info.frame_start}..{info.frame_end}, keyframe_multiplier "
                                   f"{m:g}): {exc}")
             else:
-                jobs.append({"scene": info.name, "blend": info.blend, "sequences": [
-                    {"id": q.id, "out_dir": str(datasets / layout.RENDERS / info.name / q.id),
-                     "frame_start": q.start, "frame_end": q.end} for q in seqs]})
+                jobs.append(PlannedJob(info.name, info.blend, [SequenceSpec(
+                    id=q.id, out_dir=str(datasets / layout.RENDERS / info.name / q.id),
+                    frame_start=q.start, frame_end=q.end) for q in seqs]))
         plan_scenes.append(entry)
-    return {"version": PLAN_VERSION, "dataset_forge_version": __version__, "created": _now(),
-            "scenes_dir": str(Path(scenes_dir).expanduser().resolve()),
-            "datasets_dir": str(datasets), "seed": settings.seed,
-            "settings": settings.to_dict(), "scenes": plan_scenes, "jobs": jobs}
+    return Plan(dataset_forge_version=__version__, created=_now(),
+                scenes_dir=str(Path(scenes_dir).expanduser().resolve()),
+                datasets_dir=str(datasets), seed=settings.seed, settings=settings.to_dict(),
+                scenes=plan_scenes, jobs=jobs, version=PLAN_VERSION)
 
 
 class SequenceState(NamedTuple):
@@ -125,45 +126,45 @@ def sequence_state(out_dir: str | os.PathLike, frame_start: int, frame_end: int,
     return SequenceState(n, complete, has_transforms, complete == n and has_transforms)
 
 
-def frames_on_disk(plan: PlanDoc) -> tuple[int, int]:
+def frames_on_disk(plan: Plan) -> tuple[int, int]:
     """(complete frames, planned frames) of ``plan``, read from the sequences' journals: what a
     rerun will skip."""
     done = total = 0
-    for job in plan["jobs"]:
-        for q in job["sequences"]:
+    for job in plan.jobs:
+        for q in job.sequences:
             st = sequence_state(q["out_dir"], q["frame_start"], q["frame_end"])
             done += st.frames_complete
             total += st.frames
     return done, total
 
 
-def write_manifest(plan: PlanDoc, summary: Summary | None = None) -> Path:
+def write_manifest(plan: Plan, summary: Summary | None = None) -> Path:
     """Rewrite ``DATASETS/manifest.json`` atomically from the plan and the files on disk: every
     scene with its status (and reason), every sequence with its frame counts and status. A
     sequence this run's ``summary`` reports failed (refused because its ``.blend``, Blender or
     scene changed, say) is never called complete, whatever its old frames look like: it gets
     its reason instead."""
-    datasets = Path(plan["datasets_dir"])
+    datasets = Path(plan.datasets_dir)
     run = (summary or {}).get("scenes", {})
     failed_now = {q.get("out_dir"): (q.get("reason") or "failed in the last run").splitlines()[0]
                   for sc in run.values() for q in sc.get("sequences", []) if q.get("status") == "failed"}
-    jobs = {j["scene"]: j for j in plan["jobs"]}
+    jobs = {j.scene: j for j in plan.jobs}
     previous = _previous_validations(datasets / MANIFEST_NAME)
     doc = manifest_doc.Manifest(dataset_forge_version=__version__, updated=_now(), plan=PLAN_NAME,
-                                settings=plan["settings"], seed=plan["seed"],
+                                settings=plan.settings, seed=plan.seed,
                                 totals=manifest_doc.Totals(), scenes=[])
-    for sc in plan["scenes"]:
-        job = jobs.get(sc["name"])
-        seqs = [_sequence_entry(q, datasets, plan["settings"], failed_now.get(q["out_dir"]), previous)
-                for q in (job or {}).get("sequences", [])]
+    for sc in plan.scenes:
+        job = jobs.get(sc.name)
+        seqs = [_sequence_entry(q, datasets, plan.settings, failed_now.get(q["out_dir"]), previous)
+                for q in (job.sequences if job is not None else [])]
         complete = job is not None and all(q.complete for q in seqs)
-        reason = sc.get("error") or "; ".join(run.get(sc["name"], {}).get("errors", [])) or None
+        reason = sc.error or "; ".join(run.get(sc.name, {}).get("errors", [])) or None
         status = manifest_doc.COMPLETE if complete else (manifest_doc.FAILED if reason
                                                          else manifest_doc.INCOMPLETE)
         doc.scenes.append(manifest_doc.SceneEntry(
-            name=sc["name"], blend=sc["blend"], status=status, reason=None if complete else reason,
-            frame_start=sc.get("frame_start"), frame_end=sc.get("frame_end"), fps=sc.get("fps"),
-            camera=sc.get("camera"), sequences=seqs))
+            name=sc.name, blend=sc.blend, status=status, reason=None if complete else reason,
+            frame_start=sc.frame_start, frame_end=sc.frame_end, fps=sc.fps,
+            camera=sc.camera, sequences=seqs))
         doc.totals.add_scene(doc.scenes[-1])
     path = datasets / MANIFEST_NAME
     doc.write(path)

@@ -23,12 +23,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..dataset.documents.plan import Plan
 from ..dataset.layout import STATE_DIR
 from ..dataset.lock import FolderBusy, FolderLock
 from ..dataset.provenance import clean_stale_tmp
 from ..dataset.transforms import write_json_atomic
 from ..settings import Settings, frame_range_problem
-from ..wire.protocol import Event, PlanDoc, SequenceSpec, Summary
+from ..wire.protocol import Event, SequenceSpec, Summary
 from .ledger import Job
 from .plan import PLAN_NAME, PlanError, write_manifest
 from .runner import Runner
@@ -118,7 +119,7 @@ class RunSession:
     """
 
     def __init__(self, output_dir: str | os.PathLike, jobs: list[Job], settings: Settings, *,
-                 plan: PlanDoc | None = None, executor: str = "local",
+                 plan: Plan | None = None, executor: str = "local",
                  ray_options: dict[str, Any] | None = None, env: dict[str, str] | None = None):
         if executor not in ("local", "ray"):
             raise PlanError(f"unknown executor {executor!r}: choose local or ray")
@@ -135,11 +136,11 @@ class RunSession:
         self._t0 = 0.0
 
     @classmethod
-    def for_plan(cls, plan: PlanDoc, settings: Settings, **kw: Any) -> RunSession:
+    def for_plan(cls, plan: Plan, settings: Settings, **kw: Any) -> RunSession:
         """The run of a :func:`plan.build_plan` plan (one job per renderable scene)."""
-        jobs = [Job(blend=j["blend"], scene_name=j["scene"], settings=settings.to_dict(),
-                    sequences=[SequenceSpec(**q) for q in j["sequences"]]) for j in plan["jobs"]]
-        return cls(plan["datasets_dir"], jobs, settings, plan=plan, **kw)
+        jobs = [Job(blend=j.blend, scene_name=j.scene, settings=settings.to_dict(),
+                    sequences=[SequenceSpec(**q) for q in j.sequences]) for j in plan.jobs]
+        return cls(plan.datasets_dir, jobs, settings, plan=plan, **kw)
 
     @classmethod
     def for_sequence(cls, blend: str | os.PathLike, out_dir: str | os.PathLike, settings: Settings,
@@ -180,7 +181,7 @@ class RunSession:
         try:
             clean_stale_tmp(out)  # a killed run's half-written manifest or plan
             if self.plan is not None:
-                write_json_atomic(out / PLAN_NAME, self.plan)
+                self.plan.write(out / PLAN_NAME)
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
             work_dir = out / STATE_DIR / "logs" / f"{stamp}-{os.getpid()}"
             s = self.settings
@@ -241,9 +242,9 @@ class RunSession:
         try:
             assert self.runner is not None
             self.runner.close()
-            rejected = {sc["name"]: (sc["blend"], sc["error"]) for sc in
-                        (self.plan or {}).get("scenes", []) if sc.get("error")}
-            order = [sc["name"] for sc in self.plan["scenes"]] if self.plan is not None else None
+            scenes = self.plan.scenes if self.plan is not None else []
+            rejected = {sc.name: (sc.blend, sc.error) for sc in scenes if sc.error}
+            order = [sc.name for sc in scenes] if self.plan is not None else None
             summary = self.runner.summary(
                 rejected=rejected, order=order, seconds=time.monotonic() - self._t0,
                 plan=str(self.output_dir / PLAN_NAME) if self.plan is not None else None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..dataset.documents.plan import Plan
 from ..engine.discovery import SceneInfo
 from ..engine.plan import PlanError, build_plan
 from ..settings import Settings
@@ -25,12 +26,9 @@ def scene_infos(items: Iterable[Any]) -> list[SceneInfo]:
 
 
 def make_plan(scenes_dir: str, datasets_dir: str, settings: Settings,
-              scenes: list[SceneInfo] | None = None, exclude: Iterable[str] = ()) -> dict[str, Any]:
+              scenes: list[SceneInfo] | None = None, exclude: Iterable[str] = ()) -> Plan:
     """``engine.plan.build_plan`` without the scenes the user unticked (they are neither rendered
     nor reported)."""
     plan = build_plan(scenes_dir, datasets_dir, settings, scenes=scenes)
     skip = set(exclude)
-    if skip:
-        plan["scenes"] = [s for s in plan["scenes"] if s["name"] not in skip]
-        plan["jobs"] = [j for j in plan["jobs"] if j["scene"] not in skip]
-    return plan
+    return plan.without(skip) if skip else plan

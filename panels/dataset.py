@@ -11,6 +11,7 @@ import textwrap
 
 import bpy
 
+from ..dataset.documents.plan import Plan
 from ..engine import controller
 from ..operators import camera_preview, planning, scan
 from ..properties import preferences, settings_from_context
@@ -139,7 +140,7 @@ class DATASETFORGE_PT_scenes(_DatasetPanel, bpy.types.Panel):
                 box.label(text=f"Camera: {item.camera}", icon="CAMERA_DATA")
 
 
-def sequence_preview(context) -> tuple[dict | None, str]:
+def sequence_preview(context) -> tuple[Plan | None, str]:
     """The plan the Render Dataset button would run (no file is read or written), or the reason
     there is none."""
     pg = context.scene.dataset_forge
@@ -169,23 +170,22 @@ class DATASETFORGE_PT_sequences(_DatasetPanel, bpy.types.Panel):
         if plan is None:
             wrapped_label(box, reason, icon="INFO" if "Scan" in reason else "ERROR")
             return
-        jobs = {j["scene"]: j for j in plan["jobs"]}
+        jobs = {j.scene: j for j in plan.jobs}
         pg = context.scene.dataset_forge
-        n_seq = sum(len(j["sequences"]) for j in plan["jobs"])
-        n_frames = sum(q["frame_end"] - q["frame_start"] + 1 for j in plan["jobs"]
-                       for q in j["sequences"])
+        n_seq = sum(len(j.sequences) for j in plan.jobs)
+        n_frames = sum(j.frames for j in plan.jobs)
         box.label(text=f"{n_seq} sequences, {n_frames} frames from {len(jobs)} scenes")
         if not (0 <= pg.scenes_index < len(pg.scenes)):
             return
         item = pg.scenes[pg.scenes_index]
-        entry = next((s for s in plan["scenes"] if s["name"] == item.name), None)
+        entry = next((s for s in plan.scenes if s.name == item.name), None)
         if entry is None:
             box.label(text=f"{item.name}: not included", icon="CHECKBOX_DEHLT")
-        elif entry.get("error"):
-            wrapped_label(box, entry["error"], icon="ERROR")
+        elif entry.error:
+            wrapped_label(box, entry.error, icon="ERROR")
         else:
             col = box.column(align=True)
-            seqs = jobs[item.name]["sequences"]
+            seqs = jobs[item.name].sequences
             for q in seqs[:PREVIEW_LINES]:
                 col.label(text=f"{q['id']}  frames {q['frame_start']}–{q['frame_end']}")
             if len(seqs) > PREVIEW_LINES:

@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import bpy
 import numpy as np
@@ -18,6 +17,7 @@ import numpy as np
 from ..dataset import camera as cam_model
 from ..dataset import exr, layout
 from ..dataset import flow_intrinsics as flow_k
+from ..dataset.documents.transforms import FrameEntry
 from ..dataset.journal import Journal
 from ..dataset.verify import WriteError, render_save_error, write_error
 from ..settings import Settings
@@ -131,7 +131,7 @@ class _Commits:
             self._commit_pending()
         self.journal.flush()
 
-    def mark_flow_validity(self, frames_meta: list[dict[str, Any]]) -> list[str]:
+    def mark_flow_validity(self, frames_meta: list[FrameEntry]) -> list[str]:
         """With flows, set every frame's ``flow_forward_valid`` / ``flow_backward_valid``: false
         where the neighbouring frame (also ``a - 1`` and ``b + 1``, outside the sequence) has
         another active camera (a camera cut: timeline markers bound to cameras) or intrinsics
@@ -144,15 +144,16 @@ class _Commits:
                 return _flow_exact(cur, other) and (self.defer or cur.k == other.k)
             lenses = self.lenses
             for fr in frames_meta:
-                f = fr["frame"]
-                fr[layout.FLOW_BACKWARD_VALID] = exact(lenses[f], lenses[f - 1])
-                fr[layout.FLOW_FORWARD_VALID] = exact(lenses[f], lenses[f + 1])
-            # meshes whose vertex count changes have no Cycles motion
+                f = fr.frame
+                fr.flow_backward_valid = exact(lenses[f], lenses[f - 1])
+                fr.flow_forward_valid = exact(lenses[f], lenses[f + 1])
+            # meshes whose vertex count changes have no Cycles motion (the keys name FrameEntry's
+            # fields)
             for message in self.topology.invalidate(frames_meta, layout.FLOW_FORWARD_VALID,
                                                     layout.FLOW_BACKWARD_VALID):
                 self.emit({"event": Ev.WARNING, "scene": self.sq.scene_name, "job": self.sq.id,
                            "message": message})
-        return list(dict.fromkeys(fr[layout.FRAME_CAMERA_KEY] for fr in frames_meta))
+        return list(dict.fromkeys(fr.camera for fr in frames_meta))
 
     def close(self) -> None:
         if self.topology is not None:

@@ -44,8 +44,9 @@ from ..dataset import camera as cam_model
 from ..dataset import layout
 from ..dataset.documents import objects_files as object_records
 from ..dataset.documents import transforms as transforms_doc
+from ..dataset.documents.info import ObjectStats
 from ..dataset.documents.objects import FrameRecord
-from ..dataset.transforms import write_json_atomic
+from ..dataset.documents.segmentation_ids import SegmentationIds
 from ..settings import Settings
 from . import compat, data_render, scene_setup, segmentation
 from .compositor import Graph
@@ -88,7 +89,7 @@ class PassRig:
         self.ids: dict[str, int] = {}
         self.tracker: ObjectTracker | None = None
         self.records: object_records.SequenceWriter | None = None
-        self._ids_doc: dict[str, Any] = {}
+        self._ids_doc: SegmentationIds | None = None
         # normals and flow from a separate 1-sample render of the frame (render_data)
         self.data_render = not settings.filtered_passes and bool({"normal", "flow"} & set(self.kinds))
         self.warnings: list[str] = []  # for the worker to emit once (names the thing)
@@ -156,21 +157,21 @@ class PassRig:
         else:
             self.records.kept(frame)
 
-    def finish_sequence(self) -> dict[str, Any]:
+    def finish_sequence(self) -> ObjectStats | None:
         """Write ``objects.json`` and the instance map of ``segmentation_ids.json``; returns
         timing and pixel-resolution statistics."""
         if self.tracker is None:
             self._remove_flow_masks()
-            return {}
+            return None
         t = self.tracker
         _, listed = self.records.finish(t.infos)
-        write_json_atomic(self.seq_dir / layout.IDS_FILE, {**self._ids_doc, "instances": listed})
+        self._ids_doc.with_instances(listed).write(self.seq_dir)
         self._remove_flow_masks()
         try:
             self._raw_dir().rmdir()
         except OSError:
             pass
-        return {"timings": t.timings, "pixels": t.resolve_stats, "sources": t.sources}
+        return ObjectStats(timings=t.timings, pixels=t.resolve_stats, sources=t.sources)
 
     def flow_mask_path(self, frame: int) -> Path:
         """The scratch surface mask of ``frame`` written beside its flow when the sequence has no
@@ -414,8 +415,8 @@ class PassRig:
                 self._undo_pass_index[ob.name] = ob.pass_index
                 ob.pass_index = want
         self._ids_doc = doc
-        write_json_atomic(self.seq_dir / layout.IDS_FILE, doc)
-        classes = {v["name"]: v["class"] for v in doc["ids"].values()}
+        doc.write(self.seq_dir)
+        classes = {v.name: v.cls for v in doc.ids.values()}
 
         def rendered() -> set[str]:
             return {o.name_full for o in segmentation.rendered_objects(self.scene, vl)}

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..dataset.documents.segmentation_ids import ObjectId, SegmentationIds
+
 # Object types Cycles renders as surfaces or volumes (cameras, lights, empties ... get no id).
 RENDERABLE = {"MESH", "CURVE", "SURFACE", "META", "FONT", "CURVES", "POINTCLOUD", "VOLUME",
               "GPENCIL", "GREASEPENCIL"}
@@ -55,7 +57,7 @@ def object_class(scene, ob, class_property: str, tops: dict[int, str] | None = N
     return top
 
 
-def assign_ids(scene, view_layer, class_property: str) -> tuple[dict[str, int], dict[str, Any]]:
+def assign_ids(scene, view_layer, class_property: str) -> tuple[dict[str, int], SegmentationIds]:
     """Object ids for every renderable object of the file (also those only reached through
     collection instances, particles or geometry nodes), sorted by library-qualified name.
 
@@ -84,15 +86,9 @@ def assign_ids(scene, view_layer, class_property: str) -> tuple[dict[str, int], 
     for ob in linked:
         ids[ob.name_full] = nxt
         nxt += 1
-    doc_ids: dict[str, Any] = {}
     tops = top_collections(scene)
-    for ob in objs:
-        doc_ids[str(ids[ob.name_full])] = {
-            "name": ob.name_full, "collection": tops.get(ob.as_pointer()),
-            "class": object_class(scene, ob, class_property, tops),
-            "library": ob.library.filepath if ob.library is not None else None}
-    doc = {"background": 0,
-           "id_source": "renderable objects of the file sorted by library-qualified name, "
-                        "numbered from 1 (values used by linked objects' pass_index skipped)",
-           "class_property": class_property, "ids": doc_ids}
-    return ids, doc
+    doc_ids = {str(ids[ob.name_full]): ObjectId(
+        name=ob.name_full, collection=tops.get(ob.as_pointer()),
+        cls=object_class(scene, ob, class_property, tops),
+        library=ob.library.filepath if ob.library is not None else None) for ob in objs}
+    return ids, SegmentationIds(ids=doc_ids, class_property=class_property)

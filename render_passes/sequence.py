@@ -15,11 +15,14 @@ from typing import Any
 
 from ..dataset import camera as cam_model
 from ..dataset import layout, provenance
+from ..dataset.documents import info as info_doc
+from ..dataset.documents.base import JSONObject
+from ..dataset.documents.info import Info, ObjectStats
 from ..dataset.documents.job import JobSpec, as_job
-from ..dataset.documents.transforms import FrameEntry, position_of
+from ..dataset.documents.transforms import FrameEntry
 from ..dataset.journal import Journal
 from ..dataset.lock import sequence_lock
-from ..dataset.transforms import transforms_of, write_json_atomic
+from ..dataset.transforms import transforms_of
 from ..sampling import sequence_id
 from ..settings import Settings, frame_range_problem
 from ..version import __version__
@@ -131,7 +134,7 @@ def _render_locked(scene, sq: _Sequence, seq: SequenceSpec, job: JobSpec,
     emit({"event": Ev.JOB_STARTED, "job": seq["id"], "scene": scene_name, "frames": b - a + 1,
           "todo": len(todo)})
     t_job = time.perf_counter()
-    frames_meta: list[dict[str, Any]] = []
+    frames_meta: list[FrameEntry] = []
     k0 = None
     commits = _Commits(scene, rig, journal, sq, settings, emit)  # before any frame_set
     timing.preroll(scene, a)
@@ -141,7 +144,7 @@ def _render_locked(scene, sq: _Sequence, seq: SequenceSpec, job: JobSpec,
             entry, k = _frame_entry(scene, f, a, rgb, gt_files, k0)
             k0 = k0 or k
             frames_meta.append(entry)
-            commits.lens_known(f, _Lens(entry[layout.FRAME_CAMERA_KEY], k))
+            commits.lens_known(f, _Lens(entry.camera, k))
             if f not in todo:
                 rig.finish_frame(f, rendered=False)
                 emit({"event": Ev.FRAME_SKIPPED, "job": seq["id"], "scene": scene_name, "frame": f})
@@ -216,10 +219,10 @@ def _todo_frames(journal: Journal, rig: PassRig, a: int, b: int, ext: str) -> se
                                        *rig.record_files(f)])}
 
 
-def _warn_unidentified(sq: _Sequence, object_stats: dict[str, Any], emit: Emit) -> None:
+def _warn_unidentified(sq: _Sequence, object_stats: ObjectStats | None, emit: Emit) -> None:
     """One warning for the sequence when pixels rendered in this run hit a surface whose Object
     Index names no drawn instance (their ids read 0, ``pixels.unidentified`` in info.json)."""
-    n = int(object_stats.get("pixels", {}).get("unidentified", 0))
+    n = object_stats.pixels.get("unidentified", 0) if object_stats is not None else 0
     if n > 0:
         emit({"event": Ev.WARNING, "scene": sq.scene_name, "job": sq.id,
               "message": f"{sq.scene_name}: sequence {sq.id}: {n} pixels show a surface but have "
@@ -229,7 +232,7 @@ def _warn_unidentified(sq: _Sequence, object_stats: dict[str, Any], emit: Emit) 
 
 
 def _frame_entry(scene, f: int, a: int, rgb: str, gt_files: dict[str, str],
-                 k0: cam_model.Intrinsics | None) -> tuple[dict[str, Any], cam_model.Intrinsics]:
+                 k0: cam_model.Intrinsics | None) -> tuple[FrameEntry, cam_model.Intrinsics]:
     """Set the scene to frame ``f`` and return its ``transforms.json`` entry and intrinsics.
 
     The entry holds the file names, the camera-to-world pose, the time since frame ``a`` (s)
@@ -241,17 +244,16 @@ def _frame_entry(scene, f: int, a: int, rgb: str, gt_files: dict[str, str],
     pose = cam_model.orthonormal_pose(_matrix(cam.matrix_world))
     entry = FrameEntry.new(rgb, pose, f, (f - a) / scene_setup.frame_rate(scene), cam.name, gt_files,
                            k if k0 is not None and k != k0 else None)
-    return entry.to_dict(), k
+    return entry, k
 
 
 def _write_transforms(sq: _Sequence, scene, blend: str, settings: Settings,
-                      k0: cam_model.Intrinsics, frames_meta: list[dict[str, Any]],
+                      k0: cam_model.Intrinsics, frames: list[FrameEntry],
                       cameras: list[str], conventions: dict[str, Any]) -> None:
     """Write the ``transforms.json`` of the sequence (rendered from ``blend``): intrinsics
     ``k0`` of the first frame, the frame entries, and the cameras in order of use where a
     camera cut switches them."""
     path = sq.out / layout.TRANSFORMS
-    frames = [FrameEntry.from_dict(fr, f"{path}: frames[{i}]") for i, fr in enumerate(frames_meta)]
     transforms_of(
         intrinsics=k0, channels=len(settings.color_mode) if settings.color_mode != "BW" else 1,
         frames=frames, frame_rate=scene_setup.frame_rate(scene),
@@ -263,22 +265,20 @@ def _write_transforms(sq: _Sequence, scene, blend: str, settings: Settings,
         cameras=cameras if len(cameras) > 1 else None).write(path)
 
 
-def _write_info(sq: _Sequence, scene, settings: Settings, frames_meta: list[dict[str, Any]],
-                object_stats: dict[str, Any], t_job: float, device: str,
-                rig_info: dict[str, Any] | None = None) -> None:
+def _write_info(sq: _Sequence, scene, settings: Settings, frames: list[FrameEntry],
+                object_stats: ObjectStats | None, t_job: float, device: str,
+                rig_info: JSONObject | None = None) -> None:
     """Write the ``info.json`` of the sequence: camera path length (scene units) and mean
     speed over the time from the first to the last frame (s), render time since ``t_job``
     (``time.perf_counter``), device, versions and the object statistics if any."""
     fps = scene_setup.frame_rate(scene)
-    positions = [position_of(fr) for fr in frames_meta]
+    positions = [fr.position for fr in frames]
     dist = sum(math.dist(p, q) for p, q in zip(positions, positions[1:]))
     elapsed = (sq.b - sq.a) / fps
-    write_json_atomic(sq.out / layout.INFO, {
-        "frame_rate": fps, "num_frames": sq.b - sq.a + 1, "distance_traveled": dist,
-        "average_velocity": dist / elapsed if elapsed > 0 else 0.0, "elapsed_time": elapsed,
-        "unit_scale_m": scene.unit_settings.scale_length,
-        "render_seconds": round(time.perf_counter() - t_job, 3), "device": device,
-        "blender_version": _blender_version(), "keyframe_multiplier": settings.keyframe_multiplier,
-        **({"objects": object_stats} if object_stats else {}),
-        **({"camera_rig": rig_info} if rig_info else {}),
-    })
+    info_doc.write(sq.out, Info(
+        frame_rate=fps, num_frames=sq.b - sq.a + 1, distance_traveled=dist,
+        average_velocity=dist / elapsed if elapsed > 0 else 0.0, elapsed_time=elapsed,
+        unit_scale_m=scene.unit_settings.scale_length,
+        render_seconds=round(time.perf_counter() - t_job, 3), device=device,
+        blender_version=_blender_version(), keyframe_multiplier=settings.keyframe_multiplier,
+        objects=object_stats, camera_rig=rig_info or None))

@@ -5,11 +5,12 @@ Counts are read as arrays, per drawn thing."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import bpy
 import numpy as np
 
+from ..dataset.documents.transforms import FrameEntry
 from . import compat
 from .frame_listener import FrameListener
 from .geometry import bulk_instances, has_nodes
@@ -189,18 +190,18 @@ class TopologyWatch(FrameListener):
             return self.rendered[(f, g)]
         return self.viewport.get((f, g), [])
 
-    def invalidate(self, frames_meta: list[dict[str, Any]], forward_key: str,
+    def invalidate(self, frames_meta: list[FrameEntry], forward_key: str,
                    backward_key: str) -> list[str]:
         """Set the frames' ``forward_key`` / ``backward_key`` flags false where :meth:`broken`
         finds a mesh; returns the warning (at most one, naming the first such mesh)."""
         first: tuple[str, int, int] | None = None
         names: set[str] = set()
         for fr in frames_meta:
-            f = fr["frame"]
+            f = fr.frame
             for key, g in ((forward_key, f + 1), (backward_key, f - 1)):
                 bad = self.broken(f, g)
                 if bad:
-                    fr[key] = False
+                    setattr(fr, key, False)
                     names.update(b[0] for b in bad)
                     if first is None:
                         first = (bad[0][0], min(f, g), max(f, g))

@@ -302,6 +302,9 @@ DOCUMENT_OWNERS = {
     "dataset_forge.dataset.documents.manifest": (),
     "dataset_forge.dataset.documents.transforms": ("dataset_forge.dataset.layout",),
     "dataset_forge.dataset.documents.job": (),
+    "dataset_forge.dataset.documents.info": (),
+    "dataset_forge.dataset.documents.segmentation_ids": (),
+    "dataset_forge.dataset.documents.plan": (),
 }
 
 

@@ -37,7 +37,7 @@ def _controller(tmp_path: Path, names: list[str], frames: int = FRAMES,
     settings = Settings(executable=write_fake_blender(tmp_path), num_frames=frames, jobs=1,
                         retries=1)
     plan = build_plan(scenes, tmp_path / "datasets", settings, scenes=infos)
-    return RunController(RunSession.for_plan(plan, settings), output_dir=plan["datasets_dir"])
+    return RunController(RunSession.for_plan(plan, settings), output_dir=plan.datasets_dir)
 
 
 def _step_until(ctl: RunController, done) -> list[tuple[str, int, int]]:
@@ -132,7 +132,7 @@ def test_abort_kills_the_worker_and_reports_the_frames_kept(tmp_path):
     ctl.start()
     # The fake worker renders frame 1, then waits: abort once the panel shows that frame.
     _step_until(ctl, lambda c: any(s.frames_done for s in c.active_slots()))
-    (seq_id,) = [q["id"] for j in ctl.plan["jobs"] for q in j["sequences"]]
+    (seq_id,) = [q["id"] for j in ctl.plan.jobs for q in j.sequences]
     assert ctl.active_slots() == [controller.SlotState(0, "hang", seq_id, 1, 4)]
     assert ctl.active_slots()[0].progress == 0.25 and ctl.current_job == f"hang {seq_id}"
     assert ctl.status == "Render Dataset: 1 / 4 frames"

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The document models (manifest.json, transforms.json, the job file) and the modalities table:
+"""The document models (manifest.json, transforms.json, the job file, info.json,
+segmentation_ids.json, plan.json) and the modalities table:
 what they write is exactly the JSON the tool always wrote, what they read is checked with the file
 and key named. Pure Python (no bpy)."""
 
@@ -222,3 +223,110 @@ def test_every_ground_truth_field_has_one_modality_entry():
     assert sorted(m.flag for m in MODALITIES.values()) == sorted(GROUND_TRUTHS)
     assert all(m.bytes_per_px == FIELDS[m.flag].metadata["frame_bytes"] > 0
                for m in MODALITIES.values())
+
+
+# -- info.json, segmentation_ids.json, plan.json -----------------------------------------------
+INFO = {  # as the worker writes it (tools/demo.py's scene "basic")
+    "frame_rate": 24.0, "num_frames": 8, "distance_traveled": 0.0, "average_velocity": 0.0,
+    "elapsed_time": 0.2916666666666667, "unit_scale_m": 1.0, "render_seconds": 1.035,
+    "device": "no GPU found (tried OPTIX, CUDA, HIP, METAL, ONEAPI): rendering on the CPU",
+    "blender_version": "5.0.1", "keyframe_multiplier": 1.0,
+    "objects": {"timings": {"collect": 0.002, "resolve": 0.028, "surface": 0.0},
+                "pixels": {"unique": 98304, "by_box": 0, "unidentified": 0},
+                "sources": {"render_depsgraph": 8, "viewport_depsgraph": 0}},
+    "camera_rig": {"clearance": 0.5, "min_clearance": 0.61, "speed": 1.5, "rig_seconds": 0.01}}
+
+
+def test_info_round_trip_is_byte_identical(tmp_path):
+    from dataset_forge.dataset.documents import info as info_doc
+
+    doc = info_doc.Info.from_dict(INFO, "info.json")
+    assert doc.objects.pixels["unique"] == 98304 and doc.camera_rig["clearance"] == 0.5
+    info_doc.write(tmp_path, doc)
+    assert (tmp_path / layout.INFO).read_text(encoding="utf-8") == _dump(INFO)
+    assert info_doc.read(tmp_path) == doc
+    # a scene camera and no objects pass: neither key is written
+    bare = {k: v for k, v in INFO.items() if k not in ("objects", "camera_rig")}
+    assert info_doc.Info.from_dict(bare, "i").to_dict() == bare
+    # only num_frames is required; a wrong type names the key
+    assert info_doc.Info.from_dict({"num_frames": 3}, "i").to_dict() == {"num_frames": 3}
+    with pytest.raises(DocumentError, match=r"info.json.objects.pixels.unique: expected an integer"):
+        info_doc.Info.from_dict({**INFO, "objects": {"pixels": {"unique": "many"}}}, "info.json")
+    with pytest.raises(DocumentError, match=r"i: missing key 'num_frames'"):
+        info_doc.Info.from_dict({"frame_rate": 24.0}, "i")
+    assert info_doc.read(tmp_path / "nowhere") is None
+
+
+IDS = {  # as the worker writes it: ids before the first frame, instances after the last
+    "background": 0,
+    "id_source": "renderable objects of the file sorted by library-qualified name, numbered from 1 "
+                 "(values used by linked objects' pass_index skipped)",
+    "class_property": "dataset_class",
+    "ids": {"1": {"name": "Cube", "collection": "Props", "class": "box", "library": None},
+            "2": {"name": "Tree [lib.blend]", "collection": None, "class": None,
+                  "library": "//lib.blend"}},
+    "instances": {"1324114060": {"object": "Cube", "object_id": 1, "instancer_chain": ["Scatter"],
+                                 "persistent_id": [3, 0], "class": "box"}}}
+
+
+def test_segmentation_ids_round_trip_is_byte_identical(tmp_path):
+    from dataset_forge.dataset.documents import segmentation_ids as ids_doc
+
+    before = {k: v for k, v in IDS.items() if k != "instances"}
+    doc = ids_doc.SegmentationIds({k: ids_doc.ObjectId.from_dict(v, k) for k, v in IDS["ids"].items()},
+                                  "dataset_class")
+    assert doc.to_dict() == before and doc.id_source == IDS["id_source"]
+    doc.with_instances(IDS["instances"]).write(tmp_path)
+    assert (tmp_path / layout.IDS_FILE).read_text(encoding="utf-8") == _dump(IDS)
+    back = ids_doc.read(tmp_path / layout.IDS_FILE)
+    assert back.ids["2"].library == "//lib.blend" and back.instances["1324114060"].persistent_id == [3, 0]
+    assert back.to_dict() == IDS
+    with pytest.raises(DocumentError, match=r"ids.ids: key 'one' is not a decimal id"):
+        ids_doc.SegmentationIds.from_dict({**IDS, "ids": {"one": IDS["ids"]["1"]}}, "ids")
+    with pytest.raises(DocumentError, match=r"instances.7.object_id: expected an integer"):
+        doc.with_instances({"7": {"object": "Cube", "object_id": "1", "class": "box"}})
+
+
+PLAN = {
+    "version": 1, "dataset_forge_version": "0.1.0", "created": "2026-01-01T00:00:00+00:00",
+    "scenes_dir": "/s", "datasets_dir": "/d", "seed": 0, "settings": {"num_frames": 3},
+    "scenes": [{"name": "a", "blend": "/s/a.blend", "frame_start": 1, "frame_end": 24, "fps": 24.0,
+                "camera": "Camera", "error": None, "blender_scene": "Scene",
+                "blender_scenes": ["Scene"], "stretched_range": [1, 24]},
+               {"name": "b", "blend": "/s/b.blend", "frame_start": None, "frame_end": None,
+                "fps": None, "camera": None, "error": "b.blend: no camera", "blender_scene": None,
+                "blender_scenes": None, "warnings": ["saved by a newer Blender"],
+                "stretched_range": None}],
+    "jobs": [{"scene": "a", "blend": "/s/a.blend", "sequences": [
+        {"id": "001-00001-00003", "out_dir": "/d/renders/a/001-00001-00003", "frame_start": 1,
+         "frame_end": 3}]}]}
+
+
+def test_plan_round_trip_is_byte_identical(tmp_path):
+    from dataset_forge.dataset.documents import plan as plan_doc
+
+    plan = plan_doc.Plan.from_dict(PLAN, "plan.json")
+    assert [s.name for s in plan.scenes] == ["a", "b"] and plan.jobs[0].frames == 3
+    plan.write(tmp_path / plan_doc.NAME)
+    assert (tmp_path / plan_doc.NAME).read_text(encoding="utf-8") == _dump(PLAN)
+    assert plan_doc.read(tmp_path / plan_doc.NAME) == plan
+    assert plan.without({"a"}).to_dict()["jobs"] == [] and len(plan.without({"a"}).scenes) == 1
+    with pytest.raises(DocumentError, match=r"version 2 is not one this version reads"):
+        plan_doc.Plan.from_dict({**PLAN, "version": 2}, "p")
+    bad = {**PLAN, "jobs": [{**PLAN["jobs"][0], "sequences": [{"out_dir": "/d", "frame_start": "1"}]}]}
+    with pytest.raises(DocumentError, match=r"p.jobs\[0\].sequences\[0\]: missing key 'id'"):
+        plan_doc.Plan.from_dict(bad, "p")
+
+
+def test_the_flow_flags_the_worker_clears_are_frame_entry_fields():
+    """The worker's per-frame metadata is a list of FrameEntry; the flow invalidation sets the
+    fields named by the layout's flow keys."""
+    import dataclasses
+
+    e = tf_doc.FrameEntry.new("frames/frame_000001.png", POSE, 1, 0.0, "Cam", {})
+    names = {f.name for f in dataclasses.fields(e)}
+    for key in (layout.FLOW_FORWARD_VALID, layout.FLOW_BACKWARD_VALID):
+        assert key in names  # setattr of a name that is no field would set nothing written
+        setattr(e, key, False)
+        assert getattr(e, key) is False and e.to_dict()[key] is False
+    assert e.position == [0.5, 0.0, 2.0]

@@ -112,7 +112,7 @@ def _infos(tmp_path):
 
 def test_build_plan_jobs_and_errors(tmp_path):
     s = Settings(sequences_per_scene=2, num_frames=3, keyframe_multiplier=2.0)
-    plan = build_plan(tmp_path, tmp_path / "ds", s, scenes=_infos(tmp_path))
+    plan = build_plan(tmp_path, tmp_path / "ds", s, scenes=_infos(tmp_path)).to_dict()  # as written
     assert plan["settings"]["keyframe_multiplier"] == 2.0 and plan["seed"] == 0
     assert [j["scene"] for j in plan["jobs"]] == ["a", "b"]
     a = plan["jobs"][0]["sequences"]

@@ -33,8 +33,8 @@ def test_a_scene_stretched_past_blenders_last_frame_is_refused_by_name(tmp_path)
     plan = build_plan(tmp_path, tmp_path / "ds", Settings(keyframe_multiplier=2.0,
                                                           sequences_per_scene=1, num_frames=10),
                       scenes=[info])
-    assert plan["jobs"] == []
-    err = plan["scenes"][0]["error"]
+    assert plan.jobs == []
+    err = plan.scenes[0].error
     assert "stretched to 2..1200000" in err and "outside Blender's frame range" in err
     assert "keyframe_multiplier" in err
 

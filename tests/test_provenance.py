@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from dataset_forge.dataset import layout
 from dataset_forge.dataset import provenance as pv
+from dataset_forge.dataset.documents.plan import Plan, PlannedJob, PlannedScene
 from dataset_forge.dataset.journal import Journal
 from dataset_forge.engine.discovery import (
     SceneInfo,
@@ -245,7 +246,7 @@ def test_prepare_without_allow_skips_starts_over_and_names_the_change(tmp_path):
     assert not (seq / "frames").exists() and pv.settings_match(seq, Settings(width=40))
 
 
-def _one_sequence_rendered(tmp_path: Path) -> tuple[Path, Path, Path, Settings, dict]:
+def _one_sequence_rendered(tmp_path: Path) -> tuple[Path, Path, Path, Settings, Plan]:
     """A datasets folder with one sequence (frames 1 and 2 of scene 'a') rendered as a worker
     does, and its plan: ``(blend, datasets folder, sequence folder, settings, plan)``."""
     blend = _blend(tmp_path / "scenes", "a.blend")
@@ -254,10 +255,9 @@ def _one_sequence_rendered(tmp_path: Path) -> tuple[Path, Path, Path, Settings, 
     s = Settings()
     _render(seq, blend, s)
     (seq / layout.TRANSFORMS).write_text("{}")
-    plan = {"datasets_dir": str(ds), "seed": 0, "settings": s.to_dict(),
-            "scenes": [{"name": "a", "blend": str(blend)}],
-            "jobs": [{"scene": "a", "blend": str(blend), "sequences": [
-                {"id": seq.name, "out_dir": str(seq), "frame_start": 1, "frame_end": 2}]}]}
+    plan = Plan("test", "2026-01-01T00:00:00+00:00", str(tmp_path / "scenes"), str(ds), 0,
+                s.to_dict(), [PlannedScene("a", str(blend))], [PlannedJob("a", str(blend), [
+                    {"id": seq.name, "out_dir": str(seq), "frame_start": 1, "frame_end": 2}])])
     return blend, ds, seq, s, plan
 
 
@@ -313,7 +313,7 @@ def test_a_validation_is_kept_while_the_frames_are_the_ones_it_judged(tmp_path):
     assert "validation" in json.loads(write_manifest(plan).read_text())["scenes"][0]["sequences"][0]
     s2 = Settings(on_change="rerender", width=s.width + 2)
     assert _render(seq, blend, s2)  # rendered again from scratch
-    plan["settings"] = s2.to_dict()
+    plan.settings = s2.to_dict()
     assert (seq / layout.JOURNAL).read_bytes() == journal and pv.read_record(seq)[pv.RENDER_ID] != first
     when = (ds / layout.MANIFEST).stat().st_mtime  # a clock of 1 s steps: no later than the manifest
     os.utime(seq / layout.JOURNAL, (when, when))

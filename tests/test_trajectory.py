@@ -161,13 +161,13 @@ def _info(name, camera):
 def test_plan_gives_a_static_camera_less_scene_disjoint_sequences(tmp_path):
     s = Settings(camera="orbit", sequences_per_scene=3, num_frames=8)
     plan = build_plan(tmp_path, tmp_path / "out", s, scenes=[_info("still", "Dataset Forge Camera")])
-    seqs = plan["jobs"][0]["sequences"]
+    seqs = plan.jobs[0].sequences
     assert [(q["frame_start"], q["frame_end"]) for q in seqs] == [(1, 8), (9, 16), (17, 24)]
     assert len({q["id"] for q in seqs}) == 3
     # with the scene's own camera the same request does not fit a one-frame scene
     plan = build_plan(tmp_path, tmp_path / "out", s.replace(camera="scene"),
                       scenes=[_info("still", "Camera")])
-    assert not plan["jobs"] and "cannot fit" in plan["scenes"][0]["error"]
+    assert not plan.jobs and "cannot fit" in plan.scenes[0].error
 
 
 def test_camera_settings_are_checked():

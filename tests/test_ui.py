@@ -715,7 +715,7 @@ def _driver(work: Path, out: Path) -> None:  # noqa: C901 - one scripted session
     prefs.jobs = 2
     shell = Shell(op_cls)
     ctl = op_cls.begin(shell, ctx)
-    plan_scenes = [s["name"] for s in ctl.plan["scenes"]]
+    plan_scenes = [s.name for s in ctl.plan.scenes]
     first = [round(state.progress, 6)]
     result, progress, snaps = drive(shell)
     frames = {}

@@ -107,11 +107,15 @@ class PlanScene(TypedDict, total=False):
     fps: float | None
     camera: str | None
     error: str | None
+    blender_scene: str | None
+    blender_scenes: list[str] | None
+    warnings: list[str]  # only when there are some
     stretched_range: list[int] | None
 
 
 class PlanDoc(TypedDict):
-    """``plan.json``: what a run will render (written before anything renders)."""
+    """``plan.json``: what a run will render (written before anything renders); the JSON of
+    ``dataset.documents.plan.Plan`` (what ``create_datasets(dry_run=True)`` returns)."""
 
     version: int
     dataset_forge_version: str

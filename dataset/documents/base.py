@@ -22,13 +22,19 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from ...errors import DatasetForgeError
 from ..verify import fsync_folder, write_error
 
 T = TypeVar("T")
 Conv = Callable[[Any, str], T]
+
+JSONValue: TypeAlias = "None | bool | int | float | str | list[JSONValue] | dict[str, JSONValue]"
+"""Any JSON value, for the parts of a document whose shape is open (user settings, a recorded
+convention, keys a newer version added)."""
+JSONObject: TypeAlias = "dict[str, JSONValue]"
+"""A JSON object of open shape (see :data:`JSONValue`)."""
 
 
 class DocumentError(DatasetForgeError, ValueError):
@@ -78,7 +84,7 @@ def as_any(v: Any, where: str) -> Any:
     return v
 
 
-def as_dict(v: Any, where: str) -> dict[str, Any]:
+def as_dict(v: Any, where: str) -> JSONObject:
     if not isinstance(v, dict):
         raise fail(where, f"expected an object, found {type(v).__name__}")
     return v
@@ -116,7 +122,7 @@ def matrix(rows: int, cols: int) -> Conv[list[list[float]]]:
     return f
 
 
-def field(d: dict[str, Any], key: str, conv: Conv[T], where: str, default: Any = ...) -> T:
+def field(d: JSONObject, key: str, conv: Conv[T], where: str, default: Any = ...) -> T:
     """``conv(d[key])``; a missing key is an error unless ``default`` is given."""
     if key not in d:
         if default is ...:
@@ -125,7 +131,7 @@ def field(d: dict[str, Any], key: str, conv: Conv[T], where: str, default: Any =
     return conv(d[key], f"{where}.{key}")
 
 
-def check_schema(d: dict[str, Any], key: str, accepted: tuple[Any, ...], where: str) -> Any:
+def check_schema(d: JSONObject, key: str, accepted: tuple[Any, ...], where: str) -> Any:
     """The document's schema marker ``d[key]``, which must be one of ``accepted``."""
     v = d.get(key)
     if v not in accepted:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ...settings import RECORD_MODES
 from .. import layout
-from .base import DocumentError, fail, read_json
+from .base import DocumentError, JSONObject, fail, read_json
 from .objects import (
     ARRAYS,
     SCHEMA,
@@ -25,6 +25,7 @@ from .objects import (
     read_ids,
     v1_records,
 )
+from .segmentation_ids import InstanceId
 
 
 # -- a sequence's objects, read ----------------------------------------------------------------------
@@ -119,14 +120,13 @@ class SequenceWriter:
         if p.is_file():
             self._note(frame, *read_ids(p))
 
-    def finish(self, rows: dict[int, dict[str, Any]]) -> tuple[ObjectsDoc, dict[str, dict[str, Any]]]:
+    def finish(self, rows: dict[int, dict[str, Any]]) -> tuple[ObjectsDoc, dict[str, JSONObject]]:
         table = [InstanceRow.from_dict(rows[i], f"instance {i}")
                  for i in sorted(self.listed) if i in rows]
         doc = ObjectsDoc(records=self.mode, frames=sorted(self.frames), instances=table)
         doc.write(self.seq_dir / layout.OBJECTS_FILE)
-        ids_map = {str(r.instance_id): {"object": r.object, "object_id": r.object_id,
-                                        "instancer_chain": r.instancer_chain,
-                                        "persistent_id": r.persistent_id, "class": r.category}
+        ids_map = {str(r.instance_id): InstanceId(r.object, r.object_id, list(r.instancer_chain),
+                                                  list(r.persistent_id), r.category).to_dict()
                    for r in table if r.instance_id in self.visible}
         return doc, ids_map
 

@@ -148,6 +148,11 @@ class FrameEntry:
             flow_forward_valid=get(d, Key.FLOW_FORWARD_VALID, optional(as_bool), where, None),
             extra={key: v for key, v in d.items() if key not in known})
 
+    @property
+    def position(self) -> list[float]:
+        """The camera centre (world units)."""
+        return [self.transform_matrix[r][3] for r in range(3)]
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {Key.FILE_PATH: self.file_path, Key.TRANSFORM_MATRIX: self.transform_matrix,
                                Key.FRAME: self.frame, Key.TIME: self.time}

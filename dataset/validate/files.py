@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .. import exr
+from ..documents import info as info_doc
 from ..layout import INFO, RGB_FOLDER, RGB_STEM
 from ..loader import FOLDERS, KINDS, DatasetError, Sequence, read_image
 from .thresholds import check as _check
@@ -116,11 +117,10 @@ def frame_count(seq: Sequence, manifest_frames: int | None, manifest_problem: st
         expect = int(m["frame_end"]) - int(m["frame_start"]) + 1
         if expect != n:
             problems.append(f"{n} frames listed but frame_start..frame_end is {expect}")
-    info = seq.path / INFO
-    if info.is_file():
+    if (seq.path / INFO).is_file():
         try:
-            num = json.loads(info.read_text()).get("num_frames")
-            if num is not None and int(num) != n:
+            num = info_doc.read(seq.path).num_frames
+            if num != n:
                 problems.append(f"info.json says {num} frames, transforms.json lists {n}")
         except (ValueError, OSError):
             problems.append("info.json unreadable")

@@ -12,11 +12,11 @@ never longer than ``speed / fps``) with the poses. Sequences of a scene camera a
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 
+from ..documents import info as info_doc
 from ..layout import INFO
 from .thresholds import check, num
 
@@ -26,13 +26,14 @@ STEP_TOL = 1e-3  # relative slack of the per-frame step (keyframes store float32
 def trajectory(seq) -> dict[str, Any]:
     """The ``trajectory`` check of one loaded sequence (:class:`dataset.loader.Sequence`)."""
     try:
-        info = json.loads((seq.path / INFO).read_text(encoding="utf-8"))
+        info = info_doc.read(seq.path)
     except (OSError, ValueError):
+        info = None
+    if info is None:
         return check(None, f"no readable {INFO}: the camera path cannot be checked")
-    rig = info.get("camera_rig") if isinstance(info, dict) else None
-    if not isinstance(rig, dict):
+    if info.camera_rig is None:
         return check(None, "not needed: the scene's own camera (no generated path)")
-    return judge(rig, np.asarray(seq.poses, float), float(info.get("frame_rate") or 0.0))
+    return judge(info.camera_rig, np.asarray(seq.poses, float), float(info.frame_rate or 0.0))
 
 
 def judge(rig: dict[str, Any], poses: np.ndarray, fps: float) -> dict[str, Any]:

@@ -1,0 +1,151 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""``SEQ/segmentation_ids.json``: what the ids of the segmentation images name.
+
+``ids`` maps each object id (the segmentation EXR's object channel, a decimal string key) to the
+object (library-qualified ``name``, top-level ``collection``, ``class``, ``library`` path or
+None); ``background`` is the id of no surface (0). ``instances`` (written at the end of a
+sequence with object records) maps each instance id (the EXR's instance channel) with visible
+pixels in some frame to its ``object``, ``object_id``, ``instancer_chain``, ``persistent_id`` and
+``class``. The worker writes the document without ``instances`` before the first frame and again
+with them after the last. No schema marker (it never had one): a document without one is
+version 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .. import layout
+from .base import (
+    Conv,
+    JSONObject,
+    T,
+    as_dict,
+    as_int,
+    as_str,
+    dict_of,
+    fail,
+    field,
+    list_of,
+    optional,
+    read_json,
+    write_json,
+)
+
+KEYS = ("background", "id_source", "class_property", "ids", "instances", "name", "collection",
+        "class", "library", "object", "object_id", "instancer_chain", "persistent_id")
+GENERIC = ("background", "ids", "instances", "name", "collection", "class", "library", "object",
+           "object_id", "instancer_chain", "persistent_id", "id_source")  # keys elsewhere too
+
+ID_SOURCE = ("renderable objects of the file sorted by library-qualified name, numbered from 1 "
+             "(values used by linked objects' pass_index skipped)")
+
+
+@dataclass(frozen=True)
+class ObjectId:
+    """What object id ``k`` names: the object, its top-level collection, class and library."""
+
+    name: str
+    collection: str | None
+    cls: str | None
+    library: str | None
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str) -> ObjectId:
+        d = as_dict(d, where)
+        return cls(name=field(d, "name", as_str, where),
+                   collection=field(d, "collection", optional(as_str), where, None),
+                   cls=field(d, "class", optional(as_str), where, None),
+                   library=field(d, "library", optional(as_str), where, None))
+
+    def to_dict(self) -> JSONObject:
+        return {"name": self.name, "collection": self.collection, "class": self.cls,
+                "library": self.library}
+
+
+@dataclass(frozen=True)
+class InstanceId:
+    """What instance id ``k`` names: the object drawn, its object id, the chain of instancers
+    (names, outermost first), the persistent id and the class. A document written by hand may
+    leave out the chain and the persistent id (read as empty) and the class (read as "")."""
+
+    object: str
+    object_id: int
+    instancer_chain: list[str]
+    persistent_id: list[int]
+    cls: str
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str) -> InstanceId:
+        d = as_dict(d, where)
+        return cls(object=field(d, "object", as_str, where),
+                   object_id=field(d, "object_id", as_int, where),
+                   instancer_chain=field(d, "instancer_chain", list_of(as_str), where, []),
+                   persistent_id=field(d, "persistent_id", list_of(as_int), where, []),
+                   cls=field(d, "class", as_str, where, ""))
+
+    def to_dict(self) -> JSONObject:
+        return {"object": self.object, "object_id": self.object_id,
+                "instancer_chain": self.instancer_chain, "persistent_id": self.persistent_id,
+                "class": self.cls}
+
+
+def _id_keys(conv: Conv[T]) -> Conv[dict[str, T]]:
+    """``dict_of(conv)`` whose keys must be decimal ids."""
+    def f(v: Any, where: str) -> dict[str, T]:
+        out = dict_of(conv)(v, where)
+        for k in out:
+            if not k.isdigit():
+                raise fail(where, f"key {k!r} is not a decimal id")
+        return out
+    return f
+
+
+@dataclass(frozen=True)
+class SegmentationIds:
+    """The ``segmentation_ids.json`` of one sequence (see the module docstring)."""
+
+    ids: dict[str, ObjectId]
+    class_property: str
+    background: int = 0
+    id_source: str = ID_SOURCE
+    instances: dict[str, InstanceId] | None = None
+
+    SCHEMA = None  # no marker: version 1
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str) -> SegmentationIds:
+        d = as_dict(d, where)
+        return cls(ids=field(d, "ids", _id_keys(ObjectId.from_dict), where),
+                   class_property=field(d, "class_property", as_str, where, ""),
+                   background=field(d, "background", as_int, where, 0),
+                   id_source=field(d, "id_source", as_str, where, ""),
+                   instances=field(d, "instances", optional(_id_keys(InstanceId.from_dict)), where,
+                                   None))
+
+    def with_instances(self, instances: JSONObject) -> SegmentationIds:
+        """This document with the ``instances`` map (its JSON, as
+        ``objects_files.SequenceWriter.finish`` returns it; checked here)."""
+        return replace(self, instances=_id_keys(InstanceId.from_dict)(instances, "instances"))
+
+    def to_dict(self) -> JSONObject:
+        d: JSONObject = {"background": self.background, "id_source": self.id_source,
+                         "class_property": self.class_property,
+                         "ids": {k: v.to_dict() for k, v in self.ids.items()}}
+        if self.instances is not None:
+            d["instances"] = {k: v.to_dict() for k, v in self.instances.items()}
+        return d
+
+    def write(self, seq_dir: str | Path) -> None:
+        write_json(Path(seq_dir) / layout.IDS_FILE, self.to_dict())
+
+
+def read(path: str | Path) -> SegmentationIds | None:
+    """The ids document at ``path``; None when there is none. One that cannot be decoded or is
+    not of this shape is a :class:`DocumentError` naming it."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    return SegmentationIds.from_dict(read_json(p), str(p))
