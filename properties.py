@@ -30,7 +30,7 @@ from bpy.props import (
     StringProperty,
 )
 
-from .settings import Settings
+from .settings import Settings, SettingsDict
 
 ADDON_ID = __package__
 
@@ -176,12 +176,12 @@ def preferences(context=None):
     return getattr(addon, "preferences", None) if addon is not None else None
 
 
-def settings_values(context=None) -> dict[str, Any]:
+def settings_values(context=None) -> SettingsDict:
     """Field values of ``Settings`` read from the scene's properties and the preferences."""
     ctx = context or bpy.context
     pg = ctx.scene.dataset_forge
     prefs = preferences(ctx)
-    values: dict[str, Any] = {}
+    values: SettingsDict = {}
     for f in Settings.fields():
         src = prefs if f.metadata.get("scope") == "machine" else pg
         if src is None:

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DatasetForgeError
-from ..settings import Settings
+from ..settings import Settings, SettingsDict
 from ..version import __version__
 from . import layout
 from .documents.base import DocumentError, read_json
@@ -75,7 +75,7 @@ class ProvenanceError(DatasetForgeError, RuntimeError):
     permanent = True  # a retry cannot change the answer
 
 
-def fingerprint_settings(settings: Settings | dict[str, Any]) -> dict[str, Any]:
+def fingerprint_settings(settings: Settings | SettingsDict) -> SettingsDict:
     """The settings that change pixels or meaning (a JSON-able dict, sorted keys)."""
     d = settings.to_dict() if isinstance(settings, Settings) else dict(settings)
     return {k: d[k] for k in sorted(d) if k not in NOT_FINGERPRINTED}
@@ -465,7 +465,7 @@ def prepare(seq_dir: str | os.PathLike, blend: str | os.PathLike, settings: Sett
             f"{Path(seq_dir).name} from scratch, changed: {'; '.join(why)}")
 
 
-def settings_match(seq_dir: str | os.PathLike, settings: Settings | dict[str, Any]) -> bool:
+def settings_match(seq_dir: str | os.PathLike, settings: Settings | SettingsDict) -> bool:
     """Whether the folder's recorded settings equal ``settings`` (the ``.blend`` and Blender are
     not checked: that needs the worker). False without a record."""
     old = read_record(seq_dir)

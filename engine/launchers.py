@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..dataset.documents.job import JobSpec
+from ..settings import SettingsDict
 from ..wire import events as ev
 from ..wire.protocol import Event
 from .launch import gpu_for_slot, gpu_pinning, worker_command, worker_env
@@ -90,7 +91,7 @@ class Placement:
 
     gpu: int | None
     gpu_index: int | None
-    settings: dict[str, Any]
+    settings: SettingsDict
 
 
 @dataclass(frozen=True)
@@ -114,8 +115,8 @@ class Exit:
     lost: str | None = None
 
 
-def worker_settings(settings: dict[str, Any], parallel: int,
-                    cpu_count: int | None = None) -> dict[str, Any]:
+def worker_settings(settings: SettingsDict, parallel: int,
+                    cpu_count: int | None = None) -> SettingsDict:
     """The settings a worker gets: with ``threads`` 0 (all cores) and several workers, each one
     gets an equal share of the cores, so that N workers do not each start a thread per core."""
     if int(settings.get("threads") or 0) or parallel <= 1:

@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..settings import SettingsDict
 from ..wire.protocol import (
     Ev,
     Event,
@@ -38,7 +39,7 @@ class Job:
     blend: str
     scene_name: str
     sequences: list[SequenceSpec]
-    settings: dict[str, Any]
+    settings: SettingsDict
     attempts: int = 0  # processes started for this scene so far (a recycled one is not counted)
 
     @property

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from ..dataset import layout
 from ..dataset.documents import manifest as manifest_doc
@@ -30,7 +30,7 @@ from ..dataset.verify import journal_digest
 from ..errors import DatasetForgeError
 from ..sampling import SamplingError, sample_sequences, stretched_range
 from ..sampling.trajectory import generated_timeline
-from ..settings import Settings, frame_range_problem
+from ..settings import Settings, SettingsDict, frame_range_problem
 from ..version import __version__
 from ..wire.protocol import SequenceSpec, Summary
 from .discovery import SceneInfo, bind_scene_names, discover
@@ -108,7 +108,7 @@ class SequenceState(NamedTuple):
 
 
 def sequence_state(out_dir: str | os.PathLike, frame_start: int, frame_end: int,
-                   settings: dict[str, Any] | None = None) -> SequenceState:
+                   settings: SettingsDict | None = None) -> SequenceState:
     """What is on disk for one sequence: frames whose journal entry and files are intact, and
     whether ``transforms.json`` exists. With ``settings``, frames recorded with other settings
     (``provenance.json``) count as not complete."""
@@ -171,7 +171,7 @@ def write_manifest(plan: Plan, summary: Summary | None = None) -> Path:
     return path
 
 
-def _sequence_entry(q: SequenceSpec, datasets: Path, settings: dict[str, Any], failed: str | None,
+def _sequence_entry(q: SequenceSpec, datasets: Path, settings: SettingsDict, failed: str | None,
                     previous: dict[str, tuple[SequenceValidation, float]]) -> SequenceEntry:
     """The manifest entry of planned sequence ``q`` from its files on disk; ``failed``: this
     run's reason when it failed; ``previous``: the validations of the manifest being replaced

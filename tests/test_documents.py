@@ -330,3 +330,15 @@ def test_the_flow_flags_the_worker_clears_are_frame_entry_fields():
         setattr(e, key, False)
         assert getattr(e, key) is False and e.to_dict()[key] is False
     assert e.position == [0.5, 0.0, 2.0]
+
+
+def test_the_settings_dict_is_the_settings_fields():
+    """``SettingsDict`` (the type of ``Settings.to_dict()``) names every option with its type."""
+    import dataclasses
+
+    from dataset_forge.settings import Settings, SettingsDict
+
+    hints = {k: v.__forward_arg__ if hasattr(v, "__forward_arg__") else v.__name__
+             for k, v in SettingsDict.__annotations__.items()}
+    assert hints == {f.name: f.type for f in dataclasses.fields(Settings)}
+    assert set(Settings().to_dict()) == set(SettingsDict.__annotations__)

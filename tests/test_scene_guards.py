@@ -319,10 +319,11 @@ def test_surface_pixels_without_an_object_id_are_warned_once_per_sequence():
     out = run_bpy(
         "from pathlib import Path\n"
         "from dataset_forge.render_passes import commits, sequence\n"
+        "from dataset_forge.dataset.documents.info import ObjectStats\n"
         "said = []\n"
         "sq = commits._Sequence(Path('/x'), '001-00001-00002', 'shot', 1, 2)\n"
-        "sequence._warn_unidentified(sq, {'pixels': {'unidentified': 0}}, said.append)\n"
-        "sequence._warn_unidentified(sq, {'pixels': {'unidentified': 17}}, said.append)\n"
+        "sequence._warn_unidentified(sq, ObjectStats({}, {'unidentified': 0}, {}), said.append)\n"
+        "sequence._warn_unidentified(sq, ObjectStats({}, {'unidentified': 17}, {}), said.append)\n"
         "import json\n"
         "print(json.dumps([(str(e['event']), e['message']) for e in said]))\n")
     ((event, message),) = json.loads(out.strip().splitlines()[-1])

@@ -19,18 +19,19 @@ import json
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+
+from .protocol import Event
 
 PREFIX = "@dataset_forge "
 
-Emit = Callable[[dict[str, Any]], None]
+Emit = Callable[[Event], None]
 
 
-def encode(event: dict[str, Any]) -> str:
+def encode(event: Event) -> str:
     return PREFIX + json.dumps(event, sort_keys=True)
 
 
-def decode(line: str) -> dict[str, Any] | None:
+def decode(line: str) -> Event | None:
     """The event on ``line``, or None for ordinary output (and for torn lines)."""
     if not line.startswith(PREFIX):
         return None
@@ -46,7 +47,7 @@ def stdout_emitter(stream=None) -> Emit:
 
     lock = threading.Lock()  # the worker's heartbeat thread emits too: keep lines whole
 
-    def emit(event: dict[str, Any]) -> None:
+    def emit(event: Event) -> None:
         out = stream or sys.stdout
         with lock:
             out.write("\n" + encode(event) + "\n")

@@ -11,7 +11,9 @@ and type checkers; they are ordinary dicts at run time.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, TypedDict
+from typing import TypedDict
+
+from ..settings import SettingsDict
 
 __all__ = ["Ev", "Event", "PlanDoc", "PlanJob", "PlanScene", "ProgressEvent", "SceneSummary",
            "SequenceSpec", "SequenceSummary", "Status", "Summary", "SUMMARY_KEYS"]
@@ -57,8 +59,55 @@ class Status(StrEnum):
     FAILED = "failed"
 
 
-Event = dict[str, Any]
-"""One event: ``{"event": Ev..., ...}`` plus the kind's keys (the runner adds ``slot``)."""
+class Event(TypedDict, total=False):
+    """One event: ``{"event": Ev..., ...}`` plus the keys of its kind (see :class:`Ev`; the
+    runner adds ``slot``). Every key any kind carries, with its type; a kind carries its own."""
+
+    event: str  # Ev
+    scene: str | None
+    job: str | None  # sequence id
+    slot: int
+    message: str
+    permanent: bool
+    pid: int
+    blender: str  # version
+    blend: str
+    seconds: float
+    cpu_seconds: float
+    frames: int
+    todo: int
+    frame: int
+    rss_mib: float
+    device: str
+    gpu: bool
+    gpu_index: int | None
+    cuda_visible_devices: str | None
+    rc: int | None
+    status: str  # Status
+    reasons: list[str]
+    reason: str
+    attempt: int
+    node: str
+    host: str
+    # probe: the file's range, rate, camera and scenes, and what went wrong
+    frame_start: int | None
+    frame_end: int | None
+    fps: float | None  # progress: frames per second rendered in this run
+    camera: str | None
+    error: str | None
+    warnings: list[str] | None
+    scenes: list[str]
+    # progress (ProgressEvent)
+    frames_done: int
+    frames_skipped: int
+    frames_total: int
+    fraction: float
+    eta: float | None
+    workers: int
+    scenes_total: int
+    scenes_finished: int
+    elapsed: float
+    done: bool
 
 
 class ProgressEvent(TypedDict):
@@ -122,8 +171,8 @@ class PlanDoc(TypedDict):
     created: str
     scenes_dir: str
     datasets_dir: str
-    seed: int
-    settings: dict[str, Any]
+    seed: int | None
+    settings: SettingsDict
     scenes: list[PlanScene]
     jobs: list[PlanJob]
 

@@ -6,11 +6,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from typing import Any
+from typing import Any, TypedDict
 
-from .base import as_any, as_bool, as_dict, as_str, check_schema, field, list_of
+from .base import JSONObject, as_any, as_bool, as_dict, as_str, check_schema, field, list_of
 
 SCHEMA = "dataset_forge.export/1"
+
+
+class ExportDocDict(TypedDict, total=False):
+    """``dataset_forge_export.json`` as written (``files``, ``sequences``, ``notes`` once finished)."""
+
+    schema: str
+    format: str
+    source: str
+    finished: bool
+    complete: bool
+    dataset_forge_version: str
+    incomplete: list[str]
+    files: list[str]
+    sequences: list[JSONObject]
+    notes: list[str]
 
 
 @dataclass(frozen=True)
@@ -27,7 +42,7 @@ class ExportDoc:
     dataset_forge_version: str = ""
     incomplete: list[str] = dc_field(default_factory=list)
     files: list[str] = dc_field(default_factory=list)
-    sequences: list[dict[str, Any]] = dc_field(default_factory=list)
+    sequences: list[JSONObject] = dc_field(default_factory=list)  # each format's own record
     notes: list[str] = dc_field(default_factory=list)
 
     @classmethod
@@ -46,8 +61,8 @@ class ExportDoc:
                    sequences=field(d, "sequences", list_of(as_dict), where, []),
                    notes=field(d, "notes", list_of(as_any), where, []))
 
-    def to_dict(self) -> dict[str, Any]:
-        d = {"schema": SCHEMA, "format": self.format, "source": self.source,
+    def to_dict(self) -> ExportDocDict:
+        d: ExportDocDict = {"schema": SCHEMA, "format": self.format, "source": self.source,
              "finished": self.finished, "complete": self.complete,
              "dataset_forge_version": self.dataset_forge_version,
              "incomplete": list(self.incomplete)}

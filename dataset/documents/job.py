@@ -20,9 +20,11 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
-from .base import DocumentError, as_dict, as_int, as_str, list_of, optional, read_json
+from ...settings import SettingsDict
+from ...wire.protocol import SequenceSpec
+from .base import DocumentError, JSONObject, as_dict, as_int, as_str, list_of, optional, read_json
 from .base import field as get
 
 SCHEMA = None
@@ -34,29 +36,44 @@ KEYS = ("mode", "blend", "blends", "scene_name", "settings", "sequences", "frame
 GENERIC = ("mode", "blend", "settings", "sequences", "gpu", "gpu_index")  # event keys too
 
 
+class JobDict(TypedDict, total=False):
+    """The job file as written: ``mode``, ``blends``, ``settings`` (probe) or every key but
+    those two (render)."""
+
+    mode: str
+    blends: list[str]
+    settings: SettingsDict
+    blend: str
+    scene_name: str
+    sequences: list[SequenceSpec]
+    frame_budget: int
+    gpu_index: int | None
+    gpu: int | None
+
+
 @dataclass
 class JobSpec:
     """What one worker process does (see the module docstring); ``sequences`` are the wire's
     ``SequenceSpec`` dicts (the worker fills in a missing ``id``)."""
 
     mode: str = RENDER
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: SettingsDict = field(default_factory=dict)  # type: ignore[assignment]
     blend: str = ""
     scene_name: str = ""
-    sequences: list[dict[str, Any]] = field(default_factory=list)
+    sequences: list[SequenceSpec] = field(default_factory=list)
     frame_budget: int = 0
     gpu_index: int | None = None
     gpu: int | None = None
     blends: list[str] = field(default_factory=list)
 
     @classmethod
-    def render(cls, blend: str, scene_name: str, settings: dict[str, Any],
-               sequences: list[dict[str, Any]], frame_budget: int = 0, gpu_index: int | None = None,
+    def render(cls, blend: str, scene_name: str, settings: SettingsDict,
+               sequences: list[SequenceSpec], frame_budget: int = 0, gpu_index: int | None = None,
                gpu: int | None = None) -> JobSpec:
         return cls(RENDER, settings, blend, scene_name, list(sequences), frame_budget, gpu_index, gpu)
 
     @classmethod
-    def probe(cls, blends: list[str], settings: dict[str, Any]) -> JobSpec:
+    def probe(cls, blends: list[str], settings: SettingsDict) -> JobSpec:
         return cls(PROBE, settings, blends=list(blends))
 
     @classmethod
@@ -75,7 +92,7 @@ class JobSpec:
                           get(d, "gpu_index", optional(as_int), where, None),
                           get(d, "gpu", optional(as_int), where, None))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JobDict:
         if self.mode == PROBE:
             return {"mode": PROBE, "blends": self.blends, "settings": self.settings}
         return {"blend": self.blend, "scene_name": self.scene_name, "settings": self.settings,
@@ -102,7 +119,7 @@ class JobSpec:
         return cls.from_dict(read_json(path), str(path))
 
 
-def as_job(job: JobSpec | dict[str, Any], where: str = "job") -> JobSpec:
+def as_job(job: JobSpec | JSONObject, where: str = "job") -> JobSpec:
     """``job`` as a :class:`JobSpec` (a dict is read with :meth:`JobSpec.from_dict`)."""
     return job if isinstance(job, JobSpec) else JobSpec.from_dict(job, where)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from .base import DocumentError, as_dict, as_int, dict_of, fail, field
 
@@ -16,6 +16,13 @@ def _size(v: Any, where: str) -> int:
     if n < 0:
         raise fail(where, f"a file size cannot be negative ({n})")
     return n
+
+
+class JournalLineDict(TypedDict):
+    """One journal line: the frame and ``{file: size in bytes}`` of every file it wrote."""
+
+    frame: int
+    files: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -32,7 +39,7 @@ class JournalLine:
         return cls(frame=field(d, "frame", as_int, where),
                    files=field(d, "files", dict_of(_size), where))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JournalLineDict:
         return {"frame": self.frame, "files": dict(self.files)}
 
     def to_line(self) -> str:

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...settings import SettingsDict
 from .base import (
     DocumentError,
+    JSONObject,
     as_any,
     as_bool,
     as_dict,
@@ -45,11 +47,11 @@ GENERIC = ("ok", "checked", "messages", "failed", "report", "sequences", "scenes
            "journal_sha256", "not_checked", "error")
 
 
-def _extra(d: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
+def _extra(d: JSONObject, known: tuple[str, ...]) -> JSONObject:
     return {k: v for k, v in d.items() if k not in known}
 
 
-def _shaped(obj: Any, out: dict[str, Any]) -> dict[str, Any]:
+def _shaped(obj: Any, out: JSONObject) -> JSONObject:
     """``out`` (every field of ``obj``) as written: the ``OMIT_NONE`` keys only when they hold
     something. A model read from a file keeps that file's keys in their order (of the keys it
     lacked, only an ``OMIT_NONE`` one set since is added): patching a manifest, say with a
@@ -74,7 +76,7 @@ class SequenceValidation:
     report: str = REPORT_NAME
     journal_sha256: str | None = None  # the journal validate read (a re-render invalidates it)
     error: str | None = None  # why the sequence could not be checked (written only then)
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: JSONObject = field(default_factory=dict)
     read_keys: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
     KEYS = ("ok", "failed", "messages", "not_checked", "checked", "report", "journal_sha256",
@@ -93,7 +95,7 @@ class SequenceValidation:
                    error=get(d, "error", optional(as_str), where, None),
                    extra=_extra(d, cls.KEYS), read_keys=tuple(d))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return _shaped(self, {"ok": self.ok, "failed": self.failed, "messages": self.messages,
                               "not_checked": self.not_checked, "checked": self.checked,
                               "report": self.report, "journal_sha256": self.journal_sha256,
@@ -110,7 +112,7 @@ class ValidationSummary:
     sequences_failed: int
     report: str = REPORT_NAME
     sequences_not_checked: int | None = None  # written only when some could not be checked
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: JSONObject = field(default_factory=dict)
     read_keys: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
     KEYS = ("ok", "checked", "sequences", "sequences_failed", "report", "sequences_not_checked")
@@ -126,7 +128,7 @@ class ValidationSummary:
                    sequences_not_checked=get(d, "sequences_not_checked", optional(as_int), where, None),
                    extra=_extra(d, cls.KEYS), read_keys=tuple(d))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return _shaped(self, {"ok": self.ok, "checked": self.checked, "sequences": self.sequences,
                               "sequences_failed": self.sequences_failed, "report": self.report,
                               "sequences_not_checked": self.sequences_not_checked, **self.extra})
@@ -147,7 +149,7 @@ class SequenceEntry:
     status: str = INCOMPLETE
     reason: str | None = None          # written only when set
     validation: SequenceValidation | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: JSONObject = field(default_factory=dict)
     read_keys: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
     KEYS = ("id", "path", "frame_start", "frame_end", "num_frames", "frames_complete", "status",
@@ -171,7 +173,7 @@ class SequenceEntry:
                    validation=get(d, "validation", optional(SequenceValidation.from_dict), where, None),
                    extra=_extra(d, cls.KEYS), read_keys=tuple(d))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return _shaped(self, {
             "id": self.id, "path": self.path, "frame_start": self.frame_start,
             "frame_end": self.frame_end, "num_frames": self.num_frames,
@@ -193,7 +195,7 @@ class SceneEntry:
     fps: float | None = None
     camera: str | None = None
     sequences: list[SequenceEntry] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: JSONObject = field(default_factory=dict)
     read_keys: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
     KEYS = ("name", "blend", "status", "reason", "frame_start", "frame_end", "fps", "camera",
@@ -212,7 +214,7 @@ class SceneEntry:
                    sequences=get(d, "sequences", list_of(SequenceEntry.from_dict), where, []),
                    extra=_extra(d, cls.KEYS), read_keys=tuple(d))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return _shaped(self, {
             "name": self.name, "blend": self.blend, "status": self.status, "reason": self.reason,
             "frame_start": self.frame_start, "frame_end": self.frame_end, "fps": self.fps,
@@ -229,7 +231,7 @@ class Totals:
     sequences_complete: int = 0
     frames: int = 0
     frames_complete: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: JSONObject = field(default_factory=dict)
     read_keys: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
     KEYS = ("scenes", "scenes_complete", "sequences", "sequences_complete", "frames", "frames_complete")
@@ -250,7 +252,7 @@ class Totals:
         return cls(**{k: get(d, k, as_int, where, 0) for k in cls.KEYS}, extra=_extra(d, cls.KEYS),
                    read_keys=tuple(d))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return _shaped(self, {**{k: getattr(self, k) for k in self.KEYS}, **self.extra})
 
 
@@ -261,13 +263,13 @@ class Manifest:
 
     dataset_forge_version: str
     updated: str                        # ISO time of the write
-    settings: dict[str, Any]
+    settings: SettingsDict
     seed: int
     totals: Totals
     scenes: list[SceneEntry]
     plan: str = "plan.json"
     validation: ValidationSummary | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: JSONObject = field(default_factory=dict)
     read_keys: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
     KEYS = ("dataset_forge_version", "updated", "plan", "settings", "seed", "totals", "scenes",
@@ -287,7 +289,7 @@ class Manifest:
                    validation=get(d, "validation", optional(ValidationSummary.from_dict), where, None),
                    extra=_extra(d, cls.KEYS), read_keys=tuple(d))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return _shaped(self, {
             "dataset_forge_version": self.dataset_forge_version, "updated": self.updated,
             "plan": self.plan, "settings": self.settings, "seed": self.seed,

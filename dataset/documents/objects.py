@@ -53,7 +53,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -89,6 +89,28 @@ _MAY_BE_UNKNOWN = ("box_lo", "box_hi", "bbox_obj")
 
 
 # -- the instance table ----------------------------------------------------------------------------
+class InstanceRowDict(TypedDict):
+    """One row of ``objects.json`` ``instances`` as written."""
+
+    instance_id: int
+    object_id: int
+    object: str
+    instancer_chain: list[str]
+    persistent_id: list[int]
+    category: str
+    deforming: bool
+
+
+class ObjectsDocDict(TypedDict):
+    """``objects.json`` (schema 2) as written."""
+
+    schema: str
+    records: str
+    frames_file: str
+    frames: list[int]
+    instances: list[InstanceRowDict]
+
+
 @dataclass(frozen=True)
 class InstanceRow:
     """One instance, the same in every frame of the sequence (see ``dataset/objects.py`` for the
@@ -114,7 +136,7 @@ class InstanceRow:
                    category=get(d, "category", as_str, where, ""),
                    deforming=get(d, "deforming", as_bool, where, False))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> InstanceRowDict:
         return {"instance_id": self.instance_id, "object_id": self.object_id, "object": self.object,
                 "instancer_chain": list(self.instancer_chain),
                 "persistent_id": list(self.persistent_id), "category": self.category,
@@ -150,7 +172,7 @@ class ObjectsDoc:
             raise fail(f"{where}.instances", "instance ids are not ascending and unique")
         return out
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ObjectsDocDict:
         return {"schema": SCHEMA, "records": self.records, "frames_file": self.frames_file,
                 "frames": list(self.frames), "instances": [r.to_dict() for r in self.instances]}
 

@@ -19,9 +19,9 @@ from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any
 
+from ...settings import SettingsDict
 from ...wire.protocol import PlanDoc, PlanJob, PlanScene, SequenceSpec
 from .base import (
-    JSONObject,
     as_dict,
     as_int,
     as_number,
@@ -135,7 +135,7 @@ class Plan:
     scenes_dir: str
     datasets_dir: str
     seed: int | None
-    settings: JSONObject
+    settings: SettingsDict
     scenes: list[PlannedScene] = dc_field(default_factory=list)
     jobs: list[PlannedJob] = dc_field(default_factory=list)
     version: int = VERSION

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from typing import Any
+from typing import Any, TypedDict
 
+from ...settings import SettingsDict
 from .base import (
+    JSONObject,
     as_any,
     as_bool,
     as_dict,
@@ -21,6 +23,17 @@ from .base import (
 )
 
 FORMAT_KEY = "format"
+
+
+class FileIdentityDict(TypedDict, total=False):
+    """A file as recorded (``kind`` only when not "blend", ``missing`` only when true)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str | None
+    kind: str
+    missing: bool
 
 
 @dataclass(frozen=True)
@@ -46,9 +59,9 @@ class FileIdentity:
                    kind=field(d, "kind", as_str, where, "blend"),
                    missing=field(d, "missing", as_bool, where, False))
 
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"path": self.path, "size": self.size, "mtime_ns": self.mtime_ns,
-                             "sha256": self.sha256}
+    def to_dict(self) -> FileIdentityDict:
+        d: FileIdentityDict = {"path": self.path, "size": self.size, "mtime_ns": self.mtime_ns,
+                               "sha256": self.sha256}
         if self.kind != "blend":
             d["kind"] = self.kind
         if self.missing:
@@ -67,13 +80,13 @@ class ProvenanceDoc:
     blend: FileIdentity
     blender_version: str
     scene: str
-    settings: dict[str, Any]
+    settings: SettingsDict  # the fingerprinted ones
     fingerprint: str = ""
     dependencies: list[FileIdentity] | None = None  # None: recorded before dependencies were
     render_id: str | None = None
     dataset_forge_version: str = ""
     created: str = ""
-    extra: dict[str, Any] = dc_field(default_factory=dict)
+    extra: JSONObject = dc_field(default_factory=dict)  # keys of a newer version, kept
 
     @classmethod
     def from_dict(cls, d: Any, where: str) -> ProvenanceDoc:
@@ -94,8 +107,8 @@ class ProvenanceDoc:
             created=field(d, "created", as_str, where, ""),
             extra={k: as_any(v, where) for k, v in d.items() if k not in known})
 
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {**self.extra, FORMAT_KEY: self.SCHEMA, "blend": self.blend.to_dict(),
+    def to_dict(self) -> JSONObject:
+        d: JSONObject = {**self.extra, FORMAT_KEY: self.SCHEMA, "blend": self.blend.to_dict(),
                              "blender_version": self.blender_version, "scene": self.scene,
                              "settings": dict(self.settings), "fingerprint": self.fingerprint,
                              "dataset_forge_version": self.dataset_forge_version,

@@ -15,10 +15,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from .. import layout
-from .base import as_bool, as_dict, as_float, as_str, check_schema, fail, field, read_json, write_json
+from .base import (
+    JSONObject,
+    as_bool,
+    as_dict,
+    as_float,
+    as_str,
+    check_schema,
+    fail,
+    field,
+    read_json,
+    write_json,
+)
 
 SCHEMA = "dataset_forge.stereo/1"
 
@@ -37,6 +48,22 @@ DISPARITY_CONVENTION = {
 }
 
 
+class StereoDict(TypedDict):
+    """``stereo.json`` as written."""
+
+    schema: str
+    baseline: float
+    baseline_m: float
+    unit_scale_m: float
+    reference: str
+    left: str
+    right: str
+    rectified: bool
+    offset_axis: str
+    right_from_left: str
+    disparity: JSONObject
+
+
 @dataclass(frozen=True)
 class Stereo:
     """The stereo document of one sequence folder (see the module docstring)."""
@@ -47,7 +74,7 @@ class Stereo:
     right: str = layout.RIGHT_FOLDER
     rectified: bool = True
     offset_axis: str = "x"
-    disparity: dict[str, Any] = dc_field(default_factory=lambda: dict(DISPARITY_CONVENTION))
+    disparity: JSONObject = dc_field(default_factory=lambda: dict(DISPARITY_CONVENTION))  # convention
 
     SCHEMA = SCHEMA
 
@@ -77,7 +104,7 @@ class Stereo:
                    rectified=field(d, "rectified", as_bool, where),
                    offset_axis=axis, disparity=field(d, "disparity", as_dict, where))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> StereoDict:
         return {"schema": SCHEMA, "baseline": self.baseline, "baseline_m": self.baseline_m,
                 "unit_scale_m": self.unit_scale_m, "reference": self.reference,
                 "left": ".", "right": self.right, "rectified": self.rectified,

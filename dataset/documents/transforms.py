@@ -26,10 +26,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from .. import layout
 from .base import (
+    JSONObject,
     as_any,
     as_bool,
     as_dict,
@@ -92,7 +93,7 @@ GENERIC = ("w", "h", "c", "frame", "time", "frames", "scene", "camera", "cameras
            "camera_model", "depth_file_path",  # keys of the visionsim export's transforms.json too
            "sequence_id")  # a key of validate's report too
 
-BASE_CONVENTIONS: dict[str, Any] = {
+BASE_CONVENTIONS: JSONObject = {
     "pixel_coordinates": "u right, v down, origin at the top-left corner of the image; the centre "
                          "of pixel (column i, row j) is (i + 0.5, j + 0.5)",
     "intrinsics": "K maps OpenCV camera coordinates (x right, y down, z forward) to pixels",
@@ -100,6 +101,16 @@ BASE_CONVENTIONS: dict[str, Any] = {
                         "looks down -z), world units; right-multiply by diag(1,-1,-1,1) for OpenCV",
     "frame_numbers": "frames on the timeline stretched by keyframe_multiplier (keyframe f -> f*m)",
 }
+
+
+class FrameIntrinsics(TypedDict, total=False):
+    """A frame's own intrinsics (pixels; ``intrinsics``: the 3x3 K), keys of ``FRAME_K``."""
+
+    fl_x: float
+    fl_y: float
+    cx: float
+    cy: float
+    intrinsics: list[list[float]]
 
 
 @dataclass
@@ -114,10 +125,10 @@ class FrameEntry:
     time: float
     camera: str | None
     files: dict[str, str] = field(default_factory=dict)
-    k: dict[str, Any] | None = None    # {fl_x, fl_y, cx, cy, intrinsics} of this frame
+    k: FrameIntrinsics | None = None    # of this frame, where they differ from the top level
     flow_backward_valid: bool | None = None
     flow_forward_valid: bool | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: JSONObject = field(default_factory=dict)
 
     @classmethod
     def new(cls, file_path: str, transform_matrix: list[list[float]], frame: int, time: float,
@@ -153,8 +164,8 @@ class FrameEntry:
         """The camera centre (world units)."""
         return [self.transform_matrix[r][3] for r in range(3)]
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {Key.FILE_PATH: self.file_path, Key.TRANSFORM_MATRIX: self.transform_matrix,
+    def to_dict(self) -> JSONObject:
+        out: JSONObject = {Key.FILE_PATH: self.file_path, Key.TRANSFORM_MATRIX: self.transform_matrix,
                                Key.FRAME: self.frame, Key.TIME: self.time}
         if self.camera is not None:
             out[Key.CAMERA] = self.camera
@@ -211,10 +222,10 @@ class Transforms:
     unit_scale_m: float
     blender_version: str
     dataset_forge_version: str
-    conventions: dict[str, Any]
+    conventions: JSONObject
     frames: list[FrameEntry]
     cameras: list[str] | None = None   # written when the sequence uses more than one camera
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: JSONObject = field(default_factory=dict)
 
     SCHEMA = SCHEMA_VERSION
     _TOP = (Key.FL_X, Key.FL_Y, Key.CX, Key.CY, Key.W, Key.H, Key.C, Key.INTRINSICS, Key.FRAME_RATE,
@@ -242,8 +253,8 @@ class Transforms:
                    cameras=get(d, Key.CAMERAS, optional(list_of(as_str)), where, None),
                    extra={k: v for k, v in d.items() if k not in known})
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {Key.SCHEMA_VERSION: SCHEMA_VERSION, Key.CAMERA_MODEL: CAMERA_MODEL}
+    def to_dict(self) -> JSONObject:
+        out: JSONObject = {Key.SCHEMA_VERSION: SCHEMA_VERSION, Key.CAMERA_MODEL: CAMERA_MODEL}
         out.update({k: getattr(self, k) for k in self._TOP})
         out[Key.FRAMES] = [f.to_dict() for f in sorted(self.frames, key=lambda f: f.frame)]
         if self.cameras is not None:
@@ -256,14 +267,14 @@ class Transforms:
 
 
 def conventions(kinds: Sequence[str], *, depth_type: str, normal_frame: str, unit_scale_m: float,
-                exr_channels: Mapping[str, Sequence[str]], previews: bool) -> dict[str, Any]:
+                exr_channels: Mapping[str, Sequence[str]], previews: bool) -> JSONObject:
     """The ``conventions`` of a sequence with ground truth ``kinds``: :data:`BASE_CONVENTIONS`
     and one entry per kind (file pattern, channels, units, frame, background, ``valid_if``).
     ``exr_channels``: the channel names Blender's File Output writes per socket type (``FLOAT``,
     ``VECTOR``, ``RGBA``; ``render_passes.compat.EXR_CHANNELS``)."""
     from ..modalities import MODALITIES
 
-    conv: dict[str, Any] = dict(BASE_CONVENTIONS)
+    conv: JSONObject = dict(BASE_CONVENTIONS)
     for kind in (m for m in MODALITIES if m in kinds):
         conv[kind] = MODALITIES[kind].convention(depth_type=depth_type, normal_frame=normal_frame,
                                                  unit_scale_m=unit_scale_m, ch=exr_channels)

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import manifest as manifest_doc
 from .base import (
+    JSONObject,
     as_any,
     as_bool,
     as_dict,
@@ -52,7 +53,7 @@ class CheckResult:
 
     ok: bool | None
     message: str = ""
-    values: dict[str, Any] = field(default_factory=dict)
+    values: JSONObject = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: Any, where: str) -> CheckResult:
@@ -60,7 +61,7 @@ class CheckResult:
         return cls(ok=get(d, "ok", _ok, where), message=get(d, "message", as_str, where, ""),
                    values={k: v for k, v in d.items() if k not in ("ok", "message")})
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"ok": self.ok, "message": self.message, **self.values}
 
 
@@ -98,8 +99,8 @@ class SequenceVerdict:
                    seconds=get(d, "seconds", optional(as_float), where, None),
                    journal_sha256=get(d, "journal_sha256", optional(as_str), where, None))
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"path": self.path, "ok": self.ok,
+    def to_dict(self) -> JSONObject:
+        out: JSONObject = {"path": self.path, "ok": self.ok,
                                "checks": {k: c.to_dict() for k, c in self.checks.items()},
                                "failed": list(self.failed), "not_checked": dict(self.not_checked),
                                "journal_sha256": self.journal_sha256}
@@ -161,7 +162,7 @@ class ValidationReport:
                    notes=get(d, "notes", list_of(as_str), where, []),
                    incomplete=get(d, "incomplete", list_of(as_str), where, []))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         out = {"schema": SCHEMA, "ok": self.ok, "path": self.path, "checked": self.checked,
                "seconds": self.seconds, "thresholds": dict(self.thresholds),
                "sequences": [s.to_dict() for s in self.sequences], "failed": self.failed,
