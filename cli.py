@@ -25,7 +25,8 @@ import sys
 from typing import Any
 
 from .errors import DatasetForgeError
-from .settings import Settings, SettingsError
+from .settings import Settings, SettingsDict, SettingsError
+from .wire.protocol import Summary
 
 PROG = "dataset"
 TUTORIAL_PREFIX = "--render-config."
@@ -119,7 +120,7 @@ def add_settings_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
             group.add_argument(*names, *tutorial, dest=f.name, default=None, help=_help(f), **kw)
 
 
-def _options(ns: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+def _options(ns: argparse.Namespace, skip: tuple[str, ...] = ()) -> SettingsDict:
     return {k: getattr(ns, k) for k in Settings.field_names()
             if k not in skip and getattr(ns, k, None) is not None}
 
@@ -183,7 +184,7 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
+def _print_summary(summary: Summary, as_json: bool) -> None:
     from .engine.progress import format_summary
 
     _out(json.dumps(summary, indent=1, default=str) if as_json else format_summary(summary))

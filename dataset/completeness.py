@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from . import layout
 from .documents import plan as plan_doc
@@ -21,6 +21,16 @@ from .journal import Journal
 from .lock import holder
 
 PLAN = plan_doc.NAME  # DATASETS/plan.json
+
+
+class CompletenessDict(TypedDict):
+    """What ``--json`` and the reports show of a :class:`Completeness`."""
+
+    complete: bool
+    planned: int
+    missing: list[str]
+    running: str | None
+    reasons: list[str]
 
 
 @dataclass(frozen=True)
@@ -58,7 +68,7 @@ class Completeness:
         out += self.problems
         return out
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> CompletenessDict:
         return {"complete": self.complete, "planned": len(self.planned),
                 "missing": list(self.missing), "running": self.running,
                 "reasons": self.lines()}

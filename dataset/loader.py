@@ -74,16 +74,16 @@ class Sequence(SequenceObjects, SchemaInference):
         tf = self.path / TRANSFORMS
         if not tf.is_file():
             raise DatasetError(f"{self.path}: no {TRANSFORMS} (not a sequence folder)")
-        self.meta: dict[str, Any] = _read_json(tf)
+        self.meta: JSONObject = _read_json(tf)
         frames = self.meta.get(Key.FRAMES)
         if not isinstance(frames, list):
             raise DatasetError(f"{tf}: no 'frames' list")
-        self.frames_meta: list[dict[str, Any]] = frames
+        self.frames_meta: list[JSONObject] = frames
         self.assumed: list[str] = []
         self.schema = "dataset_forge" if Key.CONVENTIONS in self.meta and Key.SCHEMA_VERSION in self.meta \
             else "tutorial"
         self.frame_numbers = [self._frame_number(i, f) for i, f in enumerate(frames)]
-        self.conventions: dict[str, Any] = dict(self.meta.get(Key.CONVENTIONS) or {})
+        self.conventions: JSONObject = dict(self.meta.get(Key.CONVENTIONS) or {})
         self._files: dict[str, list[Path | None]] = {}
         self.channels: dict[str, Any] = {}
         # every path transforms.json names is checked before anything is read
@@ -193,7 +193,7 @@ class Sequence(SequenceObjects, SchemaInference):
             name = self.meta.get(Key.CAMERA)
         return None if name is None else str(name)
 
-    def flow_flags(self, index: int, direction: str) -> dict[str, Any]:
+    def flow_flags(self, index: int, direction: str) -> JSONObject:
         """The validity flags frame ``index`` writes for its ``forward`` / ``backward`` flow, by
         spelling: ``flow_forward_valid`` / ``flow_backward_valid``, or ``flow_valid.forward`` /
         ``.backward`` (nested); only those present."""
@@ -248,8 +248,8 @@ class Sequence(SequenceObjects, SchemaInference):
     # -- resolution -----------------------------------------------------------------------
 
 
-def manifest_sequences(manifest: Manifest | dict[str, Any] | None,
-                       where: str | os.PathLike = layout.MANIFEST) -> dict[str, dict[str, Any]] | None:
+def manifest_sequences(manifest: Manifest | JSONObject | None,
+                       where: str | os.PathLike = layout.MANIFEST) -> dict[str, JSONObject] | None:
     """``{sequence path relative to the datasets folder: its manifest entry}`` of a Dataset Forge
     ``manifest.json`` (its model, or the decoded document read from ``where``); None when
     ``manifest`` is not one (no ``scenes`` list)."""
@@ -260,7 +260,7 @@ def manifest_sequences(manifest: Manifest | dict[str, Any] | None,
     return {path: q.to_dict() for path, q in doc.sequences().items()}
 
 
-def manifest_problem(listed: dict[str, dict[str, Any]] | None, rel: str) -> str | None:
+def manifest_problem(listed: dict[str, JSONObject] | None, rel: str) -> str | None:
     """Why the sequence folder at ``rel`` (relative to the datasets folder) is not part of the
     dataset its manifest describes (``listed``: :func:`manifest_sequences`), or None: not listed
     (left by an earlier run with other settings) or listed as not complete."""

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import exr
+from .documents.base import JSONObject
 from .documents.transforms import Key
 from .layout import DISPARITY_CHANNEL, FLOW_KEYS, ray_norm
 from .loader_images import read_image
@@ -23,8 +24,8 @@ class Frame(FrameObjectsMixin):
     def __init__(self, sequence: Any, index: int):
         self.sequence = sequence
         self.index = index
-        self.meta: dict[str, Any] = sequence.frames_meta[index]
-        self._cache: dict[str, Any] = {}
+        self.meta: JSONObject = sequence.frames_meta[index]
+        self._cache: dict[str, np.ndarray] = {}
 
     def __repr__(self) -> str:
         return f"<Frame {self.number} of {self.sequence.path.name}>"
@@ -170,7 +171,7 @@ class Frame(FrameObjectsMixin):
         """False when the backward flow describes no motion (the camera changed from t-1)."""
         return self.sequence.flow_valid(self.index, "backward")
 
-    def to_dict(self, keys: tuple[str, ...] | None = None) -> dict[str, Any]:
+    def to_dict(self, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """The frame as a dict of arrays: ``rgb``, ``K``, ``pose`` and every ground truth the
         sequence has (or just ``keys``)."""
         names = keys or self.sequence.keys

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import DatasetForgeError
 from . import exr, layout
+from .documents.base import JSONObject
 from .documents.transforms import Key
 from .layout import FLOW_KEYS, TRANSFORMS, frame_digits
 
@@ -103,7 +104,7 @@ class SchemaInference:
             note("principal point at the image centre")
         return np.array([[fl_x, 0.0, cx], [0.0, fl_y, cy], [0.0, 0.0, 1.0]])
 
-    def _frame_number(self, i: int, f: dict[str, Any]) -> int:
+    def _frame_number(self, i: int, f: JSONObject) -> int:
         if Key.FRAME in f:
             return int(f[Key.FRAME])
         m = re.findall(r"\d+", Path(str(f.get(Key.FILE_PATH, ""))).stem)

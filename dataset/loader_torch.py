@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 def need_torch() -> None:
@@ -30,12 +33,12 @@ class TorchFrames:
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         import torch
 
         seq, j = self.index[i]
         fr = seq[j]
-        out: dict[str, Any] = {"index": torch.tensor(i)}
+        out: dict[str, torch.Tensor] = {"index": torch.tensor(i)}
         for k in self.keys or seq.keys:
             a = np.ascontiguousarray(getattr(fr, k))
             if k == "segmentation":

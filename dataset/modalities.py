@@ -25,6 +25,7 @@ from typing import Any
 
 from ..settings import FIELDS
 from . import layout
+from .documents.base import JSONObject
 
 
 def _pattern(kind: str) -> str:
@@ -45,7 +46,7 @@ class Modality:
     preview: tuple[str, str, str]
     checks: tuple[str, ...]
     exports: tuple[str, ...]
-    convention: Callable[..., dict[str, Any]]
+    convention: Callable[..., JSONObject]
 
     @property
     def kind(self) -> layout.Kind:
@@ -64,7 +65,7 @@ class Modality:
 
 
 def _depth(*, depth_type: str, unit_scale_m: float, ch: Mapping[str, Sequence[str]],
-           **_: Any) -> dict[str, Any]:
+           **_: Any) -> JSONObject:
     return {"file": _pattern("depth"), "channel": ch["FLOAT"][0], "type": depth_type,
             "definition": ("distance along the camera's viewing axis (-z)" if depth_type == "planar"
                            else "euclidean length of the ray from the camera centre"),
@@ -72,7 +73,7 @@ def _depth(*, depth_type: str, unit_scale_m: float, ch: Mapping[str, Sequence[st
             "invalid_value": 0.0, "valid_if": "depth > 0", "dtype": "float32"}
 
 
-def _normal(*, normal_frame: str, ch: Mapping[str, Sequence[str]], **_: Any) -> dict[str, Any]:
+def _normal(*, normal_frame: str, ch: Mapping[str, Sequence[str]], **_: Any) -> JSONObject:
     cam = normal_frame == "camera"
     return {"file": _pattern("normal"), "channels": ch["VECTOR"], "frame": normal_frame,
             "axes": ("x right, y up, z towards the viewer (Blender camera axes; the camera "
@@ -81,7 +82,7 @@ def _normal(*, normal_frame: str, ch: Mapping[str, Sequence[str]], **_: Any) -> 
             "dtype": "float32"}
 
 
-def _flow(*, ch: Mapping[str, Sequence[str]], **_: Any) -> dict[str, Any]:
+def _flow(*, ch: Mapping[str, Sequence[str]], **_: Any) -> JSONObject:
     return {
         "file": _pattern("flow"), "channels": dict(zip(layout.FLOW_KEYS, ch["RGBA"])),
         "units": "pixels", "axes": "u right, v down",
@@ -98,7 +99,7 @@ def _flow(*, ch: Mapping[str, Sequence[str]], **_: Any) -> dict[str, Any]:
                      "without a velocity attribute (Cycles has no motion for it)")}
 
 
-def _segmentation(**_: Any) -> dict[str, Any]:
+def _segmentation(**_: Any) -> JSONObject:
     return {"file": _pattern("segmentation"),
             "channel": layout.SEGMENTATION_OBJECT_CHANNEL, "ids_file": layout.IDS_FILE,
             "background": 0, "dtype": "float32 holding exact integers",

@@ -45,8 +45,8 @@ from ..errors import DatasetForgeError
 from ..settings import Settings, SettingsDict
 from ..version import __version__
 from . import layout
-from .documents.base import DocumentError, read_json
-from .documents.provenance import FileIdentity, ProvenanceDoc
+from .documents.base import DocumentError, JSONObject, read_json
+from .documents.provenance import FileIdentity, FileIdentityDict, ProvenanceDoc
 from .journal import Journal, set_aside
 from .lock import SEQUENCE_LOCK
 from .transforms import write_json_atomic
@@ -93,7 +93,7 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def blend_identity(path: str | os.PathLike, recorded: dict[str, Any] | None = None) -> dict[str, Any]:
+def blend_identity(path: str | os.PathLike, recorded: FileIdentityDict | None = None) -> FileIdentityDict:
     """``{"path", "size", "mtime_ns", "sha256"}`` of a ``.blend``. The hash of ``recorded`` is
     reused when path, size and mtime are unchanged; otherwise it is computed (once per process)."""
     p = os.path.abspath(os.fspath(path))
@@ -140,7 +140,7 @@ def dependency_identities(deps: list[tuple[str, str]]) -> list[FileIdentity]:
     return [out[k] for k in sorted(out)]
 
 
-def identity_as_loaded(path: str | os.PathLike, load) -> dict[str, Any]:
+def identity_as_loaded(path: str | os.PathLike, load) -> FileIdentityDict:
     """Hash ``path`` and call ``load()`` (which opens it); the identity of the bytes loaded. The
     file's size and mtime are read before the hash and after the load: a file saved in between
     raises :class:`ProvenanceError` (not permanent: a retry loads the saved file)."""
@@ -158,7 +158,7 @@ def identity_as_loaded(path: str | os.PathLike, load) -> dict[str, Any]:
     return {"path": p, "size": ident.size, "mtime_ns": ident.mtime_ns, "sha256": ident.sha256}
 
 
-def saved_since(loaded: dict[str, Any]) -> bool:
+def saved_since(loaded: FileIdentityDict) -> bool:
     """Whether the ``.blend`` of identity ``loaded`` changed on disk since it was loaded."""
     try:
         st = os.stat(loaded["path"])
@@ -168,8 +168,8 @@ def saved_since(loaded: dict[str, Any]) -> bool:
 
 
 def make_record(blend: str | os.PathLike, settings: Settings, blender_version: str, scene: str, *,
-                recorded: dict[str, Any] | None = None, loaded: dict[str, Any] | None = None,
-                dependencies: list[FileIdentity] | None = None) -> dict[str, Any]:
+                recorded: JSONObject | None = None, loaded: FileIdentityDict | None = None,
+                dependencies: list[FileIdentity] | None = None) -> JSONObject:
     """The provenance record of a sequence rendered now (``recorded``: the folder's current
     record, whose ``.blend`` hash is reused when the file did not change; ``loaded``: the
     identity of the ``.blend`` as the worker loaded it, used as is; ``dependencies``: the
@@ -190,7 +190,7 @@ def make_record(blend: str | os.PathLike, settings: Settings, blender_version: s
     return rec
 
 
-def load_record(seq_dir: str | os.PathLike) -> tuple[dict[str, Any] | None, str | None]:
+def load_record(seq_dir: str | os.PathLike) -> tuple[JSONObject | None, str | None]:
     """``(record, damage)``: the folder's provenance record as a dict (None: missing or
     unreadable) and, when it exists but cannot be read, why (one line naming the file)."""
     path = Path(seq_dir) / layout.PROVENANCE
@@ -203,7 +203,7 @@ def load_record(seq_dir: str | os.PathLike) -> tuple[dict[str, Any] | None, str 
     return doc.to_dict(), None
 
 
-def read_record(seq_dir: str | os.PathLike) -> dict[str, Any] | None:
+def read_record(seq_dir: str | os.PathLike) -> JSONObject | None:
     """The folder's provenance record, or None (missing or unreadable)."""
     return load_record(seq_dir)[0]
 
@@ -218,14 +218,14 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def foreign(old: dict[str, Any], new: dict[str, Any]) -> bool:
+def foreign(old: JSONObject, new: JSONObject) -> bool:
     """True when ``old`` was made from another ``.blend``: other path **and** other content (a
     moved file keeps its frames; an edited file at the same path is a change, not a stranger)."""
     ob, nb = old.get("blend", {}), new.get("blend", {})
     return ob.get("path") != nb.get("path") and ob.get("sha256") != nb.get("sha256")
 
 
-def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+def changes(old: JSONObject, new: JSONObject) -> list[str]:
     """What differs between two records, one short phrase each (empty: the frames are reusable).
     A setting missing from ``old`` (recorded before the setting existed) is the value such a
     sequence was rendered with: its ``legacy`` metadata, else its default."""
@@ -249,8 +249,8 @@ def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return out
 
 
-def dependency_changes(old: list[dict[str, Any]] | None,
-                       new: list[dict[str, Any]] | None) -> list[str]:
+def dependency_changes(old: list[FileIdentityDict] | None,
+                       new: list[FileIdentityDict] | None) -> list[str]:
     """What differs between two dependency lists, one phrase per file (``old`` None: recorded
     before dependencies were, a change only when ``new`` lists any)."""
     if new is None:
@@ -358,7 +358,7 @@ def clean_stale_tmp(folder: str | os.PathLike) -> list[Path]:
 RENDER_ID = layout.RENDER_ID
 
 
-def begin_sequence(seq_dir: str | os.PathLike, record: dict[str, Any],
+def begin_sequence(seq_dir: str | os.PathLike, record: JSONObject,
                    on_change: str) -> list[str]:
     """Decide what a sequence folder's frames are worth to this run (see the module docstring)
     and leave the folder ready: the current record written, stale temp files removed.
@@ -424,10 +424,10 @@ def _short(msg: str, path: Path) -> str:
     return msg.removeprefix(f"{path}: ").removeprefix(f"{path} ")[:160]
 
 
-def read_bindings(datasets_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
+def read_bindings(datasets_dir: str | os.PathLike) -> dict[str, FileIdentityDict]:
     """``{scene folder name: .blend identity}`` of every scene folder under ``DATASETS/renders``
     whose sequences carry a provenance record (the first record found per folder)."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, FileIdentityDict] = {}
     renders = Path(datasets_dir) / layout.RENDERS
     try:
         scenes = sorted(p for p in renders.iterdir() if p.is_dir())
@@ -448,7 +448,7 @@ def read_bindings(datasets_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
 
 def prepare(seq_dir: str | os.PathLike, blend: str | os.PathLike, settings: Settings,
             blender_version: str, scene: str, label: str = "", *,
-            loaded: dict[str, Any] | None = None,
+            loaded: FileIdentityDict | None = None,
             dependencies: list[FileIdentity] | None = None) -> str | None:
     """The worker's call at the start of a sequence: build this run's record (``loaded``: the
     ``.blend`` as the worker loaded it; without it, the file on disk, reusing the folder's hash

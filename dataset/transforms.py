@@ -9,20 +9,20 @@ from __future__ import annotations
 from typing import Any
 
 from .camera import Intrinsics
-from .documents.base import write_json_atomic, write_text_atomic
+from .documents.base import JSONObject, write_json_atomic, write_text_atomic
 from .documents.transforms import BASE_CONVENTIONS, SCHEMA_VERSION, FrameEntry, Transforms
 
 __all__ = ["BASE_CONVENTIONS", "SCHEMA_VERSION", "build_transforms", "write_json_atomic",
            "write_text_atomic"]
 
 
-def build_transforms(*, intrinsics: Intrinsics, channels: int, frames: list[dict[str, Any]],
+def build_transforms(*, intrinsics: Intrinsics, channels: int, frames: list[JSONObject],
                      frame_rate: float, keyframe_multiplier: float, frame_start: int,
                      frame_end: int, scene: str, blend_file: str, sequence_id: str,
                      blender_version: str, dataset_forge_version: str, camera: str,
                      unit_scale: float = 1.0,
-                     conventions: dict[str, Any] | None = None,
-                     extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                     conventions: JSONObject | None = None,
+                     extra: JSONObject | None = None) -> JSONObject:
     """The ``transforms.json`` dictionary (frames sorted by frame number) from frame entries in
     their JSON form; ``conventions`` are added to :data:`BASE_CONVENTIONS`; ``extra`` keys go
     after the known ones."""
@@ -38,8 +38,8 @@ def build_transforms(*, intrinsics: Intrinsics, channels: int, frames: list[dict
 
 
 def transforms_of(*, intrinsics: Intrinsics, channels: int, frames: list[FrameEntry],
-                  conventions: dict[str, Any], unit_scale: float = 1.0,
-                  extra: dict[str, Any] | None = None, **top: Any) -> Transforms:
+                  conventions: JSONObject, unit_scale: float = 1.0,
+                  extra: JSONObject | None = None, **top: Any) -> Transforms:
     """The :class:`Transforms` model; ``top``: its other fields by name (``frame_rate`` ...)."""
     k = intrinsics
     return Transforms(fl_x=k.fl_x, fl_y=k.fl_y, cx=k.cx, cy=k.cy, w=k.w, h=k.h, c=channels,

@@ -19,16 +19,17 @@ import subprocess
 import tempfile
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..dataset.documents.job import JobSpec
+from ..dataset.documents.provenance import FileIdentityDict
 from ..dataset.provenance import read_bindings
 from ..errors import DatasetForgeError
 from ..settings import Settings
 from ..wire import events as ev
-from ..wire.protocol import Ev
+from ..wire.protocol import Ev, Event
 from .launch import worker_command, worker_env
 
 
@@ -51,12 +52,6 @@ class SceneInfo:
     blender_scene: str | None = None
     blender_scenes: list[str] | None = None
     warnings: list[str] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        if not d["warnings"]:
-            del d["warnings"]  # plan.json keeps its shape for files without any
-        return d
 
 
 class DiscoveryError(DatasetForgeError, RuntimeError):
@@ -129,7 +124,7 @@ def _fold(name: str) -> str:
     return unicodedata.normalize("NFC", name).casefold()
 
 
-def _bound_to(ident: dict[str, Any], blend: Path) -> bool:
+def _bound_to(ident: FileIdentityDict, blend: Path) -> bool:
     """Whether a recorded binding ``ident`` (``path`` and optionally ``size``, ``mtime_ns``) is
     ``blend``: the same path, or, when the recorded path is gone, a moved file (same name, size
     and modification time; the worker's content hash has the last word)."""
@@ -147,7 +142,7 @@ def _bound_to(ident: dict[str, Any], blend: Path) -> bool:
 
 
 def scene_names(blends: list[Path], scenes_dir: str | os.PathLike,
-                bindings: dict[str, dict[str, Any]] | None = None) -> list[str]:
+                bindings: dict[str, FileIdentityDict] | None = None) -> list[str]:
     """Unique folder names for ``blends`` (in the same order).
 
     ``bindings`` maps existing scene folder names to the ``.blend`` they hold (``path`` and, to
@@ -226,7 +221,7 @@ def remove_stale_probe_dirs(root: str | os.PathLike | None = None) -> list[Path]
 def probe(blends: list[str | os.PathLike], settings: Settings | None = None, *,
           timeout: float = 60.0, env: dict[str, str] | None = None,
           work_dir: str | os.PathLike | None = None,
-          parallel: int | None = None) -> dict[str, dict[str, Any]]:
+          parallel: int | None = None) -> dict[str, Event]:
     """Open every file in a worker process and return ``{blend: probe event}``.
 
     Each result holds ``frame_start``, ``frame_end``, ``fps``, ``camera``, ``scene`` (the one
@@ -252,7 +247,7 @@ def probe(blends: list[str | os.PathLike], settings: Settings | None = None, *,
         parallel = min(settings.jobs, max(1, size // (64 * 2**20)))
     n = max(1, min(int(parallel), len(todo)))
     shares = [todo[k::n] for k in range(n)]  # interleaved: big and small files mix
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, Event] = {}
     try:
         if n == 1:
             results.update(_probe_share(shares[0], settings, timeout, env, tmp, "0"))
@@ -273,9 +268,9 @@ def probe(blends: list[str | os.PathLike], settings: Settings | None = None, *,
 
 
 def _probe_share(todo: list[str], settings: Settings, timeout: float,
-                 env: dict[str, str] | None, tmp: Path, tag: str) -> dict[str, dict[str, Any]]:
+                 env: dict[str, str] | None, tmp: Path, tag: str) -> dict[str, Event]:
     """Probe ``todo`` in one process at a time (a fresh one after a crash)."""
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, Event] = {}
     attempt = 0
     while todo:
         attempt += 1
@@ -316,7 +311,7 @@ def _run_reader(cmd: list[str], env: dict[str, str] | None, limit: float) -> tup
                              "binary") from None
 
 
-def _read_probes(out: str, results: dict[str, dict[str, Any]]) -> tuple[str | None, str | None]:
+def _read_probes(out: str, results: dict[str, Event]) -> tuple[str | None, str | None]:
     """Put every ``probe`` event of the reader's output ``out`` into ``results`` (by ``.blend``);
     returns the file it had started and not finished (None: none) and the message of its error
     event outside any job (None: none)."""
@@ -336,7 +331,7 @@ def _read_probes(out: str, results: dict[str, dict[str, Any]]) -> tuple[str | No
     return current, fatal
 
 
-def _crashed(blend: str, rc: int | None, timeout: float, settings: Settings) -> dict[str, Any]:
+def _crashed(blend: str, rc: int | None, timeout: float, settings: Settings) -> Event:
     """The probe result of ``blend``, on which the reader process died (``rc`` None: timed out)."""
     if rc is None:
         why = f"took longer than {timeout:g} s"

@@ -30,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from ..dataset import layout
 from ..errors import DatasetForgeError
@@ -83,25 +83,44 @@ class _EventSink:
     """Ray actor: tasks push their worker's events, the driver drains them (in order per task)."""
 
     def __init__(self) -> None:
-        self.items: list[tuple[str, dict[str, Any]]] = []
+        self.items: list[tuple[str, Event]] = []
 
-    def push(self, key: str, events: list[dict[str, Any]]) -> int:
+    def push(self, key: str, events: list[Event]) -> int:
         self.items.extend((key, e) for e in events)
         return len(self.items)
 
-    def drain(self) -> list[tuple[str, dict[str, Any]]]:
+    def drain(self) -> list[tuple[str, Event]]:
         out, self.items = self.items, []
         return out
 
 
-def _node_probe(probe: str, token: str, paths: list[str]) -> dict[str, Any]:
+class NodeProbe(TypedDict):
+    """What one node answers: its ``host`` and ``node`` id, whether it read the driver's probe
+    file (``ok``), the paths it cannot see and the error (None when ok)."""
+
+    host: str
+    node: str
+    ok: bool
+    missing: list[str]
+    error: str | None
+
+
+class TaskResult(TypedDict):
+    """How a scene task ended: the worker's exit code and where it ran."""
+
+    rc: int
+    node: str
+    host: str
+
+
+def _node_probe(probe: str, token: str, paths: list[str]) -> NodeProbe:
     """Runs on one node: read the driver's probe file, write an answer beside it, list the
     ``paths`` (scenes, this package) that the node cannot see."""
     import ray
 
     host = socket.gethostname()
     node = ray.get_runtime_context().get_node_id()
-    out: dict[str, Any] = {"host": host, "node": node, "ok": False, "missing": [], "error": None}
+    out: NodeProbe = {"host": host, "node": node, "ok": False, "missing": [], "error": None}
     try:
         out["ok"] = Path(probe).read_text(encoding="utf-8").strip() == token
         if not out["ok"]:
@@ -115,7 +134,7 @@ def _node_probe(probe: str, token: str, paths: list[str]) -> dict[str, Any]:
 
 
 def _scene_task(key: str, job_path: str, log_path: str, probe: str, token: str, sink: Any,
-                executable: str, env_extra: dict[str, str]) -> dict[str, Any]:
+                executable: str, env_extra: dict[str, str]) -> TaskResult:
     """Runs on a node: the worker process of one scene job, its events pushed to ``sink``."""
     import ray
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from ..dataset.documents.plan import Plan
 from ..dataset.layout import STATE_DIR
@@ -107,6 +107,14 @@ class RunLock(FolderLock):
         return self
 
 
+class RayOptions(TypedDict, total=False):
+    """The Ray executor's options: the cluster ``address`` and the CPUs / GPUs of each task."""
+
+    address: str | None
+    num_cpus: float | None
+    num_gpus: float | None
+
+
 class RunSession:
     """One run into ``output_dir``: :meth:`open` (lock, ``plan.json``, runner), then either
     :meth:`run` (blocking) or :meth:`start` / :meth:`poll` / :meth:`cancel` (the panel), then
@@ -120,7 +128,7 @@ class RunSession:
 
     def __init__(self, output_dir: str | os.PathLike, jobs: list[Job], settings: Settings, *,
                  plan: Plan | None = None, executor: str = "local",
-                 ray_options: dict[str, Any] | None = None, env: dict[str, str] | None = None):
+                 ray_options: RayOptions | None = None, env: dict[str, str] | None = None):
         if executor not in ("local", "ray"):
             raise PlanError(f"unknown executor {executor!r}: choose local or ray")
         self.output_dir = Path(output_dir).expanduser().resolve()

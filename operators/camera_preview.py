@@ -11,10 +11,11 @@ removes them. Nothing here saves a file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import bpy
 
+from ..dataset.documents.base import JSONObject
 from ..engine.discovery import safe_name
 from ..properties import settings_from_context
 from ..render_passes import camera_rig
@@ -66,7 +67,17 @@ def sequences(scene, settings: Settings) -> list[Any]:
                             key=scene_name(bpy.context))
 
 
-def build_preview(context, settings: Settings) -> list[dict[str, Any]]:
+class PathPreview(TypedDict):
+    """One previewed path: the sequence ``id``, its curve object's name, the camera positions
+    (world units) and what the path's checks measured."""
+
+    id: str
+    object: str
+    points: list[list[float]]
+    info: JSONObject
+
+
+def build_preview(context, settings: Settings) -> list[PathPreview]:
     """Plan every sequence's path (at most :data:`MAX_PATHS`) and add one poly curve per path
     through its camera positions (frames ``a - 1 .. b + 1``) to :data:`COLLECTION`. Returns
     ``[{"id", "object", "points", "info"}]``. The scene's current frame is kept. Raises

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from dataclasses import dataclass
 
 import bpy
 
@@ -56,12 +56,22 @@ def scan_reason(context) -> str:
     return ""
 
 
-_SCAN_JOB: list[dict[str, Any]] = []  # the background scan of this session, if any
+@dataclass
+class _ScanJob:
+    """A background scan: its folder, thread, and what it found (or why it failed)."""
+
+    folder: str
+    thread: threading.Thread | None = None
+    infos: list[SceneInfo] | None = None
+    error: str | None = None
+
+
+_SCAN_JOB: list[_ScanJob] = []  # the background scan of this session, if any
 
 
 def scanning() -> str:
     """The folder being scanned in the background ('' when none)."""
-    return _SCAN_JOB[0].get("folder", "") if _SCAN_JOB else ""
+    return _SCAN_JOB[0].folder if _SCAN_JOB else ""
 
 
 def forget_scan() -> None:
@@ -117,17 +127,17 @@ class DATASETFORGE_OT_scan(bpy.types.Operator):
         except SettingsError as exc:
             self._finish(context, error=str(exc))
             return False
-        job: dict[str, Any] = {"folder": folder}
+        job = _ScanJob(folder)
 
         def work():
             try:
-                job["infos"] = discover(folder, settings)
+                job.infos = discover(folder, settings)
             except (DiscoveryError, OSError) as exc:
-                job["error"] = str(exc)
+                job.error = str(exc)
 
-        job["thread"] = threading.Thread(target=work, daemon=True)
+        job.thread = threading.Thread(target=work, daemon=True)
         _SCAN_JOB[:] = [job]
-        job["thread"].start()
+        job.thread.start()
         self._job = job
         self._timer = None
         return True
@@ -144,14 +154,14 @@ class DATASETFORGE_OT_scan(bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event) -> set[str]:
-        if event.type != "TIMER" or self._job["thread"].is_alive():
+        if event.type != "TIMER" or self._job.thread.is_alive():
             return {"PASS_THROUGH"}
         if self._timer is not None:
             context.window_manager.event_timer_remove(self._timer)
             self._timer = None
         if _SCAN_JOB and _SCAN_JOB[0] is self._job:
             _SCAN_JOB.clear()
-        return self._finish(context, self._job.get("infos"), self._job.get("error"))
+        return self._finish(context, self._job.infos, self._job.error)
 
 
 def _redraw(context) -> None:

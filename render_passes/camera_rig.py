@@ -24,6 +24,7 @@ import numpy as np
 from mathutils import Matrix, Vector
 from mathutils.bvhtree import BVHTree
 
+from ..dataset.documents.base import JSONObject
 from ..sampling import SamplingError
 from ..sampling import trajectory as traj
 from ..settings import Settings
@@ -59,7 +60,7 @@ class Planned:
     measured (``info``: mode, seed, attempt, min clearance, min coverage, seconds)."""
 
     poses: dict[int, list[list[float]]]
-    info: dict[str, Any] = field(default_factory=dict)
+    info: JSONObject = field(default_factory=dict)
     trajectory: Any = None
 
 
@@ -426,7 +427,7 @@ def animate(scene, ob, planned: Planned) -> None:
 
 
 def prepare_sequence(scene, settings: Settings, scene_name: str, sequence_id: str, a: int,
-                     b: int, blend_name: str) -> dict[str, Any] | None:
+                     b: int, blend_name: str) -> JSONObject | None:
     """Plan and keyframe the generated camera (the scene's active one, from :func:`install`) for
     one sequence; returns what goes into ``info.json`` (``camera_rig``), None for a scene
     camera."""

@@ -10,15 +10,15 @@ import os
 import shutil
 import traceback
 from pathlib import Path
-from typing import Any
 
 import bpy
 
+from ..dataset.documents.base import JSONObject
 from ..dataset.documents.job import JobSpec, as_job
 from ..errors import DatasetForgeError
 from ..settings import Settings, SettingsError
 from ..wire.events import Emit
-from ..wire.protocol import Ev
+from ..wire.protocol import Ev, Event
 from . import camera_rig, compat, containment, scene_setup, timing
 
 
@@ -82,7 +82,7 @@ def _camera_type_change(scene, name: str, a: int, b: int) -> str | None:
     return None
 
 
-def probe(job: JobSpec | dict[str, Any], emit: Emit) -> int:
+def probe(job: JobSpec | JSONObject, emit: Emit) -> int:
     """Discovery: open each of ``job.blends`` (embedded scripts only with ``autoexec``) and
     report its real frame range, frame rate, camera and problems as one ``probe`` event each.
 
@@ -102,7 +102,7 @@ def probe(job: JobSpec | dict[str, Any], emit: Emit) -> int:
     for blend in job.blends:
         emit({"event": Ev.PROBE_STARTED, "blend": blend})
         name = os.path.basename(blend)
-        info: dict[str, Any] = {"event": Ev.PROBE, "blend": blend, "frame_start": None,
+        info: Event = {"event": Ev.PROBE, "blend": blend, "frame_start": None,
                                 "frame_end": None, "fps": None, "camera": None, "scene": None,
                                 "error": None}
         try:

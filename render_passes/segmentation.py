@@ -4,9 +4,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..dataset.documents.segmentation_ids import ObjectId, SegmentationIds
+
+if TYPE_CHECKING:
+    import bpy
 
 # Object types Cycles renders as surfaces or volumes (cameras, lights, empties ... get no id).
 RENDERABLE = {"MESH", "CURVE", "SURFACE", "META", "FONT", "CURVES", "POINTCLOUD", "VOLUME",
@@ -18,7 +21,7 @@ def rendered_objects(scene, view_layer) -> list:
     """Objects of ``view_layer`` that the render can show or instance from (any type, e.g.
     instancing empties): not hidden from render, in a collection that is neither excluded from
     the layer nor hidden from render."""
-    seen: dict[str, Any] = {}
+    seen: dict[str, bpy.types.Object] = {}
 
     def walk(lc) -> None:
         if lc.exclude or lc.collection.hide_render:

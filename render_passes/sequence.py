@@ -11,7 +11,6 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..dataset import camera as cam_model
 from ..dataset import layout, provenance
@@ -19,6 +18,7 @@ from ..dataset.documents import info as info_doc
 from ..dataset.documents.base import JSONObject
 from ..dataset.documents.info import Info, ObjectStats
 from ..dataset.documents.job import JobSpec, as_job
+from ..dataset.documents.provenance import FileIdentityDict
 from ..dataset.documents.transforms import FrameEntry
 from ..dataset.journal import Journal
 from ..dataset.lock import sequence_lock
@@ -48,7 +48,7 @@ class _Inputs:
     of it records: the file's identity as loaded, the files its scene reads, and whether the
     warning that the file was saved since has been given."""
 
-    blend: dict[str, Any] | None = None
+    blend: FileIdentityDict | None = None
     dependencies: list[provenance.FileIdentity] | None = None
     saved_said: bool = False
 
@@ -56,7 +56,7 @@ class _Inputs:
 _LOADED: dict[str, _Inputs] = {}  # .blend path -> what this process loaded from it
 
 
-def open_scene(job: JobSpec | dict[str, Any], settings: Settings, emit: Emit):
+def open_scene(job: JobSpec | JSONObject, settings: Settings, emit: Emit):
     """Open the job's .blend and prepare it; raises SceneError with the fix on bad input."""
     job = as_job(job)
     blend = job.blend
@@ -102,7 +102,7 @@ def _check_frame_size(scene, settings: Settings, name: str) -> None:
             "resolution")
 
 
-def render_sequence(scene, seq: SequenceSpec, job: JobSpec | dict[str, Any], settings: Settings,
+def render_sequence(scene, seq: SequenceSpec, job: JobSpec | JSONObject, settings: Settings,
                     emit: Emit, budget: list[int], device: str) -> None:
     """Render frames ``frame_start..frame_end`` of ``seq`` into ``seq['out_dir']``.
 
@@ -249,7 +249,7 @@ def _frame_entry(scene, f: int, a: int, rgb: str, gt_files: dict[str, str],
 
 def _write_transforms(sq: _Sequence, scene, blend: str, settings: Settings,
                       k0: cam_model.Intrinsics, frames: list[FrameEntry],
-                      cameras: list[str], conventions: dict[str, Any]) -> None:
+                      cameras: list[str], conventions: JSONObject) -> None:
     """Write the ``transforms.json`` of the sequence (rendered from ``blend``): intrinsics
     ``k0`` of the first frame, the frame entries, and the cameras in order of use where a
     camera cut switches them."""

@@ -36,10 +36,11 @@ from ..dataset import camera as cam_model
 from ..dataset import exr, layout
 from ..dataset import stereo as stereo_math
 from ..dataset.documents import stereo as stereo_doc
+from ..dataset.documents.base import JSONObject
 from ..dataset.verify import WriteError, write_error
 from ..settings import Settings
 from ..wire.events import Emit
-from ..wire.protocol import Ev
+from ..wire.protocol import Ev, Event, SequenceSpec
 from . import compat, scene_setup
 
 VIEW_KEY = "stereo_view"    # in the sequence dict of the right view's pass: "right"
@@ -51,7 +52,7 @@ POSE_TOL = 1e-6             # relative to max(1, |translation|), scene units
 _QUIET = {Ev.JOB_STARTED, Ev.JOB_DONE, Ev.FRAME_DONE, Ev.FRAME_SKIPPED}
 
 
-def wants_right_view(settings: Settings, seq: dict[str, Any]) -> bool:
+def wants_right_view(settings: Settings, seq: SequenceSpec) -> bool:
     """Whether the left view's pass of ``seq`` is to be followed by a right view's pass."""
     return settings.stereo_baseline > 0 and not seq.get(VIEW_KEY)
 
@@ -87,7 +88,7 @@ class StereoRig:
         if rendered:
             self._write_disparity(frame)
 
-    def conventions(self) -> dict[str, Any]:
+    def conventions(self) -> JSONObject:
         return {**self._inner.conventions(),
                 "disparity": {**stereo_doc.DISPARITY_CONVENTION,
                               "baseline": self._settings.stereo_baseline,
@@ -153,7 +154,7 @@ class RightCameras:
     def __init__(self, scene, baseline: float):
         self.scene = scene
         self.baseline = float(baseline)
-        self.twins: dict[str, Any] = {}
+        self.twins: dict[str, bpy.types.Object] = {}  # left camera name -> its right twin
         self._camera = None
         self._markers: list[tuple[Any, Any]] = []
 
@@ -200,8 +201,8 @@ class RightCameras:
         self.twins = {}
 
 
-def render_right_view(scene, seq: dict[str, Any], settings: Settings, emit: Emit,
-                      render: Callable[[dict[str, Any], Emit], None]) -> None:
+def render_right_view(scene, seq: SequenceSpec, settings: Settings, emit: Emit,
+                      render: Callable[[SequenceSpec, Emit], None]) -> None:
     """After the left view of ``seq`` (``seq['out_dir']``): render the right view into
     ``out_dir/right`` with ``render(right_seq, emit)`` (the worker's sequence pass) through the
     right cameras, then write ``out_dir/stereo.json``. The right pass's per-frame events are not
@@ -209,7 +210,7 @@ def render_right_view(scene, seq: dict[str, Any], settings: Settings, emit: Emit
     left_out = Path(seq["out_dir"])
     right = {**seq, "out_dir": str(left_out / layout.RIGHT_FOLDER), VIEW_KEY: "right"}
 
-    def quiet(e: dict[str, Any]) -> None:
+    def quiet(e: Event) -> None:
         if e.get("event") not in _QUIET:
             emit(e)
     with RightCameras(scene, settings.stereo_baseline):

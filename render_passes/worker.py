@@ -22,9 +22,9 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any
 
 from ..dataset import camera as cam_model
+from ..dataset.documents.base import JSONObject
 from ..dataset.documents.job import PROBE, JobSpec, as_job
 from ..dataset.verify import WriteError
 from ..settings import Settings, SettingsError
@@ -39,7 +39,7 @@ __all__ = ["BudgetExhausted", "fix_flow_file", "main", "open_scene", "probe", "r
            "saved_version"]
 
 
-def run_job(job: JobSpec | dict[str, Any], emit: Emit) -> int:
+def run_job(job: JobSpec | JSONObject, emit: Emit) -> int:
     """Render every sequence of ``job``; returns 0 when all succeeded, 1 otherwise, 3 when the
     frame budget ran out (the runner restarts the rest in a fresh process)."""
     job = as_job(job)

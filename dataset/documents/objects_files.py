@@ -21,6 +21,7 @@ from .objects import (
     SCHEMA_V1,
     FrameRecord,
     InstanceRow,
+    InstanceRowDict,
     ObjectsDoc,
     read_ids,
     v1_records,
@@ -120,7 +121,7 @@ class SequenceWriter:
         if p.is_file():
             self._note(frame, *read_ids(p))
 
-    def finish(self, rows: dict[int, dict[str, Any]]) -> tuple[ObjectsDoc, dict[str, JSONObject]]:
+    def finish(self, rows: dict[int, InstanceRowDict]) -> tuple[ObjectsDoc, dict[str, JSONObject]]:
         table = [InstanceRow.from_dict(rows[i], f"instance {i}")
                  for i in sorted(self.listed) if i in rows]
         doc = ObjectsDoc(records=self.mode, frames=sorted(self.frames), instances=table)

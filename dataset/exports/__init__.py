@@ -39,13 +39,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from ...text import bar, eta, format_duration
 from .. import loader
 from ..completeness import assess
-from ..documents.base import DocumentError, read_json
-from ..documents.export import SCHEMA, ExportDoc
+from ..documents.base import DocumentError, JSONObject, read_json
+from ..documents.export import SCHEMA, ExportDoc, ExportDocDict
 from ..verify import fsync_folder, write_error
 from .common import (
     FILES_LOG,
@@ -172,8 +172,8 @@ def _jobs(seqs: list[loader.Sequence], root: Path | None) -> list[SeqJob]:
 
 
 def export(format: str, src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False,
-           on_progress: Callable[[dict[str, Any]], None] | None = None,
-           allow_incomplete: bool = False) -> dict[str, Any]:
+           on_progress: Callable[[ExportProgress], None] | None = None,
+           allow_incomplete: bool = False) -> ExportSummary:
     """Export the sequence or datasets folder ``src`` as ``format`` into ``dst``.
 
     ``on_progress`` receives ``{"format", "sequence", "sequences_done", "sequences_total",
@@ -212,8 +212,9 @@ def export(format: str, src: str | os.PathLike, dst: str | os.PathLike, overwrit
     write_json(dst_p / MARKER, doc.to_dict())
     (dst_p / FILES_LOG).unlink(missing_ok=True)
     fsync_folder(dst_p)
-    summary = {k: v for k, v in doc.to_dict().items() if k != "files"}
-    return {**summary, "dst": str(dst_p)}
+    summary: ExportSummary = {**doc.to_dict(), "dst": str(dst_p)}
+    del summary["files"]
+    return summary
 
 
 def _format(format: str) -> Format:
@@ -243,12 +244,30 @@ def _open_source(src_p: Path) -> tuple[loader.Sequence | loader.Dataset, list[Se
     return opened, _jobs(list(opened), opened.path)
 
 
+class ExportProgress(TypedDict):
+    """What ``on_progress`` receives after every frame (``elapsed``: s since the start)."""
+
+    format: str
+    sequence: str
+    sequences_done: int
+    sequences_total: int
+    frames_done: int
+    frames_total: int
+    elapsed: float
+
+
+class ExportSummary(ExportDocDict, total=False):
+    """What :func:`export` returns: the export record without ``files``, and ``dst``."""
+
+    dst: str
+
+
 class _Progress:
     """Counts frames and sequences exported and reports them to ``on_progress`` (if any) with
     the time since the start (s)."""
 
     def __init__(self, format: str, jobs: list[SeqJob],
-                 on_progress: Callable[[dict[str, Any]], None] | None):
+                 on_progress: Callable[[ExportProgress], None] | None):
         self.format, self.jobs, self.on_progress = format, jobs, on_progress
         self.t0 = time.monotonic()
         self.total = sum(len(j.sequence) for j in jobs)
@@ -264,14 +283,14 @@ class _Progress:
 
 
 def _export_sequences(fmt: Format, jobs: list[SeqJob], dst_p: Path, progress: _Progress,
-                      notes: list[str]) -> list[dict[str, Any]]:
+                      notes: list[str]) -> list[JSONObject]:
     """Run the format's ``export_sequence`` on every job (then its ``finish``, if any); returns
     each sequence's summary and appends its notes to ``notes``."""
     import importlib
 
     module = importlib.import_module(f"{__name__}.{fmt.module}")
-    per_seq: list[dict[str, Any]] = []
-    ctx: dict[str, Any] = {}
+    per_seq: list[JSONObject] = []
+    ctx: JSONObject = {}  # the format's own, across its sequences (what its finish writes)
     for job in jobs:
         res = module.export_sequence(job, dst_p, lambda n=1, j=job: progress.tick(j, n), ctx)
         progress.sequences += 1
@@ -283,7 +302,7 @@ def _export_sequences(fmt: Format, jobs: list[SeqJob], dst_p: Path, progress: _P
     return per_seq
 
 
-def format_progress(e: dict[str, Any], width: int = 20) -> str:
+def format_progress(e: ExportProgress, width: int = 20) -> str:
     """``export sintel: [#####-----] 12/40 frames, 1/3 sequences, 0:03 elapsed, ETA 0:07  SEQ``."""
     done, total = e["frames_done"], e["frames_total"]
     el = e["elapsed"]

@@ -26,12 +26,13 @@ instanced object is its own annotation; otherwise the object ids (channel ``V``)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
+from ..documents.base import JSONObject
 from ..layout import RGB_STEM, frame_digits
-from .common import ExportError, SeqJob, need, png_bytes, rgb8, write_bytes, write_json
+from .common import ExportError, SeqJob, SequenceResult, need, png_bytes, rgb8, write_bytes, write_json
 
 
 def _class_of(entry: Any, oid: str) -> str:
@@ -44,7 +45,44 @@ def _name_of(entry: Any, oid: str) -> str:
     return str(entry.get("name", f"object_{oid}")) if isinstance(entry, dict) else str(entry)
 
 
-def instance_rles(seg: np.ndarray, mask_util) -> list[tuple[int, dict[str, Any]]]:
+class Rle(TypedDict):
+    """A compressed COCO RLE as pycocotools makes it: ``size`` (h, w) and ``counts``."""
+
+    size: list[int]
+    counts: bytes
+
+
+class CocoImage(TypedDict):
+    id: int
+    file_name: str
+    width: int
+    height: int
+    video_id: int
+    frame_id: int
+    frame_number: int
+
+
+class CocoSegmentation(TypedDict):
+    size: list[int]
+    counts: str
+
+
+class CocoAnnotation(TypedDict):
+    """One instance in one image (``bbox``: x, y, w, h in pixels; ``area``: pixels)."""
+
+    id: int
+    image_id: int
+    category_id: int
+    segmentation: CocoSegmentation
+    bbox: list[float]
+    area: int
+    iscrowd: int
+    instance_id: int
+    object_id: int
+    object: str
+
+
+def instance_rles(seg: np.ndarray, mask_util) -> list[tuple[int, Rle]]:
     """``[(id, compressed COCO RLE)]`` of every non-zero id of ``seg`` ``(H, W)``, ascending: the
     same RLE as ``mask.encode(seg == id)``, made from each id's runs in column-major order in one
     pass over the pixels (not one full-image mask per instance: 50,000 instances cost the same
@@ -76,7 +114,7 @@ def instance_rles(seg: np.ndarray, mask_util) -> list[tuple[int, dict[str, Any]]
     return out
 
 
-def export_sequence(job: SeqJob, dst: Path, tick, ctx: dict[str, Any]) -> dict[str, Any]:
+def export_sequence(job: SeqJob, dst: Path, tick, ctx: JSONObject) -> SequenceResult:
     from pycocotools import mask as mask_util
 
     seq = job.sequence
@@ -101,8 +139,8 @@ def export_sequence(job: SeqJob, dst: Path, tick, ctx: dict[str, Any]) -> dict[s
     cat_id = {c: i + 1 for i, c in enumerate(classes)}
     categories = [{"id": cat_id[c], "name": c, "supercategory": c} for c in classes]
     video = {"id": 1, "name": job.rel or seq.path.resolve().name}
-    images: list[dict[str, Any]] = []
-    anns: list[dict[str, Any]] = []
+    images: list[CocoImage] = []
+    anns: list[CocoAnnotation] = []
     for i, fr in enumerate(seq):
         seg = read_ids(fr.path("segmentation"))[1].astype(np.int64) if read_ids is not None \
             else fr.segmentation

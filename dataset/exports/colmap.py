@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from ..documents.base import JSONObject
 from ..layout import RGB_STEM, frame_digits, pixel_rays
-from .common import ExportError, SeqJob, need, png_bytes, rgb8, write_bytes
+from .common import ExportError, SeqJob, SequenceResult, need, png_bytes, rgb8, write_bytes
 
 MAX_POINTS = 200_000
 
@@ -67,7 +67,7 @@ def _f(x: float) -> str:
     return repr(float(x))
 
 
-def export_sequence(job: SeqJob, dst: Path, tick, ctx: dict[str, Any]) -> dict[str, Any]:
+def export_sequence(job: SeqJob, dst: Path, tick, ctx: JSONObject) -> SequenceResult:
     seq = job.sequence
     need(seq, "depth", "colmap")
     out = dst / job.rel if job.rel else dst

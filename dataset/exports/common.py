@@ -13,11 +13,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
 from ...errors import DatasetForgeError
+from ..documents.base import JSONObject
 from ..layout import KINDS
 from ..loader import Frame, Sequence
 from ..verify import WriteError, fsync_files, write_error
@@ -31,6 +32,14 @@ class ExportError(DatasetForgeError, ValueError):
 
 class MissingDependency(DatasetForgeError, ImportError):
     """An optional package the chosen format needs is not installed (the message says how)."""
+
+
+class SequenceResult(TypedDict, total=False):
+    """What a format's ``export_sequence`` returns: its ``summary`` of the sequence (counts, the
+    format's own keys; recorded in the export record) and ``notes`` (one line each)."""
+
+    summary: JSONObject
+    notes: list[str]
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,25 @@ out and named in the summary. Values are quantised to 1/64 px.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from .common import SeqJob, forward_flow, need, png_bytes, rgb8, rgb8_is_exact, write_bytes, write_json
+from ..documents.base import JSONObject
+from .common import (
+    SeqJob,
+    SequenceResult,
+    forward_flow,
+    need,
+    png_bytes,
+    rgb8,
+    rgb8_is_exact,
+    write_bytes,
+    write_json,
+)
 from .flowio import KITTI_MAX, kitti_flow_rgb16, png16_bytes
 
 ROOT = Path("KittiFlow") / "training"
 
 
-def export_sequence(job: SeqJob, dst: Path, tick, ctx: dict[str, Any]) -> dict[str, Any]:
+def export_sequence(job: SeqJob, dst: Path, tick, ctx: JSONObject) -> SequenceResult:
     seq = job.sequence
     need(seq, "flow", "kitti-flow")
     root = dst / ROOT
@@ -59,5 +69,5 @@ def export_sequence(job: SeqJob, dst: Path, tick, ctx: dict[str, Any]) -> dict[s
     return {"summary": {"pairs": written, "out_of_range_px": clipped}, "notes": notes}
 
 
-def finish(jobs: list[SeqJob], dst: Path, ctx: dict[str, Any]) -> None:
+def finish(jobs: list[SeqJob], dst: Path, ctx: JSONObject) -> None:
     write_json(dst / ROOT / "pairs.json", ctx.get("pairs", []))

@@ -17,17 +17,27 @@ references) drop it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from .common import SeqJob, forward_flow, need, png_bytes, rgb8, rgb8_is_exact, write_bytes, write_json
+from ..documents.base import JSONObject
+from .common import (
+    SeqJob,
+    SequenceResult,
+    forward_flow,
+    need,
+    png_bytes,
+    rgb8,
+    rgb8_is_exact,
+    write_bytes,
+    write_json,
+)
 from .flowio import dpt_bytes, flo_bytes
 
 ROOT = Path("Sintel") / "training"
 
 
-def export_sequence(job: SeqJob, dst: Path, tick, ctx: dict[str, Any]) -> dict[str, Any]:
+def export_sequence(job: SeqJob, dst: Path, tick, ctx: JSONObject) -> SequenceResult:
     seq = job.sequence
     need(seq, "flow", "sintel")
     root = dst / ROOT
@@ -60,7 +70,7 @@ def export_sequence(job: SeqJob, dst: Path, tick, ctx: dict[str, Any]) -> dict[s
             "notes": notes}
 
 
-def finish(jobs: list[SeqJob], dst: Path, ctx: dict[str, Any]) -> None:
+def finish(jobs: list[SeqJob], dst: Path, ctx: JSONObject) -> None:
     write_json(dst / ROOT / "frames.json", {
         j.name: {"sequence": j.rel or j.sequence.path.resolve().name,
                  "frame_numbers": list(j.sequence.frame_numbers)} for j in jobs})

@@ -31,11 +31,20 @@ from __future__ import annotations
 import struct
 import zlib
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from .common import ExportError, SeqJob, png_bytes, rgb8, rgb8_is_exact, write_bytes, write_json
+from ..documents.base import JSONObject
+from .common import (
+    ExportError,
+    SeqJob,
+    SequenceResult,
+    png_bytes,
+    rgb8,
+    rgb8_is_exact,
+    write_bytes,
+    write_json,
+)
 
 ROOT = Path("KittiStereo") / "training"
 SCALE = 256.0           # KITTI: disparity = uint16 / 256
@@ -67,7 +76,7 @@ def png_grey16_bytes(image: np.ndarray) -> bytes:
             + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b""))
 
 
-def export_sequence(job: SeqJob, dst: Path, tick, ctx: dict[str, Any]) -> dict[str, Any]:
+def export_sequence(job: SeqJob, dst: Path, tick, ctx: JSONObject) -> SequenceResult:
     seq = job.sequence
     doc, right = _pair(seq)
     root = dst / ROOT
@@ -95,7 +104,7 @@ def export_sequence(job: SeqJob, dst: Path, tick, ctx: dict[str, Any]) -> dict[s
     return {"summary": {"frames": len(seq), "out_of_range_px": clipped}, "notes": notes}
 
 
-def finish(jobs: list[SeqJob], dst: Path, ctx: dict[str, Any]) -> None:
+def finish(jobs: list[SeqJob], dst: Path, ctx: JSONObject) -> None:
     write_json(dst / ROOT / "frames.json", ctx.get("frames", []))
 
 
@@ -122,7 +131,7 @@ def _pair(seq):
     return doc, right
 
 
-def export_sceneflow_sequence(job: SeqJob, dst: Path, tick, ctx: dict[str, Any]) -> dict[str, Any]:
+def export_sceneflow_sequence(job: SeqJob, dst: Path, tick, ctx: JSONObject) -> SequenceResult:
     seq = job.sequence
     doc, right = _pair(seq)
     root = dst / SCENEFLOW
@@ -143,5 +152,5 @@ def export_sceneflow_sequence(job: SeqJob, dst: Path, tick, ctx: dict[str, Any])
     return {"summary": {"frames": len(seq)}, "notes": notes}
 
 
-def finish_sceneflow(jobs: list[SeqJob], dst: Path, ctx: dict[str, Any]) -> None:
+def finish_sceneflow(jobs: list[SeqJob], dst: Path, ctx: JSONObject) -> None:
     write_json(dst / SCENEFLOW / "frames.json", ctx.get("frames", []))

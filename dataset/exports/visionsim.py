@@ -14,16 +14,16 @@ Per-frame intrinsics are repeated on a frame only where they differ from the fir
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from .common import SeqJob, npy_memmap, remove_if_exists, rgb8, rgb8_is_exact, write_json
+from ..documents.base import JSONObject
+from .common import SeqJob, SequenceResult, npy_memmap, remove_if_exists, rgb8, rgb8_is_exact, write_json
 
 FRAMES, DEPTHS = "frames.npy", "depths.npy"
 
 
-def export_sequence(job: SeqJob, dst: Path, tick, ctx: dict[str, Any]) -> dict[str, Any]:
+def export_sequence(job: SeqJob, dst: Path, tick, ctx: JSONObject) -> SequenceResult:
     seq = job.sequence
     out = dst / job.rel if job.rel else dst
     out.mkdir(parents=True, exist_ok=True)
@@ -38,7 +38,7 @@ def export_sequence(job: SeqJob, dst: Path, tick, ctx: dict[str, Any]) -> dict[s
         frames[i] = rgb8(fr)
         if depths is not None:
             depths[i] = fr.planar_depth
-        m: dict[str, Any] = {"transform_matrix": fr.pose.tolist()}
+        m: JSONObject = {"transform_matrix": fr.pose.tolist()}
         K = fr.K
         if not np.array_equal(K, K0):
             m.update(fl_x=float(K[0, 0]), fl_y=float(K[1, 1]), cx=float(K[0, 2]), cy=float(K[1, 2]))
@@ -50,7 +50,7 @@ def export_sequence(job: SeqJob, dst: Path, tick, ctx: dict[str, Any]) -> dict[s
     if depths is not None:
         depths.flush()
         del depths
-    doc: dict[str, Any] = {"fl_x": float(K0[0, 0]), "fl_y": float(K0[1, 1]), "cx": float(K0[0, 2]),
+    doc: JSONObject = {"fl_x": float(K0[0, 0]), "fl_y": float(K0[1, 1]), "cx": float(K0[0, 2]),
                            "cy": float(K0[1, 2]), "w": w, "h": h, "c": 3, "file_path": FRAMES,
                            "frames": metas}
     if has_depth:
