@@ -112,12 +112,10 @@ def add_settings_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
                                *[f"{TUTORIAL_PREFIX}no-{n[len(TUTORIAL_PREFIX):]}" for n in tutorial],
                                dest=f.name, action=_Bool, default=None, help=_help(f))
         else:
-            kw: dict[str, Any] = {"type": t}
-            if f.metadata.get("choices"):
-                kw["metavar"] = "{" + ",".join(map(str, f.metadata["choices"])) + "}"
-            else:
-                kw["metavar"] = f.name.upper()
-            group.add_argument(*names, *tutorial, dest=f.name, default=None, help=_help(f), **kw)
+            choices = f.metadata.get("choices")
+            metavar = "{" + ",".join(map(str, choices)) + "}" if choices else f.name.upper()
+            group.add_argument(*names, *tutorial, dest=f.name, default=None, help=_help(f), type=t,
+                               metavar=metavar)
 
 
 def _options(ns: argparse.Namespace, skip: tuple[str, ...] = ()) -> SettingsDict:

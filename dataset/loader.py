@@ -41,7 +41,6 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -85,7 +84,7 @@ class Sequence(SequenceObjects, SchemaInference):
         self.frame_numbers = [self._frame_number(i, f) for i, f in enumerate(frames)]
         self.conventions: JSONObject = dict(self.meta.get(Key.CONVENTIONS) or {})
         self._files: dict[str, list[Path | None]] = {}
-        self.channels: dict[str, Any] = {}
+        self.channels: dict[str, str | list[str] | dict[str, str]] = {}  # kind -> EXR channel(s)
         # every path transforms.json names is checked before anything is read
         self._root = self.path.resolve()
         self._rgb: list[Path | None] = [

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from ..settings import FIELDS
 from . import layout
-from .documents.base import JSONObject
 
 
 def _pattern(kind: str) -> str:
@@ -46,7 +45,7 @@ class Modality:
     preview: tuple[str, str, str]
     checks: tuple[str, ...]
     exports: tuple[str, ...]
-    convention: Callable[..., JSONObject]
+    convention: Callable[..., Convention]
 
     @property
     def kind(self) -> layout.Kind:
@@ -64,8 +63,61 @@ class Modality:
         return self.kind.flag
 
 
+class DepthConvention(TypedDict):
+    file: str
+    channel: str
+    type: str  # planar | euclidean
+    definition: str
+    units: str
+    unit_scale_m: float
+    invalid_value: float
+    valid_if: str
+    dtype: str
+
+
+class NormalConvention(TypedDict):
+    file: str
+    channels: Sequence[str]
+    frame: str  # camera | world
+    axes: str
+    unit_length: bool
+    background: list[float]
+    valid_if: str
+    dtype: str
+
+
+class FlowConvention(TypedDict):
+    file: str
+    channels: dict[str, str]  # FLOW_KEYS -> EXR channel
+    units: str
+    axes: str
+    forward: str
+    backward: str
+    static_value: float
+    dtype: str
+    intrinsics: str
+    valid_if: str
+
+
+class SegmentationConvention(TypedDict):
+    file: str
+    channel: str
+    ids_file: str
+    background: int
+    dtype: str
+    instance_channel: str
+    instance_dtype: str
+    instance_ids: str
+    source: str
+    objects_file: str
+
+
+Convention = DepthConvention | NormalConvention | FlowConvention | SegmentationConvention
+"""A modality's entry of ``transforms.json`` ``conventions`` (what its files hold, in words)."""
+
+
 def _depth(*, depth_type: str, unit_scale_m: float, ch: Mapping[str, Sequence[str]],
-           **_: Any) -> JSONObject:
+           **_: Any) -> DepthConvention:
     return {"file": _pattern("depth"), "channel": ch["FLOAT"][0], "type": depth_type,
             "definition": ("distance along the camera's viewing axis (-z)" if depth_type == "planar"
                            else "euclidean length of the ray from the camera centre"),
@@ -73,7 +125,7 @@ def _depth(*, depth_type: str, unit_scale_m: float, ch: Mapping[str, Sequence[st
             "invalid_value": 0.0, "valid_if": "depth > 0", "dtype": "float32"}
 
 
-def _normal(*, normal_frame: str, ch: Mapping[str, Sequence[str]], **_: Any) -> JSONObject:
+def _normal(*, normal_frame: str, ch: Mapping[str, Sequence[str]], **_: Any) -> NormalConvention:
     cam = normal_frame == "camera"
     return {"file": _pattern("normal"), "channels": ch["VECTOR"], "frame": normal_frame,
             "axes": ("x right, y up, z towards the viewer (Blender camera axes; the camera "
@@ -82,7 +134,7 @@ def _normal(*, normal_frame: str, ch: Mapping[str, Sequence[str]], **_: Any) -> 
             "dtype": "float32"}
 
 
-def _flow(*, ch: Mapping[str, Sequence[str]], **_: Any) -> JSONObject:
+def _flow(*, ch: Mapping[str, Sequence[str]], **_: Any) -> FlowConvention:
     return {
         "file": _pattern("flow"), "channels": dict(zip(layout.FLOW_KEYS, ch["RGBA"])),
         "units": "pixels", "axes": "u right, v down",
@@ -99,7 +151,7 @@ def _flow(*, ch: Mapping[str, Sequence[str]], **_: Any) -> JSONObject:
                      "without a velocity attribute (Cycles has no motion for it)")}
 
 
-def _segmentation(**_: Any) -> JSONObject:
+def _segmentation(**_: Any) -> SegmentationConvention:
     return {"file": _pattern("segmentation"),
             "channel": layout.SEGMENTATION_OBJECT_CHANNEL, "ids_file": layout.IDS_FILE,
             "background": 0, "dtype": "float32 holding exact integers",

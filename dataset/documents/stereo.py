@@ -33,7 +33,22 @@ from .base import (
 
 SCHEMA = "dataset_forge.stereo/1"
 
-DISPARITY_CONVENTION = {
+class DisparityConvention(TypedDict):
+    """``stereo.json`` ``disparity`` (and the ``disparity`` entry of the views' conventions)."""
+
+    file: str
+    channel: str
+    units: str
+    definition: str
+    left: str
+    right: str
+    invalid_value: float
+    valid_if: str
+    occlusion: str
+    dtype: str
+
+
+DISPARITY_CONVENTION: DisparityConvention = {
     "file": layout.pattern(layout.disparity_file(0)),
     "channel": layout.DISPARITY_CHANNEL,
     "units": "pixels",

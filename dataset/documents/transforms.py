@@ -93,7 +93,16 @@ GENERIC = ("w", "h", "c", "frame", "time", "frames", "scene", "camera", "cameras
            "camera_model", "depth_file_path",  # keys of the visionsim export's transforms.json too
            "sequence_id")  # a key of validate's report too
 
-BASE_CONVENTIONS: JSONObject = {
+class BaseConventions(TypedDict):
+    """The conventions every sequence records, in words."""
+
+    pixel_coordinates: str
+    intrinsics: str
+    transform_matrix: str
+    frame_numbers: str
+
+
+BASE_CONVENTIONS: BaseConventions = {
     "pixel_coordinates": "u right, v down, origin at the top-left corner of the image; the centre "
                          "of pixel (column i, row j) is (i + 0.5, j + 0.5)",
     "intrinsics": "K maps OpenCV camera coordinates (x right, y down, z forward) to pixels",
