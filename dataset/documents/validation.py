@@ -12,7 +12,7 @@ message says where; nothing was judged). A check is ``{"ok": True | False | None
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from . import manifest as manifest_doc
 from .base import (
@@ -65,6 +65,41 @@ class CheckResult:
         return {"ok": self.ok, "message": self.message, **self.values}
 
 
+class SequenceVerdictDict(TypedDict, total=False):
+    """A sequence's verdict as written (the last five only when known)."""
+
+    path: str
+    ok: bool
+    checks: dict[str, JSONObject]  # CheckResult: ok, message and its own values
+    failed: list[str]
+    not_checked: dict[str, str]
+    journal_sha256: str | None
+    error: str
+    sequence_id: str
+    frames: int
+    kinds: list[str]
+    seconds: float
+
+
+class ValidationReportDict(TypedDict, total=False):
+    """``validation.json`` as written (``manifest_not_updated``, ``notes``, ``incomplete`` only
+    when there are some)."""
+
+    schema: str
+    ok: bool
+    path: str
+    checked: str
+    seconds: float
+    thresholds: dict[str, float]
+    sequences: list[SequenceVerdictDict]
+    failed: list[str]
+    could_not_check: list[str]
+    exit_code: int
+    manifest_not_updated: str
+    notes: list[str]
+    incomplete: list[str]
+
+
 @dataclass
 class SequenceVerdict:
     """One sequence: ``path`` relative to the validated folder ("." for the folder itself)."""
@@ -99,11 +134,12 @@ class SequenceVerdict:
                    seconds=get(d, "seconds", optional(as_float), where, None),
                    journal_sha256=get(d, "journal_sha256", optional(as_str), where, None))
 
-    def to_dict(self) -> JSONObject:
-        out: JSONObject = {"path": self.path, "ok": self.ok,
-                               "checks": {k: c.to_dict() for k, c in self.checks.items()},
-                               "failed": list(self.failed), "not_checked": dict(self.not_checked),
-                               "journal_sha256": self.journal_sha256}
+    def to_dict(self) -> SequenceVerdictDict:
+        out: SequenceVerdictDict = {
+            "path": self.path, "ok": self.ok,
+            "checks": {k: c.to_dict() for k, c in self.checks.items()},
+            "failed": list(self.failed), "not_checked": dict(self.not_checked),
+            "journal_sha256": self.journal_sha256}
         for k in ("error", "sequence_id", "frames", "kinds", "seconds"):
             if getattr(self, k) is not None:
                 out[k] = getattr(self, k)
@@ -162,11 +198,12 @@ class ValidationReport:
                    notes=get(d, "notes", list_of(as_str), where, []),
                    incomplete=get(d, "incomplete", list_of(as_str), where, []))
 
-    def to_dict(self) -> JSONObject:
-        out = {"schema": SCHEMA, "ok": self.ok, "path": self.path, "checked": self.checked,
-               "seconds": self.seconds, "thresholds": dict(self.thresholds),
-               "sequences": [s.to_dict() for s in self.sequences], "failed": self.failed,
-               "could_not_check": self.could_not_check, "exit_code": self.exit_code}
+    def to_dict(self) -> ValidationReportDict:
+        out: ValidationReportDict = {
+            "schema": SCHEMA, "ok": self.ok, "path": self.path, "checked": self.checked,
+            "seconds": self.seconds, "thresholds": dict(self.thresholds),
+            "sequences": [s.to_dict() for s in self.sequences], "failed": self.failed,
+            "could_not_check": self.could_not_check, "exit_code": self.exit_code}
         if self.manifest_not_updated:
             out["manifest_not_updated"] = self.manifest_not_updated
         if self.notes:
