@@ -181,7 +181,7 @@ class ObjectTracker(FrameListener):
             if not has_nodes(orig):  # only geometry nodes make instances of a plain object
                 b = ()
             else:
-                b = bulk_instances(ob) if compat.GEOMETRY_SET else None
+                b = bulk_instances(ob, dg=dg) if compat.GEOMETRY_SET else None
                 if other_components(ob):
                     iterate = True  # its points, volume ... are only the depsgraph's instances
             if b is None:

@@ -82,7 +82,7 @@ def _counts(dg) -> _Counts:
         if orig.instance_type != "NONE" or len(getattr(orig, "particle_systems", ())):
             iterate = True
             continue
-        b = bulk_instances(ob, transforms=False) if has_nodes(orig) else ()
+        b = bulk_instances(ob, transforms=False, dg=dg) if has_nodes(orig) else ()
         if b is None:
             iterate = True
         elif b != ():
