@@ -246,8 +246,11 @@ def bulk_instances(ob_eval, transforms: bool = True, dg=None) -> Bulk | None | t
     return Bulk(mw @ t, ref, pid, refs)
 
 
-# instancer name -> (its instances' ``id`` attribute (n,) int32, their persistent ids (n,) int64)
-_UNIQUE: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+# instancer name -> (its instances' ``id`` attribute (n,) int32, their persistent ids (n,) int64,
+# None where the walk disagreed with the array); the latest _UNIQUE_KEPT instancers (a worker
+# renders scene after scene)
+_UNIQUE: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+_UNIQUE_KEPT = 16
 
 
 def unique_ids(ob_eval, ids: np.ndarray, dg) -> np.ndarray | None:
@@ -263,12 +266,14 @@ def unique_ids(ob_eval, ids: np.ndarray, dg) -> np.ndarray | None:
     if known is not None and np.array_equal(known[0], ids):
         return known[1]
     walked = _walked_ids(ob_eval, dg, len(ids))
-    if walked is None:
-        return None
-    _, first = np.unique(ids, return_index=True)
-    if not np.array_equal(walked[first], ids[first]) or len(np.unique(walked)) != len(walked):
-        return None
+    if walked is not None:
+        _, first = np.unique(ids, return_index=True)
+        if not np.array_equal(walked[first], ids[first]) or len(np.unique(walked)) != len(walked):
+            walked = None
+    _UNIQUE.pop(name, None)
     _UNIQUE[name] = (ids.copy(), walked)
+    while len(_UNIQUE) > _UNIQUE_KEPT:
+        _UNIQUE.pop(next(iter(_UNIQUE)))
     return walked
 
 
