@@ -52,6 +52,21 @@ def _vertex_count(ob) -> tuple[int, bool] | None:
             ob.to_mesh_clear()
 
 
+def drawn_object(inst):
+    """The evaluated object whose data an ``object_instances`` entry draws. An instance of a
+    real object (collection, particle, vertex/face and "As Instance" instances) draws that
+    object's data, read from ``instance_object``: the entry's own ``object`` is a temporary
+    whose Python object Blender never frees (120 bytes per entry per walk on 5.0 and 4.5, about
+    half on 4.2: 23 MiB per walk of 200,000 instances). Geometry-nodes geometry and the
+    components of an object's geometry (``instance_object`` is then the instancer itself) are
+    only the temporary's."""
+    if inst.is_instance:
+        src = inst.instance_object
+        if src is not None and src != inst.parent:
+            return src
+    return inst.object
+
+
 def _mesh_count(me) -> tuple[int, bool]:
     vel = me.attributes.get("velocity")
     return len(me.vertices), (vel is not None and vel.domain == "POINT"
@@ -102,7 +117,7 @@ def _counts(dg) -> _Counts:
             continue
         if inst.is_instance and inst.parent is not None and inst.parent.original.name_full in bulk:
             continue
-        ob = inst.object
+        ob = drawn_object(inst)
         if not inst.is_instance and ob.original.hide_render:
             continue  # drawn in the viewport only
         data = (ob.original.as_pointer(), ob.data.as_pointer() if ob.data is not None else 0)
