@@ -296,6 +296,23 @@ def _walked_ids(ob_eval, dg, n: int) -> np.ndarray | None:
     return out if k == n else None
 
 
+def drawn_object(inst):
+    """The evaluated object whose data an ``object_instances`` entry draws. An instance of a
+    real mesh object without geometry nodes (collection, particle, vertex/face and "As
+    Instance" instances; one entry per instance) draws that object's mesh, read from
+    ``instance_object``: the entry's own ``object`` is a temporary whose Python object Blender
+    never frees (120 bytes per entry per walk on 5.0 and 4.5, about half on 4.2: 23 MiB per walk
+    of 200,000 instances). Geometry-nodes geometry, and the components of an instanced object's
+    geometry (a curve's mesh, a mesh's points: other entries with the same
+    ``instance_object``), are only the temporary's."""
+    if inst.is_instance:
+        src = inst.instance_object
+        if src is not None and src.type == "MESH" and src != inst.parent \
+                and not any(m.type == "NODES" for m in src.modifiers):
+            return src
+    return inst.object
+
+
 def has_nodes(orig) -> bool:
     """Whether an object has a geometry-nodes modifier (the only way a mesh, curve or point
     cloud object without particles or instancing makes instances)."""

@@ -38,6 +38,7 @@ from .geometry import (
     Bulk,
     Geometry,
     bulk_instances,
+    drawn_object,
     geometry_of,
     has_nodes,
     mesh_geometry,
@@ -275,7 +276,7 @@ class ObjectTracker(FrameListener):
         things: dict[tuple, list] = {}  # (name, chain, pid) -> [pass value, matrix, part keys]
         parts: dict[tuple, tuple[Geometry | None, bool]] = {}
         for inst in dg.object_instances:
-            ob = inst.object
+            ob = drawn_object(inst)
             orig = ob.original
             name = orig.name_full
             if name not in self.ids:

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import compat
 from .frame_listener import FrameListener
-from .geometry import bulk_instances, has_nodes
+from .geometry import bulk_instances, drawn_object, has_nodes
 
 # -- Meshes whose vertex count changes: Cycles has no motion for them ---------------------------
 # Cycles' Vector pass matches a mesh's vertices across the motion steps (frames t-1, t, t+1) by
@@ -50,21 +50,6 @@ def _vertex_count(ob) -> tuple[int, bool] | None:
     finally:
         if tmp:
             ob.to_mesh_clear()
-
-
-def drawn_object(inst):
-    """The evaluated object whose data an ``object_instances`` entry draws. An instance of a
-    real object (collection, particle, vertex/face and "As Instance" instances) draws that
-    object's data, read from ``instance_object``: the entry's own ``object`` is a temporary
-    whose Python object Blender never frees (120 bytes per entry per walk on 5.0 and 4.5, about
-    half on 4.2: 23 MiB per walk of 200,000 instances). Geometry-nodes geometry and the
-    components of an object's geometry (``instance_object`` is then the instancer itself) are
-    only the temporary's."""
-    if inst.is_instance:
-        src = inst.instance_object
-        if src is not None and src != inst.parent:
-            return src
-    return inst.object
 
 
 def _mesh_count(me) -> tuple[int, bool]:

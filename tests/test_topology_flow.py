@@ -268,7 +268,7 @@ import gc, json, sys, tracemalloc
 sys.path.insert(0, ARGS["tests"])
 import bpy
 import instance_scenes as I
-from dataset_forge.render_passes import compat, topology
+from dataset_forge.render_passes import compat, geometry, topology
 out = {}
 path = I.build("gt_instances", ARGS["dir"] + "/gt_instances.blend")
 bpy.ops.wm.open_mainfile(filepath=str(path))
@@ -276,7 +276,7 @@ bpy.context.scene.frame_set(2)
 dg = bpy.context.evaluated_depsgraph_get()
 entries = []
 for inst in dg.object_instances:
-    a, b = topology.drawn_object(inst), inst.object
+    a, b = geometry.drawn_object(inst), inst.object
     entries.append([b.original.name_full, a.original.name_full, b.type, a.type,
                     b.data.as_pointer() if b.data is not None else 0,
                     a.data.as_pointer() if a.data is not None else 0,
@@ -299,8 +299,9 @@ print("DRAWN" + json.dumps(out))
 
 @pytest.mark.parametrize("label,python", PYTHONS)
 def test_walked_instances_are_counted_without_growing_memory(tmp_path, label, python):
-    """The topology watch reads a walked instance of a real object (collection, particle,
-    nested and "As Instance" instances of gt_instances) from ``instance_object``: the same
+    """The topology watch (and the tracker) read a walked instance of a real mesh object
+    (collection, particle, nested and "As Instance" instances of gt_instances) from
+    ``instance_object`` (:func:`geometry.drawn_object`): the same
     object, type and evaluated data as the entry's temporary ``object``, which Blender never
     frees once asked for. Walking 2,000 collection instances five times then keeps Python's
     memory flat (asking ``object`` grew it by 56-120 bytes per instance per walk)."""
@@ -314,6 +315,7 @@ def test_walked_instances_are_counted_without_growing_memory(tmp_path, label, py
         assert (name, kind, data) == (name2, kind2, data2)
     swapped = {e[0] for e in entries if e[6]}
     assert {"Rock", "Pebble", "Bolt"} <= swapped  # collection, particle, "As Instance"
+    assert "Turntable" not in swapped  # geometry-nodes geometry: only the temporary has it
     many = res["many"]
     assert many["counted"] == 1 + 4 + 1  # ground, tiles, crate (its 2,000 copies: one key)
     growth = max(many["traced"][1:]) - many["traced"][1]
