@@ -427,3 +427,53 @@ def test_scale_bench_measures_what_it_reports(tmp_path):
         assert o["npz_bytes_per_frame"] > 0 and o["disk_bytes_per_frame"] > o["npz_bytes_per_frame"]
     assert rows[1]["objects"]["visible"] > rows[0]["objects"]["visible"]
     assert len(bench.table(rows).splitlines()) == 2 + len(rows)
+
+
+WALKED = r"""
+import json, sys
+sys.path.insert(0, ARGS["tests"])
+import bpy
+import instance_scenes as I
+path = I.build_scatter_repeats(ARGS["dir"] + "/repeats.blend", 300, {1: 97, 3: 40})
+bpy.ops.wm.open_mainfile(filepath=str(path))
+out = {}
+for f in (1, 2, 3):
+    bpy.context.scene.frame_set(f)
+    dg = bpy.context.evaluated_depsgraph_get()
+    out[f] = [[inst.persistent_id[1], [list(r) for r in inst.matrix_world]]
+              for inst in dg.object_instances
+              if inst.is_instance and inst.parent.original.name_full == "Ground"]
+print("WALKED" + json.dumps(out))
+"""
+
+
+@pytest.mark.render
+def test_rendered_records_of_repeated_ids_are_the_walked_instances(tmp_path):
+    """Rendered with flows and object records of every instance, the scatter whose ``id``
+    repeats (mod 97, then mod 40 from frame 3) records at each frame exactly the instances
+    ``object_instances`` lists: the id of ``["Ground", ["Ground"], [0, persistent id]]`` of
+    every walked entry, at its matrix, and the ground."""
+    import dataset_forge
+    from conftest import run_bpy
+    from dataset_forge.dataset.documents.objects_files import ObjectsSource
+
+    args = {"tests": str(REPO / "tests"), "dir": str(tmp_path)}
+    out = run_bpy(WALKED.replace("ARGS", repr(args)), timeout=600)
+    walked = json.loads(out.split("WALKED", 1)[1].strip().splitlines()[0])
+    seq = tmp_path / "seq"
+    s = dataset_forge.render_animation(
+        tmp_path / "repeats.blend", seq, frame_start=1, frame_end=3, width=64, height=48,
+        max_samples=1, adaptive_threshold=0.0, use_denoising=False, timeout=240.0, retries=0,
+        debug=False, depths=True, flows=True, segmentations=True, object_records="all")
+    assert s["ok"], json.dumps(s["scenes"], indent=1)[:3000]
+    src = ObjectsSource(seq, seq / "objects.json")
+    ground = od.instance_id(od.instance_key("Ground", [], []))
+    for f in (1, 2, 3):
+        rec = src.record(f)
+        want = {od.instance_id(od.instance_key("Ground", ["Ground"], [0, p])): m
+                for p, m in walked[str(f)]}
+        assert len(want) == len(walked[str(f)]) >= 250
+        assert sorted(rec.instance_id.tolist()) == sorted([*want, ground])
+        for j, i in enumerate(rec.instance_id.tolist()):
+            if i != ground:
+                assert np.abs(rec.object_to_world[j] - np.array(want[i])).max() < 1e-5
