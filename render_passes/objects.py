@@ -38,6 +38,7 @@ from .geometry import (
     Bulk,
     Geometry,
     bulk_instances,
+    drawn_object,
     geometry_of,
     has_nodes,
     mesh_geometry,
@@ -45,6 +46,7 @@ from .geometry import (
     structural_deformer,
     union_geometry,
 )
+from .instance_infos import InstanceInfos
 from .instance_rows import Group, Stack, stack, surface_distance
 
 
@@ -75,7 +77,7 @@ class ObjectTracker(FrameListener):
         self.ids, self.classes, self.rendered = ids, classes, rendered
         self.compression = compression
         self.records = records
-        self.infos: dict[int, dict[str, Any]] = {}
+        self.infos = InstanceInfos(self._row)
         self.frames: dict[int, dict[str, Any]] = {}
         self._poses: dict[int, np.ndarray] = {}
         self._current: dict[int, Any] = {}  # frame -> (groups, camera name, pose, K, near)
@@ -181,7 +183,7 @@ class ObjectTracker(FrameListener):
             if not has_nodes(orig):  # only geometry nodes make instances of a plain object
                 b = ()
             else:
-                b = bulk_instances(ob) if compat.GEOMETRY_SET else None
+                b = bulk_instances(ob, dg=dg) if compat.GEOMETRY_SET else None
                 if other_components(ob):
                     iterate = True  # its points, volume ... are only the depsgraph's instances
             if b is None:
@@ -218,14 +220,13 @@ class ObjectTracker(FrameListener):
         iid = self._iids.get(key)
         if iid is None:
             iid = self._iids[key] = od.instance_id(od.instance_key(name, chain, pid))
-            self._info(iid, name, chain, pid)
+            self.infos.add(iid, name, chain, pid)
         return iid
 
-    def _info(self, iid: int, name: str, chain: list[str], pid: list[int]) -> None:
-        if iid not in self.infos:
-            orig = self._objects.get(name)
-            self.infos[iid] = {
-                "instance_id": iid, "object_id": self.ids[name], "object": name,
+    def _row(self, iid: int, name: str, chain, pid: list[int]) -> dict[str, Any]:
+        """The instance table's row of an instance (:class:`.instance_infos.InstanceInfos`)."""
+        orig = self._objects.get(name)
+        return {"instance_id": iid, "object_id": self.ids[name], "object": name,
                 "instancer_chain": list(chain), "persistent_id": list(pid),
                 "category": self.classes.get(name, ""),
                 "deforming": bool(orig is not None and self._is_structural(orig))}
@@ -258,8 +259,7 @@ class ObjectTracker(FrameListener):
             # od.instance_key(name, chain, [0, p]) without a JSON encoding per instance
             head = od.instance_key(name, chain, [0])[:-2] + ","
             nid = np.array([od.instance_id(f"{head}{p}]]") for p in new.tolist()], np.uint32)
-            for p, i in zip(new.tolist(), nid.tolist()):
-                self._info(i, name, chain, [0, p])
+            self.infos.add_bulk(name, chain, nid, new)
             known = np.concatenate([known, new])
             iids = np.concatenate([iids, nid])
             o = np.argsort(known, kind="stable")
@@ -276,7 +276,7 @@ class ObjectTracker(FrameListener):
         things: dict[tuple, list] = {}  # (name, chain, pid) -> [pass value, matrix, part keys]
         parts: dict[tuple, tuple[Geometry | None, bool]] = {}
         for inst in dg.object_instances:
-            ob = inst.object
+            ob = drawn_object(inst)
             orig = ob.original
             name = orig.name_full
             if name not in self.ids:

@@ -13,7 +13,7 @@ import numpy as np
 from ..dataset.documents.transforms import FrameEntry
 from . import compat
 from .frame_listener import FrameListener
-from .geometry import bulk_instances, has_nodes
+from .geometry import bulk_instances, drawn_object, has_nodes
 
 # -- Meshes whose vertex count changes: Cycles has no motion for them ---------------------------
 # Cycles' Vector pass matches a mesh's vertices across the motion steps (frames t-1, t, t+1) by
@@ -83,7 +83,7 @@ def _counts(dg) -> _Counts:
         if orig.instance_type != "NONE" or len(getattr(orig, "particle_systems", ())):
             iterate = True
             continue
-        b = bulk_instances(ob, transforms=False) if has_nodes(orig) else ()
+        b = bulk_instances(ob, transforms=False, dg=dg) if has_nodes(orig) else ()
         if b is None:
             iterate = True
         elif b != ():
@@ -103,7 +103,7 @@ def _counts(dg) -> _Counts:
             continue
         if inst.is_instance and inst.parent is not None and inst.parent.original.name_full in bulk:
             continue
-        ob = inst.object
+        ob = drawn_object(inst)
         if not inst.is_instance and ob.original.hide_render:
             continue  # drawn in the viewport only
         data = (ob.original.as_pointer(), ob.data.as_pointer() if ob.data is not None else 0)

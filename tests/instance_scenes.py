@@ -356,6 +356,45 @@ def build_scatter(path: str | Path, count: int, frames: int = 6, res=(160, 120),
     return path
 
 
+def build_scatter_repeats(path: str | Path, count: int, periods: dict[int, int],
+                          frames: int = 3, res=(64, 48), samples: int = 1) -> Path:
+    """:func:`build_scatter` whose cones' ``id`` attribute repeats: a Store Named Attribute node
+    sets each point's ``id`` to its index modulo the period, keyed per frame by ``periods``
+    (frame -> period, constant interpolation): instance ``i`` repeats the id of ``i - period``
+    (Blender draws new persistent ids for all but the first of each value)."""
+    import bpy
+
+    path = build_scatter(path, count, frames, res, samples)
+    bpy.ops.wm.open_mainfile(filepath=str(path))
+    tree = bpy.data.node_groups["ScatterCones"]
+    n = tree.nodes
+    dist = next(x for x in n if x.bl_idname == "GeometryNodeDistributePointsOnFaces")
+    inst = next(x for x in n if x.bl_idname == "GeometryNodeInstanceOnPoints")
+    store = n.new("GeometryNodeStoreNamedAttribute")
+    store.data_type, store.domain = "INT", "POINT"
+    store.inputs["Name"].default_value = "id"
+    mod = n.new("ShaderNodeMath")
+    mod.operation = "MODULO"
+    tree.links.new(n.new("GeometryNodeInputIndex").outputs[0], mod.inputs[0])
+    tree.links.new(mod.outputs[0], store.inputs["Value"])
+    tree.links.new(dist.outputs["Points"], store.inputs["Geometry"])
+    tree.links.new(store.outputs[0], inst.inputs["Points"])
+    for f, period in periods.items():
+        mod.inputs[1].default_value = float(period)
+        mod.inputs[1].keyframe_insert("default_value", frame=f)
+    act = tree.animation_data.action
+    try:
+        fcs = list(act.fcurves)
+    except AttributeError:  # layered actions (5.0)
+        fcs = [fc for layer in act.layers for strip in layer.strips
+               for bag in strip.channelbags for fc in bag.fcurves]
+    for fc in fcs:
+        for kp in fc.keyframe_points:
+            kp.interpolation = "CONSTANT"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path), compress=False)
+    return path
+
+
 def build_many(path: str | Path, meshes: int = 400, instances: int = 200, frames: int = 24,
                res=(256, 192), samples: int = 8) -> Path:
     """The many-object scene (bench/scale.py): ``meshes`` separate mesh objects (subdivided

@@ -302,6 +302,82 @@ def test_bulk_instances_equal_the_depsgraph_instances(tmp_path, label, python):
     assert sys.version_info >= (3, 10)
 
 
+REPEATS = r"""
+import json, sys
+sys.path.insert(0, ARGS["tests"])
+import bpy, numpy as np
+import instance_scenes as I
+from dataset_forge.render_passes import objects as ro, compat, geometry, topology
+path = I.build_scatter_repeats(ARGS["dir"] + "/repeats.blend", 300, {1: 97, 3: 40})
+bpy.ops.wm.open_mainfile(filepath=str(path))
+sc = bpy.context.scene
+ground = bpy.data.objects["Ground"]
+ids = {"Ground": 1}
+rendered = lambda: {o.name_full for o in sc.objects if not o.hide_render}
+out = {"geometry_set": compat.GEOMETRY_SET, "frames": {}}
+bulk = ro.ObjectTracker(sc, ids, {}, rendered, "ZIP")  # one tracker over the frames
+for f in (1, 2, 3):
+    sc.frame_set(f)
+    dg = bpy.context.evaluated_depsgraph_get()
+    res = {}
+    for mode in ("bulk", "iterated"):
+        t = bulk if mode == "bulk" else ro.ObjectTracker(sc, ids, {}, rendered, "ZIP")
+        keep, compat.GEOMETRY_SET = compat.GEOMETRY_SET, compat.GEOMETRY_SET and mode == "bulk"
+        try:
+            before = dict(t.counts)
+            t.collect_viewport(f)
+            counts = topology._counts(dg)
+        finally:
+            compat.GEOMETRY_SET = keep
+            if t is not bulk:
+                t.close()
+        groups = t._current.pop(f)[0]
+        iid = np.concatenate([g.iids for g in groups])
+        m = np.concatenate([g.mats for g in groups])
+        o = np.argsort(iid)
+        infos = [t.infos[i] for i in sorted(set(iid.tolist()))]
+        pids = (counts.bulk["Ground"][0].tolist() if "Ground" in counts.bulk else
+                sorted(k[1][1] for k in counts.single if len(k[1]) and k[1][1] != 2**31 - 1))
+        res[mode] = {"iid": iid[o].tolist(), "m": m[o].tolist(), "infos": infos,
+                     "bulk": t.counts["bulk"] - before["bulk"], "topology_pids": pids}
+    a = compat.geometry_instances(ground.evaluated_get(dg))
+    res["id_attribute"] = a[2].tolist() if a not in (None, ()) else []
+    res["cached"] = geometry._UNIQUE["Ground"][0].tolist() if "Ground" in geometry._UNIQUE else []
+    out["frames"][f] = res
+bulk.close()
+print("REPEATS" + json.dumps(out))
+"""
+
+
+@pytest.mark.render
+@pytest.mark.parametrize("label,python", __import__("conftest").bpy_pythons())
+def test_repeated_ids_read_in_bulk_equal_the_depsgraph_instances(tmp_path, label, python):
+    """A scatter whose ``id`` attribute repeats (index modulo 97, then 40 from frame 3): read in
+    bulk (the persistent ids Blender draws for the repeats learned from one walk per id array)
+    it gives the instance ids, rows and matrices of walking ``object_instances``, at every
+    frame, in the object tracker and in the topology watch's counts."""
+    from conftest import run_bpy
+
+    args = {"tests": str(REPO / "tests"), "dir": str(tmp_path)}
+    out = run_bpy(REPEATS.replace("ARGS", repr(args)), python or None, timeout=600)
+    res = json.loads(out.split("REPEATS", 1)[1].strip().splitlines()[0])
+    for f, period in (("1", 97), ("2", 97), ("3", 40)):
+        r = res["frames"][f]
+        a, b = r["bulk"], r["iterated"]
+        n = len(a["iid"]) - 1  # the cones (and the ground)
+        assert a["iid"] == b["iid"] and len(set(a["iid"])) == n + 1 and n >= 250
+        assert a["infos"] == b["infos"]
+        assert np.abs(np.array(a["m"]) - np.array(b["m"])).max() < 1e-5
+        assert sorted(a["topology_pids"]) == b["topology_pids"] and len(b["topology_pids"]) == n
+        pids = {i["persistent_id"][1] for i in a["infos"] if len(i["persistent_id"]) == 2}
+        assert len(pids) == n and pids >= set(range(period))  # first ones keep their id
+        if res["geometry_set"]:  # read in bulk, not walked: 4.3+
+            ids = np.array(r["id_attribute"])
+            assert np.array_equal(ids, np.arange(n) % period)
+            assert a["bulk"] == n and b["bulk"] == 0
+            assert r["cached"] == r["id_attribute"]
+
+
 def test_nearest_on_triangles_is_the_analytic_nearest_point():
     """A unit square (2 triangles) in z = 0 and a tetrahedron: the nearest point of points
     around them, against the clamped projection (square) and against brute force over a dense
@@ -351,3 +427,53 @@ def test_scale_bench_measures_what_it_reports(tmp_path):
         assert o["npz_bytes_per_frame"] > 0 and o["disk_bytes_per_frame"] > o["npz_bytes_per_frame"]
     assert rows[1]["objects"]["visible"] > rows[0]["objects"]["visible"]
     assert len(bench.table(rows).splitlines()) == 2 + len(rows)
+
+
+WALKED = r"""
+import json, sys
+sys.path.insert(0, ARGS["tests"])
+import bpy
+import instance_scenes as I
+path = I.build_scatter_repeats(ARGS["dir"] + "/repeats.blend", 300, {1: 97, 3: 40})
+bpy.ops.wm.open_mainfile(filepath=str(path))
+out = {}
+for f in (1, 2, 3):
+    bpy.context.scene.frame_set(f)
+    dg = bpy.context.evaluated_depsgraph_get()
+    out[f] = [[inst.persistent_id[1], [list(r) for r in inst.matrix_world]]
+              for inst in dg.object_instances
+              if inst.is_instance and inst.parent.original.name_full == "Ground"]
+print("WALKED" + json.dumps(out))
+"""
+
+
+@pytest.mark.render
+def test_rendered_records_of_repeated_ids_are_the_walked_instances(tmp_path):
+    """Rendered with flows and object records of every instance, the scatter whose ``id``
+    repeats (mod 97, then mod 40 from frame 3) records at each frame exactly the instances
+    ``object_instances`` lists: the id of ``["Ground", ["Ground"], [0, persistent id]]`` of
+    every walked entry, at its matrix, and the ground."""
+    import dataset_forge
+    from conftest import run_bpy
+    from dataset_forge.dataset.documents.objects_files import ObjectsSource
+
+    args = {"tests": str(REPO / "tests"), "dir": str(tmp_path)}
+    out = run_bpy(WALKED.replace("ARGS", repr(args)), timeout=600)
+    walked = json.loads(out.split("WALKED", 1)[1].strip().splitlines()[0])
+    seq = tmp_path / "seq"
+    s = dataset_forge.render_animation(
+        tmp_path / "repeats.blend", seq, frame_start=1, frame_end=3, width=64, height=48,
+        max_samples=1, adaptive_threshold=0.0, use_denoising=False, timeout=240.0, retries=0,
+        debug=False, depths=True, flows=True, segmentations=True, object_records="all")
+    assert s["ok"], json.dumps(s["scenes"], indent=1)[:3000]
+    src = ObjectsSource(seq, seq / "objects.json")
+    ground = od.instance_id(od.instance_key("Ground", [], []))
+    for f in (1, 2, 3):
+        rec = src.record(f)
+        want = {od.instance_id(od.instance_key("Ground", ["Ground"], [0, p])): m
+                for p, m in walked[str(f)]}
+        assert len(want) == len(walked[str(f)]) >= 250
+        assert sorted(rec.instance_id.tolist()) == sorted([*want, ground])
+        for j, i in enumerate(rec.instance_id.tolist()):
+            if i != ground:
+                assert np.abs(rec.object_to_world[j] - np.array(want[i])).max() < 1e-5
