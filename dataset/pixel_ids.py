@@ -165,31 +165,29 @@ def _pairs(pix: np.ndarray, start: np.ndarray, count: np.ndarray, table: np.ndar
 def resolve_pixel_arrays(index: np.ndarray, depth: np.ndarray, K, cam_to_world_gl,
                          c: Candidates, surface_distance=None, aov: np.ndarray | None = None
                          ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """Object and instance id images from the Object Index pass and the planar Depth pass of
-    the same (first) sample, both ``(H, W)``, and (when given) the Random AOV ``aov`` ``(H, W)``
-    of a 1-sample render (Object Info > Random of the instance the pixel centre hit).
+    """Object and instance id images from the Object Index pass and the planar Depth pass of the same
+    (first) sample, both ``(H, W)``, and (when given) the Random AOV ``aov`` ``(H, W)`` of a 1-sample
+    render (Object Info > Random of the instance the pixel centre hit).
 
-    Pixels whose index value belongs to one candidate take it. With ``aov`` and ``c.rand``, a
-    pixel of a shared index value is the instance Cycles hit: the candidates of that value
-    whose ``rand`` equals the pixel's AOV value, with those of unknown ``rand``; one -> it
-    (checked: the pixel's surface point must lie within tolerance of its box); several (float32
-    values that coincide) -> the geometric rule below among only those; none (or the box
-    check fails) -> the geometric rule among every candidate of the value, counted in
-    ``stats["aov_mismatch"]``. Otherwise (no ``aov``) the geometric rule: the surface point of
-    the pixel-centre ray at that depth is compared with the candidates' boxes (world distance,
-    tolerance: 2 pixel footprints); among several boxes within tolerance,
-    ``surface_distance(rows (N,), points_world (N, 3)) -> (N,)`` (when given: the world distance
-    of each point to the surface of candidate ``rows[i]``, rows of ``c``) decides; ties
-    go to the lowest instance id. The work scales with the candidates near each pixel: boxes
-    (grown by the tolerance) are hashed to a world voxel grid, and only (pixel, candidate)
-    pairs of one voxel and one index value are measured (boxes covering many voxels, with
-    every pixel of their value); a pixel near none of them is measured against every candidate
-    of its value, in chunks.
+    Pixels whose index value belongs to one candidate take it. With ``aov`` and ``c.rand``, a pixel of a
+    shared index value is the instance Cycles hit: the candidates of that value whose ``rand`` equals the
+    pixel's AOV value, with those of unknown ``rand``; one -> it (if the pixel's surface point is within
+    tolerance of its box); several (float32 values that coincide) -> the geometric rule below among only
+    those (among all of the value over :data:`AOV_SHARED_MAX`: ``stats["aov_unknown"]``); none (or the box
+    check fails) -> the geometric rule among every candidate of the value: ``stats["aov_mismatch"]``.
+    Otherwise the geometric rule: the pixel-centre ray's surface point at that depth is compared with the
+    candidates' boxes (world distance, tolerance: 2 pixel footprints); among several boxes within
+    tolerance, ``surface_distance(rows (N,), points_world (N, 3)) -> (N,)`` (when given: the world
+    distance of each point to the surface of candidate ``rows[i]``, rows of ``c``) decides; ties go to the
+    lowest instance id. The work scales with the candidates near each pixel: boxes (grown by the
+    tolerance) are hashed to a world voxel grid, and only (pixel, candidate) pairs of one voxel and one
+    index value are measured (boxes covering many voxels, with every pixel of their value); a pixel near
+    none of them is measured against every candidate of its value, in chunks.
     Returns ``(object_ids int32, instance_ids uint32, stats)``."""
     h, w = index.shape
     obj = np.zeros((h, w), np.int32)
     ins = np.zeros((h, w), np.uint32)
-    stats = dict.fromkeys(("unique", "by_aov", "aov_shared", "aov_mismatch", "by_box",
+    stats = dict.fromkeys(("unique", "by_aov", "aov_shared", "aov_mismatch", "aov_unknown", "by_box",
                            "by_surface", "nearest_box", "unidentified"), 0)
     c, order = _sorted(c)
     v = _Values(*np.unique(c.pass_value, return_index=True, return_counts=True))
@@ -259,6 +257,9 @@ def _geometric(c: Candidates, fr: _Frames, v: _Values, order: np.ndarray, grp: n
     return pick
 
 
+AOV_SHARED_MAX = 64  # candidates one AOV value may name before the pixel takes the full rule
+
+
 def _by_aov(c: Candidates, fr: _Frames, v: _Values, order: np.ndarray, val: np.ndarray,
             grp: np.ndarray, geo: _Geo, pick: np.ndarray, stats: dict[str, int]) -> np.ndarray:
     """Points of value ranks ``grp`` and AOV values ``val`` resolved by the AOV (written into
@@ -286,7 +287,9 @@ def _by_aov(c: Candidates, fr: _Frames, v: _Values, order: np.ndarray, val: np.n
         pick[one[ok]] = j[ok]
         stats["by_aov"] += int(ok.sum())
         n[one[~ok]] = 0
-    amb = np.flatnonzero(n >= 2)
+    many = n > AOV_SHARED_MAX  # mostly candidates of unknown value: the rule among all of them
+    stats["aov_unknown"] += int(many.sum())
+    amb = np.flatnonzero((n >= 2) & ~many)
     if len(amb):
         ulab, first, lab_px = np.unique(pkey[amb], return_index=True, return_inverse=True)
         f = amb[first]
@@ -302,7 +305,7 @@ def _by_aov(c: Candidates, fr: _Frames, v: _Values, order: np.ndarray, val: np.n
         pick[amb] = rows[got]
         stats["aov_shared"] += int(len(amb))
     stats["aov_mismatch"] += int((n == 0).sum())
-    return np.flatnonzero(n == 0)
+    return np.flatnonzero((n == 0) | many)
 
 
 class _Values(NamedTuple):

@@ -115,7 +115,7 @@ def bulk_random(fed: set[str] | None, orig, mesh, pid: np.ndarray) -> np.ndarray
         return np.full(len(pid), np.nan, np.float32)
     v = rids.random_value(rids.instance_random_ids(
         orig.name, np.stack([np.zeros(len(pid), np.int64), np.asarray(pid, np.int64)], 1)))
-    s = surface_random(fed, list(mesh.materials), 1.0)
+    s = surface_random(fed, used_materials(list(mesh.materials), mesh), 1.0)
     return (v * np.float32(s)).astype(np.float32) if s == s else np.full(len(pid), np.nan, np.float32)
 
 
@@ -132,5 +132,18 @@ def thing_random(fed: set[str] | None, keys: tuple, rid: dict, mats: dict, orig)
 
 def object_random(fed: set[str] | None, ob, orig) -> np.ndarray:
     """``(1,)`` the Random AOV value of plain object ``orig`` (evaluated: ``ob``)."""
-    mats = [s.material for s in ob.material_slots]
+    mats = used_materials([s.material for s in ob.material_slots], ob.data)
     return np.array([surface_random(fed, mats, plain_random(orig))], np.float32)
+
+
+def used_materials(mats: list, data) -> list:
+    """The materials of ``mats`` (an object's slots or a mesh's materials) that faces of mesh
+    ``data`` use (its ``material_index``, clamped as Blender does); all of them for other data."""
+    if len(mats) <= 1 or data is None or not hasattr(data, "polygons"):
+        return mats
+    a = data.attributes.get("material_index")
+    if a is None or a.domain != "FACE":
+        return mats[:1]
+    idx = np.empty(len(a.data), np.int32)
+    a.data.foreach_get("value", idx)
+    return [mats[i] for i in np.unique(np.clip(idx, 0, len(mats) - 1)).tolist()]

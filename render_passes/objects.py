@@ -297,7 +297,7 @@ class ObjectTracker(FrameListener):
                     parts[key] = self._geoms[key], False
                 else:
                     parts[key] = self._geom(key, lambda c, ob=ob: geometry_of(ob, c))
-                mats[key] = [s.material for s in ob.material_slots]
+                mats[key] = rows.used_materials([s.material for s in ob.material_slots], ob.data)
             rid = inst.random_id if inst.is_instance else None  # Cycles hashes a plain one's name
             t = things.get(thing)
             if t is None:

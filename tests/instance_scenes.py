@@ -304,7 +304,8 @@ def build_scatter(path: str | Path, count: int, frames: int = 6, res=(160, 120),
                   samples: int = 4) -> Path:
     """The scale scene (bench/scale.py): a 40 m ground plane whose geometry nodes scatter
     ``count`` small cones on it (Distribute Points on Faces, Poisson-free random, seed 0 +
-    Instance on Points, random z rotation; the cones have their own material, Set Material), a camera 4 m above the ground looking ahead and
+    Instance on Points, random z rotation; the cones have their own material, Set Material),
+    a camera 4 m above the ground looking ahead and
     moving 0.5 m/frame in +y, a sun; ``frames`` frames at ``res``, ``samples`` spp."""
     import bpy
 

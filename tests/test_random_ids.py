@@ -114,3 +114,14 @@ def test_values_naming_no_nearby_instance_fall_back_and_are_counted():
     assert (ins[:, LEFT] == 11).all() and (ins[:, RIGHT] == 22).all()
     assert stats["aov_mismatch"] == stats["by_box"] == int((index == 5).sum())
     assert stats["by_aov"] == 0
+
+
+def test_many_unknown_values_take_the_rule_among_all():
+    """Over AOV_SHARED_MAX candidates of unknown value behind one AOV value: the pixel takes the
+    box rule among every candidate of its pass value (counted), which finds the one at x = +1."""
+    far = [(100 + i, 30.0 + i, np.nan) for i in range(pix.AOV_SHARED_MAX)]
+    c = _cands([(11, -1.0, 0.25), (22, 1.0, np.nan)] + far)
+    index, depth, aov = _images(0.25, 0.5)
+    _, ins, stats = pix.resolve_pixel_arrays(index, depth, K, POSE, c, aov=aov)
+    assert (ins[:, LEFT] == 11).all() and (ins[:, RIGHT] == 22).all()
+    assert stats["aov_unknown"] == int((index == 5).sum()) == stats["by_box"]
