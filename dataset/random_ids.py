@@ -53,11 +53,17 @@ def plain_random_id(name: str) -> int:
     return int(hash_int_2d(hash_string(name), 0))
 
 
-def instance_random_ids(name: str, pid: np.ndarray) -> np.ndarray:
+PID_UNUSED = 2**31 - 1  # a persistent id's unused entries
+
+
+def instance_random_ids(name: str, pid: np.ndarray, entries: int = 0) -> np.ndarray:
     """``random_id`` ``(n,)`` uint32 of instances of object ``name`` made by that object itself
     (a top-level geometry-nodes instancer), persistent ids ``pid`` ``(n, k)`` (their used
-    entries, without the trailing INT_MAX)."""
-    pid = np.asarray(pid, np.int64)
+    entries, without the trailing INT_MAX); ``entries``: hash that many entries, the unused
+    ones as INT_MAX (Blender 4.2-4.5: 8), or only the used ones (0: Blender 5.0)."""
+    pid = np.asarray(pid, np.int64).reshape(len(pid), -1)
+    if entries > pid.shape[1]:
+        pid = np.hstack([pid, np.full((len(pid), entries - pid.shape[1]), PID_UNUSED, np.int64)])
     h = np.full(len(pid), hash_string(name), np.uint32)
     for j in range(pid.shape[1]):
         h = hash_int_2d(h, pid[:, j])

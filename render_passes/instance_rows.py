@@ -13,6 +13,7 @@ import numpy as np
 from ..dataset import objects as od
 from ..dataset import pixel_ids as pix
 from ..dataset import random_ids as rids
+from . import compat
 from .geometry import Geometry
 
 # Triangles up to which the surface distance of a pixel is measured with numpy, not a BVH.
@@ -111,10 +112,11 @@ def plain_random(orig) -> float:
 def bulk_random(fed: set[str] | None, orig, mesh, pid: np.ndarray) -> np.ndarray:
     """``(n,)`` Random AOV values of the geometry-nodes instances of ``mesh`` made by the
     top-level instancer ``orig``, persistent ids ``[0, pid]`` (:func:`surface_random`)."""
-    if orig.library is not None:
+    if orig.library is not None or compat.RANDOM_ID_PID_ENTRIES is None:
         return np.full(len(pid), np.nan, np.float32)
     v = rids.random_value(rids.instance_random_ids(
-        orig.name, np.stack([np.zeros(len(pid), np.int64), np.asarray(pid, np.int64)], 1)))
+        orig.name, np.stack([np.zeros(len(pid), np.int64), np.asarray(pid, np.int64)], 1),
+        compat.RANDOM_ID_PID_ENTRIES))
     s = surface_random(fed, used_materials(list(mesh.materials), mesh), 1.0)
     return (v * np.float32(s)).astype(np.float32) if s == s else np.full(len(pid), np.nan, np.float32)
 

@@ -27,6 +27,16 @@ def test_instance_random_ids_are_blenders():
     assert bits.tolist() == [b for _, _, b in INSTANCES]
 
 
+def test_blender_4_hashes_every_persistent_id_entry():
+    """bpy 4.5.15 and 4.2.23 (gt_instances, geometry-nodes cubes of "Turntable", persistent
+    ids [0, i, INT_MAX x 6]): all 8 entries are hashed; 5.0.1 stops at the first INT_MAX."""
+    pid = np.array([[0, 1], [0, 2], [0, 3]])
+    assert rids.instance_random_ids("Turntable", pid, 8).tolist() == [1756268010, 782509823,
+                                                                      864199078]
+    assert rids.instance_random_ids("Turntable", pid).tolist() == [2281133764, 2876181297,
+                                                                   3340583135]
+
+
 def test_plain_objects_carry_cycles_name_hash():
     for name, bits in PLAIN.items():
         v = rids.random_value(rids.plain_random_id(name))
