@@ -192,7 +192,7 @@ def resolve_pixel_arrays(index: np.ndarray, depth: np.ndarray, K, cam_to_world_g
     c, order = _sorted(c)
     v = _Values(*np.unique(c.pass_value, return_index=True, return_counts=True))
     hp = np.flatnonzero(depth < 1e9)
-    pos, found = _value_rank(v.keys, np.rint(index).astype(np.int64).ravel()[hp])
+    pos, found = _value_rank(v.keys, np.rint(index.ravel()[hp]).astype(np.int64))
     stats["unidentified"] = int((~found).sum())
     if not len(c.instance_id):
         return obj, ins, stats
@@ -350,7 +350,13 @@ def _sorted(c: Candidates) -> tuple[Candidates, np.ndarray]:
 
 
 def _value_rank(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For index values ``vals``: the rank of each among ``keys`` and whether it is one."""
+    """For index values ``vals``: the rank of each among ``keys`` and whether it is one (a
+    table lookup for keys in [0, 2^16), pass indices are 16-bit; else a binary search)."""
+    if len(keys) and keys[0] >= 0 and keys[-1] < 1 << 16:
+        lut = np.full(int(keys[-1]) + 2, -1, np.int64)  # the last entry: no key
+        lut[keys] = np.arange(len(keys))
+        r = lut[np.clip(vals, -1, len(lut) - 1)]
+        return np.maximum(r, 0), r >= 0
     pos = np.minimum(np.searchsorted(keys, vals), max(len(keys) - 1, 0))
     found = (keys[pos] == vals) if len(keys) else np.zeros(len(vals), bool)
     return pos, found
