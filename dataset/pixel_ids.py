@@ -36,6 +36,8 @@ class Candidates(NamedTuple):
     hi: np.ndarray            # (n, 3) float64
     radius: np.ndarray | None = None  # (n,) object-space radius of the geometry about the box
     #                                   centre (None: the box's half diagonal; < 0: no bound)
+    rand: np.ndarray | None = None    # (n,) float32 Random AOV value its pixels carry
+    #                                   (0: none written; NaN: not known; None: all NaN)
 
     @classmethod
     def from_list(cls, cands: list[Candidate]) -> Candidates:
@@ -161,30 +163,36 @@ def _pairs(pix: np.ndarray, start: np.ndarray, count: np.ndarray, table: np.ndar
 
 
 def resolve_pixel_arrays(index: np.ndarray, depth: np.ndarray, K, cam_to_world_gl,
-                         c: Candidates, surface_distance=None
+                         c: Candidates, surface_distance=None, aov: np.ndarray | None = None
                          ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """Object and instance id images from the Object Index pass and the planar Depth pass of
-    the same (first) sample, both ``(H, W)``.
+    """Object and instance id images from the Object Index pass and the planar Depth pass of the same
+    (first) sample, both ``(H, W)``, and (when given) the Random AOV ``aov`` ``(H, W)`` of a 1-sample
+    render (Object Info > Random of the instance the pixel centre hit).
 
-    Pixels whose index value belongs to one candidate take it. Otherwise the surface point of
-    the pixel-centre ray at that depth is compared with the candidates' boxes (world distance,
-    tolerance: 2 pixel footprints); among several boxes within tolerance,
-    ``surface_distance(rows (N,), points_world (N, 3)) -> (N,)`` (when given: the world distance
-    of each point to the surface of candidate ``rows[i]``, rows of ``c``) decides; ties
-    go to the lowest instance id. The work scales with the candidates near each pixel: boxes
-    (grown by the tolerance) are hashed to a world voxel grid, and only (pixel, candidate)
-    pairs of one voxel and one index value are measured (boxes covering many voxels, with
-    every pixel of their value); a pixel near none of them is measured against every candidate
-    of its value, in chunks.
+    Pixels whose index value belongs to one candidate take it. With ``aov`` and ``c.rand``, a pixel of a
+    shared index value is the instance Cycles hit: the candidates of that value whose ``rand`` equals the
+    pixel's AOV value, with those of unknown ``rand``; one -> it (if the pixel's surface point is within
+    tolerance of its box); several (float32 values that coincide) -> the geometric rule below among only
+    those (among all of the value over :data:`AOV_SHARED_MAX`: ``stats["aov_unknown"]``); none (or the box
+    check fails) -> the geometric rule among every candidate of the value: ``stats["aov_mismatch"]``.
+    Otherwise the geometric rule: the pixel-centre ray's surface point at that depth is compared with the
+    candidates' boxes (world distance, tolerance: 2 pixel footprints); among several boxes within
+    tolerance, ``surface_distance(rows (N,), points_world (N, 3)) -> (N,)`` (when given: the world
+    distance of each point to the surface of candidate ``rows[i]``, rows of ``c``) decides; ties go to the
+    lowest instance id. The work scales with the candidates near each pixel: boxes (grown by the
+    tolerance) are hashed to a world voxel grid, and only (pixel, candidate) pairs of one voxel and one
+    index value are measured (boxes covering many voxels, with every pixel of their value); a pixel near
+    none of them is measured against every candidate of its value, in chunks.
     Returns ``(object_ids int32, instance_ids uint32, stats)``."""
     h, w = index.shape
     obj = np.zeros((h, w), np.int32)
     ins = np.zeros((h, w), np.uint32)
-    stats = {"unique": 0, "by_box": 0, "by_surface": 0, "nearest_box": 0, "unidentified": 0}
+    stats = dict.fromkeys(("unique", "by_aov", "aov_shared", "aov_mismatch", "aov_unknown", "by_box",
+                           "by_surface", "nearest_box", "unidentified"), 0)
     c, order = _sorted(c)
     v = _Values(*np.unique(c.pass_value, return_index=True, return_counts=True))
     hp = np.flatnonzero(depth < 1e9)
-    pos, found = _value_rank(v.keys, np.rint(index).astype(np.int64).ravel()[hp])
+    pos, found = _value_rank(v.keys, np.rint(index.ravel()[hp]).astype(np.int64))
     stats["unidentified"] = int((~found).sum())
     if not len(c.instance_id):
         return obj, ins, stats
@@ -200,22 +208,104 @@ def resolve_pixel_arrays(index: np.ndarray, depth: np.ndarray, K, cam_to_world_g
     pose = np.asarray(cam_to_world_gl, float) @ CV_FROM_GL
     foot = 2.0 * np.sqrt(2.0) * max(1.0 / K[0, 0], 1.0 / K[1, 1])
     p, d = _surface_points(depth, K, pose, px)
-    tol = foot * d + 1e-6
+    geo = _Geo(p, foot * d + 1e-6, np.linalg.inv(pose), foot, surface_distance)
     fr = _world_to_object(c, v)
-    near = _bucket_pairs(c, fr, p, grp, np.linalg.inv(pose), foot)
-    best, nwithin, amb_pairs = _box_rounds(c, fr, p, tol, near)
-    pick = best.copy()
-    stats["by_box"] = int((nwithin == 1).sum())
-    far = np.flatnonzero(nwithin == 0)
-    stats["nearest_box"] = int(len(far))
-    _nearest_box(c, fr, v, p, grp, far, pick)
-    stats["by_surface"] = int((nwithin > 1).sum())
-    if stats["by_surface"] and surface_distance is not None:
-        at, choice = _nearest_surface(c, fr, p, amb_pairs, order, surface_distance)
-        pick[at] = choice
+    pick = np.full(len(px), -1, np.int64)
+    rest = np.arange(len(px))
+    if aov is not None and c.rand is not None:
+        val = np.asarray(aov, np.float32).ravel()[px]
+        rest = _by_aov(c, fr, v, order, val, grp, geo, pick, stats)
+    if len(rest):
+        pick[rest] = _geometric(c, fr, v, order, grp[rest], geo.at(rest), stats)
     obj.ravel()[px] = c.object_id[pick]
     ins.ravel()[px] = c.instance_id[pick]
     return obj, ins, stats
+
+
+class _Geo(NamedTuple):
+    """The pixels resolved by geometry: world surface points ``(P, 3)``, their tolerances
+    ``(P,)`` (2 pixel footprints at their depth), world -> camera (OpenCV), the footprint per
+    metre of depth, and the surface distance function."""
+
+    p: np.ndarray
+    tol: np.ndarray
+    w2cv: np.ndarray
+    foot: float
+    sd: object
+
+    def at(self, sel: np.ndarray) -> _Geo:
+        return self._replace(p=self.p[sel], tol=self.tol[sel])
+
+
+def _geometric(c: Candidates, fr: _Frames, v: _Values, order: np.ndarray, grp: np.ndarray,
+               geo: _Geo, stats: dict[str, int]) -> np.ndarray:
+    """The geometric rule (:func:`resolve_pixel_arrays`) for points ``geo.p`` of value ranks
+    ``grp``: the picked row of ``c`` per point (``order``: row of ``c`` -> the row the surface
+    distance function knows)."""
+    near = _bucket_pairs(c, fr, geo.p, grp, geo.w2cv, geo.foot)
+    best, nwithin, amb_pairs = _box_rounds(c, fr, geo.p, geo.tol, near)
+    pick = best.copy()
+    stats["by_box"] += int((nwithin == 1).sum())
+    far = np.flatnonzero(nwithin == 0)
+    stats["nearest_box"] += int(len(far))
+    _nearest_box(c, fr, v, geo.p, grp, far, pick)
+    n_amb = int((nwithin > 1).sum())
+    stats["by_surface"] += n_amb
+    if n_amb and geo.sd is not None:
+        at, choice = _nearest_surface(c, fr, geo.p, amb_pairs, order, geo.sd)
+        pick[at] = choice
+    return pick
+
+
+AOV_SHARED_MAX = 64  # candidates one AOV value may name before the pixel takes the full rule
+
+
+def _by_aov(c: Candidates, fr: _Frames, v: _Values, order: np.ndarray, val: np.ndarray,
+            grp: np.ndarray, geo: _Geo, pick: np.ndarray, stats: dict[str, int]) -> np.ndarray:
+    """Points of value ranks ``grp`` and AOV values ``val`` resolved by the AOV (written into
+    ``pick``; see :func:`resolve_pixel_arrays`); returns the points left to the geometric rule
+    among every candidate of their value."""
+    rank = fr.rank
+    known = ~np.isnan(c.rand)
+    kr = np.flatnonzero(known)
+    ckey = (rank[kr].astype(np.int64) << 32) | c.rand[kr].astype(np.float32).view(np.uint32)
+    o = np.argsort(ckey, kind="stable")
+    ktab, kkey = kr[o], ckey[o]
+    pkey = (grp.astype(np.int64) << 32) | val.view(np.uint32).astype(np.int64)
+    klo = np.searchsorted(kkey, pkey, "left")
+    km = np.searchsorted(kkey, pkey, "right") - klo
+    utab = np.flatnonzero(~known)  # c is sorted by pass value, so these by rank
+    ulo = np.searchsorted(rank[utab], grp, "left")
+    um = np.searchsorted(rank[utab], grp, "right") - ulo
+    n = km + um
+    one = np.flatnonzero(n == 1)
+    if len(one):
+        j = np.where(km[one] == 1, ktab[np.minimum(klo[one], max(len(ktab) - 1, 0))]
+                     if len(ktab) else -1,
+                     utab[np.minimum(ulo[one], max(len(utab) - 1, 0))] if len(utab) else -1)
+        ok = _box_distance(c, fr.w2o, fr.conf, fr.scale, j, geo.p[one]) <= geo.tol[one]
+        pick[one[ok]] = j[ok]
+        stats["by_aov"] += int(ok.sum())
+        n[one[~ok]] = 0
+    many = n > AOV_SHARED_MAX  # mostly candidates of unknown value: the rule among all of them
+    stats["aov_unknown"] += int(many.sum())
+    amb = np.flatnonzero((n >= 2) & ~many)
+    if len(amb):
+        ulab, first, lab_px = np.unique(pkey[amb], return_index=True, return_inverse=True)
+        f = amb[first]
+        lk, rk = _pairs(np.arange(len(ulab)), klo[f], km[f], ktab)
+        lu, ru = _pairs(np.arange(len(ulab)), ulo[f], um[f], utab)
+        lab, rows = np.concatenate([lk, lu]), np.concatenate([rk, ru])
+        o = np.lexsort((c.instance_id[rows], lab))
+        lab, rows = lab[o], rows[o]
+        sub = Candidates(*(a[rows] for a in c))._replace(pass_value=lab.astype(np.int64))
+        vs = _Values(*np.unique(sub.pass_value, return_index=True, return_counts=True))
+        got = _geometric(sub, _world_to_object(sub, vs), vs, order[rows], lab_px.ravel(),
+                         geo.at(amb), stats)
+        pick[amb] = rows[got]
+        stats["aov_shared"] += int(len(amb))
+    stats["aov_mismatch"] += int((n == 0).sum())
+    return np.flatnonzero((n == 0) | many)
 
 
 class _Values(NamedTuple):
@@ -256,11 +346,17 @@ def _sorted(c: Candidates) -> tuple[Candidates, np.ndarray]:
     order = np.lexsort((c.instance_id, c.pass_value))
     if c.radius is None:
         c = c._replace(radius=np.linalg.norm(c.hi - c.lo, axis=1) / 2)
-    return Candidates(*(a[order] for a in c)), order
+    return Candidates(*(a if a is None else a[order] for a in c)), order
 
 
 def _value_rank(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For index values ``vals``: the rank of each among ``keys`` and whether it is one."""
+    """For index values ``vals``: the rank of each among ``keys`` and whether it is one (a
+    table lookup for keys in [0, 2^16), pass indices are 16-bit; else a binary search)."""
+    if len(keys) and keys[0] >= 0 and keys[-1] < 1 << 16:
+        lut = np.full(int(keys[-1]) + 2, -1, np.int64)  # the last entry: no key
+        lut[keys] = np.arange(len(keys))
+        r = lut[np.clip(vals, -1, len(lut) - 1)]
+        return np.maximum(r, 0), r >= 0
     pos = np.minimum(np.searchsorted(keys, vals), max(len(keys) - 1, 0))
     found = (keys[pos] == vals) if len(keys) else np.zeros(len(vals), bool)
     return pos, found

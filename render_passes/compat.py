@@ -269,6 +269,10 @@ VECTOR_PASS_INTRINSICS = {(4, 2): "current", (4, 5): "neighbour_focal",
 # ``.reference_index``; ``id`` when the instances carry one) and ``instance_references()`` the
 # instanced things. 4.2 has none of it: instances are then read from ``object_instances``.
 GEOMETRY_SET = hasattr(bpy.types.Object, "evaluated_geometry")  # Python-defined, not RNA
+# How Blender hashes an instance's random_id from its persistent id (measured against
+# DepsgraphObjectInstance.random_id): 5.0 stops at the first unused (INT_MAX) entry (0 here); 4.2
+# and 4.5 hash all 8 entries. Not measured: None (bulk-read instances' Random values unknown).
+RANDOM_ID_PID_ENTRIES = {(4, 2): 8, (4, 5): 8, (5, 0): 0}.get(tuple(bpy.app.version[:2]))
 
 
 _GEOMETRY_TYPES = {"MESH", "CURVE", "SURFACE", "FONT", "META", "CURVES", "POINTCLOUD", "VOLUME"}

@@ -23,6 +23,8 @@ DATA_RENDER = {"samples": 1, "use_adaptive_sampling": False, "use_denoising": Fa
                "sample_offset": 0, "time_limit": 0.0}
 # View-layer AOV holding Geometry > True Normal (world space) with normal_kind "geometric".
 TRUE_NORMAL_AOV = "DF_true_normal"
+# View-layer AOV holding Object Info > Random, written to the raw segmentation file's B channel.
+RANDOM_AOV = "DF_random"
 # Nodes of the user's compositor left running in the data render (muting them changes nothing
 # written, or they are structural).
 _KEEP_UNMUTED = {"NodeGroupOutput", "NodeGroupInput", "NodeReroute", "NodeFrame"}
@@ -82,30 +84,47 @@ def surface_conventions(s: Settings, conv: dict[str, Any]) -> None:
         conv["flow"].update({"filtered_passes": s.filtered_passes, "source": source})
 
 
+def _add_aov(rig, vl, name: str, kind: str, source: str, output: str) -> set[str]:
+    """A view-layer AOV ``name`` of ``kind`` ("COLOR" | "VALUE") fed by output ``output`` of a
+    new ``source`` shader node in every editable node material (added in memory, removed in the
+    rig's teardown); returns the names (``name_full``) of the materials fed."""
+    aov = vl.aovs.add()
+    aov.name, aov.type = name, kind
+    rig._aovs.append(aov)
+    fed: set[str] = set()
+    for mat in bpy.data.materials:
+        nt = mat.node_tree if mat.use_nodes else None
+        if nt is None or mat.library is not None:
+            continue
+        src = nt.nodes.new(source)
+        out = nt.nodes.new("ShaderNodeOutputAOV")
+        rig._aov_nodes += [(nt, src), (nt, out)]
+        out.aov_name = name
+        nt.links.new(src.outputs[output], out.inputs["Color" if kind == "COLOR" else "Value"])
+        fed.add(mat.name_full)
+    return fed
+
+
+def add_random_aov(rig, vl) -> set[str]:
+    """For ``rig`` (:class:`.passes.PassRig`) with segmentations and a data render: a VALUE AOV
+    (:data:`RANDOM_AOV`) fed by Object Info > Random in every editable node material; the
+    1-sample data render then gives each pixel the Random value of the instance its centre ray
+    hit (0 where the surface has no such material), which names that instance
+    (:mod:`..dataset.random_ids`). Returns the names of the materials that write it."""
+    return _add_aov(rig, vl, RANDOM_AOV, "VALUE", "ShaderNodeObjectInfo", "Random")
+
+
 def add_true_normal_aov(rig, vl) -> None:
     """For ``rig`` (:class:`.passes.PassRig`) with normal_kind "geometric": a view-layer AOV fed
     by Geometry > True Normal (world space) in every editable node material, added in memory and
     removed in the rig's teardown. Objects drawn
     with another surface (no material, a material without nodes, a linked material) keep the
     shading normal there; :attr:`warnings` names them."""
-    rig._aov = vl.aovs.add()
-    rig._aov.name = TRUE_NORMAL_AOV
-    rig._aov.type = "COLOR"
-    fed: set[int] = set()
-    for mat in bpy.data.materials:
-        nt = mat.node_tree if mat.use_nodes else None
-        if nt is None or mat.library is not None:
-            continue
-        geo = nt.nodes.new("ShaderNodeNewGeometry")
-        out = nt.nodes.new("ShaderNodeOutputAOV")
-        rig._aov_nodes += [(nt, geo), (nt, out)]
-        out.aov_name = TRUE_NORMAL_AOV
-        nt.links.new(geo.outputs["True Normal"], out.inputs["Color"])
-        fed.add(mat.as_pointer())
+    fed = _add_aov(rig, vl, TRUE_NORMAL_AOV, "COLOR", "ShaderNodeNewGeometry", "True Normal")
     bare = sorted(ob.name for ob in segmentation.rendered_objects(rig.scene, vl)
                   if ob.type in segmentation.RENDERABLE and (
                       not ob.material_slots or any(
-                          sl.material is None or sl.material.as_pointer() not in fed
+                          sl.material is None or sl.material.name_full not in fed
                           for sl in ob.material_slots)))
     if bare:
         more = f" (and {len(bare) - 3} more)" if len(bare) > 3 else ""

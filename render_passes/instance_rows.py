@@ -12,6 +12,8 @@ import numpy as np
 
 from ..dataset import objects as od
 from ..dataset import pixel_ids as pix
+from ..dataset import random_ids as rids
+from . import compat
 from .geometry import Geometry
 
 # Triangles up to which the surface distance of a pixel is measured with numpy, not a BVH.
@@ -27,6 +29,8 @@ class Group(NamedTuple):
     mats: np.ndarray     # (n, 4, 4) object -> world
     pass_value: int
     changed: bool        # its geometry differs from the previous frame's
+    rand: np.ndarray | None = None  # (n,) float32 Random AOV each instance's pixels carry
+    #                                 (0: writes none; NaN or None: not known)
 
 
 class Stack(NamedTuple):
@@ -37,6 +41,7 @@ class Stack(NamedTuple):
     mats: np.ndarray  # (n, 4, 4) object -> world
     lo: np.ndarray    # (n, 3) object-space box of the group's geometry
     hi: np.ndarray    # (n, 3)
+    rand: np.ndarray  # (n,) float32 (see Group.rand)
 
 
 def stack(groups: list[Group]) -> Stack:
@@ -46,7 +51,9 @@ def stack(groups: list[Group]) -> Stack:
     mats = np.concatenate([g.mats for g in groups]) if groups else np.zeros((0, 4, 4))
     lo = np.array([g.geom.lo for g in groups]).reshape(-1, 3)[gi]
     hi = np.array([g.geom.hi for g in groups]).reshape(-1, 3)[gi]
-    return Stack(gi, iid, mats, lo, hi)
+    rand = [np.full(len(g.iids), np.nan, np.float32) if g.rand is None
+            else np.asarray(g.rand, np.float32).reshape(len(g.iids)) for g in groups]
+    return Stack(gi, iid, mats, lo, hi, np.concatenate(rand) if groups else np.zeros(0, np.float32))
 
 
 def surface_distance(groups: list[Group], st: Stack, timings: dict[str, float]):
@@ -78,3 +85,67 @@ def surface_distance(groups: list[Group], st: Stack, timings: dict[str, float]):
         timings["surface"] += time.perf_counter() - t0
         return out
     return surface
+
+
+def surface_random(fed: set[str] | None, mats, value: float) -> float:
+    """The Random AOV value the pixels of a surface drawn with materials ``mats`` (Material or
+    None each) carry, for an instance whose Object Info > Random is ``value``: ``value`` where
+    every material writes the AOV (``fed``: their names), 0 where none does (no material, a
+    linked one, one without nodes: Cycles' default surface writes nothing), NaN (not known)
+    where only some do or no AOV is written (``fed`` None)."""
+    if fed is None:
+        return np.nan
+    w = [m is not None and m.name_full in fed for m in mats]
+    if w and all(w):
+        return value
+    return 0.0 if not any(w) else np.nan
+
+
+def plain_random(orig) -> float:
+    """Object Info > Random of a plain (non-instance) object ``orig`` in Cycles (NaN for a
+    linked object, whose name Cycles hashes was not measured)."""
+    if orig.library is not None:
+        return np.nan
+    return float(rids.random_value(rids.plain_random_id(orig.name)))
+
+
+def bulk_random(fed: set[str] | None, orig, mesh, pid: np.ndarray) -> np.ndarray:
+    """``(n,)`` Random AOV values of the geometry-nodes instances of ``mesh`` made by the
+    top-level instancer ``orig``, persistent ids ``[0, pid]`` (:func:`surface_random`)."""
+    if orig.library is not None or compat.RANDOM_ID_PID_ENTRIES is None:
+        return np.full(len(pid), np.nan, np.float32)
+    v = rids.random_value(rids.instance_random_ids(
+        orig.name, np.stack([np.zeros(len(pid), np.int64), np.asarray(pid, np.int64)], 1),
+        compat.RANDOM_ID_PID_ENTRIES))
+    s = surface_random(fed, used_materials(list(mesh.materials), mesh), 1.0)
+    return (v * np.float32(s)).astype(np.float32) if s == s else np.full(len(pid), np.nan, np.float32)
+
+
+def thing_random(fed: set[str] | None, keys: tuple, rid: dict, mats: dict, orig) -> float:
+    """The Random AOV value of an iterated drawn thing whose drawn parts are ``keys``: that of
+    its one part (``rid[key]``: the depsgraph entry's ``random_id``, None for the object's
+    own geometry; ``mats[key]``: that part's materials); NaN for several parts."""
+    if len(keys) != 1:
+        return np.nan
+    r = rid[keys[0]]
+    value = plain_random(orig) if r is None else float(rids.random_value(r))
+    return surface_random(fed, mats[keys[0]], value)
+
+
+def object_random(fed: set[str] | None, ob, orig) -> np.ndarray:
+    """``(1,)`` the Random AOV value of plain object ``orig`` (evaluated: ``ob``)."""
+    mats = used_materials([s.material for s in ob.material_slots], ob.data)
+    return np.array([surface_random(fed, mats, plain_random(orig))], np.float32)
+
+
+def used_materials(mats: list, data) -> list:
+    """The materials of ``mats`` (an object's slots or a mesh's materials) that faces of mesh
+    ``data`` use (its ``material_index``, clamped as Blender does); all of them for other data."""
+    if len(mats) <= 1 or data is None or not hasattr(data, "polygons"):
+        return mats
+    a = data.attributes.get("material_index")
+    if a is None or a.domain != "FACE":
+        return mats[:1]
+    idx = np.empty(len(a.data), np.int32)
+    a.data.foreach_get("value", idx)
+    return [mats[i] for i in np.unique(np.clip(idx, 0, len(mats) - 1)).tolist()]

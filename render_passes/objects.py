@@ -32,6 +32,7 @@ from ..dataset import camera as cam_model
 from ..dataset import objects as od
 from ..dataset import pixel_ids as pix
 from . import compat, scene_setup
+from . import instance_rows as rows
 from .frame_listener import FrameListener
 from .geometry import (
     MESHED,
@@ -89,6 +90,7 @@ class ObjectTracker(FrameListener):
         self._bulk_iids: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
         self._objects = {o.name_full: o for o in bpy.data.objects}
         self._target: int | None = None
+        self.aov_materials: set[str] | None = None  # the pass rig's: materials writing Random
         # seconds over the sequence: collect (in the render call), resolve (after it: all of
         # finish_frame), and resolve's parts: read_raw, pixel_ids (the resolver without its
         # surface distances), surface, write_ids, records (visible + amodal boxes)
@@ -208,8 +210,8 @@ class ObjectTracker(FrameListener):
                 name = orig.name_full
                 iid = self._iid(name, [], [])
                 groups.append(Group(name, g, np.array([iid], np.uint32),
-                                     np.array(ob.matrix_world, float)[None],
-                                     int(orig.pass_index), changed))
+                                     np.array(ob.matrix_world, float)[None], int(orig.pass_index),
+                                     changed, rows.object_random(self.aov_materials, ob, orig)))
         pose = cam_model.orthonormal_pose(np.array(camera.matrix_world, float).tolist())
         k = cam_model.intrinsics(scene_setup.camera_params(self.scene, camera))
         self._current[frame] = (groups, camera.name, pose, k, float(camera.data.clip_start))
@@ -245,7 +247,8 @@ class ObjectTracker(FrameListener):
             if g is None:
                 continue
             iids = self._bulk_ids(name, chain, b.pid[sel])
-            out.append(Group(name, g, iids, b.mats[sel], int(orig.pass_index), changed))
+            out.append(Group(name, g, iids, b.mats[sel], int(orig.pass_index), changed,
+                             rows.bulk_random(self.aov_materials, orig, gs.mesh, b.pid[sel])))
             self.counts["bulk"] += len(sel)
         return out
 
@@ -275,6 +278,7 @@ class ObjectTracker(FrameListener):
         points or volume) are extra entries, joined to the object's own (:meth:`_thing_of`)."""
         things: dict[tuple, list] = {}  # (name, chain, pid) -> [pass value, matrix, part keys]
         parts: dict[tuple, tuple[Geometry | None, bool]] = {}
+        mats: dict[tuple, list] = {}  # part key -> its materials
         for inst in dg.object_instances:
             ob = drawn_object(inst)
             orig = ob.original
@@ -293,14 +297,17 @@ class ObjectTracker(FrameListener):
                     parts[key] = self._geoms[key], False
                 else:
                     parts[key] = self._geom(key, lambda c, ob=ob: geometry_of(ob, c))
+                mats[key] = rows.used_materials([s.material for s in ob.material_slots], ob.data)
+            rid = inst.random_id if inst.is_instance else None  # Cycles hashes a plain one's name
             t = things.get(thing)
             if t is None:
-                things[thing] = [int(orig.pass_index), np.array(inst.matrix_world, float), (key,)]
+                things[thing] = [int(orig.pass_index), np.array(inst.matrix_world, float), (key,), {key: rid}]
             elif key not in t[2]:
                 t[2] += (key,)
+                t[3][key] = rid
         acc: dict[tuple, list] = {}
         drawn: dict[tuple, tuple] = {}
-        for thing, (pv, mat, keys) in things.items():
+        for thing, (pv, mat, keys, rid) in things.items():
             if keys not in drawn:  # Cycles draws curve ... metaball data only as a mesh component
                 drawn[keys] = tuple(k for k in keys if k[2] not in MESHED and parts[k][0] is not None)
             keys = drawn[keys]
@@ -315,13 +322,15 @@ class ObjectTracker(FrameListener):
                     g, changed = self._geom(("union",) + keys,
                                             lambda c, geoms=geoms: union_geometry(geoms, c))
                     changed = changed or any(parts[k][1] for k in keys)
-                a = acc[keys] = [g, changed, thing[0], pv, [], []]
+                a = acc[keys] = [g, changed, thing[0], pv, [], [], []]
             iid = self._iids.get(thing)
             a[4].append(iid if iid is not None else self._iid(*thing))
             a[5].append(mat)
+            a[6].append(rows.thing_random(self.aov_materials, keys, rid, mats,
+                                          self._objects[thing[0]]))
         self.counts["iterated"] += len(things)
-        return [Group(name, g, np.array(i, np.uint32), np.array(m).reshape(-1, 4, 4), pv, ch)
-                for g, ch, name, pv, i, m in acc.values()]
+        return [Group(name, g, np.array(i, np.uint32), np.array(m).reshape(-1, 4, 4), pv, ch,
+                      np.array(r, np.float32)) for g, ch, name, pv, i, m, r in acc.values()]
 
     def _thing_of(self, inst, orig, kind: str, rendered, bulk: set[str], things) -> tuple | None:
         """The drawn thing ``(name, chain, pid)`` of an ``object_instances`` entry of type ``kind``
@@ -417,16 +426,17 @@ class ObjectTracker(FrameListener):
         from ..dataset import exr
 
         tm, t0 = self.timings, time.perf_counter()
-        ch = exr.read_channels(raw, ["R", "G"])
+        ch = exr.read_channels(raw, ["R", "G", "B"])
         oid = np.array([self.ids[g.name] for g in groups], np.int32).reshape(-1)[st.gi]
         pv = np.array([g.pass_value for g in groups], np.int64).reshape(-1)[st.gi]
         # a box stand-in's surface distance is 0 inside its box: no bound for it
         rad = np.array([g.geom.radius if len(g.geom.tris) else -1.0 for g in groups],
                        float).reshape(-1)[st.gi]
-        cands = pix.Candidates(st.iid, oid, pv, st.mats, st.lo, st.hi, rad)
+        cands = pix.Candidates(st.iid, oid, pv, st.mats, st.lo, st.hi, rad, st.rand)
         t1, sd0 = time.perf_counter(), tm["surface"]
-        obj, ins, stats = pix.resolve_pixel_arrays(ch["R"], ch["G"], k.K, pose, cands,
-                                                   surface_distance(groups, st, tm))
+        obj, ins, stats = pix.resolve_pixel_arrays(
+            ch["R"], ch["G"], k.K, pose, cands, surface_distance(groups, st, tm),
+            aov=ch["B"] if self.aov_materials is not None else None)
         t2 = time.perf_counter()
         for s, c in stats.items():
             self.resolve_stats[s] = self.resolve_stats.get(s, 0) + c

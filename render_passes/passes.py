@@ -25,8 +25,9 @@ need no fix afterwards (docs/ground_truth.md):
   and zeroed where the depth has no surface, so background stays 0.
 * flow: Vector pass routed through a Switch node (4.5/5.0 Separate Color and 4.2 File Output lose
   its 4th channel otherwise), split, forward = (-Z, W), backward = (X, -Y) in pixels, v down.
-* segmentation: Object Index pass with ``pass_index`` = our object id (restored in teardown) and
-  the Depth pass, written raw to ``segmentations/.raw/``; after the render
+* segmentation: Object Index pass with ``pass_index`` = our object id (restored in teardown), the
+  Depth pass and (with a data render) the Object Info > Random AOV, written raw (R, G, B) to
+  ``segmentations/.raw/``; after the render
   :class:`objects.ObjectTracker` turns them into object + instance ids and ``objects.json``
   (``finish_frame``: the frame's record ``objects/objects_NNNNNN.npz``, journaled with it
   (``record_files``); ``finish_sequence``: the table; format in ``dataset/documents/objects.py``).
@@ -50,7 +51,7 @@ from ..dataset.documents.segmentation_ids import SegmentationIds
 from ..settings import Settings
 from . import compat, data_render, scene_setup, segmentation
 from .compositor import Graph
-from .data_render import TRUE_NORMAL_AOV
+from .data_render import RANDOM_AOV, TRUE_NORMAL_AOV
 from .objects import ObjectTracker
 
 # Where each kind's files go (flag, folder, stem, transforms.json key): dataset.layout.KINDS.
@@ -94,7 +95,7 @@ class PassRig:
         self.data_render = not settings.filtered_passes and bool({"normal", "flow"} & set(self.kinds))
         self.warnings: list[str] = []  # for the worker to emit once (names the thing)
         self._outputs: list[Any] = []  # our File Output nodes
-        self._aov = None
+        self._aovs: list[Any] = []  # view-layer AOVs we added
         self._aov_nodes: list[tuple[Any, Any]] = []  # (material node tree, node) we added
         if not self.kinds:
             return
@@ -240,12 +241,12 @@ class PassRig:
             except (ReferenceError, RuntimeError):
                 pass
         self._aov_nodes = []
-        if self._aov is not None:
+        for aov in reversed(self._aovs):
             try:
-                vl.aovs.remove(self._aov)
+                vl.aovs.remove(aov)
             except (ReferenceError, RuntimeError):
                 pass
-            self._aov = None
+        self._aovs = []
         if self.tracker is not None:
             self.tracker.close()
         self._rot_inputs = []
@@ -328,7 +329,7 @@ class PassRig:
                 color_mode="RGBA", color_depth="32", exr_codec=s.exr_codec)
             g.nodes.append(fo)
             fo.label = "DF"
-            raw = g.combine_color(idx, compat.render_layer_output(rl, "Depth"), 0.0, 1.0)
+            raw = g.combine_color(idx, compat.render_layer_output(rl, "Depth"), self._random_socket(rl), 1.0)
             g.link(raw, compat.file_output_input(fo, layout.blender_stem(RAW_STEM), "RGBA"))
             if s.debug:
                 hue = g.math("FRACT", g.math("MULTIPLY", idx, 0.618033988749895))
@@ -423,3 +424,9 @@ class PassRig:
         self.tracker = ObjectTracker(self.scene, self.ids, classes, rendered,
                                      self.settings.exr_codec, self.settings.object_records)
         self.records = object_records.SequenceWriter(self.seq_dir, self.settings.object_records)
+        if self.data_render:  # a 1-sample render: the AOV is that of the centre ray's instance
+            self.tracker.aov_materials = data_render.add_random_aov(self, vl)
+
+    def _random_socket(self, rl):
+        """The Random AOV for the raw file's B channel (0 without it: no data render)."""
+        return rl.outputs[RANDOM_AOV] if self.tracker.aov_materials is not None else 0.0

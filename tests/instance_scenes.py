@@ -304,7 +304,8 @@ def build_scatter(path: str | Path, count: int, frames: int = 6, res=(160, 120),
                   samples: int = 4) -> Path:
     """The scale scene (bench/scale.py): a 40 m ground plane whose geometry nodes scatter
     ``count`` small cones on it (Distribute Points on Faces, Poisson-free random, seed 0 +
-    Instance on Points, random z rotation), a camera 4 m above the ground looking ahead and
+    Instance on Points, random z rotation; the cones have their own material, Set Material),
+    a camera 4 m above the ground looking ahead and
     moving 0.5 m/frame in +y, a sun; ``frames`` frames at ``res``, ``samples`` spp."""
     import bpy
 
@@ -332,13 +333,18 @@ def build_scatter(path: str | Path, count: int, frames: int = 6, res=(160, 120),
     cone.inputs["Radius Bottom"].default_value = 0.15
     cone.inputs["Depth"].default_value = 0.5
     inst = n.new("GeometryNodeInstanceOnPoints")
+    setm = n.new("GeometryNodeSetMaterial")
+    cmat = bpy.data.materials.new("Cone_mat")
+    cmat.use_nodes = True
+    setm.inputs["Material"].default_value = cmat
     rot = n.new("FunctionNodeRandomValue")
     rot.data_type = "FLOAT_VECTOR"
     rot.inputs["Max"].default_value = (0.0, 0.0, 6.28)
     join = n.new("GeometryNodeJoinGeometry")
     tree.links.new(gin.outputs[0], dist.inputs["Mesh"])
     tree.links.new(dist.outputs["Points"], inst.inputs["Points"])
-    tree.links.new(cone.outputs["Mesh"], inst.inputs["Instance"])
+    tree.links.new(cone.outputs["Mesh"], setm.inputs["Geometry"])
+    tree.links.new(setm.outputs[0], inst.inputs["Instance"])
     tree.links.new(rot.outputs["Value"], inst.inputs["Rotation"])
     tree.links.new(inst.outputs[0], join.inputs[0])
     tree.links.new(gin.outputs[0], join.inputs[0])

@@ -260,6 +260,9 @@ def test_metadata_comes_from_the_render_depsgraph(inst):
     info = json.loads((inst["a"]["root"] / "info.json").read_text())["objects"]
     assert info["sources"] == {"render_depsgraph": 4, "viewport_depsgraph": 0}
     assert info["pixels"]["unidentified"] == 0
+    # every pixel whose Random AOV was written names a candidate within its box's tolerance
+    print("pixels by rule:", info["pixels"])
+    assert info["pixels"]["aov_mismatch"] == 0 and info["pixels"]["by_aov"] > 0, info["pixels"]
 
 
 def test_resumed_run_writes_the_same_metadata(inst):

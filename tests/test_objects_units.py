@@ -102,3 +102,14 @@ def test_ids_file_round_trip_is_exact(tmp_path):
     stored = exr.read_stored(tmp_path / "s.exr")
     assert stored["V"].dtype == np.float32 and stored["instance"].dtype == np.uint32
     assert np.array_equal(stored["instance"], ins)
+
+
+@pytest.mark.parametrize("keys", [[0, 3, 7], [2, 40000, 65535], [5, 70000]])
+def test_value_rank_table_equals_binary_search(keys):
+    """The index-value lookup (a table for 16-bit keys) against a binary search, with values
+    below, between and above the keys."""
+    keys = np.array(keys, np.int64)
+    vals = np.array([-3, -1, 0, 1, 2, 3, 5, 7, 8, 39999, 40000, 65535, 65536, 70000, 10**6])
+    pos, found = pix._value_rank(keys, vals)
+    assert found.tolist() == [bool(v in keys) for v in vals.tolist()]
+    assert (keys[pos[found]] == vals[found]).all()
