@@ -80,7 +80,7 @@ def print_matrix(matrix: dict, scenes, unobservable: dict[tuple[str, str], str],
 
 def _planted_report(job: tuple[Path, str, Path]) -> dict:
     clean, fault, dest = job
-    return validate(vs.planted(clean, fault, dest), write=False)["sequences"][0]
+    return validate(vs.planted(clean, fault, dest, link=True), write=False)["sequences"][0]
 
 
 def _cores() -> int:
