@@ -173,7 +173,7 @@ def pytest_collection_finish(session):
     the modules before them run; see tests/test_validate_faults.py). ``items``: the module's
     selected tests."""
     session.config.stash[_SPLIT] = lane_split.wanted(session)
-    if session.config.stash[_SPLIT]:
+    if session.config.stash[_SPLIT] or session.config.option.collectonly:
         return
     selected: dict = {}
     for item in session.items:
