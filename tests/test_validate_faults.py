@@ -87,12 +87,12 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _quiet(nice: bool) -> None:
+def _quiet() -> None:
     """Worker initializer: the EXR library's complaints about the planted truncations go nowhere
     (a worker started in the background is outside pytest's capture; reports and exceptions
-    come back through the futures), and, ``nice``, the worker yields the CPU to the test process
-    and the processes its tests start (the lowest priority)."""
-    if nice and hasattr(os, "nice"):
+    come back through the futures), and the worker yields the CPU to the test process and the
+    processes its tests start (the lowest priority)."""
+    if hasattr(os, "nice"):
         os.nice(19)
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
@@ -100,11 +100,10 @@ def _quiet(nice: bool) -> None:
     os.close(null)
 
 
-def _forked_pool(workers: int, nice: bool = True) -> ProcessPoolExecutor | None:
+def _forked_pool(workers: int) -> ProcessPoolExecutor | None:
     if workers < 1 or "fork" not in multiprocessing.get_all_start_methods():
         return None
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_quiet,
-                               initargs=(nice,))
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_quiet)
 
 
 def fault_matrix(clean: dict[str, Path], root: Path) -> dict[tuple[str, str], dict]:
@@ -158,17 +157,12 @@ def reports(tmp_path_factory) -> dict[str, tuple[dict, dict[str, dict]]]:
     """``{scene: (clean report, {fault: report})}``, from the background or computed here. The
     scenes the background worker has not started yet are taken back, last first, and computed
     here beside it (it runs at the lowest priority: on a busy machine it may have done few).
-    Without a background (the lane in two processes, tests/lane_split.py), one scene per core in
-    forked workers: they take this process's core while it waits, and share the other one with
-    the other test process."""
+    Without a background (the lane in two processes, tests/lane_split.py: the other process
+    has the other core), all here."""
     root = tmp_path_factory.mktemp("fault_matrix")
     futures = _BACKGROUND.get("futures")
     if futures is None:
-        pool = _forked_pool(_cores(), nice=False) if _cores() >= 2 else None
-        if pool is None:
-            return {name: scene_reports(name, root) for name in SCENES}
-        with pool:
-            return dict(zip(SCENES, pool.map(scene_reports, SCENES, [root] * len(SCENES))))
+        return {name: scene_reports(name, root) for name in SCENES}
     here = {}
     for name in reversed(list(futures)):
         if not futures[name].cancel():  # started (or queued to its process): the worker does it
