@@ -194,6 +194,12 @@ def pytest_runtestloop(session):
     return True
 
 
+def pytest_terminal_summary(terminalreporter):
+    line = terminalreporter.config.stash.get(lane_split.BALANCE, None)
+    if line:
+        terminalreporter.write_line(line)
+
+
 _SPLIT = pytest.StashKey[bool]()
 _FLAG = pytest.StashKey[Path]()
 _SAVED_ENV = pytest.StashKey[dict]()

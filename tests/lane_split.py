@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import pickle
 import queue
+import resource
 import struct
 import sys
 import threading
@@ -215,6 +216,20 @@ def _category(name: str) -> type[Warning]:
     return cat if isinstance(cat, type) and issubclass(cat, Warning) else UserWarning
 
 
+BALANCE = pytest.StashKey[str]()
+
+
+def _say_balance(session: pytest.Session, replay: _Replay, usage) -> None:
+    """The line the terminal summary prints (conftest.py): each process's tests and CPU time
+    (user + sys; this one's includes the collection before the fork, neither counts the
+    subprocesses its tests started)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    session.config.stash[BALANCE] = (
+        f"two processes (tests/lane_split.py): this one {len(session.items) - len(replay.taken)} tests, "
+        f"{own.ru_utime + own.ru_stime:.1f} s CPU; the other {len(replay.taken)} tests, "
+        f"{usage.ru_utime + usage.ru_stime:.1f} s CPU")
+
+
 def run_split(session: pytest.Session) -> None:
     """Run ``session.items`` in this process and a forked one (see the module docstring)."""
     work = _Queue(_groups(session.items))
@@ -240,9 +255,10 @@ def run_split(session: pytest.Session) -> None:
     try:
         _run(session, work, lambda g: None, replay.drain)
         replay.drain(block=True)
-        _, status = os.waitpid(pid, 0)
+        _, status, usage = os.wait4(pid, 0)
         pid = 0
         replay.lost(os.waitstatus_to_exitcode(status))
+        _say_balance(session, replay, usage)
     finally:
         if pid:
             os.kill(pid, 9)
