@@ -27,7 +27,6 @@ import warnings
 
 import pytest
 from _pytest.config import create_terminal_writer
-from _pytest.reports import TestReport
 
 # Modules that take seconds (measured with --durations): started first, so that the two
 # processes end together. Only the order depends on this list.
@@ -202,7 +201,7 @@ class _Replay:
             if k in self.reported:
                 continue
             item = self.session.items[k]
-            rep = TestReport(item.nodeid, item.location, {}, "failed",
+            rep = pytest.TestReport(item.nodeid, item.location, {}, "failed",
                              f"the second test process (lane_split.py) ended with status {status} "
                              "before this test reported", "call", [], 0.0)
             self.reported.add(k)
