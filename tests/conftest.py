@@ -35,7 +35,7 @@ os.environ.setdefault("PYTHONUNBUFFERED", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 sys.path.insert(0, str(REPO / "tests"))
-
+import lane_split  # noqa: E402  (tests/ is on the path from here)
 
 # -- the render marker, enforced ------------------------------------------------------------------
 RENDER_FIXTURES = ("scenes_dir",)
@@ -167,10 +167,14 @@ def pytest_ignore_collect(collection_path, config):
 
 
 def pytest_collection_finish(session):
-    """Start the background work of every test module with selected tests that defines
+    """Decide whether the tests run in two processes (tests/lane_split.py); if not, start the
+    background work of every test module with selected tests that defines
     ``start_background(config, items)`` (CPU-bound fixtures that can run on the other cores while
     the modules before them run; see tests/test_validate_faults.py). ``items``: the module's
     selected tests."""
+    session.config.stash[_SPLIT] = lane_split.wanted(session)
+    if session.config.stash[_SPLIT] or session.config.option.collectonly:
+        return
     selected: dict = {}
     for item in session.items:
         module = getattr(item, "module", None)
@@ -180,6 +184,23 @@ def pytest_collection_finish(session):
         module.start_background(session.config, items)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session):
+    """The tests in two processes when :func:`pytest_collection_finish` chose so (else pytest's
+    own loop)."""
+    if session.testsfailed or not session.config.stash.get(_SPLIT, False):
+        return None
+    lane_split.run_split(session)
+    return True
+
+
+def pytest_terminal_summary(terminalreporter):
+    line = terminalreporter.config.stash.get(lane_split.BALANCE, None)
+    if line:
+        terminalreporter.write_line(line)
+
+
+_SPLIT = pytest.StashKey[bool]()
 _FLAG = pytest.StashKey[Path]()
 _SAVED_ENV = pytest.StashKey[dict]()
 

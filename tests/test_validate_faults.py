@@ -80,7 +80,7 @@ def print_matrix(matrix: dict, scenes, unobservable: dict[tuple[str, str], str],
 
 def _planted_report(job: tuple[Path, str, Path]) -> dict:
     clean, fault, dest = job
-    return validate(vs.planted(clean, fault, dest), write=False)["sequences"][0]
+    return validate(vs.planted(clean, fault, dest, link=True), write=False)["sequences"][0]
 
 
 def _cores() -> int:
@@ -156,7 +156,9 @@ def start_background(config: pytest.Config, items: list[pytest.Item]) -> None:
 def reports(tmp_path_factory) -> dict[str, tuple[dict, dict[str, dict]]]:
     """``{scene: (clean report, {fault: report})}``, from the background or computed here. The
     scenes the background worker has not started yet are taken back, last first, and computed
-    here beside it (it runs at the lowest priority: on a busy machine it may have done few)."""
+    here beside it (it runs at the lowest priority: on a busy machine it may have done few).
+    Without a background (the lane in two processes, tests/lane_split.py: the other process
+    has the other core), all here."""
     root = tmp_path_factory.mktemp("fault_matrix")
     futures = _BACKGROUND.get("futures")
     if futures is None:

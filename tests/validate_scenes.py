@@ -13,6 +13,7 @@ centre, so depth, normals, ids and flow are exact (no sample-averaged silhouette
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -331,13 +332,21 @@ def _tf(seq: Path) -> dict:
     return json.loads((seq / "transforms.json").read_text())
 
 
+def _new(p: Path) -> Path:
+    """``p`` unlinked, to be written anew: a planted copy's files are hard links to the clean
+    sequence's (:func:`planted`), so a fault replaces a file and never writes into it."""
+    p.unlink()
+    return p
+
+
 def _put_tf(seq: Path, tf: dict) -> None:
-    (seq / "transforms.json").write_text(json.dumps(tf))
+    _new(seq / "transforms.json").write_text(json.dumps(tf))
 
 
 def _flows(seq: Path, fn) -> None:
     for p in sorted((seq / "flows").glob("flow_*.exr")):
-        exr.write_channels(p, fn(exr.read_channels(p)))
+        c = fn(exr.read_channels(p))
+        exr.write_channels(_new(p), c)
 
 
 def _scale_k(seq: Path, key: str, factor: float = 1.0, add: float = 0.0) -> None:
@@ -380,7 +389,8 @@ def _depth_label(seq: Path, label: str) -> None:
         v, u = np.mgrid[0:tf["h"], 0:tf["w"]] + 0.5
         ray = np.sqrt(1 + ((u - tf["cx"]) / tf["fl_x"]) ** 2 + ((v - tf["cy"]) / tf["fl_y"]) ** 2)
         for p in (seq / "depths").glob("*.exr"):
-            exr.write_channels(p, {"V": exr.read_channels(p)["V"] * ray})
+            v = exr.read_channels(p)["V"]
+            exr.write_channels(_new(p), {"V": v * ray})
 
 
 def _normal_frame(seq: Path) -> None:
@@ -400,13 +410,13 @@ def _id_changed(seq: Path) -> None:
     victim = max(cand)[1]
     other = next((v for v in vals if v != victim), victim + 1)
     ids[ids == victim] = other
-    exr.write_channels(p, {**c, "V": ids})
+    exr.write_channels(_new(p), {**c, "V": ids})
 
 
 def _truncate(seq: Path) -> None:
     p = seq / "flows" / "flow_000003.exr"
     data = p.read_bytes()
-    p.write_bytes(data[: len(data) // 2])
+    _new(p).write_bytes(data[: len(data) // 2])
 
 
 def _missing_frame(seq: Path) -> None:
@@ -440,10 +450,20 @@ FAULTS: dict[str, Callable[[Path], None]] = {
 }
 
 
-def planted(clean: Path, fault: str, dst: Path) -> Path:
-    """A copy of sequence ``clean`` at ``dst`` with ``fault`` applied."""
-    shutil.copytree(clean, dst)
+def planted(clean: Path, fault: str, dst: Path, link: bool = False) -> Path:
+    """A copy of sequence ``clean`` at ``dst`` with ``fault`` applied. ``link``: the copy's files
+    are hard links to the clean ones (a fifth of the time of copies; for the fault matrix, which
+    plants every fault into a copy of one clean sequence, and changes nothing after): a fault
+    replaces the files it changes (:func:`_new`), and a fault that wrote into a shared file is an
+    error here, naming the file."""
+    before = {p: p.stat() for p in clean.rglob("*") if p.is_file()}
+    shutil.copytree(clean, dst, copy_function=os.link if link else shutil.copy2)
     FAULTS[fault](dst)
+    for p, st in before.items():
+        now = p.stat()
+        if (now.st_mtime_ns, now.st_size) != (st.st_mtime_ns, st.st_size):
+            raise AssertionError(f"fault {fault} wrote into {p.relative_to(clean)}, a file it shares "
+                                 "with the clean sequence: replace it (_new) instead")
     return dst
 
 

@@ -28,6 +28,7 @@ _ROWS_PER_FRAME = 60000  # intrinsics equations kept per frame (a regular subsam
 _ANGLES_PER_FRAME = 20000
 _BOX_SAMPLES = 20000  # depth points per thing and frame tested against its 3D box
 _MIN_FLAT = 64  # flat-patch pixels over a sequence needed to judge the normals' direction
+_NORMAL_TABLE_PX = 4 * (_ANGLES_PER_FRAME + _ROWS_PER_FRAME // 2)  # about the pixels read per frame
 
 
 # A pixel is on a flat patch when the stored normals 2 px around it (8 pixels: the corners and
@@ -149,13 +150,19 @@ class FrameStats:
         self._objects(f)
 
     def _normal_at(self, f: FrameData):
+        """``normal_at(rows, cols) -> (M, 3)``: the stored normals of those pixels, unit, in the
+        OpenCV camera frame. The checks ask up to 15 times per frame, at shifted pixels: a frame
+        of at most :data:`_NORMAL_TABLE_PX` pixels is converted once (the same values)."""
         frame_name, pose = self.seq.normal_frame, f.pose
 
         def normal_at(r, c):
             n = normals_to_opencv_camera(f.normals[r, c], frame_name, pose)
             ln = np.linalg.norm(n, axis=-1, keepdims=True)
             return n / np.where(ln > 0, ln, 1.0)
-        return normal_at
+        if f.normals.shape[0] * f.normals.shape[1] > _NORMAL_TABLE_PX:
+            return normal_at
+        table = normal_at(slice(None), slice(None))
+        return lambda r, c: table[r, c]
 
     def _normals(self, f: FrameData, seg_labels: np.ndarray | None, cov: np.ndarray) -> None:
         """Angles between stored and depth-derived normals, split into flat patches (judged: every
