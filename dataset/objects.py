@@ -77,8 +77,16 @@ CV_FROM_GL = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
 def world_to_cv(cam_to_world_gl) -> np.ndarray:
-    """World -> OpenCV camera ``(4, 4)`` from a Blender/OpenGL camera-to-world pose."""
-    return np.linalg.inv(np.asarray(cam_to_world_gl, float) @ CV_FROM_GL)
+    """World -> OpenCV camera ``(4, 4)`` from a Blender/OpenGL camera-to-world pose. An
+    orthonormal one (:func:`dataset.camera.orthonormal_pose`) is inverted by transposing its
+    rotation (a LAPACK 4x4 inverse took 0.2-0.5 ms in the worker), any other by LAPACK."""
+    m = np.asarray(cam_to_world_gl, float) * CV_FROM_GL.diagonal()  # @ CV_FROM_GL: column signs
+    rt = m[:3, :3].T
+    if np.abs(rt @ m[:3, :3] - np.eye(3)).max() > 1e-12 or (m[3] != (0, 0, 0, 1)).any():
+        return np.linalg.inv(m)
+    out = np.eye(4)
+    out[:3, :3], out[:3, 3] = rt, -(rt @ m[:3, 3])
+    return out
 
 
 def box_corners(lo, hi) -> np.ndarray:

@@ -24,6 +24,24 @@ def test_trim_pid_drops_the_unused_tail():
     assert od.trim_pid([]) == []
 
 
+def test_world_to_cv_inverts_the_pose():
+    """A camera 5 m up +z looking down -z (Blender): the world origin is 5 m in front (OpenCV
+    +z); an orthonormal pose is inverted by its transpose, a scaled one (not a camera pose of
+    ours) by LAPACK: both invert pose @ CV_FROM_GL."""
+    pose = np.eye(4)
+    pose[2, 3] = 5.0
+    w2c = od.world_to_cv(pose)
+    assert np.array_equal(w2c @ [0, 0, 0, 1], [0, 0, 5, 1])
+    assert np.array_equal(w2c @ [1, 2, 0, 1], [1, -2, 5, 1])
+    rng = np.random.default_rng(3)
+    q = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    for s in (1.0, 1.7):
+        m = np.eye(4)
+        m[:3, :3], m[:3, 3] = q * s, rng.normal(size=3) * 10
+        assert np.allclose(od.world_to_cv(m) @ m @ od.CV_FROM_GL, np.eye(4), atol=1e-12)
+        assert np.allclose(od.world_to_cv(m), np.linalg.inv(m @ od.CV_FROM_GL), rtol=0, atol=1e-13)
+
+
 def test_box_corners_order():
     c = od.box_corners([0, 0, 0], [1, 2, 3])
     assert c.shape == (8, 3)
