@@ -11,7 +11,7 @@ from typing import NamedTuple, TypedDict
 
 import numpy as np
 
-from .objects import CV_FROM_GL
+from .objects import CV_FROM_GL, conformal, inv3
 
 
 class Candidate(TypedDict):
@@ -83,24 +83,6 @@ def _box_distance(c: Candidates, w2o: np.ndarray, conf: np.ndarray, scale: np.nd
     if nc.any():
         d[nc] = np.linalg.norm(np.einsum("nij,nj->ni", c.matrix[j[nc], :3, :3], off[nc]), axis=1)
     return d
-
-
-def inv3(m: np.ndarray) -> np.ndarray:
-    """Inverses of ``(n, 3, 3)`` matrices (rows: cross products of the columns / determinant;
-    much faster than a batched LAPACK call for small matrices)."""
-    a0, a1, a2 = m[..., :, 0], m[..., :, 1], m[..., :, 2]
-    r = np.stack([np.cross(a1, a2), np.cross(a2, a0), np.cross(a0, a1)], -2)
-    det = (a0 * r[..., 0, :]).sum(-1)
-    return r / det[..., None, None]
-
-
-def _conformal(m: np.ndarray) -> np.ndarray:
-    """``(n,)`` whether each ``(n, 4, 4)`` matrix is a rotation times a uniform scale (then a
-    point's distance to a box is at most its distance to any surface inside the box)."""
-    r = m[:, :3, :3]
-    g = np.einsum("nji,njk->nik", r, r)
-    s = g[:, 0, 0]
-    return np.abs(g - s[:, None, None] * np.eye(3)).max((1, 2)) <= 1e-9 * np.maximum(s, 1e-300)
 
 
 BIG_VOXELS = 4096  # voxels a box may cover before it is paired with every point instead
@@ -191,8 +173,10 @@ def resolve_pixel_arrays(index: np.ndarray, depth: np.ndarray, K, cam_to_world_g
                            "by_surface", "nearest_box", "unidentified"), 0)
     c, order = _sorted(c)
     v = _Values(*np.unique(c.pass_value, return_index=True, return_counts=True))
+    if len(v.keys) and v.sizes.max() == 1 and v.keys[0] >= 0 and v.keys[-1] < 1 << 16:
+        return _by_table(index, depth, c, v, stats)
     hp = np.flatnonzero(depth < 1e9)
-    pos, found = _value_rank(v.keys, np.rint(index.ravel()[hp]).astype(np.int64))
+    pos, found = _value_rank(v.keys, index.ravel()[hp])
     stats["unidentified"] = int((~found).sum())
     if not len(c.instance_id):
         return obj, ins, stats
@@ -219,6 +203,22 @@ def resolve_pixel_arrays(index: np.ndarray, depth: np.ndarray, K, cam_to_world_g
         pick[rest] = _geometric(c, fr, v, order, grp[rest], geo.at(rest), stats)
     obj.ravel()[px] = c.object_id[pick]
     ins.ravel()[px] = c.instance_id[pick]
+    return obj, ins, stats
+
+
+def _by_table(index: np.ndarray, depth: np.ndarray, c: Candidates, v: _Values,
+              stats: dict[str, int]) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """:func:`resolve_pixel_arrays` when every pass value (in [0, 2^16)) is one candidate's: a
+    table from the value to the ids, per pixel (the same ids and stats, no per-pixel gathers)."""
+    n = int(v.keys[-1]) + 2  # the last entry: no candidate (a value not a key, or no surface)
+    lut_o, lut_i = np.zeros(n, np.int32), np.zeros(n, np.uint32)
+    lut_o[v.keys], lut_i[v.keys] = c.object_id[v.first], c.instance_id[v.first]
+    r = np.fmax(np.fmin(np.rint(index), n - 1), -1).astype(np.intp)  # NaN -> n - 1
+    hit = depth < 1e9
+    r[~hit | (r < 0)] = n - 1
+    obj, ins = lut_o[r], lut_i[r]
+    stats["unique"] = int(np.count_nonzero(ins))
+    stats["unidentified"] = int(np.count_nonzero(hit)) - stats["unique"]
     return obj, ins, stats
 
 
@@ -350,8 +350,10 @@ def _sorted(c: Candidates) -> tuple[Candidates, np.ndarray]:
 
 
 def _value_rank(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For index values ``vals``: the rank of each among ``keys`` and whether it is one (a
-    table lookup for keys in [0, 2^16), pass indices are 16-bit; else a binary search)."""
+    """For index values ``vals`` (float, rounded; NaN is no key): the rank of each among ``keys``
+    and whether it is one (a table lookup for keys in [0, 2^16), pass indices are 16-bit; else a
+    binary search)."""
+    vals = np.fmax(np.fmin(np.rint(vals), 2.0**62), -1.0).astype(np.int64)
     if len(keys) and keys[0] >= 0 and keys[-1] < 1 << 16:
         lut = np.full(int(keys[-1]) + 2, -1, np.int64)  # the last entry: no key
         lut[keys] = np.arange(len(keys))
@@ -386,7 +388,7 @@ def _world_to_object(c: Candidates, v: _Values) -> _Frames:
     w2o = np.zeros((n, 3, 4))
     w2o[:, :, :3] = inv
     w2o[:, :, 3] = -np.einsum("nij,nj->ni", inv, c.matrix[:, :3, 3])
-    conf = _conformal(c.matrix)
+    conf = conformal(c.matrix)
     scale = np.where(conf, np.linalg.norm(c.matrix[:, :3, 0], axis=1), 1.0)
     return _Frames(inv, w2o, conf, scale, rank, shared)
 

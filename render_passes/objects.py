@@ -451,7 +451,7 @@ class ObjectTracker(FrameListener):
                 ins: np.ndarray, w2c: np.ndarray, k, near: float) -> None:
         """The frame's record from its instances ``st`` and id image ``ins``: the instances
         ``self.records`` keeps, with amodal and visible boxes and pixel counts."""
-        vid, vbox, vcount = od.visible_box_arrays(ins)
+        vid, vbox, vcount = od.visible_box_arrays(ins, st.iid)
         iid = st.iid
         order = np.argsort(iid, kind="stable")
         order = order[np.r_[True, iid[order][1:] != iid[order][:-1]]] if len(iid) else order

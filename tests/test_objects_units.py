@@ -24,6 +24,24 @@ def test_trim_pid_drops_the_unused_tail():
     assert od.trim_pid([]) == []
 
 
+def test_world_to_cv_inverts_the_pose():
+    """A camera 5 m up +z looking down -z (Blender): the world origin is 5 m in front (OpenCV
+    +z); an orthonormal pose is inverted by its transpose, a scaled one (not a camera pose of
+    ours) by LAPACK: both invert pose @ CV_FROM_GL."""
+    pose = np.eye(4)
+    pose[2, 3] = 5.0
+    w2c = od.world_to_cv(pose)
+    assert np.array_equal(w2c @ [0, 0, 0, 1], [0, 0, 5, 1])
+    assert np.array_equal(w2c @ [1, 2, 0, 1], [1, -2, 5, 1])
+    rng = np.random.default_rng(3)
+    q = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    for s in (1.0, 1.7):
+        m = np.eye(4)
+        m[:3, :3], m[:3, 3] = q * s, rng.normal(size=3) * 10
+        assert np.allclose(od.world_to_cv(m) @ m @ od.CV_FROM_GL, np.eye(4), atol=1e-12)
+        assert np.allclose(od.world_to_cv(m), np.linalg.inv(m @ od.CV_FROM_GL), rtol=0, atol=1e-13)
+
+
 def test_box_corners_order():
     c = od.box_corners([0, 0, 0], [1, 2, 3])
     assert c.shape == (8, 3)
@@ -51,6 +69,47 @@ def test_visible_boxes():
     img[4, 0] = 3_000_000_000
     out = od.visible_boxes(img)
     assert out == {7: ([2, 1, 3, 2], 6), 3_000_000_000: ([0, 4, 1, 1], 1)}
+
+
+def test_visible_box_arrays_by_known_ids_match_the_sort():
+    """Known geometry: a 3x4 block of id 7 at (x 2, y 1), one pixel of 3e9 at (0, 4); given the
+    ids the image can hold (also ones without pixels), the boxes and counts are the sorted
+    path's; an id missing from ``ids`` makes it fall back, never drop the pixel."""
+    img = np.zeros((6, 8), np.uint32)
+    img[1:4, 2:6] = 7
+    img[4, 0] = 3_000_000_000
+    want = od.visible_box_arrays(img)
+    assert want[0].tolist() == [7, 3_000_000_000] and want[2].tolist() == [12, 1]
+    assert want[1].tolist() == [[2, 1, 4, 3], [0, 4, 1, 1]]
+    for ids in ([3_000_000_000, 7, 9], [7, 3_000_000_000], [7]):
+        got = od.visible_box_arrays(img, np.array(ids, np.uint32))
+        assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(got, want))
+    none = od.visible_box_arrays(np.zeros((2, 2), np.uint32), np.array([4], np.uint32))
+    assert [len(a) for a in none] == [0, 0, 0] and none[1].shape == (0, 4)
+
+
+def test_resolve_by_table_matches_the_general_rule():
+    """Every pass value one candidate's: the table path gives the ids of the general path (the
+    same candidates plus one more of a value no pixel shows, which sends them through it):
+    background (depth 1e10), a value with no candidate (9), NaN and negative index values."""
+    K = np.array([[10.0, 0, 3], [0, 10.0, 2], [0, 0, 1]])
+    index = np.array([[1, 1, 2, 2, 9, 0], [2, 2, 1, 1, 1, 0], [np.nan, -3, 2, 1, 0, 2],
+                      [1, 2, 1, 2, 1, 65535]], np.float32)
+    depth = np.full(index.shape, 5.0, np.float32)
+    depth[:, 5] = 1e10
+    cands = [_cand(1000, 4, 1, 0.0), _cand(2000, 5, 2, 0.0), _cand(3000, 6, 0, 0.0)]
+    obj, ins, stats = pix.resolve_pixels(index, depth, K, np.eye(4), cands)
+    assert (ins[index == 1] == 1000).all() and (obj[index == 1] == 4).all()
+    hit = depth < 1e9
+    assert (ins[(index == 2) & hit] == 2000).all() and (obj[(index == 2) & hit] == 5).all()
+    assert ins[2, 4] == 3000 and obj[2, 4] == 6  # pass value 0 is a key like any other
+    assert not ins[:, 5].any() and not obj[:, 5].any()
+    assert ins[0, 4] == ins[2, 0] == ins[2, 1] == 0
+    assert stats["unique"] == 17 and stats["unidentified"] == 3
+    general = pix.resolve_pixels(index, depth, K, np.eye(4), cands + [_cand(4000, 7, 8, 0.0),
+                                                                     _cand(4001, 7, 8, 9.0)])
+    assert np.array_equal(general[0], obj) and np.array_equal(general[1], ins)
+    assert general[2] == stats and general[0].dtype == obj.dtype and general[1].dtype == ins.dtype
 
 
 def _cand(iid, oid, pv, x):
