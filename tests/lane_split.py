@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The bpy-free lane on two cores: after collection the test process forks once, and both
 processes take whole test modules from one shared queue (the heavy ones first) until it is empty.
+A module may ask to be taken in parts (``lane_group``, see :func:`_groups`).
 The second process runs each test as pytest would (fixtures, capture, the render guard of
 conftest.py) and sends its reports, serialized by pytest's own hooks, back through a pipe; this
 process logs them as they arrive, so the terminal, ``-ra``, ``--durations`` and the exit status
@@ -53,14 +54,23 @@ def wanted(session: pytest.Session) -> bool:
 
 
 def _groups(items: list[pytest.Item]) -> list[list[int]]:
-    """Indices of ``items`` by test module (collection order inside each), heavy modules first."""
-    by: dict[str, list[int]] = {}
+    """Indices of ``items`` by test module (collection order inside each), heavy modules first.
+    A module may define ``lane_group(item) -> str`` to be taken in several groups (one per
+    label, in the module's place), and ``LANE_LAST``: the labels taken after every module."""
+    by: dict[tuple[str, str], list[int]] = {}
+    last: set[tuple[str, str]] = set()
     for k, item in enumerate(items):
-        by.setdefault(item.nodeid.split("::")[0], []).append(k)
-    names = list(by)
-    names.sort(key=lambda n: (HEAVY.index(n.rsplit("/", 1)[-1]) if n.rsplit("/", 1)[-1] in HEAVY
-                              else len(HEAVY)))
-    return [by[n] for n in names]
+        module = getattr(item, "module", None)
+        split = getattr(module, "lane_group", None)
+        key = (item.nodeid.split("::")[0], split(item) if callable(split) else "")
+        if key[1] in getattr(module, "LANE_LAST", ()):
+            last.add(key)
+        by.setdefault(key, []).append(k)
+
+    def rank(key: tuple[str, str]) -> tuple[bool, int]:
+        name = key[0].rsplit("/", 1)[-1]
+        return key in last, HEAVY.index(name) if name in HEAVY else len(HEAVY)
+    return [by[key] for key in sorted(by, key=rank)]
 
 
 class _Queue:
