@@ -59,6 +59,7 @@ class FrameObjects:
 
 _DENSE = ("present", "object_to_world", "object_to_camera", "bbox_3d", "bbox_obj", "bbox_visib",
           "px_count_visib")
+_STORED = ("present", "object_to_world")  # the dense views the records hold as they are
 
 
 class Objects:
@@ -69,7 +70,8 @@ class Objects:
     The dense ``(F, I, ...)`` views ``present``, ``object_to_world``, ``object_to_camera``,
     ``bbox_3d``, ``bbox_obj``, ``bbox_visib``, ``px_count_visib`` (NaN / ``-1`` where a frame does
     not list an instance) read every record and take ``F x I`` memory: built on first use, for
-    short sequences; per-frame code uses :meth:`frame`."""
+    short sequences (``present`` and ``object_to_world`` alone, asked first, skip the derived
+views); per-frame code uses :meth:`frame`."""
 
     def __init__(self, source: Any, frame_numbers: list[int], poses: Any):
         from .documents.objects_files import ObjectsSource
@@ -89,6 +91,7 @@ class Objects:
         self.frames = [int(n) for n in frame_numbers]
         self._cache: dict[int, Any] = {}
         self._dense: dict[str, np.ndarray] | None = None
+        self._stored: dict[str, np.ndarray] | None = None
         self._cameras: list[str | None] | None = None
 
     def index(self) -> dict[int, int]:
@@ -171,7 +174,25 @@ class Objects:
                 d[k][f, c] = getattr(fo, k)
         return d
 
+    def _build_stored(self) -> dict[str, np.ndarray]:
+        """``present`` and ``object_to_world`` as :meth:`_build_dense` makes them (each record
+        read and its instances looked up the same way), without the derived views."""
+        n_f, n_i = len(self.frames), len(self.instance_ids)
+        d = {"present": np.zeros((n_f, n_i), bool), "object_to_world": np.full((n_f, n_i, 4, 4), np.nan)}
+        for f in range(n_f):
+            rec = self.record(f)
+            if rec is None:
+                continue
+            c = self.columns(rec.instance_id, f"frame {rec.frame}: ")
+            d["present"][f, c] = True
+            d["object_to_world"][f, c] = rec.object_to_world
+        return d
+
     def __getattr__(self, name: str) -> Any:
+        if name in _STORED and self.__dict__.get("_dense") is None:
+            if self.__dict__.get("_stored") is None:
+                self._stored = self._build_stored()
+            return self._stored[name]
         if name in _DENSE:
             if self.__dict__.get("_dense") is None:
                 self._dense = self._build_dense()

@@ -167,21 +167,8 @@ def pytest_ignore_collect(collection_path, config):
 
 
 def pytest_collection_finish(session):
-    """Decide whether the tests run in two processes (tests/lane_split.py); if not, start the
-    background work of every test module with selected tests that defines
-    ``start_background(config, items)`` (CPU-bound fixtures that can run on the other cores while
-    the modules before them run; see tests/test_validate_faults.py). ``items``: the module's
-    selected tests."""
+    """Decide whether the tests run in two processes (tests/lane_split.py)."""
     session.config.stash[_SPLIT] = lane_split.wanted(session)
-    if session.config.stash[_SPLIT] or session.config.option.collectonly:
-        return
-    selected: dict = {}
-    for item in session.items:
-        module = getattr(item, "module", None)
-        if module is not None and "start_background" in module.__dict__:
-            selected.setdefault(module, []).append(item)
-    for module, items in selected.items():
-        module.start_background(session.config, items)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The bpy-free lane on two cores: after collection the test process forks once, and both
 processes take whole test modules from one shared queue (the heavy ones first) until it is empty.
+A module may ask to be taken in parts (``lane_group``, see :func:`_groups`).
 The second process runs each test as pytest would (fixtures, capture, the render guard of
 conftest.py) and sends its reports, serialized by pytest's own hooks, back through a pipe; this
 process logs them as they arrive, so the terminal, ``-ra``, ``--durations`` and the exit status
@@ -22,6 +23,7 @@ import resource
 import struct
 import sys
 import threading
+import time
 import traceback
 import warnings
 
@@ -53,14 +55,23 @@ def wanted(session: pytest.Session) -> bool:
 
 
 def _groups(items: list[pytest.Item]) -> list[list[int]]:
-    """Indices of ``items`` by test module (collection order inside each), heavy modules first."""
-    by: dict[str, list[int]] = {}
+    """Indices of ``items`` by test module (collection order inside each), heavy modules first.
+    A module may define ``lane_group(item) -> str`` to be taken in several groups (one per
+    label, in the module's place), and ``LANE_LAST``: the labels taken after every module."""
+    by: dict[tuple[str, str], list[int]] = {}
+    last: set[tuple[str, str]] = set()
     for k, item in enumerate(items):
-        by.setdefault(item.nodeid.split("::")[0], []).append(k)
-    names = list(by)
-    names.sort(key=lambda n: (HEAVY.index(n.rsplit("/", 1)[-1]) if n.rsplit("/", 1)[-1] in HEAVY
-                              else len(HEAVY)))
-    return [by[n] for n in names]
+        module = getattr(item, "module", None)
+        split = getattr(module, "lane_group", None)
+        key = (item.nodeid.split("::")[0], split(item) if callable(split) else "")
+        if key[1] in getattr(module, "LANE_LAST", ()):
+            last.add(key)
+        by.setdefault(key, []).append(k)
+
+    def rank(key: tuple[str, str]) -> tuple[bool, int]:
+        name = key[0].rsplit("/", 1)[-1]
+        return key in last, HEAVY.index(name) if name in HEAVY else len(HEAVY)
+    return [by[key] for key in sorted(by, key=rank)]
 
 
 class _Queue:
@@ -143,6 +154,7 @@ def _child(session: pytest.Session, work: _Queue, fd: int) -> None:
     fwd = _Forward(session, out)
     config.pluginmanager.register(fwd, "df-lane-split-forward")
     _run(session, work, lambda g: fwd.send(("take", g)), lambda: None)
+    fwd.send(("end", time.monotonic()))
     out.close()
 
 
@@ -166,6 +178,7 @@ class _Replay:
         self.taken: list[int] = []      # items of the modules the second process took
         self.reported: set[int] = set()
         self.ended = False
+        self.other_end: float | None = None  # when the second process ran out of tests (monotonic)
 
     def drain(self, block: bool = False) -> None:
         while not self.ended:
@@ -177,6 +190,8 @@ class _Replay:
                 self.ended = True
             elif msg[0] == "take":
                 self.taken += self.work.groups[msg[1]]
+            elif msg[0] == "end":
+                self.other_end = msg[1]
             else:
                 self.log(*msg[1:])
 
@@ -218,15 +233,17 @@ def _category(name: str) -> type[Warning]:
 BALANCE = pytest.StashKey[str]()
 
 
-def _say_balance(session: pytest.Session, replay: _Replay, usage) -> None:
+def _say_balance(session: pytest.Session, replay: _Replay, usage, own_end: float) -> None:
     """The line the terminal summary prints (conftest.py): each process's tests and CPU time
     (user + sys; this one's includes the collection before the fork, neither counts the
-    subprocesses its tests started)."""
+    subprocesses its tests started), and how far apart they ran out of tests (wall)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
+    apart = "" if replay.other_end is None else \
+        f"; they ran out of tests {abs(replay.other_end - own_end):.1f} s apart"
     session.config.stash[BALANCE] = (
         f"two processes (tests/lane_split.py): this one {len(session.items) - len(replay.taken)} tests, "
         f"{own.ru_utime + own.ru_stime:.1f} s CPU; the other {len(replay.taken)} tests, "
-        f"{usage.ru_utime + usage.ru_stime:.1f} s CPU")
+        f"{usage.ru_utime + usage.ru_stime:.1f} s CPU{apart}")
 
 
 def run_split(session: pytest.Session) -> None:
@@ -253,11 +270,12 @@ def run_split(session: pytest.Session) -> None:
     replay = _Replay(session, q, work)
     try:
         _run(session, work, lambda g: None, replay.drain)
+        own_end = time.monotonic()
         replay.drain(block=True)
         _, status, usage = os.wait4(pid, 0)
         pid = 0
         replay.lost(os.waitstatus_to_exitcode(status))
-        _say_balance(session, replay, usage)
+        _say_balance(session, replay, usage, own_end)
     finally:
         if pid:
             os.kill(pid, 9)

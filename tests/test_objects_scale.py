@@ -90,6 +90,7 @@ def _reference(index, depth, K, pose, c, surface=None):
     xr, yr = pixel_rays(K, (h, w))
     foot = 2.0 * np.sqrt(2.0) * max(1.0 / K[0, 0], 1.0 / K[1, 1])
     cv = pose @ od.CV_FROM_GL
+    rot_inv = np.linalg.inv(c.matrix[:, :3, :3])  # each candidate's, once (the same values)
     for r, col in zip(*np.nonzero(depth < 1e9)):
         group = np.flatnonzero(c.pass_value == idx[r, col])
         if not len(group):
@@ -100,7 +101,7 @@ def _reference(index, depth, K, pose, c, surface=None):
         dist = []
         for j in group:
             m = c.matrix[j]
-            q = np.linalg.inv(m[:3, :3]) @ (p - m[:3, 3])
+            q = rot_inv[j] @ (p - m[:3, 3])
             off = np.maximum(np.maximum(c.lo[j] - q, q - c.hi[j]), 0.0)
             dist.append(np.linalg.norm(m[:3, :3] @ off))
         dist = np.array(dist)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import shutil
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -119,66 +117,57 @@ def fault_matrix(clean: dict[str, Path], root: Path) -> dict[tuple[str, str], di
                                                          for s, f in keys], chunksize=4)))
 
 
-def scene_reports(name: str, root: Path) -> tuple[dict, dict[str, dict]]:
-    """Scene ``name`` of ``validate_scenes`` written under ``root / "clean"`` and validated, then
-    every fault planted in a copy under ``root / "faults"`` and validated: ``(the clean
-    sequence's report, {fault: the planted copy's report})``."""
-    clean = vs.write_scene(vs.scenes()[name], root / "clean" / name)
-    report = validate(clean, write=False)["sequences"][0]
-    return report, {f: _planted_report((clean, f, root / "faults" / f"{name}-{f}")) for f in vs.FAULTS}
+class Cases:
+    """The matrix case by case, each validated in the test that asserts it: the clean scenes
+    written once per process (under ``root / "clean"``; the faults planted in hard-linked copies
+    under ``root / "faults"``), and whether each validated ok written to ``shared`` (the base
+    folder both test processes share) for :func:`test_fault_matrix_table`."""
 
+    def __init__(self, root: Path, shared: Path):
+        self.root, self.shared = root, shared
+        self.written: dict[str, Path] = {}
 
-# The analytic matrix is started in the background when this module's tests are selected
-# (conftest's ``pytest_collection_finish`` calls ``start_background``): one job per scene on the
-# cores the test process leaves free, while the tests of the modules before this one run.
-_BACKGROUND: dict = {}
+    def clean(self, scene: str) -> Path:
+        if scene not in self.written:
+            self.written[scene] = vs.write_scene(vs.scenes()[scene], self.root / "clean" / scene)
+        return self.written[scene]
 
+    def clean_report(self, scene: str) -> dict:
+        return validate(self.clean(scene), write=False)["sequences"][0]
 
-def start_background(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Submit :func:`scene_reports` of every scene to ``cores - 1`` forked workers when a selected
-    test (of ``items``) uses the matrix; the fixture below picks the results up. Nothing starts
-    on one core or without fork."""
-    if not any("reports" in item.fixturenames for item in items):
-        return
-    pool = _forked_pool(_cores() - 1)
-    if pool is None:
-        return
-    root = Path(tempfile.mkdtemp(prefix="df-fault-matrix-"))
-    _BACKGROUND["futures"] = {name: pool.submit(scene_reports, name, root) for name in SCENES}
+    def report(self, scene: str, fault: str) -> dict:
+        s = _planted_report((self.clean(scene), fault, self.root / "faults" / f"{scene}-{fault}"))
+        tmp = self.shared / f".{scene}-{fault}.{os.getpid()}"
+        tmp.write_text("ok" if s["ok"] else "failed", encoding="utf-8")
+        os.replace(tmp, self.shared / f"{scene}-{fault}")
+        return s
 
-    def stop() -> None:
-        pool.shutdown(wait=True, cancel_futures=True)
-        shutil.rmtree(root, ignore_errors=True)
-    config.add_cleanup(stop)
-
-
-@pytest.fixture(scope="module")
-def reports(tmp_path_factory) -> dict[str, tuple[dict, dict[str, dict]]]:
-    """``{scene: (clean report, {fault: report})}``, from the background or computed here. The
-    scenes the background worker has not started yet are taken back, last first, and computed
-    here beside it (it runs at the lowest priority: on a busy machine it may have done few).
-    Without a background (the lane in two processes, tests/lane_split.py: the other process
-    has the other core), all here."""
-    root = tmp_path_factory.mktemp("fault_matrix")
-    futures = _BACKGROUND.get("futures")
-    if futures is None:
-        return {name: scene_reports(name, root) for name in SCENES}
-    here = {}
-    for name in reversed(list(futures)):
-        if not futures[name].cancel():  # started (or queued to its process): the worker does it
-            break
-        here[name] = scene_reports(name, root)
-    return {name: here[name] if name in here else fut.result() for name, fut in futures.items()}
+    def ok(self, scene: str, fault: str) -> bool:
+        """Whether the case validated ok (as a test of this run found it, else validated here)."""
+        p = self.shared / f"{scene}-{fault}"
+        return p.read_text(encoding="utf-8") == "ok" if p.is_file() else self.report(scene, fault)["ok"]
 
 
 @pytest.fixture(scope="module")
-def matrix(reports) -> dict[tuple[str, str], dict]:
-    return {(s, f): r for s, (_, faults) in reports.items() for f, r in faults.items()}
+def cases(tmp_path_factory) -> Cases:
+    shared = tmp_path_factory.getbasetemp() / "fault_matrix_ok"
+    shared.mkdir(exist_ok=True)
+    return Cases(tmp_path_factory.mktemp("fault_matrix"), shared)
+
+
+def lane_group(item: pytest.Item) -> str:
+    """tests/lane_split.py: the processes take this module scene by scene (each scene's clean
+    and fault cases together: one written scene), the table after every other module."""
+    spec = getattr(item, "callspec", None)
+    return "last" if spec is None else spec.params["scene"]
+
+
+LANE_LAST = ("last",)
 
 
 @pytest.mark.parametrize("scene", SCENES)
-def test_every_clean_scene_validates_clean(reports, scene):
-    s = reports[scene][0]
+def test_every_clean_scene_validates_clean(cases, scene):
+    s = cases.clean_report(scene)
     assert s["ok"] and s["failed"] == [], s["checks"]
     c = s["checks"]
     assert c["flow_rigid"]["ok"] is True and c["flow_rigid"]["worst_px"] < 1e-3
@@ -196,14 +185,15 @@ def test_every_clean_scene_validates_clean(reports, scene):
 
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("scene", SCENES)
-def test_fault_is_caught_where_observable(matrix, scene, fault):
-    s = matrix[scene, fault]
+def test_fault_is_caught_where_observable(cases, scene, fault):
+    s = cases.report(scene, fault)
     if not caught_where_observable(s, scene, fault, UNOBSERVABLE):
         return
     if scene == "instances" and EXPECT[fault] == FLOW:  # on the instances themselves, not only the ground
         assert {f"Rock#{100 + j}" for j in range(6)} <= set(s["checks"]["flow_rigid"]["failed_things"])
 
 
-def test_fault_matrix_table(matrix, capsys):
+def test_fault_matrix_table(cases, capsys):
     """The matrix as text (caught: a check failed; n/o: not observable, with the reason)."""
+    matrix = {(s, f): {"ok": cases.ok(s, f)} for s in SCENES for f in FAULTS}
     print_matrix(matrix, SCENES, UNOBSERVABLE, capsys, col=14)
