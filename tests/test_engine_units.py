@@ -90,6 +90,15 @@ def test_gpu_assignment_round_robin_and_env():
     assert Settings(gpus="0, 1").gpu_list == [0, 1]
 
 
+def test_worker_env_gives_openblas_one_thread_unless_the_caller_chose():
+    from dataset_forge.engine.launch import worker_env
+
+    env = worker_env({"PATH": "/bin"}, gpu=1, user_resources="/tmp/u")
+    assert env["OPENBLAS_NUM_THREADS"] == "1"
+    assert env["CUDA_VISIBLE_DEVICES"] == "1" and env["BLENDER_USER_RESOURCES"] == "/tmp/u"
+    assert worker_env({"OPENBLAS_NUM_THREADS": "4"})["OPENBLAS_NUM_THREADS"] == "4"
+
+
 def test_worker_pinned_device_is_the_only_visible_one():
     from dataset_forge.render_passes.devices import choose_backend
 
