@@ -19,11 +19,12 @@ import subprocess
 import tempfile
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..dataset.documents.job import JobSpec
+from ..dataset.documents.plan import SceneFacts
 from ..dataset.documents.provenance import FileIdentityDict
 from ..dataset.provenance import read_bindings
 from ..errors import DatasetForgeError
@@ -32,26 +33,8 @@ from ..wire import events as ev
 from ..wire.protocol import Ev, Event
 from .launch import worker_command, worker_env
 
-
-@dataclass
-class SceneInfo:
-    """One scene file. Frames are the file's own (before any keyframe multiplier), inclusive, of
-    the Blender scene that renders (``blender_scene``: the settings' scene, else the file's
-    active one); ``blender_scenes`` lists every scene of the file. ``error`` is None, or one
-    sentence naming the file and the fix. ``warnings``: what the file renders with but the user
-    should know (what Blender reported while opening a file it loaded, a file saved by a newer
-    Blender); None when there is nothing."""
-
-    name: str
-    blend: str
-    frame_start: int | None = None
-    frame_end: int | None = None
-    fps: float | None = None
-    camera: str | None = None
-    error: str | None = None
-    blender_scene: str | None = None
-    blender_scenes: list[str] | None = None
-    warnings: list[str] | None = None
+# One scene file as discovery read it (its fields: the plan document's).
+SceneInfo = SceneFacts
 
 
 class DiscoveryError(DatasetForgeError, RuntimeError):

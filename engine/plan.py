@@ -14,6 +14,7 @@ scenes render.
 from __future__ import annotations
 
 import os
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -23,7 +24,7 @@ from ..dataset.documents import manifest as manifest_doc
 from ..dataset.documents.manifest import SequenceEntry, SequenceValidation
 from ..dataset.documents.plan import NAME as PLAN_NAME
 from ..dataset.documents.plan import VERSION as PLAN_VERSION
-from ..dataset.documents.plan import Plan, PlannedJob, PlannedScene
+from ..dataset.documents.plan import Plan, PlannedJob, PlannedScene, SceneFacts
 from ..dataset.journal import Journal
 from ..dataset.provenance import settings_match
 from ..dataset.verify import journal_digest
@@ -63,9 +64,7 @@ def build_plan(scenes_dir: str | os.PathLike, datasets_dir: str | os.PathLike,
     plan_scenes: list[PlannedScene] = []
     jobs: list[PlannedJob] = []
     for info in infos:
-        entry = PlannedScene(info.name, info.blend, info.frame_start, info.frame_end, info.fps,
-                             info.camera, info.error, info.blender_scene, info.blender_scenes,
-                             info.warnings)
+        entry = PlannedScene(**{f.name: getattr(info, f.name) for f in fields(SceneFacts)})
         if info.error is None:
             try:
                 first, last = info.frame_start, info.frame_end

@@ -57,10 +57,13 @@ def _sequence(d: Any, where: str) -> SequenceSpec:
 
 
 @dataclass
-class PlannedScene:
-    """A scene as discovery read it (frames of the file's own clock, inclusive), the range
-    stretched by the keyframe multiplier (None when it cannot render), and the reason it cannot
-    render (None when it can)."""
+class SceneFacts:
+    """One scene file as discovery read it. Frames are the file's own (before any keyframe
+    multiplier), inclusive, of the Blender scene that renders (``blender_scene``: the settings'
+    scene, else the file's active one); ``blender_scenes`` lists every scene of the file.
+    ``error`` is None, or one sentence naming the file and the fix. ``warnings``: what the file
+    renders with but the user should know (what Blender reported while opening a file it
+    loaded, a file saved by a newer Blender); None when there is nothing."""
 
     name: str
     blend: str
@@ -72,6 +75,14 @@ class PlannedScene:
     blender_scene: str | None = None
     blender_scenes: list[str] | None = None
     warnings: list[str] | None = None
+
+
+@dataclass
+class PlannedScene(SceneFacts):
+    """A scene as discovery read it (frames of the file's own clock, inclusive), the range
+    stretched by the keyframe multiplier (None when it cannot render), and the reason it cannot
+    render (None when it can)."""
+
     stretched_range: list[int] | None = None
 
     @classmethod
