@@ -154,6 +154,16 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DocumentError(f"{path}: cannot be read as JSON ({exc})") from None
 
 
+def read_optional(path: str | os.PathLike, parse: Conv[T]) -> T | None:
+    """``parse(decoded JSON, path)`` of the document at ``path``; None when there is no such
+    file. One that cannot be decoded, or that ``parse`` refuses, is a :class:`DocumentError`
+    naming it."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    return parse(read_json(p), str(p))
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Atomic, fsynced JSON (the one writer of every document)."""
     write_json_atomic(path, data)

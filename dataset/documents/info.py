@@ -26,7 +26,7 @@ from .base import (
     dict_of,
     field,
     optional,
-    read_json,
+    read_optional,
     write_json,
 )
 
@@ -110,10 +110,7 @@ class Info:
 def read(seq_dir: str | Path) -> Info | None:
     """The ``info.json`` of sequence folder ``seq_dir``; None when there is none. A document that
     cannot be decoded or is not of this shape is a :class:`DocumentError` naming it."""
-    p = Path(seq_dir) / layout.INFO
-    if not p.is_file():
-        return None
-    return Info.from_dict(read_json(p), str(p))
+    return read_optional(Path(seq_dir) / layout.INFO, Info.from_dict)
 
 
 def write(seq_dir: str | Path, doc: Info) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ...settings import SettingsDict
@@ -30,7 +29,7 @@ from .base import (
     fail,
     list_of,
     optional,
-    read_json,
+    read_optional,
     write_json,
 )
 from .base import field as get
@@ -323,10 +322,7 @@ def parse(doc: Any, path: str | os.PathLike) -> Manifest | None:
 
 def read(path: str | os.PathLike) -> Manifest | None:
     """:func:`parse` of the file at ``path`` (None when it is missing)."""
-    p = Path(path)
-    if not p.is_file():
-        return None
-    return parse(read_json(p), p)
+    return read_optional(path, parse)
 
 
 __all__ = ["COMPLETE", "FAILED", "INCOMPLETE", "DocumentError", "Manifest", "SceneEntry",

@@ -30,7 +30,7 @@ from .base import (
     field,
     list_of,
     optional,
-    read_json,
+    read_optional,
     write_json,
 )
 
@@ -145,7 +145,4 @@ class SegmentationIds:
 def read(path: str | Path) -> SegmentationIds | None:
     """The ids document at ``path``; None when there is none. One that cannot be decoded or is
     not of this shape is a :class:`DocumentError` naming it."""
-    p = Path(path)
-    if not p.is_file():
-        return None
-    return SegmentationIds.from_dict(read_json(p), str(p))
+    return read_optional(path, SegmentationIds.from_dict)

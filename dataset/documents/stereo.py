@@ -27,7 +27,7 @@ from .base import (
     check_schema,
     fail,
     field,
-    read_json,
+    read_optional,
     write_json,
 )
 
@@ -132,10 +132,7 @@ class Stereo:
 def read(seq_dir: str | Path) -> Stereo | None:
     """The stereo document of sequence folder ``seq_dir``; None when it has none (mono). A
     document that is unreadable or not of this schema is a :class:`DocumentError` naming it."""
-    p = Path(seq_dir) / layout.STEREO
-    if not p.is_file():
-        return None
-    return Stereo.from_dict(read_json(p), str(p))
+    return read_optional(Path(seq_dir) / layout.STEREO, Stereo.from_dict)
 
 
 def write(seq_dir: str | Path, doc: Stereo) -> None:
