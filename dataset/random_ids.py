@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .objects import PID_UNUSED
+
 _M = np.uint32(0xFFFFFFFF)
 _SEED = np.uint32((0xDEADBEEF + (2 << 2) + 13) & 0xFFFFFFFF)
 
@@ -51,9 +53,6 @@ def hash_int_2d(kx, ky) -> np.ndarray:
 def plain_random_id(name: str) -> int:
     """Cycles' random id of a plain (non-instance) object of (datablock) name ``name``."""
     return int(hash_int_2d(hash_string(name), 0))
-
-
-PID_UNUSED = 2**31 - 1  # a persistent id's unused entries
 
 
 def instance_random_ids(name: str, pid: np.ndarray, entries: int = 0) -> np.ndarray:
