@@ -147,10 +147,8 @@ class _Commits:
                 f = fr.frame
                 fr.flow_backward_valid = exact(lenses[f], lenses[f - 1])
                 fr.flow_forward_valid = exact(lenses[f], lenses[f + 1])
-            # meshes whose vertex count changes have no Cycles motion (the keys name FrameEntry's
-            # fields)
-            for message in self.topology.invalidate(frames_meta, layout.FLOW_FORWARD_VALID,
-                                                    layout.FLOW_BACKWARD_VALID):
+            # meshes whose vertex count changes have no Cycles motion
+            for message in self.topology.invalidate(frames_meta):
                 self.emit({"event": Ev.WARNING, "scene": self.sq.scene_name, "job": self.sq.id,
                            "message": message})
         return list(dict.fromkeys(fr.camera for fr in frames_meta))

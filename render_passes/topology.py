@@ -190,18 +190,21 @@ class TopologyWatch(FrameListener):
             return self.rendered[(f, g)]
         return self.viewport.get((f, g), [])
 
-    def invalidate(self, frames_meta: list[FrameEntry], forward_key: str,
-                   backward_key: str) -> list[str]:
-        """Set the frames' ``forward_key`` / ``backward_key`` flags false where :meth:`broken`
-        finds a mesh; returns the warning (at most one, naming the first such mesh)."""
+    def invalidate(self, frames_meta: list[FrameEntry]) -> list[str]:
+        """Set the frames' ``flow_forward_valid`` / ``flow_backward_valid`` false where
+        :meth:`broken` finds a mesh; returns the warning (at most one, naming the first such
+        mesh)."""
         first: tuple[str, int, int] | None = None
         names: set[str] = set()
         for fr in frames_meta:
             f = fr.frame
-            for key, g in ((forward_key, f + 1), (backward_key, f - 1)):
+            for forward, g in ((True, f + 1), (False, f - 1)):
                 bad = self.broken(f, g)
                 if bad:
-                    setattr(fr, key, False)
+                    if forward:
+                        fr.flow_forward_valid = False
+                    else:
+                        fr.flow_backward_valid = False
                     names.update(b[0] for b in bad)
                     if first is None:
                         first = (bad[0][0], min(f, g), max(f, g))

@@ -319,8 +319,8 @@ def test_plan_round_trip_is_byte_identical(tmp_path):
 
 
 def test_the_flow_flags_the_worker_clears_are_frame_entry_fields():
-    """The worker's per-frame metadata is a list of FrameEntry; the flow invalidation sets the
-    fields named by the layout's flow keys."""
+    """The worker's per-frame metadata is a list of FrameEntry; the flags the flow invalidation
+    clears are its fields, written under the layout's flow keys."""
     import dataclasses
 
     e = tf_doc.FrameEntry.new("frames/frame_000001.png", POSE, 1, 0.0, "Cam", {})
