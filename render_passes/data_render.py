@@ -30,6 +30,19 @@ RANDOM_AOV = "DF_random"
 _KEEP_UNMUTED = {"NodeGroupOutput", "NodeGroupInput", "NodeReroute", "NodeFrame"}
 
 
+def rgb_is_centre_sample(scene) -> bool:
+    """Whether the RGB render of the scene's current frame is already the data render: one
+    sample (the view layer's override, else the scene's) with ``sample_offset`` 0. Cycles
+    traces a pixel's sample 0 through the pixel centre whatever the pixel filter, and a pass
+    averaged over one sample is that sample's value, so Normal, Vector and the AOVs of that
+    render are the pixel centre's hit, like Depth and Object Index (bounces do not change the
+    first hit's passes): the ground-truth files are written by it and no second render is made
+    (docs/blender_notes.md, "The data render's cost")."""
+    cy = scene.cycles
+    samples = scene_setup.view_layer(scene).samples or cy.samples
+    return samples == 1 and getattr(cy, "sample_offset", 0) == 0
+
+
 def render(rig) -> None:
     """After the RGB render of a frame (the scene is at it): the data render of ``rig``
     (:class:`.passes.PassRig`), which writes every ground-truth file of the frame from the pixel

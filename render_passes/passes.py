@@ -9,8 +9,9 @@ Interface used by the worker (one rig per sequence):
 * ``rig.prepare_frame(frame)``: per-frame updates (e.g. camera rotation for camera-frame normals),
   called after ``scene.frame_set(frame)`` and before the RGB render.
 * ``rig.render_data(frame)``: right after the RGB render, the 1-sample data render that writes the
-  ground truth from the pixel centres' surface (only with normals or flows and without
-  ``filtered_passes``; otherwise the RGB render wrote it and this does nothing).
+  ground truth from the pixel centres' surface (only with normals or flows, without
+  ``filtered_passes`` and with an RGB render of more than one sample; otherwise the RGB render
+  wrote it and this does nothing).
 * ``rig.warnings``: sentences for the worker to emit once (e.g. objects without a True Normal).
 * ``rig.conventions() -> dict``: the ``conventions`` entries for the enabled passes.
 * ``rig.teardown()``: remove our nodes and restore what was changed.
@@ -93,6 +94,7 @@ class PassRig:
         self._ids_doc: SegmentationIds | None = None
         # normals and flow from a separate 1-sample render of the frame (render_data)
         self.data_render = not settings.filtered_passes and bool({"normal", "flow"} & set(self.kinds))
+        self._rgb_writes = False  # this frame's RGB render is its data render (prepare_frame)
         self.warnings: list[str] = []  # for the worker to emit once (names the thing)
         self._outputs: list[Any] = []  # our File Output nodes
         self._aovs: list[Any] = []  # view-layer AOVs we added
@@ -127,13 +129,15 @@ class PassRig:
             self._update_factor()
         if self.tracker is not None:
             self.tracker.expect(frame)
-        if self.data_render:  # the RGB render writes the RGB frame only
-            self._data_passes(False)
+        if self.data_render:  # the RGB render writes the RGB frame only, unless it is 1 sample
+            self._rgb_writes = data_render.rgb_is_centre_sample(self.scene)
+            self._data_passes(self._rgb_writes)
 
     def render_data(self, frame: int) -> None:
         """After the RGB render of ``frame``: the data render (:func:`.data_render.render`);
-        nothing with ``filtered_passes`` (or no normals or flow): the RGB render wrote them."""
-        if self.data_render:
+        nothing with ``filtered_passes`` (or no normals or flow), or when that RGB render was
+        one pixel-centre sample (:func:`.data_render.rgb_is_centre_sample`): it wrote them."""
+        if self.data_render and not self._rgb_writes:
             data_render.render(self)
 
     def _data_passes(self, on: bool) -> None:

@@ -14,7 +14,8 @@ Normal Map reads a missing image (renders pink; warned by name). The
 oracle casts the ray of each pixel centre (K and pose from transforms.json) with
 ``scene.ray_cast`` and computes, at the hit: the facet normal, the smooth (interpolated corner)
 normal, the normal map's analytic normal, and the rotating part's flow (the hit rotated by
-+-12 deg, projected). Renders at 2 and 64 samples, shading and geometric normal kinds.
++-12 deg, projected). Renders at 1, 2 and 64 samples, shading and geometric normal kinds (at 1
+sample the RGB render writes the ground truth itself: no second render).
 
 ``factory_edit``: Blender's factory cube saved while in Edit Mode (evaluates to 0 vertices until
 it leaves Edit Mode), rendered with segmentations and flows, Persistent Data on and off.
@@ -271,7 +272,7 @@ def surfaces(built) -> dict:
     root, python, _ = built
     runs = {}
     for kind in ("shading", "geometric"):
-        for spp in (2, 64):
+        for spp in (1, 2, 64):  # 1: the RGB render is the data render (no second render)
             seq = root / f"{kind}-{spp}"
             runs[(kind, spp)] = (seq, _render(
                 root / "surfaces.blend", seq, python, max_samples=spp, depths=True, normals=True,
@@ -314,7 +315,7 @@ def _bump_normal(pts: np.ndarray) -> np.ndarray:
 
 @pytest.mark.smoke
 @pytest.mark.parametrize("kind", ["shading", "geometric"])
-@pytest.mark.parametrize("spp", [2, 64])
+@pytest.mark.parametrize("spp", [1, 2, 64])
 def test_normals_describe_the_pixel_centre_surface(surfaces, kind, spp):
     seq, events = surfaces["runs"][(kind, spp)]
     checked = {}
@@ -357,7 +358,7 @@ def test_normals_describe_the_pixel_centre_surface(surfaces, kind, spp):
 
 
 @pytest.mark.smoke
-@pytest.mark.parametrize("spp", [2, 64])
+@pytest.mark.parametrize("spp", [1, 2, 64])
 def test_flow_of_a_rotating_part_at_the_pixel_centre(surfaces, spp):
     seq, _ = surfaces["runs"][("shading", spp)]
     tf = json.loads((seq / "transforms.json").read_text())
