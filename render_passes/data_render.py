@@ -32,15 +32,25 @@ _KEEP_UNMUTED = {"NodeGroupOutput", "NodeGroupInput", "NodeReroute", "NodeFrame"
 
 def rgb_is_centre_sample(scene) -> bool:
     """Whether the RGB render of the scene's current frame is already the data render: one
-    sample (the view layer's override, else the scene's) with ``sample_offset`` 0. Cycles
+    sample (:func:`render_samples`) with ``sample_offset`` 0. Cycles
     traces a pixel's sample 0 through the pixel centre whatever the pixel filter, and a pass
     averaged over one sample is that sample's value, so Normal, Vector and the AOVs of that
     render are the pixel centre's hit, like Depth and Object Index (bounces do not change the
     first hit's passes): the ground-truth files are written by it and no second render is made
     (docs/blender_notes.md, "The data render's cost")."""
     cy = scene.cycles
-    samples = scene_setup.view_layer(scene).samples or cy.samples
-    return samples == 1 and getattr(cy, "sample_offset", 0) == 0
+    return render_samples(scene) == 1 and getattr(cy, "sample_offset", 0) == 0
+
+
+def render_samples(scene) -> int:
+    """Samples per pixel Cycles renders the scene's view layer with: the view layer's
+    ``samples`` where set (> 0), bounded by the scene's with ``use_layer_samples`` "BOUNDED",
+    ignored with "IGNORE"; else the scene's."""
+    cy = scene.cycles
+    layer, mode = scene_setup.view_layer(scene).samples, getattr(cy, "use_layer_samples", "USE")
+    if layer <= 0 or mode == "IGNORE":
+        return cy.samples
+    return min(layer, cy.samples) if mode == "BOUNDED" else layer
 
 
 def render(rig) -> None:

@@ -435,3 +435,47 @@ def test_rgb_is_bit_identical_to_the_filtered_single_render(surfaces):
         for kind in ("shading", "geometric"):
             got = exr.read_stack(runs[(kind, 64)][0] / fr["file_path"], ["R", "G", "B"])
             assert np.array_equal(got, want), (kind, fr["frame"])
+
+
+SAMPLES = r'''
+import bpy, json, re
+from dataset_forge.render_passes import data_render
+bpy.ops.wm.read_homefile()
+scene = bpy.context.scene
+r, cy, vl = scene.render, scene.cycles, bpy.context.view_layer
+r.engine, r.resolution_x, r.resolution_y = "CYCLES", 8, 6
+r.use_persistent_data = False
+cy.device, cy.use_adaptive_sampling, cy.use_denoising = "CPU", False, False
+seen = []
+bpy.app.handlers.render_stats.append(lambda s: seen.append(str(s)))
+rows = []
+for samples, layer, mode, offset in [(1, 0, "USE", 0), (3, 1, "USE", 0), (1, 3, "USE", 0),
+                                     (3, 1, "IGNORE", 0), (1, 3, "BOUNDED", 0),
+                                     (3, 1, "BOUNDED", 0), (1, 0, "USE", 2)]:
+    cy.samples, vl.samples, cy.use_layer_samples, cy.sample_offset = samples, layer, mode, offset
+    seen.clear()
+    bpy.ops.render.render(write_still=False)
+    done = [int(m.group(1)) for s in seen for m in [re.search(r"Sample \d+/(\d+)", s)] if m]
+    rows.append({"set": [samples, layer, mode, offset], "cycles": done[-1],
+                 "ours": data_render.render_samples(scene),
+                 "centre": data_render.rgb_is_centre_sample(scene)})
+print("ROWS" + json.dumps(rows))
+'''
+
+
+@pytest.mark.parametrize("python", [p for _, p in PYTHONS], ids=[lbl for lbl, _ in PYTHONS])
+def test_the_rgb_render_is_the_data_render_only_at_one_sample_from_sample_0(python):
+    """The choice to let a 1-sample RGB render write the ground truth (no data render) reads the
+    sample count Cycles really renders (view-layer override, BOUNDED, IGNORE) and refuses a
+    sample offset (sample 0 is the pixel-centre one)."""
+    from conftest import run_bpy
+
+    out = run_bpy(SAMPLES, python=python or None)
+    rows = json.loads(out.split("ROWS", 1)[1].splitlines()[0])
+    assert len(rows) == 7
+    for row in rows:
+        samples, layer, mode, offset = row["set"]
+        if offset == 0:
+            assert row["ours"] == row["cycles"], row
+        assert row["centre"] == (row["ours"] == 1 and offset == 0), row
+    assert [r["centre"] for r in rows] == [True, True, False, False, True, True, False]
