@@ -26,8 +26,9 @@ object records read them).
 
 ``--compare``: renders the scene's first ``--rounds`` frames twice, once with a separate data
 render forced after each RGB render and once as the rig chooses (one render per frame where the
-RGB render is one sample), and compares every file written (the EXRs' pixels, the segmentation
-files, the object records, the RGB frames); prints the differing ones.
+RGB render is one sample), and compares every file written (bytes, else the EXRs' and PNGs'
+pixels: the segmentation files, the object records, the RGB frames); prints the differing ones
+and by how much.
 
 Phase times come from ``render_stats`` (the string Cycles reports, with a timestamp): seconds
 from the render call to the first "Sample", to the last stats line, and to the call's return.
@@ -120,6 +121,7 @@ def main() -> int:
     ap.add_argument("--stats", action="store_true", help="print every render_stats line")
     ap.add_argument("--blend", default="", help="render this file instead of --scene")
     ap.add_argument("--compare", action="store_true", help="forced data render vs the rig's choice")
+    ap.add_argument("--normal-kind", default="shading", choices=("shading", "geometric"))
     a = ap.parse_args()
     os.environ.setdefault("BLENDER_USER_RESOURCES", os.path.join(tempfile.gettempdir(),
                                                                  "df-bench-user"))
@@ -138,7 +140,7 @@ def main() -> int:
     bpy.ops.wm.open_mainfile(filepath=str(blend), load_ui=False)
     scene = bpy.context.scene
     opts = bench._options({"size": a.width, "samples": a.samples, "threads": a.threads}, False)
-    opts["height"] = a.height
+    opts["height"], opts["normal_kind"] = a.height, a.normal_kind
     settings = Settings.from_dict(opts)
     scene_setup.apply_render_settings(scene, settings)
     scene.cycles.device = "CPU"
@@ -217,15 +219,33 @@ def _compare(scene, settings, out: Path, frames: int) -> int:
     bad = 0
     files = sorted(p.relative_to(out / "forced") for p in (out / "forced").rglob("*") if p.is_file())
     for rel in files:
-        a_, b_ = out / "forced" / rel, out / "chosen" / rel
+        a_, b_, diff = out / "forced" / rel, out / "chosen" / rel, []
         same = b_.is_file() and a_.read_bytes() == b_.read_bytes()
         if not same and b_.is_file() and rel.suffix == ".exr":
             ca, cb = exr.read_channels(a_), exr.read_channels(b_)
             same = ca.keys() == cb.keys() and all(np.array_equal(ca[k], cb[k]) for k in ca)
+            diff = [f"{k} max |diff| {np.abs(ca[k].astype(np.float64) - cb[k]).max():.3g} on "
+                    f"{int((ca[k] != cb[k]).sum())} of {ca[k].size} px" for k in sorted(ca)]
+        elif not same and b_.is_file() and rel.suffix == ".png":  # the bytes hold a date
+            same = np.array_equal(*(_png(p) for p in (a_, b_)))
         bad += not same
-        print(f"{'same' if same else 'DIFFERENT'}  {rel}")
+        print(f"{'same' if same else 'DIFFERENT'}  {rel}" + ("" if same else f"  {'; '.join(diff)}"))
     print(f"{len(files)} files, {bad} differ")
     os._exit(1 if bad else 0)
+
+
+def _png(path: Path):
+    """The pixels of a PNG (Blender's loader), float32 (H, W, 4)."""
+    import bpy
+    import numpy as np
+
+    img = bpy.data.images.load(str(path))
+    try:
+        px = np.empty(img.size[0] * img.size[1] * 4, np.float32)
+        img.pixels.foreach_get(px)
+        return px
+    finally:
+        bpy.data.images.remove(img)
 
 
 def _scene(bench, work: Path, a, frames: int) -> Path:
