@@ -72,6 +72,18 @@ def instance_id(key: str) -> int:
     return 1 + h % MAX_INSTANCE_ID
 
 
+def bulk_instance_ids(obj: str, chain: list[str], pid) -> np.ndarray:
+    """``(n,)`` uint32: :func:`instance_id` of ``instance_key(obj, chain, [0, p])`` for each
+    ``p`` of ``pid`` (n,) ints (the instances of a geometry-nodes instancer), with the key text
+    formatted and the digests turned into ids once for all (BLAKE2b itself runs per key)."""
+    head = instance_key(obj, chain, [0])[:-2].encode("utf-8") + b","
+    b2 = hashlib.blake2b
+    digests = b"".join([b2(b"%s%d]]" % (head, p), digest_size=8).digest()
+                        for p in np.asarray(pid, np.int64).tolist()])
+    h = np.frombuffer(digests, "<u8")
+    return (h % np.uint64(MAX_INSTANCE_ID) + np.uint64(1)).astype(np.uint32)
+
+
 # -- geometry -------------------------------------------------------------------------------------
 CV_FROM_GL = np.diag([1.0, -1.0, -1.0, 1.0])
 

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The object tracker's instance table: instance id -> row, with the rows of instances read in
-bulk kept as arrays until asked for (:class:`InstanceInfos`)."""
+"""The object tracker's instance table: instance id -> row, with the instances read in bulk kept
+as arrays per instancer (:class:`InstanceInfos`, the one owner of their persistent id <->
+instance id mapping) and given a row only when asked for."""
 
 from __future__ import annotations
 
@@ -11,46 +12,95 @@ import numpy as np
 
 # (instance id, object name, instancer chain, persistent id) -> the instance's row
 MakeRow = Callable[[int, str, tuple, list], dict]
+# new persistent ids (m,) int64, sorted and unique -> (their instance ids (m,) uint32, their
+# Object Info > Random values (m,) float32, NaN where not known)
+HashNew = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+class _Bulk:
+    """Every instance of one instancer read in bulk so far: ``pid`` (n,) int64 sorted (the second
+    persistent-id entry), ``iid`` (n,) uint32, ``rand`` (n,) float32 and ``seq`` (n,) (the order
+    they were added in) in the same order; ``by_iid``: the order of ``iid``, the first added
+    first among equal ids; ``last``: the latest query ``(pid, positions)``, reused while an
+    instancer's persistent ids stay the same from frame to frame."""
+
+    __slots__ = ("pid", "iid", "rand", "seq", "by_iid", "sorted_iid", "last")
+
+    def __init__(self, pid: np.ndarray, iid: np.ndarray, rand: np.ndarray, seq: np.ndarray):
+        self.pid, self.iid, self.rand, self.seq = pid, iid, rand, seq
+        self.by_iid = np.lexsort((seq, iid))
+        self.sorted_iid = iid[self.by_iid]
+        self.last: tuple[np.ndarray, np.ndarray] | None = None
+
+    def positions(self, pid: np.ndarray) -> np.ndarray | None:
+        """Positions of ``pid`` in the table (None when some are not in it)."""
+        if self.last is not None and np.array_equal(self.last[0], pid):
+            return self.last[1]
+        pos = np.minimum(np.searchsorted(self.pid, pid), len(self.pid) - 1)
+        if not (self.pid[pos] == pid).all():
+            return None
+        self.last = (pid.copy(), pos)
+        return pos
+
+    def find(self, iid: int) -> int | None:
+        """The position of instance id ``iid`` (a uint32), or None."""
+        j = int(np.searchsorted(self.sorted_iid, np.uint32(iid)))
+        if j < len(self.sorted_iid) and self.sorted_iid[j] == iid:
+            return int(self.by_iid[j])
+        return None
 
 
 class InstanceInfos(Mapping):
     """Instance id -> its row (``instance_id, object_id, object, instancer_chain,
     persistent_id, category, deforming``, made by ``make``). Instances of a geometry-nodes
-    instancer read in bulk are kept per instancer as sorted id arrays and get their row on first
-    access: at 200,000 instances a frame records a few thousand, and a dict per instance took
-    about 100 MiB and a second. The first id added wins (ids are 31-bit hashes)."""
+    instancer read in bulk are kept per instancer as arrays (:meth:`bulk`) and get their row on
+    first access: at 200,000 instances a frame records a few thousand, and a dict per instance
+    took about 100 MiB and a second. The first id added wins (ids are 31-bit hashes)."""
 
     def __init__(self, make: MakeRow):
         self._make = make
         self._rows: dict[int, dict[str, Any]] = {}
-        # (name, chain) -> (instance ids (n,) uint32 sorted, the second persistent-id entries (n,))
-        self._bulk: dict[tuple[str, tuple], tuple[np.ndarray, np.ndarray]] = {}
+        self._bulk: dict[tuple[str, tuple], _Bulk] = {}  # (name, chain) -> its instances
 
     def add(self, iid: int, name: str, chain, pid: list[int]) -> None:
         if iid not in self:
             self._rows[iid] = self._make(iid, name, tuple(chain), list(pid))
 
-    def add_bulk(self, name: str, chain, iids: np.ndarray, pids: np.ndarray) -> None:
-        """Instances ``iids`` (n,) of instancer ``name`` whose persistent ids are
-        ``[0, pids]``."""
+    def bulk(self, name: str, chain, pid: np.ndarray, new: HashNew
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Instance ids (n,) uint32 and Random values (n,) float32 of the instances of
+        instancer ``name`` whose persistent ids are ``[0, pid]`` (``pid`` (n,) int64); the ones
+        not seen before are made by ``new``, once per sequence."""
         key = (name, tuple(chain))
-        old = self._bulk.get(key)
-        if old is not None:
-            iids, pids = np.concatenate([old[0], iids]), np.concatenate([old[1], pids])
-        o = np.argsort(iids, kind="stable")
-        self._bulk[key] = (iids[o], pids[o])
+        t = self._bulk.get(key)
+        pos = t.positions(pid) if t is not None and len(t.pid) else None
+        if pos is None:
+            known = np.zeros(0, np.int64) if t is None else t.pid
+            fresh = np.setdiff1d(pid, known)
+            iid, rand = new(fresh)
+            seq = np.arange(len(known), len(known) + len(fresh))
+            if t is not None:
+                fresh, seq = np.concatenate([t.pid, fresh]), np.concatenate([t.seq, seq])
+                iid, rand = np.concatenate([t.iid, iid]), np.concatenate([t.rand, rand])
+            o = np.argsort(fresh, kind="stable")
+            t = self._bulk[key] = _Bulk(fresh[o], np.asarray(iid, np.uint32)[o],
+                                        np.asarray(rand, np.float32)[o], seq[o])
+            pos = t.positions(pid)
+        return t.iid[pos], t.rand[pos]
 
     def _find(self, iid: int) -> tuple[str, tuple, list[int]] | None:
-        for (name, chain), (ids, pids) in self._bulk.items():
-            j = int(np.searchsorted(ids, iid))
-            if j < len(ids) and ids[j] == iid:
-                return name, chain, [0, int(pids[j])]
+        if not 0 <= iid < 2**32:
+            return None
+        for (name, chain), t in self._bulk.items():
+            j = t.find(iid)
+            if j is not None:
+                return name, chain, [0, int(t.pid[j])]
         return None
 
     def __getitem__(self, iid: int) -> dict[str, Any]:
         row = self._rows.get(iid)
         if row is None:
-            found = self._find(iid)
+            found = self._find(int(iid)) if isinstance(iid, (int, np.integer)) else None
             if found is None:
                 raise KeyError(iid)
             row = self._rows[iid] = self._make(iid, *found)
@@ -62,8 +112,8 @@ class InstanceInfos(Mapping):
 
     def _keys(self) -> set[int]:
         keys = set(self._rows)
-        for ids, _ in self._bulk.values():
-            keys.update(ids.tolist())
+        for t in self._bulk.values():
+            keys.update(t.iid.tolist())
         return keys
 
     def __iter__(self) -> Iterator[int]:

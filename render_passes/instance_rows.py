@@ -117,16 +117,24 @@ def _plain_value(name: str) -> float:
     return float(rids.random_value(rids.plain_random_id(name)))
 
 
-def bulk_random(fed: set[str] | None, orig, mesh, pid: np.ndarray) -> np.ndarray:
-    """``(n,)`` Random AOV values of the geometry-nodes instances of ``mesh`` made by the
-    top-level instancer ``orig``, persistent ids ``[0, pid]`` (:func:`surface_random`)."""
+def bulk_values(orig, pid: np.ndarray) -> np.ndarray:
+    """``(n,)`` float32 Object Info > Random of the geometry-nodes instances made by the
+    top-level instancer ``orig``, persistent ids ``[0, pid]`` (NaN where not known: a linked
+    instancer, or a Blender whose hashing was not measured)."""
     if orig.library is not None or compat.RANDOM_ID_PID_ENTRIES is None:
         return np.full(len(pid), np.nan, np.float32)
-    v = rids.random_value(rids.instance_random_ids(
+    return rids.random_value(rids.instance_random_ids(
         orig.name, np.stack([np.zeros(len(pid), np.int64), np.asarray(pid, np.int64)], 1),
         compat.RANDOM_ID_PID_ENTRIES))
+
+
+def bulk_random(fed: set[str] | None, mesh, values: np.ndarray) -> np.ndarray:
+    """``(n,)`` Random AOV values of geometry-nodes instances of ``mesh`` whose Object Info >
+    Random are ``values`` (:func:`bulk_values`; :func:`surface_random`)."""
     s = surface_random(fed, used_materials(list(mesh.materials), mesh), 1.0)
-    return (v * np.float32(s)).astype(np.float32) if s == s else np.full(len(pid), np.nan, np.float32)
+    if s != s:
+        return np.full(len(values), np.nan, np.float32)
+    return (values * np.float32(s)).astype(np.float32)
 
 
 def thing_random(fed: set[str] | None, keys: tuple, rid: dict, mats: dict, orig) -> float:

@@ -87,7 +87,6 @@ class ObjectTracker(FrameListener):
         self._statics: dict[str, bool] = {}
         self._chains: dict[tuple[str, str], tuple[str, ...]] = {}
         self._iids: dict[tuple, int] = {}           # (name, chain, pid) -> id, iterated things
-        self._bulk_iids: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
         self._objects = {o.name_full: o for o in bpy.data.objects}
         self._target: int | None = None
         self.aov_materials: set[str] | None = None  # the pass rig's: materials writing Random
@@ -235,9 +234,15 @@ class ObjectTracker(FrameListener):
 
     def _bulk_groups(self, orig, b: Bulk) -> list[Group]:
         """Groups of a top-level geometry-nodes instancer read in bulk: each instance counts as
-        the instancer (its key: the instancer, chain [instancer], persistent id [0, id])."""
+        the instancer (its key: the instancer, chain [instancer], persistent id [0, id]); its
+        ids and Random values are hashed once per sequence (:meth:`InstanceInfos.bulk`)."""
         name = orig.name_full
         chain = self._chain_of(orig, orig)
+
+        def new(pid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return od.bulk_instance_ids(name, list(chain), pid), rows.bulk_values(orig, pid)
+
+        iids, values = self.infos.bulk(name, chain, b.pid, new)
         out = []
         for r, gs in enumerate(b.refs):
             sel = np.flatnonzero(b.ref == r)
@@ -246,30 +251,10 @@ class ObjectTracker(FrameListener):
             g, changed = self._geom(("gn", name, r), lambda c, gs=gs: mesh_geometry(gs.mesh, c))
             if g is None:
                 continue
-            iids = self._bulk_ids(name, chain, b.pid[sel])
-            out.append(Group(name, g, iids, b.mats[sel], int(orig.pass_index), changed,
-                             rows.bulk_random(self.aov_materials, orig, gs.mesh, b.pid[sel])))
+            out.append(Group(name, g, iids[sel], b.mats[sel], int(orig.pass_index), changed,
+                             rows.bulk_random(self.aov_materials, gs.mesh, values[sel])))
             self.counts["bulk"] += len(sel)
         return out
-
-    def _bulk_ids(self, name: str, chain: list[str], pid: np.ndarray) -> np.ndarray:
-        """Instance ids of ``pid`` (vectorised lookup; new ones hashed once per sequence)."""
-        known, iids = self._bulk_iids.get((name, 0), (np.zeros(0, np.int64), np.zeros(0, np.uint32)))
-        pos = np.minimum(np.searchsorted(known, pid), max(len(known) - 1, 0))
-        hit = (known[pos] == pid) if len(known) else np.zeros(len(pid), bool)
-        if not hit.all():
-            new = np.unique(pid[~hit])
-            # od.instance_key(name, chain, [0, p]) without a JSON encoding per instance
-            head = od.instance_key(name, chain, [0])[:-2] + ","
-            nid = np.array([od.instance_id(f"{head}{p}]]") for p in new.tolist()], np.uint32)
-            self.infos.add_bulk(name, chain, nid, new)
-            known = np.concatenate([known, new])
-            iids = np.concatenate([iids, nid])
-            o = np.argsort(known, kind="stable")
-            known, iids = known[o], iids[o]
-            self._bulk_iids[(name, 0)] = (known, iids)
-            pos = np.searchsorted(known, pid)
-        return iids[pos]
 
     def _iterated_groups(self, dg, rendered, bulk: set[str]) -> list[Group]:
         """Every drawn thing of ``dg.object_instances`` but the instances of ``bulk`` instancers

@@ -18,6 +18,15 @@ def test_instance_id_is_a_fixed_hash_of_the_key():
     assert len(ids) == 1000 and all(0 < i <= od.MAX_INSTANCE_ID for i in ids)
 
 
+def test_bulk_instance_ids_equal_the_ids_of_each_key():
+    pid = np.array([0, 7, -3, 2**31 - 2, 123456789], np.int64)
+    for name, chain in (("Ground", ["Ground"]), ("Sol \u00e9t\u00e9", ["Sol \u00e9t\u00e9", "Col"])):
+        want = [od.instance_id(od.instance_key(name, chain, [0, p])) for p in pid.tolist()]
+        got = od.bulk_instance_ids(name, chain, pid)
+        assert got.dtype == np.uint32 and got.tolist() == want
+    assert od.bulk_instance_ids("G", ["G"], np.zeros(0, np.int64)).shape == (0,)
+
+
 def test_trim_pid_drops_the_unused_tail():
     assert od.trim_pid([3, 0, 2**31 - 1, 2**31 - 1]) == [3, 0]
     assert od.trim_pid([0, 2**31 - 1]) == [0]
