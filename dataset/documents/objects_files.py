@@ -122,8 +122,9 @@ class SequenceWriter:
             self._note(frame, *read_ids(p))
 
     def finish(self, rows: dict[int, InstanceRowDict]) -> tuple[ObjectsDoc, dict[str, JSONObject]]:
-        table = [InstanceRow.from_dict(rows[i], f"instance {i}")
-                 for i in sorted(self.listed) if i in rows]
+        # the rows are ours (the tracker's, or a version-1 table read and checked): made
+        # directly, not parsed again (20 us a row, 0.6 s at 30,000 listed instances)
+        table = [InstanceRow(**r) for i in sorted(self.listed) if (r := rows.get(i)) is not None]
         doc = ObjectsDoc(records=self.mode, frames=sorted(self.frames), instances=table)
         doc.write(self.seq_dir / layout.OBJECTS_FILE)
         ids_map = {str(r.instance_id): InstanceId(r.object, r.object_id, list(r.instancer_chain),
