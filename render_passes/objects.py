@@ -90,6 +90,7 @@ class ObjectTracker(FrameListener):
         self._objects = {o.name_full: o for o in bpy.data.objects}
         self._target: int | None = None
         self.aov_materials: set[str] | None = None  # the pass rig's: materials writing Random
+        self._prepared: pix.Prepared | None = None  # the last frame's candidates, prepared
         # seconds over the sequence: collect (in the render call), resolve (after it: all of
         # finish_frame), and resolve's parts: read_raw, pixel_ids (the resolver without its
         # surface distances), surface, write_ids, records (visible + amodal boxes)
@@ -417,8 +418,9 @@ class ObjectTracker(FrameListener):
         # a box stand-in's surface distance is 0 inside its box: no bound for it
         rad = np.array([g.geom.radius if len(g.geom.tris) else -1.0 for g in groups],
                        float).reshape(-1)[st.gi]
-        cands = pix.Candidates(st.iid, oid, pv, st.mats, st.lo, st.hi, rad, st.rand)
         t1, sd0 = time.perf_counter(), tm["surface"]
+        cands = self._prepared = pix.prepare(
+            pix.Candidates(st.iid, oid, pv, st.mats, st.lo, st.hi, rad, st.rand), self._prepared)
         obj, ins, stats = pix.resolve_pixel_arrays(
             ch["R"], ch["G"], k.K, pose, cands, surface_distance(groups, st, tm),
             aov=ch["B"] if self.aov_materials is not None else None)

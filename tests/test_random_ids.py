@@ -135,3 +135,26 @@ def test_many_unknown_values_take_the_rule_among_all():
     _, ins, stats = pix.resolve_pixel_arrays(index, depth, K, POSE, c, aov=aov)
     assert (ins[:, LEFT] == 11).all() and (ins[:, RIGHT] == 22).all()
     assert stats["aov_unknown"] == int((index == 5).sum()) == stats["by_box"]
+
+
+def test_prepared_candidates_are_reused_only_while_equal():
+    """The last frame's prepared candidates serve the next frame when every array is equal
+    (NaN values too), and give the same ids as fresh ones; a moved instance prepares anew."""
+    rows = [(11, -1.0, np.nan), (22, -1.0, 0.5), (33, 1.0, 0.0), (44, 1.0, 0.75)]
+    index, depth, aov = _images(0.5, 0.0)
+    first = pix.prepare(_cands(rows))
+    again = pix.prepare(_cands(rows), first)  # new arrays, equal values
+    assert again is first
+    fresh = pix.resolve_pixel_arrays(index, depth, K, POSE, _cands(rows), aov=aov)
+    for c in (first, again):
+        got = pix.resolve_pixel_arrays(index, depth, K, POSE, c, aov=aov)
+        assert np.array_equal(got[0], fresh[0]) and np.array_equal(got[1], fresh[1])
+        assert got[2] == fresh[2]
+    moved = _cands(rows)
+    moved.matrix[2, 0, 3] = 30.0  # the right pixels' value is 33's (now far) or 11's (unknown)
+    later = pix.prepare(moved, again)
+    assert later is not again
+    _, ins, _ = pix.resolve_pixel_arrays(index, depth, K, POSE, later, aov=aov)
+    _, want, _ = pix.resolve_pixel_arrays(index, depth, K, POSE, moved, aov=aov)
+    assert np.array_equal(ins, want) and (ins[:, RIGHT] == 11).all()
+    assert pix.prepare(_cands(rows)._replace(rand=None), first) is not first
