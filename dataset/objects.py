@@ -41,12 +41,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from .layout import SEGMENTATION_INSTANCE_CHANNEL as INSTANCE_CHANNEL
 from .layout import SEGMENTATION_OBJECT_CHANNEL as OBJECT_CHANNEL
+from .verify import WriteError, write_error
 
 MAX_INSTANCE_ID = 2**31 - 1
 PID_UNUSED = 2**31 - 1  # fills the unused tail of the depsgraph's persistent_id
@@ -356,6 +359,57 @@ def write_ids(path: str | os.PathLike, obj: np.ndarray, ins: np.ndarray,
     with OpenEXR.File(header, chans) as f:
         f.write(str(tmp))
     os.replace(tmp, path)
+
+
+class IdsWriter:
+    """Writes segmentation EXRs (:func:`write_ids`, lossless ``codec``) on one background
+    thread, in order, so that a rendered frame's file is written while the next frame renders
+    (the render holds no Python lock); :meth:`wait` before the frame is journaled. Seconds
+    are added to ``timings``: ``write_ids_thread`` writing, ``write_ids_wait`` waiting."""
+
+    def __init__(self, codec: str, timings: dict[str, float]):
+        self.codec, self.timings = codec, timings
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: dict[int, Future] = {}
+
+    def submit(self, frame: int, path: Path, obj: np.ndarray, ins: np.ndarray,
+               remove: Path | None = None) -> None:
+        """Write frame ``frame``'s ids to ``path``, then delete ``remove`` (its raw file)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="dataset_forge_ids")
+        self._pending[frame] = self._pool.submit(self._write, path, obj, ins, remove)
+
+    def wait(self, frame: int) -> None:
+        """Return once ``frame``'s file is written (at once when none was submitted); its
+        failure is raised here as a one-line :class:`.verify.WriteError` naming the file."""
+        fut = self._pending.pop(frame, None)
+        if fut is not None:
+            t0 = time.perf_counter()
+            try:
+                fut.result()
+            finally:
+                self._add("write_ids_wait", time.perf_counter() - t0)
+
+    def close(self) -> None:
+        """Wait for the writes still running (their failures are left to :meth:`wait`)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _write(self, path: Path, obj: np.ndarray, ins: np.ndarray, remove: Path | None) -> None:
+        t0 = time.perf_counter()
+        try:
+            write_ids(path, obj, ins, self.codec)
+            if remove is not None:
+                os.unlink(remove)
+        except OSError as exc:
+            raise write_error(exc, path if exc.filename is None else None) from None
+        except RuntimeError as exc:  # OpenEXR's own failure to write (a full disk ...)
+            raise WriteError(path, " ".join(str(exc).split())[:200]) from None
+        self._add("write_ids_thread", time.perf_counter() - t0)
+
+    def _add(self, key: str, seconds: float) -> None:
+        self.timings[key] = self.timings.get(key, 0.0) + seconds
 
 
 def read_ids(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

@@ -93,10 +93,14 @@ class ObjectTracker(FrameListener):
         self._prepared: pix.Prepared | None = None  # the last frame's candidates, prepared
         # seconds over the sequence: collect (in the render call), resolve (after it: all of
         # finish_frame), and resolve's parts: read_raw, pixel_ids (the resolver without its
-        # surface distances), surface, write_ids, records (visible + amodal boxes)
+        # surface distances), surface, write_ids (handing the id file to the writer thread),
+        # records (visible + amodal boxes); write_ids_thread: the writing, on that thread
+        # (overlapping the next render); write_ids_wait: the journal step waiting for it
         self.timings = dict.fromkeys(("collect", "resolve", "read_raw", "pixel_ids", "surface",
-                                      "write_ids", "records"), 0.0)
+                                      "write_ids", "records", "write_ids_thread",
+                                      "write_ids_wait"), 0.0)
         self.resolve_stats: dict[str, int] = {}
+        self.writer = od.IdsWriter(compression, self.timings)
         self.sources = {"render_depsgraph": 0, "viewport_depsgraph": 0}  # frames collected from
         self.counts = {"instances": 0, "bulk": 0, "iterated": 0}
         if records == "all":
@@ -393,7 +397,7 @@ class ObjectTracker(FrameListener):
                 for i in g.iids.tolist():
                     self.infos[i]["deforming"] = True
         self.counts["instances"] = max(self.counts["instances"], len(st.iid))
-        ins = self._ids_image(groups, st, raw, final, k, pose)
+        ins = self._ids_image(frame, groups, st, raw, final, k, pose)
         t1 = time.perf_counter()
         w2c = od.world_to_cv(pose)
         self._poses[frame] = w2c
@@ -402,11 +406,11 @@ class ObjectTracker(FrameListener):
         self.timings["records"] += t2 - t1
         self.timings["resolve"] += t2 - t0
 
-    def _ids_image(self, groups: list[Group], st: Stack, raw: Path | None, final: Path, k,
-                   pose: np.ndarray) -> np.ndarray:
+    def _ids_image(self, frame: int, groups: list[Group], st: Stack, raw: Path | None,
+                   final: Path, k, pose: np.ndarray) -> np.ndarray:
         """The frame's instance id image ``(H, W)`` uint32: resolved from the raw Object Index +
-        Depth file ``raw`` and written (with the object ids) to ``final``, ``raw`` then removed;
-        or, without ``raw``, read back from ``final``."""
+        Depth file ``raw`` and handed to ``self.writer``, which writes it (with the object ids)
+        to ``final`` and then removes ``raw``; or, without ``raw``, read back from ``final``."""
         if raw is None:
             return od.read_ids(final)[1]
         from ..dataset import exr
@@ -427,12 +431,15 @@ class ObjectTracker(FrameListener):
         t2 = time.perf_counter()
         for s, c in stats.items():
             self.resolve_stats[s] = self.resolve_stats.get(s, 0) + c
-        od.write_ids(final, obj, ins, self.compression)
-        os.unlink(raw)
+        self.writer.submit(frame, final, obj, ins, raw)
         tm["read_raw"] += t1 - t0
         tm["pixel_ids"] += (t2 - t1) - (tm["surface"] - sd0)
         tm["write_ids"] += time.perf_counter() - t2
         return ins
+
+    def close(self) -> None:
+        super().close()
+        self.writer.close()
 
     def _record(self, frame: int, cam_name: str, groups: list[Group], st: Stack,
                 ins: np.ndarray, w2c: np.ndarray, k, near: float) -> None:

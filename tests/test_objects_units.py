@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from dataset_forge.dataset import objects as od
 from dataset_forge.dataset import pixel_ids as pix
+from dataset_forge.dataset.verify import WriteError
 
 
 def test_instance_id_is_a_fixed_hash_of_the_key():
@@ -181,3 +182,26 @@ def test_value_rank_table_equals_binary_search(keys):
     pos, found = pix._value_rank(keys, vals)
     assert found.tolist() == [bool(v in keys) for v in vals.tolist()]
     assert (keys[pos[found]] == vals[found]).all()
+
+
+def test_the_ids_writer_writes_in_the_background_and_names_a_failed_file(tmp_path):
+    obj = np.arange(12, dtype=np.int32).reshape(3, 4)
+    ins = (obj.astype(np.uint32) * 1000 + 2**31 - 7).astype(np.uint32)
+    od.write_ids(tmp_path / "direct.exr", obj, ins, "ZIP")
+    raw = tmp_path / "raw.exr"
+    raw.write_bytes(b"x")
+    timings = {}
+    w = od.IdsWriter("ZIP", timings)
+    w.submit(5, tmp_path / "later.exr", obj, ins, raw)
+    w.wait(5)
+    w.wait(6)  # nothing submitted: nothing to wait for
+    assert (tmp_path / "later.exr").read_bytes() == (tmp_path / "direct.exr").read_bytes()
+    assert not raw.exists() and timings["write_ids_thread"] > 0 and "write_ids_wait" in timings
+    got = od.read_ids(tmp_path / "later.exr")
+    assert np.array_equal(got[0], obj) and np.array_equal(got[1], ins)
+    (tmp_path / "afile").write_bytes(b"")
+    bad = tmp_path / "afile" / "ids.exr"  # its folder is a file
+    w.submit(7, bad, obj, ins)
+    with pytest.raises(WriteError, match="afile"):  # one line, naming the file
+        w.wait(7)
+    w.close()
