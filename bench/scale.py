@@ -16,7 +16,10 @@ Configurations, each its own process tree, in a rotating order per round:
 * ``floor``: bench/floor.py, plain ``bpy`` rendering the same view-layer passes to EXR File
   Output nodes (no Dataset Forge);
 * ``noseg``: Dataset Forge, every ground truth but segmentations (no ids, no object records);
-* ``ours``: Dataset Forge, every ground truth (ids and object records included).
+* ``ours``: Dataset Forge, every ground truth (ids and object records included);
+* ``filtered`` (with ``--filtered``): ``ours`` with ``filtered_passes``: one render per frame,
+  normals and flow averaged over its samples (no data render), so ``filtered/floor`` is what ids,
+  records and the rest cost beside a single render.
 
 Reported per case: wall seconds of each (the whole process, start-up included), the ratios
 ``ours/floor`` and ``ours/noseg`` (the cost of ids + object records alone), the steady per-frame
@@ -56,6 +59,7 @@ FULL = [dict(kind="scatter", count=n, res=(160, 120), frames=6, samples=4)
     dict(kind="scatter", count=200_000, res=(160, 120), frames=6, samples=4)]
 QUICK = [dict(kind="scatter", count=n, res=(64, 48), frames=3, samples=1) for n in (0, 300)]
 CONFIGS = ("floor", "noseg", "ours")
+FILTERED = "filtered"  # opt-in fourth configuration (--filtered)
 
 
 def _env() -> dict[str, str]:
@@ -156,8 +160,8 @@ def run_config(work: Path, blend: Path, c: dict[str, Any], config: str,
                 "steady": _slope([f["t"] for f in r["frames"]]), "frames": len(r["frames"])}
     opts = {"width": w, "height": h, "max_samples": c["samples"], "adaptive_threshold": 0.0,
             "use_denoising": False, "device_type": "CPU", "depths": True, "normals": True,
-            "flows": True, "segmentations": config == "ours", "debug": False,
-            "use_persistent_data": True, "threads": 0}
+            "flows": True, "segmentations": config in ("ours", FILTERED), "debug": False,
+            "use_persistent_data": True, "threads": 0, "filtered_passes": config == FILTERED}
     spec = {"mode": "ours", "blend": str(blend), "out": str(out), "frame_start": 1,
             "frame_end": c["frames"], "options": opts}
     path = work / f"spec_{config}.json"
@@ -202,13 +206,15 @@ def _objects_facts(out: Path, frames: int) -> dict[str, Any]:
 
 
 # -- the whole benchmark --------------------------------------------------------------------------------
-def measure(cases: list[dict[str, Any]], work: Path, repeats: int = 1, log=print) -> list[dict]:
+def measure(cases: list[dict[str, Any]], work: Path, repeats: int = 1, log=print,
+            configs: tuple[str, ...] = CONFIGS) -> list[dict]:
     rows = []
     for c in cases:
         blend = build_scene(work, c)
-        runs: dict[str, list[dict[str, Any]]] = {k: [] for k in CONFIGS}
+        runs: dict[str, list[dict[str, Any]]] = {k: [] for k in configs}
+        n = len(configs)
         for r in range(repeats):
-            order = CONFIGS[r % 3:] + CONFIGS[:r % 3]
+            order = configs[r % n:] + configs[:r % n]
             for config in order:
                 t0 = time.time()
                 runs[config].append(run_config(work, blend, c, config))
@@ -220,6 +226,8 @@ def measure(cases: list[dict[str, Any]], work: Path, repeats: int = 1, log=print
                "ours_floor": med["ours"]["wall"] / med["floor"]["wall"],
                "ours_noseg": med["ours"]["wall"] / med["noseg"]["wall"],
                "steady_ours_floor": med["ours"]["steady"] / med["floor"]["steady"],
+               **({"filtered_floor": med[FILTERED]["wall"] / med["floor"]["wall"]}
+                  if FILTERED in med else {}),
                "objects": {k: v for k, v in runs["ours"][-1].items()
                            if k not in ("wall", "peak_mib", "steady", "frames")}}
         rows.append(row)
@@ -231,16 +239,22 @@ def table(rows: list[dict]) -> str:
     head = ("| case | floor s | noseg s | ours s | ours/floor | ours/noseg | steady ours/floor "
             "| peak MiB floor / noseg / ours | recorded / visible per frame "
             "| on disk B/frame (npz + objects.json) | records B/frame (visible, uncompressed) |")
+    filtered = any("filtered_floor" in r for r in rows)
+    if filtered:
+        head += " filtered s | filtered/floor |"
     out = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         m, o = r["median"], r["objects"]
+        tail = (f" {m[FILTERED]['wall']:.1f} | {r['filtered_floor']:.2f} |"
+                if filtered and "filtered_floor" in r else " — | — |" if filtered else "")
         out.append(
             f"| {r['case']} | {m['floor']['wall']:.1f} | {m['noseg']['wall']:.1f} | "
             f"{m['ours']['wall']:.1f} | {r['ours_floor']:.2f} | {r['ours_noseg']:.2f} | "
             f"{r['steady_ours_floor']:.2f} | {m['floor']['peak_mib']:.0f} / "
             f"{m['noseg']['peak_mib']:.0f} / {m['ours']['peak_mib']:.0f} | "
             f"{o.get('drawn', 0):.0f} / {o.get('visible', 0):.0f} | "
-            f"{o.get('disk_bytes_per_frame', 0):,.0f} | {o.get('record_bytes_visible', 0):,.0f} |")
+            f"{o.get('disk_bytes_per_frame', 0):,.0f} | {o.get('record_bytes_visible', 0):,.0f} |"
+            + tail)
     return "\n".join(out)
 
 
@@ -253,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--work", default="")
     ap.add_argument("--json", default="")
+    ap.add_argument("--filtered", action="store_true",
+                    help="also run ours with filtered_passes (one render per frame)")
     a = ap.parse_args(argv)
     cases = QUICK if a.quick else [c for c in FULL if c["kind"] in a.cases.split(",")]
     if a.counts:
@@ -262,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         keep_res = {tuple(int(v) for v in r.split("x")) for r in a.res.split(",")}
         cases = [c for c in cases if tuple(c["res"]) in keep_res]
     work = Path(a.work or tempfile.mkdtemp(prefix="df-scale-"))
-    rows = measure(cases, work, a.repeats)
+    rows = measure(cases, work, a.repeats,
+                   configs=CONFIGS + (FILTERED,) if a.filtered else CONFIGS)
     print()
     print(table(rows))
     for r in rows:
