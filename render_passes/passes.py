@@ -62,9 +62,11 @@ from .objects import ObjectTracker
 PASS_FLAGS = {"depth": "use_pass_z", "normal": "use_pass_normal", "flow": "use_pass_vector",
               "segmentation": "use_pass_object_index"}
 SOCKET_TYPES = {"depth": "FLOAT", "normal": "VECTOR", "flow": "RGBA", "segmentation": "FLOAT"}
-# Raw Object Index + Depth files (segmentations/.raw/segraw_NNNNNN.exr), replaced by the final
-# segmentation files after each render: the writer's own scratch, not part of the layout.
-RAW_SEG, RAW_STEM = ".raw", "segraw"
+# Raw Object Index + Depth + Random files (segmentations/.raw/segraw_NNNNNN.exr), replaced by the
+# final segmentation files after each render: the writer's own scratch, not part of the layout.
+# Each lives for one frame, so it is written uncompressed (1920x1080: read 21 ms instead of 39 with
+# ZIP, written about 3x faster, 33 MB of RGBA float32 on disk until the frame's ids are written).
+RAW_SEG, RAW_STEM, RAW_CODEC = ".raw", "segraw", "NONE"
 # With flows and without depths: the surface mask (Depth pass < background) of each frame,
 # flows/.raw/flowmask_NNNNNN.exr, read and deleted by the worker's flow fix under animated
 # intrinsics (render_passes/worker.py). With depths the depth file is that mask (depth > 0).
@@ -330,7 +332,7 @@ class PassRig:
             idx = compat.render_layer_output(rl, "index_ob")
             fo = compat.file_output(
                 g.tree, str(self._raw_dir()), file_format="OPEN_EXR",
-                color_mode="RGBA", color_depth="32", exr_codec=s.exr_codec)
+                color_mode="RGBA", color_depth="32", exr_codec=RAW_CODEC)
             g.nodes.append(fo)
             fo.label = "DF"
             raw = g.combine_color(idx, compat.render_layer_output(rl, "Depth"), self._random_socket(rl), 1.0)
