@@ -37,6 +37,23 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(REPO / "tests"))
 import lane_split  # noqa: E402  (tests/ is on the path from here)
 
+
+def _hypothesis_not_rewritten() -> None:
+    """pytest rewrites the asserts of every module of a distribution that ships a pytest plugin,
+    so all of hypothesis (about 70 modules) was parsed, rewritten and compiled on each run (0.9 s
+    of the lane's serial collection; with PYTHONDONTWRITEBYTECODE nothing is cached). Its own
+    asserts gain nothing from it: it is imported from its installed bytecode instead. The
+    tests' asserts are rewritten as before. (pytest 9 keeps the marked names in the import
+    hook's ``_must_rewrite``; without it this does nothing.)"""
+    for finder in sys.meta_path:
+        marked = getattr(finder, "_must_rewrite", None)
+        if isinstance(marked, set) and "hypothesis" in marked:
+            marked.discard("hypothesis")
+            getattr(finder, "_marked_for_rewrite_cache", {}).clear()
+
+
+_hypothesis_not_rewritten()
+
 # -- the render marker, enforced ------------------------------------------------------------------
 RENDER_FIXTURES = ("scenes_dir",)
 _GUARD = Path(tempfile.mkdtemp(prefix="df-no-bpy-"))
