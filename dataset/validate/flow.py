@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..occlusion import cycle_error, sample_bilinear
-from .geometry import group_quantile, interior, relative_transform, rigid_flow
+from .geometry import group_quantile, interior, norm, relative_transform, rigid_flow
 from .things import FrameData, ThingMap
 from .thresholds import Thresholds, check, num
 
@@ -105,8 +105,8 @@ class FlowStats:
         idx, L = _thin(idx, L, len(objs.instance_ids))
         pred, front = rigid_flow(a.depth, a.K, b.K, idx, L, T)
         stored = flow.reshape(-1, 2)[idx].astype(np.float64)
-        res = np.linalg.norm(pred - stored, axis=-1)
-        ratio = res / (t.flow_px + t.flow_rel * np.linalg.norm(pred, axis=-1))
+        res = norm(pred - stored)
+        ratio = res / (t.flow_px + t.flow_rel * norm(pred))
         q = group_quantile([ratio[front], res[front]], L[front], t.quantile)
         for c, (r, px, n) in q.items():
             key = self.things.name(c)
@@ -144,7 +144,7 @@ class FlowStats:
         qu, qv = c + 0.5 + f[:, 0], r + 0.5 + f[:, 1]
         inside = (qu >= 0) & (qu <= w) & (qv >= 0) & (qv <= h)
         back = sample_bilinear(flow_ba.astype(np.float32), qu, qv)
-        err = np.linalg.norm(f + back, axis=-1)
+        err = norm(f + back)
         # points hidden in b (another thing in front, or off that thing's interior) are not judged
         core_b = interior(b.depth, lab_b, t.depth_jump)
         qi = np.clip(np.floor(qu).astype(np.int64), 0, w - 1)
@@ -155,7 +155,7 @@ class FlowStats:
         if idx.size == 0:
             return
         e = err
-        motion = np.linalg.norm(f, axis=-1)
+        motion = norm(f)
         q = group_quantile([e / (t.cycle_px + t.cycle_rel * motion), e], L, t.quantile)
         for c, (r, px, n) in q.items():
             key = self.things.name(c) if a.labels is not None else f"object {c}"

@@ -15,8 +15,10 @@ from .geometry import (
     FLIP,
     GATE_DEG,
     depth_normals_at,
+    dot,
     fit_intrinsics,
     intrinsics_rows,
+    norm,
     normals_to_opencv_camera,
     regular_sample,
     surface_mask,
@@ -51,7 +53,7 @@ def _flat(normal_at, n: np.ndarray, rows: np.ndarray, cols: np.ndarray, cov: np.
     lim = np.cos(np.radians(FLAT_DEG))
     for dr, dc in _FLAT_RING:
         keep &= cov[r + dr, c + dc]
-        keep &= np.sum(normal_at(r + dr, c + dc) * m, axis=-1) >= lim
+        keep &= dot(normal_at(r + dr, c + dc), m) >= lim
     out[out] = keep
     return out
 
@@ -157,7 +159,7 @@ class FrameStats:
 
         def normal_at(r, c):
             n = normals_to_opencv_camera(f.normals[r, c], frame_name, pose)
-            ln = np.linalg.norm(n, axis=-1, keepdims=True)
+            ln = norm(n)[..., None]
             return n / np.where(ln > 0, ln, 1.0)
         if f.normals.shape[0] * f.normals.shape[1] > _NORMAL_TABLE_PX:
             return normal_at
@@ -173,7 +175,7 @@ class FrameStats:
         rows, cols = regular_sample(surf, _ANGLES_PER_FRAME)
         if rows.size:
             n = normal_at(rows, cols)
-            cosang = np.clip(np.sum(n * depth_normals_at(f.depth, f.K, rows, cols), axis=-1), -1, 1)
+            cosang = np.clip(dot(n, depth_normals_at(f.depth, f.K, rows, cols)), -1, 1)
             angles = np.degrees(np.arccos(cosang)).astype(np.float32)
             flat = _flat(normal_at, n, rows, cols, cov)
             self.angles.append(angles[flat])
@@ -181,7 +183,7 @@ class FrameStats:
         # the crease test of the intrinsics rows reads the 4 neighbours' normals
         surf[1:-1, 1:-1] &= cov[1:-1, 2:] & cov[1:-1, :-2] & cov[2:, 1:-1] & cov[:-2, 1:-1]
         rows, cols = regular_sample(surf, _ROWS_PER_FRAME // 2)
-        agree = np.sum(normal_at(rows, cols) * depth_normals_at(f.depth, f.K, rows, cols), axis=-1)
+        agree = dot(normal_at(rows, cols), depth_normals_at(f.depth, f.K, rows, cols))
         keep = agree >= np.cos(np.radians(GATE_DEG))
         A, b = intrinsics_rows(f.depth, normal_at, f.K, rows[keep], cols[keep])
         key = tuple(np.round(f.K[[0, 1, 0, 1], [0, 1, 2, 2]], 9))
