@@ -34,6 +34,29 @@ os.environ.setdefault("PYTHONUNBUFFERED", "1")
 # wall time). Set before numpy is imported; a value the caller set wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+
+def _keep_freed_heap() -> None:
+    """glibc hands the top of the heap back to the kernel as soon as 2x the mmap threshold is
+    free there, so the short-lived numpy temporaries of the checks (up to ~1 MB) fault their pages
+    in again and again: 118,000 page faults for the 126 validations of the fault matrix. Keeping up
+    to 256 MB of freed heap (plus 64 MB of headroom per growth) leaves 10,000, and validate takes
+    about 9% less CPU (41.1/43.1/38.9 -> 37.7/38.2/36.4 ms per validation). This process and the
+    one tests/lane_split.py forks only; nothing else changes (glibc on Linux, else nothing)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import ctypes.util
+
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
+    mallopt(-2, 64 << 20)   # M_TOP_PAD
+
+
+_keep_freed_heap()
+
 sys.path.insert(0, str(REPO / "tests"))
 import lane_split  # noqa: E402  (tests/ is on the path from here)
 
