@@ -92,6 +92,19 @@ def _fit_problems(names: tuple[str, ...], stored: np.ndarray, val: np.ndarray, e
     return problems
 
 
+def _derived_at(derived: np.ndarray, rows: np.ndarray, cols: np.ndarray, rows2: np.ndarray,
+                cols2: np.ndarray, f: FrameData) -> np.ndarray:
+    """:func:`depth_normals_at` at ``(rows2, cols2)``: looked up in ``derived``, computed at
+    ``(rows, cols)`` (row-major order), when every pixel is among those (a frame small enough not
+    to be subsampled: the same values), else computed."""
+    w = f.depth.shape[1]
+    have, want = rows * w + cols, rows2 * w + cols2
+    pos = np.minimum(np.searchsorted(have, want), max(have.size - 1, 0))
+    if have.size and np.array_equal(have[pos], want):
+        return derived[pos]
+    return depth_normals_at(f.depth, f.K, rows2, cols2)
+
+
 class _Visible:
     """The visible pixels of a frame grouped by table column: ``labels`` (H, W) holds each
     pixel's column (-1: none); ``idx`` the flat pixel indices sorted by column, ``rr``/``cc``
@@ -173,19 +186,20 @@ class FrameStats:
         normal_at = self._normal_at(f)
         surf = surface_mask(f.depth, seg_labels, self.t.depth_jump) & cov
         rows, cols = regular_sample(surf, _ANGLES_PER_FRAME)
+        derived = depth_normals_at(f.depth, f.K, rows, cols)
         if rows.size:
             n = normal_at(rows, cols)
-            cosang = np.clip(dot(n, depth_normals_at(f.depth, f.K, rows, cols)), -1, 1)
+            cosang = np.clip(dot(n, derived), -1, 1)
             angles = np.degrees(np.arccos(cosang)).astype(np.float32)
             flat = _flat(normal_at, n, rows, cols, cov)
             self.angles.append(angles[flat])
             self.curved.append(angles[~flat])
         # the crease test of the intrinsics rows reads the 4 neighbours' normals
         surf[1:-1, 1:-1] &= cov[1:-1, 2:] & cov[1:-1, :-2] & cov[2:, 1:-1] & cov[:-2, 1:-1]
-        rows, cols = regular_sample(surf, _ROWS_PER_FRAME // 2)
-        agree = dot(normal_at(rows, cols), depth_normals_at(f.depth, f.K, rows, cols))
+        rows2, cols2 = regular_sample(surf, _ROWS_PER_FRAME // 2)
+        agree = dot(normal_at(rows2, cols2), _derived_at(derived, rows, cols, rows2, cols2, f))
         keep = agree >= np.cos(np.radians(GATE_DEG))
-        A, b = intrinsics_rows(f.depth, normal_at, f.K, rows[keep], cols[keep])
+        A, b = intrinsics_rows(f.depth, normal_at, f.K, rows2[keep], cols2[keep])
         key = tuple(np.round(f.K[[0, 1, 0, 1], [0, 1, 2, 2]], 9))
         self.rows.setdefault(key, []).append((A, b))
 
