@@ -332,3 +332,71 @@ def run_bpy(code: str, python: str | None = None, timeout: float = 300) -> str:
         raise AssertionError(f"bpy subprocess failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
                              f"{proc.stderr[-3000:]}")
     return proc.stdout
+
+
+def run_forked(code: str, *, limit: int | None = None, umask: int | None = None,
+               timeout: float = 60) -> tuple[int, str, str]:
+    """Run the Python source ``code`` in a forked child of this process, under a file-size limit
+    (``RLIMIT_FSIZE``, bytes) and/or a umask that stay in the child; returns ``(exit status,
+    stdout, stderr)``. The child has this process's modules already imported: no interpreter
+    start and no imports compiled again (0.15-0.2 s per fresh ``python -c``). An exception in
+    ``code`` is exit status 1, its traceback on stderr."""
+    import resource
+    import selectors
+    import signal
+    import textwrap
+    import time
+    import traceback
+
+    pipes = [os.pipe(), os.pipe()]  # stdout, stderr
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        status = 1
+        try:
+            for k, (r, w) in enumerate(pipes):
+                os.close(r)
+                os.dup2(w, 1 + k)
+            sys.stdout = open(1, "w", encoding="utf-8", closefd=False)
+            sys.stderr = open(2, "w", encoding="utf-8", closefd=False)
+            if limit is not None:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+            if umask is not None:
+                os.umask(umask)
+            exec(compile(textwrap.dedent(code), "<run_forked>", "exec"), {"__name__": "__main__"})
+            status = 0
+        except BaseException:  # noqa: BLE001 - the parent reads it from stderr
+            traceback.print_exc()
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(status)
+    for _, w in pipes:
+        os.close(w)
+    chunks: dict[int, list[bytes]] = {r: [] for r, _ in pipes}
+    sel = selectors.DefaultSelector()
+    for r, _ in pipes:
+        sel.register(r, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    try:
+        while sel.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                os.kill(pid, signal.SIGKILL)
+                raise TimeoutError(f"run_forked: the child ran over {timeout} s")
+            for key, _ in sel.select(left):
+                data = os.read(key.fd, 65536)
+                if data:
+                    chunks[key.fd].append(data)
+                else:
+                    sel.unregister(key.fd)
+    finally:
+        sel.close()
+        for r, _ in pipes:
+            os.close(r)
+        _, st = os.waitpid(pid, 0)
+    out, err = (b"".join(chunks[r]).decode("utf-8", "replace") for r, _ in pipes)
+    return os.waitstatus_to_exitcode(st), out, err

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -139,20 +136,13 @@ def test_the_journal_vouches_only_for_complete_files_and_removes_a_torn_one(tmp_
 
 
 def _run(code: str, limit: int | None = None, umask: int | None = None) -> str:
-    """Run ``code`` in a fresh Python (our package importable) under a file-size limit and/or
-    umask; returns its stdout."""
-    def pre():
-        import resource
+    """Run ``code`` in a child process (forked: the limit and umask stay there) under a file-size
+    limit and/or umask; returns its stdout."""
+    from conftest import run_forked
 
-        if limit is not None:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
-        if umask is not None:
-            os.umask(umask)
-
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], preexec_fn=pre,
-                          capture_output=True, text=True, timeout=60, env=dict(os.environ))
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    rc, out, err = run_forked(code, limit=limit, umask=umask)
+    assert rc == 0, err
+    return out
 
 
 def test_a_file_size_limit_is_named_as_the_cause(tmp_path):
