@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -136,13 +139,27 @@ def test_the_journal_vouches_only_for_complete_files_and_removes_a_torn_one(tmp_
 
 
 def _run(code: str, limit: int | None = None, umask: int | None = None) -> str:
-    """Run ``code`` in a child process (forked: the limit and umask stay there) under a file-size
-    limit and/or umask; returns its stdout."""
-    from conftest import run_forked
+    """Run ``code`` in a child process under a file-size limit and/or umask (they stay there);
+    returns its stdout. A umask needs a fresh Python (our package importable): the documents read
+    it once per process; a limit alone runs in a forked child (no interpreter start)."""
+    if umask is None:
+        from conftest import run_forked
 
-    rc, out, err = run_forked(code, limit=limit, umask=umask)
-    assert rc == 0, err
-    return out
+        rc, out, err = run_forked(code, limit=limit)
+        assert rc == 0, err
+        return out
+
+    def pre():
+        import resource
+
+        if limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+        os.umask(umask)
+
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], preexec_fn=pre,
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
 
 
 def test_a_file_size_limit_is_named_as_the_cause(tmp_path):
