@@ -6,14 +6,25 @@ per thing the rigid check cannot model: deforming things, or every thing without
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
+from ..documents.base import JSONObject
 from ..occlusion import cycle_error, sample_bilinear
 from .geometry import group_quantile, interior, norm, relative_transform, rigid_flow
 from .things import FrameData, ThingMap
 from .thresholds import Thresholds, check, num
+
+
+class _Worst(TypedDict):
+    """A thing's worst frame pair so far: the quantile of error / tolerance, the error (px), its
+    pixel count and the pair (``"t->t+1 forward"``)."""
+
+    ratio: float
+    px: float
+    pixels: int
+    pair: str
 
 
 class FlowStats:
@@ -22,8 +33,8 @@ class FlowStats:
     def __init__(self, t: Thresholds, things: ThingMap):
         self.t = t
         self.things = things
-        self.rigid: dict[str, dict[str, Any]] = {}
-        self.cycle: dict[str, dict[str, Any]] = {}
+        self.rigid: dict[str, _Worst] = {}
+        self.cycle: dict[str, _Worst] = {}
         self.not_checked: dict[str, str] = {}
         self.unassigned_px = 0
         self.directions = 0
@@ -166,9 +177,9 @@ class FlowStats:
 
     # -- verdicts ------------------------------------------------------------------------
 
-    def results(self, has_flow: bool) -> dict[str, dict[str, Any]]:
+    def results(self, has_flow: bool) -> dict[str, JSONObject]:
         t = self.t
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, JSONObject] = {}
         if self.cut_problems:
             out["camera_cuts"] = check(False, "; ".join(self.cut_problems[:5]), notes=self.cut_notes[:5])
         else:
@@ -224,8 +235,8 @@ def _thin(idx: np.ndarray, L: np.ndarray, n_labels: int) -> tuple[np.ndarray, np
     return idx[keep], L[keep]
 
 
-def _verdict(table: dict[str, dict[str, Any]], measure: str, meaning: str, not_checked: dict[str, str],
-             empty_reason: str, **extra: Any) -> dict[str, Any]:
+def _verdict(table: dict[str, _Worst], measure: str, meaning: str, not_checked: dict[str, str],
+             empty_reason: str, **extra: Any) -> JSONObject:
     things = {k: {"ratio": num(v["ratio"]), "px": num(v["px"]), "pixels": v["pixels"], "pair": v["pair"]}
               for k, v in sorted(table.items())}
     bad = sorted((k for k, v in table.items() if v["ratio"] > 1.0), key=lambda k: -table[k]["ratio"])

@@ -5,10 +5,9 @@ the images and poses), ``segmentation_ids`` and ``coverage``."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
+from ..documents.base import JSONObject
 from ..layout import FRAME_CAMERA_KEY, pixel_rays
 from .files import present
 from .geometry import (
@@ -58,7 +57,7 @@ def _flat(normal_at, n: np.ndarray, rows: np.ndarray, cols: np.ndarray, cov: np.
     return out
 
 
-def normal_kind(conventions: dict[str, Any]) -> tuple[str, bool]:
+def normal_kind(conventions: JSONObject) -> tuple[str, bool]:
     """``(kind, filtered)`` of the stored normals: ``kind`` "shading" (interpolated, what a
     smooth-shaded mesh shows) or "geometric" (the facet's), ``filtered`` averaged over the pixel
     filter. Read from ``conventions`` ``normal_kind`` / ``filtered_passes`` (top level or in the
@@ -336,10 +335,10 @@ class FrameStats:
                     f"{qv:.3g}x the tolerance outside its 3D box (depth type, K or pose wrong?)")
                 break
 
-    def results(self) -> dict[str, dict[str, Any]]:
+    def results(self) -> dict[str, JSONObject]:
         seq = self.seq
         kinds = set(seq.kinds)
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, JSONObject] = {}
         out["normals"] = self._normals_verdict()
         out["intrinsics"] = self._intrinsics()
         if "segmentation" not in kinds:
@@ -367,7 +366,7 @@ class FrameStats:
                                    instance_image=self.seq.instance_channel is not None)
         return out
 
-    def _normals_verdict(self) -> dict[str, Any]:
+    def _normals_verdict(self) -> JSONObject:
         t, seq = self.t, self.seq
         if "normal" not in seq.kinds:
             return check(None, "no normals")
@@ -397,7 +396,7 @@ class FrameStats:
                          "normals the depth shows (unit length checked)", **values)
         return check(True, "", **values)
 
-    def _coverage_verdict(self) -> dict[str, Any]:
+    def _coverage_verdict(self) -> JSONObject:
         t = self.t
         if not self.pixels:
             return check(None, "fewer than two of depth, segmentation, normals")
@@ -407,7 +406,7 @@ class FrameStats:
                      f"surface, on {100 * frac:.3g}% of pixels", disagree_fraction=num(frac),
                      depth_without_normal=num(self.no_normal / self.pixels))
 
-    def _intrinsics(self) -> dict[str, Any]:
+    def _intrinsics(self) -> JSONObject:
         t = self.t
         if not self.rows:
             return check(None, "needs depth and normals")
