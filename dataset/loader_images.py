@@ -25,10 +25,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     from PIL import Image
 
     try:
-        wide = _png16(p)
-        if wide is not None:
-            return wide
         with Image.open(p) as im:
+            wide = _png16(p, im)
+            if wide is not None:
+                return wide
             im.load()
             if im.mode in ("I;16", "I;16B", "I"):
                 return np.asarray(im).astype(np.uint16)
@@ -39,21 +39,21 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise DatasetError(f"{p}: unreadable image ({exc})") from None
 
 
-def _png16(path: Path) -> np.ndarray | None:
-    """16-bit RGB(A) PNG as uint16 ``(H, W, C)``, or None for other files. Pillow keeps only the
-    high byte of 16-bit colour; decoding the same stream again with the little-endian raw mode
-    yields the low byte, and the two make the exact 16-bit values."""
+def _png16(path: Path, im) -> np.ndarray | None:
+    """16-bit RGB(A) PNG as uint16 ``(H, W, C)``, or None for other files (``im``: ``path``
+    opened, not loaded; loaded here when it is one). Pillow keeps only the high byte of 16-bit
+    colour; decoding the same stream again with the little-endian raw mode yields the low byte,
+    and the two make the exact 16-bit values."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        tile = im.tile[0] if im.format == "PNG" and len(im.tile) == 1 else None
-        raw = getattr(tile, "args", None) if tile is not None else None
-        if raw not in ("RGB;16B", "RGBA;16B"):
-            return None
-        im.load()
-        hi = np.asarray(im)
-    with Image.open(path) as im:
-        im.tile = [im.tile[0]._replace(args=raw.replace("16B", "16L"))]
-        im.load()
-        lo = np.asarray(im)
+    tile = im.tile[0] if im.format == "PNG" and len(im.tile) == 1 else None
+    raw = getattr(tile, "args", None) if tile is not None else None
+    if raw not in ("RGB;16B", "RGBA;16B"):
+        return None
+    im.load()
+    hi = np.asarray(im)
+    with Image.open(path) as again:
+        again.tile = [again.tile[0]._replace(args=raw.replace("16B", "16L"))]
+        again.load()
+        lo = np.asarray(again)
     return hi.astype(np.uint16) << 8 | lo.astype(np.uint16)

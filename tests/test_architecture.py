@@ -63,15 +63,20 @@ def _source(module: str) -> tuple[str, ast.Module]:
 
 
 @functools.cache
+def _nodes(module: str) -> tuple[ast.AST, ...]:
+    """Every node of ``module``'s tree in ``ast.walk`` order, walked once for every scan here."""
+    return tuple(ast.walk(_source(module)[1]))
+
+
+@functools.cache
 def imports_of(module: str) -> tuple[tuple[str, int], ...]:
     """(imported module of the package or ``bpy``, line) for every import statement of
     ``module``, at module level or inside a function. ``from X import y`` counts as importing
     ``X.y`` when that is a module, else ``X``."""
     path = MODULES[module]
-    tree = _source(module)[1]
     is_package = path.name == "__init__.py"
     out = []
-    for node in ast.walk(tree):
+    for node in _nodes(module):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -315,9 +320,9 @@ DOCUMENT_OWNERS = {
 def _string_literals(module: str) -> tuple[tuple[str, int], ...]:
     """Every string constant of ``module`` that is a whole expression value (docstrings and
     f-string pieces are not keys), with its line."""
-    tree = _source(module)[1]
-    pieces = {id(v) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for v in node.values}
-    return tuple((node.value, node.lineno) for node in ast.walk(tree)
+    nodes = _nodes(module)
+    pieces = {id(v) for node in nodes if isinstance(node, ast.JoinedStr) for v in node.values}
+    return tuple((node.value, node.lineno) for node in nodes
                  if isinstance(node, ast.Constant) and isinstance(node.value, str)
                  and id(node) not in pieces)
 
@@ -360,10 +365,10 @@ FUNCTION_ALLOW = {
 def _sizes() -> tuple[dict[str, int], dict[str, int]]:
     files, functions = {}, {}
     for m in MODULES:
-        src, tree = _source(m)
+        src = _source(m)[0]
         rel = _rel(m)
         files[rel] = len(src.splitlines())
-        for node in ast.walk(tree):
+        for node in _nodes(m):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 key = f"{rel}:{node.name}"
                 functions[key] = max(functions.get(key, 0), node.end_lineno - node.lineno + 1)

@@ -553,15 +553,11 @@ def test_a_failed_write_names_the_file_and_leaves_the_export_unfinished(analytic
             f"try:\n    export({fmt!r}, {str(analytic)!r}, {str(dst)!r})\n"
             f"except WriteError as e:\n    print(e)\n")
 
-    def limit():
-        import resource
+    from conftest import run_forked
 
-        resource.setrlimit(resource.RLIMIT_FSIZE, (20000, resource.RLIM_INFINITY))
-
-    proc = subprocess.run([sys.executable, "-c", code], preexec_fn=limit, capture_output=True, text=True,
-                          timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    (line,) = proc.stdout.strip().splitlines()
+    rc, out, err = run_forked(code, limit=20000)  # a child process: the limit stays there
+    assert rc == 0, err
+    (line,) = out.strip().splitlines()
     path = line.removeprefix("cannot write ").split(": ", 1)[0]
     assert path.startswith(str(dst)) and path.endswith(torn), line
     assert ": file too large" in line and "export again with --overwrite" in line

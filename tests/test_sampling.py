@@ -60,7 +60,7 @@ def _check(req, seqs: list[Sequence]) -> None:
     assert len({f for q in seqs for f in q.frames}) == sum(q.num_frames for q in seqs)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(requests("uniform"))
 def test_uniform_properties(req):
     seqs = sample_sequences(**req)
@@ -76,7 +76,7 @@ def test_uniform_properties(req):
     assert seqs == sample_sequences(**{**req, "seed": req["seed"] + 1})  # no randomness
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(requests("random"))
 def test_random_properties(req):
     seqs = sample_sequences(**req, key="scene")
@@ -114,7 +114,7 @@ def _largest(msg: str, what: str) -> int:
     return int(m.group(1))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(start=st.integers(0, 50), length=st.integers(1, 60), n=st.integers(1, 20),
        nf=st.integers(1, 80), gap=st.integers(0, 6), strategy=st.sampled_from(["uniform", "random"]),
        m=MULTIPLIERS)

@@ -139,15 +139,22 @@ def test_the_journal_vouches_only_for_complete_files_and_removes_a_torn_one(tmp_
 
 
 def _run(code: str, limit: int | None = None, umask: int | None = None) -> str:
-    """Run ``code`` in a fresh Python (our package importable) under a file-size limit and/or
-    umask; returns its stdout."""
+    """Run ``code`` in a child process under a file-size limit and/or umask (they stay there);
+    returns its stdout. A umask needs a fresh Python (our package importable): the documents read
+    it once per process; a limit alone runs in a forked child (no interpreter start)."""
+    if umask is None:
+        from conftest import run_forked
+
+        rc, out, err = run_forked(code, limit=limit)
+        assert rc == 0, err
+        return out
+
     def pre():
         import resource
 
         if limit is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
-        if umask is not None:
-            os.umask(umask)
+        os.umask(umask)
 
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], preexec_fn=pre,
                           capture_output=True, text=True, timeout=60, env=dict(os.environ))

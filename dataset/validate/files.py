@@ -6,18 +6,18 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from .. import exr
 from ..documents import info as info_doc
+from ..documents.base import JSONObject
 from ..layout import INFO, RGB_FOLDER, RGB_STEM
 from ..loader import FOLDERS, KINDS, DatasetError, Sequence, read_image
 from .thresholds import check as _check
 
 
-def schema(seq: Sequence) -> dict[str, Any]:
+def schema(seq: Sequence) -> JSONObject:
     """``transforms.json`` complete and consistent (at most 10 problems named)."""
     m = seq.meta
     problems = []
@@ -87,7 +87,7 @@ def _schema_frames(seq: Sequence, limit: int) -> list[str]:
     return problems
 
 
-def _intrinsics_agree(d: dict[str, Any], K: np.ndarray, where: str) -> list[str]:
+def _intrinsics_agree(d: JSONObject, K: np.ndarray, where: str) -> list[str]:
     """``d["intrinsics"]`` (when present) against ``K`` built from the ``fl_x, fl_y, cx, cy`` that
     apply there."""
     if "intrinsics" not in d:
@@ -104,7 +104,7 @@ def _intrinsics_agree(d: dict[str, Any], K: np.ndarray, where: str) -> list[str]
 
 
 def frame_count(seq: Sequence, manifest_frames: int | None, manifest_problem: str | None = None
-                ) -> dict[str, Any]:
+                ) -> JSONObject:
     m = seq.meta
     n = len(seq)
     nums = seq.frame_numbers
@@ -200,7 +200,7 @@ class FileCheck:
                 problems.append(_short(exc, seq.path))
         return decoded
 
-    def result(self) -> tuple[dict[str, Any], dict[str, set[int]]]:
+    def result(self) -> tuple[JSONObject, dict[str, set[int]]]:
         bad = len(self.problems)
         return _check(not self.problems, "; ".join(self.problems[:8])
                       + (f" (+{bad - 8} more)" if bad > 8 else ""),

@@ -6,14 +6,25 @@ per thing the rigid check cannot model: deforming things, or every thing without
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
+from ..documents.base import JSONObject
 from ..occlusion import cycle_error, sample_bilinear
-from .geometry import group_quantile, interior, relative_transform, rigid_flow
+from .geometry import group_quantile, interior, norm, relative_transform, rigid_flow
 from .things import FrameData, ThingMap
 from .thresholds import Thresholds, check, num
+
+
+class _Worst(TypedDict):
+    """A thing's worst frame pair so far: the quantile of error / tolerance, the error (px), its
+    pixel count and the pair (``"t->t+1 forward"``)."""
+
+    ratio: float
+    px: float
+    pixels: int
+    pair: str
 
 
 class FlowStats:
@@ -22,8 +33,8 @@ class FlowStats:
     def __init__(self, t: Thresholds, things: ThingMap):
         self.t = t
         self.things = things
-        self.rigid: dict[str, dict[str, Any]] = {}
-        self.cycle: dict[str, dict[str, Any]] = {}
+        self.rigid: dict[str, _Worst] = {}
+        self.cycle: dict[str, _Worst] = {}
         self.not_checked: dict[str, str] = {}
         self.unassigned_px = 0
         self.directions = 0
@@ -105,8 +116,8 @@ class FlowStats:
         idx, L = _thin(idx, L, len(objs.instance_ids))
         pred, front = rigid_flow(a.depth, a.K, b.K, idx, L, T)
         stored = flow.reshape(-1, 2)[idx].astype(np.float64)
-        res = np.linalg.norm(pred - stored, axis=-1)
-        ratio = res / (t.flow_px + t.flow_rel * np.linalg.norm(pred, axis=-1))
+        res = norm(pred - stored)
+        ratio = res / (t.flow_px + t.flow_rel * norm(pred))
         q = group_quantile([ratio[front], res[front]], L[front], t.quantile)
         for c, (r, px, n) in q.items():
             key = self.things.name(c)
@@ -144,7 +155,7 @@ class FlowStats:
         qu, qv = c + 0.5 + f[:, 0], r + 0.5 + f[:, 1]
         inside = (qu >= 0) & (qu <= w) & (qv >= 0) & (qv <= h)
         back = sample_bilinear(flow_ba.astype(np.float32), qu, qv)
-        err = np.linalg.norm(f + back, axis=-1)
+        err = norm(f + back)
         # points hidden in b (another thing in front, or off that thing's interior) are not judged
         core_b = interior(b.depth, lab_b, t.depth_jump)
         qi = np.clip(np.floor(qu).astype(np.int64), 0, w - 1)
@@ -155,7 +166,7 @@ class FlowStats:
         if idx.size == 0:
             return
         e = err
-        motion = np.linalg.norm(f, axis=-1)
+        motion = norm(f)
         q = group_quantile([e / (t.cycle_px + t.cycle_rel * motion), e], L, t.quantile)
         for c, (r, px, n) in q.items():
             key = self.things.name(c) if a.labels is not None else f"object {c}"
@@ -166,9 +177,9 @@ class FlowStats:
 
     # -- verdicts ------------------------------------------------------------------------
 
-    def results(self, has_flow: bool) -> dict[str, dict[str, Any]]:
+    def results(self, has_flow: bool) -> dict[str, JSONObject]:
         t = self.t
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, JSONObject] = {}
         if self.cut_problems:
             out["camera_cuts"] = check(False, "; ".join(self.cut_problems[:5]), notes=self.cut_notes[:5])
         else:
@@ -224,8 +235,8 @@ def _thin(idx: np.ndarray, L: np.ndarray, n_labels: int) -> tuple[np.ndarray, np
     return idx[keep], L[keep]
 
 
-def _verdict(table: dict[str, dict[str, Any]], measure: str, meaning: str, not_checked: dict[str, str],
-             empty_reason: str, **extra: Any) -> dict[str, Any]:
+def _verdict(table: dict[str, _Worst], measure: str, meaning: str, not_checked: dict[str, str],
+             empty_reason: str, **extra: Any) -> JSONObject:
     things = {k: {"ratio": num(v["ratio"]), "px": num(v["px"]), "pixels": v["pixels"], "pair": v["pair"]}
               for k, v in sorted(table.items())}
     bad = sorted((k for k, v in table.items() if v["ratio"] > 1.0), key=lambda k: -table[k]["ratio"])

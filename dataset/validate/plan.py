@@ -8,9 +8,9 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..completeness import assess
+from ..documents.base import JSONObject
 from ..layout import MANIFEST, TRANSFORMS
 from ..loader import Dataset, DatasetError, Sequence, load, manifest_problem, manifest_sequences
 
@@ -42,7 +42,7 @@ class ValidationPlan:
     targets: list[Target]
     loaded: Sequence | None = None
     manifest_root: Path | None = None
-    manifest: dict[str, Any] | None = None
+    manifest: JSONObject | None = None
     dataset: bool = False
     notes: list[str] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)  # why the dataset is not complete
@@ -77,7 +77,7 @@ def plan(path: str | os.PathLike) -> ValidationPlan:
     return p
 
 
-def _target(path: Path, p: ValidationPlan, listed: dict[str, dict[str, Any]] | None) -> Target:
+def _target(path: Path, p: ValidationPlan, listed: dict[str, JSONObject] | None) -> Target:
     rel = path.relative_to(p.root).as_posix() if path != p.root else "."
     if p.manifest_root is None:
         return Target(path, rel)
@@ -108,7 +108,7 @@ def completeness(p: ValidationPlan) -> None:
     p.incomplete = [] if gaps.complete else gaps.lines()
 
 
-def _manifest_above(seq: Path) -> tuple[Path | None, dict[str, Any] | None]:
+def _manifest_above(seq: Path) -> tuple[Path | None, JSONObject | None]:
     """The datasets folder above sequence folder ``seq`` (renders/SCENE/SEQ) whose Dataset Forge
     manifest.json describes it (listed or not: an unlisted folder is not part of the dataset),
     and that manifest; ``(None, None)`` when there is none."""

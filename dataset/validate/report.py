@@ -11,13 +11,18 @@ import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from ...errors import DatasetForgeError
 from ...text import bar, eta, format_duration
 from ..documents import manifest as manifest_doc
-from ..documents.base import DocumentError
-from ..documents.validation import NOT_CHECKED, SequenceVerdict, ValidationReport
+from ..documents.base import DocumentError, JSONObject
+from ..documents.validation import (
+    NOT_CHECKED,
+    SequenceVerdict,
+    SequenceVerdictDict,
+    ValidationReport,
+    ValidationReportDict,
+)
 from ..layout import MANIFEST
 from ..lock import FolderBusy, FolderLock
 from ..transforms import write_json_atomic, write_text_atomic
@@ -32,7 +37,7 @@ HEADS = {"frame_count": "count", "camera_cuts": "cuts", "flow_rigid": "rigid", "
          "trajectory": "path"}
 
 
-def verdict(rel: str, r: dict[str, Any]) -> str:
+def verdict(rel: str, r: SequenceVerdictDict) -> str:
     """One line per sequence for the progress output."""
     if r.get("error"):
         return f"{rel}: COULD NOT CHECK ({r['error'].removeprefix('could not check: ')})"
@@ -51,7 +56,7 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def build_report(plan, t, results: list[dict[str, Any]], seconds: float,
+def build_report(plan, t, results: list[SequenceVerdictDict], seconds: float,
                  allow_incomplete: bool = False) -> ValidationReport:
     """The report of ``plan`` (:class:`~.plan.ValidationPlan`) from the sequences' verdicts (in
     the plan's order) under thresholds ``t``; an incomplete dataset is not ok unless
@@ -63,7 +68,7 @@ def build_report(plan, t, results: list[dict[str, Any]], seconds: float,
                             incomplete=list(plan.incomplete))
 
 
-def _verdict_model(r: dict[str, Any]) -> SequenceVerdict:
+def _verdict_model(r: SequenceVerdictDict) -> SequenceVerdict:
     """The typed verdict of ``r``; a verdict validate built wrongly is that sequence's "could not
     check" (never an abort of the whole report)."""
     try:
@@ -72,7 +77,8 @@ def _verdict_model(r: dict[str, Any]) -> SequenceVerdict:
         return SequenceVerdict(path=str(r.get("path")), ok=False, error=f"could not check: {exc}")
 
 
-def write_report(report: ValidationReport | dict[str, Any], folder: str | os.PathLike) -> tuple[Path, Path]:
+def write_report(report: ValidationReport | ValidationReportDict, folder: str | os.PathLike
+                 ) -> tuple[Path, Path]:
     """Write ``validation.json`` and ``validation.txt`` (the table) into ``folder``."""
     if isinstance(report, dict):
         report = ValidationReport.from_dict(report)
@@ -100,7 +106,7 @@ def record_in_manifest(plan, report: ValidationReport, say=None) -> None:
             say(report.manifest_not_updated)
 
 
-def update_manifest_file(manifest_path: str | os.PathLike, report: ValidationReport | dict[str, Any],
+def update_manifest_file(manifest_path: str | os.PathLike, report: ValidationReport | ValidationReportDict,
                          paths: dict[str, str] | None = None, summary: bool = True) -> None:
     """Set ``"validation"`` on every sequence of ``manifest.json`` that the report covers (other
     keys untouched) and, with ``summary``, a top-level ``"validation"``; atomic rewrite.
@@ -130,7 +136,7 @@ def update_manifest_file(manifest_path: str | os.PathLike, report: ValidationRep
     doc.write(p)
 
 
-def _cell(name: str, c: dict[str, Any] | None) -> str:
+def _cell(name: str, c: JSONObject | None) -> str:
     if not c or c.get("ok") is None:
         return "n/c"
     mark = "" if c["ok"] else "!"
@@ -162,7 +168,7 @@ def _detail_lines(s: SequenceVerdict) -> list[str]:
     return lines
 
 
-def format_report(report: ValidationReport | dict[str, Any]) -> str:
+def format_report(report: ValidationReport | ValidationReportDict) -> str:
     """The report as a fixed-width table (one row per sequence) plus one line per failure."""
     if isinstance(report, dict):
         report = ValidationReport.from_dict(report)

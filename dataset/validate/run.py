@@ -14,6 +14,8 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from ..documents.base import JSONObject
+from ..documents.validation import SequenceVerdictDict, ValidationReportDict
 from ..loader import DatasetError, Sequence
 from ..verify import journal_digest
 from . import stereo
@@ -63,7 +65,7 @@ class _Geometry:
             return
         self.prev = cur
 
-    def results(self) -> dict[str, dict[str, Any]]:
+    def results(self) -> dict[str, JSONObject]:
         if self.err is not None:
             return {}
         out = self.fstats.results()
@@ -72,7 +74,7 @@ class _Geometry:
 
 
 def _frames(seq: Sequence, geometry: bool, t: Thresholds, stride: int, progress
-            ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], DatasetError | None]:
+            ) -> tuple[JSONObject, dict[str, JSONObject], DatasetError | None]:
     """One pass over the frames: the ``files`` check on every frame and, when ``geometry``,
     every geometric check on the EXR channels the files check decoded (each file read once).
     Returns the files check, the geometric checks and the error that stopped them (objects.json
@@ -94,7 +96,7 @@ def _frames(seq: Sequence, geometry: bool, t: Thresholds, stride: int, progress
 
 def validate_sequence(path: str | os.PathLike | Sequence, thresholds: Thresholds | None = None, *,
                       stride: int = 1, manifest_frames: int | None = None,
-                      manifest_problem: str | None = None, progress=None) -> dict[str, Any]:
+                      manifest_problem: str | None = None, progress=None) -> SequenceVerdictDict:
     """Validate one sequence folder (or an already loaded :class:`Sequence`); returns ``{"path",
     "ok", "checks": {name: check}, ...}``. ``stride``: check geometry on every ``stride``-th frame
     (pair) only. ``manifest_frames`` / ``manifest_problem``: what the datasets folder's manifest
@@ -106,7 +108,7 @@ def validate_sequence(path: str | os.PathLike | Sequence, thresholds: Thresholds
     path = loaded.path if loaded is not None else Path(path)
     # the frames this verdict is about: a render run keeps the manifest's verdict only while the
     # journal is still this one
-    rep: dict[str, Any] = {"path": str(path), "ok": False, "checks": {},
+    rep: SequenceVerdictDict = {"path": str(path), "ok": False, "checks": {},
                            "journal_sha256": journal_digest(path)}
     try:
         seq = loaded if loaded is not None else Sequence(path)
@@ -139,7 +141,7 @@ def validate_sequence(path: str | os.PathLike | Sequence, thresholds: Thresholds
     return rep
 
 
-def could_not_check(path: Path, exc: BaseException) -> dict[str, Any]:
+def could_not_check(path: Path, exc: BaseException) -> SequenceVerdictDict:
     """The verdict of a sequence validate broke on: nothing judged, the error and where it was
     raised (file:line of validate's code) so that it can be reported."""
     tb = traceback.extract_tb(exc.__traceback__)
@@ -151,7 +153,7 @@ def could_not_check(path: Path, exc: BaseException) -> dict[str, Any]:
 
 
 def judge(target: Target, t: Thresholds, stride: int = 1, loaded: Sequence | None = None,
-          progress=None) -> dict[str, Any]:
+          progress=None) -> SequenceVerdictDict:
     """:func:`validate_sequence` of ``target``, never raising (but on Ctrl-C): an error of
     validate's own becomes the verdict :func:`could_not_check`."""
     try:
@@ -164,14 +166,14 @@ def judge(target: Target, t: Thresholds, stride: int = 1, loaded: Sequence | Non
     return r
 
 
-def _judge_all(p: ValidationPlan, t: Thresholds, jobs: int, stride: int, say) -> list[dict[str, Any]]:
+def _judge_all(p: ValidationPlan, t: Thresholds, jobs: int, stride: int, say) -> list[SequenceVerdictDict]:
     """Every target's verdict, in the plan's order; ``jobs`` > 1: in parallel (processes; threads
     inside Blender, where forking the bpy process is unsafe and numpy releases the GIL)."""
-    results: dict[int, dict[str, Any]] = {}
+    results: dict[int, SequenceVerdictDict] = {}
     t0 = time.monotonic()
     n = len(p.targets)
 
-    def done(k: int, r: dict[str, Any]) -> None:
+    def done(k: int, r: SequenceVerdictDict) -> None:
         results[k] = r
         if say:
             say(progress_bar(len(results), n, t0, verdict(r["path"], r)))
@@ -209,7 +211,7 @@ def thresholds_with(thresholds: Thresholds | None, limits: dict[str, float]) -> 
 def validate(path: str | os.PathLike, *, jobs: int = 1, thresholds: Thresholds | None = None,
              stride: int = 1, write: bool = True, update_manifest: bool = True,
              progress: bool | Any = False, allow_incomplete: bool = False,
-             **limits: float) -> dict[str, Any]:
+             **limits: float) -> ValidationReportDict:
     """Validate a sequence folder or every sequence of a datasets folder.
 
     ``jobs``: sequences checked in parallel (processes). Threshold overrides can be passed as

@@ -18,11 +18,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
-from ..documents.base import DocumentError
+from ..documents.base import DocumentError, JSONObject
+from ..documents.validation import SequenceVerdictDict
 from ..exr import ExrError
 from ..loader import DatasetError, Sequence
 from ..stereo import INVALID, disparity_from_depth, planar_depth, right_pose, warp_check
@@ -31,7 +31,7 @@ from .thresholds import check as _check
 
 
 def check(seq: Sequence, t: Thresholds,
-          validate_right: Callable[[Sequence], dict[str, Any]] | None = None) -> dict[str, Any]:
+          validate_right: Callable[[Sequence], SequenceVerdictDict] | None = None) -> JSONObject:
     """The ``stereo`` check of ``seq`` (see the module docstring); "not needed" for a mono
     sequence. ``validate_right``: validates the right view as a sequence (its report)."""
     try:

@@ -114,13 +114,13 @@ def no_crease(normals: np.ndarray) -> np.ndarray:
     h, w = n.shape[:2]
     p = np.pad(n, ((1, 1), (1, 1), (0, 0)), mode="edge")
     lim = np.float32(np.cos(np.radians(CREASE_DEG)))
-    length = np.sqrt(np.einsum("hwc,hwc->hw", n, n))
+    lengths = np.sqrt(np.einsum("hwc,hwc->hw", p, p))  # every pixel's once, the neighbours' too
+    length = lengths[1:-1, 1:-1]
     out = np.ones((h, w), bool)
     for dr in (0, 1, 2):
         for dc in (0, 1, 2):
             if dr == dc == 1:
                 continue
             nb = p[dr:dr + h, dc:dc + w]
-            nl = np.sqrt(np.einsum("hwc,hwc->hw", nb, nb))
-            out &= np.einsum("hwc,hwc->hw", n, nb) >= lim * length * nl
+            out &= np.einsum("hwc,hwc->hw", n, nb) >= lim * length * lengths[dr:dr + h, dc:dc + w]
     return out

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from ..documents.base import JSONObject
+
 
 @dataclass
 class Thresholds:
@@ -58,7 +60,7 @@ class Thresholds:
         }
 
 
-def check(ok: bool | None, message: str = "", **values: Any) -> dict[str, Any]:
+def check(ok: bool | None, message: str = "", **values: Any) -> JSONObject:
     """One check's result: ``ok`` True (passed), False (failed), None (not checked: ``message``
     says why)."""
     return {"ok": ok, "message": message, **values}

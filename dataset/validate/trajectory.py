@@ -12,18 +12,17 @@ never longer than ``speed / fps``) with the poses. Sequences of a scene camera a
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from ..documents import info as info_doc
+from ..documents.base import JSONObject
 from ..layout import INFO
 from .thresholds import check, num
 
 STEP_TOL = 1e-3  # relative slack of the per-frame step (keyframes store float32 poses)
 
 
-def trajectory(seq) -> dict[str, Any]:
+def trajectory(seq) -> JSONObject:
     """The ``trajectory`` check of one loaded sequence (:class:`dataset.loader.Sequence`)."""
     try:
         info = info_doc.read(seq.path)
@@ -36,7 +35,7 @@ def trajectory(seq) -> dict[str, Any]:
     return judge(info.camera_rig, np.asarray(seq.poses, float), float(info.frame_rate or 0.0))
 
 
-def judge(rig: dict[str, Any], poses: np.ndarray, fps: float) -> dict[str, Any]:
+def judge(rig: JSONObject, poses: np.ndarray, fps: float) -> JSONObject:
     """Judge recorded ``rig`` numbers against the camera-to-world ``poses`` (n, 4, 4) of frames
     ``fps`` apart."""
     try:
