@@ -49,6 +49,7 @@ from ..dataset.documents import transforms as transforms_doc
 from ..dataset.documents.info import ObjectStats
 from ..dataset.documents.objects import FrameRecord
 from ..dataset.documents.segmentation_ids import SegmentationIds
+from ..dataset.modalities import MODALITIES
 from ..settings import Settings
 from . import compat, data_render, scene_setup, segmentation
 from .compositor import Graph
@@ -57,11 +58,6 @@ from .objects import ObjectTracker
 
 # Where each kind's files go (flag, folder, stem, transforms.json key): dataset.layout.KINDS.
 # What Blender needs for it: the view-layer pass and the File Output socket type.
-# TODO(modalities): read these from dataset.modalities.MODALITIES (view_layer_pass, socket), which
-# repeats them (tests/test_architecture.py keeps the two equal), once the rig's rework lands.
-PASS_FLAGS = {"depth": "use_pass_z", "normal": "use_pass_normal", "flow": "use_pass_vector",
-              "segmentation": "use_pass_object_index"}
-SOCKET_TYPES = {"depth": "FLOAT", "normal": "VECTOR", "flow": "RGBA", "segmentation": "FLOAT"}
 # Raw Object Index + Depth + Random files (segmentations/.raw/segraw_NNNNNN.exr), replaced by the
 # final segmentation files after each render: the writer's own scratch, not part of the layout.
 # Each lives for one frame, so it is written uncompressed (1920x1080: read 21 ms instead of 39 with
@@ -262,7 +258,7 @@ class PassRig:
         scene, s = self.scene, self.settings
         vl = scene_setup.view_layer(scene)
         # Normals need the Depth pass too: covered pixels are those whose depth is valid.
-        attrs = {PASS_FLAGS[k] for k in self.kinds} | (
+        attrs = {MODALITIES[k].view_layer_pass for k in self.kinds} | (
             {"use_pass_z"} if {"normal", "segmentation", "flow"} & set(self.kinds) else set())
         for attr in sorted(attrs):
             self._undo_passes[attr] = getattr(vl, attr)
@@ -350,7 +346,7 @@ class PassRig:
         self._outputs = [n for n in g.nodes if n.bl_idname == "CompositorNodeOutputFile"]
 
     def _write(self, g: Graph, kind: str, sock) -> None:
-        spec, stype = layout.KINDS[kind], SOCKET_TYPES[kind]
+        spec, stype = layout.KINDS[kind], MODALITIES[kind].socket
         fo = compat.file_output(
             g.tree, str(self.seq_dir / spec.folder), file_format="OPEN_EXR",
             color_mode={"FLOAT": "BW", "VECTOR": "RGB", "RGBA": "RGBA"}[stype],

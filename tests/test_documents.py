@@ -6,7 +6,6 @@ and key named. Pure Python (no bpy)."""
 
 from __future__ import annotations
 
-import ast
 import json
 from pathlib import Path
 
@@ -176,12 +175,12 @@ def test_the_modalities_table_matches_the_layout_settings_and_the_rig():
     # the memory estimate of the four passes, as it was before the table: 48 (RGB) + 36 + 80 + 64 + 36
     assert s.frame_buffer_bytes()[1] == 264
     assert Settings(use_denoising=False).frame_buffer_bytes()[1] == 48
-    # the rig's own tables (render_passes/passes.py imports bpy: read as literals) say the same
-    tree = ast.parse((REPO / "render_passes" / "passes.py").read_text(encoding="utf-8"))
-    lit = {t.id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
-           for t in n.targets if isinstance(t, ast.Name) and t.id in ("PASS_FLAGS", "SOCKET_TYPES")}
-    assert lit["PASS_FLAGS"] == {m.name: m.view_layer_pass for m in MODALITIES.values()}
-    assert lit["SOCKET_TYPES"] == {m.name: m.socket for m in MODALITIES.values()}
+    # the rig reads its view-layer passes and File Output socket types from the table, and keeps
+    # no table of its own (render_passes/passes.py imports bpy: read as source)
+    src = (REPO / "render_passes" / "passes.py").read_text(encoding="utf-8")
+    assert "MODALITIES[k].view_layer_pass" in src and "MODALITIES[kind].socket" in src
+    assert not [m.view_layer_pass for m in MODALITIES.values()
+                if m.view_layer_pass != "use_pass_z" and m.view_layer_pass in src]
 
 
 def test_every_modality_names_real_accessors_checks_exports_and_colour_maps():
