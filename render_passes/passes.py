@@ -273,70 +273,9 @@ class PassRig:
         rl.scene = scene
         rl.layer = vl.name
         previews: dict[str, Any] = {}
-        if "depth" in self.kinds:
-            z = compat.render_layer_output(rl, "Depth")
-            if s.depth_type == "distance":
-                z = g.math("MULTIPLY", z, self._factor_socket(g))
-            mask = g.math("LESS_THAN", z, BACKGROUND_DEPTH)
-            self._write(g, "depth", g.math("MULTIPLY", z, mask))
-            if s.debug:  # near = red ... far = blue, no surface = black
-                hue = g.math("MULTIPLY", g.normalize(z), 0.66, clamp=True)
-                previews["depth"] = g.combine_color(hue, 1.0, mask, mode="HSV")
-        if "normal" in self.kinds:
-            n = g.separate_xyz(compat.render_layer_output(rl, "Normal"))
-            if s.normal_kind == "geometric":
-                n = self._true_normal(g, rl, n)
-            if s.normal_frame == "camera":
-                n = self._rotate(g, n)
-            sq = g.math("MULTIPLY_ADD", n[2], n[2],
-                        g.math("MULTIPLY_ADD", n[1], n[1], g.math("MULTIPLY", n[0], n[0])))
-            length = g.math("SQRT", sq)
-            safe = g.math("MAXIMUM", length, 1e-30)
-            # Cycles averages normals over all samples but takes depth and ids from the first:
-            # zero the normal where the depth says "no surface" so that all kinds agree.
-            valid = g.math("MULTIPLY", g.math("GREATER_THAN", length, 0.0),
-                           g.math("LESS_THAN", compat.render_layer_output(rl, "Depth"),
-                                  BACKGROUND_DEPTH))
-            unit = [g.math("MULTIPLY", g.math("DIVIDE", c, safe), valid) for c in n]
-            self._write(g, "normal", g.combine_xyz(*unit))
-            if s.debug:
-                rgb = [g.math("MULTIPLY", g.math("MULTIPLY_ADD", c, 0.5, 0.5), valid) for c in unit]
-                previews["normal"] = g.combine_color(*rgb)
-        if "flow" in self.kinds:
-            x, y, zc, w = g.separate_rgba(compat.render_layer_output(rl, "Vector"), keep_w=True)
-            fu = g.math("MULTIPLY", zc, -1.0)
-            fv, bu = w, x
-            bv = g.math("MULTIPLY", y, -1.0)
-            self._write(g, "flow", g.combine_color(fu, fv, bu, bv))
-            if "depth" not in self.kinds:  # else the depth file tells the surface
-                fo = compat.file_output(
-                    g.tree, str(self.flow_mask_path(0).parent), file_format="OPEN_EXR",
-                    color_mode="BW", color_depth="32", exr_codec=s.exr_codec)
-                g.nodes.append(fo)
-                fo.label = "DF"
-                g.link(g.math("LESS_THAN", compat.render_layer_output(rl, "Depth"), BACKGROUND_DEPTH),
-                       compat.file_output_input(fo, layout.blender_stem(FLOW_MASK_STEM), "FLOAT"))
-            if s.debug:  # colour wheel: hue = direction (Middlebury angle), saturation = |flow|
-                mag = g.math("SQRT", g.math("MULTIPLY_ADD", fu, fu, g.math("MULTIPLY", fv, fv)))
-                scale = 1.0 / max(1.0, FLOW_PREVIEW_SCALE * scene.render.resolution_x
-                                  * scene.render.resolution_percentage / 100)
-                sat = g.math("MULTIPLY", mag, scale, clamp=True)
-                ang = g.math("ARCTAN2", g.math("MULTIPLY", fv, -1.0), g.math("MULTIPLY", fu, -1.0))
-                hue = g.math("MULTIPLY_ADD", ang, 1.0 / (2 * math.pi), 0.5)
-                previews["flow"] = g.combine_color(hue, sat, 1.0, mode="HSV")
-        if "segmentation" in self.kinds:
-            idx = compat.render_layer_output(rl, "index_ob")
-            fo = compat.file_output(
-                g.tree, str(self._raw_dir()), file_format="OPEN_EXR",
-                color_mode="RGBA", color_depth="32", exr_codec=RAW_CODEC)
-            g.nodes.append(fo)
-            fo.label = "DF"
-            raw = g.combine_color(idx, compat.render_layer_output(rl, "Depth"), self._random_socket(rl), 1.0)
-            g.link(raw, compat.file_output_input(fo, layout.blender_stem(RAW_STEM), "RGBA"))
-            if s.debug:
-                hue = g.math("FRACT", g.math("MULTIPLY", idx, 0.618033988749895))
-                val = g.math("GREATER_THAN", idx, 0.5)
-                previews["segmentation"] = g.combine_color(hue, 0.75, val, mode="HSV")
+        for kind in [k for k in MODALITIES if k in self.kinds]:  # the graph's order as before
+            {"depth": self._graph_depth, "normal": self._graph_normal, "flow": self._graph_flow,
+             "segmentation": self._graph_segmentation}[kind](g, rl, previews)
         for k, sock in previews.items():
             fo = compat.file_output(tree, str(self.seq_dir / layout.PREVIEWS / k),
                                     file_format="PNG", color_mode="RGB", color_depth="8")
@@ -344,6 +283,85 @@ class PassRig:
             fo.label = "DF"
             g.link(g.for_png(sock), compat.file_output_input(fo, layout.blender_stem(k), "RGBA"))
         self._outputs = [n for n in g.nodes if n.bl_idname == "CompositorNodeOutputFile"]
+
+    def _graph_depth(self, g: Graph, rl, previews: dict[str, Any]) -> None:
+        """Depth (z or distance) to its EXR; its preview with ``debug``."""
+        s = self.settings
+        z = compat.render_layer_output(rl, "Depth")
+        if s.depth_type == "distance":
+            z = g.math("MULTIPLY", z, self._factor_socket(g))
+        mask = g.math("LESS_THAN", z, BACKGROUND_DEPTH)
+        self._write(g, "depth", g.math("MULTIPLY", z, mask))
+        if s.debug:  # near = red ... far = blue, no surface = black
+            hue = g.math("MULTIPLY", g.normalize(z), 0.66, clamp=True)
+            previews["depth"] = g.combine_color(hue, 1.0, mask, mode="HSV")
+
+    def _graph_normal(self, g: Graph, rl, previews: dict[str, Any]) -> None:
+        """Unit normals (shading or true facet; world or camera frame) to their EXR, zero where
+        there is no surface; the preview with ``debug``."""
+        s = self.settings
+        n = g.separate_xyz(compat.render_layer_output(rl, "Normal"))
+        if s.normal_kind == "geometric":
+            n = self._true_normal(g, rl, n)
+        if s.normal_frame == "camera":
+            n = self._rotate(g, n)
+        sq = g.math("MULTIPLY_ADD", n[2], n[2],
+                    g.math("MULTIPLY_ADD", n[1], n[1], g.math("MULTIPLY", n[0], n[0])))
+        length = g.math("SQRT", sq)
+        safe = g.math("MAXIMUM", length, 1e-30)
+        # Cycles averages normals over all samples but takes depth and ids from the first:
+        # zero the normal where the depth says "no surface" so that all kinds agree.
+        valid = g.math("MULTIPLY", g.math("GREATER_THAN", length, 0.0),
+                       g.math("LESS_THAN", compat.render_layer_output(rl, "Depth"),
+                              BACKGROUND_DEPTH))
+        unit = [g.math("MULTIPLY", g.math("DIVIDE", c, safe), valid) for c in n]
+        self._write(g, "normal", g.combine_xyz(*unit))
+        if s.debug:
+            rgb = [g.math("MULTIPLY", g.math("MULTIPLY_ADD", c, 0.5, 0.5), valid) for c in unit]
+            previews["normal"] = g.combine_color(*rgb)
+
+    def _graph_flow(self, g: Graph, rl, previews: dict[str, Any]) -> None:
+        """Forward and backward flow (u, v; pixels) to their EXR, and the surface mask file when
+        no depth is written; the preview with ``debug``."""
+        scene, s = self.scene, self.settings
+        x, y, zc, w = g.separate_rgba(compat.render_layer_output(rl, "Vector"), keep_w=True)
+        fu = g.math("MULTIPLY", zc, -1.0)
+        fv, bu = w, x
+        bv = g.math("MULTIPLY", y, -1.0)
+        self._write(g, "flow", g.combine_color(fu, fv, bu, bv))
+        if "depth" not in self.kinds:  # else the depth file tells the surface
+            fo = compat.file_output(
+                g.tree, str(self.flow_mask_path(0).parent), file_format="OPEN_EXR",
+                color_mode="BW", color_depth="32", exr_codec=s.exr_codec)
+            g.nodes.append(fo)
+            fo.label = "DF"
+            g.link(g.math("LESS_THAN", compat.render_layer_output(rl, "Depth"), BACKGROUND_DEPTH),
+                   compat.file_output_input(fo, layout.blender_stem(FLOW_MASK_STEM), "FLOAT"))
+        if s.debug:  # colour wheel: hue = direction (Middlebury angle), saturation = |flow|
+            mag = g.math("SQRT", g.math("MULTIPLY_ADD", fu, fu, g.math("MULTIPLY", fv, fv)))
+            scale = 1.0 / max(1.0, FLOW_PREVIEW_SCALE * scene.render.resolution_x
+                              * scene.render.resolution_percentage / 100)
+            sat = g.math("MULTIPLY", mag, scale, clamp=True)
+            ang = g.math("ARCTAN2", g.math("MULTIPLY", fv, -1.0), g.math("MULTIPLY", fu, -1.0))
+            hue = g.math("MULTIPLY_ADD", ang, 1.0 / (2 * math.pi), 0.5)
+            previews["flow"] = g.combine_color(hue, sat, 1.0, mode="HSV")
+
+    def _graph_segmentation(self, g: Graph, rl, previews: dict[str, Any]) -> None:
+        """The raw Object Index + Depth + Random scratch file (the final ids are written after
+        the render); the preview with ``debug``."""
+        s = self.settings
+        idx = compat.render_layer_output(rl, "index_ob")
+        fo = compat.file_output(
+            g.tree, str(self._raw_dir()), file_format="OPEN_EXR",
+            color_mode="RGBA", color_depth="32", exr_codec=RAW_CODEC)
+        g.nodes.append(fo)
+        fo.label = "DF"
+        raw = g.combine_color(idx, compat.render_layer_output(rl, "Depth"), self._random_socket(rl), 1.0)
+        g.link(raw, compat.file_output_input(fo, layout.blender_stem(RAW_STEM), "RGBA"))
+        if s.debug:
+            hue = g.math("FRACT", g.math("MULTIPLY", idx, 0.618033988749895))
+            val = g.math("GREATER_THAN", idx, 0.5)
+            previews["segmentation"] = g.combine_color(hue, 0.75, val, mode="HSV")
 
     def _write(self, g: Graph, kind: str, sock) -> None:
         spec, stype = layout.KINDS[kind], MODALITIES[kind].socket
