@@ -6,10 +6,9 @@ what the ``conventions`` say of the surface the normals and flow describe. Used 
 
 from __future__ import annotations
 
-from typing import Any
-
 import bpy
 
+from ..dataset.documents.base import JSONObject
 from ..settings import Settings
 from . import scene_setup, segmentation
 
@@ -83,7 +82,7 @@ def render(rig) -> None:
         rig._data_passes(False)
 
 
-def surface_conventions(s: Settings, conv: dict[str, Any]) -> None:
+def surface_conventions(s: Settings, conv: JSONObject) -> None:
     """Add to the ``normal`` and ``flow`` entries of ``conv`` which surface they describe:
     ``normal_kind`` ("shading" | "geometric"), ``filtered_passes`` (bool: averaged over the
     RGB render's samples and pixel filter rather than the pixel centre's hit), ``source``,

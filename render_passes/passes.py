@@ -46,6 +46,7 @@ from ..dataset import camera as cam_model
 from ..dataset import layout
 from ..dataset.documents import objects_files as object_records
 from ..dataset.documents import transforms as transforms_doc
+from ..dataset.documents.base import JSONObject
 from ..dataset.documents.info import ObjectStats
 from ..dataset.documents.objects import FrameRecord
 from ..dataset.documents.segmentation_ids import SegmentationIds
@@ -63,6 +64,8 @@ from .objects import ObjectTracker
 # Each lives for one frame, so it is written uncompressed (1920x1080: read 21 ms instead of 39 with
 # ZIP, written about 3x faster, 33 MB of RGBA float32 on disk until the frame's ids are written).
 RAW_SEG, RAW_STEM, RAW_CODEC = ".raw", "segraw", "NONE"
+# Debug previews of a graph being built: modality -> the compositor socket drawn as its PNG.
+Previews = dict[str, "bpy.types.NodeSocket"]
 # With flows and without depths: the surface mask (Depth pass < background) of each frame,
 # flows/.raw/flowmask_NNNNNN.exr, read and deleted by the worker's flow fix under animated
 # intrinsics (render_passes/worker.py). With depths the depth file is that mask (depth > 0).
@@ -202,7 +205,7 @@ class PassRig:
     def _raw_dir(self) -> Path:
         return self.seq_dir / layout.KINDS["segmentation"].folder / RAW_SEG
 
-    def conventions(self) -> dict[str, Any]:
+    def conventions(self) -> JSONObject:
         """The ``conventions`` of ``transforms.json`` for this rig's kinds (owned by
         ``dataset.documents.transforms``; each kind's entry is its ``dataset.modalities`` row)."""
         conv = transforms_doc.conventions(
@@ -212,7 +215,7 @@ class PassRig:
         self._surface_conventions(conv)
         return conv
 
-    def _surface_conventions(self, conv: dict[str, Any]) -> None:
+    def _surface_conventions(self, conv: JSONObject) -> None:
         data_render.surface_conventions(self.settings, conv)
 
     def teardown(self) -> None:
@@ -272,7 +275,7 @@ class PassRig:
         rl = g.node("CompositorNodeRLayers")
         rl.scene = scene
         rl.layer = vl.name
-        previews: dict[str, Any] = {}
+        previews: Previews = {}
         for kind in [k for k in MODALITIES if k in self.kinds]:  # the graph's order as before
             {"depth": self._graph_depth, "normal": self._graph_normal, "flow": self._graph_flow,
              "segmentation": self._graph_segmentation}[kind](g, rl, previews)
@@ -284,7 +287,7 @@ class PassRig:
             g.link(g.for_png(sock), compat.file_output_input(fo, layout.blender_stem(k), "RGBA"))
         self._outputs = [n for n in g.nodes if n.bl_idname == "CompositorNodeOutputFile"]
 
-    def _graph_depth(self, g: Graph, rl, previews: dict[str, Any]) -> None:
+    def _graph_depth(self, g: Graph, rl, previews: Previews) -> None:
         """Depth (z or distance) to its EXR; its preview with ``debug``."""
         s = self.settings
         z = compat.render_layer_output(rl, "Depth")
@@ -296,7 +299,7 @@ class PassRig:
             hue = g.math("MULTIPLY", g.normalize(z), 0.66, clamp=True)
             previews["depth"] = g.combine_color(hue, 1.0, mask, mode="HSV")
 
-    def _graph_normal(self, g: Graph, rl, previews: dict[str, Any]) -> None:
+    def _graph_normal(self, g: Graph, rl, previews: Previews) -> None:
         """Unit normals (shading or true facet; world or camera frame) to their EXR, zero where
         there is no surface; the preview with ``debug``."""
         s = self.settings
@@ -320,7 +323,7 @@ class PassRig:
             rgb = [g.math("MULTIPLY", g.math("MULTIPLY_ADD", c, 0.5, 0.5), valid) for c in unit]
             previews["normal"] = g.combine_color(*rgb)
 
-    def _graph_flow(self, g: Graph, rl, previews: dict[str, Any]) -> None:
+    def _graph_flow(self, g: Graph, rl, previews: Previews) -> None:
         """Forward and backward flow (u, v; pixels) to their EXR, and the surface mask file when
         no depth is written; the preview with ``debug``."""
         scene, s = self.scene, self.settings
@@ -346,7 +349,7 @@ class PassRig:
             hue = g.math("MULTIPLY_ADD", ang, 1.0 / (2 * math.pi), 0.5)
             previews["flow"] = g.combine_color(hue, sat, 1.0, mode="HSV")
 
-    def _graph_segmentation(self, g: Graph, rl, previews: dict[str, Any]) -> None:
+    def _graph_segmentation(self, g: Graph, rl, previews: Previews) -> None:
         """The raw Object Index + Depth + Random scratch file (the final ids are written after
         the render); the preview with ``debug``."""
         s = self.settings
