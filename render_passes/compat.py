@@ -8,7 +8,7 @@ attributes, so versions are detected with ``bl_rna.properties`` rather than ``ha
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypedDict
 
 import bpy
 
@@ -78,14 +78,24 @@ KEEP_W_NODE = "CompositorNodeSwitch"
 EXR_CHANNELS = {"FLOAT": ["V"], "VECTOR": ["X", "Y", "Z"], "RGBA": ["R", "G", "B", "A"]}
 
 
-def acquire_compositor(scene) -> tuple[Any, dict[str, Any]]:
+class CompositorUndo(TypedDict, total=False):
+    """What :func:`release_compositor` undoes: the scene's ``use_compositing`` (and on 4.x
+    ``use_nodes``) as found, whether the tree was created, the names of the nodes muted."""
+
+    use_compositing: bool
+    use_nodes: bool
+    created: bool
+    muted: list[str]
+
+
+def acquire_compositor(scene) -> tuple[Any, CompositorUndo]:
     """The scene's compositor tree, created if needed, plus what to undo in
     :func:`release_compositor`. Compositing is switched on (File Output nodes need it).
 
     On 5.0 a newly created tree also gets a Group Output fed by the render so that the RGB
     frame stays the plain render. A user's tree that was switched off (``use_compositing`` or,
     on 4.x, ``use_nodes``) did not shape the RGB frame: its nodes are muted while we render."""
-    undo: dict[str, Any] = {"use_compositing": scene.render.use_compositing, "created": False,
+    undo: CompositorUndo = {"use_compositing": scene.render.use_compositing, "created": False,
                             "muted": []}
     was_active = scene.render.use_compositing
     scene.render.use_compositing = True
@@ -121,7 +131,7 @@ _NEVER_MUTE = {"CompositorNodeRLayers", "CompositorNodeComposite", "NodeGroupOut
                "NodeGroupInput", "NodeReroute", "NodeFrame", "CompositorNodeViewer"}
 
 
-def release_compositor(scene, undo: dict[str, Any]) -> None:
+def release_compositor(scene, undo: CompositorUndo) -> None:
     """Undo :func:`acquire_compositor` (our own nodes must already be removed)."""
     tree = scene.compositing_node_group if IS5 else scene.node_tree
     if tree is not None:

@@ -6,12 +6,13 @@ instance id mapping) and given a row only when asked for."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
 
 import numpy as np
 
+from ..dataset.documents.objects import InstanceRowDict
+
 # (instance id, object name, instancer chain, persistent id) -> the instance's row
-MakeRow = Callable[[int, str, tuple, list], dict]
+MakeRow = Callable[[int, str, tuple, list], InstanceRowDict]
 # new persistent ids (m,) int64, sorted and unique -> (their instance ids (m,) uint32, their
 # Object Info > Random values (m,) float32, NaN where not known)
 HashNew = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -59,7 +60,7 @@ class InstanceInfos(Mapping):
 
     def __init__(self, make: MakeRow):
         self._make = make
-        self._rows: dict[int, dict[str, Any]] = {}
+        self._rows: dict[int, InstanceRowDict] = {}
         self._bulk: dict[tuple[str, tuple], _Bulk] = {}  # (name, chain) -> its instances
 
     def add(self, iid: int, name: str, chain, pid: list[int]) -> None:
@@ -97,7 +98,7 @@ class InstanceInfos(Mapping):
                 return name, chain, [0, int(t.pid[j])]
         return None
 
-    def __getitem__(self, iid: int) -> dict[str, Any]:
+    def __getitem__(self, iid: int) -> InstanceRowDict:
         row = self._rows.get(iid)
         if row is None:
             found = self._find(int(iid)) if isinstance(iid, (int, np.integer)) else None

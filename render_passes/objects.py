@@ -31,6 +31,8 @@ import numpy as np
 from ..dataset import camera as cam_model
 from ..dataset import objects as od
 from ..dataset import pixel_ids as pix
+from ..dataset.documents.base import JSONObject
+from ..dataset.documents.objects import InstanceRowDict
 from . import compat, scene_setup
 from . import instance_rows as rows
 from .frame_listener import FrameListener
@@ -49,6 +51,10 @@ from .geometry import (
 )
 from .instance_infos import InstanceInfos
 from .instance_rows import Group, Stack, stack, surface_distance
+
+# One frame's record before it is written: ``frame`` (int), ``camera`` (str) and the arrays of
+# ``FrameRecord`` by field name.
+FrameFields = dict[str, "np.ndarray | int | str"]
 
 
 def _emit_frame(tracker: ObjectTracker, *, frame: int, camera: str, instance_id: np.ndarray,
@@ -79,7 +85,7 @@ class ObjectTracker(FrameListener):
         self.compression = compression
         self.records = records
         self.infos = InstanceInfos(self._row)
-        self.frames: dict[int, dict[str, Any]] = {}
+        self.frames: dict[int, FrameFields] = {}
         self._poses: dict[int, np.ndarray] = {}
         self._current: dict[int, Any] = {}  # frame -> (groups, camera name, pose, K, near)
         self._geoms: dict[tuple, Geometry] = {}   # the latest geometry of each drawn thing
@@ -229,7 +235,7 @@ class ObjectTracker(FrameListener):
             self.infos.add(iid, name, chain, pid)
         return iid
 
-    def _row(self, iid: int, name: str, chain, pid: list[int]) -> dict[str, Any]:
+    def _row(self, iid: int, name: str, chain, pid: list[int]) -> InstanceRowDict:
         """The instance table's row of an instance (:class:`.instance_infos.InstanceInfos`)."""
         orig = self._objects.get(name)
         return {"instance_id": iid, "object_id": self.ids[name], "object": name,
@@ -472,7 +478,7 @@ class ObjectTracker(FrameListener):
                     object_to_world=st.mats[order], box_lo=st.lo[order], box_hi=st.hi[order],
                     bbox_obj=bbox_obj, bbox_visib=bbox_visib, px_count_visib=px)
 
-    def instance_rows(self) -> list[dict[str, Any]]:
+    def instance_rows(self) -> list[InstanceRowDict]:
         """The instance table of the sequence (rows of ``instance_id, object_id, object,
         instancer_chain, persistent_id, category, deforming``), sorted by id: every instance of
         a frame record."""
@@ -481,7 +487,7 @@ class ObjectTracker(FrameListener):
             seen.update(r["instance_id"].tolist())
         return [self.infos[i] for i in sorted(seen)]
 
-    def instances_doc(self) -> dict[str, Any]:
+    def instances_doc(self) -> JSONObject:
         return {str(v["instance_id"]): {"object": v["object"], "object_id": v["object_id"],
                                         "instancer_chain": v["instancer_chain"],
                                         "persistent_id": v["persistent_id"],

@@ -83,7 +83,7 @@ class PassRig:
         self.seq_dir = Path(seq_dir)
         self.kinds = [k for k, spec in layout.KINDS.items() if getattr(settings, spec.flag)]
         self.graph: Graph | None = None
-        self._undo_tree: dict[str, Any] | None = None
+        self._undo_tree: compat.CompositorUndo | None = None
         self._undo_passes: dict[str, bool] = {}
         self._undo_pass_index: dict[str, int] = {}
         self._rot_inputs: list[list[Any]] = []  # [row j][col i] -> Math input fed with R[j][i]
