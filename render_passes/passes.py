@@ -93,8 +93,12 @@ class PassRig:
         self.tracker: ObjectTracker | None = None
         self.records: object_records.SequenceWriter | None = None
         self._ids_doc: SegmentationIds | None = None
-        # normals and flow from a separate 1-sample render of the frame (render_data)
-        self.data_render = not settings.filtered_passes and bool({"normal", "flow"} & set(self.kinds))
+        # normals and flow from a separate 1-sample render of the frame (render_data); ids too
+        # where Object Index values are shared (instances: the data render's Random AOV names them)
+        self.data_render = not settings.filtered_passes and (
+            bool({"normal", "flow"} & set(self.kinds)) or (
+                "segmentation" in self.kinds and segmentation.draws_instances(
+                    segmentation.rendered_objects(scene, scene_setup.view_layer(scene)))))
         self._rgb_writes = False  # this frame's RGB render is its data render (prepare_frame)
         self.warnings: list[str] = []  # for the worker to emit once (names the thing)
         self._outputs: list[Any] = []  # our File Output nodes
@@ -136,8 +140,9 @@ class PassRig:
 
     def render_data(self, frame: int) -> None:
         """After the RGB render of ``frame``: the data render (:func:`.data_render.render`);
-        nothing with ``filtered_passes`` (or no normals or flow), or when that RGB render was
-        one pixel-centre sample (:func:`.data_render.rgb_is_centre_sample`): it wrote them."""
+        nothing with ``filtered_passes`` (or without normals, flow and instanced ids), or when
+        that RGB render was one pixel-centre sample (:func:`.data_render.rgb_is_centre_sample`):
+        it wrote them."""
         if self.data_render and not self._rgb_writes:
             data_render.render(self)
 

@@ -36,6 +36,38 @@ def rendered_objects(scene, view_layer) -> list:
     return [seen[n] for n in sorted(seen)]
 
 
+# Geometry nodes that make instances: a node tree without one (or a group holding one) draws no
+# copies of anything.
+INSTANCING_NODES = {"GeometryNodeInstanceOnPoints", "GeometryNodeGeometryToInstance",
+                    "GeometryNodeCollectionInfo", "GeometryNodeObjectInfo"}
+
+
+def draws_instances(objects) -> bool:
+    """Whether any of ``objects`` (:func:`rendered_objects`) may draw a thing more than once,
+    so that Object Index values are shared and the ids need the Random AOV of a data render:
+    instancing (collections, vertices, faces), particles drawn as objects or collections, or a
+    geometry-nodes modifier whose tree (groups included) holds an instancing node. A miss costs
+    only speed: shared values are then resolved geometrically."""
+    def instancing(tree, seen: set[int]) -> bool:
+        if tree is None or tree.as_pointer() in seen:
+            return False
+        seen.add(tree.as_pointer())
+        return any(n.bl_idname in INSTANCING_NODES
+                   or (n.bl_idname == "GeometryNodeGroup" and instancing(n.node_tree, seen))
+                   for n in tree.nodes)
+
+    for ob in objects:
+        if ob.instance_type != "NONE":
+            return True
+        if any(ps.settings.render_type in ("OBJECT", "COLLECTION")
+               for ps in getattr(ob, "particle_systems", ())):
+            return True
+        if any(m.type == "NODES" and instancing(m.node_group, set())
+               for m in getattr(ob, "modifiers", ())):
+            return True
+    return False
+
+
 def top_collections(scene) -> dict[int, str]:
     """``{object pointer: name of the scene's top-level collection holding it}`` (the first by
     name where several do). Keyed by the object itself, never by its name: a linked object and a

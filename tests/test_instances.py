@@ -190,6 +190,8 @@ def inst(request, tmp_path_factory) -> dict:
     # workers recycled every frame: each process renders one frame and skips the done ones
     out["recycled"] = load(render(blend, root / "rec", 1, 4, python, recycle_frames=1))
     out["off"] = load(render(blend, root / "off", 1, 4, python, segmentations=False))
+    out["seg_only"] = load(render(blend, root / "so", 1, 4, python, depths=False, normals=False,
+                                  flows=False))
     out["oracle"] = oracle(blend, out["a"], python)
     return out
 
@@ -263,6 +265,21 @@ def test_metadata_comes_from_the_render_depsgraph(inst):
     # every pixel whose Random AOV was written names a candidate within its box's tolerance
     print("pixels by rule:", info["pixels"])
     assert info["pixels"]["aov_mismatch"] == 0 and info["pixels"]["by_aov"] > 0, info["pixels"]
+
+
+def test_ids_alone_name_instances_by_the_data_render(inst):
+    """Segmentations without normals or flow: the scene draws instances, so the frame still has
+    its 1-sample data render and the Random AOV names each pixel's instance (no geometric
+    picking), giving the id images and records of the run with every ground truth."""
+    so, a = inst["seg_only"], inst["a"]
+    info = json.loads((so["root"] / "info.json").read_text())["objects"]
+    assert info["pixels"]["by_aov"] > 0 and info["pixels"]["by_surface"] == 0, info["pixels"]
+    assert info["pixels"]["aov_mismatch"] == 0, info["pixels"]
+    for f, fr in so["frames"].items():
+        got = od.read_ids(so["root"] / fr["segmentation_file_path"])
+        want = od.read_ids(a["root"] / a["frames"][f]["segmentation_file_path"])
+        assert all(np.array_equal(g, w) for g, w in zip(got, want)), f
+    assert so["objects"] == visible_only(a["objects"])
 
 
 def test_resumed_run_writes_the_same_metadata(inst):
@@ -419,3 +436,72 @@ def test_linked_library_objects_get_ids(linked):
         r, c = int(y + h / 2), int(x + w / 2)
         assert ins[r, c] == e["instance_id"] and obj[r, c] == i["object_id"], i
         assert e["px_count_visib"] > 0.5 * w * h
+
+
+DRAWS = r'''
+import bpy, json
+from dataset_forge.render_passes import segmentation as seg
+bpy.ops.wm.read_homefile(use_empty=True)
+scene = bpy.context.scene
+vl = bpy.context.view_layer
+
+def check(label):
+    rows.append([label, seg.draws_instances(seg.rendered_objects(scene, vl))])
+
+def gn_object(name, node):
+    bpy.ops.mesh.primitive_plane_add()
+    ob = bpy.context.object
+    ob.name = name
+    tree = bpy.data.node_groups.new(name, "GeometryNodeTree")
+    tree.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
+    tree.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+    gi, go = tree.nodes.new("NodeGroupInput"), tree.nodes.new("NodeGroupOutput")
+    mid = tree.nodes.new(node)
+    tree.links.new(gi.outputs[0], mid.inputs[0])
+    tree.links.new(mid.outputs[0], go.inputs[0])
+    ob.modifiers.new("GN", "NODES").node_group = tree
+    return ob, tree
+
+rows = []
+bpy.ops.mesh.primitive_cube_add()
+check("cube")
+a, _ = gn_object("deform", "GeometryNodeSetPosition")
+check("geometry nodes without instancing")
+b, inner = gn_object("scatter", "GeometryNodeInstanceOnPoints")
+check("instance on points")
+bpy.data.objects.remove(b)
+outer = bpy.data.node_groups.new("outer", "GeometryNodeTree")
+outer.nodes.new("GeometryNodeGroup").node_tree = inner
+a.modifiers[0].node_group.nodes.new("GeometryNodeGroup").node_tree = outer
+check("instancing in a nested group")
+a.modifiers.clear()
+check("modifier removed")
+e = bpy.data.objects.new("inst", None)
+scene.collection.objects.link(e)
+e.instance_type = "COLLECTION"
+e.instance_collection = bpy.data.collections.new("c")
+check("collection instance")
+e.instance_type = "NONE"
+ob = bpy.data.objects["Cube"]
+ps = ob.modifiers.new("P", "PARTICLE_SYSTEM").particle_system
+ps.settings.render_type = "PATH"
+check("particles drawn as paths")
+ps.settings.render_type = "OBJECT"
+check("particles drawn as objects")
+print("ROWS" + json.dumps(rows))
+'''
+
+
+@pytest.mark.parametrize("python", [p for _, p in PYTHONS], ids=[lbl for lbl, _ in PYTHONS])
+def test_which_scenes_draw_instances(python):
+    """The scenes whose ids get a data render without normals or flow (their Object Index
+    values can be shared): instancing, particles drawn as objects, instancing geometry nodes
+    (also inside a nested group), and no others."""
+    from conftest import run_bpy
+
+    out = run_bpy(DRAWS, python=python or None)
+    rows = dict(json.loads(out.split("ROWS", 1)[1].splitlines()[0]))
+    assert rows == {"cube": False, "geometry nodes without instancing": False,
+                    "instance on points": True, "instancing in a nested group": True,
+                    "modifier removed": False, "collection instance": True,
+                    "particles drawn as paths": False, "particles drawn as objects": True}, rows
