@@ -86,7 +86,7 @@ class Sequence(SequenceObjects, SchemaInference):
         self._files: dict[str, list[Path | None]] = {}
         self.channels: dict[str, str | list[str] | dict[str, str]] = {}  # kind -> EXR channel(s)
         # every path transforms.json names is checked before anything is read
-        self._root = self.path.resolve()
+        self._root = layout.Inside(self.path)
         self._rgb: list[Path | None] = [
             None if f.get(Key.FILE_PATH) is None
             else _inside(self.path, f[Key.FILE_PATH], Key.FILE_PATH, self._root)

@@ -30,13 +30,13 @@ class DatasetError(DatasetForgeError, ValueError):
     """A folder that is not a sequence or dataset, or a ``transforms.json`` that cannot be used."""
 
 
-def _inside(seq_dir: Path, rel: Any, what: str, root: Path) -> Path:
+def _inside(seq_dir: Path, rel: Any, what: str, root: layout.Inside) -> Path:
     """``seq_dir / rel`` after checking that it stays inside ``seq_dir`` (nothing is read);
-    ``root``: ``seq_dir`` resolved (once per sequence)."""
+    ``root``: the containment check of ``seq_dir`` (one per sequence)."""
     if not isinstance(rel, (str, os.PathLike)):
         raise DatasetError(f"{seq_dir / TRANSFORMS}: {what} {rel!r} is not a path")
     try:
-        layout.contained(root, rel, what, resolved=True)
+        root(rel, what)
     except layout.LayoutError as exc:
         raise DatasetError(str(exc)) from None
     return seq_dir / rel

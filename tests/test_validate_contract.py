@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import validate_scenes as vs
-from dataset_forge.dataset import exr
+from dataset_forge.dataset import exr, layout
 from dataset_forge.dataset.loader import DatasetError, Objects, load
 from dataset_forge.dataset.validate import format_report, validate
 
@@ -162,6 +162,42 @@ def test_paths_outside_the_sequence_are_refused_and_not_read(copy, tmp_path, whe
     assert s["failed"] == ["schema"]
     assert "points outside the sequence folder" in s["checks"]["schema"]["message"]
     assert not [p for p in opened if str(out) in str(Path(p).resolve())], opened
+
+
+def test_a_folder_checked_once_refuses_what_each_path_resolved_alone_refuses(tmp_path):
+    """layout.Inside (a sub-folder resolved once, one lstat per file) against layout.contained
+    (every path resolved in full): the same path or the same error, for folders and files that
+    are symlinks out, symlinks that stay inside, ``..``, absolute and missing paths, and a
+    folder replaced by a symlink out between two readings of the sequence."""
+    seq, out = tmp_path / "seq", _outside(tmp_path)
+    (seq / "depth").mkdir(parents=True)
+    (seq / "depth" / "d.exr").write_bytes(b"x")
+    (seq / "sub" / "deep").mkdir(parents=True)
+    (seq / "sub" / "deep" / "f.exr").write_bytes(b"x")
+    (seq / "flow").symlink_to(out)                          # a folder pointing out
+    (seq / "depth" / "out.exr").symlink_to(out / "secret.exr")  # a file pointing out
+    (seq / "depth" / "in.exr").symlink_to(seq / "sub" / "deep" / "f.exr")  # stays inside
+    (seq / "alias").symlink_to(seq / "sub")                  # a folder that stays inside
+    rels = ["depth/d.exr", "depth/out.exr", "depth/in.exr", "flow/secret.exr", "flow/none.exr",
+            "alias/deep/f.exr", "sub/deep/f.exr", "sub/deep/../../depth/d.exr", "depth/../../x",
+            "../seq/depth/d.exr", str(out / "secret.exr"), "missing/x.exr", "depth/missing.exr",
+            "depth/.", "depth/..", "sub/deep/", "f.exr", "."]
+
+    def outcome(check, rel):
+        try:
+            return check(rel, "depth_file_path")
+        except layout.LayoutError as exc:
+            return str(exc)
+    once = layout.Inside(seq)
+    for _ in range(2):  # the second round from the folder cache
+        for rel in rels:
+            assert outcome(once, rel) == outcome(lambda r, w: layout.contained(seq, r, w), rel), rel
+    refused = {r for r in rels if "points outside" in str(outcome(once, r))}
+    assert refused == {"depth/out.exr", "flow/secret.exr", "flow/none.exr", "depth/../../x",
+                       str(out / "secret.exr")}
+    shutil.rmtree(seq / "sub")
+    (seq / "sub").symlink_to(out)  # replaced between two readings: a new Inside sees it
+    assert "points outside" in str(outcome(layout.Inside(seq), "sub/deep/f.exr"))
 
 
 # --- "not checked": never FAILED, never OK where it cannot tell ------------------------------------

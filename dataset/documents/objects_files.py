@@ -53,6 +53,7 @@ class ObjectsSource:
             self.schema = SCHEMA
             self.doc = ObjectsDoc.from_dict(raw, where)
         self._frames = set(self.doc.frames)
+        self._inside: layout.Inside | None = None  # the record files' containment, made on first use
 
     @property
     def rows(self) -> list[InstanceRow]:
@@ -64,7 +65,9 @@ class ObjectsSource:
     def record_path(self, frame: int) -> Path:
         """The record file of ``frame`` (checked to stay inside the sequence folder)."""
         try:
-            return layout.contained(self.seq_dir, self.doc.frame_file(frame), "objects frames_file")
+            if self._inside is None:
+                self._inside = layout.Inside(self.seq_dir)
+            return self._inside(self.doc.frame_file(frame), "objects frames_file")
         except layout.LayoutError as exc:
             raise DocumentError(str(exc)) from None
 

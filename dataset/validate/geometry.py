@@ -210,10 +210,14 @@ def fit_intrinsics(A: np.ndarray, b: np.ndarray, K: np.ndarray, noise_floor: flo
     keep = np.ones(len(b), bool)
     x = None
     for _ in range(2):
-        AtA = Aa[keep].T @ Aa[keep]
+        # Aa[keep] once: boolean indexing of the column-major Aa is the slow part. The copy keeps
+        # the product a general one: numpy computes X.T @ X of one buffer another way (syrk),
+        # with other rounding, which would change the reported errors of a degenerate fit.
+        Ak = Aa[keep]
+        AtA = Ak.T @ Ak.copy()
         if np.linalg.cond(AtA) > 1e12:
             return None
-        x = np.linalg.solve(AtA, Aa[keep].T @ rhs[keep])
+        x = np.linalg.solve(AtA, Ak.T @ rhs[keep])
         r = Aa @ x - rhs
         spread = max(1.4826 * float(np.median(np.abs(r[keep]))), noise_floor / 3)
         keep = np.abs(r) <= 3 * spread
@@ -221,7 +225,8 @@ def fit_intrinsics(A: np.ndarray, b: np.ndarray, K: np.ndarray, noise_floor: flo
             return None
     r = (Aa @ x - rhs)[keep]
     sigma = max(float(np.sqrt(np.mean(r ** 2))), noise_floor)
-    AtA = Aa[keep].T @ Aa[keep]
+    Ak = Aa[keep]
+    AtA = Ak.T @ Ak.copy()
     if np.linalg.cond(AtA) > 1e12:
         return None
     cov_a = np.linalg.inv(AtA) * sigma ** 2 * 9.0
