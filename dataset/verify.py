@@ -177,7 +177,17 @@ def _read_header(fh, p: str, long_names: bool) -> dict[str, tuple[str, bytes]]:
 
 
 def _read_cstr(fh, limit: int, p: str) -> str:
-    out = bytearray()
+    """A NUL-terminated name of at most ``limit`` bytes; the position ends after the NUL."""
+    peek = getattr(fh, "peek", None)
+    if peek is not None:  # buffered: find the NUL in what is buffered (one call, not one per byte)
+        buf = peek(limit + 1)[:limit + 1]
+        end = buf.find(b"\x00")
+        if end >= 0:
+            fh.read(end + 1)
+            return buf[:end].decode("latin-1")
+        if len(buf) > limit:
+            raise IncompleteFile(f"{p} has a corrupt EXR header (name longer than {limit})")
+    out = bytearray()  # a short buffer, the end of the file or an unbuffered handle
     while True:
         c = fh.read(1)
         if not c:
