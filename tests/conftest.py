@@ -14,10 +14,12 @@ test without it fails when it (or a fixture it uses)
 
 from __future__ import annotations
 
+import atexit
 import importlib.abc
 import importlib.machinery
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,7 +29,40 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _scratch_in_memory() -> None:
+    """Test scratch (``tmp_path``, pytest's base folders, the folders below) goes to /dev/shm
+    where that is a RAM file system with 4 GiB free. On this machine's disk (ext4 mounted with
+    ``discard``) the lane's 927 fsyncs, 18,000 opens and 3,700 mkdirs took about 3.8 s of wall
+    time. What the tests run is the same: fsync, hard links, symbolic links, permissions and file
+    size limits behave there as on a disk. ``DF_TEST_TMP`` names another folder; empty keeps the
+    system's temporary folder."""
+    want = os.environ.get("DF_TEST_TMP")
+    if want is None:
+        try:
+            st = os.statvfs("/dev/shm")
+        except OSError:
+            return
+        want = "/dev/shm" if st.f_bavail * st.f_frsize >= 4 << 30 else ""
+    if want:
+        tempfile.tempdir = want
+
+
+_scratch_in_memory()
 _USER = tempfile.mkdtemp(prefix="df-blender-user-")
+_OWNER = os.getpid()
+
+
+def _remove_own_folders() -> None:
+    """At exit of the process that made them (not of the process tests/lane_split.py forks):
+    the Blender user folder and the bpy guard below."""
+    if os.getpid() == _OWNER:
+        for d in (_USER, _GUARD):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+atexit.register(_remove_own_folders)
 os.environ["BLENDER_USER_RESOURCES"] = _USER
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
 # The tests run many small numpy operations, often several processes at once: OpenBLAS worker
