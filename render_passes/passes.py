@@ -9,9 +9,9 @@ Interface used by the worker (one rig per sequence):
 * ``rig.prepare_frame(frame)``: per-frame updates (e.g. camera rotation for camera-frame normals),
   called after ``scene.frame_set(frame)`` and before the RGB render.
 * ``rig.render_data(frame)``: right after the RGB render, the 1-sample data render that writes the
-  ground truth from the pixel centres' surface (only with normals or flows, without
-  ``filtered_passes`` and with an RGB render of more than one sample; otherwise the RGB render
-  wrote it and this does nothing).
+  ground truth from the pixel centres' surface (only with normals, flows or the ids of a scene
+  that draws instances, without ``filtered_passes`` and with an RGB render of more than one
+  sample; otherwise the RGB render wrote it and this does nothing).
 * ``rig.warnings``: sentences for the worker to emit once (e.g. objects without a True Normal).
 * ``rig.conventions() -> dict``: the ``conventions`` entries for the enabled passes.
 * ``rig.teardown()``: remove our nodes and restore what was changed.
@@ -282,8 +282,7 @@ class PassRig:
         rl.layer = vl.name
         previews: Previews = {}
         for kind in [k for k in MODALITIES if k in self.kinds]:  # the graph's order as before
-            {"depth": self._graph_depth, "normal": self._graph_normal, "flow": self._graph_flow,
-             "segmentation": self._graph_segmentation}[kind](g, rl, previews)
+            getattr(self, f"_graph_{kind}")(g, rl, previews)
         for k, sock in previews.items():
             fo = compat.file_output(tree, str(self.seq_dir / layout.PREVIEWS / k),
                                     file_format="PNG", color_mode="RGB", color_depth="8")
