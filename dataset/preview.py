@@ -27,6 +27,7 @@ import numpy as np
 
 from .loader import Sequence, load
 from .modalities import MODALITIES
+from .png import hsv
 from .validate import progress_bar
 
 GOLDEN = 0.6180339887498949
@@ -101,21 +102,9 @@ def colorize_flow(flow: np.ndarray, max_flow: float | None = None) -> np.ndarray
 def colorize_ids(ids: np.ndarray) -> np.ndarray:
     """``(H, W)`` integer ids -> uint8 RGB, hue = fract(id * golden ratio), background black."""
     h = np.mod(ids.astype(np.float64) * GOLDEN, 1.0)
-    rgb = _hsv(h, np.full_like(h, 0.75), np.full_like(h, 0.95))
+    rgb = hsv(h, np.full_like(h, 0.75), np.full_like(h, 0.95))
     rgb[ids == 0] = 0
     return (rgb * 255 + 0.5).astype(np.uint8)
-
-
-def _hsv(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
-    i = np.floor(h * 6).astype(int) % 6
-    f = h * 6 - np.floor(h * 6)
-    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-    choices = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
-    out = np.zeros(h.shape + (3,))
-    for k, (r, g, b) in enumerate(choices):
-        m = i == k
-        out[m] = np.stack([r[m], g[m], b[m]], axis=-1)
-    return out
 
 
 def _rgb8(im: np.ndarray) -> np.ndarray:

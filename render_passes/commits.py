@@ -101,8 +101,12 @@ class _Commits:
         self.scene, self.rig, self.journal, self.sq = scene, rig, journal, sq
         self.settings, self.emit = settings, emit
         self.flows = settings.flows
-        self.defer = self.flows and scene_setup.lens_may_change(scene)
-        self.topology = topology.TopologyWatch(scene) if self.flows else None
+        # a flow made from depth (.flow_plan) projects with each frame's own camera: no fix, and
+        # no mesh of the sequence changes (the Vector pass's vertex matching is not used)
+        self.from_depth = self.flows and rig.flow_plan is not None
+        self.defer = self.flows and not self.from_depth and scene_setup.lens_may_change(scene)
+        self.topology = (topology.TopologyWatch(scene) if self.flows and not self.from_depth
+                         else None)
         self.lenses = {sq.a - 1: _lens_at(scene, sq.a - 1)} if self.flows else {}
         self.pending: _Rendered | None = None
         self.writing: _Rendered | None = None  # rendered, its segmentation file being written
@@ -118,7 +122,7 @@ class _Commits:
         """Render frame ``f`` (the scene is at it); journal it now, after the next render (its
         segmentation file being written), or once the next frame's lens is known when its flow
         may need re-projecting."""
-        if self.flows:
+        if self.topology is not None:
             self.topology.expect(f)
         done = _Rendered(f, files, _render_frame(self.scene, self.rig, self.sq, f, rgb))
         if self.defer:
@@ -150,6 +154,9 @@ class _Commits:
         use."""
         if self.flows:
             def exact(cur: _Lens, other: _Lens) -> bool:
+                if self.from_depth:
+                    return (cur.camera is not None and cur.camera == other.camera
+                            and cur.k is not None and other.k is not None)
                 # a lens that changed although nothing animates it was not re-projected
                 return _flow_exact(cur, other) and (self.defer or cur.k == other.k)
             lenses = self.lenses
@@ -158,7 +165,7 @@ class _Commits:
                 fr.flow_backward_valid = exact(lenses[f], lenses[f - 1])
                 fr.flow_forward_valid = exact(lenses[f], lenses[f + 1])
             # meshes whose vertex count changes have no Cycles motion
-            for message in self.topology.invalidate(frames_meta):
+            for message in self.topology.invalidate(frames_meta) if self.topology else ():
                 self.emit({"event": Ev.WARNING, "scene": self.sq.scene_name, "job": self.sq.id,
                            "message": message})
         return list(dict.fromkeys(fr.camera for fr in frames_meta))

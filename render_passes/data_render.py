@@ -82,11 +82,29 @@ def render(rig) -> None:
         rig._data_passes(False)
 
 
-def surface_conventions(s: Settings, conv: JSONObject) -> None:
+# Whether the Vector pass was on in this process's last render, per scene (vector_session).
+_VECTOR: dict[str, bool] = {}
+
+
+def vector_session(scene) -> None:
+    """Before a render: with Persistent Data, a new Cycles session when the view layer's Vector
+    pass differs from the last render's in this process (a flow from depth in one sequence, the
+    Vector pass in the next). A persistent session that starts evaluating motion steps crashed
+    Cycles (docs/blender_notes.md); turning Persistent Data off and on drops it (it stays on)."""
+    on = bool(scene_setup.view_layer(scene).use_pass_vector)
+    last = _VECTOR.get(scene.name_full)
+    _VECTOR[scene.name_full] = on
+    if last is not None and last != on and scene.render.use_persistent_data:
+        scene.render.use_persistent_data = False
+        scene.render.use_persistent_data = True
+
+
+def surface_conventions(s: Settings, conv: JSONObject, flow_from_depth: bool = False) -> None:
     """Add to the ``normal`` and ``flow`` entries of ``conv`` which surface they describe:
     ``normal_kind`` ("shading" | "geometric"), ``filtered_passes`` (bool: averaged over the
     RGB render's samples and pixel filter rather than the pixel centre's hit), ``source``,
-    and for normals ``kind`` and ``back_faces`` (validate judges normals by these)."""
+    and for normals ``kind`` and ``back_faces`` (validate judges normals by these); the flow's
+    ``source`` says when it was made from depth (:mod:`.flow_plan`)."""
     if s.filtered_passes:
         source = ("averaged over the RGB render's samples and pixel filter (Cycles): blended "
                   "at edges, not always the surface that depth and ids describe")
@@ -103,6 +121,10 @@ def surface_conventions(s: Settings, conv: JSONObject) -> None:
             "filtered_passes": s.filtered_passes, "source": source,
             "back_faces": "turned towards the camera"})
     if "flow" in conv:
+        if flow_from_depth:
+            source = ("the pixel centre's surface point (its depth), moved with its object's "
+                      "transform and projected by the camera of t+1 / t-1: no surface of the "
+                      "sequence changes shape (computed, not Cycles' Vector pass)")
         conv["flow"].update({"filtered_passes": s.filtered_passes, "source": source})
 
 

@@ -51,8 +51,10 @@ from ..dataset.documents.info import ObjectStats
 from ..dataset.documents.objects import FrameRecord
 from ..dataset.documents.segmentation_ids import SegmentationIds
 from ..dataset.modalities import MODALITIES
+from ..dataset.png import FLOW_PREVIEW_SCALE
 from ..settings import Settings
 from . import compat, data_render, scene_setup, segmentation
+from . import flow_plan as flow_plan_mod
 from .compositor import Graph
 from .data_render import RANDOM_AOV, TRUE_NORMAL_AOV
 from .objects import ObjectTracker
@@ -70,14 +72,15 @@ Previews = dict[str, "bpy.types.NodeSocket"]
 # flows/.raw/flowmask_NNNNNN.exr, read and deleted by the worker's flow fix under animated
 # intrinsics (render_passes/worker.py). With depths the depth file is that mask (depth > 0).
 FLOW_MASK_STEM = "flowmask"
+# With flow from depth (.flow_plan): the scratch planar depth (+ Object Index) of each frame,
+# flows/.raw/flowz_NNNNNN.exr, read and deleted once the frame's flow file is written.
+FLOW_DEPTH_STEM = "flowz"
 BACKGROUND_DEPTH = 1e9  # Cycles writes 1e10 where no surface was hit
-# Flow preview: saturation = |flow| / (this fraction of the image width), clamped to 1; a fixed
-# scale (not per-frame max) keeps the colours of a video steady.
-FLOW_PREVIEW_SCALE = 0.05
 class PassRig:
     """Ground truth of one sequence (see the module docstring)."""
 
-    def __init__(self, scene, settings: Settings, seq_dir: Path):
+    def __init__(self, scene, settings: Settings, seq_dir: Path,
+                 flow_plan: flow_plan_mod.FlowPlan | None = None):
         self.scene = scene
         self.settings = settings
         self.seq_dir = Path(seq_dir)
@@ -96,9 +99,13 @@ class PassRig:
         # ids whose Object Index values may be shared (instances): the Random AOV names them
         self.instanced = "segmentation" in self.kinds and segmentation.draws_instances(
             segmentation.rendered_objects(scene, scene_setup.view_layer(scene)))
-        # normals, flow and shared ids from a separate 1-sample render of the frame (render_data)
+        # flow from depth (flow_plan.survey): no Vector pass, its file written after the render
+        self.flow_plan = flow_plan if "flow" in self.kinds else None
+        self.flow_writer: flow_plan_mod.FlowWriter | None = None
+        # normals, Vector flow and shared ids from a 1-sample render of the frame (render_data)
+        centre = {"normal"} | ({"flow"} if self.flow_plan is None else set())
         self.data_render = not settings.filtered_passes and (
-            bool({"normal", "flow"} & set(self.kinds)) or self.instanced)
+            bool(centre & set(self.kinds)) or self.instanced)
         self._rgb_writes = False  # this frame's RGB render is its data render (prepare_frame)
         self.warnings: list[str] = []  # for the worker to emit once (names the thing)
         self._outputs: list[Any] = []  # our File Output nodes
@@ -134,6 +141,7 @@ class PassRig:
             self._update_factor()
         if self.tracker is not None:
             self.tracker.expect(frame)
+        data_render.vector_session(self.scene)
         if self.data_render:  # the RGB render writes the RGB frame only, unless it is 1 sample
             self._rgb_writes = data_render.rgb_is_centre_sample(self.scene)
             self._data_passes(self._rgb_writes)
@@ -155,7 +163,10 @@ class PassRig:
 
     def finish_frame(self, frame: int, rendered: bool) -> None:
         """After ``frame`` was rendered (or skipped as done): final segmentation file and the
-        frame's object metadata. Call after ``scene.frame_set(frame)``."""
+        frame's object metadata (and the flow file when made from depth). Call after
+        ``scene.frame_set(frame)``."""
+        if rendered and self.flow_writer is not None:
+            self.flow_writer.write(frame, self._flow_scratch(frame))
         if self.tracker is None:
             return
         final = self.seq_dir / layout.gt_file("segmentation", frame)
@@ -184,11 +195,14 @@ class PassRig:
             pass
         return ObjectStats(timings=t.timings, pixels=t.resolve_stats, sources=t.sources)
 
-    def flow_mask_path(self, frame: int) -> Path:
-        """The scratch surface mask of ``frame`` written beside its flow when the sequence has no
-        depth (1 channel, 1 = surface)."""
+    def flow_mask_path(self, frame: int, stem: str = FLOW_MASK_STEM) -> Path:
+        """The scratch surface mask of ``frame`` (1 channel, 1 = surface) written beside its flow
+        when the sequence has no depth; or another scratch of it (:data:`FLOW_DEPTH_STEM`)."""
         return (self.seq_dir / layout.KINDS["flow"].folder / RAW_SEG
-                / f"{FLOW_MASK_STEM}_{layout.frame_digits(frame)}.exr")
+                / f"{stem}_{layout.frame_digits(frame)}.exr")
+
+    def _flow_scratch(self, frame: int) -> Path:
+        return self.flow_mask_path(frame, FLOW_DEPTH_STEM)
 
     def flow_surface(self, frame: int) -> tuple[Path, bool]:
         """A single-channel EXR of ``frame`` that is > 0 exactly on surface pixels, and whether it
@@ -200,8 +214,9 @@ class PassRig:
     def _remove_flow_masks(self) -> None:
         folder = self.flow_mask_path(0).parent
         if folder.is_dir():
-            for p in folder.glob(f"{FLOW_MASK_STEM}_*.exr"):
-                p.unlink(missing_ok=True)
+            for stem in (FLOW_MASK_STEM, FLOW_DEPTH_STEM):
+                for p in folder.glob(f"{stem}_*.exr"):
+                    p.unlink(missing_ok=True)
             try:
                 folder.rmdir()
             except OSError:
@@ -221,7 +236,7 @@ class PassRig:
         return conv
 
     def _surface_conventions(self, conv: JSONObject) -> None:
-        data_render.surface_conventions(self.settings, conv)
+        data_render.surface_conventions(self.settings, conv, self.flow_plan is not None)
 
     def teardown(self) -> None:
         if self.graph is not None:
@@ -266,13 +281,17 @@ class PassRig:
         scene, s = self.scene, self.settings
         vl = scene_setup.view_layer(scene)
         # Normals need the Depth pass too: covered pixels are those whose depth is valid.
-        attrs = {MODALITIES[k].view_layer_pass for k in self.kinds} | (
+        attrs = {MODALITIES[k].view_layer_pass for k in self.kinds
+                 if not (k == "flow" and self.flow_plan is not None)} | (
             {"use_pass_z"} if {"normal", "segmentation", "flow"} & set(self.kinds) else set())
         for attr in sorted(attrs):
             self._undo_passes[attr] = getattr(vl, attr)
             setattr(vl, attr, True)
         if "segmentation" in self.kinds:
             self._assign_ids(vl)
+        if self.flow_plan is not None:
+            self.flow_writer = flow_plan_mod.FlowWriter(self.flow_plan, self.seq_dir,
+                                                        s.exr_codec, self.ids, s.debug)
         if "normal" in self.kinds and s.normal_kind == "geometric":
             self._add_true_normal_aov(vl)
         tree, self._undo_tree = compat.acquire_compositor(scene)
@@ -331,6 +350,8 @@ class PassRig:
         """Forward and backward flow (u, v; pixels) to their EXR, and the surface mask file when
         no depth is written; the preview with ``debug``."""
         scene, s = self.scene, self.settings
+        if self.flow_plan is not None:
+            return self._graph_flow_depth(g, rl)
         x, y, zc, w = g.separate_rgba(compat.render_layer_output(rl, "Vector"), keep_w=True)
         fu = g.math("MULTIPLY", zc, -1.0)
         fv, bu = w, x
@@ -352,6 +373,19 @@ class PassRig:
             ang = g.math("ARCTAN2", g.math("MULTIPLY", fv, -1.0), g.math("MULTIPLY", fu, -1.0))
             hue = g.math("MULTIPLY_ADD", ang, 1.0 / (2 * math.pi), 0.5)
             previews["flow"] = g.combine_color(hue, sat, 1.0, mode="HSV")
+
+    def _graph_flow_depth(self, g: Graph, rl) -> None:
+        """The scratch of :class:`.flow_plan.FlowWriter`: planar depth (+ Object Index)."""
+        z = compat.render_layer_output(rl, "Depth")
+        movers = bool(self.flow_writer.movers)
+        fo = compat.file_output(g.tree, str(self._flow_scratch(0).parent), file_format="OPEN_EXR",
+                                color_mode="RGBA" if movers else "BW", color_depth="32", exr_codec=RAW_CODEC)
+        g.nodes.append(fo)
+        fo.label = "DF"
+        sock = (g.combine_color(z, compat.render_layer_output(rl, "index_ob"), 0.0, 1.0)
+                if movers else z)
+        g.link(sock, compat.file_output_input(fo, layout.blender_stem(FLOW_DEPTH_STEM),
+                                              "RGBA" if movers else "FLOAT"))
 
     def _graph_segmentation(self, g: Graph, rl, previews: Previews) -> None:
         """The raw Object Index + Depth + Random scratch file (the final ids are written after

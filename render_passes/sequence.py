@@ -28,7 +28,7 @@ from ..settings import Settings, frame_range_problem
 from ..version import __version__
 from ..wire.events import Emit
 from ..wire.protocol import Ev, SequenceSpec
-from . import camera_rig, containment, dependencies, scene_setup, stereo, timing
+from . import camera_rig, containment, dependencies, flow_plan, scene_setup, stereo, timing
 from .commits import _Commits, _Lens, _Sequence
 from .passes import PassRig
 from .probe import _blender_version, _open_blend
@@ -127,7 +127,8 @@ def _render_locked(scene, sq: _Sequence, seq: SequenceSpec, job: JobSpec,
     (out / layout.RGB_FOLDER).mkdir(parents=True, exist_ok=True)
     journal = Journal(out, background=True)
     ext = layout.RGB_EXTENSIONS[settings.file_format]
-    rig = stereo.rig(PassRig(scene, settings, out), scene, settings, out)
+    plan, _ = flow_plan.survey(scene, settings, a, b)  # flow from depth where nothing reshapes
+    rig = stereo.rig(PassRig(scene, settings, out, plan), scene, settings, out)
     for message in rig.warnings:
         emit({"event": Ev.WARNING, "scene": scene_name, "job": seq["id"], "message": message})
     todo = _todo_frames(journal, rig, a, b, ext) if settings.allow_skips else set(range(a, b + 1))

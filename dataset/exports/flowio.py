@@ -12,9 +12,10 @@
 from __future__ import annotations
 
 import struct
-import zlib
 
 import numpy as np
+
+from ..png import png_bytes as encode_png
 
 FLO_TAG = b"PIEH"
 FLO_UNKNOWN = np.float32(1e10)
@@ -51,18 +52,9 @@ def kitti_flow_rgb16(flow: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, i
     return out, int(too_big.sum())
 
 
-def _chunk(tag: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-
 def png16_bytes(image: np.ndarray) -> bytes:
     """``(H, W, 3)`` uint16 as a 16-bit RGB PNG (filter 0 on every row, zlib level 6, no
     ancillary chunks). Pillow cannot write 16-bit RGB, hence this encoder."""
-    h, w, c = image.shape
-    if c != 3:
+    if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError("png16_bytes writes RGB only")
-    rows = np.zeros((h, 1 + w * 6), np.uint8)
-    rows[:, 1:] = np.ascontiguousarray(image, dtype=">u2").view(np.uint8).reshape(h, w * 6)
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr)
-            + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + _chunk(b"IEND", b""))
+    return encode_png(np.asarray(image, np.uint16))

@@ -28,13 +28,12 @@ at infinity, which is what such a pixel sees.
 
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from ..documents.base import JSONObject
+from ..png import png_bytes as encode_png
 from .common import (
     ExportError,
     SeqJob,
@@ -65,15 +64,7 @@ def kitti_disparity_u16(disparity: np.ndarray) -> tuple[np.ndarray, int]:
 
 def png_grey16_bytes(image: np.ndarray) -> bytes:
     """``(H, W)`` uint16 as a 16-bit greyscale PNG (filter 0, zlib level 6, no ancillary chunks)."""
-    h, w = image.shape
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-    rows = np.zeros((h, 1 + w * 2), np.uint8)
-    rows[:, 1:] = np.ascontiguousarray(image, dtype=">u2").view(np.uint8).reshape(h, w * 2)
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b""))
+    return encode_png(np.asarray(image, np.uint16))
 
 
 def export_sequence(job: SeqJob, dst: Path, tick, ctx: JSONObject) -> SequenceResult:

@@ -12,7 +12,8 @@ import numpy as np
 
 from ..documents.base import JSONObject
 from ..occlusion import cycle_error, sample_bilinear
-from .geometry import group_quantile, interior, norm, relative_transform, rigid_flow
+from ..rigid_motion import relative_transform, rigid_flow
+from .geometry import group_quantile, interior, norm
 from .things import FrameData, ThingMap
 from .thresholds import Thresholds, check, num
 

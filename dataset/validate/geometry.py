@@ -1,14 +1,14 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Geometry of the checks: back-projection, rigid flow per thing, normals and an intrinsics fit
-from depth, grouped percentiles. Pure numpy; every image is ``(H, W)`` row 0 at the top, points
-and normals in the **OpenCV camera frame** (x right, y down, z forward) unless said otherwise."""
+"""Geometry of the checks: back-projection, normals and an intrinsics fit from depth, grouped
+percentiles (rigid flow: :mod:`dataset.rigid_motion`). Pure numpy; every image is ``(H, W)``
+row 0 at the top, points and normals in the **OpenCV camera frame** (x right, y down, z
+forward) unless said otherwise."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..layout import pixel_rays
-from ..objects import CV_FROM_GL as FLIP  # Blender camera axes <-> OpenCV camera axes
 
 # The intrinsics fit uses flat patches only: the 4 neighbours' stored normals within PATCH_DEG of
 # the pixel's (excludes creases and curved, smooth-shaded surfaces, whose interpolated normals
@@ -31,36 +31,6 @@ def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def norm(a: np.ndarray) -> np.ndarray:
     """Row-wise length of ``(..., k)``: ``np.linalg.norm(a, axis=-1)``, the same values."""
     return np.sqrt(dot(a, a))
-
-
-def relative_transform(pose_a: np.ndarray, pose_b: np.ndarray, obj_a: np.ndarray | None = None,
-                       obj_b: np.ndarray | None = None) -> np.ndarray:
-    """``(4, 4)`` map of a point seen in camera a (OpenCV axes) to where camera b sees it, for
-    camera-to-world ``pose_a``/``pose_b`` (Blender axes, as ``transform_matrix``) and, for a thing
-    that moves, its object-to-world at a and b (None: a static thing)."""
-    ca, cb = pose_a @ FLIP, pose_b @ FLIP
-    motion = np.eye(4) if obj_a is None else obj_b @ np.linalg.inv(obj_a)
-    return np.linalg.inv(cb) @ motion @ ca
-
-
-def rigid_flow(depth: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, idx: np.ndarray, lab: np.ndarray,
-               transforms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted flow of pixels ``idx`` (flat indices into ``depth`` of frame a) whose thing has
-    the transform ``transforms[lab]`` (``(L, 4, 4)`` from :func:`relative_transform`): ``(M, 2)``
-    float64 pixels, and ``(M,)`` True where the point is in front of camera b."""
-    h, w = depth.shape
-    x, y = pixel_rays(K_a, depth.shape)
-    r, c = np.divmod(idx, w)
-    d = depth.reshape(-1)[idx].astype(np.float64)
-    X = (x[0, c] * d, y[r, 0] * d, d)
-    # gather the 12 used entries one by one: transforms[lab] would copy a (M, 4, 4) array
-    Y = [transforms[:, k, 0][lab] * X[0] + transforms[:, k, 1][lab] * X[1]
-         + transforms[:, k, 2][lab] * X[2] + transforms[:, k, 3][lab] for k in range(3)]
-    front = Y[2] > 1e-9
-    z = np.where(front, Y[2], 1.0)
-    u_b = K_b[0, 0] * Y[0] / z + K_b[0, 2]
-    v_b = K_b[1, 1] * Y[1] / z + K_b[1, 2]
-    return np.stack([u_b - (c + 0.5), v_b - (r + 0.5)], axis=-1), front
 
 
 def interior(depth: np.ndarray | None, labels: np.ndarray | None, depth_jump: float = 0.05,
