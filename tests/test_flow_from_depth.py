@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import bpy_env, bpy_pythons, build_scenes
-from test_ground_truth import FAST, KINDS, Seq, render
+from test_ground_truth import Seq, render
 
 pytestmark = pytest.mark.render
 
