@@ -9,9 +9,9 @@ import numpy as np
 
 from ..documents.base import JSONObject
 from ..layout import FRAME_CAMERA_KEY, pixel_rays
+from ..objects import CV_FROM_GL as FLIP  # Blender camera axes <-> OpenCV camera axes
 from .files import present
 from .geometry import (
-    FLIP,
     GATE_DEG,
     depth_normals_at,
     dot,
