@@ -98,3 +98,64 @@ def test_no_vector_pass_scratch_left(pairs):
         assert not (mine.root / "flows" / ".raw").exists()
         info = json.loads((mine.root / "transforms.json").read_text())
         assert info["conventions"]["flow"]["filtered_passes"] is False
+
+
+
+SURVEY = r'''
+import sys
+args = ARGS
+sys.path.insert(0, args["tests"])
+import bpy
+import instance_scenes
+from dataset_forge.render_passes import flow_plan
+from dataset_forge.settings import Settings
+blend = instance_scenes.build_scatter(args["out"] + "/scatter.blend", 300, frames=4, res=(32, 24))
+both = Settings(flows=True, segmentations=True)
+flows = Settings(flows=True)
+
+def verdict(name, settings=both):
+    plan, why = flow_plan.survey(bpy.context.scene, settings, 2, 3)
+    print("V", name, None if plan is None else sorted(plan.movers), "|", why)
+
+def fresh():
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    return bpy.context.scene
+
+def cube():
+    bpy.ops.mesh.primitive_cube_add(size=1.0, location=(0.0, -8.0, 0.5))
+    return bpy.context.object
+
+fresh(); verdict("camera")
+sc = fresh()
+sc.view_layers[0].use_pass_vector = True; verdict("own_vector")
+sc = fresh()
+seed = sc.objects["Ground"].modifiers[0].node_group.nodes["Distribute Points on Faces"].inputs["Seed"]
+seed.keyframe_insert("default_value", frame=1)
+verdict("gn_animated")
+fresh(); c = cube(); c.keyframe_insert("location", frame=1); verdict("mover_with_instances")
+fresh(); bpy.data.objects.remove(bpy.data.objects["Ground"]); c = cube()
+c.location.x = 1.0; c.keyframe_insert("location", frame=1); c.location.x = 3.0
+c.keyframe_insert("location", frame=5); verdict("mover"); verdict("mover_no_ids", flows)
+c.shape_key_add(name="Basis"); k = c.shape_key_add(name="Key"); k.value = 0.0
+k.keyframe_insert("value", frame=1); k.value = 1.0; k.keyframe_insert("value", frame=5)
+verdict("shape_key")
+'''
+
+
+def test_survey_says_which_sequences_get_flow_from_depth(tmp_path):
+    """What :func:`flow_plan.survey` decides (5.0; the depsgraph updates it reads are measured on
+    4.5 and 4.2 too, docs/blender_notes.md): flow from depth when only the camera moves, or when
+    objects only move (with segmentations, in a scene without instances); the Vector pass when
+    the file's own view layer has it, when geometry nodes re-evaluate, when an object moves among
+    instances or without object ids, and when shape keys animate."""
+    from conftest import REPO, run_bpy
+
+    args = {"out": str(tmp_path), "tests": str(REPO / "tests")}
+    out = run_bpy(SURVEY.replace("ARGS", repr(args)))
+    got = {ln.split()[1]: ln.split(" ", 2)[2] for ln in out.splitlines() if ln.startswith("V ")}
+    assert got["camera"].startswith("[] |"), got
+    assert got["mover"].startswith("['Cube'] |"), got
+    for name, why in {"own_vector": "own Vector pass", "gn_animated": "changes",
+                      "mover_with_instances": "moves", "mover_no_ids": "moves",
+                      "shape_key": "deforms"}.items():
+        assert got[name].startswith("None |") and why in got[name], (name, got[name])
