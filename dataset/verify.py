@@ -84,6 +84,23 @@ def write_error(exc: OSError, path: str | os.PathLike | None = None, rerun: str 
     return WriteError(path or exc.filename or "?", error_cause(exc), rerun)
 
 
+def replace_written(path: str | os.PathLike, write) -> None:
+    """Call ``write(tmp)`` (a temporary ``Path`` beside ``path``), then rename it over ``path``;
+    an ``OSError``, or OpenEXR's ``RuntimeError`` (a full disk ...), becomes one
+    :class:`WriteError` naming ``path``."""
+    from pathlib import Path
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise write_error(exc, path) from None
+    except RuntimeError as exc:
+        raise WriteError(path, " ".join(str(exc).split())[:200]) from None
+
+
 def check_file(path: str | os.PathLike) -> int:
     """Raise :class:`IncompleteFile` unless ``path`` is a complete PNG, JPEG or EXR (other
     extensions: non-empty). Returns the size in bytes. Reads only the header, the EXR offset table

@@ -20,7 +20,7 @@ from ..dataset import exr, layout
 from ..dataset import flow_intrinsics as flow_k
 from ..dataset.documents.transforms import FrameEntry
 from ..dataset.journal import Journal
-from ..dataset.verify import WriteError, render_save_error, write_error
+from ..dataset.verify import render_save_error, replace_written
 from ..settings import Settings
 from ..wire.events import Emit
 from ..wire.protocol import Ev
@@ -270,14 +270,8 @@ def fix_flow_file(path: Path, mask_path: Path, scratch: bool, cur: _Lens, prev: 
             k_other = np.asarray(other.k.K, np.float64)
             flow[..., sl] = flow_k.correct_flow_for_intrinsics(
                 flow[..., sl], flow_k.used_intrinsics(k_cur, k_other, model), k_other, mask)
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            exr.write_channels(tmp, {n: flow[..., i] for i, n in enumerate(names)}, compression=codec)
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise write_error(exc, path) from None
-        except RuntimeError as exc:  # OpenEXR's own failure to write (a full disk ...)
-            raise WriteError(path, " ".join(str(exc).split())[:200]) from None
+        replace_written(path, lambda tmp: exr.write_channels(
+            tmp, {n: flow[..., i] for i, n in enumerate(names)}, compression=codec))
     if scratch:
         mask_path.unlink(missing_ok=True)
     return bool(todo)

@@ -11,7 +11,6 @@ sequence the survey cannot vouch for keeps the Vector pass."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 from ..dataset import camera as cam_model
 from ..dataset import exr, layout, png
 from ..dataset.rigid_motion import surface_flow
-from ..dataset.verify import WriteError, write_error
+from ..dataset.verify import replace_written
 from ..settings import Settings
 from . import compat, scene_setup, segmentation, timing
 from .geometry import structural_deformer
@@ -147,19 +146,6 @@ def _camera(scene) -> tuple[np.ndarray, np.ndarray] | None:
     return np.asarray(k.K, np.float64), np.asarray(cam_model.orthonormal_pose(m), np.float64)
 
 
-def _replace(path: Path, write) -> None:
-    """``write(tmp)`` then rename over ``path``; a failure is one :class:`WriteError` line."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise write_error(exc, path) from None
-    except RuntimeError as exc:  # OpenEXR's own failure to write (a full disk ...)
-        raise WriteError(path, " ".join(str(exc).split())[:200]) from None
-
-
 class FlowWriter:
     """Writes the flow file of each frame of a sequence from its :class:`FlowPlan`, the scratch
     depth (+ object index) file the rig's compositor wrote (``scratch(frame)``) and the object
@@ -184,10 +170,12 @@ class FlowWriter:
                 continue  # no flow there: the frame's validity flag says so
             labels, objects = self._labels(index, frame, other)
             out[..., sl] = surface_flow(z, *cams[frame], *cams[other], labels, objects)
-        _replace(self.seq_dir / layout.gt_file("flow", frame), lambda tmp: exr.write_channels(
+        replace_written(self.seq_dir / layout.gt_file("flow", frame), lambda tmp: exr.write_channels(
             tmp, {n: out[..., i] for i, n in enumerate(names)}, compression=self.codec))
         if self.preview:  # what the compositor draws from the Vector pass otherwise
-            _replace(self.seq_dir / layout.preview_file("flow", frame), lambda tmp: tmp.write_bytes(
+            preview = self.seq_dir / layout.preview_file("flow", frame)
+            preview.parent.mkdir(parents=True, exist_ok=True)
+            replace_written(preview, lambda tmp: tmp.write_bytes(
                 png.png_bytes(png.flow_preview_rgb(out[..., :2]))))
         scratch.unlink(missing_ok=True)
 

@@ -37,7 +37,7 @@ from ..dataset import exr, layout
 from ..dataset import stereo as stereo_math
 from ..dataset.documents import stereo as stereo_doc
 from ..dataset.documents.base import JSONObject
-from ..dataset.verify import WriteError, write_error
+from ..dataset.verify import replace_written
 from ..settings import Settings
 from ..wire.events import Emit
 from ..wire.protocol import Ev, Event, SequenceSpec
@@ -105,14 +105,8 @@ class StereoRig:
         disp = stereo_math.disparity_from_depth(
             stereo_math.planar_depth(depth, K, s.depth_type), K[0, 0], s.stereo_baseline)
         path = self._seq_dir / layout.disparity_file(frame)
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            exr.write_channels(tmp, {layout.DISPARITY_CHANNEL: disp}, compression=s.exr_codec)
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise write_error(exc, path) from None
-        except RuntimeError as exc:  # OpenEXR's own failure to write (a full disk ...)
-            raise WriteError(path, " ".join(str(exc).split())[:200]) from None
+        replace_written(path, lambda tmp: exr.write_channels(
+            tmp, {layout.DISPARITY_CHANNEL: disp}, compression=s.exr_codec))
 
 
 def _left_of(cam) -> str | None:
