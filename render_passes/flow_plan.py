@@ -80,8 +80,10 @@ class _Updates:
             return None
         if u.is_updated_geometry or idb.type == "EMPTY":
             return f"'{idb.name}' changes shape or what it instances"
-        if not u.is_updated_transform:
-            return None
+        if not u.is_updated_transform or idb.type not in segmentation.RENDERABLE:
+            return None  # a parent or an armature: what it moves is listed itself
+        if idb.library is not None:
+            return f"linked '{idb.name}' moves (it keeps its own Object Index)"
         if not self.movers_allowed:
             return (f"'{idb.name}' moves (objects are moved from depth only with segmentations, "
                     "in a scene without instances)")
