@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Rendering a frame and handing it to the journal (:class:`_Commits`), with the flow file of a
 frame fixed first where the lens changes (:func:`fix_flow_file`; ``dataset/flow_intrinsics.py``,
-docs/ground_truth.md), and its segmentation file written while the next frame renders (the
-object tracker's ``IdsWriter``: the frame is journaled once that file is written)."""
+docs/ground_truth.md), and its segmentation file and its flow file made from depth written while
+the next frame renders (the object tracker's ``IdsWriter``, ``flow_plan.FlowWriter``: the frame
+is journaled once they are written)."""
 
 from __future__ import annotations
 
@@ -69,29 +70,31 @@ def _render_frame(scene, rig: PassRig, sq: _Sequence, f: int, rgb: str) -> float
 
 def _journal_frame(rig: PassRig, journal: Journal, sq: _Sequence, f: int, files: list[str],
                    dt: float, emit: Emit) -> None:
-    """Hand the rendered frame ``f``'s ``files`` to the journal once its segmentation file is
-    written (verified now, journaled during the next render, then ``frame_done`` with the
+    """Hand the rendered frame ``f``'s ``files`` to the journal once its segmentation and flow
+    files are written (verified now, journaled during the next render, then ``frame_done`` with the
     render time ``dt`` (s) and memory)."""
-    writer = _ids_writer(rig)
-    if writer is not None:
+    for writer in _writers(rig):
         writer.wait(f)
     journal.mark_done(f, files, then=partial(
         emit, {"event": Ev.FRAME_DONE, "job": sq.id, "scene": sq.scene_name, "frame": f,
                "seconds": round(dt, 4), "rss_mib": _rss_mib()}))
 
 
-def _ids_writer(rig: PassRig):
-    """The object tracker's segmentation file writer (None without segmentations)."""
+def _writers(rig: PassRig) -> list:
+    """The background writers of a frame's files: the object tracker's segmentation file writer
+    (with segmentations) and the flow writer (flow from depth)."""
     tracker = getattr(rig, "tracker", None)
-    return None if tracker is None else tracker.writer
+    return [w for w in (None if tracker is None else tracker.writer,
+                        getattr(rig, "flow_writer", None)) if w is not None]
 
 
 class _Commits:
     """Renders the frames of a sequence and hands them to the journal. With flows and a lens that
     may change (:func:`scene_setup.lens_may_change`) a rendered frame waits for the next frame's
     lens: its flow file may need re-projecting first (:func:`_commit_flow_frame`). Otherwise,
-    with segmentations, it is journaled after the next frame's render, during which its
-    segmentation file was written (at 1920x1080 the ZIP write took 44 ms). The lenses of
+    with segmentations or a flow made from depth, it is journaled after the next frame's render,
+    during which those files were written (at 1920x1080 the ZIP writes took 44 ms and
+    0.2-0.4 s). The lenses of
     frames ``a - 1 .. b + 1`` and the meshes whose vertex count changes
     (:class:`topology.TopologyWatch`, created before any ``frame_set``) then decide the flow
     validity flags (:meth:`mark_flow_validity`)."""
@@ -129,7 +132,7 @@ class _Commits:
             self.pending = done
             return
         self._journal_written()  # the frame before, its segmentation file written meanwhile
-        if _ids_writer(self.rig) is None:
+        if not _writers(self.rig):
             _journal_frame(self.rig, self.journal, self.sq, f, files, done.seconds, self.emit)
         else:
             self.writing = done
@@ -171,8 +174,8 @@ class _Commits:
         return list(dict.fromkeys(fr.camera for fr in frames_meta))
 
     def close(self) -> None:
-        """Also on a failure or a spent frame budget: a rendered frame whose segmentation file
-        is written is still journaled (it is complete), one whose write failed is not."""
+        """Also on a failure or a spent frame budget: a rendered frame whose background files
+        are written is still journaled (it is complete), one whose write failed is not."""
         if self.topology is not None:
             self.topology.close()
         try:

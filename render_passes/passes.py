@@ -166,7 +166,7 @@ class PassRig:
         frame's object metadata (and the flow file when made from depth). Call after
         ``scene.frame_set(frame)``."""
         if rendered and self.flow_writer is not None:
-            self.flow_writer.write(frame, self._flow_scratch(frame))
+            self.flow_writer.submit(frame, self._flow_scratch(frame))
         if self.tracker is None:
             return
         final = self.seq_dir / layout.gt_file("segmentation", frame)
@@ -274,6 +274,8 @@ class PassRig:
         self._aovs = []
         if self.tracker is not None:
             self.tracker.close()
+        if self.flow_writer is not None:
+            self.flow_writer.close()
         self._rot_inputs = []
 
     # -- graph -----------------------------------------------------------------------------

@@ -159,3 +159,53 @@ def test_survey_says_which_sequences_get_flow_from_depth(tmp_path):
                       "mover_with_instances": "moves", "mover_no_ids": "moves",
                       "shape_key": "deforms"}.items():
         assert got[name].startswith("None |") and why in got[name], (name, got[name])
+
+
+WRITER = r'''
+import sys
+from pathlib import Path
+import numpy as np
+from dataset_forge.dataset import exr
+from dataset_forge.dataset.verify import WriteError
+from dataset_forge.render_passes.flow_plan import FlowPlan, FlowWriter
+out = Path(sys.argv[-1])
+K = np.array([[50.0, 0, 16], [0, 50.0, 12], [0, 0, 1]])
+pose = np.eye(4)
+moved = pose.copy()
+moved[0, 3] = 0.5
+plan = FlowPlan({0: (K, pose), 1: (K, pose), 2: (K, moved)})
+for name, blocked in (("ok", False), ("blocked", True)):
+    seq = out / name
+    seq.mkdir()
+    scratch = seq / "flowz.exr"
+    exr.write_channels(scratch, {"V": np.full((24, 32), 5.0, np.float32)}, compression="NONE")
+    if blocked:
+        (seq / "flows").write_text("a file where the folder goes")
+    w = FlowWriter(plan, seq, "ZIP", {}, preview=True)
+    w.submit(1, scratch)
+    try:
+        w.wait(1)
+        fl = exr.read_stack(seq / "flows" / "flow_000001.exr", ["R", "G", "B", "A"])
+        print("OK", name, float(fl[..., 0].mean()), float(np.abs(fl[..., 1:]).max()),
+              scratch.exists(), (seq / "previews" / "flow" / "flow_000001.png").is_file())
+    except WriteError as e:
+        print("ERR", name, str(e).splitlines()[0])
+    w.close()
+'''
+
+
+def test_flow_writer_writes_in_the_background_and_names_a_failed_file(tmp_path):
+    """The flow writer's thread writes the flow (a camera 0.5 right of a plane at depth 5: forward
+    u = -50 * 0.5 / 5 = -5 px, the rest 0), its preview, and deletes the scratch; a write that
+    fails (a file where the flows folder goes) comes back from ``wait`` as one WriteError line
+    naming the flow file."""
+    from conftest import run_bpy
+
+    out = run_bpy(WRITER.replace("sys.argv[-1]", repr(str(tmp_path))))
+    ok = [ln.split() for ln in out.splitlines() if ln.startswith("OK ok")]
+    assert ok, out
+    mean_u, rest, scratch_left, preview = ok[0][2:]
+    assert abs(float(mean_u) + 5.0) < 1e-4 and float(rest) < 1e-4, out
+    assert (scratch_left, preview) == ("False", "True"), out
+    err = [ln for ln in out.splitlines() if ln.startswith("ERR blocked")]
+    assert err and "flow_000001.exr" in err[0], out
