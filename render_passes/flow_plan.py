@@ -23,7 +23,7 @@ from ..dataset import exr, layout, png
 from ..dataset.rigid_motion import surface_flow
 from ..dataset.verify import replace_written
 from ..settings import Settings
-from . import compat, scene_setup, segmentation, timing
+from . import compat, scene_setup, segmentation
 from .geometry import structural_deformer
 
 # Datablocks whose change moves or reshapes no surface (a Material only with bump-only
@@ -129,8 +129,12 @@ def _refusal(scene, settings: Settings, vl) -> str:
         return "no flow, or filtered_passes (flow averaged by Cycles)"
     if vl.use_pass_vector:
         return "the view layer's own Vector pass is on (the file's compositor may use it)"
-    if timing.simulation_objects(scene) or timing.unbaked_caches(scene):
+    # simulated state (checked before any frame is set: the survey's frame jumps would step it)
+    if scene_setup.simulation_objects(scene) or scene_setup.unbaked_caches(scene):
         return "simulations or physics caches"
+    for ob in scene.objects:
+        if any(m.type == "PARTICLE_SYSTEM" and m.show_render for m in ob.modifiers):
+            return f"'{ob.name}' has particles"
     for ob in segmentation.rendered_objects(scene, vl):
         if ob.type in segmentation.RENDERABLE and structural_deformer(ob):
             return f"'{ob.name}' deforms"
