@@ -12,7 +12,10 @@ from elsewhere hits all of them alike. Configurations:
 * ``loop_rig``: our :class:`PassRig` (debug off) driven like the worker does (``prepare_frame``);
 * ``loop_rig_filtered``: the same with ``filtered_passes`` (normals and flow from the RGB render:
   no data render);
-* ``loop_rig_previews``: the same with previews (debug on).
+* ``loop_rig_previews``: the same with previews (debug on);
+* ``loop_rig_depthflow``: ``loop_rig`` with the flow made from depth where the survey allows it
+  (``render_passes/flow_plan.py``: no Vector pass in either render, the flow file written on the
+  flow writer's thread, whose CPU time counts).
 
 Prints the median CPU and wall seconds per frame of each (first frame of a chunk excluded).
 """
@@ -52,8 +55,8 @@ def main() -> int:
     import bpy
     import floor
     from dataset_forge.dataset import layout
-    from dataset_forge.render_passes import scene_setup
-    from dataset_forge.render_passes.passes import PassRig
+    from dataset_forge.render_passes import flow_plan, scene_setup
+    from dataset_forge.render_passes.passes import FLOW_DEPTH_STEM, PassRig
     from dataset_forge.settings import Settings
 
     bpy.ops.wm.open_mainfile(filepath=str(blend), load_ui=False)
@@ -77,8 +80,9 @@ def main() -> int:
     def render_chunk(cfg: str, f0: int, f1: int) -> list[tuple[float, float]]:
         marks: list[tuple[float, float]] = []
         if cfg.startswith("loop_rig"):
-            rig = PassRig(scene, base.replace(debug=cfg.endswith("previews"),
-                                              filtered_passes=cfg.endswith("filtered")), out / cfg)
+            s = base.replace(debug=cfg.endswith("previews"), filtered_passes=cfg.endswith("filtered"))
+            plan = flow_plan.survey(scene, s, f0, f1)[0] if cfg.endswith("depthflow") else None
+            rig = PassRig(scene, s, out / cfg, plan)
             try:
                 for f in range(f0, f1 + 1):
                     scene.frame_set(f)
@@ -86,6 +90,8 @@ def main() -> int:
                     scene.render.filepath = still_path(cfg, f)
                     bpy.ops.render.render(write_still=True)
                     rig.render_data(f)  # the worker's second, 1-sample render (not if filtered)
+                    if rig.flow_writer is not None:
+                        rig.flow_writer.submit(f, rig.flow_mask_path(f, FLOW_DEPTH_STEM))
                     marks.append((time.perf_counter(), time.process_time()))
             finally:
                 rig.teardown()
@@ -113,7 +119,8 @@ def main() -> int:
             undo()
         return marks
 
-    cfgs = ["anim_plain", "loop_plain", "loop_rig", "loop_rig_filtered", "loop_rig_previews"]
+    cfgs = ["anim_plain", "loop_plain", "loop_rig", "loop_rig_filtered", "loop_rig_previews",
+            "loop_rig_depthflow"]
     per: dict[str, list[tuple[float, float]]] = {c: [] for c in cfgs}
     f = 1
     for rnd in range(a.rounds):
