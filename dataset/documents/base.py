@@ -188,6 +188,20 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
+def dumps_rows(data: JSONObject, rows: str) -> str:
+    """``data`` as JSON indented by 2 (trailing newline), except that the entries of the mapping
+    ``data[rows]`` (its last key) stay one per line: the same JSON, written by the C encoder
+    (``json.dumps`` with an indent encodes in Python: 0.18 s for 14,700 instance entries against
+    0.04 s)."""
+    head = {k: v for k, v in data.items() if k != rows}
+    text = json.dumps(head, indent=2)
+    body = ",\n".join(f"    {json.dumps(k)}: {json.dumps(v, separators=(', ', ': '))}"
+                       for k, v in data[rows].items())
+    inner = f"{{\n{body}\n  }}" if body else "{}"
+    return f"{text[:-2]},\n  {json.dumps(rows)}: {inner}\n}}\n" if head else \
+        f"{{\n  {json.dumps(rows)}: {inner}\n}}\n"
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to a temporary file in the same folder, fsync, then rename over
     ``path`` and fsync the folder: a reader sees the old file or the new one, never a torn one. A

@@ -7,8 +7,8 @@ None); ``background`` is the id of no surface (0). ``instances`` (written at the
 sequence with object records) maps each instance id (the EXR's instance channel) with visible
 pixels in some frame to its ``object``, ``object_id``, ``instancer_chain``, ``persistent_id`` and
 ``class``. The worker writes the document without ``instances`` before the first frame and again
-with them after the last. No schema marker (it never had one): a document without one is
-version 1.
+with them after the last (indented by 2, each instance on one line). No schema marker (it never
+had one): a document without one is version 1.
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ from .base import (
     as_int,
     as_str,
     dict_of,
+    dumps_rows,
     fail,
     field,
     list_of,
     optional,
     read_optional,
     write_json,
+    write_text_atomic,
 )
 
 KEYS = ("background", "id_source", "class_property", "ids", "instances", "name", "collection",
@@ -139,7 +141,12 @@ class SegmentationIds:
         return d
 
     def write(self, seq_dir: str | Path) -> None:
-        write_json(Path(seq_dir) / layout.IDS_FILE, self.to_dict())
+        d = self.to_dict()
+        path = Path(seq_dir) / layout.IDS_FILE
+        if self.instances is None:
+            write_json(path, d)
+        else:  # one line per instance (base.dumps_rows)
+            write_text_atomic(path, dumps_rows(d, "instances"))
 
 
 def read(path: str | Path) -> SegmentationIds | None:
