@@ -105,6 +105,20 @@ def _id_keys(conv: Conv[T]) -> Conv[dict[str, T]]:
     return f
 
 
+def _plain(v: Any) -> InstanceId | None:
+    """An entry exactly as the worker writes it, without the generic checks (14,700 entries of
+    the 50k scatter: 0.15 s through them); None for anything else."""
+    if type(v) is not dict or len(v) != 5:
+        return None
+    o, i, ch, p, c = (v.get(k) for k in ("object", "object_id", "instancer_chain",
+                                          "persistent_id", "class"))
+    if (type(o) is str and type(i) is int and type(c) is str and type(ch) is list
+            and type(p) is list and all(type(x) is str for x in ch)
+            and all(type(x) is int for x in p)):
+        return InstanceId(o, i, ch, p, c)
+    return None
+
+
 @dataclass(frozen=True)
 class SegmentationIds:
     """The ``segmentation_ids.json`` of one sequence (see the module docstring)."""
@@ -129,8 +143,13 @@ class SegmentationIds:
 
     def with_instances(self, instances: JSONObject) -> SegmentationIds:
         """This document with the ``instances`` map (its JSON, as
-        ``objects_files.SequenceWriter.finish`` returns it; checked here)."""
-        return replace(self, instances=_id_keys(InstanceId.from_dict)(instances, "instances"))
+        ``objects_files.SequenceWriter.finish`` returns it; checked here: entries of exactly the
+        written shape are taken at once, anything else goes through :meth:`InstanceId.from_dict`
+        and its message)."""
+        out = {k: _plain(v) for k, v in instances.items()} if isinstance(instances, dict) else None
+        if out is None or None in out.values() or not all(k.isdigit() for k in out):
+            out = _id_keys(InstanceId.from_dict)(instances, "instances")
+        return replace(self, instances=out)
 
     def to_dict(self) -> JSONObject:
         d: JSONObject = {"background": self.background, "id_source": self.id_source,
