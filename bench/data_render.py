@@ -122,6 +122,8 @@ def main() -> int:
     ap.add_argument("--blend", default="", help="render this file instead of --scene")
     ap.add_argument("--compare", action="store_true", help="forced data render vs the rig's choice")
     ap.add_argument("--normal-kind", default="shading", choices=("shading", "geometric"))
+    ap.add_argument("--depthflow", action="store_true",
+                    help="the flow made from depth where the survey allows it (no Vector pass)")
     a = ap.parse_args()
     os.environ.setdefault("BLENDER_USER_RESOURCES", os.path.join(tempfile.gettempdir(),
                                                                  "df-bench-user"))
@@ -150,7 +152,13 @@ def main() -> int:
     bpy.app.handlers.render_stats.append(lambda s: stats.append((time.perf_counter(), str(s))))
     per: dict[str, list[dict]] = {v: [] for v in variants}
     out = work / "out"
-    rig = PassRig(scene, settings, out)
+    plan = None
+    if a.depthflow:
+        from dataset_forge.render_passes import flow_plan
+
+        plan, why = flow_plan.survey(scene, settings, scene.frame_start, scene.frame_start + frames - 1)
+        print("flow from depth:" if plan else "Vector pass:", why)
+    rig = PassRig(scene, settings, out, plan)
     try:
         for i in range(frames):
             f = scene.frame_start + i
