@@ -10,7 +10,7 @@ import bpy
 
 from ..dataset.documents.base import JSONObject
 from ..settings import Settings
-from . import scene_setup, segmentation
+from . import compat, scene_setup, segmentation
 
 # The data render of a frame (one surface per pixel, docs/ground_truth.md): Cycles settings that
 # make normals and flow come from the pixel centre's hit, like depth and ids. Cycles writes
@@ -52,6 +52,45 @@ def render_samples(scene) -> int:
     return min(layer, cy.samples) if mode == "BOUNDED" else layer
 
 
+def index_readers(scene, settings: Settings, kinds: list[str]) -> list[str]:
+    """With segmentations, what renders the RGB frame from ``Object.pass_index``, which they set
+    to the object ids: node materials and shader node groups whose Object Info > Object Index is
+    linked, and the compositor's ID Mask nodes upstream of the RGB frame (names, sorted). With
+    any, the ids get their own data render and the RGB render keeps the file's own pass indices
+    (:func:`object_indices`), so that RGB is the same with segmentations on or off; with
+    ``filtered_passes`` (one render) a :class:`.scene_setup.SceneError` names them."""
+    if "segmentation" not in kinds:
+        return []
+    out = set()
+    trees = [(m.name, m.node_tree) for m in bpy.data.materials if m.node_tree is not None]
+    trees += [(g.name, g) for g in bpy.data.node_groups if g.bl_idname == "ShaderNodeTree"]
+    for name, nt in trees:
+        if any(n.bl_idname == "ShaderNodeObjectInfo" and not n.mute
+               and n.outputs["Object Index"].is_linked for n in nt.nodes):
+            out.add(name)
+    out.update(n.name for n in compat.rgb_compositor_nodes(scene)
+               if n.bl_idname == "CompositorNodeIDMask" and not n.mute)
+    if out and settings.filtered_passes:
+        raise scene_setup.SceneError(
+            f"{bpy.path.basename(bpy.data.filepath)}: {', '.join(sorted(out)[:3])} read the "
+            "Object Index (pass_index), which segmentations set to the object ids, so the RGB "
+            "frame would change; with filtered_passes there is no separate render for the ids: "
+            "turn filtered_passes off (or segmentations off)")
+    return sorted(out)
+
+
+def object_indices(rig, ours: bool) -> None:
+    """Set the ``pass_index`` of every object whose id differs from the file's to its object id
+    (``ours``: the render that writes the ids) or back to the file's (the RGB render); nothing
+    unless the RGB frame reads them (``rig.index_readers``): the ids keep them throughout."""
+    if not rig.index_readers:
+        return
+    for name, own in rig._undo_pass_index.items():
+        ob = bpy.data.objects.get(name)
+        if ob is not None:
+            ob.pass_index = rig.ids.get(ob.name_full, 0) if ours else own
+
+
 def render(rig) -> None:
     """After the RGB render of a frame (the scene is at it): the data render of ``rig``
     (:class:`.passes.PassRig`), which writes every ground-truth file of the frame from the pixel
@@ -72,8 +111,12 @@ def render(rig) -> None:
         for n in muted:
             n.mute = True
         rig._data_passes(True)
+        object_indices(rig, True)
+        if rig.index_readers and rig.tracker is not None:  # the candidates' indices are ours now
+            rig.tracker.expect(scene.frame_current)
         bpy.ops.render.render(write_still=False)
     finally:
+        object_indices(rig, False)
         for k, v in undo_cy.items():
             setattr(cy, k, v)
         vl.samples = undo_vl

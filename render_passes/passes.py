@@ -99,13 +99,15 @@ class PassRig:
         # ids whose Object Index values may be shared (instances): the Random AOV names them
         self.instanced = "segmentation" in self.kinds and segmentation.draws_instances(
             segmentation.rendered_objects(scene, scene_setup.view_layer(scene)))
+        # the RGB frame reads pass_index: ids from a data render, the RGB render keeps the file's
+        self.index_readers = data_render.index_readers(scene, settings, self.kinds)
         # flow from depth (flow_plan.survey): no Vector pass, its file written after the render
         self.flow_plan = flow_plan if "flow" in self.kinds else None
         self.flow_writer: flow_plan_mod.FlowWriter | None = None
         # normals, Vector flow and shared ids from a 1-sample render of the frame (render_data)
         centre = {"normal"} | ({"flow"} if self.flow_plan is None else set())
-        self.data_render = not settings.filtered_passes and (
-            bool(centre & set(self.kinds)) or self.instanced)
+        self.data_render = (bool(self.index_readers) or not settings.filtered_passes and (
+            bool(centre & set(self.kinds)) or self.instanced))
         self._rgb_writes = False  # this frame's RGB render is its data render (prepare_frame)
         self.warnings: list[str] = []  # for the worker to emit once (names the thing)
         self._outputs: list[Any] = []  # our File Output nodes
@@ -139,18 +141,16 @@ class PassRig:
                     self._rot_inputs[j][i].default_value = m[j][i]
         if self._factor_image is not None:
             self._update_factor()
-        if self.tracker is not None:
+        if self.tracker is not None and not self.index_readers:  # else in the data render
             self.tracker.expect(frame)
         data_render.vector_session(self.scene)
         if self.data_render:  # the RGB render writes the RGB frame only, unless it is 1 sample
-            self._rgb_writes = data_render.rgb_is_centre_sample(self.scene)
+            self._rgb_writes = data_render.rgb_is_centre_sample(self.scene) and not self.index_readers
             self._data_passes(self._rgb_writes)
 
     def render_data(self, frame: int) -> None:
         """After the RGB render of ``frame``: the data render (:func:`.data_render.render`);
-        nothing with ``filtered_passes`` (or without normals, flow and instanced ids), or when
-        that RGB render was one pixel-centre sample (:func:`.data_render.rgb_is_centre_sample`):
-        it wrote them."""
+        none where the RGB render wrote the ground truth (the module docstring)."""
         if self.data_render and not self._rgb_writes:
             data_render.render(self)
 
@@ -291,6 +291,7 @@ class PassRig:
             setattr(vl, attr, True)
         if "segmentation" in self.kinds:
             self._assign_ids(vl)
+            data_render.object_indices(self, False)  # the RGB render's (the file's where read)
         if self.flow_plan is not None:
             self.flow_writer = flow_plan_mod.FlowWriter(self.flow_plan, self.seq_dir,
                                                         s.exr_codec, self.ids, s.debug)
