@@ -61,10 +61,13 @@ class _Updates:
         if depsgraph is None:
             self.blocker = "a frame change without its depsgraph"
             return
-        for u in depsgraph.updates:
-            self.blocker = self._judge(u)
-            if self.blocker is not None:
-                return
+        try:
+            for u in depsgraph.updates:
+                self.blocker = self._judge(u)
+                if self.blocker is not None:
+                    return
+        except Exception as exc:  # noqa: BLE001 - Blender would print it and go on: unvouched
+            self.blocker = f"the depsgraph's updates could not be read ({type(exc).__name__})"
 
     def _judge(self, u) -> str | None:
         idb = getattr(u.id, "original", None) or u.id
