@@ -80,7 +80,7 @@ def test_paired_and_in_process_comparisons(quick):
                     assert _finite_positive(r["ratio"])
     for name, r in s["inprocess"].items():
         assert set(r["rows"]) == {"anim_plain", "loop_plain", "loop_rig", "loop_rig_filtered",
-                                  "loop_rig_previews"}
+                                  "loop_rig_previews", "loop_rig_depthflow"}
         assert r["rows"]["anim_plain"]["cpu_ratio"] == 1.0
         for cfg, m in r["rows"].items():
             # (chunk - 1) measured frames per chunk, one chunk per round
