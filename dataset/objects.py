@@ -235,6 +235,67 @@ def amodal_boxes(o2c: np.ndarray, verts, edges, K, w: int, h: int, near: float) 
     return out
 
 
+MANY_ROWS = 16      # rows of one geometry from which amodal_boxes takes them by itself
+ROWS_POINTS = 250_000  # projected vertices per step of amodal_boxes_rows
+
+
+def amodal_boxes_rows(o2c: np.ndarray, geoms: list[tuple[np.ndarray, np.ndarray]],
+                      gi: np.ndarray, K, w: int, h: int, near: float) -> np.ndarray:
+    """:func:`amodal_boxes` of rows of different geometries, ``(n, 4)`` float64: row ``r`` is
+    geometry ``geoms[gi[r]]`` (``(verts (V, 3), edges (E, 2))``) under ``o2c[r]``. The rows
+    of geometries with few of them are projected together (one numpy pass instead of one per
+    geometry), with the same operations per vertex, so the boxes are bit-identical."""
+    o2c = np.asarray(o2c, float)
+    gi = np.asarray(gi, np.int64)
+    out = np.zeros((len(o2c), 4))
+    nv = np.array([len(v) for v, _ in geoms], np.int64)
+    many = np.bincount(gi, minlength=len(geoms)) >= MANY_ROWS
+    for j in np.flatnonzero(many).tolist():
+        s = np.flatnonzero(gi == j)
+        out[s] = amodal_boxes(o2c[s], geoms[j][0], geoms[j][1], K, w, h, near)
+    rows = np.flatnonzero(~many[gi] & (nv[gi] > 0))
+    if not len(rows):
+        return out
+    offs = np.concatenate([[0], np.cumsum(nv)])
+    allv = np.concatenate([np.asarray(v, float).reshape(-1, 3) for v, _ in geoms])
+    ends = np.cumsum(nv[gi[rows]])
+    a = 0
+    while a < len(rows):
+        b = max(a + 1, int(np.searchsorted(ends, ends[a] - nv[gi[rows[a]]] + ROWS_POINTS, "right")))
+        out[rows[a:b]] = _rows_step(o2c[rows[a:b]], [geoms[j][1] for j in gi[rows[a:b]]],
+                                    offs[gi[rows[a:b]]], nv[gi[rows[a:b]]], allv, K, w, h, near)
+        a = b
+    return out
+
+
+def _rows_step(o2c: np.ndarray, edges: list, first: np.ndarray, nv: np.ndarray,
+               allv: np.ndarray, K, w: int, h: int, near: float) -> np.ndarray:
+    """Boxes ``(m, 4)`` of ``m`` rows whose vertices are ``allv[first[r]:first[r] + nv[r]]``
+    (``nv`` > 0) under ``o2c[r]``: :func:`amodal_boxes`' steps on all their vertices at once,
+    minima and maxima per row by ``reduceat``."""
+    starts = np.concatenate([[0], np.cumsum(nv)[:-1]])
+    row = np.repeat(np.arange(len(nv)), nv)
+    m = o2c[row]                                                             # (P, 4, 4)
+    v = allv[np.arange(len(row)) - starts[row] + first[row]]                 # (P, 3)
+    p = np.einsum("pj,pij->pi", v, m[:, :3, :3]) + m[:, :3, 3]
+    K = np.asarray(K, float)
+    front = p[:, 2] >= near
+    allf = np.logical_and.reduceat(front, starts)
+    z = np.where(front, p[:, 2], 1.0)
+    u = K[0, 0] * p[:, 0] / z + K[0, 2]
+    vv = K[1, 1] * p[:, 1] / z + K[1, 2]
+    x0 = np.maximum(np.minimum.reduceat(u, starts), 0.0)
+    x1 = np.minimum(np.maximum.reduceat(u, starts), float(w))
+    y0 = np.maximum(np.minimum.reduceat(vv, starts), 0.0)
+    y1 = np.minimum(np.maximum.reduceat(vv, starts), float(h))
+    ok = allf & (x1 > x0) & (y1 > y0)
+    out = np.zeros((len(nv), 4))
+    out[ok] = np.stack([x0, y0, x1 - x0, y1 - y0], -1)[ok]
+    for j in np.flatnonzero(~allf & np.logical_or.reduceat(front, starts)).tolist():
+        out[j] = amodal_box(p[starts[j]:starts[j] + nv[j]], edges[j], K, w, h, near)  # crosses near
+    return out
+
+
 def nearest_on_triangles(verts, tris, pts) -> np.ndarray:
     """``(P, 3)`` the nearest point of the triangles ``tris`` ``(T, 3)`` of ``verts``
     ``(V, 3)`` to each of ``pts`` ``(P, 3)`` (all in one space). Ericson's closest point on a

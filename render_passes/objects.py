@@ -460,13 +460,9 @@ class ObjectTracker(FrameListener):
         seen = (vid[pos] == sid) if len(vid) else np.zeros(len(sid), bool)
         if self.records == "visible":
             order, pos, seen = order[seen], pos[seen], seen[seen]
-        bbox_obj = np.zeros((len(order), 4))
-        gsel = st.gi[order]
-        for j in np.unique(gsel):
-            s = np.flatnonzero(gsel == j)
-            g = groups[j].geom
-            bbox_obj[s] = od.amodal_boxes(w2c @ st.mats[order[s]], g.verts, g.edges, k.K, k.w,
-                                          k.h, near)
+        bbox_obj = od.amodal_boxes_rows(w2c @ st.mats[order],
+                                        [(g.geom.verts, g.geom.edges) for g in groups],
+                                        st.gi[order], k.K, k.w, k.h, near)
         if self.records == "frustum":
             keep = (bbox_obj[:, 2] > 0) | seen
             order, pos, seen, bbox_obj = order[keep], pos[keep], seen[keep], bbox_obj[keep]
