@@ -12,9 +12,9 @@ the venv's (``ROOT/dataset_forge`` is the package), so a baseline checkout (``gi
 and this one run alternately in one invocation. Reported per configuration: the wall seconds
 of ``run_job``, the steady seconds per frame (the slope of the frame completion times), and the
 worker's own object timings (``info.json``) in ms per frame. ``--profile`` instead runs the first
-configuration once under cProfile and prints the functions below ``finish_frame`` and the
-collection by cumulative ms per frame. ``--keep`` keeps each configuration's output folder (to
-compare outputs byte for byte). It prints; it never passes or fails on time.
+configuration once under cProfile (without segmentations with ``--noseg``) and prints the
+functions of the frame loop by cumulative ms per frame. ``--keep`` keeps each configuration's
+output folder (to compare outputs byte for byte). It prints; it never passes or fails on time.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def profile(a, pkg: str, work: Path) -> None:
     import pstats
 
     out = work / "profile"
-    run_one(a, pkg, True, out, profile=True)
+    run_one(a, pkg, not a.noseg, out, profile=True)
     st = pstats.Stats(str(out) + ".prof")
     keep = ("render_passes/objects.py", "render_passes/instance", "render_passes/geometry.py",
             "render_passes/segmentation.py", "dataset/pixel", "dataset/objects.py",

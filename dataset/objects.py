@@ -256,14 +256,15 @@ def amodal_boxes_rows(o2c: np.ndarray, geoms: list[tuple[np.ndarray, np.ndarray]
     rows = np.flatnonzero(~many[gi] & (nv[gi] > 0))
     if not len(rows):
         return out
-    offs = np.concatenate([[0], np.cumsum(nv)])
-    allv = np.concatenate([np.asarray(v, float).reshape(-1, 3) for v, _ in geoms])
-    ends = np.cumsum(nv[gi[rows]])
+    used = np.unique(gi[rows])  # the vertices of these geometries, end to end
+    allv = np.concatenate([np.asarray(geoms[j][0], float).reshape(-1, 3) for j in used.tolist()])
+    first = np.concatenate([[0], np.cumsum(nv[used])])[np.searchsorted(used, gi[rows])]
+    n, ends = nv[gi[rows]], np.cumsum(nv[gi[rows]])
     a = 0
     while a < len(rows):
-        b = max(a + 1, int(np.searchsorted(ends, ends[a] - nv[gi[rows[a]]] + ROWS_POINTS, "right")))
+        b = max(a + 1, int(np.searchsorted(ends, ends[a] - n[a] + ROWS_POINTS, "right")))
         out[rows[a:b]] = _rows_step(o2c[rows[a:b]], [geoms[j][1] for j in gi[rows[a:b]]],
-                                    offs[gi[rows[a:b]]], nv[gi[rows[a:b]]], allv, K, w, h, near)
+                                    first[a:b], n[a:b], allv, K, w, h, near)
         a = b
     return out
 

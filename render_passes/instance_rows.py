@@ -57,6 +57,24 @@ def stack(groups: list[Group]) -> Stack:
     return Stack(gi, iid, mats, lo, hi, np.concatenate(rand) if groups else np.zeros(0, np.float32))
 
 
+def sliced_groups(acc) -> list[Group]:
+    """Groups from lists ``[geom, changed, name, pass value, iids, matrices, Random values]``
+    (rows as Python lists): the rows of all of them made into three arrays at once, each group
+    holding its slices (one group per drawn thing: 400 on bench/scale.py's ``many``)."""
+    flat: tuple[list, list, list] = ([], [], [])
+    for a in acc:
+        flat[0].extend(a[4])
+        flat[1].extend(a[5])
+        flat[2].extend(a[6])
+    iids, mats = np.array(flat[0], np.uint32), np.array(flat[1], float).reshape(-1, 4, 4)
+    rand, out, s = np.array(flat[2], np.float32), [], 0
+    for g, ch, name, pv, i, _m, _r in acc:
+        out.append(Group(name, g, iids[s:s + len(i)], mats[s:s + len(i)], pv, ch,
+                         rand[s:s + len(i)]))
+        s += len(i)
+    return out
+
+
 def surface_distance(groups: list[Group], st: Stack, timings: dict[str, float]):
     """``surface(rows (N,), points_world (N, 3)) -> (N,)``: the world distance of each point to
     the evaluated surface of instance row ``rows[i]`` (vectorised per drawn thing; a BVH only
@@ -88,18 +106,25 @@ def surface_distance(groups: list[Group], st: Stack, timings: dict[str, float]):
     return surface
 
 
-def surface_random(fed: set[str] | None, mats, value: float) -> float:
-    """The Random AOV value the pixels of a surface drawn with materials ``mats`` (Material or
-    None each) carry, for an instance whose Object Info > Random is ``value``: ``value`` where
-    every material writes the AOV (``fed``: their names), 0 where none does (no material, a
-    linked one, one without nodes: Cycles' default surface writes nothing), NaN (not known)
-    where only some do or no AOV is written (``fed`` None)."""
+def feeds(fed: set[str] | None, mats) -> float:
+    """How a surface drawn with materials ``mats`` (Material or None each) feeds the Random AOV:
+    1.0 where every material writes it (``fed``: their names), 0.0 where none does (no
+    material, a linked one, one without nodes: Cycles' default surface writes nothing), NaN
+    (not known) where only some do or no AOV is written (``fed`` None)."""
     if fed is None:
         return np.nan
     w = [m is not None and m.name_full in fed for m in mats]
     if w and all(w):
-        return value
+        return 1.0
     return 0.0 if not any(w) else np.nan
+
+
+def surface_random(fed: set[str] | None, mats, value: float) -> float:
+    """The Random AOV value the pixels of a surface drawn with materials ``mats`` carry, for an
+    instance whose Object Info > Random is ``value``: ``value`` where every material writes
+    the AOV, else 0.0 or NaN (:func:`feeds`)."""
+    f = feeds(fed, mats)
+    return value if f == 1.0 else f
 
 
 def plain_random(orig) -> float:
@@ -137,15 +162,25 @@ def bulk_random(fed: set[str] | None, mesh, values: np.ndarray) -> np.ndarray:
     return (values * np.float32(s)).astype(np.float32)
 
 
-def thing_random(fed: set[str] | None, keys: tuple, rid: dict, mats: dict, orig) -> float:
+def thing_random(feed: dict[tuple, float], keys: tuple, rid: dict, orig) -> float:
     """The Random AOV value of an iterated drawn thing whose drawn parts are ``keys``: that of
     its one part (``rid[key]``: the depsgraph entry's ``random_id``, None for the object's
-    own geometry; ``mats[key]``: that part's materials); NaN for several parts."""
+    own geometry; ``feed[key]``: :func:`feeds` of that part's materials); NaN for several
+    parts."""
     if len(keys) != 1:
         return np.nan
+    f = feed[keys[0]]
+    if f != 1.0:
+        return f
     r = rid[keys[0]]
-    value = plain_random(orig) if r is None else float(rids.random_value(r))
-    return surface_random(fed, mats[keys[0]], value)
+    return plain_random(orig) if r is None else _instance_value(r)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _instance_value(random_id: int) -> float:
+    """Object Info > Random of an instance's ``random_id`` (asked for every instance entry on
+    every frame)."""
+    return float(rids.random_value(random_id))
 
 
 def object_random(fed: set[str] | None, ob, orig) -> np.ndarray:

@@ -191,10 +191,10 @@ class ObjectTracker(FrameListener):
             if orig.instance_type != "NONE" or len(getattr(orig, "particle_systems", ())):
                 iterate = True
                 continue
-            ob = orig.evaluated_get(dg)
             if not has_nodes(orig):  # only geometry nodes make instances of a plain object
                 b = ()
             else:
+                ob = orig.evaluated_get(dg)
                 b = bulk_instances(ob, dg=dg) if compat.GEOMETRY_SET else None
                 if other_components(ob):
                     iterate = True  # its points, volume ... are only the depsgraph's instances
@@ -205,11 +205,12 @@ class ObjectTracker(FrameListener):
                 if name in self.ids:
                     groups += self._bulk_groups(orig, b)
             if name in self.ids:
-                plain.append((orig, ob))
+                plain.append(orig)
         if iterate:
             groups += self._iterated_groups(dg, rendered, bulk)
         else:
-            for orig, ob in plain:
+            for orig in plain:
+                ob = orig.evaluated_get(dg)
                 key = (orig.name_full, "", "")
                 if self._static(orig) and key in self._geoms:
                     g, changed = self._geoms[key], False
@@ -274,12 +275,13 @@ class ObjectTracker(FrameListener):
         points or volume) are extra entries, joined to the object's own (:meth:`_thing_of`)."""
         things: dict[tuple, list] = {}  # (name, chain, pid) -> [pass value, matrix, part keys]
         parts: dict[tuple, tuple[Geometry | None, bool]] = {}
-        mats: dict[tuple, list] = {}  # part key -> its materials
+        feeds: dict[tuple, float] = {}  # part key -> how its materials feed the Random AOV
+        ids, fed = self.ids, self.aov_materials
         for inst in dg.object_instances:
             ob = drawn_object(inst)
             orig = ob.original
             name = orig.name_full
-            if name not in self.ids:
+            if name not in ids:
                 continue
             kind = ob.type
             thing = self._thing_of(inst, orig, kind, rendered, bulk, things)
@@ -287,20 +289,29 @@ class ObjectTracker(FrameListener):
                 continue
             # Evaluated data is shared by the copies of one thing (and outlives the iteration);
             # non-mesh data (curves, text) is meshed per object.
-            key = (name, ob.data.name_full if ob.data is not None else "", kind, inst.is_instance)
+            is_instance, data = inst.is_instance, ob.data
+            key = (name, data.name_full if data is not None else "", kind, is_instance)
             if key not in parts:
                 if self._static(orig) and key in self._geoms:
                     parts[key] = self._geoms[key], False
                 else:
                     parts[key] = self._geom(key, lambda c, ob=ob: geometry_of(ob, c))
-                mats[key] = rows.used_materials([s.material for s in ob.material_slots], ob.data)
-            rid = inst.random_id if inst.is_instance else None  # Cycles hashes a plain one's name
+                feeds[key] = rows.feeds(fed, rows.used_materials(
+                    [s.material for s in ob.material_slots], data))
+            rid = inst.random_id if is_instance else None  # Cycles hashes a plain one's name
             t = things.get(thing)
             if t is None:
-                things[thing] = [int(orig.pass_index), np.array(inst.matrix_world, float), (key,), {key: rid}]
+                things[thing] = [int(orig.pass_index), inst.matrix_world.copy(), (key,), {key: rid}]
             elif key not in t[2]:
                 t[2] += (key,)
                 t[3][key] = rid
+        self.counts["iterated"] += len(things)
+        return self._thing_groups(things, parts, feeds)
+
+    def _thing_groups(self, things: dict[tuple, list], parts: dict, feeds: dict[tuple, float]
+                      ) -> list[Group]:
+        """The groups of the drawn things of :meth:`_iterated_groups`: one per set of drawn
+        parts, in the order first met (:func:`.instance_rows.sliced_groups`)."""
         acc: dict[tuple, list] = {}
         drawn: dict[tuple, tuple] = {}
         for thing, (pv, mat, keys, rid) in things.items():
@@ -322,11 +333,8 @@ class ObjectTracker(FrameListener):
             iid = self._iids.get(thing)
             a[4].append(iid if iid is not None else self._iid(*thing))
             a[5].append(mat)
-            a[6].append(rows.thing_random(self.aov_materials, keys, rid, mats,
-                                          self._objects[thing[0]]))
-        self.counts["iterated"] += len(things)
-        return [Group(name, g, np.array(i, np.uint32), np.array(m).reshape(-1, 4, 4), pv, ch,
-                      np.array(r, np.float32)) for g, ch, name, pv, i, m, r in acc.values()]
+            a[6].append(rows.thing_random(feeds, keys, rid, self._objects[thing[0]]))
+        return rows.sliced_groups(acc.values())
 
     def _thing_of(self, inst, orig, kind: str, rendered, bulk: set[str], things) -> tuple | None:
         """The drawn thing ``(name, chain, pid)`` of an ``object_instances`` entry of type ``kind``
