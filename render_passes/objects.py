@@ -427,10 +427,10 @@ class ObjectTracker(FrameListener):
         to ``final`` and then removes ``raw``; or, without ``raw``, read back from ``final``."""
         if raw is None:
             return od.read_ids(final)[1]
-        from ..dataset import exr
+        from ..dataset import exr_plain
 
         tm, t0 = self.timings, time.perf_counter()
-        ch = exr.read_channels(raw, ["R", "G", "B"])
+        ch = exr_plain.read_channels(raw, ["R", "G", "B"])  # uncompressed: read from its bytes
         oid = np.array([self.ids[g.name] for g in groups], np.int32).reshape(-1)[st.gi]
         pv = np.array([g.pass_value for g in groups], np.int64).reshape(-1)[st.gi]
         # a box stand-in's surface distance is 0 inside its box: no bound for it
