@@ -11,10 +11,12 @@ segmentations. ``--pkg ROOT`` (repeatable) imports ``dataset_forge`` from ``ROOT
 the venv's (``ROOT/dataset_forge`` is the package), so a baseline checkout (``git archive``)
 and this one run alternately in one invocation. Reported per configuration: the wall seconds
 of ``run_job``, the steady seconds per frame (the slope of the frame completion times), and the
-worker's own object timings (``info.json``) in ms per frame. ``--profile`` instead runs the first
-configuration once under cProfile (without segmentations with ``--noseg``) and prints the
-functions of the frame loop by cumulative ms per frame. ``--keep`` keeps each configuration's
-output folder (to compare outputs byte for byte). It prints; it never passes or fails on time.
+worker's own object timings (``info.json``) in ms per frame, and ``rig_finish_frame``: all of
+``PassRig.finish_frame`` (the tracker's resolve and the writing of the frame's record).
+``--profile`` instead runs the first configuration once under cProfile (without segmentations
+with ``--noseg``) and prints the functions of the frame loop by cumulative ms per frame.
+``--keep`` keeps each configuration's output folder (to compare outputs byte for byte). It
+prints; it never passes or fails on time.
 """
 
 from __future__ import annotations
@@ -44,6 +46,16 @@ def emit(e):
         ts.append(time.perf_counter())
     elif e.get("event") in ("error",):
         print("@event " + json.dumps(e, default=str), flush=True)
+from dataset_forge.render_passes import passes
+rig_finish = [0.0]
+_finish = passes.PassRig.finish_frame
+def finish_frame(self, frame, rendered):  # timed: the tracker's resolve + the record's file
+    t = time.perf_counter()
+    try:
+        return _finish(self, frame, rendered)
+    finally:
+        rig_finish[0] += time.perf_counter() - t
+passes.PassRig.finish_frame = finish_frame
 settings = Settings.from_dict(spec["options"])
 job = {"blend": spec["blend"], "scene_name": "", "settings": settings.to_dict(),
        "frame_budget": 0, "gpu_index": None,
@@ -61,6 +73,7 @@ if prof is not None:
     prof.disable()
     prof.dump_stats(spec["out"] + ".prof")
 print("@idcost " + json.dumps({"rc": rc, "wall": wall, "t": [t - t0 for t in ts],
+                               "rig_finish_frame": rig_finish[0],
                                "pkg": os.path.realpath(dataset_forge.__path__[0])}),
       flush=True)
 os._exit(0)
@@ -100,6 +113,8 @@ def run_one(a, pkg: str, seg: bool, out: Path, profile: bool = False) -> dict:
     info = next(out.rglob("info.json"), None)
     objs = json.loads(info.read_text()).get("objects") or {} if info else {}
     r["timings"] = {k: 1e3 * v / a.frames for k, v in (objs.get("timings") or {}).items()}
+    if r["timings"]:
+        r["timings"]["rig_finish_frame"] = 1e3 * r["rig_finish_frame"] / a.frames
     r["steady"] = _slope(r["t"])
     return r
 
