@@ -42,6 +42,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -424,33 +425,49 @@ def write_ids(path: str | os.PathLike, obj: np.ndarray, ins: np.ndarray,
 
 
 class IdsWriter:
-    """Writes segmentation EXRs (:func:`write_ids`, lossless ``codec``) on one background
-    thread, in order, so that a rendered frame's file is written while the next frame renders
-    (the render holds no Python lock); :meth:`wait` before the frame is journaled. Seconds
-    are added to ``timings``: ``write_ids_thread`` writing, ``write_ids_wait`` waiting."""
+    """Writes a frame's files on one background thread, in order, while the next frame renders
+    (the render holds no Python lock): its segmentation EXR (:meth:`submit`, :func:`write_ids`,
+    lossless ``codec``) and other writes (:meth:`run`: its object record); :meth:`wait` before
+    the frame is journaled. Seconds are added to ``timings``: ``write_ids_thread`` writing the
+    EXRs, ``write_ids_wait`` waiting, and the key :meth:`run` names."""
 
     def __init__(self, codec: str, timings: dict[str, float]):
         self.codec, self.timings = codec, timings
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: dict[int, Future] = {}
+        self._pending: dict[int, list[Future]] = {}
 
     def submit(self, frame: int, path: Path, obj: np.ndarray, ins: np.ndarray,
                remove: Path | None = None) -> None:
         """Write frame ``frame``'s ids to ``path``, then delete ``remove`` (its raw file)."""
+        self._queue(frame, self._write, path, obj, ins, remove)
+
+    def run(self, frame: int, key: str, write: Callable[[], None]) -> None:
+        """``write()`` (raising a one-line :class:`.verify.WriteError`) on the thread after frame
+        ``frame``'s earlier writes; its seconds go to ``timings[key]``."""
+        def timed() -> None:
+            t0 = time.perf_counter()
+            write()
+            self._add(key, time.perf_counter() - t0)
+        self._queue(frame, timed)
+
+    def _queue(self, frame: int, fn, *args) -> None:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="dataset_forge_ids")
-        self._pending[frame] = self._pool.submit(self._write, path, obj, ins, remove)
+        self._pending.setdefault(frame, []).append(self._pool.submit(fn, *args))
 
     def wait(self, frame: int) -> None:
-        """Return once ``frame``'s file is written (at once when none was submitted); its
-        failure is raised here as a one-line :class:`.verify.WriteError` naming the file."""
-        fut = self._pending.pop(frame, None)
-        if fut is not None:
-            t0 = time.perf_counter()
+        """Return once ``frame``'s files are written (at once when none was submitted); the
+        first failure is raised here as a one-line :class:`.verify.WriteError` naming the
+        file."""
+        t0, failed = time.perf_counter(), None
+        for fut in self._pending.pop(frame, []):
             try:
                 fut.result()
-            finally:
-                self._add("write_ids_wait", time.perf_counter() - t0)
+            except BaseException as exc:  # noqa: BLE001 - the first is raised once all ended
+                failed = failed or exc
+        self._add("write_ids_wait", time.perf_counter() - t0)
+        if failed is not None:
+            raise failed
 
     def close(self) -> None:
         """Wait for the writes still running (their failures are left to :meth:`wait`)."""
