@@ -9,10 +9,11 @@ Each configuration is one process running the real worker (``worker.run_job``) o
 with every ground truth (bench/scale.py's ``ours``); ``--noseg`` adds the same without
 segmentations. ``--pkg ROOT`` (repeatable) imports ``dataset_forge`` from ``ROOT`` instead of
 the venv's (``ROOT/dataset_forge`` is the package), so a baseline checkout (``git archive``)
-and this one run alternately in one invocation. Reported per configuration: the wall seconds
-of ``run_job``, the steady seconds per frame (the slope of the frame completion times), and the
-worker's own object timings (``info.json``) in ms per frame, and ``rig_finish_frame``: all of
-``PassRig.finish_frame`` (the tracker's resolve and the writing of the frame's record).
+and this one run alternately in one invocation. Reported per configuration: the wall and CPU
+seconds of ``run_job`` (CPU: user + system of the process, every thread), the steady seconds
+per frame (the slope of the frame completion times), the worker's own object timings
+(``info.json``) in ms per frame, and ``rig_finish_frame``: all of ``PassRig.finish_frame``
+(the tracker's resolve and the writing of the frame's record).
 ``--profile`` instead runs the first configuration once under cProfile (without segmentations
 with ``--noseg``) and prints the functions of the frame loop by cumulative ms per frame.
 ``--keep`` keeps each configuration's output folder (to compare outputs byte for byte). It
@@ -66,13 +67,17 @@ if spec["profile"]:
     import cProfile
     prof = cProfile.Profile()
     prof.enable()
-t0 = time.perf_counter()
+import resource
+def cpu_s():
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+c0, t0 = cpu_s(), time.perf_counter()
 rc = worker.run_job(job, emit)
-wall = time.perf_counter() - t0
+wall, cpu = time.perf_counter() - t0, cpu_s() - c0
 if prof is not None:
     prof.disable()
     prof.dump_stats(spec["out"] + ".prof")
-print("@idcost " + json.dumps({"rc": rc, "wall": wall, "t": [t - t0 for t in ts],
+print("@idcost " + json.dumps({"rc": rc, "wall": wall, "cpu": cpu, "t": [t - t0 for t in ts],
                                "rig_finish_frame": rig_finish[0],
                                "pkg": os.path.realpath(dataset_forge.__path__[0])}),
       flush=True)
@@ -205,19 +210,20 @@ def main(argv: list[str] | None = None) -> int:
             out = work / f"out_{i}_{r}"
             res[i].append(run_one(a, pkg, seg, out))
             x = res[i][-1]
-            print(f"  round {r} [{i}] {x['pkg']} seg={seg}: run_job {x['wall']:.2f} s, steady "
-                  f"{1e3 * x['steady']:.1f} ms/frame", flush=True)
+            print(f"  round {r} [{i}] {x['pkg']} seg={seg}: run_job {x['wall']:.2f} s "
+                  f"({x['cpu']:.2f} CPU s), steady {1e3 * x['steady']:.1f} ms/frame", flush=True)
             if not a.keep and r < a.rounds - 1:
                 subprocess.run(["rm", "-rf", str(out)], check=False)
-    print("| config | run_job s (median) | steady ms/frame | object timings ms/frame |")
-    print("|---|---|---|---|")
+    print("| config | run_job s (median) | CPU s (median) | steady ms/frame | object timings "
+          "ms/frame |")
+    print("|---|---|---|---|---|")
     for i, (_pkg, seg) in enumerate(configs):
         xs = res[i]
         walls = ", ".join(f"{x['wall']:.2f}" for x in xs)
         tm = {k: statistics.median(x["timings"].get(k, 0.0) for x in xs)
               for k in xs[-1]["timings"]}
         print(f"| [{i}] {xs[-1]['pkg']} seg={seg} | {statistics.median(x['wall'] for x in xs):.2f} "
-              f"({walls}) | "
+              f"({walls}) | {statistics.median(x['cpu'] for x in xs):.2f} | "
               f"{1e3 * statistics.median(x['steady'] for x in xs):.1f} | "
               + ", ".join(f"{k} {v:.2f}" for k, v in tm.items() if v) + " |")
     print(f"outputs under {work}")
