@@ -11,9 +11,10 @@ segmentations. ``--pkg ROOT`` (repeatable) imports ``dataset_forge`` from ``ROOT
 the venv's (``ROOT/dataset_forge`` is the package), so a baseline checkout (``git archive``)
 and this one run alternately in one invocation. Reported per configuration: the wall and CPU
 seconds of ``run_job`` (CPU: user + system of the process, every thread), the steady seconds
-per frame (the slope of the frame completion times), the worker's own object timings
-(``info.json``) in ms per frame, and ``rig_finish_frame``: all of ``PassRig.finish_frame``
-(the tracker's resolve and the writing of the frame's record).
+per frame (the slope of the frame completion times), the render time per frame (``frame_done``
+``seconds``: the render call, the collection inside it, and the data render), the worker's
+own object timings (``info.json``) in ms per frame, and ``rig_finish_frame``: all of
+``PassRig.finish_frame`` (the tracker's resolve and the writing of the frame's record).
 ``--profile`` instead runs the first configuration once under cProfile (without segmentations
 with ``--noseg``) and prints the functions of the frame loop by cumulative ms per frame.
 ``--keep`` keeps each configuration's output folder (to compare outputs byte for byte). It
@@ -41,10 +42,11 @@ if spec["pkg"]:
 import dataset_forge
 from dataset_forge.render_passes import worker
 from dataset_forge.settings import Settings
-ts = []
+ts, render = [], [0.0]
 def emit(e):
     if e.get("event") == "frame_done":
         ts.append(time.perf_counter())
+        render[0] += e.get("seconds") or 0.0  # the render call (collect inside) + data render
     elif e.get("event") in ("error",):
         print("@event " + json.dumps(e, default=str), flush=True)
 from dataset_forge.render_passes import passes
@@ -77,7 +79,8 @@ wall, cpu = time.perf_counter() - t0, cpu_s() - c0
 if prof is not None:
     prof.disable()
     prof.dump_stats(spec["out"] + ".prof")
-print("@idcost " + json.dumps({"rc": rc, "wall": wall, "cpu": cpu, "t": [t - t0 for t in ts],
+print("@idcost " + json.dumps({"rc": rc, "wall": wall, "cpu": cpu, "render": render[0],
+                               "t": [t - t0 for t in ts],
                                "rig_finish_frame": rig_finish[0],
                                "pkg": os.path.realpath(dataset_forge.__path__[0])}),
       flush=True)
@@ -214,9 +217,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"({x['cpu']:.2f} CPU s), steady {1e3 * x['steady']:.1f} ms/frame", flush=True)
             if not a.keep and r < a.rounds - 1:
                 subprocess.run(["rm", "-rf", str(out)], check=False)
-    print("| config | run_job s (median) | CPU s (median) | steady ms/frame | object timings "
-          "ms/frame |")
-    print("|---|---|---|---|---|")
+    print("| config | run_job s (median) | CPU s (median) | steady ms/frame | render ms/frame "
+          "| object timings ms/frame |")
+    print("|---|---|---|---|---|---|")
     for i, (_pkg, seg) in enumerate(configs):
         xs = res[i]
         walls = ", ".join(f"{x['wall']:.2f}" for x in xs)
@@ -225,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| [{i}] {xs[-1]['pkg']} seg={seg} | {statistics.median(x['wall'] for x in xs):.2f} "
               f"({walls}) | {statistics.median(x['cpu'] for x in xs):.2f} | "
               f"{1e3 * statistics.median(x['steady'] for x in xs):.1f} | "
+              f"{1e3 * statistics.median(x['render'] for x in xs) / a.frames:.1f} | "
               + ", ".join(f"{k} {v:.2f}" for k, v in tm.items() if v) + " |")
     print(f"outputs under {work}")
     return 0
