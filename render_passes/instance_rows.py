@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """One frame's drawn instances as the object tracker holds them: grouped by drawn thing
 (:class:`Group`), stacked into rows (:class:`Stack`), and the surface distance of world points to
-an instance row's evaluated geometry (:func:`surface_distance`, for the pixel resolver)."""
+an instance row's evaluated geometry (:func:`surface_distance`, for the pixel resolver); an
+instance's instancer chain (:func:`instancer_chain`)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,25 @@ def stack(groups: list[Group]) -> Stack:
     if len(rand) != len(iid):
         raise ValueError(f"Random values of {len(rand)} rows, expected {len(iid)}")
     return Stack(gi, iid, mats, lo, hi, rand)
+
+
+def instancer_chain(parent, orig) -> list[str]:
+    """Instancer names, outermost first: the top instancer ``parent``, then nested collection
+    instancers on the unique path to ``orig`` (when the path is unique)."""
+    paths: list[list[str]] = []
+
+    def walk(inst_ob, path, depth):
+        col = inst_ob.instance_collection if inst_ob.instance_type == "COLLECTION" else None
+        if col is None or depth > 8:
+            return
+        for o in col.all_objects:
+            if o == orig:
+                paths.append(path)
+            if o.instance_type == "COLLECTION" and o.instance_collection is not None:
+                walk(o, path + [o.name_full], depth + 1)
+
+    walk(parent, [parent.name_full], 0)
+    return paths[0] if len(paths) == 1 else [parent.name_full]
 
 
 def sliced_groups(acc) -> list[Group]:

@@ -91,6 +91,7 @@ class ObjectTracker(FrameListener):
         self._geoms: dict[tuple, Geometry] = {}   # the latest geometry of each drawn thing
         self._structural: dict[str, bool] = {}
         self._statics: dict[str, bool] = {}
+        self._structures: dict[str, tuple[bool, bool]] = {}  # name -> (particles, nodes)
         self._chains: dict[tuple[str, str], tuple[str, ...]] = {}
         self._iids: dict[tuple, int] = {}           # (name, chain, pid) -> id, iterated things
         self._objects = {o.name_full: o for o in bpy.data.objects}
@@ -189,10 +190,11 @@ class ObjectTracker(FrameListener):
             orig = self._objects.get(name)
             if orig is None:
                 continue
-            if orig.instance_type != "NONE" or len(getattr(orig, "particle_systems", ())):
+            emits, nodes = self._structure(orig)
+            if orig.instance_type != "NONE" or emits:
                 iterate = True
                 continue
-            if not has_nodes(orig):  # only geometry nodes make instances of a plain object
+            if not nodes:  # only geometry nodes make instances of a plain object
                 b = ()
             else:
                 ob = orig.evaluated_get(dg)
@@ -279,21 +281,26 @@ class ObjectTracker(FrameListener):
         feeds: dict[tuple, float] = {}  # part key -> how its materials feed the Random AOV
         ids, fed = self.ids, self.aov_materials
         for inst in dg.object_instances:
-            ob = drawn_object(inst)
+            is_instance = inst.is_instance
+            ob = drawn_object(inst) if is_instance else inst.object
             orig = ob.original
             name = orig.name_full
             if name not in ids:
                 continue
             kind = ob.type
-            thing = self._thing_of(inst, orig, kind, rendered, bulk, things)
+            if is_instance:
+                thing = self._thing_of(inst, orig, kind, rendered, bulk, things)
+            else:  # most entries: an object drawn by itself
+                ok = name in rendered and inst.show_self and self._draws_self(orig)
+                thing = (name, (), ()) if ok else None
             if thing is None:
                 continue
             # Evaluated data is shared by the copies of one thing (and outlives the iteration);
             # non-mesh data (curves, text) is meshed per object.
-            is_instance, data = inst.is_instance, ob.data
+            data = ob.data
             key = (name, data.name_full if data is not None else "", kind, is_instance)
             if key not in parts:
-                if self._static(orig) and key in self._geoms:
+                if key in self._geoms and self._static(orig):
                     parts[key] = self._geoms[key], False
                 else:
                     parts[key] = self._geom(key, lambda c, ob=ob: geometry_of(ob, c))
@@ -338,16 +345,14 @@ class ObjectTracker(FrameListener):
         return rows.sliced_groups(acc.values())
 
     def _thing_of(self, inst, orig, kind: str, rendered, bulk: set[str], things) -> tuple | None:
-        """The drawn thing ``(name, chain, pid)`` of an ``object_instances`` entry of type ``kind``
-        (None: not drawn). A component of an object's evaluated geometry is an instance entry of
-        another type than its object: of a top-level object, with the object as its parent and
-        a one-entry persistent id (the component's index); of an instanced object, with the
-        object's persistent id behind the component's index (right after the object's entry)."""
+        """The drawn thing ``(name, chain, pid)`` of an instance entry (``is_instance``) of
+        ``object_instances`` of type ``kind`` (None: not drawn). A component of an object's
+        evaluated geometry is an instance entry of another type than its object: of a top-level
+        object, with the object as its parent and a one-entry persistent id (the component's
+        index); of an instanced object, with the object's persistent id behind the component's
+        index (right after the object's entry)."""
         name = orig.name_full
         top = (name, (), ())
-        if not inst.is_instance:
-            ok = name in rendered and inst.show_self and self._draws_self(orig)
-            return top if ok else None
         parent = inst.parent.original if inst.parent is not None else None
         pname = parent.name_full if parent is not None else None
         if pname not in rendered:
@@ -367,34 +372,24 @@ class ObjectTracker(FrameListener):
             return name, chain, pid[1:]
         return name, chain, pid
 
-    @staticmethod
-    def _draws_self(orig) -> bool:
+    def _draws_self(self, orig) -> bool:
         """A particle emitter draws its own geometry only with "Show Emitter" for render."""
-        return not (getattr(orig, "particle_systems", None) and not orig.show_instancer_for_render)
+        return not self._structure(orig)[0] or orig.show_instancer_for_render
+
+    def _structure(self, orig) -> tuple[bool, bool]:
+        """Whether ``orig`` has particle systems, and a geometry-nodes modifier: asked once per
+        object (its modifiers and particle systems do not change while the file renders)."""
+        got = self._structures.get(orig.name_full)
+        if got is None:
+            got = self._structures[orig.name_full] = (
+                bool(len(getattr(orig, "particle_systems", ()))), has_nodes(orig))
+        return got
 
     def _chain_of(self, parent, orig) -> tuple[str, ...]:
         k = (parent.name_full, orig.name_full)
         if k not in self._chains:
-            self._chains[k] = tuple(self._chain(parent, orig))
+            self._chains[k] = tuple(rows.instancer_chain(parent, orig))
         return self._chains[k]
-
-    def _chain(self, parent, orig) -> list[str]:
-        """Instancer names, outermost first: the top instancer, then nested collection
-        instancers on the unique path to ``orig`` (when the path is unique)."""
-        paths: list[list[str]] = []
-
-        def walk(inst_ob, path, depth):
-            col = inst_ob.instance_collection if inst_ob.instance_type == "COLLECTION" else None
-            if col is None or depth > 8:
-                return
-            for o in col.all_objects:
-                if o == orig:
-                    paths.append(path)
-                if o.instance_type == "COLLECTION" and o.instance_collection is not None:
-                    walk(o, path + [o.name_full], depth + 1)
-
-        walk(parent, [parent.name_full], 0)
-        return paths[0] if len(paths) == 1 else [parent.name_full]
 
     # -- after the render ------------------------------------------------------------------
     def finish_frame(self, frame: int, raw: Path | None, final: Path) -> None:
