@@ -166,10 +166,10 @@ def visible_box_arrays(inst: np.ndarray, ids: np.ndarray | None = None
     order = np.argsort(ids, kind="stable")
     ids, nz = ids[order], nz[order]
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    w = inst.shape[1]
-    rows, cols = nz // w, nz % w
+    w, last = inst.shape[1], np.r_[starts[1:], len(ids)] - 1
+    cols = nz % w  # nz ascends within an id (stable sort): its rows span first .. last
     x0, x1 = np.minimum.reduceat(cols, starts), np.maximum.reduceat(cols, starts)
-    y0, y1 = np.minimum.reduceat(rows, starts), np.maximum.reduceat(rows, starts)
+    y0, y1 = nz[starts] // w, nz[last] // w
     boxes = np.stack([x0, y0, x1 - x0 + 1, y1 - y0 + 1], -1).astype(np.int32)
     counts = np.diff(np.r_[starts, len(ids)]).astype(np.int64)
     return ids[starts].astype(np.uint32), boxes, counts
