@@ -101,12 +101,12 @@ class ObjectTracker(FrameListener):
         # seconds over the sequence: collect (in the render call), resolve (after it: all of
         # finish_frame), and resolve's parts: read_raw, pixel_ids (the resolver without its
         # surface distances), surface, write_ids (handing the id file to the writer thread),
-        # records (visible + amodal boxes); write_ids_thread, write_records_thread: the id
-        # file's and the record file's writing, on that thread (overlapping the next render);
-        # write_ids_wait: the journal step waiting for them
+        # records (visible + amodal boxes); write_ids_thread: the id file's writing, on that
+        # thread (overlapping the next render; write_records_thread: the record files', when
+        # they are handed to it); write_ids_wait: the journal step waiting for them
         self.timings = dict.fromkeys(("collect", "resolve", "read_raw", "pixel_ids", "surface",
                                       "write_ids", "records", "write_ids_thread",
-                                      "write_records_thread", "write_ids_wait"), 0.0)
+                                      "write_ids_wait"), 0.0)
         self.resolve_stats: dict[str, int] = {}
         self.writer = od.IdsWriter(compression, self.timings)
         self.sources = {"render_depsgraph": 0, "viewport_depsgraph": 0}  # frames collected from
