@@ -42,6 +42,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -165,10 +166,10 @@ def visible_box_arrays(inst: np.ndarray, ids: np.ndarray | None = None
     order = np.argsort(ids, kind="stable")
     ids, nz = ids[order], nz[order]
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    w = inst.shape[1]
-    rows, cols = nz // w, nz % w
+    w, last = inst.shape[1], np.r_[starts[1:], len(ids)] - 1
+    cols = nz % w  # nz ascends within an id (stable sort): its rows span first .. last
     x0, x1 = np.minimum.reduceat(cols, starts), np.maximum.reduceat(cols, starts)
-    y0, y1 = np.minimum.reduceat(rows, starts), np.maximum.reduceat(rows, starts)
+    y0, y1 = nz[starts] // w, nz[last] // w
     boxes = np.stack([x0, y0, x1 - x0 + 1, y1 - y0 + 1], -1).astype(np.int32)
     counts = np.diff(np.r_[starts, len(ids)]).astype(np.int64)
     return ids[starts].astype(np.uint32), boxes, counts
@@ -232,6 +233,68 @@ def amodal_boxes(o2c: np.ndarray, verts, edges, K, w: int, h: int, near: float) 
         out[a:a + step][ok] = box[ok]
         for j in np.flatnonzero(~allf & front.any(1)):  # crosses the near plane
             out[a + j] = amodal_box(p[j], edges, K, w, h, near)
+    return out
+
+
+MANY_ROWS = 16      # rows of one geometry from which amodal_boxes takes them by itself
+ROWS_POINTS = 250_000  # projected vertices per step of amodal_boxes_rows
+
+
+def amodal_boxes_rows(o2c: np.ndarray, geoms: list[tuple[np.ndarray, np.ndarray]],
+                      gi: np.ndarray, K, w: int, h: int, near: float) -> np.ndarray:
+    """:func:`amodal_boxes` of rows of different geometries, ``(n, 4)`` float64: row ``r`` is
+    geometry ``geoms[gi[r]]`` (``(verts (V, 3), edges (E, 2))``) under ``o2c[r]``. The rows
+    of geometries with few of them are projected together (one numpy pass instead of one per
+    geometry), with the same operations per vertex, so the boxes are bit-identical."""
+    o2c = np.asarray(o2c, float)
+    gi = np.asarray(gi, np.int64)
+    out = np.zeros((len(o2c), 4))
+    nv = np.array([len(v) for v, _ in geoms], np.int64)
+    many = np.bincount(gi, minlength=len(geoms)) >= MANY_ROWS
+    for j in np.flatnonzero(many).tolist():
+        s = np.flatnonzero(gi == j)
+        out[s] = amodal_boxes(o2c[s], geoms[j][0], geoms[j][1], K, w, h, near)
+    rows = np.flatnonzero(~many[gi] & (nv[gi] > 0))
+    if not len(rows):
+        return out
+    used = np.unique(gi[rows])  # the vertices of these geometries, end to end
+    allv = np.concatenate([np.asarray(geoms[j][0], float).reshape(-1, 3) for j in used.tolist()])
+    first = np.concatenate([[0], np.cumsum(nv[used])])[np.searchsorted(used, gi[rows])]
+    n, ends = nv[gi[rows]], np.cumsum(nv[gi[rows]])
+    a = 0
+    while a < len(rows):
+        b = max(a + 1, int(np.searchsorted(ends, ends[a] - n[a] + ROWS_POINTS, "right")))
+        out[rows[a:b]] = _rows_step(o2c[rows[a:b]], [geoms[j][1] for j in gi[rows[a:b]]],
+                                    first[a:b], n[a:b], allv, K, w, h, near)
+        a = b
+    return out
+
+
+def _rows_step(o2c: np.ndarray, edges: list, first: np.ndarray, nv: np.ndarray,
+               allv: np.ndarray, K, w: int, h: int, near: float) -> np.ndarray:
+    """Boxes ``(m, 4)`` of ``m`` rows whose vertices are ``allv[first[r]:first[r] + nv[r]]``
+    (``nv`` > 0) under ``o2c[r]``: :func:`amodal_boxes`' steps on all their vertices at once,
+    minima and maxima per row by ``reduceat``."""
+    starts = np.concatenate([[0], np.cumsum(nv)[:-1]])
+    row = np.repeat(np.arange(len(nv)), nv)
+    m = o2c[row]                                                             # (P, 4, 4)
+    v = allv[np.arange(len(row)) - starts[row] + first[row]]                 # (P, 3)
+    p = np.einsum("pj,pij->pi", v, m[:, :3, :3]) + m[:, :3, 3]
+    K = np.asarray(K, float)
+    front = p[:, 2] >= near
+    allf = np.logical_and.reduceat(front, starts)
+    z = np.where(front, p[:, 2], 1.0)
+    u = K[0, 0] * p[:, 0] / z + K[0, 2]
+    vv = K[1, 1] * p[:, 1] / z + K[1, 2]
+    x0 = np.maximum(np.minimum.reduceat(u, starts), 0.0)
+    x1 = np.minimum(np.maximum.reduceat(u, starts), float(w))
+    y0 = np.maximum(np.minimum.reduceat(vv, starts), 0.0)
+    y1 = np.minimum(np.maximum.reduceat(vv, starts), float(h))
+    ok = allf & (x1 > x0) & (y1 > y0)
+    out = np.zeros((len(nv), 4))
+    out[ok] = np.stack([x0, y0, x1 - x0, y1 - y0], -1)[ok]
+    for j in np.flatnonzero(~allf & np.logical_or.reduceat(front, starts)).tolist():
+        out[j] = amodal_box(p[starts[j]:starts[j] + nv[j]], edges[j], K, w, h, near)  # crosses near
     return out
 
 
@@ -362,33 +425,49 @@ def write_ids(path: str | os.PathLike, obj: np.ndarray, ins: np.ndarray,
 
 
 class IdsWriter:
-    """Writes segmentation EXRs (:func:`write_ids`, lossless ``codec``) on one background
-    thread, in order, so that a rendered frame's file is written while the next frame renders
-    (the render holds no Python lock); :meth:`wait` before the frame is journaled. Seconds
-    are added to ``timings``: ``write_ids_thread`` writing, ``write_ids_wait`` waiting."""
+    """Writes a frame's files on one background thread, in order, while the next frame renders
+    (the render holds no Python lock): its segmentation EXR (:meth:`submit`, :func:`write_ids`,
+    lossless ``codec``) and other writes (:meth:`run`: its object record); :meth:`wait` before
+    the frame is journaled. Seconds are added to ``timings``: ``write_ids_thread`` writing the
+    EXRs, ``write_ids_wait`` waiting, and the key :meth:`run` names."""
 
     def __init__(self, codec: str, timings: dict[str, float]):
         self.codec, self.timings = codec, timings
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: dict[int, Future] = {}
+        self._pending: dict[int, list[Future]] = {}
 
     def submit(self, frame: int, path: Path, obj: np.ndarray, ins: np.ndarray,
                remove: Path | None = None) -> None:
         """Write frame ``frame``'s ids to ``path``, then delete ``remove`` (its raw file)."""
+        self._queue(frame, self._write, path, obj, ins, remove)
+
+    def run(self, frame: int, key: str, write: Callable[[], None]) -> None:
+        """``write()`` (raising a one-line :class:`.verify.WriteError`) on the thread after frame
+        ``frame``'s earlier writes; its seconds go to ``timings[key]``."""
+        def timed() -> None:
+            t0 = time.perf_counter()
+            write()
+            self._add(key, time.perf_counter() - t0)
+        self._queue(frame, timed)
+
+    def _queue(self, frame: int, fn, *args) -> None:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="dataset_forge_ids")
-        self._pending[frame] = self._pool.submit(self._write, path, obj, ins, remove)
+        self._pending.setdefault(frame, []).append(self._pool.submit(fn, *args))
 
     def wait(self, frame: int) -> None:
-        """Return once ``frame``'s file is written (at once when none was submitted); its
-        failure is raised here as a one-line :class:`.verify.WriteError` naming the file."""
-        fut = self._pending.pop(frame, None)
-        if fut is not None:
-            t0 = time.perf_counter()
+        """Return once ``frame``'s files are written (at once when none was submitted); the
+        first failure is raised here as a one-line :class:`.verify.WriteError` naming the
+        file."""
+        t0, failed = time.perf_counter(), None
+        for fut in self._pending.pop(frame, []):
             try:
                 fut.result()
-            finally:
-                self._add("write_ids_wait", time.perf_counter() - t0)
+            except BaseException as exc:  # noqa: BLE001 - the first is raised once all ended
+                failed = failed or exc
+        self._add("write_ids_wait", time.perf_counter() - t0)
+        if failed is not None:
+            raise failed
 
     def close(self) -> None:
         """Wait for the writes still running (their failures are left to :meth:`wait`)."""

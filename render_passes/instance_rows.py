@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """One frame's drawn instances as the object tracker holds them: grouped by drawn thing
 (:class:`Group`), stacked into rows (:class:`Stack`), and the surface distance of world points to
-an instance row's evaluated geometry (:func:`surface_distance`, for the pixel resolver)."""
+an instance row's evaluated geometry (:func:`surface_distance`, for the pixel resolver); an
+instance's instancer chain (:func:`instancer_chain`)."""
 
 from __future__ import annotations
 
@@ -46,15 +47,62 @@ class Stack(NamedTuple):
 
 
 def stack(groups: list[Group]) -> Stack:
+    """The rows of ``groups``, in order (arrays joined with one ``concatenate`` each: a
+    frame of bench/scale.py's ``many`` has 400 groups)."""
+    if not groups:
+        return Stack(np.zeros(0, np.int64), np.zeros(0, np.uint32), np.zeros((0, 4, 4)),
+                     np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, np.float32))
     sizes = np.array([len(g.iids) for g in groups], np.int64)
     gi = np.repeat(np.arange(len(groups)), sizes)
-    iid = np.concatenate([g.iids for g in groups]) if groups else np.zeros(0, np.uint32)
-    mats = np.concatenate([g.mats for g in groups]) if groups else np.zeros((0, 4, 4))
-    lo = np.array([g.geom.lo for g in groups]).reshape(-1, 3)[gi]
-    hi = np.array([g.geom.hi for g in groups]).reshape(-1, 3)[gi]
-    rand = [np.full(len(g.iids), np.nan, np.float32) if g.rand is None
-            else np.asarray(g.rand, np.float32).reshape(len(g.iids)) for g in groups]
-    return Stack(gi, iid, mats, lo, hi, np.concatenate(rand) if groups else np.zeros(0, np.float32))
+    iid = np.concatenate([g.iids for g in groups])
+    mats = np.concatenate([g.mats for g in groups])
+    lo = np.concatenate([g.geom.lo for g in groups]).reshape(-1, 3)[gi]
+    hi = np.concatenate([g.geom.hi for g in groups]).reshape(-1, 3)[gi]
+    rs = [g.rand for g in groups]
+    if any(r is None or np.ndim(r) != 1 for r in rs):
+        rs = [np.full(len(g.iids), np.nan, np.float32) if g.rand is None
+              else np.asarray(g.rand, np.float32).reshape(len(g.iids)) for g in groups]
+    rand = np.concatenate(rs).astype(np.float32, copy=False)
+    if len(rand) != len(iid):
+        raise ValueError(f"Random values of {len(rand)} rows, expected {len(iid)}")
+    return Stack(gi, iid, mats, lo, hi, rand)
+
+
+def instancer_chain(parent, orig) -> list[str]:
+    """Instancer names, outermost first: the top instancer ``parent``, then nested collection
+    instancers on the unique path to ``orig`` (when the path is unique)."""
+    paths: list[list[str]] = []
+
+    def walk(inst_ob, path, depth):
+        col = inst_ob.instance_collection if inst_ob.instance_type == "COLLECTION" else None
+        if col is None or depth > 8:
+            return
+        for o in col.all_objects:
+            if o == orig:
+                paths.append(path)
+            if o.instance_type == "COLLECTION" and o.instance_collection is not None:
+                walk(o, path + [o.name_full], depth + 1)
+
+    walk(parent, [parent.name_full], 0)
+    return paths[0] if len(paths) == 1 else [parent.name_full]
+
+
+def sliced_groups(acc) -> list[Group]:
+    """Groups from lists ``[geom, changed, name, pass value, iids, matrices, Random values]``
+    (rows as Python lists): the rows of all of them made into three arrays at once, each group
+    holding its slices (one group per drawn thing: 400 on bench/scale.py's ``many``)."""
+    flat: tuple[list, list, list] = ([], [], [])
+    for a in acc:
+        flat[0].extend(a[4])
+        flat[1].extend(a[5])
+        flat[2].extend(a[6])
+    iids, mats = np.array(flat[0], np.uint32), np.array(flat[1], float).reshape(-1, 4, 4)
+    rand, out, s = np.array(flat[2], np.float32), [], 0
+    for g, ch, name, pv, i, _m, _r in acc:
+        out.append(Group(name, g, iids[s:s + len(i)], mats[s:s + len(i)], pv, ch,
+                         rand[s:s + len(i)]))
+        s += len(i)
+    return out
 
 
 def surface_distance(groups: list[Group], st: Stack, timings: dict[str, float]):
@@ -88,18 +136,25 @@ def surface_distance(groups: list[Group], st: Stack, timings: dict[str, float]):
     return surface
 
 
-def surface_random(fed: set[str] | None, mats, value: float) -> float:
-    """The Random AOV value the pixels of a surface drawn with materials ``mats`` (Material or
-    None each) carry, for an instance whose Object Info > Random is ``value``: ``value`` where
-    every material writes the AOV (``fed``: their names), 0 where none does (no material, a
-    linked one, one without nodes: Cycles' default surface writes nothing), NaN (not known)
-    where only some do or no AOV is written (``fed`` None)."""
+def feeds(fed: set[str] | None, mats) -> float:
+    """How a surface drawn with materials ``mats`` (Material or None each) feeds the Random AOV:
+    1.0 where every material writes it (``fed``: their names), 0.0 where none does (no
+    material, a linked one, one without nodes: Cycles' default surface writes nothing), NaN
+    (not known) where only some do or no AOV is written (``fed`` None)."""
     if fed is None:
         return np.nan
     w = [m is not None and m.name_full in fed for m in mats]
     if w and all(w):
-        return value
+        return 1.0
     return 0.0 if not any(w) else np.nan
+
+
+def surface_random(fed: set[str] | None, mats, value: float) -> float:
+    """The Random AOV value the pixels of a surface drawn with materials ``mats`` carry, for an
+    instance whose Object Info > Random is ``value``: ``value`` where every material writes
+    the AOV, else 0.0 or NaN (:func:`feeds`)."""
+    f = feeds(fed, mats)
+    return value if f == 1.0 else f
 
 
 def plain_random(orig) -> float:
@@ -137,15 +192,25 @@ def bulk_random(fed: set[str] | None, mesh, values: np.ndarray) -> np.ndarray:
     return (values * np.float32(s)).astype(np.float32)
 
 
-def thing_random(fed: set[str] | None, keys: tuple, rid: dict, mats: dict, orig) -> float:
+def thing_random(feed: dict[tuple, float], keys: tuple, rid: dict, orig) -> float:
     """The Random AOV value of an iterated drawn thing whose drawn parts are ``keys``: that of
     its one part (``rid[key]``: the depsgraph entry's ``random_id``, None for the object's
-    own geometry; ``mats[key]``: that part's materials); NaN for several parts."""
+    own geometry; ``feed[key]``: :func:`feeds` of that part's materials); NaN for several
+    parts."""
     if len(keys) != 1:
         return np.nan
+    f = feed[keys[0]]
+    if f != 1.0:
+        return f
     r = rid[keys[0]]
-    value = plain_random(orig) if r is None else float(rids.random_value(r))
-    return surface_random(fed, mats[keys[0]], value)
+    return plain_random(orig) if r is None else _instance_value(r)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _instance_value(random_id: int) -> float:
+    """Object Info > Random of an instance's ``random_id`` (asked for every instance entry on
+    every frame)."""
+    return float(rids.random_value(random_id))
 
 
 def object_random(fed: set[str] | None, ob, orig) -> np.ndarray:

@@ -91,6 +91,7 @@ class ObjectTracker(FrameListener):
         self._geoms: dict[tuple, Geometry] = {}   # the latest geometry of each drawn thing
         self._structural: dict[str, bool] = {}
         self._statics: dict[str, bool] = {}
+        self._structures: dict[str, tuple[bool, bool]] = {}  # name -> (particles, nodes)
         self._chains: dict[tuple[str, str], tuple[str, ...]] = {}
         self._iids: dict[tuple, int] = {}           # (name, chain, pid) -> id, iterated things
         self._objects = {o.name_full: o for o in bpy.data.objects}
@@ -100,8 +101,9 @@ class ObjectTracker(FrameListener):
         # seconds over the sequence: collect (in the render call), resolve (after it: all of
         # finish_frame), and resolve's parts: read_raw, pixel_ids (the resolver without its
         # surface distances), surface, write_ids (handing the id file to the writer thread),
-        # records (visible + amodal boxes); write_ids_thread: the writing, on that thread
-        # (overlapping the next render); write_ids_wait: the journal step waiting for it
+        # records (visible + amodal boxes); write_ids_thread: the id file's writing, on that
+        # thread (overlapping the next render; write_records_thread: the record files', when
+        # they are handed to it); write_ids_wait: the journal step waiting for them
         self.timings = dict.fromkeys(("collect", "resolve", "read_raw", "pixel_ids", "surface",
                                       "write_ids", "records", "write_ids_thread",
                                       "write_ids_wait"), 0.0)
@@ -188,13 +190,14 @@ class ObjectTracker(FrameListener):
             orig = self._objects.get(name)
             if orig is None:
                 continue
-            if orig.instance_type != "NONE" or len(getattr(orig, "particle_systems", ())):
+            emits, nodes = self._structure(orig)
+            if orig.instance_type != "NONE" or emits:
                 iterate = True
                 continue
-            ob = orig.evaluated_get(dg)
-            if not has_nodes(orig):  # only geometry nodes make instances of a plain object
+            if not nodes:  # only geometry nodes make instances of a plain object
                 b = ()
             else:
+                ob = orig.evaluated_get(dg)
                 b = bulk_instances(ob, dg=dg) if compat.GEOMETRY_SET else None
                 if other_components(ob):
                     iterate = True  # its points, volume ... are only the depsgraph's instances
@@ -205,11 +208,12 @@ class ObjectTracker(FrameListener):
                 if name in self.ids:
                     groups += self._bulk_groups(orig, b)
             if name in self.ids:
-                plain.append((orig, ob))
+                plain.append(orig)
         if iterate:
             groups += self._iterated_groups(dg, rendered, bulk)
         else:
-            for orig, ob in plain:
+            for orig in plain:
+                ob = orig.evaluated_get(dg)
                 key = (orig.name_full, "", "")
                 if self._static(orig) and key in self._geoms:
                     g, changed = self._geoms[key], False
@@ -274,33 +278,48 @@ class ObjectTracker(FrameListener):
         points or volume) are extra entries, joined to the object's own (:meth:`_thing_of`)."""
         things: dict[tuple, list] = {}  # (name, chain, pid) -> [pass value, matrix, part keys]
         parts: dict[tuple, tuple[Geometry | None, bool]] = {}
-        mats: dict[tuple, list] = {}  # part key -> its materials
+        feeds: dict[tuple, float] = {}  # part key -> how its materials feed the Random AOV
+        ids, fed = self.ids, self.aov_materials
         for inst in dg.object_instances:
-            ob = drawn_object(inst)
+            is_instance = inst.is_instance
+            ob = drawn_object(inst) if is_instance else inst.object
             orig = ob.original
             name = orig.name_full
-            if name not in self.ids:
+            if name not in ids:
                 continue
             kind = ob.type
-            thing = self._thing_of(inst, orig, kind, rendered, bulk, things)
+            if is_instance:
+                thing = self._thing_of(inst, orig, kind, rendered, bulk, things)
+            else:  # most entries: an object drawn by itself
+                ok = name in rendered and inst.show_self and self._draws_self(orig)
+                thing = (name, (), ()) if ok else None
             if thing is None:
                 continue
             # Evaluated data is shared by the copies of one thing (and outlives the iteration);
             # non-mesh data (curves, text) is meshed per object.
-            key = (name, ob.data.name_full if ob.data is not None else "", kind, inst.is_instance)
+            data = ob.data
+            key = (name, data.name_full if data is not None else "", kind, is_instance)
             if key not in parts:
-                if self._static(orig) and key in self._geoms:
+                if key in self._geoms and self._static(orig):
                     parts[key] = self._geoms[key], False
                 else:
                     parts[key] = self._geom(key, lambda c, ob=ob: geometry_of(ob, c))
-                mats[key] = rows.used_materials([s.material for s in ob.material_slots], ob.data)
-            rid = inst.random_id if inst.is_instance else None  # Cycles hashes a plain one's name
+                feeds[key] = rows.feeds(fed, rows.used_materials(
+                    [s.material for s in ob.material_slots], data))
+            rid = inst.random_id if is_instance else None  # Cycles hashes a plain one's name
             t = things.get(thing)
             if t is None:
-                things[thing] = [int(orig.pass_index), np.array(inst.matrix_world, float), (key,), {key: rid}]
+                things[thing] = [int(orig.pass_index), inst.matrix_world.copy(), (key,), {key: rid}]
             elif key not in t[2]:
                 t[2] += (key,)
                 t[3][key] = rid
+        self.counts["iterated"] += len(things)
+        return self._thing_groups(things, parts, feeds)
+
+    def _thing_groups(self, things: dict[tuple, list], parts: dict, feeds: dict[tuple, float]
+                      ) -> list[Group]:
+        """The groups of the drawn things of :meth:`_iterated_groups`: one per set of drawn
+        parts, in the order first met (:func:`.instance_rows.sliced_groups`)."""
         acc: dict[tuple, list] = {}
         drawn: dict[tuple, tuple] = {}
         for thing, (pv, mat, keys, rid) in things.items():
@@ -322,23 +341,18 @@ class ObjectTracker(FrameListener):
             iid = self._iids.get(thing)
             a[4].append(iid if iid is not None else self._iid(*thing))
             a[5].append(mat)
-            a[6].append(rows.thing_random(self.aov_materials, keys, rid, mats,
-                                          self._objects[thing[0]]))
-        self.counts["iterated"] += len(things)
-        return [Group(name, g, np.array(i, np.uint32), np.array(m).reshape(-1, 4, 4), pv, ch,
-                      np.array(r, np.float32)) for g, ch, name, pv, i, m, r in acc.values()]
+            a[6].append(rows.thing_random(feeds, keys, rid, self._objects[thing[0]]))
+        return rows.sliced_groups(acc.values())
 
     def _thing_of(self, inst, orig, kind: str, rendered, bulk: set[str], things) -> tuple | None:
-        """The drawn thing ``(name, chain, pid)`` of an ``object_instances`` entry of type ``kind``
-        (None: not drawn). A component of an object's evaluated geometry is an instance entry of
-        another type than its object: of a top-level object, with the object as its parent and
-        a one-entry persistent id (the component's index); of an instanced object, with the
-        object's persistent id behind the component's index (right after the object's entry)."""
+        """The drawn thing ``(name, chain, pid)`` of an instance entry (``is_instance``) of
+        ``object_instances`` of type ``kind`` (None: not drawn). A component of an object's
+        evaluated geometry is an instance entry of another type than its object: of a top-level
+        object, with the object as its parent and a one-entry persistent id (the component's
+        index); of an instanced object, with the object's persistent id behind the component's
+        index (right after the object's entry)."""
         name = orig.name_full
         top = (name, (), ())
-        if not inst.is_instance:
-            ok = name in rendered and inst.show_self and self._draws_self(orig)
-            return top if ok else None
         parent = inst.parent.original if inst.parent is not None else None
         pname = parent.name_full if parent is not None else None
         if pname not in rendered:
@@ -358,34 +372,24 @@ class ObjectTracker(FrameListener):
             return name, chain, pid[1:]
         return name, chain, pid
 
-    @staticmethod
-    def _draws_self(orig) -> bool:
+    def _draws_self(self, orig) -> bool:
         """A particle emitter draws its own geometry only with "Show Emitter" for render."""
-        return not (getattr(orig, "particle_systems", None) and not orig.show_instancer_for_render)
+        return not self._structure(orig)[0] or orig.show_instancer_for_render
+
+    def _structure(self, orig) -> tuple[bool, bool]:
+        """Whether ``orig`` has particle systems, and a geometry-nodes modifier: asked once per
+        object (its modifiers and particle systems do not change while the file renders)."""
+        got = self._structures.get(orig.name_full)
+        if got is None:
+            got = self._structures[orig.name_full] = (
+                bool(len(getattr(orig, "particle_systems", ()))), has_nodes(orig))
+        return got
 
     def _chain_of(self, parent, orig) -> tuple[str, ...]:
         k = (parent.name_full, orig.name_full)
         if k not in self._chains:
-            self._chains[k] = tuple(self._chain(parent, orig))
+            self._chains[k] = tuple(rows.instancer_chain(parent, orig))
         return self._chains[k]
-
-    def _chain(self, parent, orig) -> list[str]:
-        """Instancer names, outermost first: the top instancer, then nested collection
-        instancers on the unique path to ``orig`` (when the path is unique)."""
-        paths: list[list[str]] = []
-
-        def walk(inst_ob, path, depth):
-            col = inst_ob.instance_collection if inst_ob.instance_type == "COLLECTION" else None
-            if col is None or depth > 8:
-                return
-            for o in col.all_objects:
-                if o == orig:
-                    paths.append(path)
-                if o.instance_type == "COLLECTION" and o.instance_collection is not None:
-                    walk(o, path + [o.name_full], depth + 1)
-
-        walk(parent, [parent.name_full], 0)
-        return paths[0] if len(paths) == 1 else [parent.name_full]
 
     # -- after the render ------------------------------------------------------------------
     def finish_frame(self, frame: int, raw: Path | None, final: Path) -> None:
@@ -419,10 +423,10 @@ class ObjectTracker(FrameListener):
         to ``final`` and then removes ``raw``; or, without ``raw``, read back from ``final``."""
         if raw is None:
             return od.read_ids(final)[1]
-        from ..dataset import exr
+        from ..dataset import exr_plain
 
         tm, t0 = self.timings, time.perf_counter()
-        ch = exr.read_channels(raw, ["R", "G", "B"])
+        ch = exr_plain.read_channels(raw, ["R", "G", "B"])  # uncompressed: read from its bytes
         oid = np.array([self.ids[g.name] for g in groups], np.int32).reshape(-1)[st.gi]
         pv = np.array([g.pass_value for g in groups], np.int64).reshape(-1)[st.gi]
         # a box stand-in's surface distance is 0 inside its box: no bound for it
@@ -460,13 +464,9 @@ class ObjectTracker(FrameListener):
         seen = (vid[pos] == sid) if len(vid) else np.zeros(len(sid), bool)
         if self.records == "visible":
             order, pos, seen = order[seen], pos[seen], seen[seen]
-        bbox_obj = np.zeros((len(order), 4))
-        gsel = st.gi[order]
-        for j in np.unique(gsel):
-            s = np.flatnonzero(gsel == j)
-            g = groups[j].geom
-            bbox_obj[s] = od.amodal_boxes(w2c @ st.mats[order[s]], g.verts, g.edges, k.K, k.w,
-                                          k.h, near)
+        bbox_obj = od.amodal_boxes_rows(w2c @ st.mats[order],
+                                        [(g.geom.verts, g.geom.edges) for g in groups],
+                                        st.gi[order], k.K, k.w, k.h, near)
         if self.records == "frustum":
             keep = (bbox_obj[:, 2] > 0) | seen
             order, pos, seen, bbox_obj = order[keep], pos[keep], seen[keep], bbox_obj[keep]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -186,6 +187,30 @@ def test_writer_lists_what_frames_list_and_reads_back_kept_frames(tmp_path):
     assert len(text.splitlines()) == 4  # header line, one line per row, closing line
     again = ObjectsDoc.from_dict(json.loads(text), "objects.json")
     assert again == doc and again.frame_file(-5) == "objects/objects_-000005.npz"
+
+
+def test_records_written_on_the_ids_writers_thread_are_the_same_file(tmp_path):
+    """With the tracker's writer, a frame's record is written on its thread: after ``wait``
+    it holds the members of the record written at once (the npz's zip entries carry the write
+    time), the frame is listed at once, and a failed write is raised by ``wait`` naming the
+    file."""
+    a = _record(frame=1)
+    SequenceWriter(tmp_path / "direct", "frustum").frame(a)
+    timings: dict[str, float] = {}
+    ids = od.IdsWriter("ZIP", timings)
+    w = SequenceWriter(tmp_path / "thread", "frustum", ids)
+    assert w.frame(a) == "objects/objects_000001.npz" and w.frames == {1}
+    ids.wait(1)
+    rel = "objects/objects_000001.npz"
+    with zipfile.ZipFile(tmp_path / "direct" / rel) as x, \
+            zipfile.ZipFile(tmp_path / "thread" / rel) as y:
+        assert x.namelist() == y.namelist() and all(x.read(n) == y.read(n) for n in x.namelist())
+    assert timings["write_records_thread"] > 0
+    (tmp_path / "afile").write_bytes(b"")
+    SequenceWriter(tmp_path / "afile", "frustum", ids).frame(a)  # its folder is a file
+    with pytest.raises(verify.WriteError, match="afile"):
+        ids.wait(1)
+    ids.close()
 
 
 # --- a sequence through the loader, validate and the exports -------------------------------------

@@ -226,6 +226,33 @@ def test_amodal_boxes_equal_the_per_instance_box():
     assert (got[:, 2] == 0).any() and (got[:, 2] > 0).any()
 
 
+@pytest.mark.parametrize("step", [od.ROWS_POINTS, 100])
+def test_amodal_boxes_rows_equal_amodal_boxes_bit_for_bit(monkeypatch, step):
+    """Rows of 40 geometries (4 to 300 vertices, one empty, one with more rows than
+    MANY_ROWS) projected together give exactly the boxes of amodal_boxes per geometry, some of
+    them crossing the near plane; ``step``: points per step (100: many steps)."""
+    monkeypatch.setattr(od, "ROWS_POINTS", step)
+    rng = np.random.default_rng(7)
+    geoms = [(rng.normal(size=(int(rng.integers(4, 300)), 3)) * rng.uniform(0.1, 2.0),
+              np.array([[0, 1], [1, 2], [2, 3], [3, 0]])) for _ in range(40)]
+    geoms[5] = (np.zeros((0, 3)), np.zeros((0, 2), int))
+    gi = np.concatenate([rng.integers(0, 40, 300), np.full(od.MANY_ROWS + 3, 9)])
+    rng.shuffle(gi)
+    o2c = np.tile(np.eye(4), (len(gi), 1, 1))
+    o2c[:, :3, :3] = _rot(rng, len(gi)) + rng.normal(0, 0.3, (len(gi), 3, 3))  # any sums
+    o2c[:, :3, 3] = rng.uniform([-4, -3, -1], [4, 3, 8], (len(gi), 3))
+    K = np.array([[50.0, 0, 32], [0, 50.0, 24], [0, 0, 1]])
+    got = od.amodal_boxes_rows(o2c, geoms, gi, K, 64, 48, 0.1)
+    want = np.zeros_like(got)
+    for j, (v, e) in enumerate(geoms):
+        s = np.flatnonzero(gi == j)
+        want[s] = od.amodal_boxes(o2c[s], v, e, K, 64, 48, 0.1)
+    assert np.array_equal(got, want)
+    crossing = [r for r in range(len(gi)) if len(geoms[gi[r]][0]) and 0 < (
+        od.transform(o2c[r], geoms[gi[r]][0])[:, 2] >= 0.1).sum() < len(geoms[gi[r]][0])]
+    assert crossing and (got[:, 2] > 0).sum() > 50 and not got[gi == 5].any()
+
+
 def test_visible_box_arrays():
     img = np.zeros((5, 6), np.uint32)
     img[1:3, 2:5] = 7

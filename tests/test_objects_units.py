@@ -205,3 +205,45 @@ def test_the_ids_writer_writes_in_the_background_and_names_a_failed_file(tmp_pat
     with pytest.raises(WriteError, match="afile"):  # one line, naming the file
         w.wait(7)
     w.close()
+
+
+def test_plain_exr_reader_reads_exactly_what_openexr_reads(tmp_path):
+    """The raw pass file's reader (dataset.exr_plain): an uncompressed float EXR (R, G, B, A as
+    Blender writes the raw file) is read from its bytes with the values OpenEXR gives; a
+    compressed one, one with a half channel, a truncated one and one with a missing channel
+    take exr.read_channels (the same values, or its error naming the file)."""
+    from dataset_forge.dataset import exr, exr_plain
+
+    rng = np.random.default_rng(3)
+    ch = {k: rng.normal(size=(37, 53)).astype(np.float32) for k in "RGBA"}
+    ch["G"][3, 4] = np.inf
+    names = ["R", "G", "B"]
+    plain = tmp_path / "raw.exr"
+    exr.write_channels(plain, ch, compression="NONE")
+    assert exr_plain._plain(plain.read_bytes(), names) is not None  # the fast path is taken
+    got = exr_plain.read_channels(plain, names)
+    for k in names:
+        assert got[k].dtype == np.float32 and got[k].shape == (37, 53)
+        assert np.array_equal(got[k], ch[k]) and np.array_equal(got[k], exr.read_channels(plain, [k])[k])
+    zipped = tmp_path / "zip.exr"
+    exr.write_channels(zipped, ch, compression="ZIP")
+    assert exr_plain._plain(zipped.read_bytes(), names) is None
+    assert all(np.array_equal(v, ch[k]) for k, v in exr_plain.read_channels(zipped, names).items())
+    import OpenEXR
+
+    half = tmp_path / "half.exr"
+    with OpenEXR.File({"compression": OpenEXR.NO_COMPRESSION, "type": OpenEXR.scanlineimage},
+                      {"R": ch["R"].astype(np.float16), "G": ch["G"], "B": ch["B"]}) as f:
+        f.write(str(half))
+    assert exr_plain._plain(half.read_bytes(), names) is None
+    assert np.array_equal(exr_plain.read_channels(half, names)["R"],
+                          ch["R"].astype(np.float16).astype(np.float32))
+    cut = tmp_path / "cut.exr"
+    cut.write_bytes(plain.read_bytes()[:-100])
+    assert exr_plain._plain(cut.read_bytes(), names) is None
+    with pytest.raises(exr.ExrError, match="cut.exr"):
+        exr_plain.read_channels(cut, names)
+    with pytest.raises(exr.ExrError, match="missing channel"):
+        exr_plain.read_channels(plain, ["R", "Z"])
+    with pytest.raises(exr.ExrError, match="not found"):
+        exr_plain.read_channels(tmp_path / "none.exr", names)

@@ -297,9 +297,11 @@ class FrameRecord:
         tmp = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            buf = io.BytesIO()  # the same bytes as into the file, one write instead of ~50
+            np.savez_compressed(buf, **self.arrays())
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             with os.fdopen(fd, "wb") as fh:
-                np.savez_compressed(fh, **self.arrays())
+                fh.write(buf.getbuffer())
             os.replace(tmp, path)
             tmp = None
         except OSError as exc:
