@@ -487,10 +487,10 @@ class PassRig:
             return {o.name_full for o in segmentation.rendered_objects(self.scene, vl)}
         self.tracker = ObjectTracker(self.scene, self.ids, classes, rendered,
                                      self.settings.exr_codec, self.settings.object_records)
-        self.records = object_records.SequenceWriter(self.seq_dir, self.settings.object_records)
-        # A 1-sample render: the AOV is that of the centre ray's instance. A scene that draws
-        # nothing twice gives every object its own index value: no AOV (it cost about 9 % of a
-        # 1-sample render's CPU).
+        self.records = object_records.SequenceWriter(self.seq_dir, self.settings.object_records,
+                                                     self.tracker.writer)
+        # The centre ray's instance's AOV; none where nothing is drawn twice (every object has
+        # its own index value; the AOV costs about 9 % of a 1-sample render's CPU).
         if self.data_render and self.instanced:
             self.tracker.aov_materials = data_render.add_random_aov(self, vl)
 
