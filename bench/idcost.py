@@ -32,6 +32,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from scale import slope  # bench/ is the script's folder, first on sys.path
+
 REPO = Path(__file__).resolve().parent.parent
 
 CHILD = r'''
@@ -88,14 +90,6 @@ os._exit(0)
 '''
 
 
-def _slope(ts: list[float]) -> float:
-    n = len(ts)
-    if n < 3:
-        return float("nan")
-    xm, ym = (n - 1) / 2, statistics.fmean(ts)
-    return sum((i - xm) * (t - ym) for i, t in enumerate(ts)) / sum((i - xm) ** 2 for i in range(n))
-
-
 def run_one(a, pkg: str, seg: bool, out: Path, profile: bool = False) -> dict:
     w, h = (int(v) for v in a.res.split("x"))
     opts = {"width": w, "height": h, "max_samples": a.samples, "adaptive_threshold": 0.0,
@@ -123,7 +117,7 @@ def run_one(a, pkg: str, seg: bool, out: Path, profile: bool = False) -> dict:
     r["timings"] = {k: 1e3 * v / a.frames for k, v in (objs.get("timings") or {}).items()}
     if r["timings"]:
         r["timings"]["rig_finish_frame"] = 1e3 * r["rig_finish_frame"] / a.frames
-    r["steady"] = _slope(r["t"])
+    r["steady"] = slope(r["t"])
     return r
 
 

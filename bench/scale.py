@@ -135,7 +135,7 @@ def _measured(cmd: list[str], timeout: float) -> dict[str, Any]:
     return out
 
 
-def _slope(ts: list[float]) -> float:
+def slope(ts: list[float]) -> float:
     """Least-squares seconds per frame of completion times ``ts`` (nan below 3)."""
     n = len(ts)
     if n < 3:
@@ -157,7 +157,7 @@ def run_config(work: Path, blend: Path, c: dict[str, Any], config: str,
         path.write_text(json.dumps(spec))
         r = _measured([sys.executable, str(FLOOR), str(path)], timeout)
         return {"wall": r["wall"], "peak_mib": r["peak_mib"],
-                "steady": _slope([f["t"] for f in r["frames"]]), "frames": len(r["frames"])}
+                "steady": slope([f["t"] for f in r["frames"]]), "frames": len(r["frames"])}
     opts = {"width": w, "height": h, "max_samples": c["samples"], "adaptive_threshold": 0.0,
             "use_denoising": False, "device_type": "CPU", "depths": True, "normals": True,
             "flows": True, "segmentations": config in ("ours", FILTERED), "debug": False,
@@ -170,7 +170,7 @@ def run_config(work: Path, blend: Path, c: dict[str, Any], config: str,
     if not r["ok"]:
         raise RuntimeError(f"{case_name(c)} {config}: {r['summary']}")
     fd = [e["t"] for e in r["events"] if e["event"] == "frame_done"]
-    res = {"wall": r["wall"], "peak_mib": r["peak_mib"], "steady": _slope(fd), "frames": len(fd)}
+    res = {"wall": r["wall"], "peak_mib": r["peak_mib"], "steady": slope(fd), "frames": len(fd)}
     if config == "ours":
         res.update(_objects_facts(out, c["frames"]))
     return res
