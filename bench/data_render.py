@@ -122,6 +122,7 @@ def main() -> int:
     ap.add_argument("--blend", default="", help="render this file instead of --scene")
     ap.add_argument("--compare", action="store_true", help="forced data render vs the rig's choice")
     ap.add_argument("--normal-kind", default="shading", choices=("shading", "geometric"))
+    ap.add_argument("--noseg", action="store_true", help="without segmentations")
     ap.add_argument("--depthflow", action="store_true",
                     help="the flow made from depth where the survey allows it (no Vector pass)")
     a = ap.parse_args()
@@ -143,6 +144,7 @@ def main() -> int:
     scene = bpy.context.scene
     opts = bench._options({"size": a.width, "samples": a.samples, "threads": a.threads}, False)
     opts["height"], opts["normal_kind"] = a.height, a.normal_kind
+    opts["segmentations"] = not a.noseg
     settings = Settings.from_dict(opts)
     scene_setup.apply_render_settings(scene, settings)
     scene.cycles.device = "CPU"
