@@ -97,7 +97,8 @@ class _Updates:
 
 def survey(scene, settings: Settings, a: int, b: int) -> tuple[FlowPlan | None, str]:
     """A :class:`FlowPlan` for frames ``a .. b`` when their flow can be made from depth, else
-    None; with the reason either way (one line, for the log). Leaves the scene at ``b + 1``."""
+    None; with the reason either way (one line, for the log). Leaves the scene at a frame of
+    ``a - 1 .. b + 1`` (the caller sets the frames it renders)."""
     vl = scene_setup.view_layer(scene)
     why = _refusal(scene, settings, vl)
     if why:
