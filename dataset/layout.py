@@ -173,6 +173,10 @@ def pixel_centres(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return u + 0.5, v + 0.5
 
 
+# Cycles' raw Depth pass holds 1e10 where a pixel sees no surface: below this, a surface.
+BACKGROUND_DEPTH = 1e9
+
+
 def ray_norm(K: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """``(H, W)`` length of the camera ray through each pixel centre per unit planar depth:
     ``distance = planar * ray_norm``."""

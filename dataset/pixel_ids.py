@@ -11,6 +11,7 @@ from typing import NamedTuple, TypedDict
 
 import numpy as np
 
+from .layout import BACKGROUND_DEPTH
 from .objects import CV_FROM_GL, conformal, inv3
 from .pixel_voxels import voxel_buckets
 
@@ -124,7 +125,7 @@ def resolve_pixel_arrays(index: np.ndarray, depth: np.ndarray, K, cam_to_world_g
     c, order, v = pre.c, pre.order, pre.v
     if len(v.keys) and v.sizes.max() == 1 and v.keys[0] >= 0 and v.keys[-1] < 1 << 16:
         return _by_table(index, depth, c, v, stats)
-    hp = np.flatnonzero(depth < 1e9)
+    hp = np.flatnonzero(depth < BACKGROUND_DEPTH)
     pos, found = _value_rank(v.keys, index.ravel()[hp])
     stats["unidentified"] = int((~found).sum())
     if not len(c.instance_id):
@@ -163,7 +164,7 @@ def _by_table(index: np.ndarray, depth: np.ndarray, c: Candidates, v: _Values,
     lut_o, lut_i = np.zeros(n, np.int32), np.zeros(n, np.uint32)
     lut_o[v.keys], lut_i[v.keys] = c.object_id[v.first], c.instance_id[v.first]
     r = np.fmax(np.fmin(np.rint(index), n - 1), -1).astype(np.intp)  # NaN -> n - 1
-    hit = depth < 1e9
+    hit = depth < BACKGROUND_DEPTH
     r[~hit | (r < 0)] = n - 1
     obj, ins = lut_o[r], lut_i[r]
     stats["unique"] = int(np.count_nonzero(ins))
@@ -245,8 +246,7 @@ def _by_aov(c: Candidates, fr: _Frames, v: _Values, order: np.ndarray, tab: tupl
         lab, rows = lab[o], rows[o]
         sub = Candidates(*(a[rows] for a in c))._replace(pass_value=lab.astype(np.int64))
         vs = _Values(*np.unique(sub.pass_value, return_index=True, return_counts=True))
-        got = _geometric(sub, _world_to_object(sub, vs), vs, order[rows], lab_px.ravel(),
-                         geo.at(amb), stats)
+        got = _geometric(sub, _world_to_object(sub, vs), vs, order[rows], lab_px.ravel(), geo.at(amb), stats)
         pick[amb] = rows[got]
         stats["aov_shared"] += int(len(amb))
     stats["aov_mismatch"] += int((n == 0).sum())

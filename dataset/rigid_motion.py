@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layout import pixel_rays
+from .layout import BACKGROUND_DEPTH, pixel_rays
 from .objects import CV_FROM_GL as FLIP  # Blender camera axes <-> OpenCV camera axes
-
-# Cycles writes a planar depth of 1e10 where a pixel sees no surface.
-BACKGROUND_DEPTH = 1e9
 
 
 def relative_transform(pose_a: np.ndarray, pose_b: np.ndarray, obj_a: np.ndarray | None = None,

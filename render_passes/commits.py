@@ -220,12 +220,7 @@ def _lens_at(scene, f: int) -> _Lens:
     """Set the scene to frame ``f`` and return its camera and intrinsics."""
     scene.frame_set(f)
     cam = scene.camera
-    if cam is None:
-        return _Lens(None, None)
-    try:
-        return _Lens(cam.name, cam_model.intrinsics(scene_setup.camera_params(scene, cam)))
-    except cam_model.CameraModelError:
-        return _Lens(cam.name, None)
+    return _Lens(None, None) if cam is None else _Lens(cam.name, scene_setup.pinhole(scene, cam))
 
 
 def _vector_pass_model() -> flow_k.VectorPassModel | None:

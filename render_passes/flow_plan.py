@@ -18,7 +18,6 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from ..dataset import camera as cam_model
 from ..dataset import exr, layout, png
 from ..dataset.rigid_motion import surface_flow
 from ..dataset.verify import replace_written
@@ -147,14 +146,10 @@ def _refusal(scene, settings: Settings, vl) -> str:
 
 def _camera(scene) -> tuple[np.ndarray, np.ndarray] | None:
     cam = scene.camera
-    if cam is None:
+    k = None if cam is None else scene_setup.pinhole(scene, cam)
+    if k is None:
         return None
-    try:
-        k = cam_model.intrinsics(scene_setup.camera_params(scene, cam))
-    except cam_model.CameraModelError:
-        return None
-    m = [[float(cam.matrix_world[r][c]) for c in range(4)] for r in range(4)]
-    return np.asarray(k.K, np.float64), np.asarray(cam_model.orthonormal_pose(m), np.float64)
+    return np.asarray(k.K, np.float64), np.asarray(scene_setup.camera_pose(cam), np.float64)
 
 
 class FlowWriter:

@@ -226,7 +226,7 @@ class ObjectTracker(FrameListener):
                 groups.append(Group(name, g, np.array([iid], np.uint32),
                                      np.array(ob.matrix_world, float)[None], int(orig.pass_index),
                                      changed, rows.object_random(self.aov_materials, ob, orig)))
-        pose = cam_model.orthonormal_pose(np.array(camera.matrix_world, float).tolist())
+        pose = scene_setup.camera_pose(camera)
         k = cam_model.intrinsics(scene_setup.camera_params(self.scene, camera))
         self._current[frame] = (groups, camera.name, pose, k, float(camera.data.clip_start))
         self.timings["collect"] += time.perf_counter() - t0

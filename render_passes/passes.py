@@ -75,7 +75,6 @@ FLOW_MASK_STEM = "flowmask"
 # With flow from depth (.flow_plan): the scratch planar depth (+ Object Index) of each frame,
 # flows/.raw/flowz_NNNNNN.exr, read and deleted once the frame's flow file is written.
 FLOW_DEPTH_STEM = "flowz"
-BACKGROUND_DEPTH = 1e9  # Cycles writes 1e10 where no surface was hit
 class PassRig:
     """Ground truth of one sequence (see the module docstring)."""
 
@@ -133,9 +132,7 @@ class PassRig:
         if not self.kinds:
             return
         if self._rot_inputs:
-            cam = self.scene.camera
-            m = cam_model.orthonormal_pose([[float(cam.matrix_world[r][c]) for c in range(4)]
-                                            for r in range(4)])
+            m = scene_setup.camera_pose(self.scene.camera)
             for j in range(3):
                 for i in range(3):
                     self._rot_inputs[j][i].default_value = m[j][i]
@@ -319,7 +316,7 @@ class PassRig:
         z = compat.render_layer_output(rl, "Depth")
         if s.depth_type == "distance":
             z = g.math("MULTIPLY", z, self._factor_socket(g))
-        mask = g.math("LESS_THAN", z, BACKGROUND_DEPTH)
+        mask = g.math("LESS_THAN", z, layout.BACKGROUND_DEPTH)
         self._write(g, "depth", g.math("MULTIPLY", z, mask))
         if s.debug:  # near = red ... far = blue, no surface = black
             hue = g.math("MULTIPLY", g.normalize(z), 0.66, clamp=True)
@@ -342,7 +339,7 @@ class PassRig:
         # zero the normal where the depth says "no surface" so that all kinds agree.
         valid = g.math("MULTIPLY", g.math("GREATER_THAN", length, 0.0),
                        g.math("LESS_THAN", compat.render_layer_output(rl, "Depth"),
-                              BACKGROUND_DEPTH))
+                              layout.BACKGROUND_DEPTH))
         unit = [g.math("MULTIPLY", g.math("DIVIDE", c, safe), valid) for c in n]
         self._write(g, "normal", g.combine_xyz(*unit))
         if s.debug:
@@ -366,7 +363,7 @@ class PassRig:
                 color_mode="BW", color_depth="32", exr_codec=s.exr_codec)
             g.nodes.append(fo)
             fo.label = "DF"
-            g.link(g.math("LESS_THAN", compat.render_layer_output(rl, "Depth"), BACKGROUND_DEPTH),
+            g.link(g.math("LESS_THAN", compat.render_layer_output(rl, "Depth"), layout.BACKGROUND_DEPTH),
                    compat.file_output_input(fo, layout.blender_stem(FLOW_MASK_STEM), "FLOAT"))
         if s.debug:  # colour wheel: hue = direction (Middlebury angle), saturation = |flow|
             mag = g.math("SQRT", g.math("MULTIPLY_ADD", fu, fu, g.math("MULTIPLY", fv, fv)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bpy
 
+from ..dataset import camera as cam_model
 from ..dataset.camera import CameraParams
 from ..errors import DatasetForgeError
 from ..settings import Settings
@@ -26,6 +27,22 @@ def camera_params(scene, cam_obj) -> CameraParams:
         resolution_x=r.resolution_x, resolution_y=r.resolution_y,
         resolution_percentage=r.resolution_percentage, pixel_aspect_x=r.pixel_aspect_x,
         pixel_aspect_y=r.pixel_aspect_y, type=c.type)
+
+
+def camera_pose(cam_obj) -> list[list[float]]:
+    """Camera-to-world ``(4, 4)`` of ``cam_obj`` as ``transforms.json`` records it: its
+    ``matrix_world`` made orthonormal (:func:`dataset.camera.orthonormal_pose`), Blender axes."""
+    m = cam_obj.matrix_world
+    return cam_model.orthonormal_pose([[float(m[r][c]) for c in range(4)] for r in range(4)])
+
+
+def pinhole(scene, cam_obj) -> cam_model.Intrinsics | None:
+    """The intrinsics of ``cam_obj`` under ``scene``; None for a camera without a pinhole ``K``
+    (orthographic, panoramic ...)."""
+    try:
+        return cam_model.intrinsics(camera_params(scene, cam_obj))
+    except cam_model.CameraModelError:
+        return None
 
 
 def leave_edit_modes() -> list[str]:

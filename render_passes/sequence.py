@@ -38,10 +38,6 @@ class BudgetExhausted(Exception):
     """The worker rendered its frame budget; the runner starts a fresh process for the rest."""
 
 
-def _matrix(m) -> list[list[float]]:
-    return [[float(m[r][c]) for c in range(4)] for r in range(4)]
-
-
 @dataclass
 class _Inputs:
     """What this process loaded from one ``.blend`` (:func:`open_scene`), which every sequence
@@ -242,7 +238,7 @@ def _frame_entry(scene, f: int, a: int, rgb: str, gt_files: dict[str, str],
     scene.frame_set(f)
     cam = scene.camera
     k = cam_model.intrinsics(scene_setup.camera_params(scene, cam))
-    pose = cam_model.orthonormal_pose(_matrix(cam.matrix_world))
+    pose = scene_setup.camera_pose(cam)
     entry = FrameEntry.new(rgb, pose, f, (f - a) / scene_setup.frame_rate(scene), cam.name, gt_files,
                            k if k0 is not None and k != k0 else None)
     return entry, k

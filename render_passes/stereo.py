@@ -114,8 +114,7 @@ def _left_of(cam) -> str | None:
 
 
 def _pose(ob) -> np.ndarray:
-    return np.asarray(cam_model.orthonormal_pose(
-        [[float(ob.matrix_world[r][c]) for c in range(4)] for r in range(4)]), np.float64)
+    return np.asarray(scene_setup.camera_pose(ob), np.float64)
 
 
 def check_right_pose(scene, baseline: float, frame: int) -> None:
