@@ -11,12 +11,13 @@ any other layout, or one whose chunks are not where that layout puts them, is re
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 
 import numpy as np
 
-from . import exr
+from . import exr, verify
 
 _MAGIC = 20000630
 _FLOAT = 2  # OpenEXR pixel type of 32-bit float
@@ -39,13 +40,17 @@ def _plain(data: bytes, names) -> dict[str, np.ndarray] | None:
     """The channels of an EXR file's bytes of the simple layout, else None."""
     if len(data) < 8 or struct.unpack_from("<ii", data) != (_MAGIC, 2):  # version 2, no flags
         return None
-    head, pos = _header(data, 8)
-    if head is None:
+    fh = io.BufferedReader(io.BytesIO(data))  # buffered: the header reader peeks for its NULs
+    fh.seek(8)
+    try:
+        head = verify.exr_header(fh, "", False)
+    except verify.IncompleteFile:
         return None
-    chans = _channels(head.get(("channels", "chlist"), b""))
-    box = head.get(("dataWindow", "box2i"), b"")
-    if (chans is None or len(box) != 16 or head.get(("compression", "compression")) != b"\0"
-            or head.get(("lineOrder", "lineOrder")) != b"\0" or not set(names) <= set(chans)):
+    pos = fh.tell()
+    chans = _channels(_attr(head, "channels", "chlist"))
+    box = _attr(head, "dataWindow", "box2i")
+    if (chans is None or len(box) != 16 or _attr(head, "compression", "compression") != b"\0"
+            or _attr(head, "lineOrder", "lineOrder") != b"\0" or not set(names) <= set(chans)):
         return None
     x0, y0, x1, y1 = struct.unpack("<4i", box)
     w, h = x1 - x0 + 1, y1 - y0 + 1
@@ -64,21 +69,10 @@ def _plain(data: bytes, names) -> dict[str, np.ndarray] | None:
     return {n: lines["px"][:, chans.index(n), :] for n in names}
 
 
-def _header(data: bytes, pos: int) -> tuple[dict[tuple[str, str], bytes] | None, int]:
-    """``{(name, type): value bytes}`` of the header from ``pos``, and where it ends."""
-    out: dict[tuple[str, str], bytes] = {}
-    while pos < len(data) and data[pos] != 0:
-        a = data.find(b"\0", pos)
-        b = data.find(b"\0", a + 1)
-        if a < 0 or b < 0 or b + 4 > len(data):
-            return None, pos
-        size = struct.unpack_from("<i", data, b + 1)[0]
-        if size < 0 or b + 5 + size > len(data):
-            return None, pos
-        key = (data[pos:a].decode("latin-1"), data[a + 1:b].decode("latin-1"))
-        out[key] = data[b + 5:b + 5 + size]
-        pos = b + 5 + size
-    return (out, pos + 1) if pos < len(data) else (None, pos)
+def _attr(head: dict[str, tuple[str, bytes]], name: str, typ: str) -> bytes:
+    """The value of attribute ``name`` when it has type ``typ``, else ``b""``."""
+    t, value = head.get(name, ("", b""))
+    return value if t == typ else b""
 
 
 def _channels(chlist: bytes) -> list[str] | None:

@@ -172,8 +172,10 @@ def _check_zip(fh, size: int, p: str) -> None:
         pos += 46 + name_len + extra_len + comment_len
 
 
-def _read_header(fh, p: str, long_names: bool) -> dict[str, tuple[str, bytes]]:
-    """One EXR header (attributes up to the empty name); the file position ends after it."""
+def exr_header(fh, p: str, long_names: bool) -> dict[str, tuple[str, bytes]]:
+    """One EXR header (attributes up to the empty name) as ``{name: (type, value bytes)}``; the
+    file position ends after it. A truncated or corrupt header is :class:`IncompleteFile`
+    naming ``p``."""
     attrs: dict[str, tuple[str, bytes]] = {}
     limit = 255 if long_names else 31
     while True:
@@ -249,12 +251,12 @@ def _check_exr(fh, size: int, p: str) -> None:
     parts = []
     if multi:
         while True:
-            attrs = _read_header(fh, p, long_names)
+            attrs = exr_header(fh, p, long_names)
             if not attrs:
                 break
             parts.append(attrs)
     else:
-        parts.append(_read_header(fh, p, long_names))
+        parts.append(exr_header(fh, p, long_names))
     counts = []
     for attrs in parts:
         part_tiled = tiled or (multi and attrs.get("type", ("", b""))[1].rstrip(b"\0") in

@@ -102,7 +102,7 @@ def test_an_exr_whose_offset_table_was_never_filled_is_incomplete(tmp_path):
 def _table_start(path: Path) -> int:
     with open(path, "rb") as fh:
         fh.seek(8)
-        verify._read_header(fh, str(path), False)
+        verify.exr_header(fh, str(path), False)
         return fh.tell()
 
 
