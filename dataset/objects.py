@@ -42,12 +42,11 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from .frame_writer import FrameWriter
 from .layout import SEGMENTATION_INSTANCE_CHANNEL as INSTANCE_CHANNEL
 from .layout import SEGMENTATION_OBJECT_CHANNEL as OBJECT_CHANNEL
 from .verify import WriteError, write_error
@@ -424,56 +423,20 @@ def write_ids(path: str | os.PathLike, obj: np.ndarray, ins: np.ndarray,
     os.replace(tmp, path)
 
 
-class IdsWriter:
-    """Writes a frame's files on one background thread, in order, while the next frame renders
-    (the render holds no Python lock): its segmentation EXR (:meth:`submit`, :func:`write_ids`,
-    lossless ``codec``) and other writes (:meth:`run`: its object record); :meth:`wait` before
-    the frame is journaled. Seconds are added to ``timings``: ``write_ids_thread`` writing the
-    EXRs, ``write_ids_wait`` waiting, and the key :meth:`run` names."""
+class IdsWriter(FrameWriter):
+    """The frame writer (:class:`.frame_writer.FrameWriter`) of a sequence with segmentations:
+    a frame's segmentation EXR (:meth:`submit`, :func:`write_ids`, lossless ``codec``) and its
+    other files (:meth:`run`: its object record). Seconds in ``timings``: ``write_ids_thread``
+    writing the EXRs, ``write_ids_wait`` waiting, and the key :meth:`run` names."""
 
     def __init__(self, codec: str, timings: dict[str, float]):
-        self.codec, self.timings = codec, timings
-        self._pool: ThreadPoolExecutor | None = None
-        self._pending: dict[int, list[Future]] = {}
+        super().__init__("dataset_forge_ids", timings, "write_ids_wait")
+        self.codec = codec
 
     def submit(self, frame: int, path: Path, obj: np.ndarray, ins: np.ndarray,
                remove: Path | None = None) -> None:
         """Write frame ``frame``'s ids to ``path``, then delete ``remove`` (its raw file)."""
         self._queue(frame, self._write, path, obj, ins, remove)
-
-    def run(self, frame: int, key: str, write: Callable[[], None]) -> None:
-        """``write()`` (raising a one-line :class:`.verify.WriteError`) on the thread after frame
-        ``frame``'s earlier writes; its seconds go to ``timings[key]``."""
-        def timed() -> None:
-            t0 = time.perf_counter()
-            write()
-            self._add(key, time.perf_counter() - t0)
-        self._queue(frame, timed)
-
-    def _queue(self, frame: int, fn, *args) -> None:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="dataset_forge_ids")
-        self._pending.setdefault(frame, []).append(self._pool.submit(fn, *args))
-
-    def wait(self, frame: int) -> None:
-        """Return once ``frame``'s files are written (at once when none was submitted); the
-        first failure is raised here as a one-line :class:`.verify.WriteError` naming the
-        file."""
-        t0, failed = time.perf_counter(), None
-        for fut in self._pending.pop(frame, []):
-            try:
-                fut.result()
-            except BaseException as exc:  # noqa: BLE001 - the first is raised once all ended
-                failed = failed or exc
-        self._add("write_ids_wait", time.perf_counter() - t0)
-        if failed is not None:
-            raise failed
-
-    def close(self) -> None:
-        """Wait for the writes still running (their failures are left to :meth:`wait`)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
 
     def _write(self, path: Path, obj: np.ndarray, ins: np.ndarray, remove: Path | None) -> None:
         t0 = time.perf_counter()
@@ -486,9 +449,6 @@ class IdsWriter:
         except RuntimeError as exc:  # OpenEXR's own failure to write (a full disk ...)
             raise WriteError(path, " ".join(str(exc).split())[:200]) from None
         self._add("write_ids_thread", time.perf_counter() - t0)
-
-    def _add(self, key: str, seconds: float) -> None:
-        self.timings[key] = self.timings.get(key, 0.0) + seconds
 
 
 def read_ids(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,6 @@ sequence the survey cannot vouch for keeps the Vector pass."""
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import bpy
 import numpy as np
 
 from ..dataset import exr, layout, png
+from ..dataset.frame_writer import FrameWriter
 from ..dataset.rigid_motion import surface_flow
 from ..dataset.verify import replace_written
 from ..settings import Settings
@@ -152,38 +152,22 @@ def _camera(scene) -> tuple[np.ndarray, np.ndarray] | None:
     return np.asarray(k.K, np.float64), np.asarray(scene_setup.camera_pose(cam), np.float64)
 
 
-class FlowWriter:
+class FlowWriter(FrameWriter):
     """Writes the flow file of each frame of a sequence from its :class:`FlowPlan`, the scratch
     depth (+ object index) file the rig's compositor wrote and the object ids of the movers
-    (``ids``: name -> Object Index value), on one background thread while the next frame renders
-    (the render holds no Python lock; at 1920x1080 the ZIP write alone takes 0.2-0.4 s);
-    :meth:`wait` before the frame is journaled."""
+    (``ids``: name -> Object Index value), on the frame writer's thread while the next frame
+    renders (at 1920x1080 the ZIP write alone takes 0.2-0.4 s); :meth:`wait` before the frame
+    is journaled."""
 
     def __init__(self, plan: FlowPlan, seq_dir: Path, codec: str, ids: dict[str, int],
                  preview: bool = False):
+        super().__init__("dataset_forge_flow")
         self.plan, self.seq_dir, self.codec, self.preview = plan, Path(seq_dir), codec, preview
         self.movers = [(ids[n], m) for n, m in plan.movers.items() if ids.get(n, 0) > 0]
-        self._pool: ThreadPoolExecutor | None = None
-        self._pending: dict[int, Future] = {}
 
     def submit(self, frame: int, scratch: Path) -> None:
         """Write ``frame``'s flow from its ``scratch`` in the background (:meth:`write`)."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="dataset_forge_flow")
-        self._pending[frame] = self._pool.submit(self.write, frame, scratch)
-
-    def wait(self, frame: int) -> None:
-        """Return once ``frame``'s flow file is written (at once when none was submitted); its
-        failure is raised here (a one-line :class:`WriteError` for a failed write)."""
-        fut = self._pending.pop(frame, None)
-        if fut is not None:
-            fut.result()
-
-    def close(self) -> None:
-        """Wait for the writes still running (their failures are left to :meth:`wait`)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        self._queue(frame, self.write, frame, scratch)
 
     def write(self, frame: int, scratch: Path) -> None:
         """Read the scratch of ``frame``, write its flow EXR (forward, backward) atomically and
