@@ -58,10 +58,43 @@ FULL = {"sizes": [128, 256], "frames": 48, "samples": 16, "repeats": 3, "scaling
 
 # -- processes ------------------------------------------------------------------------------------
 def _env() -> dict[str, str]:
+    """The environment of every measured process (the one owner for bench/*.py). Compiled
+    modules are cached as a user's Python caches them (pip compiles ``bpy``'s at install; ours
+    are compiled on first import): a ``PYTHONDONTWRITEBYTECODE=1`` inherited from a shell would
+    make each of our processes compile its ~70 modules of this package again (0.15-0.25 s a
+    process) and none of ``bpy``'s, so it is dropped and the caches go to one scratch folder
+    (``PYTHONPYCACHEPREFIX``), not into the checkout. Call :func:`warm_up` before timing."""
     env = dict(os.environ)
     env.setdefault("BLENDER_USER_RESOURCES", os.path.join(tempfile.gettempdir(), "df-bench-user"))
     env["PYTHONUNBUFFERED"] = "1"
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.setdefault("PYTHONPYCACHEPREFIX", os.path.join(tempfile.gettempdir(), "df-bench-pycache"))
     return env
+
+
+WARM = """
+import bpy, importlib.util, sys
+sys.path.insert(0, {tools!r})
+from demo import import_package
+df = import_package()
+import dataset_forge.engine.api, dataset_forge.render_passes.worker
+from dataset_forge.engine.launch import PACKAGE_ROOT, WORKER_ALIAS
+spec = importlib.util.spec_from_file_location(
+    WORKER_ALIAS, str(PACKAGE_ROOT / "__init__.py"), submodule_search_locations=[str(PACKAGE_ROOT)])
+mod = importlib.util.module_from_spec(spec)
+sys.modules[WORKER_ALIAS] = mod
+spec.loader.exec_module(mod)
+importlib.import_module(WORKER_ALIAS + ".render_passes.worker")
+import os
+os._exit(0)
+"""
+
+
+def warm_up() -> None:
+    """Fill the module caches of :func:`_env` (``bpy``'s scripts; this package under each path
+    a process imports it by: the runner's and the worker's) before anything is timed."""
+    subprocess.run([sys.executable, "-c", WARM.format(tools=str(REPO / "tools"))], check=True,
+                   capture_output=True, env=_env(), timeout=600)
 
 
 def _cpu_children() -> float:
@@ -329,6 +362,7 @@ def measure_codecs(gt_dir: Path, frame: int = 1, reps: int = 10) -> list[dict[st
 def measure(params: dict[str, Any], work: Path, log=print) -> dict[str, Any]:
     """All measurements of one benchmark run (raw, one record per configuration and round)."""
     work.mkdir(parents=True, exist_ok=True)
+    warm_up()
     need = max(params["frames"], params["fixed_frames"],
                max(params["sequences"]) * params["scaling_frames"])
     blend = prepare_scene(work, need)

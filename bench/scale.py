@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+from run import _env, warm_up  # noqa: E402  (bench/run.py: the one environment of measured runs)
+
 FLOOR = REPO / "bench" / "floor.py"
 RUN = REPO / "bench" / "run.py"
 PREFIX = "@bench "
@@ -62,11 +64,6 @@ CONFIGS = ("floor", "noseg", "ours")
 FILTERED = "filtered"  # opt-in fourth configuration (--filtered)
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("BLENDER_USER_RESOURCES", os.path.join(tempfile.gettempdir(), "df-bench-user"))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def case_name(c: dict[str, Any]) -> str:
@@ -209,6 +206,10 @@ def _objects_facts(out: Path, frames: int) -> dict[str, Any]:
 def measure(cases: list[dict[str, Any]], work: Path, repeats: int = 1, log=print,
             configs: tuple[str, ...] = CONFIGS) -> list[dict]:
     rows = []
+    warm_up()
+    tiny = QUICK[0]  # untimed: every module a run imports, lazily too, compiled and cached
+    for config in configs[:3]:
+        run_config(work, build_scene(work, tiny), tiny, config)
     for c in cases:
         blend = build_scene(work, c)
         runs: dict[str, list[dict[str, Any]]] = {k: [] for k in configs}
