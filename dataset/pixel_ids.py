@@ -7,6 +7,7 @@ numpy; the id and geometry conventions are :mod:`.objects`."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import NamedTuple, TypedDict
 
 import numpy as np
@@ -279,7 +280,7 @@ class Prepared:
     object maps (:meth:`frames`) and AOV table (:meth:`aov_table`) made when first asked for."""
 
     def __init__(self, given: Candidates):
-        self._none = tuple(a is None for a in given)
+        self.digest = digest(given)
         self.c, self.order = _sorted(given)
         self.v = _Values(*np.unique(self.c.pass_value, return_index=True, return_counts=True))
         self._frames: _Frames | None = None
@@ -304,27 +305,26 @@ class Prepared:
         return self._aov
 
     def same(self, given: Candidates) -> bool:
-        """Whether ``given`` equals (NaN equal to NaN) the candidates this was made from (kept
-        only sorted: a copy of them as given held 40 MB more at 200,000 instances)."""
-        if len(given.instance_id) != len(self.order) or \
-                tuple(a is None for a in given) != self._none:
-            return False
-        return all(a is None or _same(a[self.order], b) for a, b in zip(given, self.c))
+        """Whether ``given`` is byte for byte the candidates this was made from (:func:`digest`)."""
+        return digest(given) == self.digest
+
+
+def digest(c: Candidates) -> bytes:
+    """SHA-256 of each array's dtype, shape and bytes (a NaN or -0.0 with other bits: changed)."""
+    h = hashlib.sha256(bytes(a is None for a in c))  # kept instead of a copy: 40 MB at 200k
+    for a in (a for a in c if a is not None):
+        h.update(f"{a.dtype.str}{a.shape};".encode())
+        h.update(np.ascontiguousarray(a).data)
+    return h.digest()
 
 
 def prepare(c: Candidates, previous: Prepared | None = None) -> Prepared:
     """``c`` prepared for :func:`resolve_pixel_arrays`; ``previous`` (the last frame's) when
-    every array of ``c`` equals its own (NaN equal to NaN): at 200,000 instances the sorting and
-    the maps took about 0.35 s a frame, the comparison takes about 0.02 s."""
+    ``c`` is byte for byte its candidates (:meth:`Prepared.same`; 6 ms at 50,000 instances,
+    where sorting and maps take 0.07 s and gathering and comparing the arrays took 0.03 s)."""
     if previous is not None and previous.same(c):
         return previous
     return Prepared(c)
-
-
-def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
 
 
 class _Near(NamedTuple):
