@@ -49,3 +49,35 @@ def test_dtype_shape_order_and_missing_arrays_prepare_anew():
     assert pix.digest(c._replace(rand=None)) != pix.digest(c._replace(radius=None))
     zero = pix.prepare(c._replace(radius=np.zeros(6)))  # -0.0: other bits, counted as changed
     assert not zero.same(c._replace(radius=-np.zeros(6))) and zero.same(c._replace(radius=np.zeros(6)))
+
+
+def test_maps_made_for_some_rows_are_the_maps_made_for_all():
+    """World -> object maps made a few rows at a time (as a frame's pixels reach them) equal,
+    bit for bit, those made for every row at once; rows not reached are not made."""
+    from dataset_forge.dataset.objects import conformal, inv3
+    from dataset_forge.dataset.pixel_frames import frames
+
+    rng = np.random.default_rng(3)
+    n = 500
+    m = np.repeat(np.eye(4)[None], n, 0)
+    m[:, :3, :3] = rng.normal(size=(n, 3, 3))
+    m[::3, :3, :3] = np.linalg.qr(rng.normal(size=(n, 3, 3)))[0][::3] * 2.5  # conformal ones
+    m[:, :3, 3] = rng.normal(size=(n, 3)) * 100
+    pv = np.sort(np.r_[rng.integers(0, 40, n - 10), np.arange(100, 110)])  # 10 unique values
+    keys, sizes = np.unique(pv, return_counts=True)
+    fr = frames(m, pv, keys, sizes)
+    assert not fr.conf.any() and (fr.w2o == 0).all()
+    for rows in (rng.integers(0, n, (7, 3)), np.arange(100, 140), np.array([], int),
+                 rng.integers(0, n, 300)):
+        assert fr.need(rows) is fr
+    reached = fr._have.copy()
+    fr.need(np.arange(n))
+    shared = (sizes[np.searchsorted(keys, pv)] > 1)
+    inv = np.zeros((n, 3, 3))
+    inv[shared] = inv3(m[shared, :3, :3])
+    conf = conformal(m)
+    assert 0 < reached.sum() < n and shared.any() and not shared.all() and conf.any()
+    assert np.array_equal(fr.inv, inv) and np.array_equal(fr.conf, conf)
+    assert np.array_equal(fr.w2o[:, :, 3], -np.einsum("nij,nj->ni", inv, m[:, :3, 3]))
+    assert np.array_equal(fr.scale, np.where(conf, np.linalg.norm(m[:, :3, 0], axis=1), 1.0))
+    assert np.array_equal(fr.shared, np.flatnonzero(shared))
