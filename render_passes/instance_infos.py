@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
-from ..dataset.documents.objects import InstanceRowDict
+from ..dataset.documents.objects import InstanceRow, InstanceRowDict
 
 # (instance id, object name, instancer chain, persistent id) -> the instance's row
 MakeRow = Callable[[int, str, tuple, list], InstanceRowDict]
@@ -88,6 +88,34 @@ class InstanceInfos(Mapping):
                                         np.asarray(rand, np.float32)[o], seq[o])
             pos = t.positions(pid)
         return t.iid[pos], t.rand[pos]
+
+    def rows_of(self, ids: np.ndarray) -> list[InstanceRow]:
+        """The rows of those of instance ids ``ids`` (m,) that are in the table, in the order of
+        ``ids``: the same rows as ``self[i]`` each, but found with one ``searchsorted`` per
+        instancer table; a row not asked for before is made from the instancer's (``make``'s
+        fields other than the instance and persistent ids depend on the instancer alone) and
+        not kept."""
+        ids = np.asarray(ids, np.int64).reshape(-1)
+        got = [self._rows.get(i) for i in ids.tolist()]
+        out: list[InstanceRow | None] = [None if r is None else InstanceRow(**r) for r in got]
+        todo = np.array([r is None for r in got], bool) & (ids >= 0) & (ids < 2**32)
+        for (name, chain), t in self._bulk.items():
+            want = np.flatnonzero(todo)
+            if not len(want):
+                break
+            j = np.searchsorted(t.sorted_iid, ids[want].astype(np.uint32))
+            hit = j < len(t.sorted_iid)
+            hit[hit] = t.sorted_iid[j[hit]] == ids[want][hit]
+            at, pos = want[hit], t.by_iid[j[hit]]
+            if not len(at):
+                continue
+            r = self._make(int(ids[at[0]]), name, chain, [0, int(t.pid[pos[0]])])
+            oid, ob, cat, dfm = r["object_id"], r["object"], r["category"], r["deforming"]
+            ch = list(chain)  # one list for the instancer's rows: fewer objects for the GC
+            for k, i, p in zip(at.tolist(), ids[at].tolist(), t.pid[pos].tolist()):
+                out[k] = InstanceRow(i, oid, ob, ch, [0, p], cat, dfm)
+            todo[at] = False
+        return [r for r in out if r is not None]
 
     def _find(self, iid: int) -> tuple[str, tuple, list[int]] | None:
         if not 0 <= iid < 2**32:

@@ -13,7 +13,6 @@ from typing import NamedTuple
 import numpy as np
 
 from ..dataset import objects as od
-from ..dataset import pixel_ids as pix
 from ..dataset import random_ids as rids
 from . import compat
 from .geometry import Geometry
@@ -118,7 +117,7 @@ def surface_distance(groups: list[Group], st: Stack, timings: dict[str, float]):
         cuts = np.flatnonzero(np.diff(g_of[o])) + 1
         for sel in np.split(o, cuts):
             geom, m = groups[g_of[sel[0]]].geom, st.mats[rows[sel]]
-            q = np.einsum("nij,nj->ni", pix.inv3(m[:, :3, :3]), pts[sel] - m[:, :3, 3])
+            q = np.einsum("nij,nj->ni", od.inv3(m[:, :3, :3]), pts[sel] - m[:, :3, 3])
             if not len(geom.tris):  # a box stand-in: inside its box is all we know
                 out[sel] = 0.0
                 continue

@@ -181,7 +181,7 @@ def test_writer_lists_what_frames_list_and_reads_back_kept_frames(tmp_path):
     doc, ids_map = w.finish(rows)
     assert doc.frames == [1, 2] and doc.records == "frustum"
     assert [r.instance_id for r in doc.instances] == [50, 2**31 - 1]  # 9 and 77 never listed
-    assert list(ids_map) == ["50"] and ids_map["50"] == {
+    assert list(ids_map) == ["50"] and ids_map["50"].to_dict() == {
         "object": "o50", "object_id": 1, "instancer_chain": ["S"], "persistent_id": [1], "class": "c"}
     text = (tmp_path / "objects.json").read_text()
     assert len(text.splitlines()) == 4  # header line, one line per row, closing line

@@ -179,7 +179,7 @@ def test_surface_decides_as_measuring_every_box_within_tolerance():
 
     def surface(rows, pts):
         mm = c.matrix[rows]
-        q = np.einsum("nij,nj->ni", pix.inv3(mm[:, :3, :3]), pts - mm[:, :3, 3])
+        q = np.einsum("nij,nj->ni", od.inv3(mm[:, :3, :3]), pts - mm[:, :3, 3])
         ctr, rad = (c.lo[rows] + c.hi[rows]) / 2, (c.hi[rows] - c.lo[rows]).min(1) / 2
         v = q - ctr
         n = np.linalg.norm(v, axis=1, keepdims=True)

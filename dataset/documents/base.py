@@ -202,6 +202,16 @@ def dumps_rows(data: JSONObject, rows: str) -> str:
         f"{{\n  {json.dumps(rows)}: {inner}\n}}\n"
 
 
+def join_rows(head: JSONObject, rows: str, entries: list[str]) -> str:
+    """What :func:`dumps_rows` writes for ``{**head, rows: mapping}``, with the mapping's entries
+    already encoded (``entries``: one ``"key": value`` text each, in order)."""
+    text = json.dumps(head, indent=2)
+    body = ",\n".join(f"    {e}" for e in entries)
+    inner = f"{{\n{body}\n  }}" if body else "{}"
+    return f"{text[:-2]},\n  {json.dumps(rows)}: {inner}\n}}\n" if head else \
+        f"{{\n  {json.dumps(rows)}: {inner}\n}}\n"
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to a temporary file in the same folder, fsync, then rename over
     ``path`` and fsync the folder: a reader sees the old file or the new one, never a torn one. A

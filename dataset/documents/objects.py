@@ -175,8 +175,7 @@ class ObjectsDoc:
         return out
 
     def to_dict(self) -> ObjectsDocDict:
-        return {"schema": SCHEMA, "records": self.records, "frames_file": self.frames_file,
-                "frames": list(self.frames), "instances": [r.to_dict() for r in self.instances]}
+        return {**self._head(), "instances": [r.to_dict() for r in self.instances]}
 
     def frame_file(self, frame: int) -> str:
         """The record file of ``frame``, relative to the sequence folder."""
@@ -189,12 +188,38 @@ class ObjectsDoc:
         from ..transforms import write_text_atomic
 
         enc = json.JSONEncoder(separators=(",", ":")).encode  # one encoder for every row
-        d = self.to_dict()
-        rows = d.pop("instances")
-        head = enc(d)[:-1]
-        body = ",\n".join(map(enc, rows))
-        write_text_atomic(path, f'{head},"instances":[\n{body}\n]}}\n' if rows
+        head = enc(self._head())[:-1]
+        parts: dict = {}
+        body = ",\n".join([_row_json(r, enc, parts) for r in self.instances])
+        write_text_atomic(path, f'{head},"instances":[\n{body}\n]}}\n' if self.instances
                           else f'{head},"instances":[]}}\n')
+
+    def _head(self) -> dict:
+        """The document's keys before ``instances``, in order."""
+        return {"schema": SCHEMA, "records": self.records, "frames_file": self.frames_file,
+                "frames": list(self.frames)}
+
+
+def _row_json(r: InstanceRow, enc, parts: dict) -> str:
+    """``enc(r.to_dict())`` (``enc``: a compact JSON encoder), the same text 10x faster for rows
+    of the types the worker writes (14,700 rows of the 50k scatter: 0.2 s through ``enc``):
+    the part shared by the rows of one instancer is encoded once and kept in ``parts``."""
+    pid, oid = r.persistent_id, r.object_id
+    if not (type(r.instance_id) is int and type(r.deforming) is bool and type(pid) is list
+            and (type(pid[0]) is int and type(pid[1]) is int if len(pid) == 2
+                 else all(type(x) is int for x in pid))):
+        return enc(r.to_dict())
+    key = (type(oid), oid, r.object, tuple(r.instancer_chain), r.category)
+    mid = parts.get(key)
+    if mid is None:
+        if not (type(oid) is int and type(r.object) is str and type(r.category) is str
+                and all(type(x) is str for x in key[3])):
+            return enc(r.to_dict())
+        mid = parts[key] = (f',"object_id":{oid},"object":{enc(r.object)},"instancer_chain":'
+                            f'{enc(list(key[3]))},"persistent_id":[',
+                            f'],"category":{enc(r.category)},"deforming":')
+    return (f'{{"instance_id":{r.instance_id}{mid[0]}{",".join(map(str, pid))}{mid[1]}'
+            f'{"true" if r.deforming else "false"}}}')
 
 
 # -- per-frame records -----------------------------------------------------------------------------
