@@ -193,13 +193,8 @@ def dumps_rows(data: JSONObject, rows: str) -> str:
     ``data[rows]`` (its last key) stay one per line: the same JSON, written by the C encoder
     (``json.dumps`` with an indent encodes in Python: 0.18 s for 14,700 instance entries against
     0.04 s)."""
-    head = {k: v for k, v in data.items() if k != rows}
-    text = json.dumps(head, indent=2)
-    body = ",\n".join(f"    {json.dumps(k)}: {json.dumps(v, separators=(', ', ': '))}"
-                       for k, v in data[rows].items())
-    inner = f"{{\n{body}\n  }}" if body else "{}"
-    return f"{text[:-2]},\n  {json.dumps(rows)}: {inner}\n}}\n" if head else \
-        f"{{\n  {json.dumps(rows)}: {inner}\n}}\n"
+    return join_rows({k: v for k, v in data.items() if k != rows}, rows, [
+        f"{json.dumps(k)}: {json.dumps(v, separators=(', ', ': '))}" for k, v in data[rows].items()])
 
 
 def join_rows(head: JSONObject, rows: str, entries: list[str]) -> str:
@@ -210,6 +205,14 @@ def join_rows(head: JSONObject, rows: str, entries: list[str]) -> str:
     inner = f"{{\n{body}\n  }}" if body else "{}"
     return f"{text[:-2]},\n  {json.dumps(rows)}: {inner}\n}}\n" if head else \
         f"{{\n  {json.dumps(rows)}: {inner}\n}}\n"
+
+
+def ints(xs: list) -> bool:
+    """Whether every item of ``xs`` is an ``int`` (not a bool; a pair, the usual persistent id,
+    asked for first): what the row encoders write as bare numbers."""
+    if len(xs) == 2:
+        return type(xs[0]) is int and type(xs[1]) is int
+    return all(type(x) is int for x in xs)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

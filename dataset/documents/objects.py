@@ -70,6 +70,7 @@ from .base import (
     as_str,
     check_schema,
     fail,
+    ints,
     list_of,
 )
 from .base import field as get
@@ -207,8 +208,7 @@ def _row_json(r: InstanceRow, enc, parts: dict) -> str:
     the part shared by the rows of one instancer is encoded once and kept in ``parts``."""
     pid, oid = r.persistent_id, r.object_id
     if not (type(r.instance_id) is int and type(r.deforming) is bool and type(pid) is list
-            and (type(pid[0]) is int and type(pid[1]) is int if len(pid) == 2
-                 else all(type(x) is int for x in pid))):
+            and ints(pid)):
         return enc(r.to_dict())
     key = (type(oid), oid, r.object, tuple(r.instancer_chain), r.category)
     mid = parts.get(key)
