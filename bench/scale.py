@@ -46,7 +46,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
-from run import _env, warm_up  # noqa: E402  (bench/run.py: the one environment of measured runs)
+from run import _env  # noqa: E402  (bench/run.py: the one environment of measured runs)
 
 FLOOR = REPO / "bench" / "floor.py"
 RUN = REPO / "bench" / "run.py"
@@ -63,8 +63,6 @@ FULL = [dict(kind="scatter", count=n, res=(160, 120), frames=6, samples=4)
 QUICK = [dict(kind="scatter", count=n, res=(64, 48), frames=3, samples=1) for n in (0, 300)]
 CONFIGS = ("floor", "noseg", "ours")
 FILTERED = "filtered"  # opt-in fourth configuration (--filtered)
-
-
 
 
 def case_name(c: dict[str, Any]) -> str:
@@ -207,8 +205,9 @@ def _objects_facts(out: Path, frames: int) -> dict[str, Any]:
 def measure(cases: list[dict[str, Any]], work: Path, repeats: int = 1, log=print,
             configs: tuple[str, ...] = CONFIGS) -> list[dict]:
     rows = []
-    warm_up()
-    tiny = QUICK[0]  # untimed: every module a run imports, lazily too, compiled and cached
+    # untimed: every module a run imports (lazily too: more than bench/run.py's warm_up),
+    # compiled into _env's caches
+    tiny = QUICK[0]
     for config in configs[:3]:
         run_config(work, build_scene(work, tiny), tiny, config)
     for c in cases:
