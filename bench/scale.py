@@ -1,13 +1,16 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The scale benchmark: what object ground truth (ids + object records) costs as instances grow.
 
-    .venv/bin/python bench/scale.py [--quick] [--cases scatter,many,light] [--counts 0,1000,...]
+    .venv/bin/python bench/scale.py [--quick] [--cases scatter,many,light,particles]
+        [--counts 0,1000,...]
         [--res 640x480,...] [--repeats 1] [--work DIR] [--json FILE]
 
 Scenes, built by code (tests/instance_scenes.py, tests/scenes.py):
 
 * ``scatter N``: a ground plane whose geometry nodes scatter N cones (Distribute Points on Faces
   + Instance on Points), camera moving, 6 frames, 160x120 (and 640x480 for 50k), 4 spp;
+* ``particles N``: the same N cones as a static hair particle system of the ground drawn as an
+  object (the way forests were scattered before geometry nodes), 10k and 50k;
 * ``many``: 400 mesh objects + 200 collection instances, camera moving, 24 frames, 256x192, 8 spp;
 * ``light``: tests/scenes.py ``basic`` (a few objects), 256x256 and 1920x1080.
 
@@ -59,7 +62,8 @@ FULL = [dict(kind="scatter", count=n, res=(160, 120), frames=6, samples=4)
     dict(kind="light", count=0, res=(256, 256), frames=24, samples=16),
     dict(kind="scatter", count=50_000, res=(640, 480), frames=6, samples=4),
     dict(kind="light", count=0, res=(1920, 1080), frames=3, samples=1),
-    dict(kind="scatter", count=200_000, res=(160, 120), frames=6, samples=4)]
+    dict(kind="scatter", count=200_000, res=(160, 120), frames=6, samples=4)] + [
+    dict(kind="particles", count=n, res=(160, 120), frames=6, samples=4) for n in (10_000, 50_000)]
 QUICK = [dict(kind="scatter", count=n, res=(64, 48), frames=3, samples=1) for n in (0, 300)]
 CONFIGS = ("floor", "noseg", "ours")
 FILTERED = "filtered"  # opt-in fourth configuration (--filtered)
@@ -75,8 +79,9 @@ import sys
 sys.path.insert(0, {tests!r})
 import instance_scenes
 c = {case!r}
-if c["kind"] == "scatter":
-    instance_scenes.build_scatter({path!r}, c["count"], c["frames"], tuple(c["res"]), c["samples"])
+if c["kind"] in ("scatter", "particles"):
+    instance_scenes.build_scatter({path!r}, c["count"], c["frames"], tuple(c["res"]), c["samples"],
+                                  via="particles" if c["kind"] == "particles" else "nodes")
 else:
     instance_scenes.build_many({path!r}, 400, 200, c["frames"], tuple(c["res"]), c["samples"])
 import os
@@ -267,7 +272,7 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="two tiny scatter cases (smoke)")
-    ap.add_argument("--cases", default="scatter,many,light")
+    ap.add_argument("--cases", default="scatter,many,light,particles")
     ap.add_argument("--counts", default="", help="scatter instance counts (default: all)")
     ap.add_argument("--res", default="", help="keep only cases of these sizes (e.g. 640x480)")
     ap.add_argument("--repeats", type=int, default=1)
@@ -279,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     cases = QUICK if a.quick else [c for c in FULL if c["kind"] in a.cases.split(",")]
     if a.counts:
         keep = {int(x) for x in a.counts.split(",")}
-        cases = [c for c in cases if c["kind"] != "scatter" or c["count"] in keep]
+        cases = [c for c in cases if c["kind"] not in ("scatter", "particles")
+                 or c["count"] in keep]
     if a.res:
         keep_res = {tuple(int(v) for v in r.split("x")) for r in a.res.split(",")}
         cases = [c for c in cases if tuple(c["res"]) in keep_res]

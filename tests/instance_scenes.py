@@ -301,12 +301,15 @@ def build(name: str, path: str | Path) -> Path:
 
 
 def build_scatter(path: str | Path, count: int, frames: int = 6, res=(160, 120),
-                  samples: int = 4) -> Path:
+                  samples: int = 4, via: str = "nodes") -> Path:
     """The scale scene (bench/scale.py): a 40 m ground plane whose geometry nodes scatter
     ``count`` small cones on it (Distribute Points on Faces, Poisson-free random, seed 0 +
     Instance on Points, random z rotation; the cones have their own material, Set Material),
     a camera 4 m above the ground looking ahead and
-    moving 0.5 m/frame in +y, a sun; ``frames`` frames at ``res``, ``samples`` spp."""
+    moving 0.5 m/frame in +y, a sun; ``frames`` frames at ``res``, ``samples`` spp. ``via``
+    "particles": the same cones scattered the older way, as a static hair particle system of
+    the ground drawn as the object ``Cone`` (in the collection ``Parts``, hidden for render),
+    random rotation about z (:func:`_particle_scatter`)."""
     import bpy
 
     bpy.ops.wm.read_homefile(use_empty=True)
@@ -323,6 +326,24 @@ def build_scatter(path: str | Path, count: int, frames: int = 6, res=(160, 120),
     scene.collection.objects.link(sun)
     ground = _obj(bpy, "Ground", _grid_mesh(bpy, "Ground", 40.0), scene.collection,
                   color=(0.4, 0.4, 0.35))
+    if via == "particles":
+        _particle_scatter(bpy, scene, ground, count)
+    else:
+        _gn_cones(bpy, ground, count)
+    cd = bpy.data.cameras.new("Cam")
+    cd.lens, cd.sensor_width, cd.sensor_fit = 30.0, 36.0, "HORIZONTAL"
+    cam = _obj(bpy, "Cam", cd, scene.collection, loc=(0.0, -18.0, 4.0))
+    cam.rotation_euler = (math.radians(70.0), 0.0, 0.0)
+    scene.camera = cam
+    _linear_keys(bpy, cam, "location", {1: -18.0, frames: -18.0 + 0.5 * (frames - 1)}, index=1)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(path), compress=False)
+    return path
+
+
+def _gn_cones(bpy, ground, count: int) -> None:
+    """:func:`build_scatter`'s geometry-nodes cones on ``ground``."""
     tree, n, gin, gout = _gn_tree(bpy, "ScatterCones")
     dist = n.new("GeometryNodeDistributePointsOnFaces")
     dist.distribute_method = "RANDOM"
@@ -350,16 +371,28 @@ def build_scatter(path: str | Path, count: int, frames: int = 6, res=(160, 120),
     tree.links.new(gin.outputs[0], join.inputs[0])
     tree.links.new(join.outputs[0], gout.inputs[0])
     ground.modifiers.new("Scatter", "NODES").node_group = tree
-    cd = bpy.data.cameras.new("Cam")
-    cd.lens, cd.sensor_width, cd.sensor_fit = 30.0, 36.0, "HORIZONTAL"
-    cam = _obj(bpy, "Cam", cd, scene.collection, loc=(0.0, -18.0, 4.0))
-    cam.rotation_euler = (math.radians(70.0), 0.0, 0.0)
-    scene.camera = cam
-    _linear_keys(bpy, cam, "location", {1: -18.0, frames: -18.0 + 0.5 * (frames - 1)}, index=1)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    bpy.ops.wm.save_as_mainfile(filepath=str(path), compress=False)
-    return path
+
+
+def _particle_scatter(bpy, scene, ground, count: int) -> None:
+    """:func:`build_scatter`'s cones as ``count`` static hair particles of ``ground`` (seed 0,
+    random rotation about z), drawn as the 12-sided cone ``Cone`` (hidden for render)."""
+    parts = bpy.data.collections.new("Parts")
+    scene.collection.children.link(parts)
+    verts = [(0.15 * math.cos(a), 0.15 * math.sin(a), 0.0)
+             for a in (2 * math.pi * i / 12 for i in range(12))] + [(0.0, 0.0, 0.5)]
+    faces = [(i, (i + 1) % 12, 12) for i in range(12)] + [tuple(range(11, -1, -1))]
+    cone = _obj(bpy, "Cone", _mesh(bpy, "Cone", verts, faces), parts, loc=(0.0, 0.0, -30.0),
+                color=(0.2, 0.5, 0.2))
+    parts.hide_render = True
+    ground.modifiers.new("Scatter", "PARTICLE_SYSTEM")
+    ps = ground.particle_systems[0].settings
+    ps.type, ps.count, ps.hair_length = "HAIR", count, 1.0
+    ps.use_advanced_hair, ps.use_rotations, ps.rotation_mode = True, True, "NONE"
+    ps.phase_factor_random = 2.0  # a random turn about the hair's axis (the ground's normal)
+    ps.render_type, ps.instance_object, ps.particle_size = "OBJECT", cone, 1.0
+    ps.use_rotation_instance = False
+    ground.particle_systems[0].seed = 0
+    ground.show_instancer_for_render = True
 
 
 def build_scatter_repeats(path: str | Path, count: int, periods: dict[int, int],
