@@ -136,12 +136,21 @@ def _refusal(scene, settings: Settings, vl) -> str:
     if scene_setup.simulation_objects(scene) or scene_setup.unbaked_caches(scene):
         return "simulations or physics caches"
     for ob in scene.objects:
-        if any(m.type == "PARTICLE_SYSTEM" and m.show_render for m in ob.modifiers):
-            return f"'{ob.name}' has particles"
+        for m in ob.modifiers:
+            if m.type == "PARTICLE_SYSTEM" and m.show_render and not static_hair(m.particle_system):
+                return f"'{ob.name}' has particles that move (emitted, or hair dynamics)"
     for ob in segmentation.rendered_objects(scene, vl):
         if ob.type in segmentation.RENDERABLE and structural_deformer(ob):
             return f"'{ob.name}' deforms"
     return ""
+
+
+def static_hair(psys) -> bool:
+    """Whether particle system ``psys`` is hair without dynamics: its strands (and what they
+    instance) stay where the emitter puts them at every frame, so the depsgraph's updates
+    between frames say whether anything of it moves (the emitter, the instanced objects, the
+    particle settings); emitted particles are a simulation stepped frame by frame."""
+    return psys.settings.type == "HAIR" and not psys.use_hair_dynamics
 
 
 def _camera(scene) -> tuple[np.ndarray, np.ndarray] | None:
