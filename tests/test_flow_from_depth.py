@@ -6,9 +6,9 @@ objects' transforms, and no render carries the Vector pass), and from a copy who
 has its own Vector pass on (the survey then keeps Cycles' Vector pass). The two flows must agree
 on every surface pixel. Scenes: the camera moving over static things (``gt_camera_motion``), an
 object moving in front of a static camera (``gt_flow_object``), a geometry-nodes scatter seen by
-a moving camera, and a lens that zooms (``zoom``: 4.2 projects the neighbour with the current
-K, which the Vector path re-projects afterwards). On 5.0, and on 4.5 / 4.2 with
-``DF_EXTRA_PYTHONS``.
+a moving camera, the same cones as static hair particles drawn as an object, and a lens that
+zooms (``zoom``: 4.2 projects the neighbour with the current K, which the Vector path
+re-projects afterwards). On 5.0, and on 4.5 / 4.2 with ``DF_EXTRA_PYTHONS``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ _SCATTER = """
 import sys
 sys.path.insert(0, sys.argv[-2])
 from instance_scenes import build_scatter
-build_scatter(sys.argv[-1], 400, frames=4, res=(64, 48), samples=4)
+build_scatter(sys.argv[-1], 400, frames=4, res=(64, 48), samples=4, via=sys.argv[-3])
 """
 
 
@@ -57,13 +57,15 @@ def pairs(request, tmp_path_factory) -> dict[str, tuple[Seq, Seq]]:
     root = tmp_path_factory.mktemp(f"fromdepth-{label}")
     scenes = build_scenes(root / "scenes", ["gt_camera_motion", "gt_flow_object"],
                           python=python or None)
-    _run(py, _SCATTER, str(Path(__file__).parent), str(scenes / "scatter.blend"))
-    ranges = {"gt_camera_motion": (2, 4), "gt_flow_object": (2, 4), "scatter": (2, 3)}
+    for name, via in (("scatter", "nodes"), ("particles", "particles")):
+        _run(py, _SCATTER, via, str(Path(__file__).parent), str(scenes / f"{name}.blend"))
+    ranges = {"gt_camera_motion": (2, 4), "gt_flow_object": (2, 4), "scatter": (2, 3),
+              "particles": (2, 3)}
     out = {}
     for name, (a, b) in ranges.items():
         vec = scenes / f"{name}_vector.blend"
         _run(py, _WITH_VECTOR, str(scenes / f"{name}.blend"), str(vec))
-        opts = dict(max_samples_=4) if name == "scatter" else {}
+        opts = dict(max_samples_=4) if name in ("scatter", "particles") else {}
         out[name] = (Seq(render(scenes / f"{name}.blend", root / "depth" / name, a, b, python, **opts)),
                      Seq(render(vec, root / "vector" / name, a, b, python, **opts)))
     return out
@@ -73,7 +75,7 @@ def _surface(seq: Seq, f: int) -> np.ndarray:
     return seq.depth(f) > 0
 
 
-@pytest.mark.parametrize("name", ["gt_camera_motion", "gt_flow_object", "scatter"])
+@pytest.mark.parametrize("name", ["gt_camera_motion", "gt_flow_object", "scatter", "particles"])
 def test_flow_from_depth_equals_the_vector_pass(pairs, name):
     mine, cycles = pairs[name]
     assert "computed" in mine.conv["flow"]["source"], mine.conv["flow"]
@@ -139,6 +141,22 @@ c.keyframe_insert("location", frame=5); verdict("mover"); verdict("mover_no_ids"
 c.shape_key_add(name="Basis"); k = c.shape_key_add(name="Key"); k.value = 0.0
 k.keyframe_insert("value", frame=1); k.value = 1.0; k.keyframe_insert("value", frame=5)
 verdict("shape_key")
+blend = instance_scenes.build_scatter(args["out"] + "/hair.blend", 300, frames=4, res=(32, 24),
+                                      via="particles")
+fresh(); verdict("hair")
+sc = fresh(); g = sc.objects["Ground"]; g.keyframe_insert("location", frame=1); g.location.x = 1.0
+g.keyframe_insert("location", frame=5); verdict("hair_emitter_moves")
+sc = fresh(); ps = sc.objects["Ground"].particle_systems[0].settings
+ps.keyframe_insert("hair_length", frame=1); ps.hair_length = 2.0
+ps.keyframe_insert("hair_length", frame=5); verdict("hair_keyed")
+sc = fresh(); slot = sc.objects["Ground"].particle_systems[0].settings.texture_slots.add()
+slot.texture = bpy.data.textures.new("Clouds", "CLOUDS"); slot.use_map_length = True
+slot.texture.keyframe_insert("noise_scale", frame=1); slot.texture.noise_scale = 2.0
+slot.texture.keyframe_insert("noise_scale", frame=5); verdict("hair_texture_keyed")
+sc = fresh(); sc.objects["Ground"].particle_systems[0].use_hair_dynamics = True
+verdict("hair_dynamics")
+sc = fresh(); sc.objects["Ground"].particle_systems[0].settings.type = "EMITTER"
+verdict("emitted")
 '''
 
 
@@ -147,7 +165,10 @@ def test_survey_says_which_sequences_get_flow_from_depth(tmp_path):
     4.5 and 4.2 too, docs/blender_notes.md): flow from depth when only the camera moves, or when
     objects only move (with segmentations, in a scene without instances); the Vector pass when
     the file's own view layer has it, when geometry nodes re-evaluate, when an object moves among
-    instances or without object ids, and when shape keys animate."""
+    instances or without object ids, and when shape keys animate. Static hair particles drawn as
+    objects are flow from depth while only the camera moves; a moving emitter, keyed particle
+    settings or a keyed texture of them, hair dynamics and emitted particles keep the Vector
+    pass."""
     from conftest import REPO, run_bpy
 
     args = {"out": str(tmp_path), "tests": str(REPO / "tests")}
@@ -155,9 +176,13 @@ def test_survey_says_which_sequences_get_flow_from_depth(tmp_path):
     got = {ln.split()[1]: ln.split(" ", 2)[2] for ln in out.splitlines() if ln.startswith("V ")}
     assert got["camera"].startswith("[] |"), got
     assert got["mover"].startswith("['Cube'] |"), got
+    assert got["hair"].startswith("[] |"), got
     for name, why in {"own_vector": "own Vector pass", "gn_animated": "changes",
                       "mover_with_instances": "moves", "mover_no_ids": "moves",
-                      "shape_key": "deforms"}.items():
+                      "shape_key": "deforms", "hair_emitter_moves": "'Ground' changes",
+                      "hair_keyed": "'Ground' changes", "hair_texture_keyed": "'Ground' changes",
+                      "hair_dynamics": "particles that move",
+                      "emitted": "particles that move"}.items():
         assert got[name].startswith("None |") and why in got[name], (name, got[name])
 
 
