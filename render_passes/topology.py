@@ -68,20 +68,63 @@ class _Counts(NamedTuple):
     bulk: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
-def _counts(dg) -> _Counts:
+def _particle_sources(ob) -> list | None:
+    """The evaluated objects that the particle systems of evaluated object ``ob`` draw, when
+    each is drawn as an object (or not as geometry at all: strands, halos) and that object is a
+    plain mesh (no geometry nodes, no instancing, no particles of its own): every copy then draws
+    that object's one evaluated mesh, so its vertex count is read once, not per particle. None
+    when ``ob`` itself has geometry nodes or any system draws something else (a collection)."""
+    if has_nodes(ob.original):
+        return None
+    out = []
+    for m in ob.modifiers:
+        if m.type != "PARTICLE_SYSTEM" or not m.show_render:
+            continue
+        ps = m.particle_system.settings
+        if ps.render_type != "OBJECT":
+            if ps.render_type == "COLLECTION":
+                return None
+            continue
+        src = ps.instance_object
+        if src is None:
+            continue
+        if (src.type != "MESH" or src == ob or src.instance_type != "NONE" or has_nodes(src)
+                or len(src.particle_systems)):
+            return None
+        out.append(src)
+    return out
+
+
+def _counts(dg, particles_read: bool = True) -> _Counts:
     """Vertex counts of every drawn mesh of ``dg``. Geometry-nodes instances of top-level
-    objects are read as arrays (:func:`bulk_instances`); ``object_instances`` is walked only
-    when something else instances (collections, particles, vertices/faces, 4.2)."""
+    objects are read as arrays (:func:`bulk_instances`), particles drawn as a plain mesh object
+    once per object (:func:`_particle_sources`; ``particles_read`` False: per copy, as the walk
+    sees them); ``object_instances`` is walked only when something else instances
+    (collections, vertices/faces, 4.2)."""
     out: dict[tuple, tuple[int, bool]] = {}
     bulk: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     iterate = not compat.GEOMETRY_SET
     objs = []
+    emitters: set[str] = set()
     for ob in dg.objects:
         orig = ob.original
         if orig.hide_render:
             continue
-        if orig.instance_type != "NONE" or len(getattr(orig, "particle_systems", ())):
+        if orig.instance_type != "NONE":
             iterate = True
+            continue
+        if len(getattr(orig, "particle_systems", ())):
+            src = _particle_sources(ob) if particles_read else None
+            if src is None:
+                iterate = True
+                continue
+            emitters.add(orig.name_full)
+            for so in src:
+                n = _vertex_count(so)
+                if n is not None:
+                    out[(so.original.name_full, ("particles", orig.name_full))] = n
+            if orig.show_instancer_for_render:
+                objs.append(ob)
             continue
         b = bulk_instances(ob, transforms=False, dg=dg) if has_nodes(orig) else ()
         if b is None:
@@ -97,11 +140,18 @@ def _counts(dg) -> _Counts:
             if n is not None:
                 out[(ob.original.name_full, ())] = n
         return _Counts(out, bulk)
+    _walk(dg, out, set(bulk) | emitters)
+    return _Counts(out, bulk)
+
+
+def _walk(dg, out: dict[tuple, tuple[int, bool]], read: set[str]) -> None:
+    """Add to ``out`` the vertex counts of ``dg.object_instances`` but the copies made by the
+    objects ``read`` (already counted), keyed by (object name, persistent id)."""
     seen: dict[tuple[int, int], tuple[int, bool] | None] = {}  # copies share evaluated data
     for inst in dg.object_instances:
         if not (inst.show_self or inst.is_instance):
             continue
-        if inst.is_instance and inst.parent is not None and inst.parent.original.name_full in bulk:
+        if inst.is_instance and inst.parent is not None and inst.parent.original.name_full in read:
             continue
         ob = drawn_object(inst)
         if not inst.is_instance and ob.original.hide_render:
@@ -113,7 +163,6 @@ def _counts(dg) -> _Counts:
         if n is not None:
             pid = tuple(inst.persistent_id) if inst.is_instance else ()
             out[(ob.original.name_full, pid)] = n
-    return _Counts(out, bulk)
 
 
 def _broken(cur: _Counts, other: _Counts) -> list[tuple[str, int, int]]:
