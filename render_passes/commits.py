@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import bpy
 import numpy as np
 
 from ..dataset import camera as cam_model
@@ -59,7 +58,7 @@ def _render_frame(scene, rig: PassRig, sq: _Sequence, f: int, rgb: str) -> float
     scene.render.filepath = str((sq.out / rgb).with_suffix(""))
     t0 = time.perf_counter()
     try:
-        bpy.ops.render.render(write_still=True)
+        compat.render(write_still=True)
         rig.render_data(f)  # ground truth of the pixel centres (none with filtered_passes)
     except RuntimeError as exc:  # "cannot save": a write error, said in one line
         raise (render_save_error(str(exc)) or exc) from None

@@ -114,7 +114,7 @@ def render(rig) -> None:
         object_indices(rig, True)
         if rig.index_readers and rig.tracker is not None:  # the candidates' indices are ours now
             rig.tracker.expect(scene.frame_current)
-        bpy.ops.render.render(write_still=False)
+        compat.render(write_still=False)
     finally:
         object_indices(rig, False)
         for k, v in undo_cy.items():
