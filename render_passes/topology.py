@@ -88,42 +88,71 @@ def _particle_sources(ob) -> list | None:
         src = ps.instance_object
         if src is None:
             continue
-        if (src.type != "MESH" or src == ob or src.instance_type != "NONE" or has_nodes(src)
-                or len(src.particle_systems)):
+        if src == ob or not _plain_mesh(src):
             return None
         out.append(src)
     return out
 
 
-def _counts(dg, particles_read: bool = True) -> _Counts:
+def _plain_mesh(ob) -> bool:
+    """A mesh object whose evaluated mesh is all it draws (no geometry nodes, no instancing, no
+    particles)."""
+    return (ob.type == "MESH" and ob.instance_type == "NONE" and not has_nodes(ob)
+            and not len(ob.particle_systems))
+
+
+def _collection_sources(ob) -> list | None:
+    """The objects that collection instancer ``ob`` (evaluated) draws copies of, when every
+    object of its collection and of the collections inside it is shown and is a plain mesh
+    (:func:`_plain_mesh`) or draws no geometry (an empty that instances nothing, a light, a
+    camera): each copy then draws those objects' evaluated meshes. Else None (walked)."""
+    coll = ob.instance_collection
+    if ob.instance_type != "COLLECTION" or coll is None:
+        return None
+    if any(c.hide_render or c.hide_viewport for c in coll.children_recursive):
+        return None
+    out = []
+    for o in coll.all_objects:
+        if o.hide_render or o.hide_viewport:
+            return None
+        if o.type in ("LIGHT", "CAMERA", "LIGHT_PROBE") or (o.type == "EMPTY"
+                                                            and o.instance_type == "NONE"):
+            continue
+        if not _plain_mesh(o):
+            return None
+        out.append(o)
+    return out
+
+
+def _counts(dg, copies_read: bool = True) -> _Counts:
     """Vertex counts of every drawn mesh of ``dg``. Geometry-nodes instances of top-level
-    objects are read as arrays (:func:`bulk_instances`), particles drawn as a plain mesh object
-    once per object (:func:`_particle_sources`; ``particles_read`` False: per copy, as the walk
-    sees them); ``object_instances`` is walked only when something else instances
-    (collections, vertices/faces, 4.2)."""
+    objects are read as arrays (:func:`bulk_instances`); the copies of plain mesh objects made by
+    particles (:func:`_particle_sources`) or collection instances (:func:`_collection_sources`)
+    once per copied object (``copies_read`` False: per copy, as the walk sees them);
+    ``object_instances`` is walked only when something else instances (nested collections,
+    vertices/faces, 4.2)."""
     out: dict[tuple, tuple[int, bool]] = {}
     bulk: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     iterate = not compat.GEOMETRY_SET
     objs = []
-    emitters: set[str] = set()
+    copiers: set[str] = set()
     for ob in dg.objects:
         orig = ob.original
         if orig.hide_render:
             continue
-        if orig.instance_type != "NONE":
-            iterate = True
-            continue
-        if len(getattr(orig, "particle_systems", ())):
-            src = _particle_sources(ob) if particles_read else None
+        particles = len(getattr(orig, "particle_systems", ()))
+        if orig.instance_type != "NONE" or particles:
+            src = None if not copies_read or (particles and orig.instance_type != "NONE") else (
+                _particle_sources(ob) if particles else _collection_sources(ob))
             if src is None:
                 iterate = True
                 continue
-            emitters.add(orig.name_full)
+            copiers.add(orig.name_full)
             for so in src:
-                n = _vertex_count(so)
+                n = _vertex_count(so.original.evaluated_get(dg))
                 if n is not None:
-                    out[(so.original.name_full, ("particles", orig.name_full))] = n
-            if orig.show_instancer_for_render:
+                    out[(so.original.name_full, ("copies",))] = n
+            if particles and orig.show_instancer_for_render:
                 objs.append(ob)
             continue
         b = bulk_instances(ob, transforms=False, dg=dg) if has_nodes(orig) else ()
@@ -140,7 +169,7 @@ def _counts(dg, particles_read: bool = True) -> _Counts:
             if n is not None:
                 out[(ob.original.name_full, ())] = n
         return _Counts(out, bulk)
-    _walk(dg, out, set(bulk) | emitters)
+    _walk(dg, out, set(bulk) | copiers)
     return _Counts(out, bulk)
 
 
