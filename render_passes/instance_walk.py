@@ -57,8 +57,7 @@ class PidTable:
             new = self.keys[pos] != v
             iid[~new] = self.iid[pos[~new]]
         if new.any():
-            iid[new] = od.instance_ids(name, list(chain),
-                                       [od.trim_pid(p) for p in pid[new].tolist()])
+            iid[new] = od.instance_ids(name, list(chain), used_pids(pid[new]))
             keys = v[new] if self.keys is None else np.concatenate([self.keys, v[new]])
             o = np.argsort(keys, kind="stable")
             self.keys, self.iid = keys[o], np.concatenate([self.iid, iid[new]])[o]
@@ -131,9 +130,18 @@ class LaneIds:
             t = self._tables[(lane.name, lane.chain)] = PidTable()
         r = lane.rows(t, feed)
         s, e = int(r.first[run.start]), int(r.first[run.end])
-        for j in np.flatnonzero(r.new[s:e]).tolist():
-            self._add(int(r.iid[s + j]), lane.name, lane.chain, od.trim_pid(r.pid[s + j]))
+        new = np.flatnonzero(r.new[s:e]) + s
+        for i, p in zip(r.iid[new].tolist(), used_pids(r.pid[new])):
+            self._add(i, lane.name, lane.chain, p)
         return r.iid[s:e], r.mats[s:e], r.rand[s:e]
+
+
+def used_pids(pid: np.ndarray) -> list[list[int]]:
+    """The used entries of raw persistent ids ``pid`` (n, k) (:func:`dataset.objects.trim_pid`
+    of each row)."""
+    tail = (pid == od.PID_UNUSED)[:, ::-1]
+    used = pid.shape[1] - np.where(tail.all(1), pid.shape[1], tail.argmin(1))
+    return [r[:u] for r, u in zip(pid.tolist(), used.tolist())]
 
 
 class Run(NamedTuple):

@@ -164,10 +164,9 @@ class ObjectTracker(FrameListener):
         return self._statics[name]
 
     def _is_structural(self, orig) -> bool:
-        name = orig.name_full
-        if name not in self._structural:
-            self._structural[name] = structural_deformer(orig)
-        return self._structural[name]
+        got = self._structural.get(orig.name_full)
+        return got if got is not None else self._structural.setdefault(
+            orig.name_full, structural_deformer(orig))
 
     def _collect(self, frame: int, dg, camera) -> None:
         t0 = time.perf_counter()
@@ -284,9 +283,10 @@ class ObjectTracker(FrameListener):
                     if lane is not prev:
                         prev = things[(_RUN, len(marks))] = lane
                         marks.append((lane, len(lane.rids)))
-                    lane.pids.append(inst.persistent_id[:])
-                    lane.rids.append(inst.random_id)
-                    lane.mats.append(inst.matrix_world.copy())
+                        add_p, add_r, add_m = lane.pids.append, lane.rids.append, lane.mats.append
+                    add_p(inst.persistent_id[:])
+                    add_r(inst.random_id)
+                    add_m(inst.matrix_world.copy())
                     continue
             prev = None
             ob = drawn_object(inst) if is_instance else inst.object
