@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import time
-from itertools import chain
 from typing import NamedTuple
 
 import numpy as np
@@ -17,6 +16,7 @@ from ..dataset import objects as od
 from ..dataset import random_ids as rids
 from . import compat
 from .geometry import Geometry, union_geometry
+from .instance_walk import matrices
 
 # Triangles up to which the surface distance of a pixel is measured with numpy, not a BVH.
 SMALL_MESH = 256
@@ -99,8 +99,7 @@ def sliced_groups(acc) -> list[Group]:
         flat[1].extend(a[5])
         flat[2].extend(a[6])
     iids, rand = np.array(flat[0], np.uint32), np.array(flat[2], np.float32)
-    mats = np.fromiter(chain.from_iterable(chain.from_iterable(flat[1])), float,
-                       count=16 * len(flat[1])).reshape(-1, 4, 4)
+    mats = matrices(flat[1])
     out, s = [], 0
     for g, ch, name, pv, i, _m, _r, pieces in acc:
         cols = (iids[s:s + len(i)], mats[s:s + len(i)], rand[s:s + len(i)])

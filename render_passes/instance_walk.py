@@ -86,7 +86,8 @@ class Lane:
         which entries are the first of theirs (those that count; n of them)."""
         if self._first is None:
             m = len(self.rids)
-            pid = np.array(self.pids, np.int64).reshape(m, -1)
+            pid = np.fromiter(_chain.from_iterable(self.pids), np.int64,
+                              count=m * len(self.pids[0])).reshape(m, -1)
             first = np.zeros(m, bool)
             if m:
                 first[np.unique(np.ascontiguousarray(pid).view(f"V{8 * pid.shape[1]}").ravel(),
@@ -101,9 +102,7 @@ class Lane:
         if self._rows is not None:
             return self._rows
         pid, first = self.first()
-        mats = self.mats if first.all() else [m for m, f in zip(self.mats, first) if f]
-        m = np.fromiter(_chain.from_iterable(_chain.from_iterable(mats)), float,
-                        count=16 * len(mats)).reshape(-1, 4, 4)
+        m = matrices(self.mats if first.all() else [m for m, f in zip(self.mats, first) if f])
         iid, new = table.ids(self.name, self.chain, pid)
         if feed == 1.0:
             rand = rids.random_value(np.array(self.rids, np.int64).astype(np.uint32)[first])
@@ -134,6 +133,16 @@ class LaneIds:
         for i, p in zip(r.iid[new].tolist(), used_pids(r.pid[new])):
             self._add(i, lane.name, lane.chain, p)
         return r.iid[s:e], r.mats[s:e], r.rand[s:e]
+
+
+def matrices(kept: list) -> np.ndarray:
+    """``(n, 4, 4)`` float object -> world matrices from those a walk kept
+    (``render_passes.compat.KEEP_MATRIX``): ``bytes`` of each (float32, rows first) or copies
+    (mathutils ``Matrix``)."""
+    if kept and isinstance(kept[0], bytes):
+        return np.frombuffer(b"".join(kept), np.float32).astype(float).reshape(-1, 4, 4)
+    return np.fromiter(_chain.from_iterable(_chain.from_iterable(kept)), float,
+                       count=16 * len(kept)).reshape(-1, 4, 4)
 
 
 def used_pids(pid: np.ndarray) -> list[list[int]]:

@@ -269,7 +269,7 @@ class ObjectTracker(FrameListener):
         things: dict[tuple, Any] = {}  # (name, chain, pid) -> [pass value, matrix, keys, rids]
         parts: dict[tuple, tuple[Geometry | None, bool]] = {}
         feeds: dict[tuple, float] = {}  # part key -> how its materials feed the Random AOV
-        ids, lanes, marks, prev = self.ids, {}, [], None
+        ids, lanes, marks, prev, keep = self.ids, {}, [], None, compat.KEEP_MATRIX
         for inst in dg.object_instances:
             is_instance = inst.is_instance
             if is_instance:
@@ -286,7 +286,7 @@ class ObjectTracker(FrameListener):
                         add_p, add_r, add_m = lane.pids.append, lane.rids.append, lane.mats.append
                     add_p(inst.persistent_id[:])
                     add_r(inst.random_id)
-                    add_m(inst.matrix_world.copy())
+                    add_m(keep(inst.matrix_world))
                     continue
             prev = None
             ob = drawn_object(inst) if is_instance else inst.object
@@ -306,7 +306,7 @@ class ObjectTracker(FrameListener):
             rid = inst.random_id if is_instance else None  # Cycles hashes a plain one's name
             t = things.get(thing)
             if t is None:
-                things[thing] = [int(orig.pass_index), inst.matrix_world.copy(), (key,), {key: rid}]
+                things[thing] = [int(orig.pass_index), keep(inst.matrix_world), (key,), {key: rid}]
             elif key not in t[2]:
                 t[2] += (key,)
                 t[3][key] = rid

@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 from conftest import bpy_pythons, run_bpy
 from dataset_forge.dataset import objects as od
-from dataset_forge.render_passes import instance_rows as rows
 from dataset_forge.render_passes import instance_walk as walk
 
 PYTHONS = bpy_pythons()
@@ -171,7 +170,10 @@ def test_a_repeated_persistent_id_counts_once_with_its_first_entry():
     assert np.isnan(rand2).all() and added[3:] == [(iid2[1], "Cone", ("Ground",), [7, 1])]
 
 
+@pytest.mark.render  # instance_rows imports compat (bpy)
 def test_runs_put_their_rows_where_they_were_met():
+    from dataset_forge.render_passes import instance_rows as rows
+
     a = _lane([(0, U), (1, U), (2, U), (3, U)], [0, 0, 0, 0])
     b = _lane([(9, U)], [0])
     runs = walk.runs_of([(a, 0), (b, 0), (a, 2)])
@@ -189,3 +191,12 @@ def test_runs_put_their_rows_where_they_were_met():
     assert g.rand.tolist() == [0.5, 0.0, 0.0, 0.0, 0.25, 0.0, 0.0]
     (only,) = rows.sliced_groups([[None, False, "Cone", 3, [], [], [], [(0,) + pieces[1]]]])
     assert only.iids.tolist() == lane_ids[1] and only.mats.shape == (1, 4, 4)
+
+
+def test_kept_matrices_read_alike():
+    m = (np.arange(32, dtype=np.float32).reshape(2, 4, 4) / 7).astype(np.float32)
+    as_bytes = walk.matrices([x.tobytes() for x in m])  # a 5.0 Matrix's bytes: rows first
+    as_rows = walk.matrices(m.tolist())  # iterating a Matrix copy: rows
+    assert as_bytes.dtype == as_rows.dtype == np.float64
+    assert np.array_equal(as_bytes, m.astype(float)) and np.array_equal(as_rows, as_bytes)
+    assert walk.matrices([]).shape == (0, 4, 4)
