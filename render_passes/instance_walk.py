@@ -27,7 +27,7 @@ class LaneRows(NamedTuple):
     mats: np.ndarray   # (n, 4, 4) object -> world
     rand: np.ndarray   # (n,) float32 Random AOV values
     new: np.ndarray    # (n,) bool: first met in this sequence (its row is not in the table yet)
-    pid: np.ndarray    # (n, k) int64 raw persistent ids (unused tail: dataset.objects.PID_UNUSED)
+    used: list         # the used persistent id entries of each new row, in order
     first: np.ndarray  # (m + 1,) the row of each entry met (entry j's rows are first[j]:)
 
 
@@ -44,11 +44,12 @@ class PidTable:
         self.iid = np.zeros(0, np.uint32)
         self.last: tuple[np.ndarray, np.ndarray] | None = None
 
-    def ids(self, name: str, chain: tuple, pid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def ids(self, name: str, chain: tuple, pid: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
         """Instance ids (n,) uint32 of raw persistent ids ``pid`` (n, k) int64 (unique rows) of
-        instances of ``name`` with instancer chain ``chain``, and which of them are new."""
+        instances of ``name`` with instancer chain ``chain``, which of them are new, and the
+        used entries of the new ones' persistent ids (:func:`used_pids`)."""
         if self.last is not None and np.array_equal(self.last[0], pid):
-            return self.last[1], np.zeros(len(pid), bool)
+            return self.last[1], np.zeros(len(pid), bool), []
         v = np.ascontiguousarray(pid, np.int64).view(f"V{8 * pid.shape[1]}").ravel()
         new = np.ones(len(v), bool)
         iid = np.zeros(len(v), np.uint32)
@@ -56,13 +57,14 @@ class PidTable:
             pos = np.minimum(np.searchsorted(self.keys, v), len(self.keys) - 1)
             new = self.keys[pos] != v
             iid[~new] = self.iid[pos[~new]]
-        if new.any():
-            iid[new] = od.instance_ids(name, list(chain), used_pids(pid[new]))
+        used = used_pids(pid[new]) if new.any() else []
+        if used:
+            iid[new] = od.instance_ids(name, list(chain), used)
             keys = v[new] if self.keys is None else np.concatenate([self.keys, v[new]])
             o = np.argsort(keys, kind="stable")
             self.keys, self.iid = keys[o], np.concatenate([self.iid, iid[new]])[o]
         self.last = (pid.copy(), iid)
-        return iid, new
+        return iid, new, used
 
 
 class Lane:
@@ -103,18 +105,19 @@ class Lane:
             return self._rows
         pid, first = self.first()
         m = matrices(self.mats if first.all() else [m for m, f in zip(self.mats, first) if f])
-        iid, new = table.ids(self.name, self.chain, pid)
+        iid, new, used = table.ids(self.name, self.chain, pid)
         if feed == 1.0:
             rand = rids.random_value(np.array(self.rids, np.int64).astype(np.uint32)[first])
         else:
             rand = np.full(len(pid), feed, np.float32)
-        self._rows = LaneRows(iid, m, rand, new, pid, np.r_[0, np.cumsum(first)])
+        self._rows = LaneRows(iid, m, rand, new, used, np.r_[0, np.cumsum(first)])
         return self._rows
 
 
 class LaneIds:
     """The fast lane's instance ids over a sequence: a :class:`PidTable` per (object, chain);
-    ``add(iid, name, chain, pid)`` puts an instance first met in the instance table."""
+    ``add(iids, name, chain, pids)`` puts instances first met in the instance table
+    (:meth:`.instance_infos.InstanceInfos.add_rows`)."""
 
     def __init__(self, add):
         self._add = add
@@ -130,8 +133,9 @@ class LaneIds:
         r = lane.rows(t, feed)
         s, e = int(r.first[run.start]), int(r.first[run.end])
         new = np.flatnonzero(r.new[s:e]) + s
-        for i, p in zip(r.iid[new].tolist(), used_pids(r.pid[new])):
-            self._add(i, lane.name, lane.chain, p)
+        if len(new):
+            at = int(np.count_nonzero(r.new[:s]))
+            self._add(r.iid[new].tolist(), lane.name, lane.chain, r.used[at:at + len(new)])
         return r.iid[s:e], r.mats[s:e], r.rand[s:e]
 
 

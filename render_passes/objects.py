@@ -83,7 +83,7 @@ class ObjectTracker(FrameListener):
         self._structures: dict[str, tuple[bool, bool]] = {}  # name -> (particles, nodes)
         self._chains: dict[tuple[str, str], tuple[str, ...]] = {}
         self._iids: dict[tuple, int] = {}           # (name, chain, pid) -> id, iterated things
-        self._lanes = walk.LaneIds(self.infos.add)
+        self._lanes = walk.LaneIds(self.infos.add_rows)
         self._objects = {o.name_full: o for o in bpy.data.objects}
         self._target: int | None = None
         self.aov_materials: set[str] | None = None  # the pass rig's: materials writing Random

@@ -22,6 +22,7 @@ import pytest
 from conftest import bpy_pythons, run_bpy
 from dataset_forge.dataset import objects as od
 from dataset_forge.render_passes import instance_walk as walk
+from dataset_forge.render_passes.instance_infos import InstanceInfos
 
 PYTHONS = bpy_pythons()
 U = od.PID_UNUSED
@@ -161,13 +162,13 @@ def test_a_repeated_persistent_id_counts_once_with_its_first_entry():
     assert iid.tolist() == want
     assert mats[:, 0, 3].tolist() == [0.0, 1.0, 3.0]  # the first entry's matrix
     assert rand.tolist() == [float(np.float32((r % 2**32) * 2.0**-32)) for r in (-5, 7, 2**31 - 1)]
-    assert added == [(i, "Cone", ("Ground",), p) for i, p in zip(want, ([0, 0], [1, 0], [2, 0]))]
+    assert added == [(want, "Cone", ("Ground",), [[0, 0], [1, 0], [2, 0]])]
     # the next frame: the same ids from the table, none added again; a new one is hashed
     lane2 = _lane([(2, 0, U), (7, 1, U), (0, 0, U)], [1, 2, 3])
     iid2, _, rand2 = ids.rows(walk.runs_of([(lane2, 0)])[0], np.nan)
     assert iid2.tolist() == [want[2], od.instance_id(od.instance_key("Cone", ["Ground"], [7, 1])),
                              want[0]]
-    assert np.isnan(rand2).all() and added[3:] == [(iid2[1], "Cone", ("Ground",), [7, 1])]
+    assert np.isnan(rand2).all() and added[1:] == [([iid2[1]], "Cone", ("Ground",), [[7, 1]])]
 
 
 @pytest.mark.render  # instance_rows imports compat (bpy)
@@ -200,3 +201,29 @@ def test_kept_matrices_read_alike():
     assert as_bytes.dtype == as_rows.dtype == np.float64
     assert np.array_equal(as_bytes, m.astype(float)) and np.array_equal(as_rows, as_bytes)
     assert walk.matrices([]).shape == (0, 4, 4)
+
+
+def _row(iid, name, chain, pid):
+    return {"instance_id": iid, "object_id": 7, "object": name, "instancer_chain": list(chain),
+            "persistent_id": list(pid), "category": "cone", "deforming": False}
+
+
+def test_rows_added_at_once_are_the_rows_added_one_by_one():
+    """The first id added keeps its row: 4 is a plain row's, 6 a bulk instancer's, 9 comes
+    twice."""
+    iids, pids = [4, 5, 6, 9, 9, 10], [[0], [1], [2], [3], [4], [5, 0]]
+    tables = []
+    for at_once in (True, False):
+        t = InstanceInfos(_row)
+        t.add(4, "Plain", (), [])
+        t.bulk("G", ("G",), np.array([1, 2]), lambda pid: (np.array([6, 8], np.uint32)[:len(pid)],
+                                                           np.zeros(len(pid), np.float32)))
+        if at_once:
+            t.add_rows(iids, "Cone", ("Ground",), pids)
+        else:
+            for i, p in zip(iids, pids):
+                t.add(i, "Cone", ("Ground",), p)
+        tables.append({i: t[i] for i in sorted(t)})
+    assert tables[0] == tables[1]
+    assert tables[0][9]["persistent_id"] == [3] and tables[0][4]["object"] == "Plain"
+    assert tables[0][6]["object"] == "G" and tables[0][10]["persistent_id"] == [5, 0]
