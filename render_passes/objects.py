@@ -302,7 +302,7 @@ class ObjectTracker(FrameListener):
                 thing = (name, (), ()) if ok else None
             if thing is None:
                 continue
-            key = self._part(ob, orig, is_instance, parts, feeds)
+            key = self._part(ob, orig, (name, kind, is_instance), parts, feeds)
             rid = inst.random_id if is_instance else None  # Cycles hashes a plain one's name
             t = things.get(thing)
             if t is None:
@@ -315,12 +315,12 @@ class ObjectTracker(FrameListener):
             int(lane.first()[1].sum()) for lane in {id(r.lane): r.lane for r in runs}.values())
         return self._thing_groups(things, parts, feeds, runs)
 
-    def _part(self, ob, orig, is_instance: bool, parts: dict, feeds: dict) -> tuple:
-        """The part key of evaluated ``ob`` (its geometry and Random feed put in ``parts`` and
-        ``feeds`` when first met). Evaluated data is shared by the copies of one thing (and
-        outlives the iteration); non-mesh data (curves, text) is meshed per object."""
+    def _part(self, ob, orig, how: tuple, parts: dict, feeds: dict) -> tuple:
+        """The part key of evaluated ``ob`` (``how``: its name, type, and whether an instance),
+        its geometry and Random feed put in ``parts`` and ``feeds`` when first met (evaluated
+        data is shared by one thing's copies; non-mesh data is meshed per object)."""
         data = ob.data
-        key = (orig.name_full, data.name_full if data is not None else "", ob.type, is_instance)
+        key = (how[0], data.name_full if data is not None else "", how[1], how[2])
         if key not in parts:
             if key in self._geoms and self._static(orig):
                 parts[key] = self._geoms[key], False
@@ -332,20 +332,20 @@ class ObjectTracker(FrameListener):
 
     def _lane(self, pair: tuple, rendered, bulk: set[str], parts: dict, feeds: dict):
         """How the entries of ``(parent, instance_object)`` are walked: a new fast-lane
-        :class:`.instance_walk.Lane` where each is one instance of a plain mesh object
-        (:func:`.geometry.plain_instanced_mesh`) and the parent neither a collection instancer
-        nor has geometry nodes (particles, vertex/face instancing); ``_SKIP`` where none counts
-        (what :meth:`_thing_of` says of each); None: entry by entry."""
-        parent, src = pair
-        if parent is None or not plain_instanced_mesh(parent, src):
+        :class:`.instance_walk.Lane` where each is one instance of a plain mesh object (particles,
+        vertex/face instancing; not a collection instancer's, nor geometry nodes'); ``_SKIP``
+        where none counts (what :meth:`_thing_of` says of each); None: entry by entry."""
+        parent, src = pair  # a collection instancer asked first: one per pair in a crowd
+        if parent is None or parent.instance_type == "COLLECTION" \
+                or not plain_instanced_mesh(parent, src):
             return None
         orig, porig = src.original, parent.original
         pname = porig.name_full
         if orig.name_full not in self.ids or pname not in rendered or pname in bulk:
             return _SKIP
-        if porig.instance_type == "COLLECTION" or self._structure(porig)[1]:
+        if self._structure(porig)[1]:
             return None
-        key = self._part(src, orig, True, parts, feeds)
+        key = self._part(src, orig, (orig.name_full, src.type, True), parts, feeds)
         return walk.Lane(orig.name_full, self._chain_of(porig, orig), key, int(orig.pass_index))
 
     def _thing_groups(self, things: dict[tuple, Any], parts: dict, feeds: dict[tuple, float],
