@@ -9,7 +9,8 @@ per-entry walk.
 The scene: ``build_scatter(via="particles")`` of tests/instance_scenes.py with 300 cones (64 x 48
 px), plus the empty ``Holder`` instancing the collection ``Held`` (the cone) and ``Stand``, a
 3-vertex mesh whose geometry nodes instance the real object ``Cone`` on each vertex (Object Info,
-"As Instance")."""
+"As Instance"); and ``Dots``, a 2-vertex mesh instancing its child ``Pip`` (a 0.2 cube) on its
+vertices."""
 
 from __future__ import annotations
 
@@ -48,6 +49,14 @@ me.from_pydata([(0, 0, 0), (0.6, 0, 0), (1.2, 0, 0)], [], [])
 stand = bpy.data.objects.new("Stand", me)
 bpy.context.scene.collection.objects.link(stand)
 sc._gn_object_scatter(bpy, stand, cone)
+dm = bpy.data.meshes.new("Dots")
+dm.from_pydata([(-2, 1, 0), (-1, 1, 0)], [], [])
+dots = bpy.data.objects.new("Dots", dm)
+dots.instance_type = "VERTS"
+pip = bpy.data.objects.new("Pip", sc._cube_mesh(bpy, "Pip", 0.2))
+for ob in (dots, pip):
+    bpy.context.scene.collection.objects.link(ob)
+pip.parent = dots
 scene = bpy.context.scene
 ids = {o.name_full: i + 1 for i, o in enumerate(bpy.data.objects)}
 rendered = {o.name_full for o in scene.objects if not o.hide_render
@@ -61,13 +70,14 @@ for f in (1, 2):
     want = []
     for inst in dg.object_instances:
         src = inst.instance_object if inst.is_instance else None
-        if src is None or src.original != cone:
+        if src is None or src.original not in (cone, pip):
             continue
         parent = inst.parent.original.name_full
         lane = tr._lane((inst.parent, inst.instance_object), rendered, set(), {}, {})
         pid = od.trim_pid(inst.persistent_id)
-        want.append(dict(parent=parent, fast=isinstance(lane, obm.walk.Lane),
-                         iid=od.instance_id(od.instance_key("Cone", [parent], pid)),
+        name = src.original.name_full
+        want.append(dict(parent=parent, fast=isinstance(lane, obm.walk.Lane), name=name,
+                         iid=od.instance_id(od.instance_key(name, [parent], pid)),
                          mat=[list(r) for r in inst.matrix_world],
                          rand=float(rids.random_value(inst.random_id & 0xFFFFFFFF))))
     groups = tr._iterated_groups(dg, rendered, set())
@@ -94,13 +104,15 @@ def walked(request, tmp_path_factory) -> dict:
 def test_particles_take_the_fast_lane_the_others_do_not(walked):
     want = walked["frames"][0]["want"]
     by_parent = {p: {w["fast"] for w in want if w["parent"] == p} for p in ("Ground", "Holder",
-                                                                         "Stand")}
+                                                                         "Stand", "Dots")}
     assert by_parent["Ground"] == {True}  # 300 hair particles drawn as the cone
+    assert by_parent["Dots"] == {True}  # vertex instancing
+    assert sum(w["parent"] == "Dots" for w in want) == 2
     assert by_parent["Holder"] == {False}  # a collection instance
     assert by_parent["Stand"] == {False}  # geometry nodes, "As Instance"
     assert sum(w["parent"] == "Ground" for w in want) == 300
     assert sum(w["parent"] == "Stand" for w in want) == 3
-    assert walked["tables"] == [["Cone", ["Ground"]]]
+    assert sorted(walked["tables"]) == [["Cone", ["Ground"]], ["Pip", ["Dots"]]]
 
 
 @pytest.mark.render
@@ -108,28 +120,31 @@ def test_fast_lane_rows_are_the_plain_walks(walked):
     for frame in walked["frames"]:
         got = {}
         for g in frame["groups"]:
-            if g["name"] == "Cone":
-                for i, m, r in zip(g["iids"], g["mats"], g["rand"]):
-                    got.setdefault(i, (m, r))
-        rows_in_order = [i for g in frame["groups"] if g["name"] == "Cone" for i in g["iids"]]
-        want = frame["want"]
-        assert rows_in_order == [w["iid"] for w in want]  # every entry once, in the walk's order
-        for w in want:
+            for i, m, r in zip(g["iids"], g["mats"], g["rand"]):
+                got.setdefault(i, (m, r))
+        for name in ("Cone", "Pip"):
+            own = od.instance_id(od.instance_key(name, [], []))  # Pip drawn by itself too
+            in_order = [i for g in frame["groups"] if g["name"] == name for i in g["iids"]
+                        if i != own]
+            # every entry once, in the walk's order (the cone's group holds four instancers')
+            assert in_order == [w["iid"] for w in frame["want"] if w["name"] == name]
+        for w in frame["want"]:
             m, r = got[w["iid"]]
             assert m == w["mat"]  # bit for bit
-            assert np.float32(r) == np.float32(w["rand"])
+            # Pip has no material: Cycles' default surface writes no Random AOV
+            assert np.float32(r) == np.float32(w["rand"] if w["name"] == "Cone" else 0.0)
     infos = walked["infos"]
     for w in walked["frames"][0]["want"]:
         row = infos[str(w["iid"])]
-        assert row["object"] == "Cone" and row["instancer_chain"] == [w["parent"]]
-        assert od.instance_id(od.instance_key("Cone", row["instancer_chain"],
+        assert row["object"] == w["name"] and row["instancer_chain"] == [w["parent"]]
+        assert od.instance_id(od.instance_key(w["name"], row["instancer_chain"],
                                               row["persistent_id"])) == w["iid"]
 
 
 @pytest.mark.render
 def test_static_hair_keeps_its_ids_from_frame_to_frame(walked):
     a, b = ([w["iid"] for w in f["want"]] for f in walked["frames"])
-    assert a == b and len(a) == 300 + 1 + 3  # particles, Holder, Stand
+    assert a == b and len(a) == 300 + 1 + 3 + 2  # particles, Holder, Stand, Dots
 
 
 def test_instance_ids_are_the_per_key_ids():
