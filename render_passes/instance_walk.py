@@ -28,7 +28,7 @@ class LaneRows(NamedTuple):
     rand: np.ndarray   # (n,) float32 Random AOV values
     new: np.ndarray    # (n,) bool: first met in this sequence (its row is not in the table yet)
     used: list         # the used persistent id entries of each new row, in order
-    first: np.ndarray  # (m + 1,) the row of each entry met (entry j's rows are first[j]:)
+    row_of: np.ndarray  # (m + 1,) rows before each entry met: entries a:b are rows row_of[a]:row_of[b]
 
 
 class PidTable:
@@ -84,16 +84,15 @@ class Lane:
         self._rows: LaneRows | None = None
 
     def first(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(pid (n, k) int64, first (m,) bool)``: the raw persistent ids of the entries, and
-        which entries are the first of theirs (those that count; n of them)."""
+        """``(pid (n, k) int64, first (m,) bool)``: the raw persistent ids of the instances, and
+        which of the m entries (at least one) are the first of theirs (those that count)."""
         if self._first is None:
             m = len(self.rids)
             pid = np.fromiter(_chain.from_iterable(self.pids), np.int64,
                               count=m * len(self.pids[0])).reshape(m, -1)
             first = np.zeros(m, bool)
-            if m:
-                first[np.unique(np.ascontiguousarray(pid).view(f"V{8 * pid.shape[1]}").ravel(),
-                                return_index=True)[1]] = True
+            first[np.unique(np.ascontiguousarray(pid).view(f"V{8 * pid.shape[1]}").ravel(),
+                            return_index=True)[1]] = True
             self._first = pid[first], first
         return self._first
 
@@ -131,7 +130,7 @@ class LaneIds:
         if t is None:
             t = self._tables[(lane.name, lane.chain)] = PidTable()
         r = lane.rows(t, feed)
-        s, e = int(r.first[run.start]), int(r.first[run.end])
+        s, e = int(r.row_of[run.start]), int(r.row_of[run.end])
         new = np.flatnonzero(r.new[s:e]) + s
         if len(new):
             at = int(np.count_nonzero(r.new[:s]))
