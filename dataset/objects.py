@@ -93,8 +93,8 @@ def instance_ids(obj: str, chain: list[str], pids: list[list[int]]) -> np.ndarra
     head formatted and the digests turned into ids once for all."""
     head = instance_key(obj, chain, [])[:-3].encode("utf-8") + b"["
     b2 = hashlib.blake2b
-    digests = b"".join([b2(b"%s%s]]" % (head, ",".join(map(str, p)).encode()),
-                           digest_size=8).digest() for p in pids])
+    texts = {n: head + b",".join([b"%d"] * n) + b"]]" for n in {len(p) for p in pids}}
+    digests = b"".join([b2(texts[len(p)] % tuple(p), digest_size=8).digest() for p in pids])
     h = np.frombuffer(digests, "<u8")
     return (h % np.uint64(MAX_INSTANCE_ID) + np.uint64(1)).astype(np.uint32)
 
