@@ -87,6 +87,18 @@ def bulk_instance_ids(obj: str, chain: list[str], pid) -> np.ndarray:
     return (h % np.uint64(MAX_INSTANCE_ID) + np.uint64(1)).astype(np.uint32)
 
 
+def instance_ids(obj: str, chain: list[str], pids: list[list[int]]) -> np.ndarray:
+    """``(n,)`` uint32: :func:`instance_id` of ``instance_key(obj, chain, pid)`` for each
+    ``pid`` of ``pids`` (the used entries of persistent ids, any length), with the key text's
+    head formatted and the digests turned into ids once for all."""
+    head = instance_key(obj, chain, [])[:-3].encode("utf-8") + b"["
+    b2 = hashlib.blake2b
+    texts = {n: head + b",".join([b"%d"] * n) + b"]]" for n in {len(p) for p in pids}}
+    digests = b"".join([b2(texts[len(p)] % tuple(p), digest_size=8).digest() for p in pids])
+    h = np.frombuffer(digests, "<u8")
+    return (h % np.uint64(MAX_INSTANCE_ID) + np.uint64(1)).astype(np.uint32)
+
+
 # -- geometry -------------------------------------------------------------------------------------
 CV_FROM_GL = np.diag([1.0, -1.0, -1.0, 1.0])
 

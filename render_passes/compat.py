@@ -300,6 +300,24 @@ GEOMETRY_SET = hasattr(bpy.types.Object, "evaluated_geometry")  # Python-defined
 RANDOM_ID_PID_ENTRIES = {(4, 2): 8, (4, 5): 8, (5, 0): 0}.get(tuple(bpy.app.version[:2]))
 
 
+def _matrix_buffer() -> bool:
+    """Whether ``bytes(m)`` of a mathutils Matrix holds its float32 values, rows first (5.0: a
+    matrix is a buffer; half the time of copying it and iterating the copy); 4.2, 4.5: not."""
+    import struct
+
+    from mathutils import Matrix
+    try:
+        m = struct.unpack("16f", bytes(Matrix.Translation((1.0, 2.0, 3.0))))
+    except (TypeError, struct.error):
+        return False
+    return m[3:12:4] == (1.0, 2.0, 3.0)
+
+
+MATRIX_BUFFER = _matrix_buffer()
+# What a walk of object_instances keeps of an entry's matrix (valid only while it is current).
+KEEP_MATRIX = bytes if MATRIX_BUFFER else __import__("mathutils").Matrix.copy
+
+
 _GEOMETRY_TYPES = {"MESH", "CURVE", "SURFACE", "FONT", "META", "CURVES", "POINTCLOUD", "VOLUME"}
 
 

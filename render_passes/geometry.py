@@ -307,10 +307,16 @@ def drawn_object(inst):
     ``instance_object``), are only the temporary's."""
     if inst.is_instance:
         src = inst.instance_object
-        if src is not None and src.type == "MESH" and src != inst.parent \
-                and not any(m.type == "NODES" for m in src.modifiers):
+        if plain_instanced_mesh(inst.parent, src):
             return src
     return inst.object
+
+
+def plain_instanced_mesh(parent, src) -> bool:
+    """Whether the instance entries of ``parent`` whose ``instance_object`` is ``src`` (both
+    evaluated, or None) draw ``src``'s own mesh, one entry per instance (:func:`drawn_object`)."""
+    return (src is not None and src.type == "MESH" and src != parent
+            and not any(m.type == "NODES" for m in src.modifiers))
 
 
 def has_nodes(orig) -> bool:

@@ -67,6 +67,25 @@ class InstanceInfos(Mapping):
         if iid not in self:
             self._rows[iid] = self._make(iid, name, tuple(chain), list(pid))
 
+    def add_rows(self, iids: list[int], name: str, chain, pids: list[list[int]]) -> None:
+        """:meth:`add` of each ``(iids[j], pids[j])`` in order, instances of ``name`` with
+        instancer chain ``chain``: one row made, the others copies of it with their own id and
+        persistent id (``make``'s other fields depend on the object and chain alone)."""
+        ids = np.asarray(iids, np.int64)
+        taken = np.zeros(len(ids), bool)
+        for t in self._bulk.values():
+            if len(t.sorted_iid):
+                j = np.minimum(np.searchsorted(t.sorted_iid, ids), len(t.sorted_iid) - 1)
+                taken |= t.sorted_iid[j] == ids
+        rows, base = self._rows, None
+        for iid, pid, skip in zip(iids, pids, taken.tolist()):
+            if skip or iid in rows:
+                continue
+            if base is None:
+                base = rows[iid] = self._make(iid, name, tuple(chain), list(pid))
+            else:
+                rows[iid] = {**base, "instance_id": iid, "persistent_id": list(pid)}
+
     def bulk(self, name: str, chain, pid: np.ndarray, new: HashNew
              ) -> tuple[np.ndarray, np.ndarray]:
         """Instance ids (n,) uint32 and Random values (n,) float32 of the instances of

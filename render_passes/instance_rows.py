@@ -15,7 +15,8 @@ import numpy as np
 from ..dataset import objects as od
 from ..dataset import random_ids as rids
 from . import compat
-from .geometry import Geometry
+from .geometry import Geometry, union_geometry
+from .instance_walk import matrices
 
 # Triangles up to which the surface distance of a pixel is measured with numpy, not a BVH.
 SMALL_MESH = 256
@@ -87,21 +88,55 @@ def instancer_chain(parent, orig) -> list[str]:
 
 
 def sliced_groups(acc) -> list[Group]:
-    """Groups from lists ``[geom, changed, name, pass value, iids, matrices, Random values]``
-    (rows as Python lists): the rows of all of them made into three arrays at once, each group
-    holding its slices (one group per drawn thing: 400 on bench/scale.py's ``many``)."""
+    """Groups from lists ``[geom, changed, name, pass value, iids, matrices, Random values,
+    pieces]`` (rows as Python lists, matrices as ``Matrix``; ``pieces``: rows already arrays,
+    ``(position among the listed rows, iids, matrices, Random values)`` each): the listed rows
+    of all of them made into three arrays at once, each group holding its slices (one group per
+    drawn thing: 400 on bench/scale.py's ``many``), joined with its pieces where it has some."""
     flat: tuple[list, list, list] = ([], [], [])
     for a in acc:
         flat[0].extend(a[4])
         flat[1].extend(a[5])
         flat[2].extend(a[6])
-    iids, mats = np.array(flat[0], np.uint32), np.array(flat[1], float).reshape(-1, 4, 4)
-    rand, out, s = np.array(flat[2], np.float32), [], 0
-    for g, ch, name, pv, i, _m, _r in acc:
-        out.append(Group(name, g, iids[s:s + len(i)], mats[s:s + len(i)], pv, ch,
-                         rand[s:s + len(i)]))
+    iids, rand = np.array(flat[0], np.uint32), np.array(flat[2], np.float32)
+    mats = matrices(flat[1])
+    out, s = [], 0
+    for g, ch, name, pv, i, _m, _r, pieces in acc:
+        cols = (iids[s:s + len(i)], mats[s:s + len(i)], rand[s:s + len(i)])
+        if pieces:
+            cols = _joined(cols, pieces)
+        out.append(Group(name, g, cols[0], cols[1], pv, ch, cols[2]))
         s += len(i)
     return out
+
+
+def new_acc(keys: tuple, parts: dict, geom, name: str, pv: int) -> list:
+    """A group's accumulator for :func:`sliced_groups`: ``[geom, changed, name, pass value,
+    iids, matrices, Random values, pieces]`` of the drawn parts ``keys`` (``parts``: part key
+    -> (geometry, changed)); several parts are one union geometry (``geom(key, read)``: the
+    tracker's geometry of a drawn thing)."""
+    if len(keys) == 1:
+        g, changed = parts[keys[0]]
+    else:
+        geoms = [parts[k][0] for k in keys]
+        g, changed = geom(("union",) + keys, lambda c: union_geometry(geoms, c))
+        changed = changed or any(parts[k][1] for k in keys)
+    return [g, changed, name, pv, [], [], [], []]
+
+
+def _joined(cols: tuple, pieces: list[tuple]) -> tuple:
+    """Listed rows ``cols`` (iids, matrices, Random values) with ``pieces`` put among them."""
+    if len(pieces) == 1 and not len(cols[0]):
+        return pieces[0][1:]
+    out: tuple[list, list, list] = ([], [], [])
+    at = 0
+    for p in pieces:
+        for c, piece, o in zip(cols, p[1:], out):
+            o += [c[at:p[0]], piece]
+        at = p[0]
+    for c, o in zip(cols, out):
+        o.append(c[at:])
+    return tuple(np.concatenate(o) for o in out)
 
 
 def surface_distance(groups: list[Group], st: Stack, timings: dict[str, float]):
@@ -229,3 +264,34 @@ def used_materials(mats: list, data) -> list:
     idx = np.empty(len(a.data), np.int32)
     a.data.foreach_get("value", idx)
     return [mats[i] for i in np.unique(np.clip(idx, 0, len(mats) - 1)).tolist()]
+
+
+def frame_record(records: str, groups: list[Group], st: Stack, ins: np.ndarray, w2c: np.ndarray,
+                 k, near: float) -> dict[str, np.ndarray]:
+    """The arrays of a frame's object record (sorted by ``instance_id``; the contract of
+    ``dataset/documents/objects.py``'s ``FrameRecord``) from its instances ``st`` and id image
+    ``ins`` (H, W): the instances ``records`` keeps ("visible", "frustum" or "all"), with
+    amodal and visible boxes and pixel counts; ``w2c`` (4, 4) world -> OpenCV camera, ``k`` the
+    intrinsics, ``near`` the clip start (m)."""
+    vid, vbox, vcount = od.visible_box_arrays(ins, st.iid)
+    iid = st.iid
+    order = np.argsort(iid, kind="stable")
+    order = order[np.r_[True, iid[order][1:] != iid[order][:-1]]] if len(iid) else order
+    sid = iid[order]
+    pos = np.minimum(np.searchsorted(vid, sid), max(len(vid) - 1, 0))
+    seen = (vid[pos] == sid) if len(vid) else np.zeros(len(sid), bool)
+    if records == "visible":
+        order, pos, seen = order[seen], pos[seen], seen[seen]
+    bbox_obj = od.amodal_boxes_rows(w2c @ st.mats[order],
+                                    [(g.geom.verts, g.geom.edges) for g in groups],
+                                    st.gi[order], k.K, k.w, k.h, near)
+    if records == "frustum":
+        keep = (bbox_obj[:, 2] > 0) | seen
+        order, pos, seen, bbox_obj = order[keep], pos[keep], seen[keep], bbox_obj[keep]
+    bbox_visib = np.zeros((len(order), 4), np.int32)
+    px = np.zeros(len(order), np.int64)
+    bbox_visib[seen] = vbox[pos[seen]]
+    px[seen] = vcount[pos[seen]]
+    return dict(instance_id=iid[order], object_to_world=st.mats[order], box_lo=st.lo[order],
+                box_hi=st.hi[order], bbox_obj=bbox_obj, bbox_visib=bbox_visib,
+                px_count_visib=px)

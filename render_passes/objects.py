@@ -9,7 +9,7 @@ the picture. Frames skipped on a resumed run fall back to the viewport depsgraph
 
 After the frame's render it turns the raw Object Index + Depth pass file into the final
 segmentation EXR (object and instance ids, :func:`dataset.pixel_ids.resolve_pixels`) and measures
-the visible boxes, as one record of arrays per frame (:func:`_emit_frame`);
+the visible boxes, as one record of arrays per frame (:func:`.instance_rows.frame_record`);
 :meth:`ObjectTracker.instance_rows` and :meth:`ObjectTracker.instances_doc` give the instance
 table of ``objects.json`` and the ``instances`` part of ``segmentation_ids.json``, which the pass
 rig writes (``PassRig.finish_frame`` / ``finish_sequence``). The file format is
@@ -35,6 +35,7 @@ from ..dataset.documents.base import JSONObject
 from ..dataset.documents.objects import InstanceRowDict
 from . import compat, scene_setup
 from . import instance_rows as rows
+from . import instance_walk as walk
 from .frame_listener import FrameListener
 from .geometry import (
     MESHED,
@@ -46,8 +47,8 @@ from .geometry import (
     has_nodes,
     mesh_geometry,
     other_components,
+    plain_instanced_mesh,
     structural_deformer,
-    union_geometry,
 )
 from .instance_infos import InstanceInfos
 from .instance_rows import Group, Stack, stack, surface_distance
@@ -55,19 +56,7 @@ from .instance_rows import Group, Stack, stack, surface_distance
 # One frame's record before it is written: ``frame`` (int), ``camera`` (str) and the arrays of
 # ``FrameRecord`` by field name.
 FrameFields = dict[str, "np.ndarray | int | str"]
-
-
-def _emit_frame(tracker: ObjectTracker, *, frame: int, camera: str, instance_id: np.ndarray,
-                object_to_world: np.ndarray, box_lo: np.ndarray, box_hi: np.ndarray,
-                bbox_obj: np.ndarray, bbox_visib: np.ndarray, px_count_visib: np.ndarray
-                ) -> None:
-    """One frame's object record (arrays sorted by ``instance_id``; the contract of
-    ``dataset/documents/objects.py``'s ``FrameRecord``), kept in ``tracker.frames`` until the
-    pass rig writes it as the frame's record file (``PassRig.finish_frame``)."""
-    tracker.frames[frame] = dict(frame=frame, camera=camera, instance_id=instance_id,
-                                 object_to_world=object_to_world, box_lo=box_lo, box_hi=box_hi,
-                                 bbox_obj=bbox_obj, bbox_visib=bbox_visib,
-                                 px_count_visib=px_count_visib)
+_UNSEEN, _SKIP, _RUN = object(), object(), object()  # the walk's marks (_iterated_groups)
 
 
 class ObjectTracker(FrameListener):
@@ -85,7 +74,7 @@ class ObjectTracker(FrameListener):
         self.compression = compression
         self.records = records
         self.infos = InstanceInfos(self._row)
-        self.frames: dict[int, FrameFields] = {}
+        self.frames: dict[int, FrameFields] = {}  # until the pass rig writes them (finish_frame)
         self._poses: dict[int, np.ndarray] = {}
         self._current: dict[int, Any] = {}  # frame -> (groups, camera name, pose, K, near)
         self._geoms: dict[tuple, Geometry] = {}   # the latest geometry of each drawn thing
@@ -94,6 +83,7 @@ class ObjectTracker(FrameListener):
         self._structures: dict[str, tuple[bool, bool]] = {}  # name -> (particles, nodes)
         self._chains: dict[tuple[str, str], tuple[str, ...]] = {}
         self._iids: dict[tuple, int] = {}           # (name, chain, pid) -> id, iterated things
+        self._lanes = walk.LaneIds(self.infos.add_rows)
         self._objects = {o.name_full: o for o in bpy.data.objects}
         self._target: int | None = None
         self.aov_materials: set[str] | None = None  # the pass rig's: materials writing Random
@@ -103,7 +93,7 @@ class ObjectTracker(FrameListener):
         # surface distances), surface, write_ids (handing the id file to the writer thread),
         # records (visible + amodal boxes); write_ids_thread: the id file's writing, on that
         # thread (overlapping the next render; write_records_thread: the record files', when
-        # they are handed to it); write_ids_wait: the journal step waiting for them
+        # handed to it); write_ids_wait: the journal step waiting for them
         self.timings = dict.fromkeys(("collect", "resolve", "read_raw", "pixel_ids", "surface",
                                       "write_ids", "records", "write_ids_thread",
                                       "write_ids_wait"), 0.0)
@@ -174,10 +164,9 @@ class ObjectTracker(FrameListener):
         return self._statics[name]
 
     def _is_structural(self, orig) -> bool:
-        name = orig.name_full
-        if name not in self._structural:
-            self._structural[name] = structural_deformer(orig)
-        return self._structural[name]
+        got = self._structural.get(orig.name_full)
+        return got if got is not None else self._structural.setdefault(
+            orig.name_full, structural_deformer(orig))
 
     def _collect(self, frame: int, dg, camera) -> None:
         t0 = time.perf_counter()
@@ -275,13 +264,31 @@ class ObjectTracker(FrameListener):
         """Every drawn thing of ``dg.object_instances`` but the instances of ``bulk`` instancers
         (read as arrays), one instance however many entries it has: the components of an
         object's evaluated geometry (a curve's, text's, surface's or metaball's mesh; a mesh's
-        points or volume) are extra entries, joined to the object's own (:meth:`_thing_of`)."""
-        things: dict[tuple, list] = {}  # (name, chain, pid) -> [pass value, matrix, part keys]
+        points or volume) are extra entries, joined to the object's own (:meth:`_thing_of`).
+        A fast-lane pair's entries (:meth:`_lane`) are kept raw, a mark where each run begins."""
+        things: dict[tuple, Any] = {}  # (name, chain, pid) -> [pass value, matrix, keys, rids]
         parts: dict[tuple, tuple[Geometry | None, bool]] = {}
         feeds: dict[tuple, float] = {}  # part key -> how its materials feed the Random AOV
-        ids, fed = self.ids, self.aov_materials
+        ids, lanes, marks, prev, keep = self.ids, {}, [], None, compat.KEEP_MATRIX
         for inst in dg.object_instances:
             is_instance = inst.is_instance
+            if is_instance:
+                pair = (inst.parent, inst.instance_object)
+                lane = lanes.get(pair, _UNSEEN)
+                if lane is _UNSEEN:
+                    lane = lanes[pair] = self._lane(pair, rendered, bulk, parts, feeds)
+                if lane is _SKIP:
+                    continue
+                if lane is not None:
+                    if lane is not prev:
+                        prev = things[(_RUN, len(marks))] = lane
+                        marks.append((lane, len(lane.rids)))
+                        add_p, add_r, add_m = lane.pids.append, lane.rids.append, lane.mats.append
+                    add_p(inst.persistent_id[:])
+                    add_r(inst.random_id)
+                    add_m(keep(inst.matrix_world))
+                    continue
+            prev = None
             ob = drawn_object(inst) if is_instance else inst.object
             orig = ob.original
             name = orig.name_full
@@ -295,34 +302,62 @@ class ObjectTracker(FrameListener):
                 thing = (name, (), ()) if ok else None
             if thing is None:
                 continue
-            # Evaluated data is shared by the copies of one thing (and outlives the iteration);
-            # non-mesh data (curves, text) is meshed per object.
-            data = ob.data
-            key = (name, data.name_full if data is not None else "", kind, is_instance)
-            if key not in parts:
-                if key in self._geoms and self._static(orig):
-                    parts[key] = self._geoms[key], False
-                else:
-                    parts[key] = self._geom(key, lambda c, ob=ob: geometry_of(ob, c))
-                feeds[key] = rows.feeds(fed, rows.used_materials(
-                    [s.material for s in ob.material_slots], data))
+            key = self._part(ob, orig, (name, kind, is_instance), parts, feeds)
             rid = inst.random_id if is_instance else None  # Cycles hashes a plain one's name
             t = things.get(thing)
             if t is None:
-                things[thing] = [int(orig.pass_index), inst.matrix_world.copy(), (key,), {key: rid}]
+                things[thing] = [int(orig.pass_index), keep(inst.matrix_world), (key,), {key: rid}]
             elif key not in t[2]:
                 t[2] += (key,)
                 t[3][key] = rid
-        self.counts["iterated"] += len(things)
-        return self._thing_groups(things, parts, feeds)
+        runs = walk.runs_of(marks)
+        self.counts["iterated"] += len(things) - len(runs) + sum(
+            int(lane.first()[1].sum()) for lane in {id(r.lane): r.lane for r in runs}.values())
+        return self._thing_groups(things, parts, feeds, runs)
 
-    def _thing_groups(self, things: dict[tuple, list], parts: dict, feeds: dict[tuple, float]
-                      ) -> list[Group]:
+    def _part(self, ob, orig, how: tuple, parts: dict, feeds: dict) -> tuple:
+        """The part key of evaluated ``ob`` (``how``: its name, type, and whether an instance),
+        its geometry and Random feed put in ``parts`` and ``feeds`` when first met (evaluated
+        data is shared by one thing's copies; non-mesh data is meshed per object)."""
+        data = ob.data
+        key = (how[0], data.name_full if data is not None else "", how[1], how[2])
+        if key not in parts:
+            if key in self._geoms and self._static(orig):
+                parts[key] = self._geoms[key], False
+            else:
+                parts[key] = self._geom(key, lambda c, ob=ob: geometry_of(ob, c))
+            feeds[key] = rows.feeds(self.aov_materials, rows.used_materials(
+                [s.material for s in ob.material_slots], data))
+        return key
+
+    def _lane(self, pair: tuple, rendered, bulk: set[str], parts: dict, feeds: dict):
+        """How the entries of ``(parent, instance_object)`` are walked: a new fast-lane
+        :class:`.instance_walk.Lane` where each is one instance of a plain mesh object (particles,
+        vertex/face instancing; not a collection instancer's, nor geometry nodes'); ``_SKIP``
+        where none counts (what :meth:`_thing_of` says of each); None: entry by entry."""
+        parent, src = pair  # a collection instancer asked first: one per pair in a crowd
+        if parent is None or parent.instance_type == "COLLECTION" \
+                or not plain_instanced_mesh(parent, src):
+            return None
+        orig, porig = src.original, parent.original
+        pname = porig.name_full
+        if orig.name_full not in self.ids or pname not in rendered or pname in bulk:
+            return _SKIP
+        if self._structure(porig)[1]:
+            return None
+        key = self._part(src, orig, (orig.name_full, src.type, True), parts, feeds)
+        return walk.Lane(orig.name_full, self._chain_of(porig, orig), key, int(orig.pass_index))
+
+    def _thing_groups(self, things: dict[tuple, Any], parts: dict, feeds: dict[tuple, float],
+                      runs: list[walk.Run]) -> list[Group]:
         """The groups of the drawn things of :meth:`_iterated_groups`: one per set of drawn
-        parts, in the order first met (:func:`.instance_rows.sliced_groups`)."""
+        parts, in the order first met (:func:`.instance_rows.sliced_groups`); runs' rows where
+        their marks are."""
         acc: dict[tuple, list] = {}
         drawn: dict[tuple, tuple] = {}
-        for thing, (pv, mat, keys, rid) in things.items():
+        for thing, t in things.items():
+            run = runs[thing[1]] if thing[0] is _RUN else None
+            keys = t[2] if run is None else (run.lane.key,)
             if keys not in drawn:  # Cycles draws curve ... metaball data only as a mesh component
                 drawn[keys] = tuple(k for k in keys if k[2] not in MESHED and parts[k][0] is not None)
             keys = drawn[keys]
@@ -330,18 +365,15 @@ class ObjectTracker(FrameListener):
                 continue
             a = acc.get(keys)
             if a is None:
-                if len(keys) == 1:
-                    g, changed = parts[keys[0]]
-                else:
-                    geoms = [parts[k][0] for k in keys]
-                    g, changed = self._geom(("union",) + keys,
-                                            lambda c, geoms=geoms: union_geometry(geoms, c))
-                    changed = changed or any(parts[k][1] for k in keys)
-                a = acc[keys] = [g, changed, thing[0], pv, [], [], []]
+                a = acc[keys] = rows.new_acc(keys, parts, self._geom, *(
+                    (thing[0], t[0]) if run is None else (run.lane.name, run.lane.pass_value)))
+            if run is not None:
+                a[7].append((len(a[4]),) + self._lanes.rows(run, feeds[run.lane.key]))
+                continue
             iid = self._iids.get(thing)
             a[4].append(iid if iid is not None else self._iid(*thing))
-            a[5].append(mat)
-            a[6].append(rows.thing_random(feeds, keys, rid, self._objects[thing[0]]))
+            a[5].append(t[1])
+            a[6].append(rows.thing_random(feeds, keys, t[3], self._objects[thing[0]]))
         return rows.sliced_groups(acc.values())
 
     def _thing_of(self, inst, orig, kind: str, rendered, bulk: set[str], things) -> tuple | None:
@@ -411,7 +443,8 @@ class ObjectTracker(FrameListener):
         t1 = time.perf_counter()
         w2c = od.world_to_cv(pose)
         self._poses[frame] = w2c
-        self._record(frame, cam_name, groups, st, ins, w2c, k, near)
+        self.frames[frame] = dict(frame=frame, camera=cam_name, **rows.frame_record(
+            self.records, groups, st, ins, w2c, k, near))
         t2 = time.perf_counter()
         self.timings["records"] += t2 - t1
         self.timings["resolve"] += t2 - t0
@@ -451,33 +484,6 @@ class ObjectTracker(FrameListener):
         super().close()
         self.writer.close()
 
-    def _record(self, frame: int, cam_name: str, groups: list[Group], st: Stack,
-                ins: np.ndarray, w2c: np.ndarray, k, near: float) -> None:
-        """The frame's record from its instances ``st`` and id image ``ins``: the instances
-        ``self.records`` keeps, with amodal and visible boxes and pixel counts."""
-        vid, vbox, vcount = od.visible_box_arrays(ins, st.iid)
-        iid = st.iid
-        order = np.argsort(iid, kind="stable")
-        order = order[np.r_[True, iid[order][1:] != iid[order][:-1]]] if len(iid) else order
-        sid = iid[order]
-        pos = np.minimum(np.searchsorted(vid, sid), max(len(vid) - 1, 0))
-        seen = (vid[pos] == sid) if len(vid) else np.zeros(len(sid), bool)
-        if self.records == "visible":
-            order, pos, seen = order[seen], pos[seen], seen[seen]
-        bbox_obj = od.amodal_boxes_rows(w2c @ st.mats[order],
-                                        [(g.geom.verts, g.geom.edges) for g in groups],
-                                        st.gi[order], k.K, k.w, k.h, near)
-        if self.records == "frustum":
-            keep = (bbox_obj[:, 2] > 0) | seen
-            order, pos, seen, bbox_obj = order[keep], pos[keep], seen[keep], bbox_obj[keep]
-        bbox_visib = np.zeros((len(order), 4), np.int32)
-        px = np.zeros(len(order), np.int64)
-        bbox_visib[seen] = vbox[pos[seen]]
-        px[seen] = vcount[pos[seen]]
-        _emit_frame(self, frame=frame, camera=cam_name, instance_id=iid[order],
-                    object_to_world=st.mats[order], box_lo=st.lo[order], box_hi=st.hi[order],
-                    bbox_obj=bbox_obj, bbox_visib=bbox_visib, px_count_visib=px)
-
     def instance_rows(self) -> list[InstanceRowDict]:
         """The instance table of the sequence (rows of ``instance_id, object_id, object,
         instancer_chain, persistent_id, category, deforming``), sorted by id: every instance of
@@ -488,8 +494,7 @@ class ObjectTracker(FrameListener):
         return [self.infos[i] for i in sorted(seen)]
 
     def instances_doc(self) -> JSONObject:
-        return {str(v["instance_id"]): {"object": v["object"], "object_id": v["object_id"],
-                                        "instancer_chain": v["instancer_chain"],
-                                        "persistent_id": v["persistent_id"],
-                                        "class": v["category"]}
-                for v in self.instance_rows()}
+        return {str(v["instance_id"]): {
+            "object": v["object"], "object_id": v["object_id"], "instancer_chain":
+            v["instancer_chain"], "persistent_id": v["persistent_id"], "class": v["category"]}
+            for v in self.instance_rows()}
