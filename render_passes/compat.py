@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, TypedDict
 
-import _bpy
 import bpy
 
 IS5 = "compositing_node_group" in bpy.types.Scene.bl_rna.properties
@@ -67,6 +66,8 @@ def render(write_still: bool) -> None:
     re-evaluated the whole view layer after any scene setting changed (65-90 ms per update at
     10,000 collection instances; docs/blender_notes.md). The wrapper is used where the
     operator module's ``call`` is not there (the same one the wrapper calls on 4.2-5.0)."""
+    import _bpy  # Blender's own module behind bpy.ops (there once bpy is imported)
+
     call = getattr(getattr(_bpy, "ops", None), "call", None)
     if call is None:
         bpy.ops.render.render(write_still=write_still)
