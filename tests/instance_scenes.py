@@ -300,6 +300,22 @@ def build(name: str, path: str | Path) -> Path:
     return path
 
 
+def _dolly_and_save(bpy, scene, path, frames: int, yz: tuple[float, float], tilt: float,
+                    step: float) -> Path:
+    """Add the camera ``Cam`` (30 mm on a 36 mm sensor) at (0, y, z), tilted ``tilt`` deg from
+    looking down, moving ``step`` m/frame in +y over frames 1..``frames``; save to ``path``."""
+    cd = bpy.data.cameras.new("Cam")
+    cd.lens, cd.sensor_width, cd.sensor_fit = 30.0, 36.0, "HORIZONTAL"
+    cam = _obj(bpy, "Cam", cd, scene.collection, loc=(0.0, yz[0], yz[1]))
+    cam.rotation_euler = (math.radians(tilt), 0.0, 0.0)
+    scene.camera = cam
+    _linear_keys(bpy, cam, "location", {1: yz[0], frames: yz[0] + step * (frames - 1)}, index=1)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(path), compress=False)
+    return path
+
+
 def build_scatter(path: str | Path, count: int, frames: int = 6, res=(160, 120),
                   samples: int = 4, via: str = "nodes") -> Path:
     """The scale scene (bench/scale.py): a 40 m ground plane whose geometry nodes scatter
@@ -330,16 +346,7 @@ def build_scatter(path: str | Path, count: int, frames: int = 6, res=(160, 120),
         _particle_scatter(bpy, scene, ground, count)
     else:
         _gn_cones(bpy, ground, count)
-    cd = bpy.data.cameras.new("Cam")
-    cd.lens, cd.sensor_width, cd.sensor_fit = 30.0, 36.0, "HORIZONTAL"
-    cam = _obj(bpy, "Cam", cd, scene.collection, loc=(0.0, -18.0, 4.0))
-    cam.rotation_euler = (math.radians(70.0), 0.0, 0.0)
-    scene.camera = cam
-    _linear_keys(bpy, cam, "location", {1: -18.0, frames: -18.0 + 0.5 * (frames - 1)}, index=1)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    bpy.ops.wm.save_as_mainfile(filepath=str(path), compress=False)
-    return path
+    return _dolly_and_save(bpy, scene, path, frames, (-18.0, 4.0), 70.0, 0.5)
 
 
 def _gn_cones(bpy, ground, count: int) -> None:
@@ -470,16 +477,7 @@ def build_many(path: str | Path, meshes: int = 400, instances: int = 200, frames
         e = _obj(bpy, f"CrateAt{i:03d}", None, scene.collection,
                  loc=((i % 20 - 10) * 1.5 + 0.75, (i // 20 - 10) * 1.5 + 0.75, 0.3))
         e.instance_type, e.instance_collection = "COLLECTION", crates
-    cd = bpy.data.cameras.new("Cam")
-    cd.lens, cd.sensor_width, cd.sensor_fit = 30.0, 36.0, "HORIZONTAL"
-    cam = _obj(bpy, "Cam", cd, scene.collection, loc=(0.0, -12.0, 9.0))
-    cam.rotation_euler = (math.radians(55.0), 0.0, 0.0)
-    scene.camera = cam
-    _linear_keys(bpy, cam, "location", {1: -12.0, frames: -12.0 + 0.4 * (frames - 1)}, index=1)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    bpy.ops.wm.save_as_mainfile(filepath=str(path), compress=False)
-    return path
+    return _dolly_and_save(bpy, scene, path, frames, (-12.0, 9.0), 55.0, 0.4)
 
 
 if __name__ == "__main__":
