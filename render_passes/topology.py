@@ -13,7 +13,7 @@ import numpy as np
 from ..dataset.documents.transforms import FrameEntry
 from . import compat
 from .frame_listener import FrameListener
-from .geometry import bulk_instances, drawn_object, has_nodes
+from .geometry import bulk_instances, drawn_object, has_nodes, plain_instanced_mesh
 
 # -- Meshes whose vertex count changes: Cycles has no motion for them ---------------------------
 # Cycles' Vector pass matches a mesh's vertices across the motion steps (frames t-1, t, t+1) by
@@ -88,16 +88,17 @@ def _particle_sources(ob) -> list | None:
         src = ps.instance_object
         if src is None:
             continue
-        if src == ob or not _plain_mesh(src):
+        if not _plain_mesh(ob, src):
             return None
         out.append(src)
     return out
 
 
-def _plain_mesh(ob) -> bool:
-    """A mesh object whose evaluated mesh is all it draws (no geometry nodes, no instancing, no
-    particles)."""
-    return (ob.type == "MESH" and ob.instance_type == "NONE" and not has_nodes(ob)
+def _plain_mesh(parent, ob) -> bool:
+    """Whether ``parent``'s copies of ``ob`` draw ``ob``'s own mesh
+    (:func:`.geometry.plain_instanced_mesh`) and nothing more (``ob`` instances nothing and has
+    no particles, whose copies would be listed under ``parent`` too)."""
+    return (plain_instanced_mesh(parent, ob) and ob.instance_type == "NONE"
             and not len(ob.particle_systems))
 
 
@@ -118,7 +119,7 @@ def _collection_sources(ob) -> list | None:
         if o.type in ("LIGHT", "CAMERA", "LIGHT_PROBE") or (o.type == "EMPTY"
                                                             and o.instance_type == "NONE"):
             continue
-        if not _plain_mesh(o):
+        if not _plain_mesh(ob, o):
             return None
         out.append(o)
     return out
