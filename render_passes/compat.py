@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any, TypedDict
 
 import bpy
+from mathutils import Matrix
 
 IS5 = "compositing_node_group" in bpy.types.Scene.bl_rna.properties
 FILE_OUTPUT_ITEMS = "file_output_items" in bpy.types.CompositorNodeOutputFile.bl_rna.properties
@@ -306,7 +307,6 @@ def _matrix_buffer() -> bool:
     matrix is a buffer; half the time of copying it and iterating the copy); 4.2, 4.5: not."""
     import struct
 
-    from mathutils import Matrix
     try:
         m = struct.unpack("16f", bytes(Matrix.Translation((1.0, 2.0, 3.0))))
     except (TypeError, struct.error):
@@ -316,7 +316,7 @@ def _matrix_buffer() -> bool:
 
 MATRIX_BUFFER = _matrix_buffer()
 # What a walk of object_instances keeps of an entry's matrix (valid only while it is current).
-KEEP_MATRIX = bytes if MATRIX_BUFFER else __import__("mathutils").Matrix.copy
+KEEP_MATRIX = bytes if MATRIX_BUFFER else Matrix.copy
 
 
 _GEOMETRY_TYPES = {"MESH", "CURVE", "SURFACE", "FONT", "META", "CURVES", "POINTCLOUD", "VOLUME"}
